@@ -1,0 +1,436 @@
+"""Formula + DataFrame -> :class:`Design`, the one description every backend consumes.
+
+A design holds the response ``y``, the fixed-effects matrix ``X`` and one
+:class:`RandomTerm` per random-effects term. A term stores its grouping factor as integer
+codes and its per-row model matrix ``z`` (n x q); the n x (levels * q) matrix ``Z`` is never
+formed. The design also keeps formulaic's model specs, so that new data is materialised with
+the same columns, contrasts and transform state (:meth:`Design.new_data`).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
+from .formula import BarTerm, MixedFormula, parse_formula
+from .formula.parser import suggest, variables_in
+
+RANK_TOLERANCE = 1e-7  # the tolerance of R's qr(), which lme4 uses to drop fixed-effect columns
+
+
+@dataclass(frozen=True, eq=False)
+class RandomTerm:
+    """One random-effects term: a grouping factor and the columns whose effects vary by it.
+
+    Attributes
+    ----------
+    group
+        The grouping factor's name as lme4 prints it (``"id"``, ``"a:b"``).
+    codes
+        Integer level index of each row, shape (n,), values in ``0 .. len(levels) - 1``.
+    levels
+        The factor's levels in sorted order (as R's ``factor`` sorts them).
+    z
+        The term's model matrix, shape (n, q): row i multiplies the effects of level ``codes[i]``.
+    columns
+        Names of the q columns of ``z``.
+    correlated
+        Whether the q effects have an unstructured covariance (``|``) or are a single
+        column split off an uncorrelated ``||`` term.
+    """
+
+    group: str
+    codes: np.ndarray
+    levels: pd.Index
+    z: np.ndarray
+    columns: tuple[str, ...]
+    correlated: bool
+
+    @property
+    def q(self) -> int:
+        """Number of effects per level."""
+        return self.z.shape[1]
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels of the grouping factor."""
+        return len(self.levels)
+
+    def __repr__(self) -> str:
+        bar = "|" if self.correlated else "||"
+        return f"RandomTerm(({' + '.join(self.columns)} {bar} {self.group}), levels={self.n_levels})"
+
+
+@dataclass(frozen=True)
+class NewData:
+    """New data materialised with a fitted design's columns and contrasts.
+
+    Attributes
+    ----------
+    X
+        Fixed-effects matrix, with the design's columns.
+    codes
+        Per random term, the level index of each row; -1 where the level was not seen in fitting.
+    z
+        Per random term, the (n, q) term matrix.
+    unseen
+        Per grouping factor with unseen levels, those levels.
+    index
+        Row labels of the new data.
+    """
+
+    X: np.ndarray
+    codes: tuple[np.ndarray, ...]
+    z: tuple[np.ndarray, ...]
+    unseen: dict[str, list]
+    index: pd.Index
+
+
+@dataclass(frozen=True)
+class _TermSpec:
+    """How to rebuild one RandomTerm on new data."""
+
+    bar: BarTerm
+    spec: formulaic.ModelSpec
+    column: int | None  # the one column kept when an uncorrelated term was split
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """The materialised model: ``y = X beta + sum_k (z_k * u_k[codes_k]).sum(1) + e``.
+
+    Attributes
+    ----------
+    formula
+        The parsed formula.
+    y
+        Response, shape (n,).
+    X
+        Fixed-effects matrix, shape (n, p), full column rank.
+    fixed_names
+        Names of the columns of X (``"Intercept"``, ``"perform_type[Solo]"``).
+    terms
+        The random-effects terms, in formula order (``||`` split into one term per column).
+    response
+        The response's name.
+    index
+        Labels of the rows used, from the data's index.
+    n_dropped
+        How many rows were dropped for missing values.
+    dropped_columns
+        Fixed-effect columns dropped as linear combinations of earlier ones.
+    """
+
+    formula: MixedFormula
+    y: np.ndarray
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    terms: tuple[RandomTerm, ...]
+    response: str
+    index: pd.Index
+    n_dropped: int = 0
+    dropped_columns: tuple[str, ...] = ()
+    _fixed_spec: formulaic.ModelSpec | None = field(default=None, repr=False)
+    _kept: np.ndarray | None = field(default=None, repr=False)
+    _term_specs: tuple[_TermSpec, ...] = field(default=(), repr=False)
+    _variable_levels: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n(self) -> int:
+        """Number of observations."""
+        return len(self.y)
+
+    @property
+    def p(self) -> int:
+        """Number of fixed-effect columns."""
+        return self.X.shape[1]
+
+    @property
+    def groups(self) -> dict[str, int]:
+        """Number of levels per grouping factor, as lme4's ``ngrps``."""
+        return {t.group: t.n_levels for t in self.terms}
+
+    def __repr__(self) -> str:
+        lines = [
+            f"Design: {self.formula.text}",
+            f"  observations: {self.n}" + (f" ({self.n_dropped} dropped for missing values)" if self.n_dropped else ""),
+            f"  response: {self.response}",
+            f"  fixed effects ({self.p}): {', '.join(self.fixed_names)}",
+        ]
+        if self.dropped_columns:
+            lines.append(f"  dropped (rank deficient): {', '.join(self.dropped_columns)}")
+        lines.append("  random effects:")
+        for t in self.terms:
+            kind = "correlated" if t.correlated and t.q > 1 else ("uncorrelated" if not t.correlated else "scalar")
+            lines.append(f"    {t.group} ({t.n_levels} levels): {', '.join(t.columns)} [{kind}]")
+        return "\n".join(lines)
+
+    def new_data(self, data: pd.DataFrame) -> NewData:
+        """Materialise ``data`` with this design's columns, contrasts and transform state.
+
+        Levels of a grouping factor not seen in fitting get code -1 and are listed in
+        :attr:`NewData.unseen`; what to do with them is the caller's choice. Missing values,
+        missing columns and unseen levels of categorical predictors raise :class:`DataError`.
+        """
+        data = _check_frame(data, "newdata")
+        needed = [v for v in self.formula.variables if v != self.response]
+        missing = [v for v in needed if v not in data.columns]
+        if missing:
+            raise DataError(
+                f"newdata lacks column(s) {', '.join(map(repr, missing))} used by the formula."
+                + suggest(missing[0], data.columns)
+            )
+        for name in needed:
+            column = data[name]
+            if column.isna().any():
+                raise DataError(
+                    f"newdata column {name!r} has {int(column.isna().sum())} missing value(s); "
+                    "predictions need every used column: fill or drop those rows first."
+                )
+            if name in self._variable_levels:
+                _check_like_training(name, column, self._variable_levels[name])
+        X = self._fixed_spec.get_model_matrix(data).to_numpy(dtype=float)[:, self._kept]
+        codes, zs, unseen = [], [], {}
+        for spec, term in zip(self._term_specs, self.terms):
+            z = _term_matrix(spec, data)
+            key = _group_keys(data, spec.bar.group)
+            code = term.levels.get_indexer(key)
+            if (code < 0).any():
+                unseen[term.group] = list(pd.unique(key[code < 0]))
+            codes.append(code)
+            zs.append(z)
+        return NewData(X, tuple(codes), tuple(zs), unseen, data.index)
+
+
+def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
+    """Build the :class:`Design` of ``formula`` on ``data``.
+
+    Rows with a missing value in any column the formula uses are dropped, counted, and
+    reported in a :class:`MissingDataWarning`. Fixed-effect columns that are linear
+    combinations of earlier ones are dropped with a :class:`RankDeficiencyWarning`, as lme4
+    does.
+
+    Raises
+    ------
+    FormulaError
+        For bad formula syntax, or a variable that is not a column of ``data``.
+    DataError
+        For an empty frame, a non-numeric, constant or infinite response, infinite
+        predictor values, or a grouping factor with fewer than two levels or as many levels
+        as observations.
+    """
+    parsed = formula if isinstance(formula, MixedFormula) else parse_formula(formula)
+    data = _check_frame(data, "data")
+    for name in parsed.variables:
+        if name not in data.columns:
+            raise FormulaError(
+                f"Variable {name!r} is not a column of the data." + suggest(name, data.columns),
+                parsed.text,
+                _position(parsed.text, name),
+            )
+    used = data[list(parsed.variables)]
+    missing = used.isna()
+    dropped = missing.any(axis=1)
+    n_dropped = int(dropped.sum())
+    if n_dropped:
+        per_column = ", ".join(f"{c} ({int(k)})" for c, k in missing.sum().items() if k)
+        warnings.warn(
+            f"Dropped {n_dropped} of {len(data)} rows with missing values in {per_column}; "
+            "fill or remove them first to keep those rows.",
+            MissingDataWarning,
+            stacklevel=2,
+        )
+        data = data.loc[~dropped.to_numpy()]
+        if data.empty:
+            raise DataError("No rows are left after dropping rows with missing values in the formula's columns.")
+
+    y = _response(parsed, data)
+    fixed = formulaic.model_matrix(parsed.fixed, data, na_action="raise")
+    names = [_clean(c) for c in fixed.columns]
+    X = fixed.to_numpy(dtype=float)
+    _check_finite(X, names, "predictor")
+    kept = independent_columns(X)
+    dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
+    if dropped_columns:
+        warnings.warn(
+            f"The fixed-effects model matrix is rank deficient, so {len(dropped_columns)} column(s) were dropped "
+            f"(linear combinations of earlier columns): {', '.join(dropped_columns)}.",
+            RankDeficiencyWarning,
+            stacklevel=2,
+        )
+
+    terms: list[RandomTerm] = []
+    term_specs: list[_TermSpec] = []
+    for bar in parsed.bars:
+        mm = formulaic.model_matrix(bar.expr, data, na_action="raise")
+        if mm.shape[1] == 0:
+            raise FormulaError(f"The random-effects term {bar} has no columns: write (1 | {bar.group_name}).", parsed.text)
+        columns = [_clean(c) for c in mm.columns]
+        z = mm.to_numpy(dtype=float)
+        _check_finite(z, columns, f"column of term {bar}")
+        codes, levels = _factor(data, bar.group)
+        if len(levels) < 2:
+            raise DataError(
+                f"Grouping factor {bar.group_name!r} has {len(levels)} level; a random effect needs at least two groups. "
+                f"Drop the term {bar} or use {bar.group_name!r} as a fixed effect."
+            )
+        if len(levels) >= len(data):
+            raise DataError(
+                f"Grouping factor {bar.group_name!r} has as many levels ({len(levels)}) as observations ({len(data)}), "
+                "so its effects cannot be told apart from the residual. Drop the term or use a coarser grouping."
+            )
+        split = [None] if bar.correlated else range(z.shape[1])
+        for j in split:
+            cols = slice(None) if j is None else slice(j, j + 1)
+            terms.append(RandomTerm(bar.group_name, codes, levels, z[:, cols].copy(), tuple(columns[cols]), bar.correlated))
+            term_specs.append(_TermSpec(bar, mm.model_spec, j))
+
+    predictors = variables_in(parsed.fixed) + sum((variables_in(b.expr) for b in parsed.bars), ())
+    variable_levels = {name: _levels_of(data[name]) for name in predictors}
+    return Design(
+        formula=parsed,
+        y=y,
+        X=X[:, kept],
+        fixed_names=tuple(n for n, k in zip(names, kept) if k),
+        terms=tuple(terms),
+        response=parsed.response,
+        index=data.index,
+        n_dropped=n_dropped,
+        dropped_columns=dropped_columns,
+        _fixed_spec=fixed.model_spec,
+        _kept=kept,
+        _term_specs=tuple(term_specs),
+        _variable_levels=variable_levels,
+    )
+
+
+def independent_columns(X: np.ndarray, tol: float = RANK_TOLERANCE) -> np.ndarray:
+    """Mask of the columns kept when later columns that depend on earlier ones are dropped.
+
+    Column j is dropped when the part of it orthogonal to the kept earlier columns has a norm
+    below ``tol`` times its own norm: R's ``qr(X, tol = 1e-7)`` with limited pivoting, which
+    lme4 uses to drop fixed-effect columns.
+    """
+    kept = np.zeros(X.shape[1], dtype=bool)
+    basis = np.empty((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        x = X[:, j]
+        norm = np.linalg.norm(x)
+        r = x - basis @ (basis.T @ x)
+        r = r - basis @ (basis.T @ r)
+        rnorm = np.linalg.norm(r)
+        if norm > 0 and rnorm > tol * norm:
+            kept[j] = True
+            basis = np.column_stack([basis, r / rnorm])
+    return kept
+
+
+def _check_frame(data, what: str) -> pd.DataFrame:
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"{what} must be a pandas DataFrame, not {type(data).__name__}.")
+    duplicated = data.columns[data.columns.duplicated()]
+    if len(duplicated):
+        raise DataError(f"{what} has duplicate column name(s) {', '.join(map(repr, pd.unique(duplicated)))}; rename them.")
+    if data.empty:
+        raise DataError(f"{what} has no rows.")
+    return data
+
+
+def _response(parsed: MixedFormula, data: pd.DataFrame) -> np.ndarray:
+    name = parsed.response
+    if name in data.columns:
+        column = data[name]
+        if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+            raise DataError(
+                f"The response column {name!r} has dtype {column.dtype}; a Gaussian mixed model needs a numeric "
+                f"response. Convert it, e.g. data[{name!r}] = pd.to_numeric(data[{name!r}])."
+            )
+        y = column.to_numpy(dtype=float)
+    else:
+        mm = formulaic.model_matrix(f"0 + {name}", data, na_action="raise")
+        if mm.shape[1] != 1:
+            raise DataError(f"The response {name!r} gives {mm.shape[1]} columns; it must be one numeric column.")
+        y = mm.to_numpy(dtype=float)[:, 0]
+    if not np.isfinite(y).all():
+        raise DataError(f"The response {name!r} has {int((~np.isfinite(y)).sum())} infinite or undefined value(s); remove or fix them.")
+    if np.ptp(y) == 0:
+        raise DataError(f"The response {name!r} is constant ({y[0]:g}); there is nothing to model.")
+    return y
+
+
+def _check_finite(M: np.ndarray, names: list[str], what: str) -> None:
+    bad = ~np.isfinite(M).all(axis=0)
+    if bad.any():
+        col = names[int(np.argmax(bad))]
+        raise DataError(f"The {what} {col!r} has infinite or undefined values; remove or fix those rows.")
+
+
+def _factor(data: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and sorted levels of a grouping factor (an interaction when several names)."""
+    codes, levels = _sorted_factorize(data[group[0]])
+    for name in group[1:]:
+        c2, l2 = _sorted_factorize(data[name])
+        combined, pairs = pd.factorize(codes * len(l2) + c2, sort=True)
+        levels = pd.Index([f"{levels[p // len(l2)]}:{l2[p % len(l2)]}" for p in pairs])
+        codes = combined
+    return codes.astype(np.intp), levels
+
+
+def _group_keys(data: pd.DataFrame, group: tuple[str, ...]) -> pd.Index:
+    if len(group) == 1:
+        return pd.Index(data[group[0]])
+    return pd.Index(data[list(group)].astype(str).agg(":".join, axis=1))
+
+
+def _sorted_factorize(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    try:
+        codes, uniques = pd.factorize(column, sort=True)
+    except TypeError:  # mixed types that do not compare: sort by their text
+        codes, uniques = pd.factorize(column.astype(str), sort=True)
+    levels = pd.Index(np.asarray(uniques)) if isinstance(uniques, pd.Categorical) else pd.Index(uniques)
+    return codes, levels
+
+
+def _term_matrix(spec: _TermSpec, data: pd.DataFrame) -> np.ndarray:
+    z = spec.spec.get_model_matrix(data).to_numpy(dtype=float)
+    return z if spec.column is None else z[:, spec.column : spec.column + 1]
+
+
+def _levels_of(column: pd.Series):
+    """What new data must match: None for numeric columns, the set of levels otherwise."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return None
+    return set(pd.unique(column))
+
+
+def _check_like_training(name: str, column: pd.Series, levels: set | None) -> None:
+    """New data for a predictor must be numeric where it was numeric, and use only seen levels."""
+    if levels is None:
+        if _levels_of(column) is not None:
+            raise DataError(
+                f"newdata column {name!r} has dtype {column.dtype}, but it was numeric in the fitted data; "
+                f"convert it, e.g. newdata[{name!r}] = pd.to_numeric(newdata[{name!r}])."
+            )
+        return
+    unseen = [v for v in pd.unique(column) if v not in levels]
+    if unseen:
+        raise DataError(
+            f"newdata column {name!r} has level(s) {unseen[:5]} not seen in the fitted data "
+            f"(known: {sorted(map(str, levels))[:10]}); a fixed effect cannot be predicted for them."
+        )
+
+
+def _clean(column: str) -> str:
+    """formulaic's treatment-contrast names without the ``T.``: ``f[T.b]`` -> ``f[b]``."""
+    return column.replace("[T.", "[")
+
+
+def _position(text: str, name: str) -> int | None:
+    m = re.search(rf"(?<![A-Za-z0-9_.`]){re.escape(name)}(?![A-Za-z0-9_`])", text)
+    return m.start() if m else None

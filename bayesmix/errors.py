@@ -1,0 +1,62 @@
+"""The bayesmix exception and warning family.
+
+Every error a user can cause is a :class:`BayesmixError`; its message names the
+formula term, column or value at fault and says how to fix it. Statistical trouble
+that still leaves a usable answer (a singular fit, divergences, high R-hat) is a
+:class:`BayesmixWarning` instead.
+"""
+
+from __future__ import annotations
+
+
+class BayesmixError(Exception):
+    """Base class of every error bayesmix raises on purpose."""
+
+
+class FormulaError(BayesmixError, ValueError):
+    """The formula text cannot be read as an lme4-style mixed-model formula.
+
+    Parameters
+    ----------
+    message
+        What is wrong and how to fix it.
+    formula
+        The formula text, if known; shown with a caret under ``position``.
+    position
+        0-based character offset of the offending place in ``formula``.
+    """
+
+    def __init__(self, message: str, formula: str | None = None, position: int | None = None):
+        self.message = message
+        self.formula = formula
+        self.position = position
+        text = message
+        if formula is not None:
+            text += f"\n    {formula}"
+            if position is not None:
+                text += "\n    " + " " * max(0, min(position, len(formula))) + "^"
+        super().__init__(text)
+
+
+class DataError(BayesmixError, ValueError):
+    """The data cannot be used with the formula (missing column, wrong type, ...)."""
+
+
+class FitError(BayesmixError, RuntimeError):
+    """A fit could not be completed (optimiser failure, invalid sampler settings, ...)."""
+
+
+class BayesmixWarning(UserWarning):
+    """Base class of every warning bayesmix issues."""
+
+
+class MissingDataWarning(BayesmixWarning):
+    """Rows were dropped because a used column had a missing value."""
+
+
+class RankDeficiencyWarning(BayesmixWarning):
+    """Fixed-effect columns were dropped because they are linearly dependent."""
+
+
+class ConvergenceWarning(BayesmixWarning):
+    """A fit reached a boundary, failed to converge, or sampled poorly."""

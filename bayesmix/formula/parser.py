@@ -1,0 +1,270 @@
+"""lme4 formula text -> :class:`MixedFormula`.
+
+The layer we own is the bar terms: ``(expr | g)``, ``(expr || g)``, ``(expr | a/b)`` and
+``(expr | a:b)``. The fixed part and the expression inside each bar are ordinary Wilkinson
+formulas; they are only syntax-checked here (by formulaic) and materialised later by
+:mod:`bayesmix.design`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import re
+from dataclasses import dataclass
+
+import formulaic
+from formulaic.errors import FormulaicError
+
+from ..errors import FormulaError
+from .tokens import Token, depths, matching_close, tokenize
+
+
+@dataclass(frozen=True)
+class BarTerm:
+    """One random-effects term ``(expr | group)`` after lme4's expansions.
+
+    Attributes
+    ----------
+    expr
+        Wilkinson formula of the term's columns (``"1 + Days"``); an intercept is implied
+        unless the text says ``0 +`` or ``- 1``, as in lme4.
+    group
+        The grouping variables; ``("a", "b")`` is the interaction factor ``a:b``.
+    correlated
+        False for ``||`` terms, which the design splits into one term per column.
+    """
+
+    expr: str
+    group: tuple[str, ...]
+    correlated: bool
+
+    @property
+    def group_name(self) -> str:
+        """The grouping factor as lme4 prints it: ``"id"`` or ``"a:b"``."""
+        return ":".join(self.group)
+
+    def __str__(self) -> str:
+        return f"({self.expr} {'|' if self.correlated else '||'} {self.group_name})"
+
+
+@dataclass(frozen=True)
+class MixedFormula:
+    """A parsed mixed-model formula: response, fixed part and random-effects terms.
+
+    Attributes
+    ----------
+    text
+        The formula as written.
+    response
+        The left-hand side expression (``"na"`` or ``"np.log(y)"``).
+    fixed
+        The fixed-effects part as a Wilkinson formula (``"1"`` if only bars were given).
+    bars
+        The random-effects terms, nested grouping (``a/b``) already expanded.
+    variables
+        Names of every data column the formula refers to, in order of appearance.
+    """
+
+    text: str
+    response: str
+    fixed: str
+    bars: tuple[BarTerm, ...]
+    variables: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.response} ~ {self.fixed} + " + " + ".join(str(b) for b in self.bars)
+
+
+_NOT_VARIABLES = set(keyword.kwlist) | {"True", "False", "None"}
+
+
+def parse_formula(text: str) -> MixedFormula:
+    """Parse lme4-style formula ``text``.
+
+    Raises
+    ------
+    FormulaError
+        On any syntax error (with a caret under the offending place), a side of ``~`` or of
+        a bar that is empty, or a formula with no random-effects term.
+    """
+    if not isinstance(text, str):
+        raise FormulaError(f"The formula must be a string such as 'y ~ x + (1 | g)', not {type(text).__name__}.")
+    tokens = tokenize(text)
+    depth = depths(tokens)
+    tildes = [i for i, t in enumerate(tokens) if t.text == "~" and t.kind == "op"]
+    if not tildes:
+        raise FormulaError(
+            "The formula has no '~': write the response on the left, e.g. 'y ~ x + (1 | g)'.", text, len(text)
+        )
+    for i in tildes:
+        if depth[i] != 0 or i != tildes[0]:
+            raise FormulaError("Only one '~' is allowed, at the top level of the formula.", text, tokens[i].start)
+    split = tildes[0]
+    if split == 0:
+        raise FormulaError("The response (left of '~') is empty: write e.g. 'y ~ x + (1 | g)'.", text, 0)
+    if split == len(tokens) - 1:
+        raise FormulaError("The right side of '~' is empty: add predictors and a term like (1 | g).", text, len(text))
+    response = _validated(text, tokens[:split])
+
+    added: list[str] = []
+    removed: list[str] = []
+    bars: list[BarTerm] = []
+    for sign, chunk in _additive_chunks(text, tokens, split + 1, len(tokens)):
+        if _is_bar(tokens, chunk):
+            if sign == "-":
+                raise FormulaError("A random-effects term cannot be subtracted; remove the '-'.", text, tokens[chunk[0]].start)
+            bars.extend(_bar_terms(text, tokens, chunk))
+            continue
+        for j in range(*chunk):
+            if tokens[j].text in ("|", "||"):
+                raise FormulaError(
+                    "A '|' belongs inside a random-effects term of its own, wrapped in parentheses and "
+                    "joined by '+', e.g. 'y ~ x + (x | g)'.",
+                    text,
+                    tokens[j].start,
+                )
+        (added if sign == "+" else removed).append(_validated(text, tokens[chunk[0] : chunk[1]]))
+    if not bars:
+        raise FormulaError(
+            "The formula has no random-effects term such as (1 | g), so this is an ordinary regression, "
+            "not a mixed model. Add a term like (1 | group), or fit it with statsmodels.formula.api.ols.",
+            text,
+            len(text),
+        )
+    fixed = " + ".join(added or ["1"]) + "".join(f" - {part}" for part in removed)
+    return MixedFormula(text, response, fixed, tuple(bars), _variables(tokens))
+
+
+def variables_in(expression: str) -> tuple[str, ...]:
+    """Data columns named in a Wilkinson ``expression`` (names that are not functions or keywords)."""
+    return _variables(tokenize(expression))
+
+
+def suggest(name: str, candidates) -> str:
+    """'Did you mean' text for an unknown ``name`` among ``candidates`` (empty if nothing is close)."""
+    close = difflib.get_close_matches(name, [str(c) for c in candidates], n=3, cutoff=0.6)
+    if not close:
+        lowered = {str(c).lower(): str(c) for c in candidates}
+        close = [lowered[name.lower()]] if name.lower() in lowered else []
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _additive_chunks(text: str, tokens: list[Token], lo: int, hi: int):
+    """Yield (sign, (start, stop)) for the '+'/'-'-separated top-level pieces of tokens[lo:hi]."""
+    depth = depths(tokens[lo:hi])
+    sign, start = "+", lo
+    for k in range(lo, hi + 1):
+        at_end = k == hi
+        tok = None if at_end else tokens[k]
+        if at_end or (depth[k - lo] == 0 and tok.kind == "op" and tok.text in "+-"):
+            if k == start:
+                if k == lo and tok is not None and tok.text == "-":
+                    sign, start = "-", k + 1
+                    continue
+                where = tokens[k].start if not at_end else (tokens[hi - 1].end if hi > lo else len(text))
+                raise FormulaError("A term is missing here (two operators in a row, or one at the end).", text, where)
+            yield sign, (start, k)
+            if not at_end:
+                sign, start = tok.text, k + 1
+
+
+def _is_bar(tokens: list[Token], chunk: tuple[int, int]) -> bool:
+    start, stop = chunk
+    if tokens[start].text != "(" or matching_close(tokens, start) != stop - 1:
+        return False
+    inner = depths(tokens[start + 1 : stop - 1])
+    return any(tokens[start + 1 + k].text in ("|", "||") and d == 0 for k, d in enumerate(inner))
+
+
+def _bar_terms(text: str, tokens: list[Token], chunk: tuple[int, int]) -> list[BarTerm]:
+    lo, hi = chunk[0] + 1, chunk[1] - 1
+    inner_depth = depths(tokens[lo:hi])
+    bars = [lo + k for k, d in enumerate(inner_depth) if d == 0 and tokens[lo + k].text in ("|", "||")]
+    if len(bars) > 1:
+        raise FormulaError("A random-effects term has one '|' (or '||'); split it into two terms.", text, tokens[bars[1]].start)
+    bar = bars[0]
+    if bar == lo:
+        raise FormulaError(
+            "The left side of this '|' is empty: write (1 | g) for a random intercept.", text, tokens[bar].start
+        )
+    if bar == hi - 1:
+        raise FormulaError(
+            "The right side of this '|' is empty: name the grouping column, e.g. (1 | g).", text, tokens[bar].end
+        )
+    expr = _validated(text, tokens[lo:bar])
+    groups = _grouping(text, tokens[bar + 1 : hi])
+    correlated = tokens[bar].text == "|"
+    return [BarTerm(expr, g, correlated) for g in groups]
+
+
+def _grouping(text: str, toks: list[Token]) -> list[tuple[str, ...]]:
+    """``a`` -> [(a,)], ``a:b`` -> [(a, b)], ``a/b`` -> [(a,), (a, b)] (lme4's nesting)."""
+    nested: list[tuple[str, ...]] = [()]
+    expect_name = True
+    for tok in toks:
+        if expect_name:
+            if tok.kind not in ("name", "backtick"):
+                raise FormulaError(
+                    "The grouping side of a bar must be a column name, 'a:b' (interaction) or 'a/b' (nesting).",
+                    text,
+                    tok.start,
+                )
+            nested[-1] = nested[-1] + (_unquote(tok.text),)
+        elif tok.text == "/":
+            nested.append(nested[-1])
+        elif tok.text != ":":
+            raise FormulaError(
+                "Only ':' and '/' may join grouping factors; write crossed factors as separate terms, "
+                "e.g. (1 | a) + (1 | b).",
+                text,
+                tok.start,
+            )
+        expect_name = not expect_name
+    if expect_name:
+        raise FormulaError("The grouping side of this bar ends in an operator.", text, toks[-1].start)
+    return nested
+
+
+def _validated(text: str, toks: list[Token]) -> str:
+    """The source text spanned by ``toks``, after checking that formulaic can parse it."""
+    start, stop = toks[0].start, toks[-1].end
+    piece = text[start:stop]
+    try:
+        formulaic.Formula(piece)
+    except FormulaicError as exc:
+        raise _from_formulaic(exc, text, start) from None
+    except Exception as exc:  # formulaic reports some malformed input with builtin exceptions
+        raise FormulaError(f"Cannot read {piece!r}: {exc}", text, start) from None
+    return piece
+
+
+def _from_formulaic(exc: Exception, text: str, offset: int) -> FormulaError:
+    message = str(exc)
+    first = message.split("\n", 1)[0].rstrip(".") or type(exc).__name__
+    position = offset
+    marked = message.rsplit("\n", 1)[-1]
+    if "⧛" in marked:
+        position += len(re.sub(r"\x1b\[[0-9;]*m", "", marked.split("⧛", 1)[0]))
+    return FormulaError(f"Syntax error: {first}.", text, position)
+
+
+def _variables(tokens: list[Token]) -> tuple[str, ...]:
+    """Data columns named in the formula: names that are not functions, attributes or keywords."""
+    found: dict[str, None] = {}
+    for k, tok in enumerate(tokens):
+        if tok.kind == "backtick":
+            found[_unquote(tok.text)] = None
+            continue
+        if tok.kind != "name" or tok.text in _NOT_VARIABLES:
+            continue
+        before = tokens[k - 1].text if k > 0 else ""
+        after = tokens[k + 1].text if k + 1 < len(tokens) else ""
+        if after in ("(", ".", "=") or before == ".":
+            continue
+        found[tok.text] = None
+    return tuple(found)
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1] if name.startswith("`") else name
