@@ -12,6 +12,8 @@ from .errors import (
     RankDeficiencyWarning,
 )
 from .formula import BarTerm, MixedFormula, parse_formula
+from .model import Model
+from .reml import RemlResult, fit_reml, likelihood_ratio_test
 
 __version__ = "0.1.0"
 
@@ -26,9 +28,13 @@ __all__ = [
     "FormulaError",
     "MissingDataWarning",
     "MixedFormula",
+    "Model",
     "NewData",
     "RandomTerm",
     "RankDeficiencyWarning",
+    "RemlResult",
+    "fit_reml",
+    "likelihood_ratio_test",
     "make_design",
     "parse_formula",
 ]

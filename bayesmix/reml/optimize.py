@@ -1,0 +1,148 @@
+"""Optimisation of the profiled criterion over θ, with lme4's boundary handling."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ..errors import ConvergenceWarning, FitError
+from .criterion import ProfiledCriterion
+
+BOUNDARY_TOL = 1e-5  # lme4's boundary.tol: diagonal θ this close to 0 are tried at 0
+SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on diagonal θ
+
+
+@dataclass
+class OptSummary:
+    """What the optimiser did, in the spirit of MixedModels.jl's ``OptSummary``.
+
+    Attributes
+    ----------
+    method
+        The optimiser (``"L-BFGS-B"``), with exact or central-difference gradients.
+    initial, final
+        θ at the start and at the optimum.
+    fmin
+        The criterion at ``final``.
+    evaluations
+        Number of criterion evaluations.
+    iterations
+        Optimiser iterations, over all restarts.
+    converged
+        Whether the optimiser reported convergence.
+    message
+        The optimiser's last message.
+    boundary
+        Names of θ elements set to their bound by the boundary check.
+    path
+        Criterion after each optimiser run (the first, then the polishing restart).
+    """
+
+    method: str
+    initial: np.ndarray
+    final: np.ndarray
+    fmin: float
+    evaluations: int
+    iterations: int
+    converged: bool
+    message: str
+    boundary: tuple[str, ...] = ()
+    path: list[float] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.method}: criterion {self.fmin:.10g} after {self.evaluations} evaluations, "
+            f"{self.iterations} iterations; {'converged' if self.converged else 'NOT converged'} ({self.message})"
+        )
+
+
+def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = None, max_iter: int = 2000) -> OptSummary:
+    """Minimise the criterion over θ within its bounds and return the record.
+
+    L-BFGS-B works on θ̃ = θ * row_scale (see :class:`Structure`) from lme4's start
+    (identity templates). A diagonal element that ends exactly at its bound 0 may sit on a
+    saddle: the criterion is even in it, so its gradient there is 0. Each such element is
+    moved to ``ESCAPE_STEP``; if that lowers the criterion, L-BFGS-B restarts from there.
+    Finally, diagonal elements within ``BOUNDARY_TOL`` of 0 are set to 0 when that does not
+    raise the criterion (lme4's boundary check).
+
+    Raises
+    ------
+    FitError
+        When no finite criterion value was found.
+    """
+    structure = criterion.structure
+    scale = structure.row_scale
+    diagonal = structure.diagonal()
+    start = structure.initial_theta() if theta0 is None else np.asarray(theta0, dtype=float) * scale
+
+    def scaled(theta_tilde: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = criterion.value_and_gradient(theta_tilde / scale)
+        return value, grad / scale
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower]
+    gradient = "exact gradient" if criterion.cp.single_factor else "central-difference gradient"
+    summary = OptSummary(f"L-BFGS-B ({gradient})", start / scale, start / scale, np.inf, 0, 0, False, "")
+    best, fbest = start, np.inf
+    for _ in range(2 + 2 * structure.n_theta):
+        result = minimize(
+            scaled, start, jac=True, method="L-BFGS-B", bounds=bounds,
+            options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10},
+        )
+        summary.iterations += int(result.nit)
+        if not np.isfinite(result.fun) or result.fun >= fbest:
+            break
+        best, fbest = np.asarray(result.x, dtype=float), float(result.fun)
+        summary.path.append(fbest)
+        summary.converged = bool(result.success) or _stationary(criterion, best / scale)
+        summary.message = str(result.message)
+        start = _escape(scaled, best, fbest, diagonal) if result.success else best
+        if start is None:
+            break
+    theta = best / scale
+    fmin = criterion(theta)
+    if not np.isfinite(fmin):
+        summary.evaluations = criterion.evaluations
+        raise FitError(f"The REML/ML optimisation found no finite criterion value. Optimiser record: {summary}")
+    on_bound = []
+    for k in np.flatnonzero(diagonal & (theta > 0) & (theta < BOUNDARY_TOL)):
+        trial = theta.copy()
+        trial[k] = 0.0
+        value = criterion(trial)
+        if value <= fmin:
+            theta, fmin = trial, value
+            on_bound.append(structure.names[k])
+    summary.final, summary.fmin, summary.boundary = theta, fmin, tuple(on_bound)
+    summary.evaluations = criterion.evaluations
+    if not summary.converged:
+        warnings.warn(f"The optimiser did not report convergence: {summary}", ConvergenceWarning, stacklevel=3)
+    return summary
+
+
+ESCAPE_STEP = 0.1  # on the θ̃ scale: the diagonal value tried when leaving a bound at 0
+
+
+def _escape(scaled, best: np.ndarray, fbest: float, diagonal: np.ndarray) -> np.ndarray | None:
+    """A point off a saddle on the bound with a lower criterion, or None if there is none."""
+    for k in np.flatnonzero(diagonal & (best <= 0)):
+        trial = best.copy()
+        trial[k] = ESCAPE_STEP
+        if scaled(trial)[0] < fbest - 1e-10 * abs(fbest):
+            return trial
+    return None
+
+
+def is_singular(theta: np.ndarray, diagonal: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
+    """lme4's ``isSingular``: some diagonal element of a template is (nearly) zero."""
+    return bool((theta[diagonal] < tol).any())
+
+
+def _stationary(criterion: ProfiledCriterion, theta: np.ndarray) -> bool:
+    """Projected gradient small relative to the criterion: accepted as converged."""
+    _, grad = criterion.value_and_gradient(theta)
+    at_lower = criterion.structure.diagonal() & (theta <= 0)
+    projected = np.where(at_lower, np.minimum(grad, 0.0), grad)
+    return bool(np.max(np.abs(projected)) < 1e-4)

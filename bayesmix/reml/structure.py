@@ -1,0 +1,176 @@
+"""The relative covariance factor Λθ and the grouping of random-effects terms by factor.
+
+Each random-effects term with q columns has a q x q lower-triangular template; a correlated
+term uses every lower-triangular element, a term split off a ``||`` bar is 1 x 1. θ lists the
+template elements term by term, column-major within a term (lme4's order), and the diagonal
+elements have lower bound 0.
+
+Terms on the same grouping factor are stacked into one *factor block*: its effects for one
+level are the concatenated columns of its terms, and its Λ is the block-diagonal of the
+terms' templates. Factor blocks are ordered by decreasing number of levels (lme4's and
+MixedModels.jl's order), so the first block has the most levels and is factored level by level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..design import Design, RandomTerm
+
+
+@dataclass(frozen=True, eq=False)
+class FactorBlock:
+    """The random-effects terms that share one grouping factor.
+
+    Attributes
+    ----------
+    group
+        Name of the grouping factor.
+    codes
+        Level index of each row, shape (n,).
+    levels
+        The factor's levels.
+    z
+        The terms' model matrices side by side, shape (n, q).
+    columns
+        Names of the q columns.
+    terms
+        Indices (into ``Design.terms``) of the terms in this block.
+    term_slices
+        Columns of ``z`` belonging to each term.
+    theta_rows, theta_cols
+        Position in the q x q matrix Λ of each θ element of this block.
+    theta_offset
+        Index in the full θ vector of this block's first element.
+    """
+
+    group: str
+    codes: np.ndarray
+    levels: pd.Index
+    z: np.ndarray
+    columns: tuple[str, ...]
+    terms: tuple[int, ...]
+    term_slices: tuple[slice, ...]
+    theta_rows: np.ndarray
+    theta_cols: np.ndarray
+    theta_offset: int
+
+    @property
+    def q(self) -> int:
+        """Effects per level."""
+        return self.z.shape[1]
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels."""
+        return len(self.levels)
+
+    @property
+    def n_theta(self) -> int:
+        """Number of θ elements in this block."""
+        return len(self.theta_rows)
+
+    def lambda_(self, theta: np.ndarray) -> np.ndarray:
+        """Λ for one level (q x q, lower triangular) from the full θ vector."""
+        lam = np.zeros((self.q, self.q))
+        lam[self.theta_rows, self.theta_cols] = theta[self.theta_offset : self.theta_offset + self.n_theta]
+        return lam
+
+
+@dataclass(frozen=True, eq=False)
+class Structure:
+    """θ's layout over the factor blocks of a design.
+
+    Attributes
+    ----------
+    blocks
+        The factor blocks, most levels first.
+    lower
+        Lower bound of each θ element (0 on diagonals, -inf elsewhere).
+    names
+        lme4-style name of each θ element (``"id.Intercept"``, ``"id.x.Intercept"``).
+    row_scale
+        For each θ element, the root mean square of the column of z in its row of Λ. The
+        optimiser works on θ̃ = θ * row_scale, the θ of the columns scaled to unit root mean
+        square: an exact reparametrisation (Λ̃ = diag(s) Λ stays lower triangular) under which
+        lme4's identity start is sensible whatever the units of the predictors.
+    """
+
+    blocks: tuple[FactorBlock, ...]
+    lower: np.ndarray
+    names: tuple[str, ...]
+    row_scale: np.ndarray
+
+    @property
+    def n_theta(self) -> int:
+        """Length of θ."""
+        return len(self.lower)
+
+    def locate(self, term: int) -> tuple[int, slice]:
+        """Which factor block holds design term ``term``, and its columns there."""
+        for k, block in enumerate(self.blocks):
+            if term in block.terms:
+                return k, block.term_slices[block.terms.index(term)]
+        raise IndexError(term)
+
+    def initial_theta(self) -> np.ndarray:
+        """lme4's starting point: identity templates (1 on diagonals, 0 elsewhere)."""
+        return np.where(np.isfinite(self.lower), 1.0, 0.0)
+
+    def diagonal(self) -> np.ndarray:
+        """Mask of the θ elements on a template's diagonal."""
+        return np.isfinite(self.lower)
+
+
+def structure_of(design: Design) -> Structure:
+    """Group the design's terms by grouping factor and lay out θ."""
+    by_group: dict[str, list[int]] = {}
+    for k, term in enumerate(design.terms):
+        by_group.setdefault(term.group, []).append(k)
+    order = sorted(by_group, key=lambda g: -design.terms[by_group[g][0]].n_levels)
+    blocks, lower, names, scale = [], [], [], []
+    offset = 0
+    for group in order:
+        members = [design.terms[k] for k in by_group[group]]
+        rows, cols, slices = [], [], []
+        start = 0
+        for term in members:
+            r, c = _template(term)
+            rows.append(r + start)
+            cols.append(c + start)
+            slices.append(slice(start, start + term.q))
+            lower.extend(np.where(r == c, 0.0, -np.inf))
+            names.extend(
+                f"{group}.{term.columns[i]}" if i == j else f"{group}.{term.columns[i]}.{term.columns[j]}"
+                for i, j in zip(r, c)
+            )
+            start += term.q
+        block = FactorBlock(
+            group=group,
+            codes=members[0].codes,
+            levels=members[0].levels,
+            z=np.column_stack([t.z for t in members]),
+            columns=tuple(c for t in members for c in t.columns),
+            terms=tuple(by_group[group]),
+            term_slices=tuple(slices),
+            theta_rows=np.concatenate(rows),
+            theta_cols=np.concatenate(cols),
+            theta_offset=offset,
+        )
+        offset += block.n_theta
+        blocks.append(block)
+        rms = np.sqrt(np.mean(block.z**2, axis=0))
+        scale.extend(np.where(rms > 0, rms, 1.0)[block.theta_rows])
+    return Structure(tuple(blocks), np.asarray(lower), tuple(names), np.asarray(scale))
+
+
+def _template(term: RandomTerm) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the θ elements of one term, column-major lower triangle."""
+    if not term.correlated:
+        diagonal = np.arange(term.q)
+        return diagonal, diagonal
+    cols, rows = np.triu_indices(term.q)  # column-major order of the lower triangle
+    return rows, cols

@@ -1,0 +1,46 @@
+"""Small table helpers shared by the REML and Bayesian results."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+from .errors import BayesmixError
+
+
+def correlation_from_cov(cov):
+    """Correlation matrix of a covariance matrix (ndarray or DataFrame); 0 where a variance is 0."""
+    values = np.asarray(cov, dtype=float)
+    sd = np.sqrt(np.diag(values))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = values / np.outer(sd, sd)
+    corr = np.where(np.outer(sd, sd) > 0, corr, 0.0)
+    np.fill_diagonal(corr, 1.0)
+    return pd.DataFrame(corr, index=cov.index, columns=cov.columns) if isinstance(cov, pd.DataFrame) else corr
+
+
+def coef_table(fixef: pd.Series, ranef: pd.DataFrame) -> pd.DataFrame:
+    """lme4's ``coef``: every fixed effect per level, plus the level's random effect where one exists."""
+    table = pd.DataFrame(np.tile(fixef.to_numpy(), (len(ranef), 1)), index=ranef.index, columns=fixef.index)
+    for column in ranef.columns:
+        if column in table.columns:
+            table[column] = table[column] + ranef[column]
+        else:
+            table[column] = ranef[column]
+    return table
+
+
+def ranef_by_group(frames: dict, group: str | None):
+    """The entry for ``group``; the only entry when there is one; else the whole dict."""
+    if group is not None:
+        if group not in frames:
+            raise BayesmixError(f"No grouping factor {group!r}; the model has {', '.join(map(repr, frames))}.")
+        return frames[group]
+    return next(iter(frames.values())) if len(frames) == 1 else frames
+
+
+def html_section(title: str, table: pd.DataFrame, float_format: str = "{:.4f}") -> str:
+    """An HTML heading and table for notebook reprs."""
+    return f"<h4>{html.escape(title)}</h4>" + table.to_html(float_format=float_format.format, na_rep="")
