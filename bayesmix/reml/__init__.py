@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import pandas as pd
 from scipy.stats import chi2
+from threadpoolctl import ThreadpoolController
 
 from ..design import Design
 from ..errors import BayesmixError, ConvergenceWarning
@@ -14,6 +16,8 @@ from .crossprod import cross_products
 from .optimize import OptSummary, optimize_theta
 from .result import RemlResult, RemlSummary
 from .structure import structure_of
+
+SMALL_DENSE_BLOCK = 500  # below this size of the crossed/nested dense block, BLAS runs single-threaded
 
 __all__ = ["OptSummary", "RemlResult", "RemlSummary", "fit_reml", "likelihood_ratio_test"]
 
@@ -26,7 +30,11 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     """
     structure = structure_of(design)
     criterion = ProfiledCriterion(structure, cross_products(structure, design.X, design.y), reml=reml)
-    opt = optimize_theta(criterion)
+    rest = 0 if criterion.cp.single_factor else criterion.cp.A22.shape[0]
+    # The criterion's matrices are small unless crossed factors have many levels; BLAS threads
+    # then cost far more than they save (tenfold when another process keeps a core busy).
+    with _blas_threads().limit(limits=1 if rest < SMALL_DENSE_BLOCK else None, user_api="blas"):
+        opt = optimize_theta(criterion)
     result = RemlResult(design, reml, structure, criterion.factorize(opt.final), opt, opt.fmin)
     if result.singular:
         warnings.warn(
@@ -36,6 +44,11 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
             stacklevel=2,
         )
     return result
+
+
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    return ThreadpoolController()
 
 
 def likelihood_ratio_test(*fits: RemlResult) -> pd.DataFrame:

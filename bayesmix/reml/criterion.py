@@ -32,6 +32,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from .crossprod import CrossProducts
+from .kernels import factor_first_block, single_factor_criterion
 from .structure import Structure
 
 
@@ -147,11 +148,9 @@ class ProfiledCriterion:
         """The blocked Cholesky factor at θ (raises numpy's LinAlgError if it does not exist)."""
         cp, blocks = self.cp, self.structure.blocks
         T1 = blocks[0].lambda_(theta)
-        M = np.einsum("ji,ljk,km->lim", T1, cp.A11, T1, optimize=True) + np.eye(T1.shape[0])
-        L11inv = np.linalg.inv(np.linalg.cholesky(M))
-        W = L11inv @ np.einsum("ji,ljk->lik", T1, cp.A1X)
-        logdet_z = -2.0 * np.log(np.diagonal(L11inv, axis1=1, axis2=2)).sum()
-        S = cp.AXX - np.einsum("lqa,lqb->ab", W, W)
+        ok, L11inv, W, _, S, logdet_z = factor_first_block(T1, cp.A11, cp.A1X, cp.AXX)
+        if not ok:
+            raise np.linalg.LinAlgError("Λ'Z'ZΛ + I or the [X y] Schur complement is not positive definite")
         if cp.single_factor:
             return Factorization(theta, T1, L11inv, W, np.linalg.cholesky(S), float(logdet_z))
         lam2 = sp.block_diag([sp.kron(sp.eye(b.n_levels), b.lambda_(theta)) for b in blocks[1:]], format="csr")
@@ -194,27 +193,8 @@ class ProfiledCriterion:
             return self(theta), self._central_difference(theta)
         self.evaluations += 1
         cp, block = self.cp, self.structure.blocks[0]
-        p = cp.p
-        T = block.lambda_(theta)
-        TA = np.einsum("ji,ljk->lik", T, cp.A11)
-        try:
-            Linv = np.linalg.inv(np.linalg.cholesky(TA @ T + np.eye(T.shape[0])))
-            W = Linv @ np.einsum("ji,ljk->lik", T, cp.A1X)
-            R = np.linalg.cholesky(cp.AXX - np.einsum("lqa,lqb->ab", W, W))
-        except np.linalg.LinAlgError:
-            return np.inf, np.zeros_like(theta)
-        f = Factorization(theta, T, Linv, W, R, float(-2.0 * np.log(np.diagonal(Linv, axis1=1, axis2=2)).sum()))
-        e = np.append(-f.beta, 1.0)
-        F = (self.dof / f.pwrss) * np.outer(e, e)
-        if self.reml:
-            F[:p, :p] += f.rx_inverse
-        LinvT = np.swapaxes(Linv, 1, 2)
-        G = LinvT @ W
-        H0 = (LinvT @ Linv @ TA).sum(axis=0)
-        K = np.swapaxes(cp.A1X, 1, 2) - np.swapaxes(G, 1, 2) @ TA
-        HF = ((G @ F) @ K).sum(axis=0)
-        dT = 2.0 * (H0 - HF).T
-        return self.from_factorization(f), dT[block.theta_rows, block.theta_cols]
+        value, dT = single_factor_criterion(block.lambda_(theta), cp.A11, cp.A1X, cp.AXX, cp.p, float(self.dof), self.reml)
+        return float(value), dT[block.theta_rows, block.theta_cols]
 
     def _central_difference(self, theta: np.ndarray) -> np.ndarray:
         grad = np.empty_like(theta)

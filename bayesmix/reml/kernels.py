@@ -1,0 +1,209 @@
+"""Compiled (numba) kernels for the first factor block: its factor and the exact gradient.
+
+With one grouping factor, ``Λ'Z'ZΛ + I`` is block-diagonal with one q x q block per level,
+so one pass over the levels factors it and a second pass gives the gradient. The matrices
+are tiny (q is the number of effects per level), so plain loops beat batched numpy calls,
+whose per-call overhead would dominate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _cholesky(A, out):
+    """Lower Cholesky factor of A into ``out``; False if A is not positive definite."""
+    n = A.shape[0]
+    for j in range(n):
+        s = A[j, j]
+        for k in range(j):
+            s -= out[j, k] * out[j, k]
+        if not s > 0.0:
+            return False
+        d = np.sqrt(s)
+        out[j, j] = d
+        for i in range(j + 1, n):
+            s = A[i, j]
+            for k in range(j):
+                s -= out[i, k] * out[j, k]
+            out[i, j] = s / d
+        for i in range(j):
+            out[i, j] = 0.0
+    return True
+
+
+@njit(cache=True)
+def _invert_lower(L, out):
+    """Inverse of a lower-triangular matrix into ``out``."""
+    n = L.shape[0]
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = 0.0
+    for i in range(n):
+        out[i, i] = 1.0 / L[i, i]
+        for j in range(i):
+            s = 0.0
+            for k in range(j, i):
+                s += L[i, k] * out[k, j]
+            out[i, j] = -s / L[i, i]
+
+
+@njit(cache=True)
+def factor_first_block(T, A11, A1X, AXX):
+    """Factor ``Λ'A_iΛ + I`` level by level and downdate ``[X y]'[X y]``.
+
+    Parameters
+    ----------
+    T
+        Λ for one level (q x q).
+    A11, A1X, AXX
+        Cross-products (see :class:`~bayesmix.reml.crossprod.CrossProducts`).
+
+    Returns
+    -------
+    ok, Linv (levels, q, q), W (levels, q, m), TA (levels, q, q), S (m, m), logdet
+        ``ok`` is False when some block is not positive definite. ``Linv`` are the inverses
+        of the Cholesky factors, ``W = Linv Λ'A1X``, ``TA = Λ'A11``,
+        ``S = AXX - Σ W'W`` and ``logdet = log|Λ'A11Λ + I|``.
+    """
+    nl, q = A11.shape[0], A11.shape[1]
+    m = AXX.shape[0]
+    Linv = np.empty((nl, q, q))
+    W = np.empty((nl, q, m))
+    TA = np.empty((nl, q, q))
+    S = AXX.copy()
+    M = np.empty((q, q))
+    L = np.empty((q, q))
+    B = np.empty((q, m))
+    logdet = 0.0
+    for lev in range(nl):
+        for i in range(q):
+            for j in range(q):
+                s = 0.0
+                for k in range(q):
+                    s += T[k, i] * A11[lev, k, j]
+                TA[lev, i, j] = s
+        for i in range(q):
+            for j in range(q):
+                s = 1.0 if i == j else 0.0
+                for k in range(q):
+                    s += TA[lev, i, k] * T[k, j]
+                M[i, j] = s
+        if not _cholesky(M, L):
+            return False, Linv, W, TA, S, 0.0
+        for i in range(q):
+            logdet += 2.0 * np.log(L[i, i])
+        _invert_lower(L, Linv[lev])
+        for i in range(q):
+            for j in range(m):
+                s = 0.0
+                for k in range(q):
+                    s += T[k, i] * A1X[lev, k, j]
+                B[i, j] = s
+        for i in range(q):
+            for j in range(m):
+                s = 0.0
+                for k in range(i + 1):
+                    s += Linv[lev, i, k] * B[k, j]
+                W[lev, i, j] = s
+        for a in range(m):
+            for b in range(a + 1):
+                s = 0.0
+                for k in range(q):
+                    s += W[lev, k, a] * W[lev, k, b]
+                S[a, b] -= s
+                if a != b:
+                    S[b, a] -= s
+    return True, Linv, W, TA, S, logdet
+
+
+@njit(cache=True)
+def first_block_gradient(TA, Linv, W, A1X, F):
+    """``∂d/∂Λ`` for one grouping factor, given ``F = ∂d/∂S`` (see ``ProfiledCriterion``).
+
+    Accumulates ``H = Σ_i M_i⁻¹Λ'A_i - Σ_i G_i F (A1X_i' - G_i'Λ'A_i)`` with
+    ``G_i = M_i⁻¹Λ'A1X_i = Linv_i' W_i`` and returns ``2 H'``.
+    """
+    nl, q = TA.shape[0], TA.shape[1]
+    m = F.shape[0]
+    G = np.empty((q, m))
+    GF = np.empty((q, m))
+    K = np.empty((m, q))
+    H = np.zeros((q, q))
+    for lev in range(nl):
+        for i in range(q):
+            for j in range(m):
+                s = 0.0
+                for k in range(i, q):
+                    s += Linv[lev, k, i] * W[lev, k, j]
+                G[i, j] = s
+        for i in range(q):
+            for j in range(q):
+                s = 0.0
+                for k in range(q):
+                    minv = 0.0
+                    for r in range(max(i, k), q):
+                        minv += Linv[lev, r, i] * Linv[lev, r, k]
+                    s += minv * TA[lev, k, j]
+                H[i, j] += s
+        for a in range(m):
+            for j in range(q):
+                s = A1X[lev, j, a]
+                for k in range(q):
+                    s -= G[k, a] * TA[lev, k, j]
+                K[a, j] = s
+        for i in range(q):
+            for b in range(m):
+                s = 0.0
+                for a in range(m):
+                    s += G[i, a] * F[a, b]
+                GF[i, b] = s
+        for i in range(q):
+            for j in range(q):
+                s = 0.0
+                for b in range(m):
+                    s += GF[i, b] * K[b, j]
+                H[i, j] -= s
+    return 2.0 * H.T
+
+
+@njit(cache=True)
+def single_factor_criterion(T, A11, A1X, AXX, p, dof, reml):
+    """Criterion and ``∂d/∂Λ`` with one grouping factor, in one compiled call.
+
+    The same quantities as ``ProfiledCriterion.from_factorization`` and its gradient, without
+    the per-call overhead of numpy and scipy on matrices this small. Returns (inf, 0) when a
+    factor does not exist.
+    """
+    q, m = T.shape[0], AXX.shape[0]
+    ok, Linv, W, TA, S, logdet = factor_first_block(T, A11, A1X, AXX)
+    R = np.zeros((m, m))
+    if not ok or not _cholesky(S, R):
+        return np.inf, np.zeros((q, q))
+    pwrss = R[p, p] * R[p, p]
+    value = logdet + dof * (1.0 + np.log(2.0 * np.pi * pwrss / dof))
+    RXinv = np.empty((p, p))
+    _invert_lower(R[:p, :p].copy(), RXinv)
+    e = np.empty(m)  # e = (-β, 1) with R_X' β = r_yX
+    for i in range(p):
+        s = 0.0
+        for k in range(p):
+            s += RXinv[k, i] * R[p, k]
+        e[i] = -s
+    e[p] = 1.0
+    F = np.empty((m, m))  # F = ∂d/∂S
+    for a in range(m):
+        for b in range(m):
+            F[a, b] = dof / pwrss * e[a] * e[b]
+    if reml:
+        for i in range(p):
+            value += 2.0 * np.log(R[i, i])
+        for a in range(p):
+            for b in range(p):
+                s = 0.0
+                for k in range(p):
+                    s += RXinv[k, a] * RXinv[k, b]
+                F[a, b] += s
+    return value, first_block_gradient(TA, Linv, W, A1X, F)
