@@ -17,8 +17,6 @@ from .optimize import OptSummary, optimize_theta
 from .result import RemlResult, RemlSummary
 from .structure import structure_of
 
-SMALL_DENSE_BLOCK = 500  # below this size of the crossed/nested dense block, BLAS runs single-threaded
-
 __all__ = ["OptSummary", "RemlResult", "RemlSummary", "fit_reml", "likelihood_ratio_test"]
 
 
@@ -30,10 +28,9 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     """
     structure = structure_of(design)
     criterion = ProfiledCriterion(structure, cross_products(structure, design.X, design.y), reml=reml)
-    rest = 0 if criterion.cp.single_factor else criterion.cp.A22.shape[0]
-    # The criterion's matrices are small unless crossed factors have many levels; BLAS threads
-    # then cost far more than they save (tenfold when another process keeps a core busy).
-    with _blas_threads().limit(limits=1 if rest < SMALL_DENSE_BLOCK else None, user_api="blas"):
+    # BLAS threads save at most a factor of the core count on the dense crossed block, and
+    # cost 5 to 30 times that when another process keeps a core busy: fits use one thread.
+    with _blas_threads().limit(limits=1, user_api="blas"):
         opt = optimize_theta(criterion)
     result = RemlResult(design, reml, structure, criterion.factorize(opt.final), opt, opt.fmin)
     if result.singular:

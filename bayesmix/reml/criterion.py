@@ -32,8 +32,8 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from .crossprod import CrossProducts
-from .kernels import factor_first_block, single_factor_criterion
-from .structure import Structure
+from .kernels import factor_first_block, rest_downdate, single_factor_criterion
+from .structure import FactorBlock, Structure
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,8 +50,10 @@ class Factorization:
         ``(levels1, q1, q1)``: inverses of the per-level blocks of L11.
     W
         ``(levels1, q1, p+1)``: the first factor's rows of the ``[X y]`` columns of L.
-    lambda2, L21, L22, V2
-        The same for the remaining factors (None with a single factor).
+    lambda2, A21, L22, V2
+        Λ of the remaining factors, the cross-product ``Z2'Z1``, the dense Cholesky factor
+        of their block, and their rows of the ``[X y]`` columns of L (None with a single
+        factor). ``L21 = Λ₂'A21 Λ₁ L11⁻ᵀ`` is used only through products.
     R
         Lower Cholesky factor of the ``[X y]`` Schur complement, (p+1) x (p+1).
     logdet_z
@@ -64,8 +66,8 @@ class Factorization:
     W: np.ndarray
     R: np.ndarray
     logdet_z: float
-    lambda2: sp.csr_array | None = None
-    L21: sp.csr_array | None = None
+    lambda2: "RestLambda | None" = None
+    A21: sp.csr_array | None = None
     L22: np.ndarray | None = None
     V2: np.ndarray | None = None
 
@@ -105,7 +107,8 @@ class Factorization:
         rhs2 = self.V2[:, p] - self.V2[:, :p] @ self.beta
         u2 = la.solve_triangular(self.L22.T, rhs2, lower=False)
         levels, q = rhs1.shape
-        rhs1 = rhs1 - (self.L21.T @ u2).reshape(levels, q)
+        z = (self.A21.T @ self.lambda2.rows(u2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
+        rhs1 = rhs1 - np.einsum("lij,lj->li", self.L11inv, z)  # L21' u2 = L11⁻¹ Λ₁' A21' Λ₂ u2
         return _upper_solve(self.L11inv, rhs1), u2
 
     def spherical_variances(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -117,8 +120,9 @@ class Factorization:
         if self.L22 is None:
             return first, None
         levels, q, _ = self.L11inv.shape
-        G = la.solve_triangular(self.L22, (self.L21 @ _block_diagonal(self.L11inv)).toarray(), lower=True)
-        G = G.reshape(-1, levels, q)
+        # G = L22⁻¹ L21 L11⁻¹, whose level-i columns are L22⁻¹ Λ₂' A21_i Λ₁ M_i⁻¹
+        L21_L11inv = self.lambda2.t_rows((self.A21 @ _block_diagonal(self.lambda1 @ first)).toarray())
+        G = la.solve_triangular(self.L22, L21_L11inv, lower=True).reshape(-1, levels, q)
         first = first + np.einsum("rli,rlj->lij", G, G)
         L22inv = la.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True)
         return first, L22inv.T @ L22inv
@@ -153,16 +157,16 @@ class ProfiledCriterion:
             raise np.linalg.LinAlgError("Λ'Z'ZΛ + I or the [X y] Schur complement is not positive definite")
         if cp.single_factor:
             return Factorization(theta, T1, L11inv, W, np.linalg.cholesky(S), float(logdet_z))
-        lam2 = sp.block_diag([sp.kron(sp.eye(b.n_levels), b.lambda_(theta)) for b in blocks[1:]], format="csr")
-        right = _block_diagonal(T1 @ np.swapaxes(L11inv, 1, 2))
-        L21 = sp.csr_array(lam2.T @ cp.A21 @ right)
-        M22 = lam2.T @ (lam2.T @ cp.A22).T + np.eye(cp.A22.shape[0]) - (L21 @ L21.T).toarray()
+        lam2 = RestLambda(blocks[1:], theta)
+        minv = np.swapaxes(L11inv, 1, 2) @ L11inv
+        C, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22.shape[0])
+        M22 = lam2.sandwich(np.subtract(cp.A22, C, out=C))
+        M22[np.diag_indices_from(M22)] += 1.0
         L22 = np.linalg.cholesky(M22)
         logdet_z += 2.0 * np.log(np.diag(L22)).sum()
-        B2 = lam2.T @ cp.A2X - L21 @ W.reshape(-1, W.shape[2])
-        V2 = la.solve_triangular(L22, B2, lower=True)
+        V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True)
         R = np.linalg.cholesky(S - V2.T @ V2)
-        return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, L21, L22, V2)
+        return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2)
 
     def from_factorization(self, f: Factorization) -> float:
         """The criterion's value given the factor at θ."""
@@ -205,6 +209,49 @@ class ProfiledCriterion:
             down[k] -= h
             grad[k] = (self(up) - self(down)) / (2.0 * h)
         return grad
+
+
+class RestLambda:
+    """Λ₂, the block-diagonal Λ of the factors after the first, applied without forming it.
+
+    For a factor with ℓ levels and template T (q x q), its part of Λ₂ is kron(I_ℓ, T); rows
+    and columns of the rest block are ordered factor by factor, level-major.
+    """
+
+    def __init__(self, blocks: tuple[FactorBlock, ...], theta: np.ndarray):
+        self.parts = []
+        start = 0
+        for block in blocks:
+            size = block.n_levels * block.q
+            self.parts.append((slice(start, start + size), block.n_levels, block.lambda_(theta)))
+            start += size
+
+    def t_rows(self, Y: np.ndarray) -> np.ndarray:
+        """Λ₂' Y."""
+        return self._apply(Y, transpose=True)
+
+    def rows(self, Y: np.ndarray) -> np.ndarray:
+        """Λ₂ Y."""
+        return self._apply(Y, transpose=False)
+
+    def sandwich(self, A: np.ndarray) -> np.ndarray:
+        """Λ₂' A Λ₂ for a symmetric A (overwriting A when every term is scalar)."""
+        if all(T.shape[0] == 1 for _, _, T in self.parts):
+            scale = np.concatenate([np.full(levels, T[0, 0]) for _, levels, T in self.parts])
+            A *= scale[:, None]
+            A *= scale[None, :]
+            return A
+        return self.t_rows(self.t_rows(A).T)
+
+    def _apply(self, Y: np.ndarray, transpose: bool) -> np.ndarray:
+        out = np.empty_like(Y)
+        for rows, levels, T in self.parts:
+            if T.shape[0] == 1:  # scalar term: Λ is a multiple of the identity
+                np.multiply(Y[rows], T[0, 0], out=out[rows])
+                continue
+            block = Y[rows].reshape(levels, T.shape[0], Y.shape[1])
+            out[rows] = np.einsum("ji,ljc->lic" if transpose else "ij,ljc->lic", T, block).reshape(-1, Y.shape[1])
+        return out
 
 
 def _block_diagonal(blocks: np.ndarray) -> sp.bsr_array:

@@ -33,6 +33,10 @@ class CrossProducts:
         ``(m, m)``: ``[X y]' [X y]``.
     A21
         Sparse ``(Q2, levels1 * q1)``: ``Z2' Z1`` (None for a single factor).
+    A21_levels
+        ``Z2' Z1`` per level i of the first factor, as ``(indptr, rows, values)``: level i
+        touches the rest-block rows ``rows[indptr[i]:indptr[i+1]]`` with the (rows, q1) block
+        ``values[indptr[i]:indptr[i+1]]``.
     A22
         Dense ``(Q2, Q2)``: ``Z2' Z2`` (None for a single factor).
     A2X
@@ -45,6 +49,7 @@ class CrossProducts:
     A1X: np.ndarray
     AXX: np.ndarray
     A21: sp.csr_array | None = None
+    A21_levels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     A22: np.ndarray | None = None
     A2X: np.ndarray | None = None
 
@@ -65,16 +70,30 @@ def cross_products(structure: Structure, X: np.ndarray, y: np.ndarray) -> CrossP
         return CrossProducts(len(y), X.shape[1], A11, A1X, AXX)
     Z1 = sparse_z(first)
     Z2 = sp.hstack([sparse_z(b) for b in rest], format="csc")
+    A21 = sp.csr_array(Z2.T @ Z1)
     return CrossProducts(
         len(y),
         X.shape[1],
         A11,
         A1X,
         AXX,
-        A21=sp.csr_array(Z2.T @ Z1),
+        A21=A21,
+        A21_levels=_per_level(A21, first.n_levels, first.q),
         A22=(Z2.T @ Z2).toarray(),
         A2X=np.asarray(Z2.T @ XY),
     )
+
+
+def _per_level(A21: sp.csr_array, n_levels: int, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regroup the columns of ``Z2'Z1`` by level of the first factor (see ``A21_levels``)."""
+    coo = A21.tocoo()
+    level, column = np.divmod(coo.col, q)
+    key = level.astype(np.int64) * A21.shape[0] + coo.row
+    pairs, slot = np.unique(key, return_inverse=True)
+    values = np.zeros((len(pairs), q))
+    np.add.at(values, (slot, column), coo.data)
+    indptr = np.searchsorted(pairs // A21.shape[0], np.arange(n_levels + 1))
+    return indptr.astype(np.int64), (pairs % A21.shape[0]).astype(np.int64), values
 
 
 def per_level_crossprod(codes: np.ndarray, a: np.ndarray, b: np.ndarray, n_levels: int) -> np.ndarray:

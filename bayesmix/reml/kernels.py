@@ -207,3 +207,36 @@ def single_factor_criterion(T, A11, A1X, AXX, p, dof, reml):
                     s += RXinv[k, a] * RXinv[k, b]
                 F[a, b] += s
     return value, first_block_gradient(TA, Linv, W, A1X, F)
+
+
+@njit(cache=True)
+def rest_downdate(indptr, rows, values, P, A1X, size):
+    """``C = Σ_i A21_i P_i A21_i'`` and ``D = Σ_i A21_i P_i A1X_i`` over levels i of the first factor.
+
+    ``P_i = Λ₁ M_i⁻¹ Λ₁'``; with them ``L21 L21' = Λ₂' C Λ₂`` and ``L21 W = Λ₂' D``, so the
+    sparse ``L21`` never has to be formed while optimising. Costs Σ_i (rows touched by i)².
+    """
+    nl, q = P.shape[0], P.shape[1]
+    m = A1X.shape[2]
+    C = np.zeros((size, size))
+    D = np.zeros((size, m))
+    v = np.empty(q)
+    for lev in range(nl):
+        for a in range(indptr[lev], indptr[lev + 1]):
+            for j in range(q):
+                s = 0.0
+                for k in range(q):
+                    s += values[a, k] * P[lev, k, j]
+                v[j] = s
+            ra = rows[a]
+            for b in range(indptr[lev], indptr[lev + 1]):
+                s = 0.0
+                for j in range(q):
+                    s += v[j] * values[b, j]
+                C[ra, rows[b]] += s
+            for c in range(m):
+                s = 0.0
+                for j in range(q):
+                    s += v[j] * A1X[lev, j, c]
+                D[ra, c] += s
+    return C, D
