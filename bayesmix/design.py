@@ -24,8 +24,25 @@ from .formula.parser import suggest, variables_in
 RANK_TOLERANCE = 1e-7  # the tolerance of R's qr(), which lme4 uses to drop fixed-effect columns
 
 
+class GroupedColumns:
+    """Shared reading of objects with ``z`` (n x q) and a grouping factor's ``levels``."""
+
+    z: np.ndarray
+    levels: pd.Index
+
+    @property
+    def q(self) -> int:
+        """Number of effects per level."""
+        return self.z.shape[1]
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels of the grouping factor."""
+        return len(self.levels)
+
+
 @dataclass(frozen=True, eq=False)
-class RandomTerm:
+class RandomTerm(GroupedColumns):
     """One random-effects term: a grouping factor and the columns whose effects vary by it.
 
     Attributes
@@ -51,16 +68,6 @@ class RandomTerm:
     z: np.ndarray
     columns: tuple[str, ...]
     correlated: bool
-
-    @property
-    def q(self) -> int:
-        """Number of effects per level."""
-        return self.z.shape[1]
-
-    @property
-    def n_levels(self) -> int:
-        """Number of levels of the grouping factor."""
-        return len(self.levels)
 
     def __repr__(self) -> str:
         bar = "|" if self.correlated else "||"

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..design import Design, RandomTerm
+from ..design import Design, GroupedColumns, RandomTerm
 
 
 @dataclass(frozen=True, eq=False)
-class FactorBlock:
+class FactorBlock(GroupedColumns):
     """The random-effects terms that share one grouping factor.
 
     Attributes
@@ -57,16 +57,6 @@ class FactorBlock:
     theta_rows: np.ndarray
     theta_cols: np.ndarray
     theta_offset: int
-
-    @property
-    def q(self) -> int:
-        """Effects per level."""
-        return self.z.shape[1]
-
-    @property
-    def n_levels(self) -> int:
-        """Number of levels."""
-        return len(self.levels)
 
     @property
     def n_theta(self) -> int:
