@@ -9,6 +9,7 @@ formulas; they are only syntax-checked here (by formulaic) and materialised late
 from __future__ import annotations
 
 import difflib
+import functools
 import keyword
 import re
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ _NOT_VARIABLES = set(keyword.kwlist) | {"True", "False", "None"}
 
 
 def parse_formula(text: str) -> MixedFormula:
-    """Parse lme4-style formula ``text``.
+    """Parse lme4-style formula ``text`` (results are cached: a MixedFormula is immutable).
 
     Raises
     ------
@@ -90,6 +91,11 @@ def parse_formula(text: str) -> MixedFormula:
     """
     if not isinstance(text, str):
         raise FormulaError(f"The formula must be a string such as 'y ~ x + (1 | g)', not {type(text).__name__}.")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> MixedFormula:
     tokens = tokenize(text)
     depth = depths(tokens)
     tildes = [i for i, t in enumerate(tokens) if t.text == "~" and t.kind == "op"]

@@ -89,7 +89,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     best, fbest = start, np.inf
     # With difference gradients, asking for more than ~1e-12 relative reduction only makes
     # the line search fail on rounding noise.
-    ftol = 1e-15 if criterion.cp.single_factor else 1e-12
+    ftol = 1e-13 if criterion.cp.single_factor else 1e-12
     for _ in range(2 + 2 * structure.n_theta):
         result = minimize(
             scaled, start, jac=True, method="L-BFGS-B", bounds=bounds,

@@ -1,0 +1,147 @@
+"""Design -> PyMC model: fixed effects, LKJ-correlated non-centred random effects, Gaussian likelihood.
+
+Parametrisation, for each random-effects term t with q_t columns and levels ℓ_t:
+
+    z_t ~ Normal(0, 1), shape (ℓ_t, q_t)          (non-centred)
+    u_t = z_t (diag(sd_t) L_t)'                   (L_t ~ LKJCorr(η): Cholesky factor of the correlation)
+    u_t = z_t * sd_t                              (scalar and ``||`` terms)
+    μ = X β + Σ_t Σ_j z_tj(row) u_t[level(row), j]
+    y ~ Normal(μ, σ)
+
+Non-intercept columns of X are centred while sampling (their intercept is then the mean
+response at average predictors, which decorrelates it from the slopes); the reported
+``Intercept`` is transformed back.
+
+Posterior variables, named for users:
+
+- ``beta`` (``coef``): fixed effects;
+- ``sigma``: residual SD;
+- ``sd_<group>`` (``<group>_effect``): SDs of the effects of one grouping factor;
+- ``cor_<group>`` (``<group>_pair``): its free correlations, one per pair of effects in a
+  correlated term (``Intercept:perform_type[Solo]``);
+- ``u_<group>`` (``<group>_level``, ``<group>_effect``): the random effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from ..design import Design
+from .priors import Distribution, PriorSet, resolve_priors
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """How one grouping factor's effects are laid out in the posterior."""
+
+    group: str
+    levels: list
+    effects: list[str]
+    pairs: list[tuple[str, str]]  # the free correlations, in term order
+
+    @property
+    def name(self) -> str:
+        """The factor's name as used in variable names (``:`` is not allowed in netCDF names)."""
+        return self.group.replace(":", "_")
+
+
+def term_labels(design: Design) -> list[str]:
+    """lme4-style labels of the design's terms: the group, ``g.1``, ``g.2`` for repeats."""
+    seen: dict[str, int] = {}
+    labels = []
+    for term in design.terms:
+        k = seen.get(term.group, 0)
+        seen[term.group] = k + 1
+        labels.append(term.group if k == 0 else f"{term.group}.{k}")
+    return labels
+
+
+def group_layouts(design: Design) -> list[GroupLayout]:
+    """One layout per grouping factor, in order of first appearance."""
+    out: dict[str, GroupLayout] = {}
+    for term in design.terms:
+        layout = out.setdefault(term.group, GroupLayout(term.group, list(term.levels), [], []))
+        layout.effects.extend(term.columns)
+        if term.correlated:
+            layout.pairs.extend((term.columns[i], term.columns[j]) for i in range(term.q) for j in range(i + 1, term.q))
+    return list(out.values())
+
+
+def pair_label(pair: tuple[str, str]) -> str:
+    """Coordinate label of a correlation: ``Intercept:perform_type[Solo]``."""
+    return f"{pair[0]}:{pair[1]}"
+
+
+def build_model(design: Design, priors: PriorSet | None = None) -> pm.Model:
+    """The PyMC model of ``design`` with ``priors`` (defaults from :func:`resolve_priors`)."""
+    labels = term_labels(design)
+    priors = priors or resolve_priors(design, labels)
+    layouts = group_layouts(design)
+    names = list(design.fixed_names)
+    coords = {"coef": names, "obs": np.arange(design.n)}
+    for layout in layouts:
+        coords[f"{layout.name}_level"] = layout.levels
+        coords[f"{layout.name}_effect"] = layout.effects
+        if layout.pairs:
+            coords[f"{layout.name}_pair"] = [pair_label(p) for p in layout.pairs]
+
+    with pm.Model(coords=coords) as model:
+        y = pm.Data("y", design.y, dims="obs")
+        beta = _fixed_effects(design, priors)
+        mu = pt.dot(design.X, beta)
+        per_group: dict[str, dict[str, list]] = {l.group: {"sd": [], "u": [], "cor": []} for l in layouts}
+        for k, (label, term) in enumerate(zip(labels, design.terms)):
+            sd = _stack([priors.sd[(label, c)] for c in term.columns], f"_sd_{k}")
+            z = pm.Normal(f"_z_{k}", 0.0, 1.0, shape=(term.n_levels, term.q))
+            if term.correlated and term.q > 1:
+                chol = pm.LKJCorr(f"_L_{k}", n=term.q, eta=priors.cor[label].params["eta"])
+                u = pt.dot(z, (sd[:, None] * chol).T)
+                corr = pt.dot(chol, chol.T)
+                rows, cols = np.triu_indices(term.q, 1)
+                per_group[term.group]["cor"].append(corr[rows, cols])
+            else:
+                u = z * sd[None, :]
+            mu = mu + (term.z * u[term.codes]).sum(axis=1)
+            per_group[term.group]["sd"].append(sd)
+            per_group[term.group]["u"].append(u)
+        for layout in layouts:
+            parts = per_group[layout.group]
+            pm.Deterministic(f"sd_{layout.name}", pt.concatenate(parts["sd"]), dims=f"{layout.name}_effect")
+            pm.Deterministic(
+                f"u_{layout.name}", pt.concatenate(parts["u"], axis=1), dims=(f"{layout.name}_level", f"{layout.name}_effect")
+            )
+            if parts["cor"]:
+                pm.Deterministic(f"cor_{layout.name}", pt.concatenate(parts["cor"]), dims=f"{layout.name}_pair")
+        sigma = priors.sigma.pymc("sigma")
+        pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
+    return model
+
+
+def _fixed_effects(design: Design, priors: PriorSet):
+    """β with the intercept of centred predictors sampled, and reported on the original scale."""
+    names = list(design.fixed_names)
+    others = [j for j, n in enumerate(names) if n != "Intercept"]
+    slopes = [_stack([priors.b[names[j]]], f"_b_{j}")[0] for j in others]
+    if priors.intercept is None:
+        return pm.Deterministic("beta", pt.stack(slopes), dims="coef")
+    centred_intercept = priors.intercept.pymc("_Intercept_centred")
+    means = design.X[:, others].mean(axis=0)
+    intercept = centred_intercept - (pt.dot(means, pt.stack(slopes)) if others else 0.0)
+    values = [None] * len(names)
+    values[names.index("Intercept")] = intercept
+    for j, s in zip(others, slopes):
+        values[j] = s
+    return pm.Deterministic("beta", pt.stack(values), dims="coef")
+
+
+def _stack(dists: list[Distribution], name: str):
+    """A vector of independent random variables: one vector RV when all share a family."""
+    first = dists[0]
+    if all(d.name == first.name and d.params.keys() == first.params.keys() for d in dists):
+        params = {k: np.array([d.params[k] for d in dists]) for k in first.params}
+        return getattr(pm, first.name)(name, **params, shape=len(dists))
+    return pt.stack([d.pymc(f"{name}_{i}") for i, d in enumerate(dists)])

@@ -1,0 +1,232 @@
+"""Prior distributions: weakly informative defaults scaled to the data, and overrides.
+
+Default priors (s_y is the standard deviation of the response; for a column c of X or of a
+random-effects term, s_c is 1 if it takes only the values 0 and 1 (an intercept or an
+indicator) and its standard deviation otherwise):
+
+- ``Intercept`` (of the predictors centred at their means): Normal(mean(y), 2.5 s_y)
+- ``b``, each other fixed effect: Normal(0, 2.5 s_y / s_c)
+- ``sigma``, the residual SD: HalfStudentT(ν = 3, s_y)
+- ``sd``, the SD of each random effect: HalfStudentT(ν = 3, s_y / s_c)
+- ``cor``, each correlation matrix: LKJ(η = 2), which mildly favours smaller correlations
+
+so that the posterior does not depend on the units of y or x. Override any of them with
+:func:`prior`, by class and optionally by coefficient and grouping factor, as in brms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pymc as pm
+
+from ..design import Design
+from ..errors import BayesmixError
+
+DEFAULT_ETA = 2.0
+PRIOR_CLASSES = ("Intercept", "b", "sigma", "sd", "cor")
+
+
+class PriorError(BayesmixError, ValueError):
+    """A prior specification that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A univariate prior distribution, named and parametrised as in PyMC."""
+
+    name: str
+    params: dict
+    positive: bool = field(default=False)
+
+    def __post_init__(self):
+        for key, value in self.params.items():
+            if not np.isscalar(value) or not np.isfinite(value):
+                raise PriorError(f"{self.name} parameter {key}={value!r} must be one finite number.")
+            if key in ("sigma", "nu", "lam", "eta") and value <= 0:
+                raise PriorError(f"{self.name} parameter {key}={value!r} must be positive.")
+
+    def pymc(self, name: str, **kwargs):
+        """The PyMC random variable ``name`` with this distribution."""
+        return getattr(pm, self.name)(name, **self.params, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={v:.4g}' for k, v in self.params.items())})"
+
+
+def Normal(mu: float = 0.0, sigma: float = 1.0) -> Distribution:
+    """Normal(mu, sigma) prior."""
+    return Distribution("Normal", {"mu": float(mu), "sigma": float(sigma)})
+
+
+def StudentT(nu: float, mu: float = 0.0, sigma: float = 1.0) -> Distribution:
+    """Student-t(nu, mu, sigma) prior."""
+    return Distribution("StudentT", {"nu": float(nu), "mu": float(mu), "sigma": float(sigma)})
+
+
+def HalfNormal(sigma: float = 1.0) -> Distribution:
+    """Half-normal prior for a standard deviation."""
+    return Distribution("HalfNormal", {"sigma": float(sigma)}, positive=True)
+
+
+def HalfStudentT(nu: float = 3.0, sigma: float = 1.0) -> Distribution:
+    """Half-Student-t prior for a standard deviation."""
+    return Distribution("HalfStudentT", {"nu": float(nu), "sigma": float(sigma)}, positive=True)
+
+
+def Exponential(lam: float = 1.0) -> Distribution:
+    """Exponential prior for a standard deviation."""
+    return Distribution("Exponential", {"lam": float(lam)}, positive=True)
+
+
+def LKJ(eta: float = DEFAULT_ETA) -> Distribution:
+    """LKJ prior on a correlation matrix; eta = 1 is uniform over correlation matrices."""
+    return Distribution("LKJ", {"eta": float(eta)}, positive=True)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One prior override: a class (``b``, ``Intercept``, ``sigma``, ``sd``, ``cor``), and
+    optionally the coefficient and grouping factor it is restricted to."""
+
+    cls: str
+    dist: Distribution
+    coef: str | None = None
+    group: str | None = None
+
+
+def prior(cls: str, dist: Distribution, coef: str | None = None, group: str | None = None) -> Prior:
+    """Override a default prior, like brms's ``set_prior``.
+
+    Parameters
+    ----------
+    cls
+        ``"b"`` (fixed effects), ``"Intercept"``, ``"sigma"`` (residual SD), ``"sd"``
+        (random-effect SDs) or ``"cor"`` (correlation matrices; an :func:`LKJ`).
+    dist
+        The distribution, e.g. ``Normal(0, 5)`` or ``HalfNormal(2)``.
+    coef
+        Restrict to one coefficient (a fixed-effect name, or a random-effect column).
+    group
+        For ``sd`` and ``cor``: restrict to one grouping factor.
+
+    Examples
+    --------
+    >>> priors = [prior("b", Normal(0, 5)), prior("sd", HalfNormal(3), group="id", coef="Intercept")]
+    """
+    if cls not in PRIOR_CLASSES:
+        raise PriorError(f"Unknown prior class {cls!r}; use one of {', '.join(PRIOR_CLASSES)}.")
+    if not isinstance(dist, Distribution):
+        raise PriorError(f"The prior for {cls!r} must be a bayesmix distribution such as Normal(0, 1), not {dist!r}.")
+    if cls in ("sigma", "sd") and not dist.positive:
+        raise PriorError(f"A prior for {cls!r} must be for a positive quantity (HalfNormal, HalfStudentT, Exponential), not {dist.name}.")
+    if (cls == "cor") != (dist.name == "LKJ"):
+        raise PriorError("Correlation matrices take an LKJ(eta) prior, and LKJ only suits class 'cor'.")
+    if cls in ("Intercept", "sigma", "cor") and coef is not None:
+        raise PriorError(f"Class {cls!r} has no coefficients; drop coef={coef!r}.")
+    return Prior(cls, dist, coef, group)
+
+
+def column_scale(values: np.ndarray) -> float:
+    """1 for a column of zeros and ones (intercept, indicator); its standard deviation otherwise."""
+    if np.isin(values, (0.0, 1.0)).all():
+        return 1.0
+    sd = float(np.std(values))
+    return sd if sd > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class PriorSet:
+    """The priors of one model, defaults resolved and overrides applied.
+
+    Attributes
+    ----------
+    intercept
+        Prior of the intercept of centred predictors (None without an intercept).
+    b
+        Prior of each fixed effect other than the intercept, by name.
+    sigma
+        Prior of the residual SD.
+    sd
+        Prior of each random-effect SD, by (term label, column).
+    cor
+        LKJ prior of each correlated term's correlation matrix, by term label.
+    """
+
+    intercept: Distribution | None
+    b: dict[str, Distribution]
+    sigma: Distribution
+    sd: dict[tuple[str, str], Distribution]
+    cor: dict[str, Distribution]
+
+    def table(self):
+        """The priors as a DataFrame (class, group, coefficient, distribution)."""
+        import pandas as pd
+
+        rows = []
+        if self.intercept is not None:
+            rows.append(("Intercept", "", "Intercept", str(self.intercept)))
+        rows += [("b", "", name, str(d)) for name, d in self.b.items()]
+        rows += [("sd", term, column, str(d)) for (term, column), d in self.sd.items()]
+        rows += [("cor", term, "", str(d)) for term, d in self.cor.items()]
+        rows.append(("sigma", "", "", str(self.sigma)))
+        return pd.DataFrame(rows, columns=["class", "group", "coef", "prior"])
+
+
+def resolve_priors(design: Design, term_labels: list[str], overrides: list[Prior] | None = None) -> PriorSet:
+    """Default priors for ``design`` with ``overrides`` applied (the most specific wins).
+
+    ``term_labels`` names each random-effects term as the posterior does (``id``, ``id.1``).
+    """
+    y = design.y
+    s_y = float(np.std(y)) or 1.0
+    names = list(design.fixed_names)
+    has_intercept = "Intercept" in names
+    intercept = Normal(float(np.mean(y)), 2.5 * s_y) if has_intercept else None
+    b = {
+        name: Normal(0.0, 2.5 * s_y / column_scale(design.X[:, j]))
+        for j, name in enumerate(names)
+        if name != "Intercept"
+    }
+    sigma = HalfStudentT(3.0, s_y)
+    sd, cor = {}, {}
+    for label, term in zip(term_labels, design.terms):
+        for j, column in enumerate(term.columns):
+            sd[(label, column)] = HalfStudentT(3.0, s_y / column_scale(term.z[:, j]))
+        if term.correlated and term.q > 1:
+            cor[label] = LKJ(DEFAULT_ETA)
+
+    overrides = sorted(overrides or [], key=lambda p: (p.coef is not None) + (p.group is not None))
+    for p in overrides:
+        if not isinstance(p, Prior):
+            raise PriorError(f"Priors must be made with bayesmix.prior(...), not {p!r}.")
+        if p.cls == "Intercept":
+            if not has_intercept:
+                raise PriorError("The model has no intercept, so an 'Intercept' prior does not apply.")
+            intercept = p.dist
+        elif p.cls == "sigma":
+            sigma = p.dist
+        elif p.cls == "b":
+            _apply(b, p, [p.coef] if p.coef else list(b), "fixed effect", list(b))
+        elif p.cls == "sd":
+            keys = [k for k in sd if (p.group is None or _group_of(k[0]) == p.group) and (p.coef is None or k[1] == p.coef)]
+            _apply(sd, p, keys, "random effect", [f"{_group_of(g)}/{c}" for g, c in sd])
+        else:
+            keys = [k for k in cor if p.group is None or _group_of(k) == p.group]
+            _apply(cor, p, keys, "correlated term", list(cor))
+    return PriorSet(intercept, b, sigma, sd, cor)
+
+
+def _apply(target: dict, p: Prior, keys: list, what: str, known: list) -> None:
+    if not keys or any(k not in target for k in keys):
+        where = " ".join(f"{k}={v!r}" for k, v in (("group", p.group), ("coef", p.coef)) if v is not None)
+        raise PriorError(f"No {what} matches the {p.cls!r} prior with {where}; the model has: {', '.join(map(str, known))}.")
+    for k in keys:
+        target[k] = p.dist
+
+
+def _group_of(label: str) -> str:
+    """The grouping factor of a term label (``id.1`` -> ``id``)."""
+    head, _, tail = label.rpartition(".")
+    return head if head and tail.isdigit() else label
