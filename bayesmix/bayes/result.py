@@ -1,0 +1,371 @@
+"""The posterior of a mixed model, read like the REML result: estimates, effects, predictions."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from ..design import Design
+from ..errors import ConvergenceWarning, DataError
+from ..tables import coef_table, html_section, ranef_by_group
+from .builder import GroupLayout, pair_label
+from .priors import PriorSet
+from .sampling import ArgumentError, SamplerSettings
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+NEW_LEVELS = ("error", "population", "sample")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Posterior predictions for some rows.
+
+    Attributes
+    ----------
+    mean
+        Posterior mean of the expected response per row.
+    mu
+        Draws of the expected response, (chain, draw, obs).
+    draws
+        Posterior predictive draws of the response (μ plus residual noise), (chain, draw, obs).
+    """
+
+    mean: pd.Series
+    mu: xr.DataArray
+    draws: xr.DataArray
+
+    def interval(self, prob: float = 0.95, predictive: bool = True) -> pd.DataFrame:
+        """Equal-tailed interval per row, of the predictive draws or of μ."""
+        values = (self.draws if predictive else self.mu).stack(sample=("chain", "draw")).values
+        lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=1)
+        return pd.DataFrame({"mean": self.mean.to_numpy(), "lower": lo, "upper": hi}, index=self.mean.index)
+
+
+class BayesResult:
+    """A sampled posterior of a linear mixed model.
+
+    Attributes
+    ----------
+    design
+        The design that was sampled.
+    idata
+        The ArviZ ``xarray.DataTree``: ``posterior`` (``beta``, ``sigma``, ``sd_<group>``,
+        ``cor_<group>``, ``u_<group>``), ``sample_stats``, ``observed_data``.
+    priors
+        The priors used.
+    settings
+        The sampler settings.
+    sampling_seconds, compile_seconds
+        Wall time spent sampling and (once per model) compiling.
+    method
+        ``"full"`` (non-centred random effects sampled by NUTS).
+    """
+
+    def __init__(
+        self,
+        design: Design,
+        idata: xr.DataTree,
+        priors: PriorSet,
+        layouts: list[GroupLayout],
+        settings: SamplerSettings,
+        sampling_seconds: float,
+        compile_seconds: float = 0.0,
+        method: str = "full",
+    ):
+        self.design = design
+        self.idata = idata
+        self.priors = priors
+        self.layouts = layouts
+        self.settings = settings
+        self.sampling_seconds = sampling_seconds
+        self.compile_seconds = compile_seconds
+        self.method = method
+        if "observed_data" not in idata.children:
+            idata["observed_data"] = xr.Dataset({"y": ("obs", design.y)}, coords={"obs": np.arange(design.n)})
+
+    # ----- draws ------------------------------------------------------------------------
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior draws as an xarray Dataset."""
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def n_draws(self) -> int:
+        """Total number of draws over chains."""
+        return self.posterior.sizes["chain"] * self.posterior.sizes["draw"]
+
+    def _group_label(self, layout: GroupLayout, text: str) -> str:
+        return text if len(self.layouts) == 1 else f"{text[:-1]} | {layout.group})"
+
+    @cached_property
+    def _parameters(self) -> xr.Dataset:
+        """One (chain, draw) variable per reported parameter, named readably."""
+        post = self.posterior
+        out = {name: post["beta"].sel(coef=name, drop=True) for name in self.design.fixed_names}
+        for layout in self.layouts:
+            sd = post[f"sd_{layout.name}"]
+            for effect in layout.effects:
+                out[self._group_label(layout, f"sd({effect})")] = sd.sel({f"{layout.name}_effect": effect}, drop=True)
+            for pair in layout.pairs:
+                cor = post[f"cor_{layout.name}"].sel({f"{layout.name}_pair": pair_label(pair)}, drop=True)
+                out[self._group_label(layout, f"cor({pair[0]}, {pair[1]})")] = cor
+        out["sigma"] = post["sigma"]
+        return xr.Dataset(out)
+
+    def summary(self, ci_prob: float = 0.95) -> pd.DataFrame:
+        """Posterior mean, SD, equal-tailed interval, R-hat, bulk and tail ESS and MCSE of
+        every fixed effect, random-effect SD, correlation and the residual SD."""
+        table = az.summary(xr.DataTree.from_dict({"posterior": self._parameters}), ci_prob=ci_prob, round_to="none")
+        table = pd.DataFrame(table).rename(columns=lambda c: c.replace(f"eti{round(ci_prob * 100)}_", "ci_"))
+        return table
+
+    def fixef(self, ci_prob: float = 0.95) -> pd.DataFrame:
+        """Posterior summary of the fixed effects."""
+        return self.summary(ci_prob).loc[list(self.design.fixed_names), ["mean", "sd", "ci_lb", "ci_ub"]]
+
+    def varcorr(self, ci_prob: float = 0.95) -> pd.DataFrame:
+        """Posterior summary of the random-effect SDs, correlations and residual SD."""
+        return self.summary(ci_prob).drop(index=list(self.design.fixed_names))[["mean", "sd", "ci_lb", "ci_ub"]]
+
+    def ranef_draws(self, group: str | None = None) -> xr.DataArray:
+        """Draws of the random effects of one grouping factor, (chain, draw, level, effect)."""
+        layout = self._layout(group)
+        return self.posterior[f"u_{layout.name}"]
+
+    def ranef(self, group: str | None = None):
+        """Posterior means of the random effects, one DataFrame (levels x effects) per factor."""
+        frames = {l.group: self._mean_frame(self.posterior[f"u_{l.name}"], l) for l in self.layouts}
+        return ranef_by_group(frames, group)
+
+    def coef(self, group: str | None = None):
+        """Posterior means of fixed plus random effects per level (lme4's ``coef``)."""
+        fixef = self.posterior["beta"].mean(("chain", "draw")).to_series()
+        fixef.index = list(self.design.fixed_names)
+        frames = {l.group: coef_table(fixef, self._mean_frame(self.posterior[f"u_{l.name}"], l)) for l in self.layouts}
+        return ranef_by_group(frames, group)
+
+    def coef_draws(self, group: str | None = None) -> xr.DataArray:
+        """Draws of fixed plus random effects per level, (chain, draw, level, coef)."""
+        layout = self._layout(group)
+        u = self.posterior[f"u_{layout.name}"].rename({f"{layout.name}_effect": "coef"})
+        beta = self.posterior["beta"]
+        return (beta + u.reindex(coef=beta["coef"].values, fill_value=0.0)).rename({f"{layout.name}_level": "level"})
+
+    # ----- predictions -------------------------------------------------------------------
+    def _mu(self, X: np.ndarray, codes, z, new_levels: str, rng: np.random.Generator) -> np.ndarray:
+        """Draws of μ, (draws, rows), for materialised data."""
+        post = self.posterior.stack(sample=("chain", "draw"))
+        mu = (X @ post["beta"].values).T
+        offsets = self._term_offsets()
+        for k, (code, zk) in enumerate(zip(codes, z)):
+            layout, cols = offsets[k]
+            u = post[f"u_{layout.name}"].transpose("sample", ...).values[:, :, cols]
+            seen = code >= 0
+            effect = np.zeros((u.shape[0], len(code), zk.shape[1]))
+            effect[:, seen] = u[:, code[seen]]
+            if (~seen).any() and new_levels == "sample":
+                effect[:, ~seen] = self._new_level_draws(k, code[~seen], rng)
+            mu += np.einsum("sij,ij->si", effect, zk)
+        return mu
+
+    def _new_level_draws(self, k: int, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One draw per new level and posterior draw from the fitted population N(0, Σ_term)."""
+        term = self.design.terms[k]
+        layout, cols = self._term_offsets()[k]
+        post = self.posterior.stack(sample=("chain", "draw"))
+        sd = post[f"sd_{layout.name}"].transpose("sample", ...).values[:, cols]
+        n_draws = sd.shape[0]
+        corr = np.broadcast_to(np.eye(term.q), (n_draws, term.q, term.q)).copy()
+        if term.correlated and term.q > 1:
+            cor = post[f"cor_{layout.name}"].transpose("sample", ...)
+            for i in range(term.q):
+                for j in range(i + 1, term.q):
+                    value = cor.sel({f"{layout.name}_pair": pair_label((term.columns[i], term.columns[j]))}).values
+                    corr[:, i, j] = corr[:, j, i] = value
+        chol = np.linalg.cholesky(corr + 1e-12 * np.eye(term.q)) * sd[:, :, None]
+        _, inverse = np.unique(codes, return_inverse=True)
+        standard = rng.standard_normal((n_draws, inverse.max() + 1, term.q))
+        return np.einsum("sij,slj->sli", chol, standard)[:, inverse]
+
+    def _term_offsets(self) -> list[tuple[GroupLayout, slice]]:
+        out, used = [], {}
+        by_group = {l.group: l for l in self.layouts}
+        for term in self.design.terms:
+            start = used.get(term.group, 0)
+            out.append((by_group[term.group], slice(start, start + term.q)))
+            used[term.group] = start + term.q
+        return out
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        random: bool = True,
+        new_levels: str = "error",
+        seed: int | None = None,
+    ) -> Prediction:
+        """Posterior predictions: the mean, draws of μ and posterior predictive draws.
+
+        Parameters
+        ----------
+        newdata
+            Rows to predict (the fitted rows when omitted).
+        random
+            Include the random effects; False predicts at the population level (Xβ).
+        new_levels
+            For levels of a grouping factor not in the fitted data: ``"error"`` (raise),
+            ``"population"`` (random effect 0) or ``"sample"`` (one draw per new level and
+            posterior draw from the fitted distribution of the random effects).
+        seed
+            Seed for the residual noise and new-level draws.
+        """
+        if new_levels not in NEW_LEVELS:
+            raise ArgumentError(f"new_levels must be one of {', '.join(NEW_LEVELS)}, not {new_levels!r}.")
+        rng = np.random.default_rng(seed)
+        if newdata is None:
+            X, codes, z, index = self.design.X, [t.codes for t in self.design.terms], [t.z for t in self.design.terms], self.design.index
+        else:
+            new = self.design.new_data(newdata)
+            if random and new.unseen and new_levels == "error":
+                group, levels = next(iter(new.unseen.items()))
+                raise DataError(
+                    f"newdata has level(s) {levels[:5]} of grouping factor {group!r} that were not in the fitted data; "
+                    "pass new_levels='sample' (draw their effects from the fitted population) or 'population' (effect 0)."
+                )
+            X, codes, z, index = new.X, list(new.codes), list(new.z), new.index
+        mu = self._mu(X, codes if random else [], z if random else [], new_levels, rng)
+        sigma = self.posterior["sigma"].stack(sample=("chain", "draw")).values
+        draws = mu + rng.standard_normal(mu.shape) * sigma[:, None]
+        shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"], len(index))
+        coords = {"chain": self.posterior["chain"].values, "draw": self.posterior["draw"].values, "obs": np.arange(len(index))}
+        as_array = lambda a, name: xr.DataArray(a.reshape(shape), dims=("chain", "draw", "obs"), coords=coords, name=name)
+        return Prediction(pd.Series(mu.mean(axis=0), index=index, name="predicted"), as_array(mu, "mu"), as_array(draws, "y"))
+
+    def fitted(self) -> pd.Series:
+        """Posterior mean of μ for the fitted rows."""
+        return self.predict().mean.rename("fitted")
+
+    def residuals(self) -> pd.Series:
+        """Response minus the posterior mean of μ."""
+        return pd.Series(self.design.y - self.fitted().to_numpy(), index=self.design.index, name="residual")
+
+    # ----- checks -----------------------------------------------------------------------------
+    def log_likelihood(self) -> xr.DataArray:
+        """Pointwise log-likelihood draws, (chain, draw, obs); also stored in ``idata`` for ArviZ."""
+        if "log_likelihood" not in self.idata.children:
+            mu = self.predict().mu
+            sigma = self.posterior["sigma"]
+            ll = stats.norm.logpdf(self.design.y[None, None, :], mu.values, sigma.values[:, :, None])
+            self.idata["log_likelihood"] = xr.Dataset({"y": (("chain", "draw", "obs"), ll)}, coords=mu.coords)
+        return self.idata["log_likelihood"]["y"]
+
+    def loo(self):
+        """PSIS leave-one-out cross-validation (``arviz.loo``)."""
+        self.log_likelihood()
+        return az.loo(self.idata)
+
+    def posterior_predictive(self, seed: int | None = None) -> xr.DataArray:
+        """Replicated data sets from the posterior (stored in ``idata`` as ``posterior_predictive``)."""
+        if "posterior_predictive" not in self.idata.children:
+            draws = self.predict(seed=seed).draws
+            self.idata["posterior_predictive"] = xr.Dataset({"y": draws})
+        return self.idata["posterior_predictive"]["y"]
+
+    def ppc(self, seed: int | None = None) -> pd.DataFrame:
+        """Posterior predictive check: observed statistics against their replicated distribution.
+
+        For the mean, SD, min, max and the spread of the group means of the first grouping
+        factor, the observed value, the replicated mean and 95% interval, and the posterior
+        predictive p-value P(T(y_rep) >= T(y)).
+        """
+        rep = self.posterior_predictive(seed).stack(sample=("chain", "draw")).transpose("sample", "obs").values
+        y = self.design.y
+        term = self.design.terms[0]
+        counts = np.bincount(term.codes, minlength=term.n_levels)
+
+        def group_sd(values):
+            sums = np.apply_along_axis(lambda r: np.bincount(term.codes, weights=r, minlength=term.n_levels), -1, values)
+            return (sums / counts).std(axis=-1)
+
+        statistics = {
+            "mean": (np.mean, lambda r: r.mean(axis=1)),
+            "sd": (np.std, lambda r: r.std(axis=1)),
+            "min": (np.min, lambda r: r.min(axis=1)),
+            "max": (np.max, lambda r: r.max(axis=1)),
+            f"sd of {term.group} means": (group_sd, group_sd),
+        }
+        rows = []
+        for name, (observed_stat, replicated_stat) in statistics.items():
+            observed, replicated = float(observed_stat(y)), replicated_stat(rep)
+            lo, hi = np.quantile(replicated, [0.025, 0.975])
+            rows.append((name, observed, replicated.mean(), lo, hi, float((replicated >= observed).mean())))
+        return pd.DataFrame(rows, columns=["statistic", "observed", "replicated_mean", "ci_lb", "ci_ub", "p_value"]).set_index("statistic")
+
+    def diagnostics(self) -> dict:
+        """Divergences, tree-depth saturation, worst R-hat and smallest bulk/tail ESS."""
+        stats_ = self.idata["sample_stats"]
+        depth_hits = stats_["maxdepth_reached"] if "maxdepth_reached" in stats_ else stats_["reached_max_treedepth"]
+        table = self.summary()
+        return {
+            "divergences": int(stats_["diverging"].sum()),
+            "treedepth_hits": int(depth_hits.sum()),
+            "max_rhat": float(table["r_hat"].max()),
+            "min_ess_bulk": float(table["ess_bulk"].min()),
+            "min_ess_tail": float(table["ess_tail"].min()),
+        }
+
+    def check(self) -> list[str]:
+        """Warn (``ConvergenceWarning``) about divergences, high R-hat, low ESS, saturated trees."""
+        d = self.diagnostics()
+        problems = []
+        if d["divergences"]:
+            problems.append(f"{d['divergences']} divergent transitions: raise target_accept (now {self.settings.target_accept})")
+        if d["max_rhat"] > RHAT_MAX:
+            problems.append(f"R-hat up to {d['max_rhat']:.3f} > {RHAT_MAX}: chains disagree, draw more")
+        if min(d["min_ess_bulk"], d["min_ess_tail"]) < ESS_MIN:
+            problems.append(f"ESS as low as {min(d['min_ess_bulk'], d['min_ess_tail']):.0f} < {ESS_MIN}: draw more")
+        if d["treedepth_hits"]:
+            problems.append(f"{d['treedepth_hits']} draws hit the maximum tree depth")
+        for problem in problems:
+            warnings.warn(problem, ConvergenceWarning, stacklevel=3)
+        return problems
+
+    # ----- saving and display ----------------------------------------------------------------------
+    def to_netcdf(self, path) -> None:
+        """Save the DataTree (posterior, sample stats, observed data, ...) to a netCDF file."""
+        tree = self.idata.copy()
+        stats_ = tree["sample_stats"].to_dataset()
+        objects = [v for v in stats_.data_vars if stats_[v].dtype == object]
+        tree["sample_stats"] = stats_.drop_vars(objects)
+        tree.to_netcdf(path, engine="h5netcdf")
+
+    def _layout(self, group: str | None) -> GroupLayout:
+        if group is None:
+            if len(self.layouts) > 1:
+                raise ArgumentError(f"The model has several grouping factors; name one of {[l.group for l in self.layouts]}.")
+            return self.layouts[0]
+        for layout in self.layouts:
+            if layout.group == group:
+                return layout
+        raise ArgumentError(f"No grouping factor {group!r}; the model has {[l.group for l in self.layouts]}.")
+
+    def _mean_frame(self, draws: xr.DataArray, layout: GroupLayout) -> pd.DataFrame:
+        return pd.DataFrame(draws.mean(("chain", "draw")).values, index=pd.Index(layout.levels), columns=layout.effects)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (
+            f"<BayesResult {self.design.formula.text!r}: {s.chains} chains x {s.draws} draws ({self.method}), "
+            f"sampled in {self.sampling_seconds:.1f} s>"
+        )
+
+    def _repr_html_(self) -> str:
+        head = f"<p><b>Posterior</b> of <code>{self.design.formula.text}</code>: {self.settings.chains} chains x {self.settings.draws} draws</p>"
+        return head + html_section("Parameters", self.summary())
