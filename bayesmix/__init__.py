@@ -1,5 +1,18 @@
 """bayesmix: Bayesian and REML fits of lme4-style mixed-effects models."""
 
+from .bayes import (
+    LKJ,
+    BayesModel,
+    BayesResult,
+    Exponential,
+    HalfNormal,
+    HalfStudentT,
+    Normal,
+    Prediction,
+    StudentT,
+    prior,
+)
+from .compare import compare
 from .design import Design, NewData, RandomTerm, make_design
 from .errors import (
     BayesmixError,
@@ -13,28 +26,44 @@ from .errors import (
 )
 from .formula import BarTerm, MixedFormula, parse_formula
 from .model import Model
+from .plots import plot_ppc, plot_rank, plot_trace, qq_plot
 from .reml import RemlResult, fit_reml, likelihood_ratio_test
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LKJ",
     "BarTerm",
+    "BayesModel",
+    "BayesResult",
     "BayesmixError",
     "BayesmixWarning",
     "ConvergenceWarning",
     "DataError",
     "Design",
+    "Exponential",
     "FitError",
     "FormulaError",
+    "HalfNormal",
+    "HalfStudentT",
     "MissingDataWarning",
     "MixedFormula",
     "Model",
     "NewData",
+    "Normal",
+    "Prediction",
     "RandomTerm",
     "RankDeficiencyWarning",
     "RemlResult",
+    "StudentT",
+    "compare",
     "fit_reml",
     "likelihood_ratio_test",
     "make_design",
     "parse_formula",
+    "plot_ppc",
+    "plot_rank",
+    "plot_trace",
+    "prior",
+    "qq_plot",
 ]

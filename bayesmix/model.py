@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .bayes import BayesModel, BayesResult, Prior
 from .design import Design, make_design
 from .formula import MixedFormula
 from .reml import RemlResult, fit_reml
@@ -24,10 +25,12 @@ class Model:
     >>> model = Model("na ~ perform_type + (perform_type | id)", music)  # doctest: +SKIP
     >>> reml = model.fit_reml()                                            # doctest: +SKIP
     >>> reml.coef().loc[1]                                                 # doctest: +SKIP
+    >>> post = model.sample(seed=1)                                        # doctest: +SKIP
     """
 
     def __init__(self, formula: str | MixedFormula, data: pd.DataFrame):
         self.design: Design = make_design(formula, data)
+        self._bayes: dict[str, BayesModel] = {}
 
     @property
     def formula(self) -> MixedFormula:
@@ -41,6 +44,54 @@ class Model:
     def fit_ml(self) -> RemlResult:
         """Maximum-likelihood estimates, as lme4's ``lmer(formula, data, REML = FALSE)``."""
         return fit_reml(self.design, reml=False)
+
+    def bayes_model(self, priors: list[Prior] | None = None, parameterization: str = "noncentred") -> BayesModel:
+        """The PyMC model with these priors, built and compiled once per prior set and parameterization."""
+        key = repr((priors, parameterization))
+        if key not in self._bayes:
+            self._bayes[key] = BayesModel(self.design, priors, parameterization)
+        return self._bayes[key]
+
+    def sample(
+        self,
+        priors: list[Prior] | None = None,
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        seed: int | None = None,
+        target_accept: float = 0.8,
+        sampler: str = "nutpie",
+        progressbar: bool = True,
+        parameterization: str = "noncentred",
+    ) -> BayesResult:
+        """Sample the posterior with NUTS.
+
+        Parameters
+        ----------
+        priors
+            Overrides of the default priors, e.g. ``[bm.prior("b", bm.Normal(0, 5))]``.
+        draws, tune, chains
+            Draws kept and tuning steps per chain, and the number of chains.
+        seed
+            The same seed on the same model gives identical draws.
+        target_accept
+            NUTS's target acceptance rate; raise it (0.9, 0.95) when there are divergences.
+        sampler
+            ``"nutpie"`` (compiled once per model, then fast) or ``"pymc"``.
+        progressbar
+            Show progress while sampling.
+        parameterization
+            ``"noncentred"`` random effects (default; best when groups are small or their
+            variance is near 0) or ``"centred"`` (best when every group has many rows).
+
+        Warns with :class:`~bayesmix.ConvergenceWarning` on divergences, R-hat > 1.01,
+        bulk or tail ESS < 400, or saturated trees.
+        """
+        return self.bayes_model(priors, parameterization).sample(
+            draws=draws, tune=tune, chains=chains, seed=seed, target_accept=target_accept,
+            sampler=sampler, progressbar=progressbar,
+        )
 
     def __repr__(self) -> str:
         return f"Model({self.design.formula.text!r}, n={self.design.n})"

@@ -44,3 +44,9 @@ def ranef_by_group(frames: dict, group: str | None):
 def html_section(title: str, table: pd.DataFrame, float_format: str = "{:.4f}") -> str:
     """An HTML heading and table for notebook reprs."""
     return f"<h4>{html.escape(title)}</h4>" + table.to_html(float_format=float_format.format, na_rep="")
+
+
+def parameter_name(kind: str, effects: tuple[str, ...], group: str, several_groups: bool) -> str:
+    """Readable name of a variance parameter: ``sd(Intercept)``, ``cor(Intercept, x | g)``."""
+    inner = ", ".join(effects)
+    return f"{kind}({inner} | {group})" if several_groups else f"{kind}({inner})"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..design import Design
-from .builder import build_model, group_layouts, term_labels
+from .builder import PARAMETERIZATIONS, build_model, group_layouts, term_labels
 from .priors import (
     LKJ,
     Distribution,
@@ -37,13 +37,18 @@ class BayesModel:
         The materialised model.
     priors
         Overrides of the default priors (see :func:`prior`).
+    parameterization
+        ``"noncentred"`` (default) or ``"centred"`` random effects (see :func:`build_model`).
     """
 
-    def __init__(self, design: Design, priors: list[Prior] | None = None):
+    def __init__(self, design: Design, priors: list[Prior] | None = None, parameterization: str = "noncentred"):
+        if parameterization not in PARAMETERIZATIONS:
+            raise ArgumentError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, not {parameterization!r}.")
         self.design = design
         self.priors = resolve_priors(design, term_labels(design), priors)
         self.layouts = group_layouts(design)
-        self.pymc_model = build_model(design, self.priors)
+        self.parameterization = parameterization
+        self.pymc_model = build_model(design, self.priors, parameterization)
         self._sampler = CompiledSampler(self.pymc_model)
 
     def sample(self, y=None, **settings) -> BayesResult:
@@ -55,7 +60,10 @@ class BayesModel:
         settings = SamplerSettings(**settings)
         design = self.design if y is None else _with_response(self.design, y)
         tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": design.y}))
-        result = BayesResult(design, tree, self.priors, self.layouts, settings, seconds, self._sampler.compile_seconds)
+        result = BayesResult(
+            design, tree, self.priors, self.layouts, settings, seconds, self._sampler.compile_seconds,
+            method=f"full, {self.parameterization}",
+        )
         result.check()
         return result
 

@@ -76,8 +76,18 @@ def pair_label(pair: tuple[str, str]) -> str:
     return f"{pair[0]}:{pair[1]}"
 
 
-def build_model(design: Design, priors: PriorSet | None = None) -> pm.Model:
-    """The PyMC model of ``design`` with ``priors`` (defaults from :func:`resolve_priors`)."""
+PARAMETERIZATIONS = ("noncentred", "centred")
+
+
+def build_model(design: Design, priors: PriorSet | None = None, parameterization: str = "noncentred") -> pm.Model:
+    """The PyMC model of ``design`` with ``priors`` (defaults from :func:`resolve_priors`).
+
+    ``parameterization="centred"`` samples each level's coefficients directly and
+    hierarchically centred: θ_t ~ MvNormal(m_t, diag(sd_t) R_t diag(sd_t)) with u_t = θ_t - m_t,
+    where m_t holds the fixed effect of each column that is also a fixed-effect column (else 0).
+    Better than the non-centred default when every group has many observations: the data then
+    pin down each level's coefficients, and β is their mean.
+    """
     labels = term_labels(design)
     priors = priors or resolve_priors(design, labels)
     layouts = group_layouts(design)
@@ -96,15 +106,23 @@ def build_model(design: Design, priors: PriorSet | None = None) -> pm.Model:
         per_group: dict[str, dict[str, list]] = {l.group: {"sd": [], "u": [], "cor": []} for l in layouts}
         for k, (label, term) in enumerate(zip(labels, design.terms)):
             sd = _stack([priors.sd[(label, c)] for c in term.columns], f"_sd_{k}")
-            z = pm.Normal(f"_z_{k}", 0.0, 1.0, shape=(term.n_levels, term.q))
+            centred = parameterization == "centred"
             if term.correlated and term.q > 1:
                 chol = pm.LKJCorr(f"_L_{k}", n=term.q, eta=priors.cor[label].params["eta"])
-                u = pt.dot(z, (sd[:, None] * chol).T)
+                cov_chol = sd[:, None] * chol
+                if centred:
+                    mean = _shared_fixed_effects(design, term, beta)
+                    u = pm.MvNormal(f"_theta_{k}", mu=mean, chol=cov_chol, shape=(term.n_levels, term.q)) - mean
+                else:
+                    u = pt.dot(pm.Normal(f"_z_{k}", 0.0, 1.0, shape=(term.n_levels, term.q)), cov_chol.T)
                 corr = pt.dot(chol, chol.T)
                 rows, cols = np.triu_indices(term.q, 1)
                 per_group[term.group]["cor"].append(corr[rows, cols])
+            elif centred:
+                mean = _shared_fixed_effects(design, term, beta)
+                u = pm.Normal(f"_theta_{k}", mean[None, :], sd[None, :], shape=(term.n_levels, term.q)) - mean[None, :]
             else:
-                u = z * sd[None, :]
+                u = pm.Normal(f"_z_{k}", 0.0, 1.0, shape=(term.n_levels, term.q)) * sd[None, :]
             mu = mu + (term.z * u[term.codes]).sum(axis=1)
             per_group[term.group]["sd"].append(sd)
             per_group[term.group]["u"].append(u)
@@ -119,6 +137,16 @@ def build_model(design: Design, priors: PriorSet | None = None) -> pm.Model:
         sigma = priors.sigma.pymc("sigma")
         pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
     return model
+
+
+def _shared_fixed_effects(design: Design, term, beta):
+    """Per column of the term, the fixed effect of the identical column of X, or 0."""
+    names = list(design.fixed_names)
+    entries = []
+    for j, column in enumerate(term.columns):
+        same = column in names and np.array_equal(design.X[:, names.index(column)], term.z[:, j])
+        entries.append(beta[names.index(column)] if same else pt.constant(0.0))
+    return pt.stack(entries)
 
 
 def _fixed_effects(design: Design, priors: PriorSet):

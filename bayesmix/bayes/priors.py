@@ -42,10 +42,11 @@ class Distribution:
 
     def __post_init__(self):
         for key, value in self.params.items():
-            if not np.isscalar(value) or not np.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
                 raise PriorError(f"{self.name} parameter {key}={value!r} must be one finite number.")
             if key in ("sigma", "nu", "lam", "eta") and value <= 0:
                 raise PriorError(f"{self.name} parameter {key}={value!r} must be positive.")
+            self.params[key] = float(value)
 
     def pymc(self, name: str, **kwargs):
         """The PyMC random variable ``name`` with this distribution."""
@@ -57,32 +58,32 @@ class Distribution:
 
 def Normal(mu: float = 0.0, sigma: float = 1.0) -> Distribution:
     """Normal(mu, sigma) prior."""
-    return Distribution("Normal", {"mu": float(mu), "sigma": float(sigma)})
+    return Distribution("Normal", {"mu": mu, "sigma": sigma})
 
 
 def StudentT(nu: float, mu: float = 0.0, sigma: float = 1.0) -> Distribution:
     """Student-t(nu, mu, sigma) prior."""
-    return Distribution("StudentT", {"nu": float(nu), "mu": float(mu), "sigma": float(sigma)})
+    return Distribution("StudentT", {"nu": nu, "mu": mu, "sigma": sigma})
 
 
 def HalfNormal(sigma: float = 1.0) -> Distribution:
     """Half-normal prior for a standard deviation."""
-    return Distribution("HalfNormal", {"sigma": float(sigma)}, positive=True)
+    return Distribution("HalfNormal", {"sigma": sigma}, positive=True)
 
 
 def HalfStudentT(nu: float = 3.0, sigma: float = 1.0) -> Distribution:
     """Half-Student-t prior for a standard deviation."""
-    return Distribution("HalfStudentT", {"nu": float(nu), "sigma": float(sigma)}, positive=True)
+    return Distribution("HalfStudentT", {"nu": nu, "sigma": sigma}, positive=True)
 
 
 def Exponential(lam: float = 1.0) -> Distribution:
     """Exponential prior for a standard deviation."""
-    return Distribution("Exponential", {"lam": float(lam)}, positive=True)
+    return Distribution("Exponential", {"lam": lam}, positive=True)
 
 
 def LKJ(eta: float = DEFAULT_ETA) -> Distribution:
     """LKJ prior on a correlation matrix; eta = 1 is uniform over correlation matrices."""
-    return Distribution("LKJ", {"eta": float(eta)}, positive=True)
+    return Distribution("LKJ", {"eta": eta}, positive=True)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from scipy import stats
 
 from ..design import Design
 from ..errors import ConvergenceWarning, DataError
-from ..tables import coef_table, html_section, ranef_by_group
+from ..tables import coef_table, html_section, parameter_name, ranef_by_group
 from .builder import GroupLayout, pair_label
 from .priors import PriorSet
 from .sampling import ArgumentError, SamplerSettings
@@ -66,7 +66,7 @@ class BayesResult:
     sampling_seconds, compile_seconds
         Wall time spent sampling and (once per model) compiling.
     method
-        ``"full"`` (non-centred random effects sampled by NUTS).
+        How the posterior was sampled (``"full, noncentred"``: random effects sampled by NUTS).
     """
 
     def __init__(
@@ -78,7 +78,7 @@ class BayesResult:
         settings: SamplerSettings,
         sampling_seconds: float,
         compile_seconds: float = 0.0,
-        method: str = "full",
+        method: str = "full, noncentred",
     ):
         self.design = design
         self.idata = idata
@@ -102,9 +102,6 @@ class BayesResult:
         """Total number of draws over chains."""
         return self.posterior.sizes["chain"] * self.posterior.sizes["draw"]
 
-    def _group_label(self, layout: GroupLayout, text: str) -> str:
-        return text if len(self.layouts) == 1 else f"{text[:-1]} | {layout.group})"
-
     @cached_property
     def _parameters(self) -> xr.Dataset:
         """One (chain, draw) variable per reported parameter, named readably."""
@@ -112,11 +109,13 @@ class BayesResult:
         out = {name: post["beta"].sel(coef=name, drop=True) for name in self.design.fixed_names}
         for layout in self.layouts:
             sd = post[f"sd_{layout.name}"]
+            several = len(self.layouts) > 1
             for effect in layout.effects:
-                out[self._group_label(layout, f"sd({effect})")] = sd.sel({f"{layout.name}_effect": effect}, drop=True)
+                name = parameter_name("sd", (effect,), layout.group, several)
+                out[name] = sd.sel({f"{layout.name}_effect": effect}, drop=True)
             for pair in layout.pairs:
                 cor = post[f"cor_{layout.name}"].sel({f"{layout.name}_pair": pair_label(pair)}, drop=True)
-                out[self._group_label(layout, f"cor({pair[0]}, {pair[1]})")] = cor
+                out[parameter_name("cor", pair, layout.group, several)] = cor
         out["sigma"] = post["sigma"]
         return xr.Dataset(out)
 

@@ -73,10 +73,12 @@ class CompiledSampler:
 
         ``data`` replaces the values of the model's ``pm.Data`` (the response ``y``).
         """
-        start = time.perf_counter()
         if settings.sampler == "nutpie":
-            tree = self._nutpie(settings, data)
+            sampler = self._nutpie_sampler()
+            start = time.perf_counter()
+            tree = sampler(settings, data)
         else:
+            start = time.perf_counter()
             tree = self._pymc(settings, data)
         seconds = time.perf_counter() - start
         posterior = tree["posterior"].to_dataset()
@@ -86,7 +88,8 @@ class CompiledSampler:
         )
         return result, seconds
 
-    def _nutpie(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
+    def _nutpie_sampler(self):
+        """The nutpie sampling function, compiling the model on first use."""
         import nutpie
 
         if self._compiled is None:
@@ -95,6 +98,11 @@ class CompiledSampler:
                 warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
                 self._compiled = nutpie.compile_pymc_model(self.model)
             self.compile_seconds = time.perf_counter() - start
+        return self._nutpie
+
+    def _nutpie(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
+        import nutpie
+
         compiled = self._compiled.with_data(**data) if data else self._compiled
         return nutpie.sample(
             compiled,

@@ -109,15 +109,15 @@ class RemlResult:
         return (self.fixef() / self.std_errors()).rename("t_value")
 
     # ----- covariance parameters -----------------------------------------------------
-    def covariances(self) -> list[tuple[str, tuple[str, ...], np.ndarray]]:
-        """Per random-effects term: group name (lme4's, ``g.1`` for repeats), columns, covariance matrix."""
+    def covariances(self) -> list[tuple[str, str, tuple[str, ...], np.ndarray]]:
+        """Per random-effects term: lme4's label (``g.1`` for repeats), grouping factor, columns, covariance."""
         out, seen = [], {}
         for block in self.structure.blocks:
             lam = block.lambda_(self.factorization.theta)
             cov = self.sigma**2 * lam @ lam.T
             for cols in block.term_slices:
                 label = _repeat_label(block.group, seen)
-                out.append((label, block.columns[cols], cov[cols, cols]))
+                out.append((label, block.group, block.columns[cols], cov[cols, cols]))
         return out
 
     def varcorr(self) -> pd.DataFrame:
@@ -127,7 +127,7 @@ class RemlResult:
         ``vcov`` holds variances and covariances, ``sdcor`` standard deviations and correlations.
         """
         rows = []
-        for group, columns, cov in self.covariances():
+        for group, _, columns, cov in self.covariances():
             sd = np.sqrt(np.diag(cov))
             corr = correlation_from_cov(cov)
             rows += [(group, c, None, cov[i, i], sd[i]) for i, c in enumerate(columns)]
@@ -282,7 +282,7 @@ class RemlSummary:
             np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0]), index=["min", "1Q", "median", "3Q", "max"]
         )
         rows = []
-        for group, columns, cov in fit.covariances():
+        for group, _, columns, cov in fit.covariances():
             corr = correlation_from_cov(cov)
             for i, name in enumerate(columns):
                 row = {"group": group, "name": name, "variance": cov[i, i], "std_dev": np.sqrt(cov[i, i])}
