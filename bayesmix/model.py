@@ -45,11 +45,13 @@ class Model:
         """Maximum-likelihood estimates, as lme4's ``lmer(formula, data, REML = FALSE)``."""
         return fit_reml(self.design, reml=False)
 
-    def bayes_model(self, priors: list[Prior] | None = None, parameterization: str = "noncentred") -> BayesModel:
-        """The PyMC model with these priors, built and compiled once per prior set and parameterization."""
-        key = repr((priors, parameterization))
+    def bayes_model(
+        self, priors: list[Prior] | None = None, method: str = "auto", parameterization: str = "noncentred"
+    ) -> BayesModel:
+        """The PyMC model with these priors, built and compiled once per prior set, method and parameterization."""
+        key = repr((priors, method, parameterization))
         if key not in self._bayes:
-            self._bayes[key] = BayesModel(self.design, priors, parameterization)
+            self._bayes[key] = BayesModel(self.design, priors, method, parameterization)
         return self._bayes[key]
 
     def sample(
@@ -63,6 +65,7 @@ class Model:
         target_accept: float = 0.8,
         sampler: str = "nutpie",
         progressbar: bool = True,
+        method: str = "auto",
         parameterization: str = "noncentred",
     ) -> BayesResult:
         """Sample the posterior with NUTS.
@@ -81,14 +84,19 @@ class Model:
             ``"nutpie"`` (compiled once per model, then fast) or ``"pymc"``.
         progressbar
             Show progress while sampling.
+        method
+            ``"auto"`` (default): ``"collapsed"`` when every random-effects term is on one
+            grouping factor (the random effects are integrated out of the likelihood, which
+            NUTS then explores without the hierarchical funnel, and drawn exactly afterwards),
+            ``"full"`` otherwise (NUTS samples the random effects too). Either can be forced.
         parameterization
-            ``"noncentred"`` random effects (default; best when groups are small or their
-            variance is near 0) or ``"centred"`` (best when every group has many rows).
+            For the full model: ``"noncentred"`` random effects (default; best when groups are
+            small or their variance is near 0) or ``"centred"`` (best when every group has many rows).
 
         Warns with :class:`~bayesmix.ConvergenceWarning` on divergences, R-hat > 1.01,
         bulk or tail ESS < 400, or saturated trees.
         """
-        return self.bayes_model(priors, parameterization).sample(
+        return self.bayes_model(priors, method, parameterization).sample(
             draws=draws, tune=tune, chains=chains, seed=seed, target_accept=target_accept,
             sampler=sampler, progressbar=progressbar,
         )

@@ -29,7 +29,7 @@ def test_ninety_percent_intervals_cover_the_truth():
     """20 data sets from the truth (ρ = 0.6, 60 groups): 90% intervals cover about 90% of the time."""
     rng = np.random.default_rng(2024)
     data = simulate(rng)
-    model = BayesModel(bm.make_design("y ~ x + (x | g)", data))
+    model = BayesModel(bm.make_design("y ~ x + (x | g)", data), method="full")
     covered = []
     for _ in range(20):
         y = simulate(rng, x=data["x"].to_numpy())["y"]
@@ -50,7 +50,7 @@ def test_large_groups_bring_the_posterior_to_reml():
     model = bm.Model("y ~ x + (x | g)", data)
     reml = model.fit_reml()
     # with 250 rows per group the centred parametrisation is the one that mixes
-    post = model.sample(draws=1000, tune=1000, chains=4, seed=3, progressbar=False, parameterization="centred")
+    post = model.sample(draws=1000, tune=1000, chains=4, seed=3, progressbar=False, method="full", parameterization="centred")
     assert post.diagnostics()["max_rhat"] <= 1.01
     table = bm.compare(reml, post)
     fixed = table.loc[["Intercept", "x", "sigma"]]
@@ -99,7 +99,9 @@ def test_prior_overrides(small_design):
     assert str(p.sd[("g", "Intercept")]) == "HalfNormal(sigma=3)"
     assert str(p.sd[("g", "x")]) == "Exponential(lam=2)"  # the more specific override wins
     assert p.cor["g"].params["eta"] == 1.0 and str(p.sigma) == "HalfNormal(sigma=2)"
-    post = BayesModel(small_design, priors).sample(draws=100, tune=100, chains=1, seed=1, progressbar=False, sampler="pymc")
+    post = BayesModel(small_design, priors, method="full").sample(
+        draws=100, tune=100, chains=1, seed=1, progressbar=False, sampler="pymc"
+    )
     assert np.isfinite(post.summary()["mean"]).all()
 
 

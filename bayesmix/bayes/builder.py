@@ -79,6 +79,50 @@ def pair_label(pair: tuple[str, str]) -> str:
 PARAMETERIZATIONS = ("noncentred", "centred")
 
 
+@dataclass
+class _TermCovariance:
+    """A term's SDs and, for correlated terms, the Cholesky factor of its correlation matrix."""
+
+    sd: object
+    chol: object | None
+
+    def cov_chol(self):
+        """Cholesky factor of the term's covariance (a column of SDs for scalar terms)."""
+        return self.sd[:, None] * self.chol if self.chol is not None else pt.diag(self.sd)
+
+
+def _coords(design: Design, layouts: list[GroupLayout]) -> dict:
+    coords = {"coef": list(design.fixed_names), "obs": np.arange(design.n)}
+    for layout in layouts:
+        coords[f"{layout.name}_level"] = layout.levels
+        coords[f"{layout.name}_effect"] = layout.effects
+        if layout.pairs:
+            coords[f"{layout.name}_pair"] = [pair_label(p) for p in layout.pairs]
+    return coords
+
+
+def _population(design: Design, priors: PriorSet, layouts: list[GroupLayout]):
+    """β, σ, and each term's covariance, with the ``sd_<group>`` and ``cor_<group>`` variables."""
+    beta = _fixed_effects(design, priors)
+    terms = []
+    sds: dict[str, list] = {layout.group: [] for layout in layouts}
+    cors: dict[str, list] = {layout.group: [] for layout in layouts}
+    for k, (label, term) in enumerate(zip(term_labels(design), design.terms)):
+        sd = _stack([priors.sd[(label, c)] for c in term.columns], f"_sd_{k}")
+        chol = None
+        if term.correlated and term.q > 1:
+            chol = pm.LKJCorr(f"_L_{k}", n=term.q, eta=priors.cor[label].params["eta"])
+            rows, cols = np.triu_indices(term.q, 1)
+            cors[term.group].append(pt.dot(chol, chol.T)[rows, cols])
+        sds[term.group].append(sd)
+        terms.append(_TermCovariance(sd, chol))
+    for layout in layouts:
+        pm.Deterministic(f"sd_{layout.name}", pt.concatenate(sds[layout.group]), dims=f"{layout.name}_effect")
+        if cors[layout.group]:
+            pm.Deterministic(f"cor_{layout.name}", pt.concatenate(cors[layout.group]), dims=f"{layout.name}_pair")
+    return beta, priors.sigma.pymc("sigma"), terms
+
+
 def build_model(design: Design, priors: PriorSet | None = None, parameterization: str = "noncentred") -> pm.Model:
     """The PyMC model of ``design`` with ``priors`` (defaults from :func:`resolve_priors`).
 
@@ -88,54 +132,53 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
     Better than the non-centred default when every group has many observations: the data then
     pin down each level's coefficients, and β is their mean.
     """
-    labels = term_labels(design)
-    priors = priors or resolve_priors(design, labels)
+    priors = priors or resolve_priors(design, term_labels(design))
     layouts = group_layouts(design)
-    names = list(design.fixed_names)
-    coords = {"coef": names, "obs": np.arange(design.n)}
-    for layout in layouts:
-        coords[f"{layout.name}_level"] = layout.levels
-        coords[f"{layout.name}_effect"] = layout.effects
-        if layout.pairs:
-            coords[f"{layout.name}_pair"] = [pair_label(p) for p in layout.pairs]
-
-    with pm.Model(coords=coords) as model:
+    with pm.Model(coords=_coords(design, layouts)) as model:
         y = pm.Data("y", design.y, dims="obs")
-        beta = _fixed_effects(design, priors)
+        beta, sigma, covariances = _population(design, priors, layouts)
         mu = pt.dot(design.X, beta)
-        per_group: dict[str, dict[str, list]] = {l.group: {"sd": [], "u": [], "cor": []} for l in layouts}
-        for k, (label, term) in enumerate(zip(labels, design.terms)):
-            sd = _stack([priors.sd[(label, c)] for c in term.columns], f"_sd_{k}")
-            centred = parameterization == "centred"
-            if term.correlated and term.q > 1:
-                chol = pm.LKJCorr(f"_L_{k}", n=term.q, eta=priors.cor[label].params["eta"])
-                cov_chol = sd[:, None] * chol
-                if centred:
-                    mean = _shared_fixed_effects(design, term, beta)
-                    u = pm.MvNormal(f"_theta_{k}", mu=mean, chol=cov_chol, shape=(term.n_levels, term.q)) - mean
-                else:
-                    u = pt.dot(pm.Normal(f"_z_{k}", 0.0, 1.0, shape=(term.n_levels, term.q)), cov_chol.T)
-                corr = pt.dot(chol, chol.T)
-                rows, cols = np.triu_indices(term.q, 1)
-                per_group[term.group]["cor"].append(corr[rows, cols])
-            elif centred:
+        effects: dict[str, list] = {layout.group: [] for layout in layouts}
+        for k, (term, cov) in enumerate(zip(design.terms, covariances)):
+            shape = (term.n_levels, term.q)
+            if parameterization == "centred":
                 mean = _shared_fixed_effects(design, term, beta)
-                u = pm.Normal(f"_theta_{k}", mean[None, :], sd[None, :], shape=(term.n_levels, term.q)) - mean[None, :]
+                if cov.chol is None:
+                    u = pm.Normal(f"_theta_{k}", mean[None, :], cov.sd[None, :], shape=shape) - mean[None, :]
+                else:
+                    u = pm.MvNormal(f"_theta_{k}", mu=mean, chol=cov.cov_chol(), shape=shape) - mean
             else:
-                u = pm.Normal(f"_z_{k}", 0.0, 1.0, shape=(term.n_levels, term.q)) * sd[None, :]
+                u = pt.dot(pm.Normal(f"_z_{k}", 0.0, 1.0, shape=shape), cov.cov_chol().T)
             mu = mu + (term.z * u[term.codes]).sum(axis=1)
-            per_group[term.group]["sd"].append(sd)
-            per_group[term.group]["u"].append(u)
+            effects[term.group].append(u)
         for layout in layouts:
-            parts = per_group[layout.group]
-            pm.Deterministic(f"sd_{layout.name}", pt.concatenate(parts["sd"]), dims=f"{layout.name}_effect")
-            pm.Deterministic(
-                f"u_{layout.name}", pt.concatenate(parts["u"], axis=1), dims=(f"{layout.name}_level", f"{layout.name}_effect")
-            )
-            if parts["cor"]:
-                pm.Deterministic(f"cor_{layout.name}", pt.concatenate(parts["cor"]), dims=f"{layout.name}_pair")
-        sigma = priors.sigma.pymc("sigma")
+            dims = (f"{layout.name}_level", f"{layout.name}_effect")
+            pm.Deterministic(f"u_{layout.name}", pt.concatenate(effects[layout.group], axis=1), dims=dims)
         pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
+    return model
+
+
+def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = None) -> pm.Model:
+    """The PyMC model with the random effects integrated out (one grouping factor only).
+
+    The likelihood is :class:`~bayesmix.bayes.collapsed.CollapsedLogLik` of the
+    cross-products ``A11``, ``A1X`` and ``AXX`` (the latter two ``pm.Data``, so a new response
+    needs no recompilation). ``collapsed_chol``, the Cholesky factor of the covariance of the
+    factor's effects, is kept for drawing the effects after sampling.
+    """
+    from .collapsed import CollapsedLogLik
+
+    priors = priors or resolve_priors(design, term_labels(design))
+    layouts = group_layouts(design)
+    if len(layouts) != 1:
+        raise ValueError("The collapsed likelihood needs every random-effects term on one grouping factor.")
+    with pm.Model(coords=_coords(design, layouts)) as model:
+        A1X = pm.Data("A1X", crossprod.A1X)
+        AXX = pm.Data("AXX", crossprod.AXX)
+        beta, sigma, covariances = _population(design, priors, layouts)
+        chol = pt.linalg.block_diag(*[cov.cov_chol() for cov in covariances])
+        pm.Deterministic("collapsed_chol", chol)
+        pm.Potential("collapsed_loglik", CollapsedLogLik()(beta, chol, sigma, crossprod.A11, A1X, AXX, float(design.n)))
     return model
 
 
