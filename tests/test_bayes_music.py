@@ -162,3 +162,25 @@ def test_netcdf_round_trip(posterior, tmp_path):
 def test_readable_reprs(posterior):
     assert "4 chains x 2000 draws" in repr(posterior)
     assert "<table" in posterior._repr_html_()
+
+
+def test_prior_predictive_draws_on_the_data_scale(model, music):
+    prior = model.bayes_model().sample_prior_predictive(draws=400, seed=1)
+    y = prior["prior_predictive"]["y_obs"].values
+    assert y.shape[-1] == len(music)
+    # default priors are scaled to the response: prior predictive draws centre near its mean
+    assert abs(np.median(y) - music["na"].mean()) < 3 * music["na"].std()
+    assert set(prior["prior"].data_vars) >= {"beta", "sigma", "sd_id", "cor_id"}
+
+
+def test_loo_comparison_of_two_models(posterior, music):
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        simpler = bm.Model("na ~ perform_type + (1 | id)", music).sample(draws=500, chains=2, seed=1, progressbar=False)
+        simpler.log_likelihood()
+        posterior.log_likelihood()
+        table = az.compare({"random slopes": posterior.idata, "random intercept": simpler.idata}, round_to="none")
+    assert set(table.index) == {"random slopes", "random intercept"}
+    assert np.isfinite(table["elpd"]).all()

@@ -58,68 +58,76 @@ def collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient):
     M = np.empty((q, q))
     L = np.empty((q, q))
     Linv = np.empty((q, q))
+    Minv = np.empty((q, q))
     TA = np.empty((q, q))
     bvec = np.empty(q)
     w = np.empty(q)
     g = np.empty(q)
+    tg = np.empty(q)
     for lev in range(nl):
+        A = A11[lev]
+        AX = A1X[lev]
         for i in range(q):
-            s = A1X[lev, i, p]
+            s = AX[i, p]
             for k in range(p):
-                s -= A1X[lev, i, k] * beta[k]
+                s -= AX[i, k] * beta[k]
             bvec[i] = s
         for i in range(q):
             for j in range(q):
                 s = 0.0
                 for k in range(q):
-                    s += T[k, i] * A11[lev, k, j]
+                    s += T[k, i] * A[k, j]
                 TA[i, j] = s
         for i in range(q):
-            for j in range(q):
+            for j in range(i + 1):
                 s = 1.0 if i == j else 0.0
                 for k in range(q):
                     s += TA[i, k] * T[k, j]
                 M[i, j] = s
+                M[j, i] = s
         if not _cholesky(M, L):
             return -np.inf, np.zeros(p), np.zeros((q, q)), 0.0
         _invert_lower(L, Linv)
+        for i in range(q):  # M⁻¹ = Linv' Linv
+            for j in range(i + 1):
+                s = 0.0
+                for k in range(i, q):
+                    s += Linv[k, i] * Linv[k, j]
+                Minv[i, j] = s
+                Minv[j, i] = s
         for i in range(q):
             logdet += 2.0 * np.log(L[i, i])
             s = 0.0
             for k in range(q):
                 s += T[k, i] * bvec[k]
             w[i] = s
-        for i in range(q):  # g = M⁻¹ w = Linv' Linv w
+        for i in range(q):
             s = 0.0
             for k in range(q):
-                inner = 0.0
-                for r in range(k + 1):
-                    inner += Linv[k, r] * w[r]
-                s += Linv[k, i] * inner
+                s += Minv[i, k] * w[k]
             g[i] = s
-        for i in range(q):
-            quad += w[i] * g[i]
+            quad += w[i] * s
         if not gradient:
             continue
-        for r in range(q):  # AT = (T'A)' ; dT += -AT M⁻¹ + (b g' - AT g g') / σ²
+        for r in range(q):  # dT += -(A T) M⁻¹ + (b - A T g) g' / σ², with A T = TA'
             atg = 0.0
             for k in range(q):
                 atg += TA[k, r] * g[k]
+            resid = (bvec[r] - atg) / s2
             for c in range(q):
-                minv_term = 0.0
+                s = 0.0
                 for k in range(q):
-                    minv = 0.0
-                    for m in range(max(k, c), q):
-                        minv += Linv[m, k] * Linv[m, c]
-                    minv_term += TA[k, r] * minv
-                dT[r, c] += -minv_term + (bvec[r] * g[c] - atg * g[c]) / s2
+                    s += TA[k, r] * Minv[k, c]
+                dT[r, c] += resid * g[c] - s
+        for i in range(q):
+            s = 0.0
+            for k in range(q):
+                s += T[i, k] * g[k]
+            tg[i] = s
         for a in range(p):  # Σ Z_iX_i' T g_i
             s = 0.0
             for i in range(q):
-                tg = 0.0
-                for k in range(q):
-                    tg += T[i, k] * g[k]
-                s += A1X[lev, i, a] * tg
+                s += AX[i, a] * tg[i]
             zx_tg[a] += s
     Q = rss - quad
     value = -0.5 * (n * (LOG_2PI + np.log(s2)) + logdet + Q / s2)
