@@ -21,6 +21,7 @@ import pandas as pd
 
 import bayesmix as bm
 from bayesmix.bayes import BayesModel
+from reml_benchmark import simulate_large
 from bayesmix.bayes.collapsed import collapsed_loglik
 from bayesmix.reml.crossprod import cross_products
 from bayesmix.reml.structure import structure_of
@@ -29,14 +30,7 @@ FORMULA = "y ~ x1 + x2 + (x1 + x2 | g)"
 
 
 def simulate(n: int, groups: int, seed: int = 3) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    g = rng.integers(0, groups, n)
-    x1, x2 = rng.normal(size=n), rng.normal(size=n)
-    sd = np.array([1.0, 0.5, 0.3])
-    corr = np.array([[1.0, 0.4, -0.2], [0.4, 1.0, 0.1], [-0.2, 0.1, 1.0]])
-    u = rng.multivariate_normal(np.zeros(3), corr * np.outer(sd, sd), size=groups)
-    y = 2 + 0.5 * x1 - 0.3 * x2 + u[g, 0] + u[g, 1] * x1 + u[g, 2] * x2 + rng.normal(0, 1.0, n)
-    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g})
+    return simulate_large(seed=seed, n=n, groups=groups)
 
 
 def run(design, method: str, draws: int = 1000) -> dict:

@@ -173,13 +173,12 @@ def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = N
     if len(layouts) != 1:
         raise ValueError("The collapsed likelihood needs every random-effects term on one grouping factor.")
     with pm.Model(coords=_coords(design, layouts)) as model:
-        A11 = pm.Data("A11", crossprod.A11)  # data, not a constant: numba compiles large constants slowly
         A1X = pm.Data("A1X", crossprod.A1X)
         AXX = pm.Data("AXX", crossprod.AXX)
         beta, sigma, covariances = _population(design, priors, layouts)
         chol = pt.linalg.block_diag(*[cov.cov_chol() for cov in covariances])
         pm.Deterministic("collapsed_chol", chol)
-        pm.Potential("collapsed_loglik", CollapsedLogLik()(beta, chol, sigma, A11, A1X, AXX, float(design.n)))
+        pm.Potential("collapsed_loglik", CollapsedLogLik()(beta, chol, sigma, crossprod.A11, A1X, AXX, float(design.n)))
     return model
 
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytensor.tensor as pt
-from numba import njit
+from numba import njit, prange
 from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-from ..reml.kernels import _cholesky, _invert_lower
+from ..reml.kernels import level_factor
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -72,22 +72,8 @@ def collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient):
             for k in range(p):
                 s -= AX[i, k] * beta[k]
             bvec[i] = s
-        for i in range(q):
-            for j in range(q):
-                s = 0.0
-                for k in range(q):
-                    s += T[k, i] * A[k, j]
-                TA[i, j] = s
-        for i in range(q):
-            for j in range(i + 1):
-                s = 1.0 if i == j else 0.0
-                for k in range(q):
-                    s += TA[i, k] * T[k, j]
-                M[i, j] = s
-                M[j, i] = s
-        if not _cholesky(M, L):
+        if not level_factor(T, A, TA, M, L, Linv):
             return -np.inf, np.zeros(p), np.zeros((q, q)), 0.0
-        _invert_lower(L, Linv)
         for i in range(q):  # M⁻¹ = Linv' Linv
             for j in range(i + 1):
                 s = 0.0
@@ -142,25 +128,27 @@ def collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient):
     return value, d_beta, dT / sigma, d_sigma
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def draw_effects(beta, C, sigma, A11, A1X, standard):
     """Exact draws of every group's effects given (β, C, σ) for each posterior draw.
 
     ``beta`` (S, p), ``C`` (S, q, q), ``sigma`` (S,), ``standard`` (S, levels, q) standard
     normals; returns u (S, levels, q) with u_i = T g_i + σ T L_i⁻ᵀ ε_i (M_i = L_i L_i').
+    Posterior draws are processed in parallel; each is independent of the others, so the
+    result does not depend on the number of threads.
     """
     S, nl, q = standard.shape
     p = beta.shape[1]
     out = np.empty((S, nl, q))
-    M = np.empty((q, q))
-    L = np.empty((q, q))
-    Linv = np.empty((q, q))
-    TA = np.empty((q, q))
-    bvec = np.empty(q)
-    tb = np.empty(q)
-    t = np.empty(q)
-    v = np.empty(q)
-    for s_ in range(S):
+    for s_ in prange(S):
+        M = np.empty((q, q))
+        L = np.empty((q, q))
+        Linv = np.empty((q, q))
+        TA = np.empty((q, q))
+        bvec = np.empty(q)
+        tb = np.empty(q)
+        t = np.empty(q)
+        v = np.empty(q)
         T = C[s_] / sigma[s_]
         for lev in range(nl):
             for i in range(q):
@@ -168,20 +156,7 @@ def draw_effects(beta, C, sigma, A11, A1X, standard):
                 for k in range(p):
                     acc -= A1X[lev, i, k] * beta[s_, k]
                 bvec[i] = acc
-            for i in range(q):
-                for j in range(q):
-                    acc = 0.0
-                    for k in range(q):
-                        acc += T[k, i] * A11[lev, k, j]
-                    TA[i, j] = acc
-            for i in range(q):
-                for j in range(q):
-                    acc = 1.0 if i == j else 0.0
-                    for k in range(q):
-                        acc += TA[i, k] * T[k, j]
-                    M[i, j] = acc
-            _cholesky(M, L)
-            _invert_lower(L, Linv)
+            level_factor(T, A11[lev], TA, M, L, Linv)
             # u = T v with v = Linv'(Linv T'b + σ ε): mean T M⁻¹T'b, covariance σ² T M⁻¹ T'
             for i in range(q):
                 acc = 0.0

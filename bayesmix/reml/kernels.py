@@ -51,6 +51,32 @@ def _invert_lower(L, out):
 
 
 @njit(cache=True)
+def level_factor(T, A, TA, M, L, Linv):
+    """One level's block: ``TA = Λ'A``, ``M = Λ'AΛ + I``, its Cholesky factor L and L⁻¹.
+
+    Returns False when M is not positive definite; log|M| = 2 Σ log L_ii.
+    """
+    q = T.shape[0]
+    for i in range(q):
+        for j in range(q):
+            s = 0.0
+            for k in range(q):
+                s += T[k, i] * A[k, j]
+            TA[i, j] = s
+    for i in range(q):
+        for j in range(i + 1):
+            s = 1.0 if i == j else 0.0
+            for k in range(q):
+                s += TA[i, k] * T[k, j]
+            M[i, j] = s
+            M[j, i] = s
+    if not _cholesky(M, L):
+        return False
+    _invert_lower(L, Linv)
+    return True
+
+
+@njit(cache=True)
 def factor_first_block(T, A11, A1X, AXX):
     """Factor ``Λ'A_iΛ + I`` level by level and downdate ``[X y]'[X y]``.
 
@@ -79,23 +105,10 @@ def factor_first_block(T, A11, A1X, AXX):
     B = np.empty((q, m))
     logdet = 0.0
     for lev in range(nl):
-        for i in range(q):
-            for j in range(q):
-                s = 0.0
-                for k in range(q):
-                    s += T[k, i] * A11[lev, k, j]
-                TA[lev, i, j] = s
-        for i in range(q):
-            for j in range(q):
-                s = 1.0 if i == j else 0.0
-                for k in range(q):
-                    s += TA[lev, i, k] * T[k, j]
-                M[i, j] = s
-        if not _cholesky(M, L):
+        if not level_factor(T, A11[lev], TA[lev], M, L, Linv[lev]):
             return False, Linv, W, TA, S, 0.0
         for i in range(q):
             logdet += 2.0 * np.log(L[i, i])
-        _invert_lower(L, Linv[lev])
         for i in range(q):
             for j in range(m):
                 s = 0.0
