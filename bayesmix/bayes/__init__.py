@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
-from ..design import Design
-from ..reml.crossprod import cross_products
-from ..reml.structure import structure_of
-from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, group_layouts, term_labels
-from .collapsed import draw_effects
+from .builder import build_collapsed_model, build_model
+from .model import METHODS, BayesModel, sample
 from .priors import (
     LKJ,
     Distribution,
@@ -27,146 +22,26 @@ from .result import BayesResult, Prediction
 from .sampling import ArgumentError, CompiledSampler, SamplerSettings
 
 __all__ = [
-    "LKJ", "ArgumentError", "BayesModel", "BayesResult", "Distribution", "Exponential", "HalfNormal",
-    "HalfStudentT", "Normal", "Prediction", "Prior", "PriorError", "PriorSet", "StudentT", "prior",
-    "resolve_priors", "sample",
+    "LKJ",
+    "METHODS",
+    "ArgumentError",
+    "BayesModel",
+    "BayesResult",
+    "CompiledSampler",
+    "Distribution",
+    "Exponential",
+    "HalfNormal",
+    "HalfStudentT",
+    "Normal",
+    "Prediction",
+    "Prior",
+    "PriorError",
+    "PriorSet",
+    "SamplerSettings",
+    "StudentT",
+    "build_collapsed_model",
+    "build_model",
+    "prior",
+    "resolve_priors",
+    "sample",
 ]
-
-
-METHODS = ("auto", "collapsed", "full")
-
-
-class BayesModel:
-    """A design with its priors, built as a PyMC model and compiled once for repeated sampling.
-
-    Parameters
-    ----------
-    design
-        The materialised model.
-    priors
-        Overrides of the default priors (see :func:`prior`).
-    method
-        ``"collapsed"``: the random effects are integrated out of the likelihood and drawn
-        exactly afterwards (one grouping factor only); ``"full"``: NUTS samples them;
-        ``"auto"`` (default): collapsed where it applies.
-    parameterization
-        For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
-        (see :func:`build_model`).
-    """
-
-    def __init__(
-        self,
-        design: Design,
-        priors: list[Prior] | None = None,
-        method: str = "auto",
-        parameterization: str = "noncentred",
-    ):
-        if parameterization not in PARAMETERIZATIONS:
-            raise ArgumentError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, not {parameterization!r}.")
-        if method not in METHODS:
-            raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
-        self.design = design
-        self.priors = resolve_priors(design, term_labels(design), priors)
-        self.layouts = group_layouts(design)
-        collapsible = len(self.layouts) == 1
-        if method == "collapsed" and not collapsible:
-            raise ArgumentError(
-                "method='collapsed' needs every random-effects term on one grouping factor; this model has "
-                f"{', '.join(repr(l.group) for l in self.layouts)}: use method='full'."
-            )
-        self.method = "collapsed" if method == "collapsed" or (method == "auto" and collapsible) else "full"
-        self.parameterization = parameterization
-        if self.method == "collapsed":
-            self._structure = structure_of(design)
-            self.pymc_model = build_collapsed_model(design, cross_products(self._structure, design.X, design.y), self.priors)
-        else:
-            self.pymc_model = build_model(design, self.priors, parameterization)
-        self._sampler = CompiledSampler(self.pymc_model)
-
-    @property
-    def description(self) -> str:
-        """How the posterior is sampled, as reported on results."""
-        if self.method == "collapsed":
-            return "collapsed (random effects integrated out, drawn exactly)"
-        return f"full ({self.parameterization} random effects)"
-
-    def sample(self, y=None, **settings) -> BayesResult:
-        """Sample the posterior; ``settings`` are those of :class:`SamplerSettings`.
-
-        ``y`` replaces the response (same length), reusing the compiled model: what
-        simulation-based calibration needs.
-        """
-        settings = SamplerSettings(**settings)
-        design = self.design if y is None else _with_response(self.design, y)
-        tree, seconds = self._sampler.sample(settings, **self._data(design, y is not None))
-        if self.method == "collapsed":
-            start = time.perf_counter()
-            tree = self._add_effects(tree, design, settings.seed)
-            seconds += time.perf_counter() - start
-        result = BayesResult(
-            design, tree, self.priors, self.layouts, settings, seconds, self._sampler.compile_seconds,
-            method=self.description,
-        )
-        result.check()
-        return result
-
-    def _data(self, design: Design, replaced: bool) -> dict:
-        if not replaced:
-            return {}
-        if self.method == "full":
-            return {"y": design.y}
-        cp = cross_products(self._structure, design.X, design.y)
-        return {"A1X": cp.A1X, "AXX": cp.AXX}
-
-    def _add_effects(self, tree, design: Design, seed: int | None):
-        """Draw the random effects exactly for every posterior draw and add ``u_<group>``."""
-        import numpy as np
-        import xarray as xr
-
-        posterior = tree["posterior"].to_dataset()
-        stacked = posterior.stack(sample=("chain", "draw"))
-        layout = self.layouts[0]
-        cp = cross_products(self._structure, design.X, design.y)
-        rng = np.random.default_rng(None if seed is None else [seed, 1])
-        n_draws = stacked.sizes["sample"]
-        u = draw_effects(
-            np.ascontiguousarray(stacked["beta"].transpose("sample", ...).values),
-            np.ascontiguousarray(stacked["collapsed_chol"].transpose("sample", ...).values),
-            np.ascontiguousarray(stacked["sigma"].values),
-            cp.A11,
-            cp.A1X,
-            rng.standard_normal((n_draws, layout_levels := len(layout.levels), len(layout.effects))),
-        )
-        shape = (posterior.sizes["chain"], posterior.sizes["draw"], layout_levels, len(layout.effects))
-        dims = ("chain", "draw", f"{layout.name}_level", f"{layout.name}_effect")
-        posterior[f"u_{layout.name}"] = xr.DataArray(
-            u.reshape(shape), dims=dims,
-            coords={dims[2]: layout.levels, dims[3]: layout.effects},
-        )
-        tree["posterior"] = posterior.drop_vars("collapsed_chol")
-        return tree
-
-    def sample_prior_predictive(self, draws: int = 500, seed: int | None = None):
-        """Prior and prior predictive draws (a DataTree with ``prior`` and ``prior_predictive``)."""
-        import pymc as pm
-
-        with build_model(self.design, self.priors, self.parameterization):
-            return pm.sample_prior_predictive(draws=draws, random_seed=seed)
-
-
-def sample(design: Design, priors: list[Prior] | None = None, **settings) -> BayesResult:
-    """Build, compile and sample the model of ``design`` (see :class:`BayesModel`)."""
-    return BayesModel(design, priors).sample(**settings)
-
-
-def _with_response(design: Design, y) -> Design:
-    import dataclasses
-
-    import numpy as np
-
-    from ..errors import DataError
-
-    y = np.asarray(y, dtype=float)
-    if y.shape != design.y.shape or not np.isfinite(y).all():
-        raise DataError(f"A replacement response must be {design.n} finite numbers.")
-    return dataclasses.replace(design, y=y)
