@@ -195,6 +195,7 @@ class CollapsedLogLik(Op):
         outputs[0][0] = np.asarray(value)
 
     def connection_pattern(self, node):
+        """Only β, C and σ influence the output differentiably; the cross-products are data."""
         return [[True], [True], [True], [False], [False], [False], [False]]
 
     def pullback(self, inputs, outputs, cotangents):

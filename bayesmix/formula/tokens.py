@@ -30,6 +30,7 @@ class Token:
 
     @property
     def end(self) -> int:
+        """Offset just past the token."""
         return self.start + len(self.text)
 
 
