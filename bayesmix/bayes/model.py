@@ -64,7 +64,8 @@ class BayesModel:
         self.parameterization = parameterization
         if self.method == "collapsed":
             self._structure = structure_of(design)
-            self.pymc_model = build_collapsed_model(design, cross_products(self._structure, design.X, design.y), self.priors)
+            self._crossprod = cross_products(self._structure, design.X, design.y)
+            self.pymc_model = build_collapsed_model(design, self._crossprod, self.priors)
         else:
             self.pymc_model = build_model(design, self.priors, parameterization)
         self._sampler = CompiledSampler(self.pymc_model)
@@ -84,10 +85,13 @@ class BayesModel:
         """
         settings = SamplerSettings(**settings)
         design = self.design if y is None else _with_response(self.design, y)
-        tree, seconds = self._sampler.sample(settings, **self._data(design, y is not None))
-        if self.method == "collapsed":
+        if self.method == "full":
+            tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": design.y}))
+        else:  # the data enter only through cross-products: one pass over the rows, and none without a new y
+            cp = self._crossprod if y is None else cross_products(self._structure, design.X, design.y)
+            tree, seconds = self._sampler.sample(settings, **({} if y is None else {"A1X": cp.A1X, "AXX": cp.AXX}))
             start = time.perf_counter()
-            tree = self._add_effects(tree, design, settings.seed)
+            tree = self._add_effects(tree, cp, settings.seed)
             seconds += time.perf_counter() - start
         result = BayesResult(
             design, tree, self.priors, self.layouts, settings, seconds, self._sampler.compile_seconds,
@@ -96,20 +100,11 @@ class BayesModel:
         result.check()
         return result
 
-    def _data(self, design: Design, replaced: bool) -> dict:
-        if not replaced:
-            return {}
-        if self.method == "full":
-            return {"y": design.y}
-        cp = cross_products(self._structure, design.X, design.y)
-        return {"A1X": cp.A1X, "AXX": cp.AXX}
-
-    def _add_effects(self, tree, design: Design, seed: int | None):
+    def _add_effects(self, tree, cp, seed: int | None):
         """Draw the random effects exactly for every posterior draw and add ``u_<group>``."""
         posterior = tree["posterior"].to_dataset()
         stacked = posterior.stack(sample=("chain", "draw"))
         layout = self.layouts[0]
-        cp = cross_products(self._structure, design.X, design.y)
         rng = np.random.default_rng(None if seed is None else [seed, 1])
         n_draws, n_levels, q = stacked.sizes["sample"], len(layout.levels), len(layout.effects)
         u = draw_effects(

@@ -92,10 +92,15 @@ class BayesResult:
             idata["observed_data"] = xr.Dataset({"y": ("obs", design.y)}, coords={"obs": np.arange(design.n)})
 
     # ----- draws ------------------------------------------------------------------------
-    @property
+    @cached_property
     def posterior(self) -> xr.Dataset:
         """The posterior draws as an xarray Dataset."""
         return self.idata["posterior"].to_dataset()
+
+    @cached_property
+    def _draws(self) -> xr.Dataset:
+        """The posterior with chains and draws stacked into a leading ``sample`` dimension."""
+        return self.posterior.stack(sample=("chain", "draw")).transpose("sample", ...)
 
     @property
     def n_draws(self) -> int:
@@ -161,12 +166,12 @@ class BayesResult:
     # ----- predictions -------------------------------------------------------------------
     def _mu(self, X: np.ndarray, codes, z, new_levels: str, rng: np.random.Generator) -> np.ndarray:
         """Draws of μ, (draws, rows), for materialised data."""
-        post = self.posterior.stack(sample=("chain", "draw"))
-        mu = (X @ post["beta"].values).T
+        post = self._draws
+        mu = post["beta"].values @ X.T
         offsets = self._term_offsets()
         for k, (code, zk) in enumerate(zip(codes, z)):
             layout, cols = offsets[k]
-            u = post[f"u_{layout.name}"].transpose("sample", ...).values[:, :, cols]
+            u = post[f"u_{layout.name}"].values[:, :, cols]
             seen = code >= 0
             effect = np.zeros((u.shape[0], len(code), zk.shape[1]))
             effect[:, seen] = u[:, code[seen]]
@@ -179,12 +184,12 @@ class BayesResult:
         """One draw per new level and posterior draw from the fitted population N(0, Σ_term)."""
         term = self.design.terms[k]
         layout, cols = self._term_offsets()[k]
-        post = self.posterior.stack(sample=("chain", "draw"))
-        sd = post[f"sd_{layout.name}"].transpose("sample", ...).values[:, cols]
+        post = self._draws
+        sd = post[f"sd_{layout.name}"].values[:, cols]
         n_draws = sd.shape[0]
         corr = np.broadcast_to(np.eye(term.q), (n_draws, term.q, term.q)).copy()
         if term.correlated and term.q > 1:
-            cor = post[f"cor_{layout.name}"].transpose("sample", ...)
+            cor = post[f"cor_{layout.name}"]
             for i in range(term.q):
                 for j in range(i + 1, term.q):
                     value = cor.sel({f"{layout.name}_pair": pair_label((term.columns[i], term.columns[j]))}).values
@@ -240,7 +245,7 @@ class BayesResult:
                 )
             X, codes, z, index = new.X, list(new.codes), list(new.z), new.index
         mu = self._mu(X, codes if random else [], z if random else [], new_levels, rng)
-        sigma = self.posterior["sigma"].stack(sample=("chain", "draw")).values
+        sigma = self._draws["sigma"].values
         draws = mu + rng.standard_normal(mu.shape) * sigma[:, None]
         shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"], len(index))
         coords = {"chain": self.posterior["chain"].values, "draw": self.posterior["draw"].values, "obs": np.arange(len(index))}
