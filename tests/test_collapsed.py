@@ -75,7 +75,7 @@ def test_effect_draws_follow_the_exact_conditional(music, rng):
     C = np.array([[2.0, 0.0, 0.0], [-0.6, 1.3, 0.0], [0.7, 0.4, 0.5]])
     S = 40_000
     u = draw_effects(np.tile(beta, (S, 1)), np.tile(C, (S, 1, 1)), np.full(S, sigma), cp.A11, cp.A1X,
-                     rng.standard_normal((S, block.n_levels, 3)))
+                     rng.integers(0, 2**32, S, dtype=np.uint64))
     Sigma = C @ C.T
     for level in (0, 17):
         rows = block.codes == level

@@ -91,14 +91,15 @@ class _TermCovariance:
         return self.sd[:, None] * self.chol if self.chol is not None else pt.diag(self.sd)
 
 
-def _coords(design: Design, layouts: list[GroupLayout]) -> dict:
-    coords = {"coef": list(design.fixed_names), "obs": np.arange(design.n)}
+def coords(design: Design, layouts: list[GroupLayout]) -> dict:
+    """Coordinates of the posterior's dims: coefficients, rows, and per factor its levels, effects and pairs."""
+    out = {"coef": list(design.fixed_names), "obs": np.arange(design.n)}
     for layout in layouts:
-        coords[f"{layout.name}_level"] = layout.levels
-        coords[f"{layout.name}_effect"] = layout.effects
+        out[f"{layout.name}_level"] = layout.levels
+        out[f"{layout.name}_effect"] = layout.effects
         if layout.pairs:
-            coords[f"{layout.name}_pair"] = [pair_label(p) for p in layout.pairs]
-    return coords
+            out[f"{layout.name}_pair"] = [pair_label(p) for p in layout.pairs]
+    return out
 
 
 def _population(design: Design, priors: PriorSet, layouts: list[GroupLayout]):
@@ -134,7 +135,7 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
     """
     priors = priors or resolve_priors(design, term_labels(design))
     layouts = group_layouts(design)
-    with pm.Model(coords=_coords(design, layouts)) as model:
+    with pm.Model(coords=coords(design, layouts)) as model:
         y = pm.Data("y", design.y, dims="obs")
         beta, sigma, covariances = _population(design, priors, layouts)
         mu = pt.dot(design.X, beta)
@@ -172,7 +173,7 @@ def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = N
     layouts = group_layouts(design)
     if len(layouts) != 1:
         raise ValueError("The collapsed likelihood needs every random-effects term on one grouping factor.")
-    with pm.Model(coords=_coords(design, layouts)) as model:
+    with pm.Model(coords=coords(design, layouts)) as model:
         A1X = pm.Data("A1X", crossprod.A1X)
         AXX = pm.Data("AXX", crossprod.AXX)
         beta, sigma, covariances = _population(design, priors, layouts)

@@ -39,9 +39,24 @@ def collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient):
     """Log-likelihood with the random effects integrated out, and optionally its gradient.
 
     Returns (value, d_beta, d_C, d_sigma); value is -inf where a factor does not exist.
+    The common sizes q = 1, 2, 3, 4 get code compiled for that size (unrolled loops).
     """
+    q = A11.shape[1]
+    if q == 1:
+        return _collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient, 1)
+    if q == 2:
+        return _collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient, 2)
+    if q == 3:
+        return _collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient, 3)
+    if q == 4:
+        return _collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient, 4)
+    return _collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient, q)
+
+
+@njit(inline="always")
+def _collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient, q):
     p = beta.shape[0]
-    nl, q = A11.shape[0], A11.shape[1]
+    nl = A11.shape[0]
     T = C / sigma
     s2 = sigma * sigma
     XXb = np.zeros(p)
@@ -72,7 +87,7 @@ def collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient):
             for k in range(p):
                 s -= AX[i, k] * beta[k]
             bvec[i] = s
-        if not level_factor(T, A, TA, M, L, Linv):
+        if not level_factor(T, A, TA, M, L, Linv, q):
             return -np.inf, np.zeros(p), np.zeros((q, q)), 0.0
         for i in range(q):  # M⁻¹ = Linv' Linv
             for j in range(i + 1):
@@ -129,18 +144,34 @@ def collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient):
 
 
 @njit(cache=True, parallel=True)
-def draw_effects(beta, C, sigma, A11, A1X, standard):
+def draw_effects(beta, C, sigma, A11, A1X, seeds):
     """Exact draws of every group's effects given (β, C, σ) for each posterior draw.
 
-    ``beta`` (S, p), ``C`` (S, q, q), ``sigma`` (S,), ``standard`` (S, levels, q) standard
-    normals; returns u (S, levels, q) with u_i = T g_i + σ T L_i⁻ᵀ ε_i (M_i = L_i L_i').
-    Posterior draws are processed in parallel; each is independent of the others, so the
-    result does not depend on the number of threads.
+    ``beta`` (S, p), ``C`` (S, q, q), ``sigma`` (S,), ``seeds`` (S,) seeds of the standard
+    normals of each draw; returns u (S, levels, q) with u_i = T g_i + σ T L_i⁻ᵀ ε_i
+    (M_i = L_i L_i'). Posterior draws are processed in parallel; each draws its normals from
+    its own seed, so the result does not depend on the number of threads.
     """
-    S, nl, q = standard.shape
-    p = beta.shape[1]
-    out = np.empty((S, nl, q))
+    q = C.shape[1]
+    out = np.empty((beta.shape[0], A11.shape[0], q))
+    if q == 1:
+        _draw_effects(beta, C, sigma, A11, A1X, seeds, out, 1)
+    elif q == 2:
+        _draw_effects(beta, C, sigma, A11, A1X, seeds, out, 2)
+    elif q == 3:
+        _draw_effects(beta, C, sigma, A11, A1X, seeds, out, 3)
+    elif q == 4:
+        _draw_effects(beta, C, sigma, A11, A1X, seeds, out, 4)
+    else:
+        _draw_effects(beta, C, sigma, A11, A1X, seeds, out, q)
+    return out
+
+
+@njit(inline="always")
+def _draw_effects(beta, C, sigma, A11, A1X, seeds, out, q):
+    S, nl, p = beta.shape[0], A11.shape[0], beta.shape[1]
     for s_ in prange(S):
+        np.random.seed(seeds[s_])
         M = np.empty((q, q))
         L = np.empty((q, q))
         Linv = np.empty((q, q))
@@ -156,7 +187,7 @@ def draw_effects(beta, C, sigma, A11, A1X, standard):
                 for k in range(p):
                     acc -= A1X[lev, i, k] * beta[s_, k]
                 bvec[i] = acc
-            level_factor(T, A11[lev], TA, M, L, Linv)
+            level_factor(T, A11[lev], TA, M, L, Linv, q)
             # u = T v with v = Linv'(Linv T'b + σ ε): mean T M⁻¹T'b, covariance σ² T M⁻¹ T'
             for i in range(q):
                 acc = 0.0
@@ -164,7 +195,7 @@ def draw_effects(beta, C, sigma, A11, A1X, standard):
                     acc += T[k, i] * bvec[k]
                 tb[i] = acc
             for i in range(q):
-                acc = sigma[s_] * standard[s_, lev, i]
+                acc = sigma[s_] * np.random.standard_normal()
                 for r in range(i + 1):
                     acc += Linv[i, r] * tb[r]
                 t[i] = acc
@@ -178,7 +209,6 @@ def draw_effects(beta, C, sigma, A11, A1X, standard):
                 for k in range(q):
                     acc += T[i, k] * v[k]
                 out[s_, lev, i] = acc
-    return out
 
 
 class CollapsedLogLik(Op):

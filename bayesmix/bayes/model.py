@@ -13,8 +13,9 @@ from ..design import Design
 from ..errors import DataError
 from ..reml.crossprod import cross_products
 from ..reml.structure import structure_of
-from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, group_layouts, term_labels
+from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords, group_layouts, term_labels
 from .collapsed import draw_effects
+from .density import collapsed_density, natively_supported
 from .priors import Prior, resolve_priors
 from .result import BayesResult
 from .sampling import ArgumentError, CompiledSampler, SamplerSettings
@@ -65,10 +66,27 @@ class BayesModel:
         if self.method == "collapsed":
             self._structure = structure_of(design)
             self._crossprod = cross_products(self._structure, design.X, design.y)
-            self.pymc_model = build_collapsed_model(design, self._crossprod, self.priors)
+            labels = term_labels(design)
+            ready = None
+            if natively_supported(self.priors):
+                ready = collapsed_density(design, self._crossprod, self.priors, labels, self.layouts[0], coords(design, self.layouts))
+            self._sampler = CompiledSampler(lambda: build_collapsed_model(design, self._crossprod, self.priors), ready)
         else:
-            self.pymc_model = build_model(design, self.priors, parameterization)
-        self._sampler = CompiledSampler(self.pymc_model)
+            self._sampler = CompiledSampler(lambda: build_model(design, self.priors, parameterization))
+
+    @property
+    def precompiled(self) -> bool:
+        """Whether NUTS runs on the precompiled collapsed density (no per-model compilation).
+
+        True for the collapsed method when every prior has a native form (see
+        :mod:`bayesmix.bayes.density`); otherwise nutpie compiles the PyMC model on first use.
+        """
+        return self._sampler.precompiled
+
+    @property
+    def pymc_model(self) -> pm.Model:
+        """The PyMC model (for the collapsed method: with the random effects integrated out)."""
+        return self._sampler.model
 
     @property
     def description(self) -> str:
@@ -106,15 +124,16 @@ class BayesModel:
         stacked = posterior.stack(sample=("chain", "draw"))
         layout = self.layouts[0]
         rng = np.random.default_rng(None if seed is None else [seed, 1])
-        n_draws, n_levels, q = stacked.sizes["sample"], len(layout.levels), len(layout.effects)
+        n_draws = stacked.sizes["sample"]
         u = draw_effects(
             np.ascontiguousarray(stacked["beta"].transpose("sample", ...).values),
             np.ascontiguousarray(stacked["collapsed_chol"].transpose("sample", ...).values),
             np.ascontiguousarray(stacked["sigma"].values),
             cp.A11,
             cp.A1X,
-            rng.standard_normal((n_draws, n_levels, q)),
+            rng.integers(0, 2**32, n_draws, dtype=np.uint64),
         )
+        n_levels, q = len(layout.levels), len(layout.effects)
         shape = (posterior.sizes["chain"], posterior.sizes["draw"], n_levels, q)
         dims = ("chain", "draw", f"{layout.name}_level", f"{layout.name}_effect")
         posterior[f"u_{layout.name}"] = xr.DataArray(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,12 +62,31 @@ class SamplerSettings:
 
 
 class CompiledSampler:
-    """A PyMC model and, lazily, its nutpie compilation (about 10 s, done once per model)."""
+    """A model for NUTS: the PyMC model (built on first use) and its form for nutpie.
 
-    def __init__(self, model: pm.Model):
-        self.model = model
-        self._compiled = None
+    nutpie compiles a PyMC model on first use (about 10 s, once per model). A model given
+    ready for nutpie (the collapsed density of :mod:`bayesmix.bayes.density`, which needs no
+    compilation) is used as is; the PyMC model is then built only for ``sampler="pymc"``.
+    """
+
+    def __init__(self, build_model: Callable[[], pm.Model], nutpie_model=None):
+        self._build_model = build_model
+        self._model = None
+        self._compiled = nutpie_model
+        self._ready = nutpie_model is not None
         self.compile_seconds = 0.0
+
+    @property
+    def precompiled(self) -> bool:
+        """Whether the nutpie model was given ready (nothing to compile)."""
+        return self._ready
+
+    @property
+    def model(self) -> pm.Model:
+        """The PyMC model."""
+        if self._model is None:
+            self._model = self._build_model()
+        return self._model
 
     def sample(self, settings: SamplerSettings, **data) -> tuple[xr.DataTree, float]:
         """Posterior draws (internal variables dropped) and the wall time spent sampling.

@@ -1,0 +1,459 @@
+"""The collapsed model's log posterior density, compiled once and for all, handed to nutpie.
+
+nutpie samples a PyMC model by compiling its log density with numba: 7-25 s per model, which
+dwarfs the sampling itself for a model such as the music study's (about 1 s). Here the
+collapsed model (:mod:`bayesmix.bayes.collapsed`) is written directly as a numba C callback
+whose every model-specific number (sizes, priors, cross-products) is read from one float64
+array, the *blob*, passed as nutpie's user data. Numba caches the callback on disk, so no
+model is ever compiled: building one is packing an array.
+
+Unconstrained coordinates, in order:
+
+- ``θ_b`` (p): the fixed effects, with the intercept of the centred predictors in place of
+  the intercept (``β_0 = θ_0 - Σ_j m_j θ_j``, m_j the column means), as in the PyMC model;
+- ``log σ``;
+- for each random-effects term: ``log sd`` (q_t), then, for correlated terms, the
+  q_t(q_t - 1)/2 unconstrained canonical partial correlations ``y`` (Lewandowski, Kurowicka
+  and Joe 2009; Stan's ``cholesky_factor_corr`` transform): ``z = tanh y``,
+  ``L_i0 = z_i0``, ``L_ij = z_ij (1 - Σ_{k<j} L_ik²)^½``, ``L_ii = (1 - Σ_{k<i} L_ik²)^½``.
+
+The density is the sum of the priors (Normal or Student-t for ``θ_b``; half-normal,
+half-Student-t or exponential for σ and the SDs; LKJ(η) for each correlation matrix through
+its Cholesky factor, ``Σ_i (q - i - 1 + 2η - 2) log L_ii``), the log-Jacobians of the
+transforms, and the collapsed log-likelihood, up to constants. Its gradient is exact
+(reverse mode by hand through the transforms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numba import carray, cfunc, njit, types
+
+from .collapsed import collapsed_loglik
+from .priors import Distribution, PriorSet
+
+# Prior families, by code; parameters in the order of the bayesmix constructors.
+FAMILIES = {"Normal": 0, "StudentT": 1, "HalfNormal": 2, "HalfStudentT": 3, "Exponential": 4}
+LOCATION_FAMILIES = ("Normal", "StudentT")
+SCALE_FAMILIES = ("HalfNormal", "HalfStudentT", "Exponential")
+
+# Header of the blob: sizes, then the offset of each section.
+(TOTAL, P, Q, LEVELS, ROWS, INTERCEPT, TERMS, N_DIM, N_EXPANDED,
+ OFF_MEANS, OFF_B_PRIOR, OFF_SIGMA_PRIOR, OFF_TERMS, OFF_SD_PRIOR, OFF_A11, OFF_A1X, OFF_AXX, HEADER) = range(18)
+
+
+@njit(cache=True, error_model="numpy")
+def _prior(spec, v):
+    """Log density (up to a constant) of one prior at v, and its derivative."""
+    code = spec[0]
+    if code == 0:  # Normal(mu, sigma)
+        z = (v - spec[1]) / spec[2]
+        return -0.5 * z * z, -z / spec[2]
+    if code == 1:  # StudentT(nu, mu, sigma)
+        nu, d, s = spec[1], v - spec[2], spec[3]
+        return -0.5 * (nu + 1.0) * np.log1p(d * d / (nu * s * s)), -(nu + 1.0) * d / (nu * s * s + d * d)
+    if code == 2:  # HalfNormal(sigma)
+        z = v / spec[1]
+        return -0.5 * z * z, -z / spec[1]
+    if code == 3:  # HalfStudentT(nu, sigma)
+        nu, s = spec[1], spec[2]
+        return -0.5 * (nu + 1.0) * np.log1p(v * v / (nu * s * s)), -(nu + 1.0) * v / (nu * s * s + v * v)
+    return -spec[1] * v, -spec[1]  # Exponential(lam)
+
+
+@njit(cache=True, error_model="numpy")
+def _positive(spec, t):
+    """Prior of v = exp(t) with the log-Jacobian t: value and derivative in t; and v."""
+    v = np.exp(t)
+    value, slope = _prior(spec, v)
+    return value + t, v * slope + 1.0, v
+
+
+@njit(cache=True, error_model="numpy")
+def _corr_cholesky(y, qk, L):
+    """Fill L (qk x qk) from the unconstrained y; return the log-Jacobian."""
+    logjac = 0.0
+    for i in range(qk):
+        for j in range(qk):
+            L[i, j] = 0.0
+    L[0, 0] = 1.0
+    k = 0
+    for i in range(1, qk):
+        c = 0.0
+        for j in range(i):
+            z = np.tanh(y[k])
+            k += 1
+            s = np.sqrt(1.0 - c)
+            logjac += np.log1p(-z * z)
+            if j > 0:
+                logjac += np.log(s)
+            L[i, j] = z * s
+            c += L[i, j] * L[i, j]
+        L[i, i] = np.sqrt(1.0 - c)
+    return logjac
+
+
+@njit(cache=True, error_model="numpy")
+def _corr_cholesky_backward(y, qk, L, dL, eta, dy):
+    """Gradient in y of (lik + LKJ + log-Jacobian), given dL, the likelihood's gradient in L."""
+    k0 = 0
+    for i in range(1, qk):
+        a = qk - i - 1 + 2.0 * eta - 2.0
+        s_i = L[i, i]
+        G = -(dL[i, i] + a / s_i) / (2.0 * s_i)  # gradient in c_i = Σ_{k<i} L_ik²
+        for j in range(i - 1, -1, -1):
+            z = np.tanh(y[k0 + j])
+            s_j = np.sqrt(1.0 - _row_sumsq(L, i, j))
+            g_L = dL[i, j] + 2.0 * L[i, j] * G
+            g_z = g_L * s_j
+            dy[k0 + j] = g_z * (1.0 - z * z) - 2.0 * z
+            if j > 0:
+                g_s = g_L * z + 1.0 / s_j
+                G += -g_s / (2.0 * s_j)
+        k0 += i
+
+
+@njit(cache=True, error_model="numpy")
+def _row_sumsq(L, i, j):
+    c = 0.0
+    for k in range(j):
+        c += L[i, k] * L[i, k]
+    return c
+
+
+@njit(cache=True, error_model="numpy")
+def _population(x, blob):
+    """β, σ, the SDs, the block-diagonal correlation factor, and the log prior with Jacobians."""
+    p, q, icpt, nterms = int(blob[P]), int(blob[Q]), int(blob[INTERCEPT]), int(blob[TERMS])
+    means = blob[int(blob[OFF_MEANS]):int(blob[OFF_MEANS]) + p]
+    bspec = blob[int(blob[OFF_B_PRIOR]):int(blob[OFF_B_PRIOR]) + 4 * p].reshape((p, 4))
+    sspec = blob[int(blob[OFF_SD_PRIOR]):int(blob[OFF_SD_PRIOR]) + 4 * q].reshape((q, 4))
+    tspec = blob[int(blob[OFF_TERMS]):int(blob[OFF_TERMS]) + 4 * nterms].reshape((nterms, 4))
+    grad = np.zeros(x.shape[0])
+    lp = 0.0
+    beta = x[:p].copy()
+    for j in range(p):
+        value, slope = _prior(bspec[j], x[j])
+        lp += value
+        grad[j] = slope
+        if icpt >= 0 and j != icpt:
+            beta[icpt] -= means[j] * x[j]
+    value, slope, sigma = _positive(blob[int(blob[OFF_SIGMA_PRIOR]):], x[p])
+    lp += value
+    grad[p] = slope
+    sd = np.empty(q)
+    R = np.eye(q)  # block-diagonal Cholesky factor of the correlations
+    pos = p + 1
+    for t in range(nterms):
+        qk, correlated, eta, col = int(tspec[t, 0]), tspec[t, 1] > 0, tspec[t, 2], int(tspec[t, 3])
+        for i in range(qk):
+            value, slope, v = _positive(sspec[col + i], x[pos + i])
+            sd[col + i] = v
+            lp += value
+            grad[pos + i] = slope
+        pos += qk
+        if correlated:
+            m = qk * (qk - 1) // 2
+            block = np.empty((qk, qk))
+            lp += _corr_cholesky(x[pos:pos + m], qk, block)
+            for i in range(1, qk):
+                lp += (qk - i - 1 + 2.0 * eta - 2.0) * np.log(block[i, i])
+            R[col:col + qk, col:col + qk] = block
+            pos += m
+    return beta, sigma, sd, R, lp, grad
+
+
+@njit(cache=True, error_model="numpy")
+def collapsed_log_density(x, blob, out):
+    """Log posterior density at the unconstrained point x (up to a constant); gradient into out."""
+    p, q, nl, icpt, nterms = int(blob[P]), int(blob[Q]), int(blob[LEVELS]), int(blob[INTERCEPT]), int(blob[TERMS])
+    beta, sigma, sd, R, lp, grad = _population(x, blob)
+    if not (np.isfinite(lp) and 0.0 < sigma < np.inf and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
+        return -np.inf  # outside the support in floating point (far out in the tails)
+    C = sd.reshape((q, 1)) * R
+    A11 = blob[int(blob[OFF_A11]):int(blob[OFF_A11]) + nl * q * q].reshape((nl, q, q))
+    A1X = blob[int(blob[OFF_A1X]):int(blob[OFF_A1X]) + nl * q * (p + 1)].reshape((nl, q, p + 1))
+    AXX = blob[int(blob[OFF_AXX]):int(blob[OFF_AXX]) + (p + 1) * (p + 1)].reshape((p + 1, p + 1))
+    value, d_beta, d_C, d_sigma = collapsed_loglik(beta, C, sigma, A11, A1X, AXX, blob[ROWS], True)
+    if not np.isfinite(value):
+        return -np.inf
+    for j in range(p):
+        grad[j] += d_beta[j]
+        if icpt >= 0 and j != icpt:
+            grad[j] -= blob[int(blob[OFF_MEANS]) + j] * d_beta[icpt]
+    grad[p] += sigma * d_sigma
+    tspec = blob[int(blob[OFF_TERMS]):int(blob[OFF_TERMS]) + 4 * nterms].reshape((nterms, 4))
+    pos = p + 1
+    for t in range(nterms):
+        qk, correlated, eta, col = int(tspec[t, 0]), tspec[t, 1] > 0, tspec[t, 2], int(tspec[t, 3])
+        dL = np.zeros((qk, qk))
+        for i in range(qk):
+            d_sd = 0.0
+            for j in range(i + 1):
+                d_sd += d_C[col + i, col + j] * R[col + i, col + j]
+                dL[i, j] = d_C[col + i, col + j] * sd[col + i]
+            grad[pos + i] += sd[col + i] * d_sd
+        pos += qk
+        if correlated:
+            m = qk * (qk - 1) // 2
+            dy = np.empty(m)
+            _corr_cholesky_backward(x[pos:pos + m], qk, R[col:col + qk, col:col + qk], dL, eta, dy)
+            grad[pos:pos + m] += dy
+            pos += m
+    out[:] = grad
+    return lp + value
+
+
+@njit(cache=True, error_model="numpy")
+def expand(x, blob, out):
+    """Fill out with β, σ, the SDs, the correlations (pairs i < j by term) and C = diag(sd) R."""
+    p, q, nterms = int(blob[P]), int(blob[Q]), int(blob[TERMS])
+    beta, sigma, sd, R, _, _ = _population(x, blob)
+    tspec = blob[int(blob[OFF_TERMS]):int(blob[OFF_TERMS]) + 4 * nterms].reshape((nterms, 4))
+    k = 0
+    for j in range(p):
+        out[k] = beta[j]
+        k += 1
+    out[k] = sigma
+    k += 1
+    for i in range(q):
+        out[k] = sd[i]
+        k += 1
+    for t in range(nterms):
+        qk, col = int(tspec[t, 0]), int(tspec[t, 3])
+        if tspec[t, 1] > 0:
+            for i in range(qk):
+                for j in range(i + 1, qk):
+                    r = 0.0
+                    for c in range(qk):
+                        r += R[col + i, col + c] * R[col + j, col + c]
+                    out[k] = r
+                    k += 1
+    for i in range(q):
+        for j in range(q):
+            out[k] = sd[i] * R[i, j]
+            k += 1
+
+
+_LOGP_SIGNATURE = types.int64(
+    types.uint64, types.CPointer(types.double), types.CPointer(types.double), types.CPointer(types.double), types.voidptr
+)
+_EXPAND_SIGNATURE = types.int64(
+    types.uint64, types.uint64, types.CPointer(types.double), types.CPointer(types.double), types.voidptr
+)
+
+
+@njit(cache=True, error_model="numpy")
+def _blob_at(address):
+    total = int(carray(address, (HEADER,), dtype=np.float64)[TOTAL])
+    return carray(address, (total,), dtype=np.float64)
+
+
+def _logp_callback(dim, x_, out_, logp_, user_data):
+    blob = _blob_at(user_data)
+    if dim != int(blob[N_DIM]):
+        return -1
+    x = carray(x_, (dim,))
+    out = carray(out_, (dim,))
+    value = collapsed_log_density(x, blob, out)
+    carray(logp_, (1,))[0] = value
+    if not np.isfinite(value):
+        return 4
+    for i in range(dim):
+        if not np.isfinite(out[i]):
+            return 3
+    return 0
+
+
+def _expand_callback(dim, n_expanded, x_, out_, user_data):
+    blob = _blob_at(user_data)
+    if dim != int(blob[N_DIM]) or n_expanded != int(blob[N_EXPANDED]):
+        return -1
+    expand(carray(x_, (dim,)), blob, carray(out_, (n_expanded,)))
+    return 0
+
+
+@functools.cache
+def callbacks():
+    """The C callbacks of the log density and of the expansion, compiled on first use and cached on disk."""
+    return (
+        cfunc(_LOGP_SIGNATURE, cache=True, error_model="numpy")(_logp_callback),
+        cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback),
+    )
+
+
+def natively_supported(priors: PriorSet) -> bool:
+    """Whether every prior has a native implementation (else the PyMC model is used)."""
+    location = ([priors.intercept] if priors.intercept is not None else []) + list(priors.b.values())
+    scale = [priors.sigma, *priors.sd.values()]
+    return all(d.name in LOCATION_FAMILIES for d in location) and all(d.name in SCALE_FAMILIES for d in scale)
+
+
+def _spec(dist: Distribution) -> list[float]:
+    values = [float(FAMILIES[dist.name]), *dist.params.values()]
+    return values + [0.0] * (4 - len(values))
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One posterior variable as nutpie reports it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dims: tuple[str, ...]
+
+
+def pack(design, crossprod, priors: PriorSet, labels: list[str], layout) -> tuple[np.ndarray, list[Variable], int]:
+    """The blob of a collapsed model, its expanded variables and the number of unconstrained coordinates."""
+    names = list(design.fixed_names)
+    p, q = len(names), int(crossprod.A11.shape[1])
+    icpt = names.index("Intercept") if "Intercept" in names else -1
+    means = design.X.mean(axis=0) if design.n else np.zeros(p)
+    b_spec = [_spec(priors.intercept if j == icpt else priors.b[n]) for j, n in enumerate(names)]
+    terms, sd_spec, col, n_dim, n_pairs = [], [], 0, p + 1, 0
+    for label, term in zip(labels, design.terms):
+        correlated = term.correlated and term.q > 1
+        eta = priors.cor[label].params["eta"] if correlated else 0.0
+        terms.append([term.q, float(correlated), eta, col])
+        sd_spec += [_spec(priors.sd[(label, c)]) for c in term.columns]
+        m = term.q * (term.q - 1) // 2 if correlated else 0
+        n_dim += term.q + m
+        n_pairs += m
+        col += term.q
+    variables = [
+        Variable("beta", (p,), ("coef",)),
+        Variable("sigma", (), ()),
+        Variable(f"sd_{layout.name}", (q,), (f"{layout.name}_effect",)),
+    ]
+    if n_pairs:
+        variables.append(Variable(f"cor_{layout.name}", (n_pairs,), (f"{layout.name}_pair",)))
+    variables.append(Variable("collapsed_chol", (q, q), ("collapsed_chol_dim_0", "collapsed_chol_dim_1")))
+    n_expanded = sum(int(np.prod(v.shape)) for v in variables)
+    sections = [
+        np.asarray(means, float), np.ravel(b_spec), np.asarray(_spec(priors.sigma)), np.ravel(terms),
+        np.ravel(sd_spec), crossprod.A11.ravel(), crossprod.A1X.ravel(), crossprod.AXX.ravel(),
+    ]
+    offsets = HEADER + np.concatenate([[0], np.cumsum([s.size for s in sections])])
+    header = [offsets[-1], p, q, crossprod.A11.shape[0], design.n, icpt, len(terms), n_dim, n_expanded, *offsets[:-1]]
+    blob = np.concatenate([np.asarray(header, float), *sections])
+    return blob, variables, n_dim
+
+
+def initial_point(design, priors: PriorSet, labels: list[str], rng: np.random.Generator) -> np.ndarray:
+    """A start as PyMC's: each prior's centre (log scale for SDs) jittered by U(-1, 1)."""
+    names = list(design.fixed_names)
+    centre = [(priors.intercept if n == "Intercept" else priors.b[n]).params["mu"] for n in names]
+    centre.append(np.log(_scale_centre(priors.sigma)))
+    for label, term in zip(labels, design.terms):
+        centre += [np.log(_scale_centre(priors.sd[(label, c)])) for c in term.columns]
+        if term.correlated and term.q > 1:
+            centre += [0.0] * (term.q * (term.q - 1) // 2)
+    centre = np.asarray(centre)
+    return centre + rng.uniform(-1.0, 1.0, centre.size)
+
+
+def _scale_centre(dist: Distribution) -> float:
+    return 1.0 / dist.params["lam"] if dist.name == "Exponential" else dist.params["sigma"]
+
+
+def log_density(blob: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """The log density and its gradient at x (for tests and benchmarks)."""
+    out = np.empty(int(blob[N_DIM]))
+    value = collapsed_log_density(np.asarray(x, float), blob, out)
+    return value, out
+
+
+def expanded(blob: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The expanded variables at x, concatenated (for tests)."""
+    out = np.empty(int(blob[N_EXPANDED]))
+    expand(np.asarray(x, float), blob, out)
+    return out
+
+
+# nutpie's model interface. ``nutpie._lib`` is nutpie's own extension; the numba path of
+# nutpie.compile_pymc_model hands it C callbacks of exactly these signatures.
+from nutpie import _lib  # noqa: E402
+from nutpie.sample import CompiledModel  # noqa: E402
+
+
+@dataclass(frozen=True)
+class CollapsedDensity(CompiledModel):
+    """A collapsed model ready for ``nutpie.sample``: the cached callbacks and the model's blob.
+
+    ``with_data(A1X=..., AXX=...)`` returns the model for a new response (new cross-products).
+    """
+
+    blob: np.ndarray
+    variables: list[Variable]
+    n_unconstrained: int
+    model_coords: dict
+    init: object  # seed -> initial point
+
+    @property
+    def n_dim(self) -> int:
+        return self.n_unconstrained
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {v.name: v.shape for v in self.variables}
+
+    @property
+    def coords(self) -> dict:
+        return self.model_coords
+
+    def with_data(self, **arrays) -> "CollapsedDensity":
+        """The same model with the cross-products ``A1X`` and/or ``AXX`` replaced."""
+        blob = self.blob.copy()
+        for name, section in (("A1X", OFF_A1X), ("AXX", OFF_AXX)):
+            if name in arrays:
+                values = np.asarray(arrays[name], float).ravel()
+                start = int(blob[section])
+                blob[start:start + values.size] = values
+        return dataclasses.replace(self, blob=blob)
+
+    def _make_sampler(self, settings, init_mean, cores, progress_type, extra_callback, extra_callback_rate, store):
+        return _lib.PySampler.from_pymc(
+            settings, cores, self._make_model(init_mean), progress_type, extra_callback, extra_callback_rate, store
+        )
+
+    def _make_model(self, init_mean):
+        logp_callback, expand_callback = callbacks()
+        logp = _lib.LogpFunc(logp_callback.address, self.blob.ctypes.data, self)
+        expand_fn = _lib.ExpandFunc(self.n_dim, int(self.blob[N_EXPANDED]), expand_callback.address, self.blob.ctypes.data, self)
+        dim_sizes = {name: len(values) for name, values in self.model_coords.items()}
+        variables = _lib.PyVariable.new_variables(
+            [v.name for v in self.variables], ["float64"] * len(self.variables),
+            [v.shape for v in self.variables], dim_sizes, dict(self.dims),
+        )
+        return _lib.PyMcModel(
+            logp, expand_fn, variables, self.n_dim, dim_sizes, dict(self.model_coords), self.init, _transform_adapter
+        )
+
+
+def _transform_adapter(*args, **kwargs):
+    """nutpie's normalizing-flow adapter (used only if a flow is requested), as for PyMC models."""
+    from nutpie.transform_adapter import make_transform_adapter
+
+    return make_transform_adapter()(*args, **kwargs, logp_fn=None)
+
+
+def collapsed_density(design, crossprod, priors: PriorSet, labels: list[str], layout, coords: dict) -> CollapsedDensity:
+    """The nutpie model of the collapsed posterior of ``design`` (see the module docstring)."""
+    blob, variables, n_dim = pack(design, crossprod, priors, labels, layout)
+    q = int(crossprod.A11.shape[1])
+    coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
+    coords["collapsed_chol_dim_0"] = coords["collapsed_chol_dim_1"] = pd.RangeIndex(q)
+    coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(n_dim)])
+
+    def init(seed):
+        return initial_point(design, priors, labels, np.random.default_rng(seed))
+
+    return CollapsedDensity(
+        dims={v.name: v.dims for v in variables}, blob=blob, variables=variables, n_unconstrained=n_dim,
+        model_coords=coords, init=init,
+    )
