@@ -9,6 +9,7 @@ the same columns, contrasts and transform state (:meth:`Design.new_data`).
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -20,20 +21,21 @@ import pandas as pd
 from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
 from .formula import BarTerm, MixedFormula, parse_formula
 from .formula.parser import suggest, variables_in
+from .statistics import SufficientStatistics
 
 RANK_TOLERANCE = 1e-7  # the tolerance of R's qr(), which lme4 uses to drop fixed-effect columns
 
 
 class GroupedColumns:
-    """Shared reading of objects with ``z`` (n x q) and a grouping factor's ``levels``."""
+    """Shared reading of objects with q named ``columns`` and a grouping factor's ``levels``."""
 
-    z: np.ndarray
+    columns: tuple[str, ...]
     levels: pd.Index
 
     @property
     def q(self) -> int:
         """Number of effects per level."""
-        return self.z.shape[1]
+        return len(self.columns)
 
     @property
     def n_levels(self) -> int:
@@ -163,6 +165,61 @@ class Design:
         """Number of levels per grouping factor, as lme4's ``ngrps``."""
         return {t.group: t.n_levels for t in self.terms}
 
+    @property
+    def has_rows(self) -> bool:
+        """Whether ``y``, ``X`` and the terms' codes and z are in memory (see ``bayesmix.sufficient``)."""
+        return True
+
+    @functools.cached_property
+    def statistics(self) -> SufficientStatistics | None:
+        """Per-group sufficient statistics when every random-effects term is on one grouping
+        factor (what both backends then read instead of the rows), else None."""
+        if len({t.group for t in self.terms}) != 1:
+            return None
+        z = np.column_stack([t.z for t in self.terms])
+        return SufficientStatistics.of(self.terms[0].codes, z, self.X, self.y, self.terms[0].n_levels)
+
+    def x_means(self) -> np.ndarray:
+        """Mean of each column of X."""
+        stats = self.statistics
+        return stats.x_means() if stats is not None else self.X.mean(axis=0)
+
+    def response_moments(self) -> tuple[float, float]:
+        """Mean and standard deviation of the response."""
+        stats = self.statistics
+        return stats.response_moments() if stats is not None else (float(np.mean(self.y)), float(np.std(self.y)))
+
+    def x_scales(self) -> np.ndarray:
+        """Scale of each column of X: 1 for a 0/1 column, else its standard deviation (1 if 0)."""
+        stats = self.statistics
+        return stats.x_scales() if stats is not None else np.array([column_scale(x) for x in self.X.T])
+
+    def z_scales(self, term: int) -> np.ndarray:
+        """Scale of each column of a term's z, as :meth:`x_scales`."""
+        stats = self.statistics
+        if stats is not None:
+            return stats.z_scales(self._term_columns(term))
+        return np.array([column_scale(z) for z in self.terms[term].z.T])
+
+    def z_rms(self, term: int) -> np.ndarray:
+        """Root mean square of each column of a term's z."""
+        stats = self.statistics
+        if stats is not None:
+            return stats.z_rms(self._term_columns(term))
+        return np.sqrt(np.mean(self.terms[term].z ** 2, axis=0))
+
+    def cross_products(self, structure):
+        """The cross-products of ``[Z X y]`` laid out by ``structure`` (see ``bayesmix.reml.crossprod``)."""
+        from .reml.crossprod import cross_products
+
+        stats = self.statistics
+        return stats.cross_products(self.p) if stats is not None else cross_products(structure, self.X, self.y)
+
+    def _term_columns(self, term: int) -> slice:
+        """The columns of a term among the terms' columns side by side."""
+        start = sum(t.q for t in self.terms[:term])
+        return slice(start, start + self.terms[term].q)
+
     def __repr__(self) -> str:
         lines = [
             f"Design: {self.formula.text}",
@@ -202,6 +259,8 @@ class Design:
                 )
             if name in self._variable_levels:
                 _check_like_training(name, column, self._variable_levels[name])
+            if self._variable_levels.get(name) is not None and pd.api.types.is_string_dtype(column) and column.dtype != object:
+                data = data.assign(**{name: column.astype(object)})  # formulaic mis-reads pd.NA-backed strings (dask's)
         X = self._fixed_spec.get_model_matrix(data).to_numpy(dtype=float)[:, self._kept]
         codes, zs, unseen = [], [], {}
         for spec, term in zip(self._term_specs, self.terms):
@@ -317,6 +376,14 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
     )
 
 
+def column_scale(values: np.ndarray) -> float:
+    """1 for a column of zeros and ones (intercept, indicator); its standard deviation otherwise (1 if 0)."""
+    if np.isin(values, (0.0, 1.0)).all():
+        return 1.0
+    sd = float(np.std(values))
+    return sd if sd > 0 else 1.0
+
+
 def independent_columns(X: np.ndarray, tol: float = RANK_TOLERANCE) -> np.ndarray:
     """Mask of the columns kept when later columns that depend on earlier ones are dropped.
 
@@ -350,6 +417,14 @@ def _check_frame(data, what: str) -> pd.DataFrame:
 
 
 def _response(parsed: MixedFormula, data: pd.DataFrame) -> np.ndarray:
+    y = _response_values(parsed, data)
+    if np.ptp(y) == 0:
+        raise DataError(f"The response {parsed.response!r} is constant ({y[0]:g}); there is nothing to model.")
+    return y
+
+
+def _response_values(parsed: MixedFormula, data: pd.DataFrame) -> np.ndarray:
+    """The response as floats; DataError for a non-numeric or non-finite response."""
     name = parsed.response
     if name in data.columns:
         column = data[name]
@@ -366,8 +441,6 @@ def _response(parsed: MixedFormula, data: pd.DataFrame) -> np.ndarray:
         y = mm.to_numpy(dtype=float)[:, 0]
     if not np.isfinite(y).all():
         raise DataError(f"The response {name!r} has {int((~np.isfinite(y)).sum())} infinite or undefined value(s); remove or fix them.")
-    if np.ptp(y) == 0:
-        raise DataError(f"The response {name!r} is constant ({y[0]:g}); there is nothing to model.")
     return y
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from .bayes import BayesModel, BayesResult, Prior
+from .dask_data import dask_design, is_dask_frame, is_parquet_path, read_parquet
 from .design import Design, make_design
 from .formula import MixedFormula
 from .reml import RemlResult, fit_reml
@@ -18,7 +17,10 @@ class Model:
     formula
         E.g. ``"na ~ perform_type + (perform_type | id)"``; see the formula syntax reference.
     data
-        The data; rows with missing values in used columns are dropped with a warning.
+        The data: a pandas DataFrame; or, for models whose random effects are all on one
+        grouping factor, a dask DataFrame or the path of a Parquet dataset, which is read once
+        (in parallel by the active dask scheduler) into per-group sufficient statistics (see
+        ``bayesmix.dask_data``). Rows with missing values in used columns are dropped with a warning.
 
     Examples
     --------
@@ -28,8 +30,10 @@ class Model:
     >>> post = model.sample(seed=1)                                        # doctest: +SKIP
     """
 
-    def __init__(self, formula: str | MixedFormula, data: pd.DataFrame):
-        self.design: Design = make_design(formula, data)
+    def __init__(self, formula: str | MixedFormula, data):
+        if is_parquet_path(data):
+            data = read_parquet(data)
+        self.design: Design = dask_design(formula, data) if is_dask_frame(data) else make_design(formula, data)
         self._bayes: dict[str, BayesModel] = {}
 
     @property

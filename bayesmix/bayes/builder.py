@@ -93,7 +93,9 @@ class _TermCovariance:
 
 def coords(design: Design, layouts: list[GroupLayout]) -> dict:
     """Coordinates of the posterior's dims: coefficients, rows, and per factor its levels, effects and pairs."""
-    out = {"coef": list(design.fixed_names), "obs": np.arange(design.n)}
+    out = {"coef": list(design.fixed_names)}
+    if design.has_rows:
+        out["obs"] = np.arange(design.n)
     for layout in layouts:
         out[f"{layout.name}_level"] = layout.levels
         out[f"{layout.name}_effect"] = layout.effects
@@ -201,7 +203,7 @@ def _fixed_effects(design: Design, priors: PriorSet):
     if priors.intercept is None:
         return pm.Deterministic("beta", pt.stack(slopes), dims="coef")
     centred_intercept = priors.intercept.pymc("_Intercept_centred")
-    means = design.X[:, others].mean(axis=0)
+    means = design.x_means()[others]
     intercept = centred_intercept - (pt.dot(means, pt.stack(slopes)) if others else 0.0)
     values = [None] * len(names)
     values[names.index("Intercept")] = intercept

@@ -313,7 +313,7 @@ def pack(design, crossprod, priors: PriorSet, labels: list[str], layout) -> tupl
     names = list(design.fixed_names)
     p, q = len(names), int(crossprod.A11.shape[1])
     icpt = names.index("Intercept") if "Intercept" in names else -1
-    means = design.X.mean(axis=0) if design.n else np.zeros(p)
+    means = design.x_means()
     b_spec = [_spec(priors.intercept if j == icpt else priors.b[n]) for j, n in enumerate(names)]
     terms, sd_spec, col, n_dim, n_pairs = [], [], 0, p + 1, 0
     for label, term in zip(labels, design.terms):

@@ -11,7 +11,6 @@ import xarray as xr
 
 from ..design import Design
 from ..errors import DataError
-from ..reml.crossprod import cross_products
 from ..reml.structure import structure_of
 from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords, group_layouts, term_labels
 from .collapsed import draw_effects
@@ -62,10 +61,15 @@ class BayesModel:
                 f"{', '.join(repr(l.group) for l in self.layouts)}: use method='full'."
             )
         self.method = "collapsed" if method == "collapsed" or (method == "auto" and collapsible) else "full"
+        if self.method == "full" and not design.has_rows:
+            raise ArgumentError(
+                "method='full' samples every row's likelihood, and this design was built from dask or Parquet data "
+                "(sufficient statistics only): use method='collapsed', or fit a pandas DataFrame."
+            )
         self.parameterization = parameterization
         if self.method == "collapsed":
             self._structure = structure_of(design)
-            self._crossprod = cross_products(self._structure, design.X, design.y)
+            self._crossprod = design.cross_products(self._structure)
             labels = term_labels(design)
             ready = None
             if natively_supported(self.priors):
@@ -102,11 +106,13 @@ class BayesModel:
         simulation-based calibration needs.
         """
         settings = SamplerSettings(**settings)
+        if y is not None and not self.design.has_rows:
+            raise ArgumentError("A replacement response y needs the rows in memory; this design was built from dask or Parquet data.")
         design = self.design if y is None else _with_response(self.design, y)
         if self.method == "full":
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": design.y}))
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y
-            cp = self._crossprod if y is None else cross_products(self._structure, design.X, design.y)
+            cp = self._crossprod if y is None else design.cross_products(self._structure)
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"A1X": cp.A1X, "AXX": cp.AXX}))
             start = time.perf_counter()
             tree = self._add_effects(tree, cp, settings.seed)

@@ -129,14 +129,6 @@ def prior(cls: str, dist: Distribution, coef: str | None = None, group: str | No
     return Prior(cls, dist, coef, group)
 
 
-def column_scale(values: np.ndarray) -> float:
-    """1 for a column of zeros and ones (intercept, indicator); its standard deviation otherwise."""
-    if np.isin(values, (0.0, 1.0)).all():
-        return 1.0
-    sd = float(np.std(values))
-    return sd if sd > 0 else 1.0
-
-
 @dataclass(frozen=True)
 class PriorSet:
     """The priors of one model, defaults resolved and overrides applied.
@@ -180,21 +172,18 @@ def resolve_priors(design: Design, term_labels: list[str], overrides: list[Prior
 
     ``term_labels`` names each random-effects term as the posterior does (``id``, ``id.1``).
     """
-    y = design.y
-    s_y = float(np.std(y)) or 1.0
+    mean_y, s_y = design.response_moments()
+    s_y = s_y or 1.0
     names = list(design.fixed_names)
     has_intercept = "Intercept" in names
-    intercept = Normal(float(np.mean(y)), 2.5 * s_y) if has_intercept else None
-    b = {
-        name: Normal(0.0, 2.5 * s_y / column_scale(design.X[:, j]))
-        for j, name in enumerate(names)
-        if name != "Intercept"
-    }
+    intercept = Normal(mean_y, 2.5 * s_y) if has_intercept else None
+    x_scales = design.x_scales()
+    b = {name: Normal(0.0, 2.5 * s_y / x_scales[j]) for j, name in enumerate(names) if name != "Intercept"}
     sigma = HalfStudentT(3.0, s_y)
     sd, cor = {}, {}
-    for label, term in zip(term_labels, design.terms):
-        for j, column in enumerate(term.columns):
-            sd[(label, column)] = HalfStudentT(3.0, s_y / column_scale(term.z[:, j]))
+    for k, (label, term) in enumerate(zip(term_labels, design.terms)):
+        for column, scale in zip(term.columns, design.z_scales(k)):
+            sd[(label, column)] = HalfStudentT(3.0, s_y / scale)
         if term.correlated and term.q > 1:
             cor[label] = LKJ(DEFAULT_ETA)
 

@@ -88,7 +88,7 @@ class BayesResult:
         self.sampling_seconds = sampling_seconds
         self.compile_seconds = compile_seconds
         self.method = method
-        if "observed_data" not in idata.children:
+        if "observed_data" not in idata.children and design.has_rows:
             idata["observed_data"] = xr.Dataset({"y": ("obs", design.y)}, coords={"obs": np.arange(design.n)})
 
     # ----- draws ------------------------------------------------------------------------
@@ -232,8 +232,13 @@ class BayesResult:
         """
         if new_levels not in NEW_LEVELS:
             raise ArgumentError(f"new_levels must be one of {', '.join(NEW_LEVELS)}, not {new_levels!r}.")
+        from ..dask_data import is_dask_frame, lazy_map
+
+        if is_dask_frame(newdata):  # lazily, partition by partition: the posterior mean of μ
+            return lazy_map(newdata, lambda part: self.predict(part, random, new_levels, seed).mean, ("predicted", float))
         rng = np.random.default_rng(seed)
         if newdata is None:
+            self._need_rows("predict() without newdata")
             X, codes, z, index = self.design.X, [t.codes for t in self.design.terms], [t.z for t in self.design.terms], self.design.index
         else:
             new = self.design.new_data(newdata)
@@ -253,16 +258,27 @@ class BayesResult:
         return Prediction(pd.Series(mu.mean(axis=0), index=index, name="predicted"), as_array(mu, "mu"), as_array(draws, "y"))
 
     def fitted(self) -> pd.Series:
-        """Posterior mean of μ for the fitted rows."""
+        """Posterior mean of μ for the fitted rows (a lazy dask Series for dask or Parquet data)."""
+        if not self.design.has_rows:
+            from ..dask_data import complete_rows
+
+            return self.predict(complete_rows(self.design)).rename("fitted")
         return self.predict().mean.rename("fitted")
 
     def residuals(self) -> pd.Series:
-        """Response minus the posterior mean of μ."""
+        """Response minus the posterior mean of μ (lazy for dask or Parquet data)."""
+        if not self.design.has_rows:
+            from ..dask_data import complete_rows, lazy_map, response_of
+
+            return lazy_map(complete_rows(self.design),
+                            lambda part: (response_of(self.design, part) - self.predict(part).mean).rename("residual"),
+                            ("residual", float))
         return pd.Series(self.design.y - self.fitted().to_numpy(), index=self.design.index, name="residual")
 
     # ----- checks -----------------------------------------------------------------------------
     def log_likelihood(self) -> xr.DataArray:
         """Pointwise log-likelihood draws, (chain, draw, obs); also stored in ``idata`` for ArviZ."""
+        self._need_rows("log_likelihood()")
         if "log_likelihood" not in self.idata.children:
             mu = self.predict().mu
             sigma = self.posterior["sigma"]
@@ -277,6 +293,7 @@ class BayesResult:
 
     def posterior_predictive(self, seed: int | None = None) -> xr.DataArray:
         """Replicated data sets from the posterior (stored in ``idata`` as ``posterior_predictive``)."""
+        self._need_rows("posterior_predictive()")
         if "posterior_predictive" not in self.idata.children:
             draws = self.predict(seed=seed).draws
             self.idata["posterior_predictive"] = xr.Dataset({"y": draws})
@@ -349,6 +366,13 @@ class BayesResult:
         objects = [v for v in stats_.data_vars if stats_[v].dtype == object]
         tree["sample_stats"] = stats_.drop_vars(objects)
         tree.to_netcdf(path, engine="h5netcdf")
+
+    def _need_rows(self, what: str) -> None:
+        if not self.design.has_rows:
+            raise DataError(
+                f"{what} needs every row in memory, and this model was fitted from dask or Parquet data; "
+                "predict(newdata) works on a dask DataFrame, lazily, or fit a pandas DataFrame (e.g. a sample) instead."
+            )
 
     def _layout(self, group: str | None) -> GroupLayout:
         if group is None:

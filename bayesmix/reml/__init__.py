@@ -12,7 +12,6 @@ from threadpoolctl import ThreadpoolController
 from ..design import Design
 from ..errors import BayesmixError, ConvergenceWarning
 from .criterion import ProfiledCriterion
-from .crossprod import cross_products
 from .optimize import OptSummary, optimize_theta
 from .result import RemlResult, RemlSummary
 from .structure import structure_of
@@ -27,7 +26,7 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     the optimiser did not report convergence.
     """
     structure = structure_of(design)
-    criterion = ProfiledCriterion(structure, cross_products(structure, design.X, design.y), reml=reml)
+    criterion = ProfiledCriterion(structure, design.cross_products(structure), reml=reml)
     # BLAS threads save at most a factor of the core count on the dense crossed block, and
     # cost 5 to 30 times that when another process keeps a core busy: fits use one thread.
     with _blas_threads().limit(limits=1, user_api="blas"):

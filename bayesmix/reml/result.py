@@ -195,14 +195,23 @@ class RemlResult:
 
     # ----- fitted values and predictions ------------------------------------------------
     def fitted(self) -> pd.Series:
-        """Conditional fitted values X β̂ + Z b̂."""
+        """Conditional fitted values X β̂ + Z b̂ (a lazy dask Series for dask or Parquet data)."""
+        if not self.design.has_rows:
+            return _per_partition(self, lambda part: self.predict(part).rename("fitted"), "fitted")
         values = self.design.X @ self.factorization.beta
         for block, modes in zip(self.structure.blocks, self._modes):
             values = values + np.einsum("ij,ij->i", block.z, modes[block.codes])
         return pd.Series(values, index=self.design.index, name="fitted")
 
     def residuals(self, scaled: bool = False) -> pd.Series:
-        """Response minus conditional fitted values (divided by σ̂ when ``scaled``)."""
+        """Response minus conditional fitted values (divided by σ̂ when ``scaled``; lazy for dask data)."""
+        if not self.design.has_rows:
+            from ..dask_data import response_of
+
+            scale = self.sigma if scaled else 1.0
+            return _per_partition(
+                self, lambda part: ((response_of(self.design, part) - self.predict(part)) / scale).rename("residual"), "residual"
+            )
         r = self.design.y - self.fitted().to_numpy()
         return pd.Series(r / self.sigma if scaled else r, index=self.design.index, name="residual")
 
@@ -214,7 +223,8 @@ class RemlResult:
         Parameters
         ----------
         newdata
-            Rows to predict; the fitted rows when omitted.
+            Rows to predict (a pandas DataFrame, or a dask DataFrame: the result is then a lazy
+            dask Series); the fitted rows when omitted.
         random
             Include the random effects (conditional prediction); False gives the
             population-level prediction X β̂.
@@ -222,8 +232,14 @@ class RemlResult:
             Let levels of a grouping factor that were not in the fitted data contribute a
             random effect of 0 (the population level); otherwise they raise DataError.
         """
+        if newdata is None and not self.design.has_rows:
+            return _per_partition(self, lambda part: self.predict(part, random, allow_new_levels), "predicted")
         if newdata is None:
             return self.fitted() if random else pd.Series(self.design.X @ self.factorization.beta, index=self.design.index)
+        from ..dask_data import is_dask_frame, lazy_map
+
+        if is_dask_frame(newdata):
+            return lazy_map(newdata, lambda part: self.predict(part, random, allow_new_levels), ("predicted", float))
         new = self.design.new_data(newdata)
         if random and new.unseen and not allow_new_levels:
             group, levels = next(iter(new.unseen.items()))
@@ -268,7 +284,8 @@ class RemlSummary:
     fixed_correlation
         Correlation matrix of the fixed-effect estimates.
     scaled_residuals
-        Min, quartiles and max of the residuals divided by σ̂.
+        Min, quartiles and max of the residuals divided by σ̂ (None for dask or Parquet data,
+        whose rows are not in memory).
     """
 
     def __init__(self, fit: RemlResult):
@@ -277,10 +294,12 @@ class RemlSummary:
             {"estimate": fit.fixef(), "std_error": fit.std_errors(), "t_value": fit.tvalues()}
         )
         self.fixed_correlation = correlation_from_cov(fit.vcov())
-        r = fit.residuals(scaled=True).to_numpy()
-        self.scaled_residuals = pd.Series(
-            np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0]), index=["min", "1Q", "median", "3Q", "max"]
-        )
+        self.scaled_residuals = None
+        if fit.design.has_rows:
+            r = fit.residuals(scaled=True).to_numpy()
+            self.scaled_residuals = pd.Series(
+                np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0]), index=["min", "1Q", "median", "3Q", "max"]
+            )
         rows = []
         for group, _, columns, cov in fit.covariances():
             corr = correlation_from_cov(cov)
@@ -305,7 +324,10 @@ class RemlSummary:
             lines.append(
                 f"{fit.aic:8.1f} {fit.bic:8.1f} {fit.loglik:8.1f} {fit.criterion:8.1f} {fit.nobs - fit.n_params:9d}"
             )
-        lines += ["", "Scaled residuals:", _indent(self.scaled_residuals.to_frame().T.to_string(index=False, float_format="%.4f")), ""]
+        if self.scaled_residuals is not None:
+            lines += ["", "Scaled residuals:", _indent(self.scaled_residuals.to_frame().T.to_string(index=False, float_format="%.4f")), ""]
+        else:
+            lines += ["", "Scaled residuals: not computed (the rows are not in memory; residuals() gives them lazily)", ""]
         lines.append("Random effects:")
         lines.append(_indent(_random_text(self.random)))
         groups = ", ".join(f"{g}, {k}" for g, k in fit.ngrps.items())
@@ -354,3 +376,10 @@ def _repeat_label(group: str, seen: dict[str, int]) -> str:
     count = seen.get(group, 0)
     seen[group] = count + 1
     return group if count == 0 else f"{group}.{count}"
+
+
+def _per_partition(fit: RemlResult, function, name: str):
+    """``function`` of each partition of the rows a dask-backed fit used, as a lazy dask Series."""
+    from ..dask_data import complete_rows, lazy_map
+
+    return lazy_map(complete_rows(fit.design), function, (name, float))

@@ -30,11 +30,11 @@ class FactorBlock(GroupedColumns):
     group
         Name of the grouping factor.
     codes
-        Level index of each row, shape (n,).
+        Level index of each row, shape (n,) (None for a design without rows).
     levels
         The factor's levels.
     z
-        The terms' model matrices side by side, shape (n, q).
+        The terms' model matrices side by side, shape (n, q) (None for a design without rows).
     columns
         Names of the q columns.
     terms
@@ -142,7 +142,7 @@ def structure_of(design: Design) -> Structure:
             group=group,
             codes=members[0].codes,
             levels=members[0].levels,
-            z=np.column_stack([t.z for t in members]),
+            z=np.column_stack([t.z for t in members]) if design.has_rows else None,
             columns=tuple(c for t in members for c in t.columns),
             terms=tuple(by_group[group]),
             term_slices=tuple(slices),
@@ -152,7 +152,7 @@ def structure_of(design: Design) -> Structure:
         )
         offset += block.n_theta
         blocks.append(block)
-        rms = np.sqrt(np.mean(block.z**2, axis=0))
+        rms = np.concatenate([design.z_rms(k) for k in by_group[group]])
         scale.extend(np.where(rms > 0, rms, 1.0)[block.theta_rows])
     return Structure(tuple(blocks), np.asarray(lower), tuple(names), np.asarray(scale))
 

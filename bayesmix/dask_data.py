@@ -1,0 +1,150 @@
+"""Dask DataFrames and Parquet datasets as data: one pass for the sufficient statistics, lazy predictions.
+
+``bm.Model(formula, ddf)`` with a ``dask.dataframe.DataFrame`` (or a Parquet path) builds a
+:class:`~bayesmix.sufficient.SufficientDesign` in two passes over the data, both run by
+whatever dask scheduler is active (threads, or a ``dask.distributed`` cluster):
+
+1. a cheap pre-pass: the levels of the grouping factor and the categories of categorical
+   predictors, over the rows without missing values;
+2. the statistics of each partition (:func:`~bayesmix.sufficient.partition_statistics`),
+   summed pairwise in a tree. Only these small arrays reach the client.
+
+Models that need every row (random effects on several grouping factors, crossed or nested)
+are refused with an error naming the alternative. Dask is an optional dependency
+(``pip install bayesmix[dask]``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .design import _factor, _levels_of, _position, _response_values
+from .errors import DataError, FormulaError
+from .formula import MixedFormula, parse_formula
+from .formula.parser import suggest
+from .sufficient import SufficientDesign, design_from_statistics, make_plan, partition_statistics
+
+
+def is_dask_frame(data) -> bool:
+    """Whether ``data`` is a dask DataFrame (without importing dask when it is not loaded)."""
+    if "dask.dataframe" not in sys.modules:
+        return False
+    import dask.dataframe as dd
+
+    return isinstance(data, dd.DataFrame)
+
+
+def is_parquet_path(data) -> bool:
+    """Whether ``data`` names a Parquet file, a directory of them, or a glob of them."""
+    if not isinstance(data, (str, os.PathLike)):
+        return False
+    text = str(data)
+    return text.endswith(".parquet") or ("*" in text and ".parquet" in text) or Path(text).is_dir()
+
+
+def read_parquet(path):
+    """The Parquet dataset at ``path`` as a dask DataFrame (one partition per file or row group)."""
+    dd = _dask_dataframe()
+    try:
+        return dd.read_parquet(path)
+    except (FileNotFoundError, OSError, ValueError) as error:
+        raise DataError(f"Could not read Parquet data from {str(path)!r}: {error}") from error
+
+
+def dask_design(formula: str | MixedFormula, data) -> SufficientDesign:
+    """The design of ``formula`` on a dask DataFrame, from its sufficient statistics."""
+    import dask
+    from dask import delayed
+
+    parsed = formula if isinstance(formula, MixedFormula) else parse_formula(formula)
+    for name in parsed.variables:
+        if name not in data.columns:
+            raise FormulaError(f"Variable {name!r} is not a column of the data." + suggest(name, data.columns),
+                               parsed.text, _position(parsed.text, name))
+    groups = {bar.group for bar in parsed.bars}
+    if len(groups) != 1:
+        found = ", ".join(sorted({b.group_name for b in parsed.bars})) or "none"
+        raise DataError(
+            "Dask or Parquet input is fitted from per-group sufficient statistics, which needs every random-effects "
+            f"term on one grouping factor (this formula has: {found}). Crossed or nested factors need every row: "
+            "load the data into pandas (ddf.compute(), or a sample of it) and pass the pandas DataFrame."
+        )
+    response = data._meta[parsed.response] if parsed.response in data.columns else None
+    if response is not None:
+        _response_values(parsed, response.to_frame().iloc[:0])  # dtype check on the schema
+    used = data[list(parsed.variables)]
+    complete = used.dropna()
+    group = parsed.bars[0].group
+    discrete = [c for c in parsed.variables if c not in group and _levels_of(data._meta[c]) is not None]
+    uniques = dask.compute(complete[list(group)].drop_duplicates(), *[complete[c].drop_duplicates() for c in discrete])
+    levels = _factor(uniques[0], group)[1] if len(uniques[0]) else pd.Index([])
+    categories = {c: _sorted(u) for c, u in zip(discrete, uniques[1:])}
+    categorical = {c: v for c, v in categories.items() if not pd.api.types.is_bool_dtype(data._meta[c])}
+    plan = make_plan(parsed, _prototype(data._meta[list(parsed.variables)], categories, uniques[0]), levels, categorical)
+    parts = [delayed(partition_statistics)(part, plan) for part in used.to_delayed()]
+    while len(parts) > 1:  # pairwise tree sum: only small arrays travel
+        parts = [delayed(_add)(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    (stats,) = dask.compute(parts[0])
+    variable_levels = {c: (set(categories[c]) if c in categories else None)
+                       for c in parsed.variables if c != parsed.response and c not in group}
+    return design_from_statistics(plan, stats, variable_levels, source=data)
+
+
+def _add(a, b):
+    return a + b
+
+
+def _sorted(values: pd.Series) -> list:
+    try:
+        return sorted(values.tolist())
+    except TypeError:  # mixed types
+        return sorted(values.tolist(), key=str)
+
+
+def _prototype(meta: pd.DataFrame, categories: dict, group_levels: pd.DataFrame) -> pd.DataFrame:
+    """A few rows with the schema of the data and every category of each discrete column.
+
+    formulaic learns the columns of each categorical predictor from it; numeric columns hold
+    1, 2, ..., k (their values do not matter, as stateful transforms are refused).
+    """
+    k = max([2, len(group_levels), *map(len, categories.values())])
+    frame = {}
+    for column in meta.columns:
+        if column in categories:
+            values = categories[column]
+            cycle = [values[i % len(values)] for i in range(k)] if values else [None] * k
+            frame[column] = pd.Categorical(cycle, categories=values) if not pd.api.types.is_bool_dtype(meta[column]) else cycle
+        elif column in group_levels.columns and len(group_levels):
+            frame[column] = [group_levels[column].iloc[i % len(group_levels)] for i in range(k)]
+        else:
+            numbers = pd.Series(np.arange(1.0, k + 1.0))
+            frame[column] = numbers.astype(meta[column].dtype) if pd.api.types.is_numeric_dtype(meta[column]) else numbers
+    return pd.DataFrame(frame)
+
+
+def lazy_map(source, function, meta):
+    """``function`` applied to every partition of ``source``, lazily (a dask collection)."""
+    return source.map_partitions(function, meta=meta)
+
+
+def complete_rows(design: SufficientDesign):
+    """The source rows the design was fitted to (those without missing values), lazily."""
+    return design.source[list(design.formula.variables)].dropna()
+
+
+def response_of(design: SufficientDesign, frame: pd.DataFrame) -> pd.Series:
+    """The response of the rows of one partition."""
+    return pd.Series(_response_values(design.formula, frame), index=frame.index, name=design.response)
+
+
+def _dask_dataframe():
+    try:
+        import dask.dataframe as dd
+    except ImportError as error:
+        raise DataError("Dask input needs dask: pip install 'bayesmix[dask]'.") from error
+    return dd

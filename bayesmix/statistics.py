@@ -1,0 +1,131 @@
+"""Per-group sufficient statistics of a one-factor Gaussian mixed model, summed reproducibly.
+
+For a model whose random-effects terms all share one grouping factor, the REML criterion,
+the collapsed sampler and the default priors read the data only through sums over rows:
+
+    A11_i = Z_i'Z_i,   A1X_i = Z_i'[X_i y_i]   (per level i),   AXX = [X y]'[X y],
+
+and the column sums and sums of squares of [X y] and of z. They add up over any partition of
+the rows (:meth:`SufficientStatistics.__add__`), and are accumulated in double-double
+(:mod:`bayesmix.sums`), so that a pandas DataFrame and any partitioning of it into dask
+partitions give the same float64 statistics, hence the same fit and the same draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .sums import dd_add, products, value, variance
+
+
+@dataclass(frozen=True, eq=False)
+class SufficientStatistics:
+    """Sums over rows; the arrays are double-double, with a last axis (hi, lo).
+
+    Columns are those of ``[X y]`` (m = p + 1; X before or after rank-deficient columns are
+    dropped, see :meth:`select`) and the q columns of the factor's terms side by side.
+
+    Attributes
+    ----------
+    n, n_dropped, n_missing
+        Rows used, rows dropped for missing values, and missing values per column of the formula.
+    A11, A1X, AXX
+        ``(levels, q, q)``, ``(levels, q, m)`` and ``(m, m)`` cross-products.
+    xy_sum, zz, z_sum
+        Column sums of ``[X y]``; ``Σ z z'`` (q, q) and the column sums of z.
+    x_binary, z_binary
+        Whether each column of X, of z, takes only the values 0 and 1.
+    y_min, y_max
+        Range of the response.
+    """
+
+    n: int
+    n_dropped: int
+    n_missing: dict
+    A11: np.ndarray
+    A1X: np.ndarray
+    AXX: np.ndarray
+    xy_sum: np.ndarray
+    zz: np.ndarray
+    z_sum: np.ndarray
+    x_binary: np.ndarray
+    z_binary: np.ndarray
+    y_min: float
+    y_max: float
+
+    @classmethod
+    def of(cls, codes: np.ndarray, z: np.ndarray, X: np.ndarray, y: np.ndarray, n_levels: int,
+           n_dropped: int = 0, n_missing: dict | None = None) -> SufficientStatistics:
+        """The statistics of rows with level codes, term columns z, fixed-effects columns X and response y."""
+        XY = np.column_stack([X, y])
+        ones = np.ones((len(y), 1))
+        return cls(
+            n=len(y), n_dropped=n_dropped, n_missing=n_missing or {},
+            A11=products(z, z, codes, n_levels), A1X=products(z, XY, codes, n_levels), AXX=products(XY, XY)[0],
+            xy_sum=products(XY, ones)[0, :, 0], zz=products(z, z)[0], z_sum=products(z, ones)[0, :, 0],
+            x_binary=np.isin(X, (0.0, 1.0)).all(axis=0), z_binary=np.isin(z, (0.0, 1.0)).all(axis=0),
+            y_min=float(y.min()) if len(y) else np.inf, y_max=float(y.max()) if len(y) else -np.inf,
+        )
+
+    @classmethod
+    def empty(cls, n_levels: int, q: int, m: int, n_dropped: int, n_missing: dict) -> SufficientStatistics:
+        """The statistics of no rows (a partition whose rows were all dropped)."""
+        z = np.zeros
+        return cls(0, n_dropped, n_missing, z((n_levels, q, q, 2)), z((n_levels, q, m, 2)), z((m, m, 2)), z((m, 2)),
+                   z((q, q, 2)), z((q, 2)), np.ones(m - 1, bool), np.ones(q, bool), np.inf, -np.inf)
+
+    def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
+        missing = {k: self.n_missing.get(k, 0) + other.n_missing.get(k, 0) for k in self.n_missing | other.n_missing}
+        return SufficientStatistics(
+            self.n + other.n, self.n_dropped + other.n_dropped, missing,
+            dd_add(self.A11, other.A11), dd_add(self.A1X, other.A1X), dd_add(self.AXX, other.AXX),
+            dd_add(self.xy_sum, other.xy_sum), dd_add(self.zz, other.zz), dd_add(self.z_sum, other.z_sum),
+            self.x_binary & other.x_binary, self.z_binary & other.z_binary,
+            min(self.y_min, other.y_min), max(self.y_max, other.y_max),
+        )
+
+    def select(self, kept: np.ndarray) -> SufficientStatistics:
+        """The statistics with only the kept columns of X (the response column stays last)."""
+        cols = np.append(np.flatnonzero(kept), len(kept))
+        return dataclasses.replace(
+            self, A1X=self.A1X[:, :, cols], AXX=self.AXX[np.ix_(cols, cols)], xy_sum=self.xy_sum[cols],
+            x_binary=self.x_binary[kept],
+        )
+
+    def cross_products(self, p: int):
+        """The REML backend's :class:`~bayesmix.reml.crossprod.CrossProducts` (one factor)."""
+        from .reml.crossprod import CrossProducts  # the REML package imports the design, which imports this
+
+        return CrossProducts(self.n, p, value(self.A11), value(self.A1X), value(self.AXX))
+
+    def x_means(self) -> np.ndarray:
+        """Mean of each column of X."""
+        return value(self.xy_sum[:-1]) / self.n
+
+    def response_moments(self) -> tuple[float, float]:
+        """Mean and (population) standard deviation of the response."""
+        var = variance(self.xy_sum[-1], self.AXX[-1, -1], self.n)
+        return float(value(self.xy_sum[-1]) / self.n), float(np.sqrt(var))
+
+    def x_scales(self) -> np.ndarray:
+        """1 for a 0/1 column of X, else its standard deviation (1 if 0)."""
+        diag = self.AXX[np.arange(len(self.x_binary)), np.arange(len(self.x_binary))]
+        return _scales(self.x_binary, variance(self.xy_sum[:-1], diag, self.n))
+
+    def z_scales(self, columns: slice) -> np.ndarray:
+        """As :meth:`x_scales`, for columns of z."""
+        q = np.arange(self.zz.shape[0])[columns]
+        return _scales(self.z_binary[columns], variance(self.z_sum[columns], self.zz[q, q], self.n))
+
+    def z_rms(self, columns: slice) -> np.ndarray:
+        """Root mean square of columns of z."""
+        q = np.arange(self.zz.shape[0])[columns]
+        return np.sqrt(value(self.zz[q, q]) / self.n)
+
+
+def _scales(binary: np.ndarray, var: np.ndarray) -> np.ndarray:
+    sd = np.sqrt(var)
+    return np.where(binary | (sd <= 0), 1.0, sd)

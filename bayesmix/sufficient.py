@@ -1,0 +1,215 @@
+"""Designs from sufficient statistics, for data that need not fit in memory.
+
+For a model whose random-effects terms all share one grouping factor, both backends read the
+data only through sums over rows (:class:`~bayesmix.statistics.SufficientStatistics`), which
+add up over any partition of the rows: one pass, partition by partition
+(:func:`partition_statistics`, with one :class:`Plan` so that every partition gets the same
+columns and levels), then a sum. :class:`SufficientDesign` is a
+:class:`~bayesmix.design.Design` built from them: it has no rows, but the same formula,
+columns, levels and model specs, so both backends fit it and its results predict new data
+like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from .design import (
+    Design,
+    RandomTerm,
+    _check_finite,
+    _clean,
+    _group_keys,
+    _response_values,
+    _term_matrix,
+    _TermSpec,
+    independent_columns,
+)
+from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
+from .formula import MixedFormula
+from .statistics import SufficientStatistics
+from .sums import value
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to turn one partition of rows into statistics: same columns and levels everywhere.
+
+    Attributes
+    ----------
+    formula
+        The parsed formula (its terms all on one grouping factor).
+    fixed_spec
+        formulaic's spec of the fixed part, with the categories of every categorical
+        predictor over all partitions.
+    term_specs
+        One per random-effects term (``||`` split), as in :class:`~bayesmix.design.Design`.
+    levels
+        The grouping factor's levels over all partitions, sorted as :func:`make_design` sorts them.
+    categories
+        The categories of each categorical predictor over all partitions: each partition's
+        column is cast to them, so that every partition gets the same dummy columns.
+    """
+
+    formula: MixedFormula
+    fixed_spec: formulaic.ModelSpec
+    term_specs: tuple[_TermSpec, ...]
+    levels: pd.Index
+    categories: dict = field(default_factory=dict)
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        """The grouping factor's column name(s)."""
+        return self.formula.bars[0].group
+
+
+def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistics:
+    """The statistics of one partition of rows (rows with a missing value in a used column are dropped)."""
+    used = frame[list(plan.formula.variables)]
+    missing = used.isna()
+    dropped = missing.any(axis=1).to_numpy()
+    data = used.loc[~dropped].assign(
+        **{c: pd.Categorical(used.loc[~dropped, c], categories=cats) for c, cats in plan.categories.items()}
+    )
+    n_missing = {c: int(k) for c, k in missing.sum().items()}
+    fixed_names = [_clean(c) for c in plan.fixed_spec.column_names]
+    q = sum(len(_term_columns(spec)) for spec in plan.term_specs)
+    if data.empty:
+        return SufficientStatistics.empty(len(plan.levels), q, len(fixed_names) + 1, int(dropped.sum()), n_missing)
+    y = _response_values(plan.formula, data)
+    X = plan.fixed_spec.get_model_matrix(data).to_numpy(dtype=float)
+    _check_finite(X, fixed_names, "predictor")
+    z = np.column_stack([_term_matrix(spec, data) for spec in plan.term_specs])
+    _check_finite(z, [c for spec in plan.term_specs for c in _term_columns(spec)], "random-effects column")
+    codes = plan.levels.get_indexer(_group_keys(data, plan.group))
+    return SufficientStatistics.of(codes, z, X, y, len(plan.levels), int(dropped.sum()), n_missing)
+
+
+def _term_columns(spec: _TermSpec) -> list[str]:
+    names = [_clean(c) for c in spec.spec.column_names]
+    return names if spec.column is None else names[spec.column : spec.column + 1]
+
+
+def make_plan(formula: MixedFormula, prototype: pd.DataFrame, levels: pd.Index, categories: dict) -> Plan:
+    """The plan of ``formula``, with formulaic's specs learnt on ``prototype``.
+
+    ``prototype`` must hold each categorical predictor as a ``pd.Categorical`` with all its
+    ``categories`` (a few rows will do). Stateful transforms (``scale(x)``,
+    ``center(x)``, splines) would learn their state from the prototype only, so they are refused.
+    """
+    fixed = formulaic.model_matrix(formula.fixed, prototype, na_action="raise")
+    specs = [fixed.model_spec]
+    term_specs = []
+    for bar in formula.bars:
+        mm = formulaic.model_matrix(bar.expr, prototype, na_action="raise")
+        if mm.shape[1] == 0:
+            raise FormulaError(f"The random-effects term {bar} has no columns: write (1 | {bar.group_name}).", formula.text)
+        specs.append(mm.model_spec)
+        term_specs += [_TermSpec(bar, mm.model_spec, None if bar.correlated else j)
+                       for j in ([None] if bar.correlated else range(mm.shape[1]))]
+    stateful = [name for spec in specs for name in spec.transform_state]
+    if stateful:
+        raise FormulaError(
+            f"{stateful[0]} learns its state from the data, which out-of-memory input cannot give it in one pass; "
+            "compute the column beforehand (e.g. with dask) and use it by name.", formula.text,
+        )
+    return Plan(formula, fixed.model_spec, tuple(term_specs), levels, categories)
+
+
+@dataclass(frozen=True, eq=False)
+class SufficientDesign(Design):
+    """A :class:`~bayesmix.design.Design` known only through its sufficient statistics.
+
+    ``y`` and ``X`` are None and the terms carry no per-row codes or z; everything the
+    backends need comes from :attr:`stats`. ``source`` is the data the statistics came from
+    (a dask DataFrame), used to compute fitted values and residuals lazily.
+    """
+
+    stats: SufficientStatistics | None = None
+    source: object = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        """Number of observations."""
+        return self.stats.n
+
+    @property
+    def p(self) -> int:
+        """Number of fixed-effect columns."""
+        return len(self.fixed_names)
+
+    @property
+    def has_rows(self) -> bool:
+        """False: the rows stay where they are (see :attr:`source`)."""
+        return False
+
+    @property
+    def statistics(self) -> SufficientStatistics:
+        """The sufficient statistics (of the kept columns)."""
+        return self.stats
+
+    def __getstate__(self):
+        """Pickled (e.g. to dask workers) without the source data."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"} | {"source": None}
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+
+def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_levels: dict, source=None) -> SufficientDesign:
+    """Check the summed statistics as :func:`~bayesmix.design.make_design` checks rows, and build the design.
+
+    Warns about rows dropped for missing values and about rank-deficient fixed-effect
+    columns (decided on the Gram matrix ``X'X``, by the same rule as on X).
+    """
+    formula = plan.formula
+    n_dropped = stats.n_dropped
+    if stats.n == 0:
+        raise DataError("No rows are left after dropping rows with missing values in the formula's columns."
+                        if n_dropped else "data has no rows.")
+    if n_dropped:
+        per_column = ", ".join(f"{c} ({k})" for c, k in stats.n_missing.items() if k)
+        warnings.warn(
+            f"Dropped {n_dropped} of {stats.n + n_dropped} rows with missing values in {per_column}; "
+            "fill or remove them first to keep those rows.", MissingDataWarning, stacklevel=3,
+        )
+    if stats.y_max == stats.y_min:
+        raise DataError(f"The response {formula.response!r} is constant ({stats.y_min:g}); there is nothing to model.")
+    names = [_clean(c) for c in plan.fixed_spec.column_names]
+    kept = independent_columns(_gram_root(value(stats.AXX[:-1, :-1])))
+    dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
+    if dropped_columns:
+        warnings.warn(
+            f"The fixed-effects model matrix is rank deficient, so {len(dropped_columns)} column(s) were dropped "
+            f"(linear combinations of earlier columns): {', '.join(dropped_columns)}.",
+            RankDeficiencyWarning, stacklevel=3,
+        )
+    bar = formula.bars[0]
+    if len(plan.levels) < 2:
+        raise DataError(f"Grouping factor {bar.group_name!r} has {len(plan.levels)} level; a random effect needs at least two groups.")
+    if len(plan.levels) >= stats.n:
+        raise DataError(f"Grouping factor {bar.group_name!r} has as many levels ({len(plan.levels)}) as observations ({stats.n}).")
+    terms, start = [], 0
+    for spec in plan.term_specs:
+        columns = tuple(_term_columns(spec))
+        terms.append(RandomTerm(spec.bar.group_name, None, plan.levels, None, columns, spec.bar.correlated))
+        start += len(columns)
+    return SufficientDesign(
+        formula=formula, y=None, X=None, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=tuple(terms),
+        response=formula.response, index=None, n_dropped=n_dropped, dropped_columns=dropped_columns,
+        _fixed_spec=plan.fixed_spec, _kept=kept, _term_specs=plan.term_specs, _variable_levels=variable_levels,
+        stats=stats.select(kept), source=source,
+    )
+
+
+def _gram_root(gram: np.ndarray) -> np.ndarray:
+    """B with B'B = gram: X's columns up to a rotation, which leaves the column dependence rule unchanged."""
+    values, vectors = np.linalg.eigh(gram)
+    return np.sqrt(np.clip(values, 0.0, None))[:, None] * vectors.T

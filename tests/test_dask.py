@@ -1,0 +1,141 @@
+"""Dask and Parquet input: the same fits and draws as from pandas, on a 2-worker LocalCluster."""
+
+from __future__ import annotations
+
+import warnings
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from dask import distributed
+
+import bayesmix as bm
+from bayesmix import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
+from bayesmix.bayes import ArgumentError
+
+MUSIC = "na ~ perform_type + (perform_type | id)"
+SIMULATED = "y ~ x1 + x2 + kind + (x1 + x2 | g)"
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster with two worker processes, started by the test."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as c:
+            yield c
+
+
+@pytest.fixture(scope="module")
+def simulated() -> pd.DataFrame:
+    """Two slopes, a string factor, an integer grouping column and some missing values."""
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(60), rng.integers(5, 25, 60))
+    n = len(g)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    u = rng.multivariate_normal([0, 0, 0], [[1.0, 0.3, 0.1], [0.3, 0.5, 0.0], [0.1, 0.0, 0.3]], size=60)
+    kind = rng.choice(["a", "b", "c"], size=n)
+    y = 1 + 0.5 * x1 - 0.3 * x2 + (kind == "b") + u[g, 0] + u[g, 1] * x1 + u[g, 2] * x2 + rng.normal(0, 0.7, n)
+    frame = pd.DataFrame({"y": y, "x1": x1, "x2": x2, "kind": kind, "g": g})
+    frame.loc[rng.choice(n, 7, replace=False), "x1"] = np.nan
+    frame.loc[rng.choice(n, 3, replace=False), "y"] = np.nan
+    return frame
+
+
+def fit_pair(formula, frame, npartitions):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bm.Model(formula, frame), bm.Model(formula, dd.from_pandas(frame, npartitions=npartitions))
+
+
+def assert_same_reml(a: bm.RemlResult, b: bm.RemlResult):
+    np.testing.assert_allclose(b.fixef(), a.fixef(), rtol=1e-8)
+    np.testing.assert_allclose(b.std_errors(), a.std_errors(), rtol=1e-8)
+    np.testing.assert_allclose(b.theta, a.theta, rtol=1e-8, atol=1e-10)
+    assert b.sigma == pytest.approx(a.sigma, rel=1e-8)
+    assert b.criterion == pytest.approx(a.criterion, rel=1e-8)
+    np.testing.assert_allclose(b.ranef().to_numpy(), a.ranef().to_numpy(), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["music", "simulated"])
+def test_reml_and_draws_equal_pandas_on_a_local_cluster(client, music, simulated, case):
+    formula, frame = (MUSIC, music) if case == "music" else (SIMULATED, simulated)
+    pandas_model, dask_model = fit_pair(formula, frame, npartitions=6)
+    assert dask_model.design.n == pandas_model.design.n and dask_model.design.n_dropped == pandas_model.design.n_dropped
+    assert dask_model.design.fixed_names == pandas_model.design.fixed_names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for reml in (True, False):
+            a = pandas_model.fit_reml() if reml else pandas_model.fit_ml()
+            b = dask_model.fit_reml() if reml else dask_model.fit_ml()
+            assert_same_reml(a, b)
+        settings = dict(draws=200, tune=200, chains=2, seed=5, progressbar=False)
+        p, q = pandas_model.sample(**settings), dask_model.sample(**settings)
+    for name, draws in p.posterior.data_vars.items():
+        np.testing.assert_array_equal(q.posterior[name].values, draws.values, err_msg=name)
+
+
+def test_missing_values_are_counted_and_reported(simulated):
+    with pytest.warns(MissingDataWarning, match=r"Dropped 10 of 947 rows with missing values in y \(3\), x1 \(7\)"):
+        model = bm.Model(SIMULATED, dd.from_pandas(simulated, npartitions=4))
+    assert model.design.n_dropped == 10
+
+
+def test_parquet_files_equal_pandas(tmp_path, music):
+    shuffled = music.sample(frac=1.0, random_state=1)
+    for k, rows in enumerate(np.array_split(np.arange(len(shuffled)), 3)):
+        shuffled.iloc[rows].to_parquet(tmp_path / f"part-{k}.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_same_reml(bm.Model(MUSIC, music).fit_reml(), bm.Model(MUSIC, str(tmp_path)).fit_reml())
+
+
+def test_predictions_are_lazy_and_equal(music):
+    pandas_model, dask_model = fit_pair(MUSIC, music, npartitions=4)
+    ddf = dd.from_pandas(music, npartitions=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = pandas_model.fit_reml(), dask_model.fit_reml()
+    lazy = b.predict(ddf)
+    assert isinstance(lazy, dd.Series)
+    np.testing.assert_allclose(lazy.compute().to_numpy(), a.predict(music).to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(b.fitted().compute().to_numpy(), a.fitted().to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(b.residuals().compute().to_numpy(), a.residuals().to_numpy(), rtol=1e-8, atol=1e-10)
+    assert "not computed" in str(b.summary())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        settings = dict(draws=100, tune=100, chains=1, seed=2, progressbar=False)
+        p, q = pandas_model.sample(**settings), dask_model.sample(**settings)
+    np.testing.assert_allclose(q.predict(ddf).compute().to_numpy(), p.predict(music).mean.to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(q.fitted().compute().to_numpy(), p.fitted().to_numpy(), rtol=1e-10)
+    with pytest.raises(DataError, match="needs every row in memory"):
+        q.loo()
+
+
+def test_rank_deficient_columns_are_dropped_as_for_pandas(simulated):
+    frame = simulated.assign(x3=2.0 * simulated["x1"] - simulated["x2"])
+    formula = "y ~ x1 + x2 + x3 + (1 | g)"
+    with pytest.warns(RankDeficiencyWarning, match="x3"):
+        model = bm.Model(formula, dd.from_pandas(frame, npartitions=3))
+    assert model.design.fixed_names == ("Intercept", "x1", "x2")
+
+
+def test_models_that_need_every_row_are_refused(simulated):
+    ddf = dd.from_pandas(simulated.assign(h=simulated["g"] % 7), npartitions=2)
+    with pytest.raises(DataError, match=r"one grouping factor .*g, h.*ddf.compute\(\)"):
+        bm.Model("y ~ x1 + (1 | g) + (1 | h)", ddf)
+    with pytest.raises(FormulaError, match="scale"):
+        bm.Model("y ~ scale(x2) + (1 | g)", ddf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = bm.Model("y ~ x1 + (1 | g)", ddf)
+    with pytest.raises(ArgumentError, match="method='full'"):
+        model.bayes_model(method="full")
+
+
+def test_unknown_columns_and_bad_responses_name_the_column(simulated):
+    ddf = dd.from_pandas(simulated, npartitions=2)
+    with pytest.raises(FormulaError, match="'kindd' is not a column.*'kind'"):
+        bm.Model("y ~ kindd + (1 | g)", ddf)
+    with pytest.raises(DataError, match="'kind' has dtype"):
+        bm.Model("kind ~ x1 + (1 | g)", ddf)
