@@ -13,6 +13,7 @@ from dask import distributed
 import bayesmix as bm
 from bayesmix import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
 from bayesmix.bayes import ArgumentError
+from bayesmix.statistics import SufficientStatistics
 
 MUSIC = "na ~ perform_type + (perform_type | id)"
 SIMULATED = "y ~ x1 + x2 + kind + (x1 + x2 | g)"
@@ -20,7 +21,12 @@ SIMULATED = "y ~ x1 + x2 + kind + (x1 + x2 | g)"
 
 @pytest.fixture(scope="module")
 def client():
-    """A LocalCluster with two worker processes, started by the test."""
+    """A LocalCluster with two worker processes, started by the test.
+
+    The statistics kernel is compiled here first, so that the workers load numba's cache
+    instead of both compiling (and writing) it at once.
+    """
+    SufficientStatistics.of(np.zeros(2, dtype=np.intp), np.ones((2, 1)), np.ones((2, 1)), np.arange(2.0), 1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with distributed.Client(cluster) as c:
             yield c
