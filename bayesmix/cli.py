@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 import pandas as pd
 
+from . import __version__
 from .compare import compare
 from .datasets import simulate_music
 from .design import make_design
@@ -18,26 +20,82 @@ from .reml import fit_reml
 DEMO_FORMULA = "na ~ perform_type + (perform_type | id)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``bayesmix`` command; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="bayesmix", description="Mixed-effects models with lme4 formulas.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="REML and Bayesian fits of simulated music-anxiety data, side by side")
+class _UsageError(Exception):
+    """A command-line argument that argparse rejected; reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``bayesmix`` command and its subcommands."""
+    parser = _Parser(prog="bayesmix", description="Mixed-effects models with lme4 formulas, fitted by REML or NUTS.")
+    parser.add_argument("--version", action="version", version=f"bayesmix {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,fit,design}", parser_class=_Parser)
+    demo = commands.add_parser(
+        "demo",
+        help="REML and Bayesian fits of simulated music-anxiety data, side by side",
+        description="Simulate diaries with the music study's design, fit "
+        f"'{DEMO_FORMULA}' by REML and by NUTS, and print both.",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulated data and the sampler (default 0)")
     demo.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
-    fit = commands.add_parser("fit", help="fit FORMULA to a CSV file and print the summary")
+    fit = commands.add_parser(
+        "fit",
+        help="fit FORMULA to a CSV file and print the summary",
+        description="Fit an lme4-style formula to a CSV file by REML (default), ML or NUTS and print the summary.",
+        epilog="example: bayesmix fit 'na ~ perform_type + (perform_type | id)' --data musicdata.csv --method nuts",
+    )
     fit.add_argument("formula", help="lme4-style formula, e.g. 'y ~ x + (x | g)'")
     fit.add_argument("--data", required=True, help="CSV file with the formula's columns")
     fit.add_argument("--method", choices=["reml", "ml", "nuts"], default="reml", help="REML, ML or NUTS (default reml)")
-    fit.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default 1000)")
-    fit.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    fit.add_argument("--draws", type=_positive_int, default=1000, help="NUTS draws per chain (default 1000)")
+    fit.add_argument("--chains", type=_positive_int, default=4, help="NUTS chains (default 4)")
     fit.add_argument("--seed", type=int, default=None, help="NUTS seed")
     fit.add_argument("--out", help="save the NUTS posterior to this netCDF file")
     fit.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
-    design = commands.add_parser("design", help="print the parsed design of FORMULA on a CSV file")
+    design = commands.add_parser(
+        "design",
+        help="print the parsed design of FORMULA on a CSV file",
+        description="Parse FORMULA, build its design on a CSV file and print it (no fitting).",
+    )
     design.add_argument("formula", help="lme4-style formula, e.g. 'y ~ x + (x | g)'")
     design.add_argument("--data", required=True, help="CSV file with the formula's columns")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bayesmix`` command; returns the exit code.
+
+    Errors (bad arguments, unreadable files, a formula or data that cannot be used) are
+    printed as ``bayesmix: error: ...`` on stderr with exit code 2; warnings as
+    ``bayesmix: warning: ...``.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"bayesmix: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    if args.command == "fit" and args.method != "nuts":
+        ignored = [f"--{name}" for name in ("draws", "chains", "seed", "out") if getattr(args, name) != _NUTS_DEFAULTS[name]]
+        if ignored:
+            verb = "apply" if len(ignored) > 1 else "applies"
+            print(f"bayesmix: error: {', '.join(ignored)} {verb} only to --method nuts", file=sys.stderr)
+            return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -46,9 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         except BayesmixError as exc:
             print(f"bayesmix: error: {exc}", file=sys.stderr)
             code = 2
+        except OSError as exc:
+            print(f"bayesmix: error: {exc}", file=sys.stderr)
+            code = 2
     for warning in caught:
         print(f"bayesmix: warning: {warning.message}", file=sys.stderr)
     return code
+
+
+_NUTS_DEFAULTS = {"draws": 1000, "chains": 4, "seed": None, "out": None}
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -67,10 +131,17 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "fit":
         model = Model(args.formula, _read_csv(args.data))
         if args.method == "nuts":
+            if args.out and not Path(args.out).resolve().parent.is_dir():
+                raise BayesmixError(f"cannot write {args.out!r}: its directory does not exist")
             post = model.sample(draws=args.draws, chains=args.chains, seed=args.seed, progressbar=not args.no_progress)
+            print(f"Posterior of {args.formula}: {post.settings.chains} chains x {post.settings.draws} draws, "
+                  f"sampled in {post.sampling_seconds:.1f} s\nsampler: {post.method}\n")
             print(post.summary().round(4).to_string())
             if args.out:
-                post.to_netcdf(args.out)
+                try:
+                    post.to_netcdf(args.out)
+                except OSError as exc:
+                    raise BayesmixError(f"cannot write {args.out!r}: {exc}") from None
                 print(f"\nposterior saved to {args.out}")
         else:
             print(fit_reml(model.design, reml=args.method == "reml").summary())
@@ -81,8 +152,8 @@ def _run(args: argparse.Namespace) -> None:
 def _read_csv(path: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path)
-    except (OSError, pd.errors.ParserError) as exc:
-        raise BayesmixError(f"cannot read {path!r}: {exc}") from None
+    except (OSError, ValueError) as exc:  # missing, unreadable, empty, not a CSV
+        raise BayesmixError(f"cannot read {path!r}: {' '.join(str(exc).split())}") from None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+import xarray as xr
+
 from bayesmix.cli import main
 
 from .conftest import shared_file
@@ -37,3 +43,72 @@ def test_warnings_are_reported_on_stderr(capsys):
     path = str(shared_file("data", "musicdata.csv"))
     assert main(["fit", "na ~ perform_type + (perform_type | id)", "--data", path]) == 0
     assert "bayesmix: warning: boundary (singular) fit" in capsys.readouterr().err
+
+
+def test_help_everywhere(capsys):
+    for argv in ([], ["demo"], ["fit"], ["design"]):
+        assert main([*argv, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: bayesmix") and "--help" in out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("bayesmix 0.")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["fit", "y ~ x + (1 | g)"], "the following arguments are required: --data"),
+        (["fit", "y ~ x + (1 | g)", "--data", "d.csv", "--draws", "many"], "argument --draws: invalid int value: 'many'"),
+        (["fit", "y ~ x + (1 | g)", "--data", "d.csv", "--chains", "0"], "argument --chains: must be a positive integer"),
+        (["fit", "y ~ x + (1 | g)", "--data", "d.csv", "--method", "mcmc"], "argument --method: invalid choice: 'mcmc'"),
+        (["fit", "y ~ x + (1 | g)", "--data", "d.csv", "--draws", "10"], "--draws applies only to --method nuts"),
+    ],
+)
+def test_bad_arguments_are_one_line_without_traceback(argv, message, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("bayesmix: error: ") and message in captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+def test_unreadable_data_is_one_line(capsys, tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81" * 50)
+    for path in (tmp_path / "empty.csv", tmp_path / "binary.csv", tmp_path, tmp_path / "missing.csv"):
+        assert main(["design", "y ~ x + (1 | g)", "--data", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"bayesmix: error: cannot read '{path}'") and err.count("\n") == 1
+
+
+def test_design_prints_the_design(capsys):
+    path = str(shared_file("data", "sleepstudy.csv"))
+    assert main(["design", "Reaction ~ Days + (Days | Subject)", "--data", path]) == 0
+    out = capsys.readouterr().out
+    assert "Subject" in out and "Days" in out
+
+
+def test_nuts_fit_prints_the_posterior_and_saves_it(capsys, tmp_path):
+    path = str(shared_file("data", "sleepstudy.csv"))
+    out = tmp_path / "post.nc"
+    argv = ["fit", "Reaction ~ Days + (Days | Subject)", "--data", path, "--method", "nuts",
+            "--draws", "200", "--chains", "2", "--seed", "3", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "2 chains x 200 draws" in captured.out and "sd(Days)" in captured.out and "r_hat" in captured.out
+    assert f"posterior saved to {out}" in captured.out
+    tree = xr.open_datatree(out, engine="h5netcdf")
+    assert tree["posterior"]["sigma"].shape == (2, 200)
+    assert main([*argv, "--out", str(tmp_path / "no" / "such" / "dir.nc")]) == 2
+    assert "its directory does not exist" in capsys.readouterr().err
+
+
+def test_the_installed_command_reports_errors_without_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "bayesmix.cli", "fit", "y ~ x + (1 | g)", "--data", str(tmp_path / "none.csv")],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("bayesmix: error: cannot read") and "Traceback" not in done.stderr
