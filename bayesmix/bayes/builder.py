@@ -181,7 +181,7 @@ def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = N
         beta, sigma, covariances = _population(design, priors, layouts)
         chol = pt.linalg.block_diag(*[cov.cov_chol() for cov in covariances])
         pm.Deterministic("collapsed_chol", chol)
-        pm.Potential("collapsed_loglik", CollapsedLogLik()(beta, chol, sigma, crossprod.A11, A1X, AXX, float(design.n)))
+        pm.Potential("collapsed_loglik", CollapsedLogLik(crossprod.A11.shape[1])(beta, chol, sigma, crossprod.A11, A1X, AXX, float(design.n)))
     return model
 
 

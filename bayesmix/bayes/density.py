@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from numba import carray, cfunc, njit, types
 
-from .collapsed import collapsed_loglik
+from .collapsed import loglik_kernel
 from .priors import Distribution, PriorSet
 
 # Prior families, by code; parameters in the order of the bayesmix constructors.
@@ -168,20 +168,41 @@ def _population(x, blob):
     return beta, sigma, sd, R, lp, grad
 
 
+@functools.cache
+def log_density_kernel(q: int):
+    """The log posterior density at an unconstrained point x (up to a constant), its gradient
+    into ``out``, compiled for q effects per level (see :func:`~bayesmix.bayes.collapsed.loglik_kernel`)."""
+    loglik = loglik_kernel(q)
+
+    @njit(cache=True, error_model="numpy")
+    def log_density(x, blob, out):
+        beta, sigma, sd, R, lp, grad = _population(x, blob)
+        if not (np.isfinite(lp) and 0.0 < sigma < np.inf and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
+            return -np.inf  # outside the support in floating point (far out in the tails)
+        A11, A1X, AXX = _cross_products(blob)
+        value, d_beta, d_C, d_sigma = loglik(beta, sd.reshape((q, 1)) * R, sigma, A11, A1X, AXX, blob[ROWS], True)
+        if not np.isfinite(value):
+            return -np.inf
+        _chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma)
+        out[:] = grad
+        return lp + value
+
+    return log_density
+
+
 @njit(cache=True, error_model="numpy")
-def collapsed_log_density(x, blob, out):
-    """Log posterior density at the unconstrained point x (up to a constant); gradient into out."""
-    p, q, nl, icpt, nterms = int(blob[P]), int(blob[Q]), int(blob[LEVELS]), int(blob[INTERCEPT]), int(blob[TERMS])
-    beta, sigma, sd, R, lp, grad = _population(x, blob)
-    if not (np.isfinite(lp) and 0.0 < sigma < np.inf and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
-        return -np.inf  # outside the support in floating point (far out in the tails)
-    C = sd.reshape((q, 1)) * R
+def _cross_products(blob):
+    p, q, nl = int(blob[P]), int(blob[Q]), int(blob[LEVELS])
     A11 = blob[int(blob[OFF_A11]):int(blob[OFF_A11]) + nl * q * q].reshape((nl, q, q))
     A1X = blob[int(blob[OFF_A1X]):int(blob[OFF_A1X]) + nl * q * (p + 1)].reshape((nl, q, p + 1))
     AXX = blob[int(blob[OFF_AXX]):int(blob[OFF_AXX]) + (p + 1) * (p + 1)].reshape((p + 1, p + 1))
-    value, d_beta, d_C, d_sigma = collapsed_loglik(beta, C, sigma, A11, A1X, AXX, blob[ROWS], True)
-    if not np.isfinite(value):
-        return -np.inf
+    return A11, A1X, AXX
+
+
+@njit(cache=True, error_model="numpy")
+def _chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma):
+    """Add the likelihood's gradient in (β, C, σ) to ``grad``, in the unconstrained coordinates."""
+    p, icpt, nterms = int(blob[P]), int(blob[INTERCEPT]), int(blob[TERMS])
     for j in range(p):
         grad[j] += d_beta[j]
         if icpt >= 0 and j != icpt:
@@ -205,8 +226,6 @@ def collapsed_log_density(x, blob, out):
             _corr_cholesky_backward(x[pos:pos + m], qk, R[col:col + qk, col:col + qk], dL, eta, dy)
             grad[pos:pos + m] += dy
             pos += m
-    out[:] = grad
-    return lp + value
 
 
 @njit(cache=True, error_model="numpy")
@@ -254,22 +273,6 @@ def _blob_at(address):
     return carray(address, (total,), dtype=np.float64)
 
 
-def _logp_callback(dim, x_, out_, logp_, user_data):
-    blob = _blob_at(user_data)
-    if dim != int(blob[N_DIM]):
-        return -1
-    x = carray(x_, (dim,))
-    out = carray(out_, (dim,))
-    value = collapsed_log_density(x, blob, out)
-    carray(logp_, (1,))[0] = value
-    if not np.isfinite(value):
-        return 4
-    for i in range(dim):
-        if not np.isfinite(out[i]):
-            return 3
-    return 0
-
-
 def _expand_callback(dim, n_expanded, x_, out_, user_data):
     blob = _blob_at(user_data)
     if dim != int(blob[N_DIM]) or n_expanded != int(blob[N_EXPANDED]):
@@ -279,12 +282,35 @@ def _expand_callback(dim, n_expanded, x_, out_, user_data):
 
 
 @functools.cache
-def callbacks():
-    """The C callbacks of the log density and of the expansion, compiled on first use and cached on disk."""
+def callbacks(q: int):
+    """The C callbacks of the log density (for q effects per level) and of the expansion,
+    compiled on first use and cached on disk."""
+    log_density = log_density_kernel(q)
+
+    def logp_callback(dim, x_, out_, logp_, user_data):
+        blob = _blob_at(user_data)
+        if dim != int(blob[N_DIM]):
+            return -1
+        x = carray(x_, (dim,))
+        out = carray(out_, (dim,))
+        value = log_density(x, blob, out)
+        carray(logp_, (1,))[0] = value
+        if not np.isfinite(value):
+            return 4
+        for i in range(dim):
+            if not np.isfinite(out[i]):
+                return 3
+        return 0
+
     return (
-        cfunc(_LOGP_SIGNATURE, cache=True, error_model="numpy")(_logp_callback),
-        cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback),
+        cfunc(_LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback),
+        _expand_cfunc(),
     )
+
+
+@functools.cache
+def _expand_cfunc():
+    return cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
 
 
 def natively_supported(priors: PriorSet) -> bool:
@@ -364,7 +390,7 @@ def _scale_centre(dist: Distribution) -> float:
 def log_density(blob: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
     """The log density and its gradient at x (for tests and benchmarks)."""
     out = np.empty(int(blob[N_DIM]))
-    value = collapsed_log_density(np.asarray(x, float), blob, out)
+    value = log_density_kernel(int(blob[Q]))(np.asarray(x, float), blob, out)
     return value, out
 
 
@@ -422,7 +448,7 @@ class CollapsedDensity(CompiledModel):
         )
 
     def _make_model(self, init_mean):
-        logp_callback, expand_callback = callbacks()
+        logp_callback, expand_callback = callbacks(int(self.blob[Q]))
         logp = _lib.LogpFunc(logp_callback.address, self.blob.ctypes.data, self)
         expand_fn = _lib.ExpandFunc(self.n_dim, int(self.blob[N_EXPANDED]), expand_callback.address, self.blob.ctypes.data, self)
         dim_sizes = {name: len(values) for name, values in self.model_coords.items()}
