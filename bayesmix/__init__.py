@@ -1,7 +1,9 @@
 """bayesmix: Bayesian and REML fits of lme4-style mixed-effects models."""
 
+from . import datasets
 from .bayes import (
     LKJ,
+    ArgumentError,
     BayesModel,
     BayesResult,
     Exponential,
@@ -9,6 +11,7 @@ from .bayes import (
     HalfStudentT,
     Normal,
     Prediction,
+    PriorError,
     StudentT,
     prior,
 )
@@ -33,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LKJ",
+    "ArgumentError",
     "BarTerm",
     "BayesModel",
     "BayesResult",
@@ -52,6 +56,7 @@ __all__ = [
     "NewData",
     "Normal",
     "Prediction",
+    "PriorError",
     "RandomTerm",
     "RankDeficiencyWarning",
     "RemlResult",

@@ -97,8 +97,10 @@ class Model:
             For the full model: ``"noncentred"`` random effects (default; best when groups are
             small or their variance is near 0) or ``"centred"`` (best when every group has many rows).
 
-        Warns with :class:`~bayesmix.ConvergenceWarning` on divergences, R-hat > 1.01,
-        bulk or tail ESS < 400, or saturated trees.
+        Warns
+        -----
+        ConvergenceWarning
+            On divergences, R-hat > 1.01, bulk or tail ESS < 400, or saturated trees.
         """
         return self.bayes_model(priors, method, parameterization).sample(
             draws=draws, tune=tune, chains=chains, seed=seed, target_accept=target_accept,
