@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from numba import carray, cfunc, njit, types
 
-from .collapsed import loglik_kernel
+from .collapsed import _collapsed_loglik
 from .priors import Distribution, PriorSet
 
 # Prior families, by code; parameters in the order of the bayesmix constructors.
@@ -168,24 +168,29 @@ def _population(x, blob):
     return beta, sigma, sd, R, lp, grad
 
 
+@njit(inline="always", error_model="numpy")
+def _log_density(x, blob, out, q):
+    """The log posterior density at an unconstrained point x (up to a constant), its gradient into ``out``."""
+    beta, sigma, sd, R, lp, grad = _population(x, blob)
+    if not (np.isfinite(lp) and 0.0 < sigma < np.inf and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
+        return -np.inf  # outside the support in floating point (far out in the tails)
+    A11, A1X, AXX = _cross_products(blob)
+    value, d_beta, d_C, d_sigma = _collapsed_loglik(beta, sd.reshape((q, 1)) * R, sigma, A11, A1X, AXX, blob[ROWS], True, q)
+    if not np.isfinite(value):
+        return -np.inf
+    _chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma)
+    out[:] = grad
+    return lp + value
+
+
 @functools.cache
 def log_density_kernel(q: int):
-    """The log posterior density at an unconstrained point x (up to a constant), its gradient
-    into ``out``, compiled for q effects per level (see :func:`~bayesmix.bayes.collapsed.loglik_kernel`)."""
-    loglik = loglik_kernel(q)
+    """:func:`_log_density` compiled for q effects per level (a closure over q only, so that
+    numba's disk cache, whose key includes the closure, finds it again in a new process)."""
 
     @njit(cache=True, error_model="numpy")
     def log_density(x, blob, out):
-        beta, sigma, sd, R, lp, grad = _population(x, blob)
-        if not (np.isfinite(lp) and 0.0 < sigma < np.inf and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
-            return -np.inf  # outside the support in floating point (far out in the tails)
-        A11, A1X, AXX = _cross_products(blob)
-        value, d_beta, d_C, d_sigma = loglik(beta, sd.reshape((q, 1)) * R, sigma, A11, A1X, AXX, blob[ROWS], True)
-        if not np.isfinite(value):
-            return -np.inf
-        _chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma)
-        out[:] = grad
-        return lp + value
+        return _log_density(x, blob, out, q)
 
     return log_density
 
@@ -285,7 +290,6 @@ def _expand_callback(dim, n_expanded, x_, out_, user_data):
 def callbacks(q: int):
     """The C callbacks of the log density (for q effects per level) and of the expansion,
     compiled on first use and cached on disk."""
-    log_density = log_density_kernel(q)
 
     def logp_callback(dim, x_, out_, logp_, user_data):
         blob = _blob_at(user_data)
@@ -293,7 +297,7 @@ def callbacks(q: int):
             return -1
         x = carray(x_, (dim,))
         out = carray(out_, (dim,))
-        value = log_density(x, blob, out)
+        value = _log_density(x, blob, out, q)
         carray(logp_, (1,))[0] = value
         if not np.isfinite(value):
             return 4
