@@ -3,7 +3,6 @@
 from . import datasets
 from .bayes import (
     LKJ,
-    ArgumentError,
     BayesModel,
     BayesResult,
     Exponential,
@@ -11,13 +10,13 @@ from .bayes import (
     HalfStudentT,
     Normal,
     Prediction,
-    PriorError,
     StudentT,
     prior,
 )
 from .compare import compare
 from .design import Design, NewData, RandomTerm, make_design
 from .errors import (
+    ArgumentError,
     BayesmixError,
     BayesmixWarning,
     ConvergenceWarning,
@@ -25,6 +24,7 @@ from .errors import (
     FitError,
     FormulaError,
     MissingDataWarning,
+    PriorError,
     RankDeficiencyWarning,
 )
 from .formula import BarTerm, MixedFormula, parse_formula

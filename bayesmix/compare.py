@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .bayes import BayesResult
+from .errors import ArgumentError
 from .reml import RemlResult
 from .reml.optimize import SINGULAR_TOL
 from .tables import correlation_from_cov, parameter_name
@@ -19,12 +20,20 @@ def reml_parameters(fit: RemlResult) -> pd.DataFrame:
     """
     several = len(fit.ngrps) > 1
     rows = [(name, value, False) for name, value in fit.fixef().items()]
+    rms = {  # the SD of an effect times its column's size is in units of y, whatever the units of x
+        (block.group, column): r if r > 0 else 1.0
+        for block in fit.structure.blocks
+        for column, r in zip(block.columns, np.sqrt(np.mean(block.z**2, axis=0)))
+    }
     for _, group, columns, cov in fit.covariances():
         sd = np.sqrt(np.diag(cov))
         corr = correlation_from_cov(cov)
-        singular = np.linalg.eigvalsh(cov).min() <= SINGULAR_TOL**2 * max(cov.trace(), 1e-300)
+        size = np.array([rms[(group, c)] for c in columns])
+        scaled = cov * np.outer(size, size)
+        singular = np.linalg.eigvalsh(scaled).min() <= SINGULAR_TOL**2 * max(scaled.trace(), 1e-300)
         for i, column in enumerate(columns):
-            rows.append((parameter_name("sd", (column,), group, several), sd[i], bool(sd[i] <= SINGULAR_TOL * fit.sigma)))
+            boundary = sd[i] * size[i] <= SINGULAR_TOL * fit.sigma
+            rows.append((parameter_name("sd", (column,), group, several), sd[i], bool(boundary)))
         for i in range(len(columns)):
             for j in range(i + 1, len(columns)):
                 rows.append((parameter_name("cor", (columns[i], columns[j]), group, several), corr[i, j], bool(singular)))
@@ -39,8 +48,13 @@ def compare(reml: RemlResult, bayes: BayesResult, ci_prob: float = 0.95) -> pd.D
     space: a zero SD, or correlations of a singular covariance matrix), ``mean``, ``sd``,
     ``ci_lb``, ``ci_ub`` and ``reml_in_ci``.
     """
+    if not isinstance(reml, RemlResult) or not isinstance(bayes, BayesResult):
+        raise ArgumentError(
+            f"compare(reml, bayes) takes a RemlResult and a BayesResult, not {type(reml).__name__} and "
+            f"{type(bayes).__name__}: e.g. compare(model.fit_reml(), model.sample())."
+        )
     if reml.design.formula.text != bayes.design.formula.text:
-        raise ValueError(
+        raise ArgumentError(
             f"The fits are of different models: {reml.design.formula.text!r} and {bayes.design.formula.text!r}."
         )
     posterior = bayes.summary(ci_prob)[["mean", "sd", "ci_lb", "ci_ub"]]

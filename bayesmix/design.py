@@ -24,6 +24,10 @@ from .formula.parser import suggest, variables_in
 from .statistics import SufficientStatistics
 
 RANK_TOLERANCE = 1e-7  # the tolerance of R's qr(), which lme4 uses to drop fixed-effect columns
+# Values beyond these magnitudes overflow or underflow once squared in the cross-products;
+# the data are rejected up front with a request to rescale (results scale back exactly).
+MAX_MAGNITUDE = 1e100
+MIN_MAGNITUDE = 1e-100
 
 
 class GroupedColumns:
@@ -149,6 +153,7 @@ class Design:
     _kept: np.ndarray | None = field(default=None, repr=False)
     _term_specs: tuple[_TermSpec, ...] = field(default=(), repr=False)
     _variable_levels: dict = field(default_factory=dict, repr=False)
+    _group_levels: dict = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -240,7 +245,9 @@ class Design:
 
         Levels of a grouping factor not seen in fitting get code -1 and are listed in
         :attr:`NewData.unseen`; what to do with them is the caller's choice. Missing values,
-        missing columns and unseen levels of categorical predictors raise :class:`DataError`.
+        missing columns, unseen levels of categorical predictors, a column whose kind of values
+        differs from the fitted data (text where numbers were fitted, ...) and infinite values
+        raise :class:`DataError`.
         """
         data = _check_frame(data, "newdata")
         needed = [v for v in self.formula.variables if v != self.response]
@@ -259,19 +266,44 @@ class Design:
                 )
             if name in self._variable_levels:
                 _check_like_training(name, column, self._variable_levels[name])
+            if name in self._group_levels:
+                _check_group_kind(name, column, *self._group_levels[name])
             if self._variable_levels.get(name) is not None and pd.api.types.is_string_dtype(column) and column.dtype != object:
                 data = data.assign(**{name: column.astype(object)})  # formulaic mis-reads pd.NA-backed strings (dask's)
-        X = self._fixed_spec.get_model_matrix(data).to_numpy(dtype=float)[:, self._kept]
+        data = _without_unused_categories(data, tuple(needed))
+        fixed = _new_matrix(self._fixed_spec, data, "fixed effects")
+        X = fixed.to_numpy(dtype=float)[:, self._kept]
+        _check_finite(X, [n for n, k in zip(map(_clean, fixed.columns), self._kept) if k], "newdata predictor")
         codes, zs, unseen = [], [], {}
         for spec, term in zip(self._term_specs, self.terms):
             z = _term_matrix(spec, data)
-            key = _group_keys(data, spec.bar.group)
-            code = term.levels.get_indexer(key)
+            _check_finite(z, list(term.columns), f"newdata column of term {spec.bar}")
+            code, new_keys = self._group_codes(data, spec.bar.group, term)
             if (code < 0).any():
-                unseen[term.group] = list(pd.unique(key[code < 0]))
+                unseen[term.group] = list(pd.unique(new_keys[code < 0]))
             codes.append(code)
             zs.append(z)
         return NewData(X, tuple(codes), tuple(zs), unseen, data.index)
+
+    def _group_codes(self, data: pd.DataFrame, group: tuple[str, ...], term: RandomTerm) -> tuple[np.ndarray, pd.Index]:
+        """Level index of each new row in ``term.levels`` (-1 if unseen), and the rows' level labels.
+
+        An interaction ``a:b`` is matched component by component against the fitted levels of
+        ``a`` and ``b``, so that e.g. 308.0 in new data matches a fitted integer level 308.
+        """
+        if len(group) == 1 or not all(name in self._group_levels for name in group):
+            key = _group_keys(data, group)
+            return term.levels.get_indexer(key), key
+        labels, seen = [], np.ones(len(data), dtype=bool)
+        for name in group:
+            levels = self._group_levels[name][1]
+            code = levels.get_indexer(pd.Index(data[name]))
+            seen &= code >= 0
+            known = np.asarray(levels.astype(str), dtype=object)[np.maximum(code, 0)]
+            labels.append(np.where(code >= 0, known, data[name].astype(str).to_numpy(dtype=object)))
+        key = pd.Index([":".join(parts) for parts in zip(*labels)])
+        code = np.where(seen, term.levels.get_indexer(key), -1)
+        return code, key
 
 
 def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
@@ -315,14 +347,27 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
         data = data.loc[~dropped.to_numpy()]
         if data.empty:
             raise DataError("No rows are left after dropping rows with missing values in the formula's columns.")
+    for name in parsed.variables:
+        _check_column_type(name, data[name])
+    predictors = variables_in(parsed.fixed) + sum((variables_in(b.expr) for b in parsed.bars), ())
+    for name in predictors:
+        if data[name].dtype == object and _value_kind(data[name]) == "number":
+            raise DataError(
+                f"Column {name!r} has dtype object but holds only numbers, so it would be read as categorical "
+                f"(one coefficient per value). Say which it is: data[{name!r}] = pd.to_numeric(data[{name!r}]) for a "
+                f"number, or data[{name!r}] = data[{name!r}].astype(str) for categories."
+            )
+    data = _without_unused_categories(data, parsed.variables)
 
     y = _response(parsed, data)
-    fixed = formulaic.model_matrix(parsed.fixed, data, na_action="raise")
+    fixed = _materialise(parsed, parsed.fixed, data, "fixed-effects part")
     names = [_clean(c) for c in fixed.columns]
     X = fixed.to_numpy(dtype=float)
     _check_finite(X, names, "predictor")
+    _check_magnitude(X, names, "predictor")
     kept = independent_columns(X)
     dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
+    _check_residual(y, X[:, kept], parsed.response)
     if dropped_columns:
         warnings.warn(
             f"The fixed-effects model matrix is rank deficient, so {len(dropped_columns)} column(s) were dropped "
@@ -334,12 +379,21 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
     terms: list[RandomTerm] = []
     term_specs: list[_TermSpec] = []
     for bar in parsed.bars:
-        mm = formulaic.model_matrix(bar.expr, data, na_action="raise")
+        mm = _materialise(parsed, bar.expr, data, f"random-effects term {bar}")
         if mm.shape[1] == 0:
             raise FormulaError(f"The random-effects term {bar} has no columns: write (1 | {bar.group_name}).", parsed.text)
         columns = [_clean(c) for c in mm.columns]
         z = mm.to_numpy(dtype=float)
         _check_finite(z, columns, f"column of term {bar}")
+        _check_magnitude(z, columns, f"column of term {bar}")
+        independent = independent_columns(z)
+        if not independent.all():
+            bad = [c for c, k in zip(columns, independent) if not k]
+            raise DataError(
+                f"In the random-effects term {bar}, column(s) {', '.join(map(repr, bad))} are constant, all zero or "
+                "linear combinations of the term's other columns, so their variances cannot be estimated. "
+                f"Remove them from the term (keep them as fixed effects if needed)."
+            )
         codes, levels = _factor(data, bar.group)
         if len(levels) < 2:
             raise DataError(
@@ -357,8 +411,11 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
             terms.append(RandomTerm(bar.group_name, codes, levels, z[:, cols].copy(), tuple(columns[cols]), bar.correlated))
             term_specs.append(_TermSpec(bar, mm.model_spec, j))
 
-    predictors = variables_in(parsed.fixed) + sum((variables_in(b.expr) for b in parsed.bars), ())
+    _warn_constant_within_groups(terms)
     variable_levels = {name: _levels_of(data[name]) for name in predictors}
+    group_levels = {
+        name: (_value_kind(data[name]), _sorted_factorize(data[name])[1]) for bar in parsed.bars for name in bar.group
+    }
     return Design(
         formula=parsed,
         y=y,
@@ -373,6 +430,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
         _kept=kept,
         _term_specs=tuple(term_specs),
         _variable_levels=variable_levels,
+        _group_levels=group_levels,
     )
 
 
@@ -435,12 +493,13 @@ def _response_values(parsed: MixedFormula, data: pd.DataFrame) -> np.ndarray:
             )
         y = column.to_numpy(dtype=float)
     else:
-        mm = formulaic.model_matrix(f"0 + {name}", data, na_action="raise")
+        mm = _materialise(parsed, f"0 + {name}", data, "response")
         if mm.shape[1] != 1:
             raise DataError(f"The response {name!r} gives {mm.shape[1]} columns; it must be one numeric column.")
         y = mm.to_numpy(dtype=float)[:, 0]
     if not np.isfinite(y).all():
         raise DataError(f"The response {name!r} has {int((~np.isfinite(y)).sum())} infinite or undefined value(s); remove or fix them.")
+    _check_magnitude(y[:, None], [name], "response")
     return y
 
 
@@ -449,6 +508,195 @@ def _check_finite(M: np.ndarray, names: list[str], what: str) -> None:
     if bad.any():
         col = names[int(np.argmax(bad))]
         raise DataError(f"The {what} {col!r} has infinite or undefined values; remove or fix those rows.")
+
+
+def _check_residual(y: np.ndarray, X: np.ndarray, response: str) -> None:
+    """DataError when the fixed effects alone reproduce the response: no residual variance is left."""
+    if X.shape[1] >= len(y):
+        raise DataError(
+            f"The model has {X.shape[1]} fixed-effect column(s) for {len(y)} observations, so no residual variance "
+            "is left to estimate. Use fewer fixed effects or more data."
+        )
+    if X.shape[1] == 0:
+        return
+    scale = np.abs(X).max(axis=0)
+    coef, *_ = np.linalg.lstsq(X / scale, y, rcond=None)
+    residual = y - (X / scale) @ coef
+    if np.linalg.norm(residual) <= 1e-10 * np.linalg.norm(y):
+        raise DataError(
+            f"The fixed effects reproduce the response {response!r} to within 1e-10 of its size (is it also a "
+            "predictor, or constant but for its last digits?), so no residual variance is left to estimate. "
+            "Remove it from the right-hand side, or centre and rescale the response."
+        )
+
+
+def _check_magnitude(M: np.ndarray, names: list[str], what: str) -> None:
+    """Reject columns whose squares overflow or underflow double precision (finite values only)."""
+    largest = np.abs(M).max(axis=0) if len(M) else np.zeros(M.shape[1])
+    for name, m in zip(names, largest):
+        if m > MAX_MAGNITUDE or 0 < m < MIN_MAGNITUDE:
+            power = int(np.floor(np.log10(m)))
+            fix = f"divide it by 1e{power}" if m > 1 else f"multiply it by 1e{-power}"
+            raise DataError(
+                f"The {what} {name!r} has values as {'large' if m > 1 else 'small'} as {m:.3g}, beyond what the fit "
+                f"can square in double precision. Rescale it (e.g. {fix}); estimates then scale back exactly."
+            )
+
+
+_DTYPE_ADVICE = {
+    "M": "a date or time: use a number instead, e.g. (data[{n!r}] - data[{n!r}].min()).dt.days",
+    "m": "a time difference: use a number instead, e.g. data[{n!r}].dt.total_seconds()",
+    "c": "complex: a linear mixed model needs real numbers, e.g. data[{n!r}].to_numpy().real",
+}
+
+
+def _check_column_type(name: str, column: pd.Series) -> None:
+    """DataError for dates, complex numbers and object columns that mix text and numbers."""
+    kind = getattr(column.dtype, "kind", "O")
+    if kind in _DTYPE_ADVICE or isinstance(column.dtype, (pd.PeriodDtype, pd.IntervalDtype, pd.DatetimeTZDtype)):
+        advice = _DTYPE_ADVICE.get(kind, _DTYPE_ADVICE["M"]).format(n=name)
+        raise DataError(f"Column {name!r} has dtype {column.dtype}, which the formula cannot use; it is {advice}.")
+    if _value_kind(column) == "mixed":
+        kinds = sorted({_scalar_kind(v) for v in pd.unique(column)})
+        example = {k: next(v for v in pd.unique(column) if _scalar_kind(v) == k) for k in kinds}
+        raise DataError(
+            f"Column {name!r} mixes {' and '.join(kinds)} values (e.g. {', '.join(repr(v) for v in example.values())}), "
+            f"so equal-looking values would be different levels. Make it one type, e.g. data[{name!r}] = data[{name!r}].astype(str)."
+        )
+
+
+def _scalar_kind(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    return type(value).__name__
+
+
+def _value_kind(column: pd.Series) -> str:
+    """``"number"``, ``"bool"``, ``"text"`` or ``"mixed"``: what a column's values are."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _value_kind(pd.Series(dtype.categories))
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "number"
+    if pd.api.types.is_string_dtype(dtype) and dtype != object:
+        return "text"
+    kinds = {_scalar_kind(v) for v in pd.unique(column.dropna())}
+    return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "number")
+
+
+def _without_unused_categories(data: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """Drop categories no row uses (as R's model.frame drops unused levels); values are unchanged."""
+    unused = [
+        n for n in names
+        if isinstance(data[n].dtype, pd.CategoricalDtype) and data[n].nunique() < len(data[n].cat.categories)
+    ]
+    if not unused:
+        return data
+    return data.assign(**{n: data[n].cat.remove_unused_categories() for n in unused})
+
+
+def _materialise(parsed: MixedFormula, expression: str, data: pd.DataFrame, what: str) -> formulaic.ModelMatrix:
+    """formulaic's model matrix of ``expression``, its evaluation errors turned into bayesmix errors.
+
+    numpy's floating-point warnings (log of 0, overflow in exp) are silenced here because the
+    NaN or infinite values they announce are reported as errors naming the column.
+    """
+    try:
+        with np.errstate(all="ignore"):
+            return formulaic.model_matrix(expression, data, na_action="raise")
+    except Exception as exc:  # noqa: BLE001 - formulaic reports evaluation failures as its own errors and as builtins
+        raise _evaluation_error(exc, what, parsed.text) from None
+
+
+def _new_matrix(spec: formulaic.ModelSpec, data: pd.DataFrame, what: str) -> formulaic.ModelMatrix:
+    try:
+        with np.errstate(all="ignore"):
+            return spec.get_model_matrix(data)
+    except Exception as exc:  # noqa: BLE001 - as in _materialise
+        raise DataError(f"newdata cannot be materialised for the {what}: {_cause(exc)}. "
+                        "Give it the columns and types of the fitted data.") from None
+
+
+def _cause(exc: Exception) -> str:
+    cause = exc.__cause__ or exc.__context__ or exc
+    return f"{type(cause).__name__}: {cause}"
+
+
+def _evaluation_error(exc: Exception, what: str, text: str) -> FormulaError | DataError:
+    factor = re.search(r"`(.+?)`", str(exc))
+    culprit = factor.group(1) if factor else what
+    cause = exc.__cause__ or exc.__context__ or exc
+    position = text.find(culprit) if factor else -1
+    if "null values after evaluation" in str(cause):
+        return DataError(
+            f"{culprit!r} in the {what} is undefined (NaN) for some rows, e.g. the log of zero or of a negative "
+            "number. Drop or fix those rows, or use another transform."
+        )
+    if isinstance(cause, NameError):
+        missing = getattr(cause, "name", None) or str(cause)
+        hint = " For R's factor(x) write C(x)." if missing == "factor" else ""
+        return FormulaError(
+            f"Cannot evaluate {culprit!r} in the {what}: {missing!r} is neither a column nor a known function. "
+            f"Use numpy functions as np.log(x), and C(x), scale(x), center(x), poly(x, 2), bs(x).{hint}",
+            text,
+            position if position >= 0 else None,
+        )
+    return DataError(f"Cannot evaluate {culprit!r} in the {what} on this data: {type(cause).__name__}: "
+                     f"{str(cause).rstrip('.')}. Check the type of the columns it uses.")
+
+
+def _warn_constant_within_groups(terms: list[RandomTerm]) -> None:
+    """Warn when a random slope does not vary within any group of a factor with a random intercept.
+
+    Such a slope (e.g. a person's age in ``(age | person)``) only shifts each group as a
+    whole, as the intercept does: the two are separated only through how the variance
+    changes with the slope's variable across groups. lme4 fits it silently; we say so.
+    """
+    by_group: dict[str, list[RandomTerm]] = {}
+    for term in terms:
+        by_group.setdefault(term.group, []).append(term)
+    for group, members in by_group.items():
+        if not any("Intercept" in t.columns for t in members):
+            continue
+        codes = members[0].codes
+        order = np.argsort(codes, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+        if (np.diff(np.r_[starts, len(codes)]) < 2).all():
+            continue
+        for term in members:
+            for j, column in enumerate(term.columns):
+                if column == "Intercept":
+                    continue
+                values = term.z[order, j]
+                spread = np.maximum.reduceat(values, starts) - np.minimum.reduceat(values, starts)
+                if (spread <= 1e-12 * np.abs(values).max()).all():
+                    warnings.warn(
+                        f"{column!r} is constant within every level of {group!r}, so its random slope on {group!r} "
+                        f"is confounded with the random intercept of {group!r} (told apart only by how the variance "
+                        f"changes with {column!r} across groups). Consider dropping it from the random part "
+                        f"(keep {column!r} as a fixed effect).",
+                        RankDeficiencyWarning,
+                        stacklevel=3,
+                    )
+
+
+def _check_group_kind(name: str, column: pd.Series, kind: str, levels: pd.Index) -> None:
+    """New values of a grouping column must be the kind of values it was fitted with."""
+    new_kind = _value_kind(column)
+    if new_kind != kind:
+        example = levels[0]
+        shown = example.item() if isinstance(example, np.generic) else example
+        raise DataError(
+            f"newdata column {name!r} holds {new_kind} values, but grouping factor {name!r} was fitted with {kind} "
+            f"levels (e.g. {shown!r}), so no row would match a fitted level. Convert it, e.g. "
+            f"newdata[{name!r}] = newdata[{name!r}].astype({type(example).__name__!r})."
+        )
 
 
 def _factor(data: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
@@ -478,7 +726,7 @@ def _sorted_factorize(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 
 def _term_matrix(spec: _TermSpec, data: pd.DataFrame) -> np.ndarray:
-    z = spec.spec.get_model_matrix(data).to_numpy(dtype=float)
+    z = _new_matrix(spec.spec, data, f"random-effects term {spec.bar}").to_numpy(dtype=float)
     return z if spec.column is None else z[:, spec.column : spec.column + 1]
 
 

@@ -43,7 +43,27 @@ class DataError(BayesmixError, ValueError):
 
 
 class FitError(BayesmixError, RuntimeError):
-    """A fit could not be completed (optimiser failure, invalid sampler settings, ...)."""
+    """A fit could not be completed (the optimiser found no finite criterion, non-finite estimates, ...).
+
+    Parameters
+    ----------
+    message
+        What went wrong and what to try.
+    optsummary
+        The optimiser's record (:class:`bayesmix.reml.OptSummary`), when an optimisation failed.
+    """
+
+    def __init__(self, message: str, optsummary=None):
+        super().__init__(message)
+        self.optsummary = optsummary
+
+
+class PriorError(BayesmixError, ValueError):
+    """A prior specification that cannot be used (wrong class, shape, sign or target)."""
+
+
+class ArgumentError(BayesmixError, ValueError):
+    """An argument out of its range or of the wrong type (sampler settings, options, ...)."""
 
 
 class BayesmixWarning(UserWarning):
@@ -55,8 +75,17 @@ class MissingDataWarning(BayesmixWarning):
 
 
 class RankDeficiencyWarning(BayesmixWarning):
-    """Fixed-effect columns were dropped because they are linearly dependent."""
+    """Columns are linearly dependent: fixed-effect columns were dropped (as lme4 does), or a
+    random slope is constant within every group and so confounded with the random intercept."""
 
 
 class ConvergenceWarning(BayesmixWarning):
-    """A fit reached a boundary, failed to converge, or sampled poorly."""
+    """A fit reached a boundary, failed to converge, or sampled poorly.
+
+    ``optsummary`` holds the optimiser's record when the warning comes from a REML/ML fit
+    (``record.message.optsummary`` of a caught warning), else None.
+    """
+
+    def __init__(self, message: str = "", optsummary=None):
+        super().__init__(message)
+        self.optsummary = optsummary

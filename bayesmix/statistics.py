@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sums import dd_add, products, value, variance
+from .sums import _two_product, _two_sum, dd_add, products, value, variance
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,11 +95,26 @@ class SufficientStatistics:
             x_binary=self.x_binary[kept],
         )
 
-    def cross_products(self, p: int):
-        """The REML backend's :class:`~bayesmix.reml.crossprod.CrossProducts` (one factor)."""
+    def cross_products(self, p: int, shift: np.ndarray | None = None):
+        """The REML backend's :class:`~bayesmix.reml.crossprod.CrossProducts` (one factor).
+
+        With ``shift`` = c, the cross-products of ``[X, y - X c]``, taken in double-double
+        before rounding, so that a response with a large mean loses no precision (see
+        :func:`bayesmix.reml.profiled_criterion`).
+        """
         from .reml.crossprod import CrossProducts  # the REML package imports the design, which imports this
 
-        return CrossProducts(self.n, p, value(self.A11), value(self.A1X), value(self.AXX))
+        A1X, AXX = (self.A1X, self.AXX) if shift is None else _shift_response(self.A1X, self.AXX, np.asarray(shift, float))
+        return CrossProducts(self.n, p, value(self.A11), value(A1X), value(AXX))
+
+    def ols_coefficients(self) -> np.ndarray:
+        """Least-squares coefficients of the response on X, from X'X and X'y."""
+        AXX = value(self.AXX)
+        p = AXX.shape[0] - 1
+        size = np.sqrt(np.diag(AXX)[:p])
+        size = np.where(size > 0, size, 1.0)
+        coef = np.linalg.lstsq(AXX[:p, :p] / np.outer(size, size), AXX[:p, p] / size, rcond=None)[0]
+        return coef / size
 
     def x_means(self) -> np.ndarray:
         """Mean of each column of X."""
@@ -124,6 +139,29 @@ class SufficientStatistics:
         """Root mean square of columns of z."""
         q = np.arange(self.zz.shape[0])[columns]
         return np.sqrt(value(self.zz[q, q]) / self.n)
+
+
+def _minus_scaled(y: np.ndarray, x: np.ndarray, a: float) -> np.ndarray:
+    """y - a x for double-double arrays (last axis (hi, lo)) and a float a."""
+    a = np.full(x.shape[:-1], a)
+    p, e = _two_product(x[..., 0].copy(), a)
+    e = e + x[..., 1] * a
+    s, t = _two_sum(y[..., 0].copy(), -p)
+    return np.stack([s, y[..., 1] - e + t], axis=-1)
+
+
+def _shift_response(A1X: np.ndarray, AXX: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The statistics of ``[X, y - X c]`` from those of ``[X y]``: the last column of A1X, and
+    the last row and column of AXX (M'AXX M with M = [[I, -c], [0, 1]]), in double-double."""
+    p = len(shift)
+    A1X, AXX = A1X.copy(), AXX.copy()
+    for j in range(p):
+        A1X[:, :, p] = _minus_scaled(A1X[:, :, p], A1X[:, :, j], shift[j])
+    for j in range(p):
+        AXX[:, p] = _minus_scaled(AXX[:, p], AXX[:, j], shift[j])
+    for j in range(p):
+        AXX[p, :] = _minus_scaled(AXX[p, :], AXX[j, :], shift[j])
+    return A1X, AXX
 
 
 def _scales(binary: np.ndarray, var: np.ndarray) -> np.ndarray:

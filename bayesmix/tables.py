@@ -7,7 +7,7 @@ import html
 import numpy as np
 import pandas as pd
 
-from .errors import BayesmixError
+from .errors import ArgumentError
 
 
 def correlation_from_cov(cov):
@@ -36,7 +36,7 @@ def ranef_by_group(frames: dict, group: str | None):
     """The entry for ``group``; the only entry when there is one; else the whole dict."""
     if group is not None:
         if group not in frames:
-            raise BayesmixError(f"No grouping factor {group!r}; the model has {', '.join(map(repr, frames))}.")
+            raise ArgumentError(f"No grouping factor {group!r}; the model has {', '.join(map(repr, frames))}.")
         return frames[group]
     return next(iter(frames.values())) if len(frames) == 1 else frames
 

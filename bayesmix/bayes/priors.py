@@ -22,14 +22,10 @@ import numpy as np
 import pymc as pm
 
 from ..design import Design
-from ..errors import BayesmixError
+from ..errors import PriorError
 
 DEFAULT_ETA = 2.0
 PRIOR_CLASSES = ("Intercept", "b", "sigma", "sd", "cor")
-
-
-class PriorError(BayesmixError, ValueError):
-    """A prior specification that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +122,14 @@ def prior(cls: str, dist: Distribution, coef: str | None = None, group: str | No
         raise PriorError("Correlation matrices take an LKJ(eta) prior, and LKJ only suits class 'cor'.")
     if cls in ("Intercept", "sigma", "cor") and coef is not None:
         raise PriorError(f"Class {cls!r} has no coefficients; drop coef={coef!r}.")
+    for key, value in (("coef", coef), ("group", group)):
+        if value is not None and not isinstance(value, str):
+            raise PriorError(f"{key} must be a name (a string) or None, not {value!r}.")
+    if cls in ("Intercept", "b", "sigma") and group is not None:
+        raise PriorError(
+            f"Class {cls!r} is not per grouping factor; drop group={group!r} "
+            "(group= restricts 'sd' and 'cor' priors)."
+        )
     return Prior(cls, dist, coef, group)
 
 
@@ -187,10 +191,16 @@ def resolve_priors(design: Design, term_labels: list[str], overrides: list[Prior
         if term.correlated and term.q > 1:
             cor[label] = LKJ(DEFAULT_ETA)
 
-    overrides = sorted(overrides or [], key=lambda p: (p.coef is not None) + (p.group is not None))
-    for p in overrides:
+    if overrides is not None and not isinstance(overrides, (list, tuple)):
+        raise PriorError(
+            f"priors must be a list of bayesmix.prior(...) overrides, not {type(overrides).__name__}; "
+            "wrap a single one in a list: [bm.prior(...)]."
+        )
+    for p in overrides or []:
         if not isinstance(p, Prior):
             raise PriorError(f"Priors must be made with bayesmix.prior(...), not {p!r}.")
+    overrides = sorted(overrides or [], key=lambda p: (p.coef is not None) + (p.group is not None))
+    for p in overrides:
         if p.cls == "Intercept":
             if not has_intercept:
                 raise PriorError("The model has no intercept, so an 'Intercept' prior does not apply.")

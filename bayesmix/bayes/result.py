@@ -44,9 +44,15 @@ class Prediction:
 
     def interval(self, prob: float = 0.95, predictive: bool = True) -> pd.DataFrame:
         """Equal-tailed interval per row, of the predictive draws or of μ."""
+        _check_prob(prob, "prob")
         values = (self.draws if predictive else self.mu).stack(sample=("chain", "draw")).values
         lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=1)
         return pd.DataFrame({"mean": self.mean.to_numpy(), "lower": lo, "upper": hi}, index=self.mean.index)
+
+
+def _check_prob(prob, name: str) -> None:
+    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating)) or not 0 < prob < 1:
+        raise ArgumentError(f"{name} must be a probability strictly between 0 and 1, e.g. 0.95, not {prob!r}.")
 
 
 class BayesResult:
@@ -127,6 +133,7 @@ class BayesResult:
     def summary(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """Posterior mean, SD, equal-tailed interval, R-hat, bulk and tail ESS and MCSE of
         every fixed effect, random-effect SD, correlation and the residual SD."""
+        _check_prob(ci_prob, "ci_prob")
         table = az.summary(xr.DataTree.from_dict({"posterior": self._parameters}), ci_prob=ci_prob, round_to="none")
         table = pd.DataFrame(table).rename(columns=lambda c: c.replace(f"eti{round(ci_prob * 100)}_", "ci_"))
         return table
@@ -230,8 +237,12 @@ class BayesResult:
         seed
             Seed for the residual noise and new-level draws.
         """
-        if new_levels not in NEW_LEVELS:
+        if not isinstance(new_levels, str) or new_levels not in NEW_LEVELS:
             raise ArgumentError(f"new_levels must be one of {', '.join(NEW_LEVELS)}, not {new_levels!r}.")
+        if not isinstance(random, (bool, np.bool_)):
+            raise ArgumentError(f"random must be True or False, not {random!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ArgumentError(f"seed must be a non-negative integer or None, not {seed!r}.")
         from ..dask_data import is_dask_frame, lazy_map
 
         if is_dask_frame(newdata):  # lazily, partition by partition: the posterior mean of μ

@@ -12,13 +12,9 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from ..errors import BayesmixError
+from ..errors import ArgumentError
 
 SAMPLERS = ("nutpie", "pymc")
-
-
-class ArgumentError(BayesmixError, ValueError):
-    """A sampling setting out of its range."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +49,14 @@ class SamplerSettings:
             minimum = 0 if name == "tune" else 1
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
                 raise ArgumentError(f"{name} must be an integer >= {minimum}, not {value!r}.")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0):
-            raise ArgumentError(f"seed must be a non-negative integer or None, not {self.seed!r}.")
-        if not isinstance(self.target_accept, (float, int)) or not 0 < self.target_accept < 1:
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**64
+        ):
+            raise ArgumentError(f"seed must be a non-negative integer below 2**64, or None, not {self.seed!r}.")
+        if isinstance(self.target_accept, bool) or not isinstance(self.target_accept, (float, int)) or not 0 < self.target_accept < 1:
             raise ArgumentError(f"target_accept must lie strictly between 0 and 1, not {self.target_accept!r}.")
+        if not isinstance(self.progressbar, (bool, np.bool_)):
+            raise ArgumentError(f"progressbar must be True or False, not {self.progressbar!r}.")
         if self.sampler not in SAMPLERS:
             raise ArgumentError(f"sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}.")
 

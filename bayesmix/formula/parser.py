@@ -208,7 +208,16 @@ def _grouping(text: str, toks: list[Token]) -> list[tuple[str, ...]]:
     """``a`` -> [(a,)], ``a:b`` -> [(a, b)], ``a/b`` -> [(a,), (a, b)] (lme4's nesting)."""
     nested: list[tuple[str, ...]] = [()]
     expect_name = True
-    for tok in toks:
+    for k, tok in enumerate(toks):
+        if tok.text == "(" and k > 0 and toks[k - 1].kind == "name":
+            name = toks[k - 1].text
+            raise FormulaError(
+                f"The grouping side of a bar takes column names, not a function call such as {name}(...): "
+                "grouping columns are used as factors whatever their type, so write the column itself, "
+                "e.g. (1 | g) for (1 | factor(g)).",
+                text,
+                toks[k - 1].start,
+            )
         if expect_name:
             if tok.kind not in ("name", "backtick"):
                 raise FormulaError(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import warnings
 
+import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 from threadpoolctl import ThreadpoolController
 
 from ..design import Design
-from ..errors import BayesmixError, ConvergenceWarning
+from ..errors import ArgumentError, ConvergenceWarning, FitError
 from .criterion import ProfiledCriterion
+from .crossprod import cross_products
 from .optimize import OptSummary, optimize_theta
 from .result import RemlResult, RemlSummary
 from .structure import structure_of
@@ -23,15 +25,27 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     """Fit ``design`` by REML (default) or maximum likelihood, as lme4's ``lmer``.
 
     Warns with :class:`~bayesmix.ConvergenceWarning` for a singular (boundary) fit or when
-    the optimiser did not report convergence.
+    the optimiser did not report convergence. Raises :class:`~bayesmix.FitError` (with the
+    optimiser's record as ``optsummary``) rather than return a non-finite estimate.
     """
+    if not isinstance(reml, (bool, np.bool_)):
+        raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
-    criterion = ProfiledCriterion(structure, design.cross_products(structure), reml=reml)
+    criterion = profiled_criterion(design, structure, reml)
     # BLAS threads save at most a factor of the core count on the dense crossed block, and
     # cost 5 to 30 times that when another process keeps a core busy: fits use one thread.
     with _blas_threads().limit(limits=1, user_api="blas"):
         opt = optimize_theta(criterion)
-    result = RemlResult(design, reml, structure, criterion.factorize(opt.final), opt, opt.fmin)
+    try:
+        factorization = criterion.factorize(opt.final)
+    except np.linalg.LinAlgError as exc:
+        raise FitError(
+            f"The Cholesky factor does not exist at the optimum θ = {opt.final.tolist()} ({exc}). Rescale the response "
+            f"and predictors, or simplify the random effects. Optimiser record: {opt}",
+            opt,
+        ) from None
+    result = RemlResult(design, reml, structure, factorization, opt, opt.fmin)
+    _check_finite_result(result)
     if result.singular:
         warnings.warn(
             "boundary (singular) fit: a random-effect variance is (nearly) 0 or a correlation is +-1; "
@@ -40,6 +54,47 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
             stacklevel=2,
         )
     return result
+
+
+def profiled_criterion(design: Design, structure, reml: bool) -> ProfiledCriterion:
+    """The (RE)ML criterion of ``design``, from the cross-products of the response minus its OLS fit.
+
+    Subtracting X c (c: the least-squares coefficients of y on X) changes neither the
+    criterion nor θ̂, and β̂ only by c, which the factorisations add back. It keeps the
+    precision of the cross-products when y has a large mean relative to its spread (y = 1e8 +
+    a few units loses most digits in y'y otherwise). With one grouping factor, c and the
+    shifted cross-products come from the design's double-double sufficient statistics, so a
+    pandas and a dask fit of the same rows stay identical.
+    """
+    stats = design.statistics
+    if stats is not None:
+        shift = stats.ols_coefficients() if design.p else None
+        return ProfiledCriterion(structure, stats.cross_products(design.p, shift), reml=reml, beta_shift=shift)
+    shift = None
+    if design.p:
+        size = np.abs(design.X).max(axis=0)
+        shift = np.linalg.lstsq(design.X / size, design.y, rcond=None)[0] / size
+    y = design.y if shift is None else design.y - design.X @ shift
+    return ProfiledCriterion(structure, cross_products(structure, design.X, y), reml=reml, beta_shift=shift)
+
+
+def _check_finite_result(result: RemlResult) -> None:
+    """FitError naming the non-finite estimates, so that no NaN leaves a fit silently."""
+    f = result.factorization
+    estimates = {"criterion": [result.criterion], "theta": f.theta, "Cholesky factor R": f.R}
+    if np.isfinite(f.R).all():  # β and σ are computed from R
+        try:
+            estimates["beta"] = f.beta
+        except np.linalg.LinAlgError:  # a zero on R's diagonal
+            estimates["beta"] = [np.nan]
+        estimates["sigma"] = [result.sigma]
+    bad = [name for name, values in estimates.items() if not np.isfinite(values).all()]
+    if bad:
+        raise FitError(
+            f"The fit produced non-finite {', '.join(bad)} (the cross-products are numerically singular or overflow). "
+            f"Rescale the response and predictors, and check for near-duplicate columns. Optimiser record: {result.optsummary}",
+            result.optsummary,
+        )
 
 
 @functools.cache
@@ -54,9 +109,15 @@ def likelihood_ratio_test(*fits: RemlResult) -> pd.DataFrame:
     likelihood first (REML likelihoods of models with different fixed effects are not comparable).
     """
     if len(fits) < 2:
-        raise BayesmixError("likelihood_ratio_test needs at least two fits.")
+        raise ArgumentError("likelihood_ratio_test needs at least two fits, e.g. likelihood_ratio_test(small, big).")
+    for k, f in enumerate(fits):
+        if not isinstance(f, RemlResult):
+            raise ArgumentError(
+                f"likelihood_ratio_test takes REML/ML fits (model.fit_reml() or fit_ml()); argument {k + 1} is a "
+                f"{type(f).__name__}."
+            )
     if len({f.nobs for f in fits}) > 1:
-        raise BayesmixError("The fits use different numbers of observations; fit them to the same rows.")
+        raise ArgumentError("The fits use different numbers of observations; fit them to the same rows.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ml = sorted((f if not f.reml else fit_reml(f.design, reml=False) for f in fits), key=lambda f: f.n_params)

@@ -58,6 +58,9 @@ class Factorization:
         Lower Cholesky factor of the ``[X y]`` Schur complement, (p+1) x (p+1).
     logdet_z
         log|L_Z|² = log|Λ'Z'ZΛ + I|.
+    beta_shift
+        When the cross-products are of y - X c rather than y (see :class:`ProfiledCriterion`),
+        c, which :attr:`beta` adds back; None otherwise.
     """
 
     theta: np.ndarray
@@ -70,6 +73,7 @@ class Factorization:
     A21: sp.csr_array | None = None
     L22: np.ndarray | None = None
     V2: np.ndarray | None = None
+    beta_shift: np.ndarray | None = None
 
     @property
     def p(self) -> int:
@@ -89,6 +93,11 @@ class Factorization:
     @property
     def beta(self) -> np.ndarray:
         """The GLS estimate of β given θ."""
+        return self._factored_beta if self.beta_shift is None else self._factored_beta + self.beta_shift
+
+    @property
+    def _factored_beta(self) -> np.ndarray:
+        """β of the response the cross-products were computed from."""
         p = self.p
         return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False)
 
@@ -101,10 +110,10 @@ class Factorization:
     def spherical_modes(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Conditional modes of the spherical effects u (b = Λu): first block, rest block."""
         p = self.p
-        rhs1 = self.W[:, :, p] - self.W[:, :, :p] @ self.beta
+        rhs1 = self.W[:, :, p] - self.W[:, :, :p] @ self._factored_beta
         if self.L22 is None:
             return _upper_solve(self.L11inv, rhs1), None
-        rhs2 = self.V2[:, p] - self.V2[:, :p] @ self.beta
+        rhs2 = self.V2[:, p] - self.V2[:, :p] @ self._factored_beta
         u2 = la.solve_triangular(self.L22.T, rhs2, lower=False)
         levels, q = rhs1.shape
         z = (self.A21.T @ self.lambda2.rows(u2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
@@ -139,12 +148,17 @@ class ProfiledCriterion:
         The cross-products of ``[Z X y]``.
     reml
         REML criterion (True) or deviance, -2 log-likelihood (False).
+    beta_shift
+        If the cross-products are of ``y - X c`` (a response with its least-squares fit on X
+        removed, which keeps their precision when y has a large mean), c: the criterion is
+        unchanged, and the factorisations report β + c.
     """
 
-    def __init__(self, structure: Structure, crossprod: CrossProducts, reml: bool = True):
+    def __init__(self, structure: Structure, crossprod: CrossProducts, reml: bool = True, beta_shift: np.ndarray | None = None):
         self.structure = structure
         self.cp = crossprod
         self.reml = reml
+        self.beta_shift = beta_shift
         self.dof = crossprod.n - crossprod.p if reml else crossprod.n
         self.evaluations = 0
 
@@ -156,7 +170,7 @@ class ProfiledCriterion:
         if not ok:
             raise np.linalg.LinAlgError("Λ'Z'ZΛ + I or the [X y] Schur complement is not positive definite")
         if cp.single_factor:
-            return Factorization(theta, T1, L11inv, W, np.linalg.cholesky(S), float(logdet_z))
+            return Factorization(theta, T1, L11inv, W, np.linalg.cholesky(S), float(logdet_z), beta_shift=self.beta_shift)
         lam2 = RestLambda(blocks[1:], theta)
         minv = np.swapaxes(L11inv, 1, 2) @ L11inv
         C, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22.shape[0])
@@ -166,7 +180,7 @@ class ProfiledCriterion:
         logdet_z += 2.0 * np.log(np.diag(L22)).sum()
         V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True)
         R = np.linalg.cholesky(S - V2.T @ V2)
-        return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2)
+        return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, self.beta_shift)
 
     def from_factorization(self, f: Factorization) -> float:
         """The criterion's value given the factor at θ."""

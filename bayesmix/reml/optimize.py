@@ -69,10 +69,19 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     Finally, diagonal elements within ``BOUNDARY_TOL`` of 0 are set to 0 when that does not
     raise the criterion (lme4's boundary check).
 
+    The boundary check and the convergence test work on θ̃, so they do not depend on the
+    units of the predictors (a slope of x and of x * 1e8 give the same θ̃).
+
     Raises
     ------
     FitError
-        When no finite criterion value was found.
+        When the criterion is not finite at the start, or no finite criterion value was
+        found; ``FitError.optsummary`` holds the optimiser's record.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the optimiser did not report convergence; ``optsummary`` holds the record.
     """
     structure = criterion.structure
     scale = structure.row_scale
@@ -86,6 +95,15 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower]
     gradient = "exact gradient" if criterion.cp.single_factor else "central-difference gradient"
     summary = OptSummary(f"L-BFGS-B ({gradient})", start / scale, start / scale, np.inf, 0, 0, False, "")
+    first = criterion(start / scale)
+    if not np.isfinite(first):
+        summary.evaluations, summary.fmin, summary.message = criterion.evaluations, float(first), "criterion not finite at the start"
+        raise FitError(
+            f"The REML/ML criterion is {first} at the starting θ {np.round(start / scale, 6).tolist()}, so the fit cannot "
+            "start: the cross-products lost their precision. Check the data for extreme values, and centre and rescale "
+            f"the response and predictors (e.g. (y - y.mean()) / y.std()). Optimiser record: {summary}",
+            summary,
+        )
     best, fbest = start, np.inf
     # With difference gradients, asking for more than ~1e-12 relative reduction only makes
     # the line search fail on rounding noise.
@@ -110,11 +128,15 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
             break
     theta = best / scale
     fmin = criterion(theta)
-    if not np.isfinite(fmin):
-        summary.evaluations = criterion.evaluations
-        raise FitError(f"The REML/ML optimisation found no finite criterion value. Optimiser record: {summary}")
+    if not (np.isfinite(fmin) and np.isfinite(theta).all()):
+        summary.evaluations, summary.final, summary.fmin = criterion.evaluations, theta, float(fmin)
+        raise FitError(
+            f"The REML/ML optimisation found no finite criterion value (θ = {theta.tolist()}). Rescale the response "
+            f"and predictors, or simplify the random effects. Optimiser record: {summary}",
+            summary,
+        )
     on_bound = []
-    for k in np.flatnonzero(diagonal & (theta > 0) & (theta < BOUNDARY_TOL)):
+    for k in np.flatnonzero(diagonal & (theta > 0) & (theta * scale < BOUNDARY_TOL)):
         trial = theta.copy()
         trial[k] = 0.0
         value = criterion(trial)
@@ -124,7 +146,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     summary.final, summary.fmin, summary.boundary = theta, fmin, tuple(on_bound)
     summary.evaluations = criterion.evaluations
     if not summary.converged:
-        warnings.warn(f"The optimiser did not report convergence: {summary}", ConvergenceWarning, stacklevel=3)
+        warnings.warn(ConvergenceWarning(f"The optimiser did not report convergence: {summary}", summary), stacklevel=3)
     return summary
 
 
@@ -141,14 +163,20 @@ def _escape(scaled, best: np.ndarray, fbest: float, diagonal: np.ndarray) -> np.
     return None
 
 
-def is_singular(theta: np.ndarray, diagonal: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
-    """lme4's ``isSingular``: some diagonal element of a template is (nearly) zero."""
-    return bool((theta[diagonal] < tol).any())
+def is_singular(theta: np.ndarray, diagonal: np.ndarray, tol: float = SINGULAR_TOL, scale: np.ndarray | None = None) -> bool:
+    """lme4's ``isSingular``: some diagonal element of a template is (nearly) zero.
+
+    With ``scale`` (:attr:`Structure.row_scale`) the test is on θ̃ = θ * scale, which does not
+    depend on the units of the predictors; lme4 tests θ itself.
+    """
+    scaled = theta if scale is None else theta * scale
+    return bool((scaled[diagonal] < tol).any())
 
 
 def _stationary(criterion: ProfiledCriterion, theta: np.ndarray) -> bool:
     """Projected gradient small relative to the criterion: accepted as converged."""
     _, grad = criterion.value_and_gradient(theta)
+    grad = grad / criterion.structure.row_scale  # with respect to θ̃: independent of the predictors' units
     at_lower = criterion.structure.diagonal() & (theta <= 0)
     projected = np.where(at_lower, np.minimum(grad, 0.0), grad)
     return bool(np.max(np.abs(projected)) < 1e-4)

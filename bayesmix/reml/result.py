@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import Design
-from ..errors import DataError
+from ..errors import ArgumentError, DataError
 from ..tables import coef_table, correlation_from_cov, html_section, ranef_by_group
 from .criterion import Factorization
 from .optimize import OptSummary, is_singular
@@ -87,8 +87,12 @@ class RemlResult:
 
     @property
     def singular(self) -> bool:
-        """lme4's ``isSingular``: a variance or a correlation on the boundary of its space."""
-        return is_singular(self.factorization.theta, self.structure.diagonal())
+        """lme4's ``isSingular``: a variance or a correlation on the boundary of its space.
+
+        Tested on θ scaled by the root mean square of each random-effect column, so that the
+        answer does not depend on the units of the predictors (lme4 tests θ itself).
+        """
+        return is_singular(self.factorization.theta, self.structure.diagonal(), scale=self.structure.row_scale)
 
     # ----- fixed effects -------------------------------------------------------------
     def fixef(self) -> pd.Series:
@@ -232,6 +236,9 @@ class RemlResult:
             Let levels of a grouping factor that were not in the fitted data contribute a
             random effect of 0 (the population level); otherwise they raise DataError.
         """
+        for name, flag in (("random", random), ("allow_new_levels", allow_new_levels)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ArgumentError(f"{name} must be True or False, not {flag!r}.")
         if newdata is None and not self.design.has_rows:
             return _per_partition(self, lambda part: self.predict(part, random, allow_new_levels), "predicted")
         if newdata is None:
