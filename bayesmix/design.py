@@ -138,6 +138,9 @@ class Design:
         How many rows were dropped for missing values.
     dropped_columns
         Fixed-effect columns dropped as linear combinations of earlier ones.
+
+    The rows used of the formula's columns are kept (privately) only so that a saved result
+    can rebuild its design when loaded (:func:`bayesmix.load`); backends never read them.
     """
 
     formula: MixedFormula
@@ -154,6 +157,7 @@ class Design:
     _term_specs: tuple[_TermSpec, ...] = field(default=(), repr=False)
     _variable_levels: dict = field(default_factory=dict, repr=False)
     _group_levels: dict = field(default_factory=dict, repr=False)
+    _frame: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -431,6 +435,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
         _term_specs=tuple(term_specs),
         _variable_levels=variable_levels,
         _group_levels=group_levels,
+        _frame=data[list(parsed.variables)],
     )
 
 

@@ -371,12 +371,20 @@ class BayesResult:
 
     # ----- saving and display ----------------------------------------------------------------------
     def to_netcdf(self, path) -> None:
-        """Save the DataTree (posterior, sample stats, observed data, ...) to a netCDF file."""
+        """Save the result to a netCDF file; :func:`bayesmix.load` gives it back.
+
+        The file is the DataTree (posterior, sample stats, observed data, ...; ArviZ and
+        ``xarray.open_datatree`` read it) plus a ``bayesmix`` group with the formula, the data
+        rows the fit used, the priors and the sampler settings, from which loading rebuilds
+        the design. Sample statistics of object dtype (which netCDF cannot store) are left out.
+        """
+        from ..io import bayes_attrs, design_dataset, write
+
         tree = self.idata.copy()
         stats_ = tree["sample_stats"].to_dataset()
         objects = [v for v in stats_.data_vars if stats_[v].dtype == object]
         tree["sample_stats"] = stats_.drop_vars(objects)
-        tree.to_netcdf(path, engine="h5netcdf")
+        write(tree, design_dataset(self.design, "BayesResult", bayes_attrs(self)), path)
 
     def _need_rows(self, what: str) -> None:
         if not self.design.has_rows:

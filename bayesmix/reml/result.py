@@ -262,6 +262,20 @@ class RemlResult:
                 values = values + np.einsum("ij,ij->i", z, b)
         return pd.Series(values, index=new.index, name="predicted")
 
+    # ----- saving ----------------------------------------------------------------------
+    def to_netcdf(self, path) -> None:
+        """Save the fit to a netCDF file; :func:`bayesmix.load` gives it back.
+
+        The file holds the formula, the data rows used, θ, the criterion and the optimiser's
+        record; loading rebuilds the design and the Cholesky factor at the saved θ (no
+        refitting), so estimates and predictions are those of this fit.
+        """
+        import xarray as xr
+
+        from ..io import reml_dataset, write
+
+        write(xr.DataTree(), reml_dataset(self), path)
+
     # ----- reporting -------------------------------------------------------------------
     def summary(self) -> "RemlSummary":
         """lmer-like summary: text via ``print``, tables as attributes, HTML in notebooks."""

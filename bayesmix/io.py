@@ -1,0 +1,337 @@
+"""Saving results to netCDF and loading them back: :func:`load`.
+
+A saved file is an ``xarray.DataTree`` (what :meth:`BayesResult.to_netcdf` and
+:meth:`RemlResult.to_netcdf` write) with one extra group, ``bayesmix``, that holds what is
+needed to rebuild the result's :class:`~bayesmix.Design`:
+
+- the formula text and, as variables along dimension ``row``, the rows the fit used of the
+  columns the formula names, each with its pandas dtype (categories and their order for
+  categoricals; strings, booleans, integers and floats are stored natively), and the row labels;
+- as attributes (JSON text where structured): the kind of result, the format version, the
+  number of rows dropped for missing values, and for a posterior the priors, the sampler
+  settings and the method; for a REML/ML fit θ, the criterion and the optimiser's record.
+
+Loading is the one place where a result re-parses its formula: the design is rebuilt from
+the stored formula and rows exactly as :func:`~bayesmix.make_design` built it, and checked
+against the stored estimates (coefficient names, levels, the response), so that predictions
+from a loaded result equal those of the original. Nothing is refitted or resampled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .design import Design, _response_values, make_design
+from .errors import ArgumentError, BayesmixWarning, DataError, RankDeficiencyWarning
+
+FORMAT_VERSION = 1
+GROUP = "bayesmix"
+
+
+# ----- writing ----------------------------------------------------------------------------
+def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
+    """The ``bayesmix`` group of a saved result: the design's rows and formula, plus ``attrs``."""
+    frame = design._frame
+    if frame is None:
+        raise ArgumentError(
+            "This result's design does not hold its rows (it was not built from a pandas DataFrame), "
+            "so it cannot be saved in a form that rebuilds it."
+        )
+    if not np.array_equal(_response_values(design.formula, frame), design.y):
+        raise ArgumentError(
+            "This result's response is not the one in its data (it was replaced, e.g. by BayesModel.sample(y=...)), "
+            "so loading could not rebuild it; save the draws alone with result.idata.to_netcdf(path)."
+        )
+    variables = {}
+    for k, name in enumerate(frame.columns):
+        values, meta = _encode(frame[name], f"column {name!r}")
+        variables[f"column_{k}"] = xr.Variable("row", values, attrs={"name": str(name), **meta})
+    try:
+        values, meta = _encode(pd.Series(design.index), "row labels")
+    except DataError:
+        warnings.warn(
+            "The row labels (index) of the data cannot be saved; the loaded result numbers its rows 0, 1, ... instead.",
+            BayesmixWarning,
+            stacklevel=3,
+        )
+        values, meta = np.arange(len(design.index)), {"pandas_dtype": "int64", "kind": "number"}
+    variables["row_label"] = xr.Variable("row", values, attrs=meta)
+    header = {
+        "bayesmix_format": FORMAT_VERSION,
+        "bayesmix_version": _version(),
+        "result": result,
+        "formula": design.formula.text,
+        "n_dropped": int(design.n_dropped),
+        "columns": len(frame.columns),
+    }
+    return xr.Dataset(variables, attrs={**header, **attrs})
+
+
+def _encode(column: pd.Series, what: str) -> tuple[np.ndarray, dict]:
+    """Values netCDF can store, and what is needed to give them back their pandas dtype."""
+    dtype = column.dtype
+    meta = {"pandas_dtype": str(dtype)}
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories, kind = _plain(pd.Series(dtype.categories), what)
+        meta.update(
+            kind="category",
+            categories=json.dumps(categories),
+            categories_kind=kind,
+            categories_dtype=str(dtype.categories.dtype),
+            ordered=int(bool(dtype.ordered)),
+        )
+        return column.cat.codes.to_numpy(dtype=np.int64), meta
+    if pd.api.types.is_datetime64_any_dtype(dtype) and not isinstance(dtype, pd.DatetimeTZDtype):
+        meta["kind"] = "datetime"
+        return column.to_numpy(dtype="datetime64[ns]").view(np.int64), meta
+    values, kind = _plain(column, what)
+    meta["kind"] = kind
+    if kind == "text":
+        return np.array(values, dtype=object), meta
+    if kind == "bool":
+        return np.array(values, dtype=np.int8), meta
+    if pd.api.types.is_numeric_dtype(dtype):
+        return column.to_numpy(dtype=getattr(dtype, "numpy_dtype", dtype)), meta
+    return np.asarray(values), meta  # numbers in an object column: int64 if all are integers
+
+
+def _plain(column: pd.Series, what: str) -> tuple[list, str]:
+    """The values as a list of Python scalars of one kind (text, bool or number)."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return [bool(v) for v in column], "bool"
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return [v.item() if isinstance(v, np.generic) else v for v in column.to_numpy()], "number"
+    values = column.tolist()
+    kinds = {"text" if isinstance(v, str) else "bool" if isinstance(v, (bool, np.bool_))
+             else "number" if isinstance(v, (int, float, np.number)) else type(v).__name__ for v in values}
+    if len(kinds) > 1 or (kinds and kinds.pop() not in ("text", "bool", "number")):
+        raise DataError(
+            f"The {what} holds values of type(s) {', '.join(sorted({type(v).__name__ for v in values}))}, which cannot "
+            "be saved; convert it to text, numbers or booleans before fitting."
+        )
+    kind = "text" if all(isinstance(v, str) for v in values) else "bool" if all(isinstance(v, (bool, np.bool_)) for v in values) else "number"
+    return [v.item() if isinstance(v, np.generic) else v for v in values], kind
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def write(tree: xr.DataTree, dataset: xr.Dataset, path) -> None:
+    """Write ``tree`` with ``dataset`` as its ``bayesmix`` group to the netCDF file ``path``."""
+    tree = tree.copy()
+    tree[GROUP] = dataset
+    tree.to_netcdf(path, engine="h5netcdf")
+
+
+# ----- reading ----------------------------------------------------------------------------
+def load(path):
+    """Load a result saved with ``to_netcdf``: a posterior or a REML/ML fit, ready to use.
+
+    The design (formula, model matrices, levels, contrasts and transform state) is rebuilt
+    from the formula text and the data rows stored in the file, so that the loaded result
+    can ``predict(newdata)``, ``summary()``, ``coef()`` and so on exactly as the original:
+    posterior draws are the stored ones and REML estimates are recomputed at the stored θ.
+    Loading is the one exception to "a result never re-parses its formula".
+
+    Parameters
+    ----------
+    path
+        A file written by :meth:`BayesResult.to_netcdf` or :meth:`RemlResult.to_netcdf`.
+
+    Returns
+    -------
+    BayesResult or RemlResult
+        The result, of the kind that was saved.
+
+    Raises
+    ------
+    ArgumentError
+        When ``path`` is not an existing file.
+    DataError
+        When the file is not a netCDF file saved by bayesmix, was written by a newer format,
+        or its design cannot be rebuilt identically (e.g. after a formulaic upgrade that
+        changed column names).
+
+    Examples
+    --------
+    >>> post.to_netcdf("music.nc")          # doctest: +SKIP
+    >>> post2 = bm.load("music.nc")         # doctest: +SKIP
+    >>> post2.predict(new, seed=1).mean     # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArgumentError(f"No file {str(path)!r} to load; save a result first with result.to_netcdf(path).")
+    try:
+        tree = xr.open_datatree(path, engine="h5netcdf")
+    except Exception as exc:  # noqa: BLE001 - h5py and xarray raise assorted OSError and ValueError subclasses
+        raise DataError(f"{str(path)!r} cannot be read as a netCDF file ({type(exc).__name__}: {exc}).") from None
+    try:
+        tree = tree.load()
+    finally:
+        tree.close()
+    if GROUP not in tree.children:
+        raise DataError(
+            f"{str(path)!r} has no '{GROUP}' group, so it was not saved by bayesmix's to_netcdf "
+            "(files from versions before 0.1 hold only the draws: read them with xarray.open_datatree)."
+        )
+    stored = tree[GROUP].to_dataset()
+    version = int(stored.attrs.get("bayesmix_format", 0))
+    if version > FORMAT_VERSION:
+        raise DataError(f"{str(path)!r} was saved in format {version}; this bayesmix reads up to {FORMAT_VERSION}: upgrade it.")
+    design = _rebuild_design(stored)
+    rest = tree.drop_nodes(GROUP)
+    if stored.attrs["result"] == "BayesResult":
+        return _bayes_result(design, rest, stored)
+    if stored.attrs["result"] == "RemlResult":
+        return _reml_result(design, stored)
+    raise DataError(f"{str(path)!r} holds an unknown kind of result {stored.attrs['result']!r}.")
+
+
+def _rebuild_design(stored: xr.Dataset) -> Design:
+    index = pd.Index(_decode(stored["row_label"]))
+    columns = {}
+    for k in range(int(stored.attrs["columns"])):
+        variable = stored[f"column_{k}"]
+        columns[variable.attrs["name"]] = _decode(variable).set_axis(index)
+    frame = pd.DataFrame(columns, index=index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficiencyWarning)  # already reported when the model was fitted
+        design = make_design(stored.attrs["formula"], frame)
+    return dataclasses.replace(design, n_dropped=int(stored.attrs["n_dropped"]))
+
+
+def _decode(variable: xr.DataArray) -> pd.Series:
+    attrs = variable.attrs
+    values = variable.values
+    kind = attrs["kind"]
+    if kind == "category":
+        categories = json.loads(attrs["categories"])
+        categories = pd.Index(categories, dtype=attrs["categories_dtype"]) if categories else pd.Index([])
+        return pd.Series(pd.Categorical.from_codes(values.astype(np.int64), categories=categories, ordered=bool(attrs["ordered"])))
+    if kind == "datetime":
+        series = pd.Series(values.astype(np.int64).view("datetime64[ns]"))
+    elif kind == "bool":
+        series = pd.Series(values.astype(bool))
+    elif kind == "text":
+        series = pd.Series([str(v) for v in values], dtype=object)
+    else:
+        series = pd.Series(values)
+    try:
+        return series.astype(attrs["pandas_dtype"])
+    except (TypeError, ValueError):
+        return series
+
+
+def _check(condition: bool, what: str) -> None:
+    if not condition:
+        raise DataError(
+            f"The saved result cannot be rebuilt identically: {what} differ(s) from what was saved "
+            "(different formulaic or pandas version?). Refit the model from the data instead."
+        )
+
+
+def _bayes_result(design: Design, tree: xr.DataTree, stored: xr.Dataset):
+    from .bayes.builder import group_layouts
+    from .bayes.priors import Distribution, PriorSet
+    from .bayes.result import BayesResult
+    from .bayes.sampling import SamplerSettings
+
+    posterior = tree["posterior"].to_dataset()
+    _check(list(posterior["coef"].values) == list(design.fixed_names), "the fixed-effect names")
+    if "observed_data" in tree.children:
+        _check(np.array_equal(tree["observed_data"]["y"].values, design.y), "the response")
+    layouts = group_layouts(design)
+    for layout in layouts:
+        stored_levels = posterior[f"u_{layout.name}"][f"{layout.name}_level"].values
+        _check([str(v) for v in stored_levels] == [str(v) for v in layout.levels], f"the levels of {layout.group!r}")
+
+    def dist(d):
+        return None if d is None else Distribution(d["name"], dict(d["params"]), bool(d["positive"]))
+
+    p = json.loads(stored.attrs["priors"])
+    priors = PriorSet(
+        dist(p["intercept"]),
+        {name: dist(d) for name, d in p["b"]},
+        dist(p["sigma"]),
+        {(label, column): dist(d) for label, column, d in p["sd"]},
+        {label: dist(d) for label, d in p["cor"]},
+    )
+    settings = SamplerSettings(**json.loads(stored.attrs["settings"]))
+    return BayesResult(
+        design, tree, priors, layouts, settings,
+        float(stored.attrs["sampling_seconds"]), float(stored.attrs["compile_seconds"]), method=str(stored.attrs["method"]),
+    )
+
+
+def bayes_attrs(result) -> dict:
+    """The attributes that restore a BayesResult's priors, settings and method."""
+    def dist(d):
+        return None if d is None else {"name": d.name, "params": d.params, "positive": d.positive}
+
+    pr = result.priors
+    priors = {
+        "intercept": dist(pr.intercept),
+        "b": [[name, dist(d)] for name, d in pr.b.items()],
+        "sigma": dist(pr.sigma),
+        "sd": [[label, column, dist(d)] for (label, column), d in pr.sd.items()],
+        "cor": [[label, dist(d)] for label, d in pr.cor.items()],
+    }
+    settings = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in dataclasses.asdict(result.settings).items()}
+    return {
+        "priors": json.dumps(priors),
+        "settings": json.dumps(settings),
+        "method": result.method,
+        "sampling_seconds": float(result.sampling_seconds),
+        "compile_seconds": float(result.compile_seconds),
+    }
+
+
+def reml_dataset(result) -> xr.Dataset:
+    """The ``bayesmix`` group of a saved REML/ML fit: design rows, θ, criterion and optimiser record."""
+    opt = result.optsummary
+    record = {
+        "method": opt.method, "initial": np.asarray(opt.initial, dtype=float).tolist(),
+        "final": np.asarray(opt.final, dtype=float).tolist(), "fmin": float(opt.fmin),
+        "evaluations": int(opt.evaluations), "iterations": int(opt.iterations), "converged": bool(opt.converged),
+        "message": str(opt.message), "boundary": list(opt.boundary), "path": [float(v) for v in opt.path],
+    }
+    dataset = design_dataset(
+        result.design, "RemlResult",
+        {"reml": int(result.reml), "criterion": float(result.criterion), "optsummary": json.dumps(record),
+         "fixed_names": json.dumps(list(result.design.fixed_names))},
+    )
+    dataset["theta"] = xr.Variable("theta_element", np.asarray(result.factorization.theta, dtype=float))
+    dataset = dataset.assign_coords(theta_element=list(result.structure.names))
+    return dataset
+
+
+def _reml_result(design: Design, stored: xr.Dataset):
+    from .reml import profiled_criterion
+    from .reml.optimize import OptSummary
+    from .reml.result import RemlResult
+    from .reml.structure import structure_of
+
+    _check(json.loads(stored.attrs["fixed_names"]) == list(design.fixed_names), "the fixed-effect names")
+    structure = structure_of(design)
+    _check(list(stored["theta_element"].values) == list(structure.names), "the random-effect parameters")
+    reml = bool(stored.attrs["reml"])
+    criterion = profiled_criterion(design, structure, reml)
+    theta = stored["theta"].values.astype(float)
+    value = float(stored.attrs["criterion"])
+    _check(np.isclose(criterion(theta), value, rtol=1e-10, atol=0.0), "the criterion at the saved θ")
+    record = json.loads(stored.attrs["optsummary"])
+    opt = OptSummary(
+        record["method"], np.array(record["initial"]), np.array(record["final"]), record["fmin"], record["evaluations"],
+        record["iterations"], record["converged"], record["message"], tuple(record["boundary"]), list(record["path"]),
+    )
+    return RemlResult(design, reml, structure, criterion.factorize(theta), opt, value)
