@@ -28,7 +28,7 @@ from .errors import (
     RankDeficiencyWarning,
 )
 from .formula import BarTerm, MixedFormula, parse_formula
-from .io import load as load  # bm.load; into __all__ once docs/api.md documents it (tests/test_docs.py)
+from .io import load
 from .model import Model
 from .plots import plot_ppc, plot_rank, plot_trace, qq_plot
 from .reml import RemlResult, fit_reml, likelihood_ratio_test
@@ -65,6 +65,7 @@ __all__ = [
     "compare",
     "fit_reml",
     "likelihood_ratio_test",
+    "load",
     "make_design",
     "parse_formula",
     "plot_ppc",
