@@ -198,3 +198,23 @@ def test_priors_without_a_native_form_fall_back_to_the_pymc_model(music):
     assert model.bayes_model().precompiled
     fallback = model.bayes_model(priors=[bm.prior("b", bm.HalfNormal(3.0), coef="perform_type[Solo]")])
     assert fallback.method == "collapsed" and not fallback.precompiled
+
+
+def test_a_response_with_a_large_mean_gives_the_same_posterior_density(music):
+    """y + 10⁸ moves only the intercept: the density at the shifted intercept is unchanged up to
+    a constant (the cross-products of the raw response would lose every digit of the residual)."""
+    frame = music.assign(far=music["na"] + 1e8)
+    points = None
+    densities = []
+    for response in ("na", "far"):
+        model = bm.Model(f"{response} ~ perform_type + (perform_type | id)", frame).bayes_model()
+        blob = model._sampler._compiled.blob
+        if points is None:
+            rng = np.random.default_rng(9)
+            design = model.design
+            start = density.initial_point(design, model.priors, term_labels(design), rng)
+            points = [start + rng.normal(0, 0.3, len(start)) for _ in range(4)]
+        shift = np.zeros(len(points[0]))
+        shift[0] = 1e8 if response == "far" else 0.0
+        densities.append([density.log_density(blob, x + shift)[0] for x in points])
+    np.testing.assert_allclose(np.diff(densities[1]), np.diff(densities[0]), rtol=1e-6, atol=1e-6)

@@ -161,13 +161,14 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
     return model
 
 
-def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = None) -> pm.Model:
+def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = None, shift=None) -> pm.Model:
     """The PyMC model with the random effects integrated out (one grouping factor only).
 
     The likelihood is :class:`~bayesmix.bayes.collapsed.CollapsedLogLik` of the
     cross-products ``A11``, ``A1X`` and ``AXX`` (the latter two ``pm.Data``, so a new response
     needs no recompilation). ``collapsed_chol``, the Cholesky factor of the covariance of the
-    factor's effects, is kept for drawing the effects after sampling.
+    factor's effects, is kept for drawing the effects after sampling. With ``shift`` = c the
+    cross-products are those of the response y - X c, and the likelihood is taken at β - c.
     """
     from .collapsed import CollapsedLogLik
 
@@ -181,7 +182,9 @@ def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = N
         beta, sigma, covariances = _population(design, priors, layouts)
         chol = pt.linalg.block_diag(*[cov.cov_chol() for cov in covariances])
         pm.Deterministic("collapsed_chol", chol)
-        pm.Potential("collapsed_loglik", CollapsedLogLik(crossprod.A11.shape[1])(beta, chol, sigma, crossprod.A11, A1X, AXX, float(design.n)))
+        pm.Potential("collapsed_loglik", CollapsedLogLik(crossprod.A11.shape[1])(
+            beta if shift is None else beta - shift, chol, sigma, crossprod.A11, A1X, AXX, float(design.n)
+        ))
     return model
 
 

@@ -17,6 +17,10 @@ Unconstrained coordinates, in order:
   and Joe 2009; Stan's ``cholesky_factor_corr`` transform): ``z = tanh y``,
   ``L_i0 = z_i0``, ``L_ij = z_ij (1 - Σ_{k<j} L_ik²)^½``, ``L_ii = (1 - Σ_{k<i} L_ik²)^½``.
 
+The likelihood reads the response through the cross-products of y - X c, with c its least-squares
+coefficients (computed in double-double; β - c enters the likelihood), so that a response with
+a large mean loses no precision.
+
 The density is the sum of the priors (Normal or Student-t for ``θ_b``; half-normal,
 half-Student-t or exponential for σ and the SDs; LKJ(η) for each correlation matrix through
 its Cholesky factor, ``Σ_i (q - i - 1 + 2η - 2) log L_ii``), the log-Jacobians of the
@@ -44,7 +48,8 @@ SCALE_FAMILIES = ("HalfNormal", "HalfStudentT", "Exponential")
 
 # Header of the blob: sizes, then the offset of each section.
 (TOTAL, P, Q, LEVELS, ROWS, INTERCEPT, TERMS, N_DIM, N_EXPANDED,
- OFF_MEANS, OFF_B_PRIOR, OFF_SIGMA_PRIOR, OFF_TERMS, OFF_SD_PRIOR, OFF_A11, OFF_A1X, OFF_AXX, HEADER) = range(18)
+ OFF_MEANS, OFF_B_PRIOR, OFF_SIGMA_PRIOR, OFF_TERMS, OFF_SD_PRIOR, OFF_A11, OFF_A1X, OFF_AXX, OFF_SHIFT,
+ HEADER) = range(19)
 
 
 @njit(cache=True, error_model="numpy")
@@ -175,7 +180,10 @@ def _log_density(x, blob, out, q):
     if not (np.isfinite(lp) and 0.0 < sigma < np.inf and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
         return -np.inf  # outside the support in floating point (far out in the tails)
     A11, A1X, AXX = _cross_products(blob)
-    value, d_beta, d_C, d_sigma = _collapsed_loglik(beta, sd.reshape((q, 1)) * R, sigma, A11, A1X, AXX, blob[ROWS], True, q)
+    shift = blob[int(blob[OFF_SHIFT]):int(blob[OFF_SHIFT]) + beta.shape[0]]
+    value, d_beta, d_C, d_sigma = _collapsed_loglik(
+        beta - shift, sd.reshape((q, 1)) * R, sigma, A11, A1X, AXX, blob[ROWS], True, q
+    )
     if not np.isfinite(value):
         return -np.inf
     _chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma)
@@ -338,8 +346,13 @@ class Variable:
     dims: tuple[str, ...]
 
 
-def pack(design, crossprod, priors: PriorSet, labels: list[str], layout) -> tuple[np.ndarray, list[Variable], int]:
-    """The blob of a collapsed model, its expanded variables and the number of unconstrained coordinates."""
+def pack(design, crossprod, priors: PriorSet, labels: list[str], layout, shift: np.ndarray | None = None
+         ) -> tuple[np.ndarray, list[Variable], int]:
+    """The blob of a collapsed model, its expanded variables and the number of unconstrained coordinates.
+
+    ``crossprod`` may be those of the shifted response y - X c (``shift`` = c; see
+    :func:`collapsed_cross_products`); the likelihood is then evaluated at β - c.
+    """
     names = list(design.fixed_names)
     p, q = len(names), int(crossprod.A11.shape[1])
     icpt = names.index("Intercept") if "Intercept" in names else -1
@@ -367,6 +380,7 @@ def pack(design, crossprod, priors: PriorSet, labels: list[str], layout) -> tupl
     sections = [
         np.asarray(means, float), np.ravel(b_spec), np.asarray(_spec(priors.sigma)), np.ravel(terms),
         np.ravel(sd_spec), crossprod.A11.ravel(), crossprod.A1X.ravel(), crossprod.AXX.ravel(),
+        np.zeros(p) if shift is None else np.asarray(shift, float),
     ]
     offsets = HEADER + np.concatenate([[0], np.cumsum([s.size for s in sections])])
     header = [offsets[-1], p, q, crossprod.A11.shape[0], design.n, icpt, len(terms), n_dim, n_expanded, *offsets[:-1]]
@@ -472,9 +486,10 @@ def _transform_adapter(*args, **kwargs):
     return make_transform_adapter()(*args, **kwargs, logp_fn=None)
 
 
-def collapsed_density(design, crossprod, priors: PriorSet, labels: list[str], layout, coords: dict) -> CollapsedDensity:
-    """The nutpie model of the collapsed posterior of ``design`` (see the module docstring)."""
-    blob, variables, n_dim = pack(design, crossprod, priors, labels, layout)
+def collapsed_density(design, crossprod, priors: PriorSet, labels: list[str], layout, coords: dict,
+                      shift: np.ndarray | None = None) -> CollapsedDensity:
+    """The nutpie model of the collapsed posterior of ``design`` (see the module docstring and :func:`pack`)."""
+    blob, variables, n_dim = pack(design, crossprod, priors, labels, layout, shift)
     q = int(crossprod.A11.shape[1])
     coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
     coords["collapsed_chol_dim_0"] = coords["collapsed_chol_dim_1"] = pd.RangeIndex(q)

@@ -11,7 +11,6 @@ import xarray as xr
 
 from ..design import Design
 from ..errors import DataError
-from ..reml.structure import structure_of
 from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords, group_layouts, term_labels
 from .collapsed import draw_effects
 from .density import collapsed_density, natively_supported
@@ -68,13 +67,18 @@ class BayesModel:
             )
         self.parameterization = parameterization
         if self.method == "collapsed":
-            self._structure = structure_of(design)
-            self._crossprod = design.cross_products(self._structure)
+            # the likelihood reads y only through cross-products; those of y - X c (c: least squares,
+            # in double-double) keep their precision when Xβ explains most of y (a large mean)
+            self._shift = design.statistics.ols_coefficients() if design.p else np.zeros(0)
+            self._crossprod = design.statistics.cross_products(design.p, self._shift)
             labels = term_labels(design)
             ready = None
             if natively_supported(self.priors):
-                ready = collapsed_density(design, self._crossprod, self.priors, labels, self.layouts[0], coords(design, self.layouts))
-            self._sampler = CompiledSampler(lambda: build_collapsed_model(design, self._crossprod, self.priors), ready)
+                ready = collapsed_density(design, self._crossprod, self.priors, labels, self.layouts[0],
+                                          coords(design, self.layouts), self._shift)
+            self._sampler = CompiledSampler(
+                lambda: build_collapsed_model(design, self._crossprod, self.priors, self._shift), ready
+            )
         else:
             self._sampler = CompiledSampler(lambda: build_model(design, self.priors, parameterization))
 
@@ -112,7 +116,7 @@ class BayesModel:
         if self.method == "full":
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": design.y}))
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y
-            cp = self._crossprod if y is None else design.cross_products(self._structure)
+            cp = self._crossprod if y is None else design.statistics.cross_products(design.p, self._shift)
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"A1X": cp.A1X, "AXX": cp.AXX}))
             start = time.perf_counter()
             tree = self._add_effects(tree, cp, settings.seed)
@@ -132,7 +136,7 @@ class BayesModel:
         rng = np.random.default_rng(None if seed is None else [seed, 1])
         n_draws = stacked.sizes["sample"]
         u = draw_effects(
-            np.ascontiguousarray(stacked["beta"].transpose("sample", ...).values),
+            np.ascontiguousarray(stacked["beta"].transpose("sample", ...).values - self._shift),
             np.ascontiguousarray(stacked["collapsed_chol"].transpose("sample", ...).values),
             np.ascontiguousarray(stacked["sigma"].values),
             cp.A11,
