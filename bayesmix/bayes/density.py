@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from numba import carray, cfunc, njit, types
 
-from .collapsed import _collapsed_loglik
+from .collapsed import _collapsed_loglik, draw_effects
 from .priors import Distribution, PriorSet
 
 # Prior families, by code; parameters in the order of the bayesmix constructors.
@@ -449,6 +449,14 @@ class CollapsedDensity(CompiledModel):
     @property
     def coords(self) -> dict:
         return self.model_coords
+
+    def compile(self) -> None:
+        """Compile this model's numba kernels (the callbacks and the effect draws for its q), or
+        load them from numba's disk cache: what happens once per installation."""
+        p, q = int(self.blob[P]), int(self.blob[Q])
+        callbacks(q)
+        draw_effects(np.zeros((1, p)), np.eye(q)[None], np.ones(1), np.eye(q)[None], np.zeros((1, q, p + 1)),
+                     np.zeros(1, dtype=np.uint64))
 
     def with_data(self, **arrays) -> "CollapsedDensity":
         """The same model with the cross-products ``A1X`` and/or ``AXX`` replaced."""

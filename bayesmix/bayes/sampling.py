@@ -118,6 +118,11 @@ class CompiledSampler:
                 warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
                 self._compiled = nutpie.compile_pymc_model(self.model)
             self.compile_seconds = time.perf_counter() - start
+        elif self._ready and not self.compile_seconds:
+            # numba's kernels: compiled once per installation, loaded from its disk cache after that
+            start = time.perf_counter()
+            self._compiled.compile()
+            self.compile_seconds = time.perf_counter() - start
         return self._nutpie
 
     def _nutpie(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
