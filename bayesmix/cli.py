@@ -12,7 +12,7 @@ import pandas as pd
 from . import __version__
 from .compare import compare
 from .datasets import simulate_music
-from .design import make_design
+from .dask_data import is_parquet_path
 from .errors import BayesmixError
 from .model import Model
 from .reml import fit_reml
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: bayesmix fit 'na ~ perform_type + (perform_type | id)' --data musicdata.csv --method nuts",
     )
     fit.add_argument("formula", help="lme4-style formula, e.g. 'y ~ x + (x | g)'")
-    fit.add_argument("--data", required=True, help="CSV file with the formula's columns")
+    fit.add_argument("--data", required=True,
+                     help="CSV file with the formula's columns, or a Parquet file, directory or glob (read with dask)")
     fit.add_argument("--method", choices=["reml", "ml", "nuts"], default="reml", help="REML, ML or NUTS (default reml)")
     fit.add_argument("--draws", type=_positive_int, default=1000, help="NUTS draws per chain (default 1000)")
     fit.add_argument("--chains", type=_positive_int, default=4, help="NUTS chains (default 4)")
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parse FORMULA, build its design on a CSV file and print it (no fitting).",
     )
     design.add_argument("formula", help="lme4-style formula, e.g. 'y ~ x + (x | g)'")
-    design.add_argument("--data", required=True, help="CSV file with the formula's columns")
+    design.add_argument("--data", required=True,
+                        help="CSV file with the formula's columns, or a Parquet file, directory or glob (read with dask)")
     return parser
 
 
@@ -129,7 +131,7 @@ def _run(args: argparse.Namespace) -> None:
         print("\nREML estimates beside the posterior:")
         print(compare(reml, post).round(3).to_string())
     elif args.command == "fit":
-        model = Model(args.formula, _read_csv(args.data))
+        model = Model(args.formula, _read(args.data))
         if args.method == "nuts":
             if args.out and not Path(args.out).resolve().parent.is_dir():
                 raise BayesmixError(f"cannot write {args.out!r}: its directory does not exist")
@@ -146,10 +148,13 @@ def _run(args: argparse.Namespace) -> None:
         else:
             print(fit_reml(model.design, reml=args.method == "reml").summary())
     else:
-        print(make_design(args.formula, _read_csv(args.data)))
+        print(Model(args.formula, _read(args.data)).design)
 
 
-def _read_csv(path: str) -> pd.DataFrame:
+def _read(path: str):
+    """A CSV file as a DataFrame; a Parquet dataset as its path (Model reads it with dask, one pass)."""
+    if is_parquet_path(path):
+        return path
     try:
         return pd.read_csv(path)
     except (OSError, ValueError) as exc:  # missing, unreadable, empty, not a CSV

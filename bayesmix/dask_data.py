@@ -40,11 +40,13 @@ def is_dask_frame(data) -> bool:
 
 
 def is_parquet_path(data) -> bool:
-    """Whether ``data`` names a Parquet file, a directory of them, or a glob of them."""
+    """Whether ``data`` names a Parquet file, a directory holding them, or a glob of them."""
     if not isinstance(data, (str, os.PathLike)):
         return False
     text = str(data)
-    return text.endswith(".parquet") or ("*" in text and ".parquet" in text) or Path(text).is_dir()
+    if text.endswith(".parquet") or ("*" in text and ".parquet" in text):
+        return True
+    return Path(text).is_dir() and any(Path(text).glob("*.parquet"))
 
 
 def read_parquet(path):

@@ -83,6 +83,19 @@ def test_unreadable_data_is_one_line(capsys, tmp_path):
         assert err.startswith(f"bayesmix: error: cannot read '{path}'") and err.count("\n") == 1
 
 
+def test_parquet_data_are_read_with_dask(capsys, tmp_path):
+    import pandas as pd
+
+    sleep = pd.read_csv(shared_file("data", "sleepstudy.csv"))
+    for k, rows in enumerate((slice(0, 90), slice(90, None))):
+        sleep.iloc[rows].to_parquet(tmp_path / f"part-{k}.parquet")
+    assert main(["fit", "Reaction ~ Days + (Days | Subject)", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "REML criterion at convergence: 1743.6283" in out and "not computed" in out
+    assert main(["design", "Reaction ~ Days + (Days | Subject) + (1 | Days)", "--data", str(tmp_path)]) == 2
+    assert "one grouping factor" in capsys.readouterr().err
+
+
 def test_design_prints_the_design(capsys):
     path = str(shared_file("data", "sleepstudy.csv"))
     assert main(["design", "Reaction ~ Days + (Days | Subject)", "--data", path]) == 0
