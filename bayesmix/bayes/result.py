@@ -72,7 +72,8 @@ class BayesResult:
     sampling_seconds, compile_seconds
         Wall time spent sampling and (once per model) compiling.
     method
-        How the posterior was sampled (``"full, noncentred"``: random effects sampled by NUTS).
+        How the posterior was sampled: ``"collapsed (random effects integrated out, drawn exactly)"``
+        or ``"full (noncentred random effects)"`` (``centred`` with that parameterization).
     """
 
     def __init__(
