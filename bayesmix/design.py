@@ -341,13 +341,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
     dropped = missing.any(axis=1)
     n_dropped = int(dropped.sum())
     if n_dropped:
-        per_column = ", ".join(f"{c} ({int(k)})" for c, k in missing.sum().items() if k)
-        warnings.warn(
-            f"Dropped {n_dropped} of {len(data)} rows with missing values in {per_column}; "
-            "fill or remove them first to keep those rows.",
-            MissingDataWarning,
-            stacklevel=2,
-        )
+        warn_missing(n_dropped, len(data), missing.sum().to_dict(), stacklevel=3)
         data = data.loc[~dropped.to_numpy()]
         if data.empty:
             raise DataError("No rows are left after dropping rows with missing values in the formula's columns.")
@@ -373,12 +367,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
     dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
     _check_residual(y, X[:, kept], parsed.response)
     if dropped_columns:
-        warnings.warn(
-            f"The fixed-effects model matrix is rank deficient, so {len(dropped_columns)} column(s) were dropped "
-            f"(linear combinations of earlier columns): {', '.join(dropped_columns)}.",
-            RankDeficiencyWarning,
-            stacklevel=2,
-        )
+        warn_rank_deficient(dropped_columns, stacklevel=3)
 
     terms: list[RandomTerm] = []
     term_specs: list[_TermSpec] = []
@@ -399,16 +388,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
                 f"Remove them from the term (keep them as fixed effects if needed)."
             )
         codes, levels = _factor(data, bar.group)
-        if len(levels) < 2:
-            raise DataError(
-                f"Grouping factor {bar.group_name!r} has {len(levels)} level; a random effect needs at least two groups. "
-                f"Drop the term {bar} or use {bar.group_name!r} as a fixed effect."
-            )
-        if len(levels) >= len(data):
-            raise DataError(
-                f"Grouping factor {bar.group_name!r} has as many levels ({len(levels)}) as observations ({len(data)}), "
-                "so its effects cannot be told apart from the residual. Drop the term or use a coarser grouping."
-            )
+        check_grouping(bar, len(levels), len(data))
         split = [None] if bar.correlated else range(z.shape[1])
         for j in split:
             cols = slice(None) if j is None else slice(j, j + 1)
@@ -437,6 +417,40 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
         _group_levels=group_levels,
         _frame=data[list(parsed.variables)],
     )
+
+
+def warn_missing(n_dropped: int, n_rows: int, per_column: dict, stacklevel: int) -> None:
+    """MissingDataWarning: how many of the rows were dropped, and the missing values per column."""
+    counts = ", ".join(f"{c} ({int(k)})" for c, k in per_column.items() if k)
+    warnings.warn(
+        f"Dropped {n_dropped} of {n_rows} rows with missing values in {counts}; fill or remove them first to keep those rows.",
+        MissingDataWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def warn_rank_deficient(dropped_columns: tuple[str, ...], stacklevel: int) -> None:
+    """RankDeficiencyWarning naming the fixed-effect columns dropped as combinations of earlier ones."""
+    warnings.warn(
+        f"The fixed-effects model matrix is rank deficient, so {len(dropped_columns)} column(s) were dropped "
+        f"(linear combinations of earlier columns): {', '.join(dropped_columns)}.",
+        RankDeficiencyWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def check_grouping(bar: BarTerm, n_levels: int, n: int) -> None:
+    """DataError unless the grouping factor of ``bar`` has at least two levels and fewer levels than rows."""
+    if n_levels < 2:
+        raise DataError(
+            f"Grouping factor {bar.group_name!r} has {n_levels} level; a random effect needs at least two groups. "
+            f"Drop the term {bar} or use {bar.group_name!r} as a fixed effect."
+        )
+    if n_levels >= n:
+        raise DataError(
+            f"Grouping factor {bar.group_name!r} has as many levels ({n_levels}) as observations ({n}), "
+            "so its effects cannot be told apart from the residual. Drop the term or use a coarser grouping."
+        )
 
 
 def column_scale(values: np.ndarray) -> float:

@@ -13,7 +13,6 @@ like any other.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 
 import formulaic
@@ -24,14 +23,18 @@ from .design import (
     Design,
     RandomTerm,
     _check_finite,
+    _check_magnitude,
     _clean,
     _group_keys,
     _response_values,
     _term_matrix,
     _TermSpec,
+    check_grouping,
+    warn_missing,
+    warn_rank_deficient,
     independent_columns,
 )
-from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
+from .errors import DataError, FormulaError
 from .formula import MixedFormula
 from .statistics import SufficientStatistics
 from .sums import value
@@ -85,8 +88,11 @@ def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistic
     y = _response_values(plan.formula, data)
     X = plan.fixed_spec.get_model_matrix(data).to_numpy(dtype=float)
     _check_finite(X, fixed_names, "predictor")
+    _check_magnitude(X, fixed_names, "predictor")
     z = np.column_stack([_term_matrix(spec, data) for spec in plan.term_specs])
-    _check_finite(z, [c for spec in plan.term_specs for c in _term_columns(spec)], "random-effects column")
+    z_names = [c for spec in plan.term_specs for c in _term_columns(spec)]
+    _check_finite(z, z_names, "random-effects column")
+    _check_magnitude(z, z_names, "random-effects column")
     codes = plan.levels.get_indexer(_group_keys(data, plan.group))
     return SufficientStatistics.of(codes, z, X, y, len(plan.levels), int(dropped.sum()), n_missing)
 
@@ -175,34 +181,21 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
         raise DataError("No rows are left after dropping rows with missing values in the formula's columns."
                         if n_dropped else "data has no rows.")
     if n_dropped:
-        per_column = ", ".join(f"{c} ({k})" for c, k in stats.n_missing.items() if k)
-        warnings.warn(
-            f"Dropped {n_dropped} of {stats.n + n_dropped} rows with missing values in {per_column}; "
-            "fill or remove them first to keep those rows.", MissingDataWarning, stacklevel=3,
-        )
+        warn_missing(n_dropped, stats.n + n_dropped, stats.n_missing, stacklevel=4)
     if stats.y_max == stats.y_min:
         raise DataError(f"The response {formula.response!r} is constant ({stats.y_min:g}); there is nothing to model.")
     names = [_clean(c) for c in plan.fixed_spec.column_names]
     kept = independent_columns(_gram_root(value(stats.AXX[:-1, :-1])))
     dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
     if dropped_columns:
-        warnings.warn(
-            f"The fixed-effects model matrix is rank deficient, so {len(dropped_columns)} column(s) were dropped "
-            f"(linear combinations of earlier columns): {', '.join(dropped_columns)}.",
-            RankDeficiencyWarning, stacklevel=3,
-        )
-    bar = formula.bars[0]
-    if len(plan.levels) < 2:
-        raise DataError(f"Grouping factor {bar.group_name!r} has {len(plan.levels)} level; a random effect needs at least two groups.")
-    if len(plan.levels) >= stats.n:
-        raise DataError(f"Grouping factor {bar.group_name!r} has as many levels ({len(plan.levels)}) as observations ({stats.n}).")
-    terms, start = [], 0
-    for spec in plan.term_specs:
-        columns = tuple(_term_columns(spec))
-        terms.append(RandomTerm(spec.bar.group_name, None, plan.levels, None, columns, spec.bar.correlated))
-        start += len(columns)
+        warn_rank_deficient(dropped_columns, stacklevel=4)
+    check_grouping(formula.bars[0], len(plan.levels), stats.n)
+    terms = tuple(
+        RandomTerm(spec.bar.group_name, None, plan.levels, None, tuple(_term_columns(spec)), spec.bar.correlated)
+        for spec in plan.term_specs
+    )
     return SufficientDesign(
-        formula=formula, y=None, X=None, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=tuple(terms),
+        formula=formula, y=None, X=None, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=terms,
         response=formula.response, index=None, n_dropped=n_dropped, dropped_columns=dropped_columns,
         _fixed_spec=plan.fixed_spec, _kept=kept, _term_specs=plan.term_specs, _variable_levels=variable_levels,
         stats=stats.select(kept), source=source,
