@@ -531,17 +531,23 @@ def _check_finite(M: np.ndarray, names: list[str], what: str) -> None:
 
 def _check_residual(y: np.ndarray, X: np.ndarray, response: str) -> None:
     """DataError when the fixed effects alone reproduce the response: no residual variance is left."""
-    if X.shape[1] >= len(y):
+    residual_norm = np.linalg.norm(y)
+    if 0 < X.shape[1] < len(y):
+        scale = np.abs(X).max(axis=0)
+        coef, *_ = np.linalg.lstsq(X / scale, y, rcond=None)
+        residual_norm = np.linalg.norm(y - (X / scale) @ coef)
+    check_residual(X.shape[1], len(y), float(residual_norm), float(np.linalg.norm(y)), response)
+
+
+def check_residual(p: int, n: int, residual_norm: float, response_norm: float, response: str) -> None:
+    """DataError when p fixed-effect columns leave no residual variance: p >= n, or the least-squares
+    residual of the response (norm ``residual_norm``) is within 1e-10 of the response's norm."""
+    if p >= n:
         raise DataError(
-            f"The model has {X.shape[1]} fixed-effect column(s) for {len(y)} observations, so no residual variance "
+            f"The model has {p} fixed-effect column(s) for {n} observations, so no residual variance "
             "is left to estimate. Use fewer fixed effects or more data."
         )
-    if X.shape[1] == 0:
-        return
-    scale = np.abs(X).max(axis=0)
-    coef, *_ = np.linalg.lstsq(X / scale, y, rcond=None)
-    residual = y - (X / scale) @ coef
-    if np.linalg.norm(residual) <= 1e-10 * np.linalg.norm(y):
+    if p and residual_norm <= 1e-10 * response_norm:
         raise DataError(
             f"The fixed effects reproduce the response {response!r} to within 1e-10 of its size (is it also a "
             "predictor, or constant but for its last digits?), so no residual variance is left to estimate. "

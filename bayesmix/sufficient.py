@@ -30,6 +30,7 @@ from .design import (
     _term_matrix,
     _TermSpec,
     check_grouping,
+    check_residual,
     warn_missing,
     warn_rank_deficient,
     independent_columns,
@@ -189,6 +190,11 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
     dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
     if dropped_columns:
         warn_rank_deficient(dropped_columns, stacklevel=4)
+    kept_stats, p = stats.select(kept), int(kept.sum())
+    residual = value(kept_stats.AXX[-1, -1]) if p == 0 or p >= stats.n else \
+        kept_stats.cross_products(p, kept_stats.ols_coefficients()).AXX[-1, -1]
+    check_residual(p, stats.n, float(np.sqrt(max(residual, 0.0))), float(np.sqrt(value(stats.AXX[-1, -1]))),
+                   formula.response)
     check_grouping(formula.bars[0], len(plan.levels), stats.n)
     terms = tuple(
         RandomTerm(spec.bar.group_name, None, plan.levels, None, tuple(_term_columns(spec)), spec.bar.correlated)
@@ -198,7 +204,7 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
         formula=formula, y=None, X=None, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=terms,
         response=formula.response, index=None, n_dropped=n_dropped, dropped_columns=dropped_columns,
         _fixed_spec=plan.fixed_spec, _kept=kept, _term_specs=plan.term_specs, _variable_levels=variable_levels,
-        stats=stats.select(kept), source=source,
+        stats=kept_stats, source=source,
     )
 
 

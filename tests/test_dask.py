@@ -145,6 +145,9 @@ def test_unknown_columns_and_bad_responses_name_the_column(simulated):
         bm.Model("y ~ kindd + (1 | g)", ddf)
     with pytest.raises(DataError, match="'kind' has dtype"):
         bm.Model("kind ~ x1 + (1 | g)", ddf)
+    exact = dd.from_pandas(simulated.assign(y=2.0 * simulated["x1"] + 1.0), npartitions=2)
+    with pytest.raises(DataError, match="reproduce the response 'y'"):
+        bm.Model("y ~ x1 + (1 | g)", exact)
     huge = dd.from_pandas(simulated.assign(x2=simulated["x2"] * 1e300), npartitions=2)
     with pytest.raises(DataError, match="predictor 'x2' has values as large as"):
         bm.Model("y ~ x2 + (1 | g)", huge)
