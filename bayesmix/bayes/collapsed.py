@@ -217,17 +217,23 @@ def _draw_effects(beta, C, sigma, A11, A1X, seeds, out, q):
                 out[s_, lev, i] = acc
 
 
-class CollapsedLogLik(Op):
-    """PyTensor Op: the collapsed log-likelihood of (β, C, σ) given the cross-products, for q effects per level."""
+class _CollapsedOp(Op):
+    """An Op of (β, C, σ, A11, A1X, AXX, n) for q effects per level (q is a prop: it keys the compiled kernel)."""
 
     __props__ = ("q",)
 
     def __init__(self, q: int):
         self.q = int(q)
 
+    def _apply(self, inputs, outputs) -> Apply:
+        return Apply(self, [pt.as_tensor_variable(x).astype("float64") for x in inputs], outputs)
+
+
+class CollapsedLogLik(_CollapsedOp):
+    """PyTensor Op: the collapsed log-likelihood of (β, C, σ) given the cross-products, for q effects per level."""
+
     def make_node(self, beta, C, sigma, A11, A1X, AXX, n):
-        inputs = [pt.as_tensor_variable(x).astype("float64") for x in (beta, C, sigma, A11, A1X, AXX, n)]
-        return Apply(self, inputs, [pt.dscalar()])
+        return self._apply((beta, C, sigma, A11, A1X, AXX, n), [pt.dscalar()])
 
     def perform(self, node, inputs, outputs):
         value, *_ = collapsed_loglik(*inputs, False)
@@ -243,17 +249,11 @@ class CollapsedLogLik(Op):
         return [g * d_beta, g * d_C, g * d_sigma] + [DisconnectedType()() for _ in range(4)]
 
 
-class CollapsedLogLikGrad(Op):
+class CollapsedLogLikGrad(_CollapsedOp):
     """PyTensor Op: the gradient of :class:`CollapsedLogLik` with respect to β, C and σ."""
 
-    __props__ = ("q",)
-
-    def __init__(self, q: int):
-        self.q = int(q)
-
     def make_node(self, beta, C, sigma, A11, A1X, AXX, n):
-        inputs = [pt.as_tensor_variable(x).astype("float64") for x in (beta, C, sigma, A11, A1X, AXX, n)]
-        return Apply(self, inputs, [pt.dvector(), pt.dmatrix(), pt.dscalar()])
+        return self._apply((beta, C, sigma, A11, A1X, AXX, n), [pt.dvector(), pt.dmatrix(), pt.dscalar()])
 
     def perform(self, node, inputs, outputs):
         _, d_beta, d_C, d_sigma = collapsed_loglik(*inputs, True)
