@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .design import _factor, _levels_of, _position, _response_values
+from .design import _factor, _levels_of, _position, _response_values, evaluator_of
 from .errors import DataError, FormulaError
-from .formula import MixedFormula, parse_formula
+from .formula import MixedFormula
 from .formula.parser import suggest
 from .sufficient import SufficientDesign, design_from_statistics, make_plan, partition_statistics
 
@@ -58,12 +58,14 @@ def read_parquet(path):
         raise DataError(f"Could not read Parquet data from {str(path)!r}: {error}") from error
 
 
-def dask_design(formula: str | MixedFormula, data) -> SufficientDesign:
-    """The design of ``formula`` on a dask DataFrame, from its sufficient statistics."""
+def dask_design(formula: str | MixedFormula, data, transforms: dict | None = None) -> SufficientDesign:
+    """The design of ``formula`` on a dask DataFrame, from its sufficient statistics (``transforms``
+    as for :func:`~bayesmix.design.make_design`)."""
     import dask
     from dask import delayed
 
-    parsed = formula if isinstance(formula, MixedFormula) else parse_formula(formula)
+    evaluator = evaluator_of(formula, transforms)
+    parsed = evaluator.formula
     for name in parsed.variables:
         if name not in data.columns:
             raise FormulaError(f"Variable {name!r} is not a column of the data." + suggest(name, data.columns),
@@ -78,7 +80,7 @@ def dask_design(formula: str | MixedFormula, data) -> SufficientDesign:
         )
     response = data._meta[parsed.response] if parsed.response in data.columns else None
     if response is not None:
-        _response_values(parsed, response.to_frame().iloc[:0])  # dtype check on the schema
+        _response_values(evaluator, response.to_frame().iloc[:0])  # dtype check on the schema
     used = data[list(parsed.variables)]
     complete = used.dropna()
     group = parsed.bars[0].group
@@ -87,7 +89,7 @@ def dask_design(formula: str | MixedFormula, data) -> SufficientDesign:
     levels = _factor(uniques[0], group)[1] if len(uniques[0]) else pd.Index([])
     categories = {c: _sorted(u) for c, u in zip(discrete, uniques[1:])}
     categorical = {c: v for c, v in categories.items() if not pd.api.types.is_bool_dtype(data._meta[c])}
-    plan = make_plan(parsed, _prototype(data._meta[list(parsed.variables)], categories, uniques[0]), levels, categorical)
+    plan = make_plan(evaluator, _prototype(data._meta[list(parsed.variables)], categories, uniques[0]), levels, categorical)
     parts = [delayed(partition_statistics)(part, plan) for part in used.to_delayed()]
     while len(parts) > 1:  # pairwise tree sum: only small arrays travel
         parts = [delayed(_add)(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
@@ -141,7 +143,7 @@ def complete_rows(design: SufficientDesign):
 
 def response_of(design: SufficientDesign, frame: pd.DataFrame) -> pd.Series:
     """The response of the rows of one partition."""
-    return pd.Series(_response_values(design.formula, frame), index=frame.index, name=design.response)
+    return pd.Series(_response_values(design._evaluator, frame), index=frame.index, name=design.response)
 
 
 def _dask_dataframe():

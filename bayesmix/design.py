@@ -18,8 +18,9 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
+from .errors import BayesmixError, DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
 from .formula import BarTerm, MixedFormula, parse_formula
+from .formula.evaluation import Evaluator
 from .formula.parser import suggest, variables_in
 from .statistics import SufficientStatistics
 
@@ -158,6 +159,7 @@ class Design:
     _variable_levels: dict = field(default_factory=dict, repr=False)
     _group_levels: dict = field(default_factory=dict, repr=False)
     _frame: pd.DataFrame | None = field(default=None, repr=False)
+    _evaluator: Evaluator | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -275,12 +277,12 @@ class Design:
             if self._variable_levels.get(name) is not None and pd.api.types.is_string_dtype(column) and column.dtype != object:
                 data = data.assign(**{name: column.astype(object)})  # formulaic mis-reads pd.NA-backed strings (dask's)
         data = _without_unused_categories(data, tuple(needed))
-        fixed = _new_matrix(self._fixed_spec, data, "fixed effects")
+        fixed = _new_matrix(self._evaluator, self._fixed_spec, data, "fixed effects")
         X = fixed.to_numpy(dtype=float)[:, self._kept]
         _check_finite(X, [n for n, k in zip(map(_clean, fixed.columns), self._kept) if k], "newdata predictor")
         codes, zs, unseen = [], [], {}
         for spec, term in zip(self._term_specs, self.terms):
-            z = _term_matrix(spec, data)
+            z = _term_matrix(self._evaluator, spec, data)
             _check_finite(z, list(term.columns), f"newdata column of term {spec.bar}")
             code, new_keys = self._group_codes(data, spec.bar.group, term)
             if (code < 0).any():
@@ -310,8 +312,11 @@ class Design:
         return code, key
 
 
-def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
+def make_design(formula: str | MixedFormula, data: pd.DataFrame, transforms: dict | None = None) -> Design:
     """Build the :class:`Design` of ``formula`` on ``data``.
+
+    ``transforms`` maps names to the user's own functions that the formula may call besides
+    the built-in allow-list (see the security page of the documentation).
 
     Rows with a missing value in any column the formula uses are dropped, counted, and
     reported in a :class:`MissingDataWarning`. Fixed-effect columns that are linear
@@ -321,13 +326,15 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
     Raises
     ------
     FormulaError
-        For bad formula syntax, or a variable that is not a column of ``data``.
+        For bad formula syntax, a part outside the allow-list, or a variable that is not a
+        column of ``data``.
     DataError
         For an empty frame, a non-numeric, constant or infinite response, infinite
         predictor values, or a grouping factor with fewer than two levels or as many levels
         as observations.
     """
-    parsed = formula if isinstance(formula, MixedFormula) else parse_formula(formula)
+    evaluator = evaluator_of(formula, transforms)
+    parsed = evaluator.formula
     data = _check_frame(data, "data")
     for name in parsed.variables:
         if name not in data.columns:
@@ -357,8 +364,8 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
             )
     data = _without_unused_categories(data, parsed.variables)
 
-    y = _response(parsed, data)
-    fixed = _materialise(parsed, parsed.fixed, data, "fixed-effects part")
+    y = _response(evaluator, data)
+    fixed = _materialise(evaluator, parsed.fixed, data, "fixed-effects part")
     names = [_clean(c) for c in fixed.columns]
     X = fixed.to_numpy(dtype=float)
     _check_finite(X, names, "predictor")
@@ -372,7 +379,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
     terms: list[RandomTerm] = []
     term_specs: list[_TermSpec] = []
     for bar in parsed.bars:
-        mm = _materialise(parsed, bar.expr, data, f"random-effects term {bar}")
+        mm = _materialise(evaluator, bar.expr, data, f"random-effects term {bar}")
         if mm.shape[1] == 0:
             raise FormulaError(f"The random-effects term {bar} has no columns: write (1 | {bar.group_name}).", parsed.text)
         columns = [_clean(c) for c in mm.columns]
@@ -416,7 +423,15 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
         _variable_levels=variable_levels,
         _group_levels=group_levels,
         _frame=data[list(parsed.variables)],
+        _evaluator=evaluator,
     )
+
+
+def evaluator_of(formula: str | MixedFormula, transforms: dict | None) -> Evaluator:
+    """The :class:`~bayesmix.formula.evaluation.Evaluator` of ``formula`` (text or parsed) with the user's ``transforms``."""
+    names = tuple(transforms) if isinstance(transforms, dict) else ()
+    parsed = formula if isinstance(formula, MixedFormula) else parse_formula(formula, names)
+    return Evaluator.of(parsed, transforms)
 
 
 def warn_missing(n_dropped: int, n_rows: int, per_column: dict, stacklevel: int) -> None:
@@ -493,16 +508,16 @@ def _check_frame(data, what: str) -> pd.DataFrame:
     return data
 
 
-def _response(parsed: MixedFormula, data: pd.DataFrame) -> np.ndarray:
-    y = _response_values(parsed, data)
+def _response(evaluator: Evaluator, data: pd.DataFrame) -> np.ndarray:
+    y = _response_values(evaluator, data)
     if np.ptp(y) == 0:
-        raise DataError(f"The response {parsed.response!r} is constant ({y[0]:g}); there is nothing to model.")
+        raise DataError(f"The response {evaluator.formula.response!r} is constant ({y[0]:g}); there is nothing to model.")
     return y
 
 
-def _response_values(parsed: MixedFormula, data: pd.DataFrame) -> np.ndarray:
+def _response_values(evaluator: Evaluator, data: pd.DataFrame) -> np.ndarray:
     """The response as floats; DataError for a non-numeric or non-finite response."""
-    name = parsed.response
+    name = evaluator.formula.response
     if name in data.columns:
         column = data[name]
         if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
@@ -512,7 +527,7 @@ def _response_values(parsed: MixedFormula, data: pd.DataFrame) -> np.ndarray:
             )
         y = column.to_numpy(dtype=float)
     else:
-        mm = _materialise(parsed, f"0 + {name}", data, "response")
+        mm = _materialise(evaluator, f"0 + {name}", data, "response")
         if mm.shape[1] != 1:
             raise DataError(f"The response {name!r} gives {mm.shape[1]} columns; it must be one numeric column.")
         y = mm.to_numpy(dtype=float)[:, 0]
@@ -626,7 +641,7 @@ def _without_unused_categories(data: pd.DataFrame, names: tuple[str, ...]) -> pd
     return data.assign(**{n: data[n].cat.remove_unused_categories() for n in unused})
 
 
-def _materialise(parsed: MixedFormula, expression: str, data: pd.DataFrame, what: str) -> formulaic.ModelMatrix:
+def _materialise(evaluator: Evaluator, expression: str, data: pd.DataFrame, what: str) -> formulaic.ModelMatrix:
     """formulaic's model matrix of ``expression``, its evaluation errors turned into bayesmix errors.
 
     numpy's floating-point warnings (log of 0, overflow in exp) are silenced here because the
@@ -634,15 +649,19 @@ def _materialise(parsed: MixedFormula, expression: str, data: pd.DataFrame, what
     """
     try:
         with np.errstate(all="ignore"):
-            return formulaic.model_matrix(expression, data, na_action="raise")
+            return evaluator.model_matrix(expression, data)
+    except BayesmixError:
+        raise
     except Exception as exc:  # noqa: BLE001 - formulaic reports evaluation failures as its own errors and as builtins
-        raise _evaluation_error(exc, what, parsed.text) from None
+        raise _evaluation_error(exc, what, evaluator.formula.text) from None
 
 
-def _new_matrix(spec: formulaic.ModelSpec, data: pd.DataFrame, what: str) -> formulaic.ModelMatrix:
+def _new_matrix(evaluator: Evaluator, spec: formulaic.ModelSpec, data: pd.DataFrame, what: str) -> formulaic.ModelMatrix:
     try:
         with np.errstate(all="ignore"):
-            return spec.get_model_matrix(data)
+            return evaluator.model_matrix(spec, data)
+    except BayesmixError:
+        raise
     except Exception as exc:  # noqa: BLE001 - as in _materialise
         raise DataError(f"newdata cannot be materialised for the {what}: {_cause(exc)}. "
                         "Give it the columns and types of the fitted data.") from None
@@ -750,8 +769,8 @@ def _sorted_factorize(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes, levels
 
 
-def _term_matrix(spec: _TermSpec, data: pd.DataFrame) -> np.ndarray:
-    z = _new_matrix(spec.spec, data, f"random-effects term {spec.bar}").to_numpy(dtype=float)
+def _term_matrix(evaluator: Evaluator, spec: _TermSpec, data: pd.DataFrame) -> np.ndarray:
+    z = _new_matrix(evaluator, spec.spec, data, f"random-effects term {spec.bar}").to_numpy(dtype=float)
     return z if spec.column is None else z[:, spec.column : spec.column + 1]
 
 

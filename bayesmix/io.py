@@ -44,7 +44,7 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
             "This result's design does not hold its rows (it was not built from a pandas DataFrame), "
             "so it cannot be saved in a form that rebuilds it."
         )
-    if not np.array_equal(_response_values(design.formula, frame), design.y):
+    if not np.array_equal(_response_values(design._evaluator, frame), design.y):
         raise ArgumentError(
             "This result's response is not the one in its data (it was replaced, e.g. by BayesModel.sample(y=...)), "
             "so loading could not rebuild it; save the draws alone with result.idata.to_netcdf(path)."
@@ -134,19 +134,24 @@ def write(tree: xr.DataTree, dataset: xr.Dataset, path) -> None:
 
 
 # ----- reading ----------------------------------------------------------------------------
-def load(path):
+def load(path, transforms: dict | None = None):
     """Load a result saved with ``to_netcdf``: a posterior or a REML/ML fit, ready to use.
 
     The design (formula, model matrices, levels, contrasts and transform state) is rebuilt
     from the formula text and the data rows stored in the file, so that the loaded result
     can ``predict(newdata)``, ``summary()``, ``coef()`` and so on exactly as the original:
     posterior draws are the stored ones and REML estimates are recomputed at the stored θ.
-    Loading is the one exception to "a result never re-parses its formula".
+    Loading is the one exception to "a result never re-parses its formula". The stored formula
+    is treated as untrusted: it passes the same allow-list as a formula typed by a user, and
+    calls only built-in formula functions unless ``transforms`` supplies the user's own.
 
     Parameters
     ----------
     path
         A file written by :meth:`BayesResult.to_netcdf` or :meth:`RemlResult.to_netcdf`.
+    transforms
+        The user's own functions the stored formula calls, by name, as given to
+        :class:`~bayesmix.Model` when the result was fitted.
 
     Returns
     -------
@@ -157,6 +162,9 @@ def load(path):
     ------
     ArgumentError
         When ``path`` is not an existing file.
+    FormulaError
+        When the stored formula is outside the allow-list or calls a function not given in
+        ``transforms``.
     DataError
         When the file is not a netCDF file saved by bayesmix, was written by a newer format,
         or its design cannot be rebuilt identically (e.g. after a formulaic upgrade that
@@ -188,7 +196,7 @@ def load(path):
     version = int(stored.attrs.get("bayesmix_format", 0))
     if version > FORMAT_VERSION:
         raise DataError(f"{str(path)!r} was saved in format {version}; this bayesmix reads up to {FORMAT_VERSION}: upgrade it.")
-    design = _rebuild_design(stored)
+    design = _rebuild_design(stored, transforms)
     rest = tree.drop_nodes(GROUP)
     if stored.attrs["result"] == "BayesResult":
         return _bayes_result(design, rest, stored)
@@ -197,7 +205,7 @@ def load(path):
     raise DataError(f"{str(path)!r} holds an unknown kind of result {stored.attrs['result']!r}.")
 
 
-def _rebuild_design(stored: xr.Dataset) -> Design:
+def _rebuild_design(stored: xr.Dataset, transforms: dict | None) -> Design:
     index = pd.Index(_decode(stored["row_label"]))
     columns = {}
     for k in range(int(stored.attrs["columns"])):
@@ -206,7 +214,7 @@ def _rebuild_design(stored: xr.Dataset) -> Design:
     frame = pd.DataFrame(columns, index=index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RankDeficiencyWarning)  # already reported when the model was fitted
-        design = make_design(stored.attrs["formula"], frame)
+        design = make_design(stored.attrs["formula"], frame, transforms)
     return dataclasses.replace(design, n_dropped=int(stored.attrs["n_dropped"]))
 
 

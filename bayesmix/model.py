@@ -21,6 +21,11 @@ class Model:
         grouping factor, a dask DataFrame or the path of a Parquet dataset, which is read once
         (in parallel by the active dask scheduler) into per-group sufficient statistics (see
         ``bayesmix.dask_data``). Rows with missing values in used columns are dropped with a warning.
+    transforms
+        Your own functions the formula may call, by name, e.g. ``{"logit": scipy.special.logit}``
+        for ``y ~ logit(p) + (1 | g)``. A formula can call only numpy's elementwise functions,
+        formulaic's transforms (``I``, ``C``, ``scale``, ``poly``, ...) and these; it never
+        reaches other Python names (see the security page of the documentation).
 
     Examples
     --------
@@ -30,10 +35,11 @@ class Model:
     >>> post = model.sample(seed=1)                                        # doctest: +SKIP
     """
 
-    def __init__(self, formula: str | MixedFormula, data):
+    def __init__(self, formula: str | MixedFormula, data, transforms: dict | None = None):
         if is_parquet_path(data):
             data = read_parquet(data)
-        self.design: Design = dask_design(formula, data) if is_dask_frame(data) else make_design(formula, data)
+        build = dask_design if is_dask_frame(data) else make_design
+        self.design: Design = build(formula, data, transforms)
         self._bayes: dict[str, BayesModel] = {}
 
     @property

@@ -37,6 +37,7 @@ from .design import (
 )
 from .errors import DataError, FormulaError
 from .formula import MixedFormula
+from .formula.evaluation import Evaluator
 from .statistics import SufficientStatistics
 from .sums import value
 
@@ -47,8 +48,8 @@ class Plan:
 
     Attributes
     ----------
-    formula
-        The parsed formula (its terms all on one grouping factor).
+    evaluator
+        The parsed formula (its terms all on one grouping factor) and how its parts are evaluated.
     fixed_spec
         formulaic's spec of the fixed part, with the categories of every categorical
         predictor over all partitions.
@@ -61,11 +62,16 @@ class Plan:
         column is cast to them, so that every partition gets the same dummy columns.
     """
 
-    formula: MixedFormula
+    evaluator: Evaluator
     fixed_spec: formulaic.ModelSpec
     term_specs: tuple[_TermSpec, ...]
     levels: pd.Index
     categories: dict = field(default_factory=dict)
+
+    @property
+    def formula(self) -> MixedFormula:
+        """The parsed formula."""
+        return self.evaluator.formula
 
     @property
     def group(self) -> tuple[str, ...]:
@@ -86,11 +92,11 @@ def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistic
     q = sum(len(_term_columns(spec)) for spec in plan.term_specs)
     if data.empty:
         return SufficientStatistics.empty(len(plan.levels), q, len(fixed_names) + 1, int(dropped.sum()), n_missing)
-    y = _response_values(plan.formula, data)
-    X = plan.fixed_spec.get_model_matrix(data).to_numpy(dtype=float)
+    y = _response_values(plan.evaluator, data)
+    X = plan.evaluator.model_matrix(plan.fixed_spec, data).to_numpy(dtype=float)
     _check_finite(X, fixed_names, "predictor")
     _check_magnitude(X, fixed_names, "predictor")
-    z = np.column_stack([_term_matrix(spec, data) for spec in plan.term_specs])
+    z = np.column_stack([_term_matrix(plan.evaluator, spec, data) for spec in plan.term_specs])
     z_names = [c for spec in plan.term_specs for c in _term_columns(spec)]
     _check_finite(z, z_names, "random-effects column")
     _check_magnitude(z, z_names, "random-effects column")
@@ -103,18 +109,19 @@ def _term_columns(spec: _TermSpec) -> list[str]:
     return names if spec.column is None else names[spec.column : spec.column + 1]
 
 
-def make_plan(formula: MixedFormula, prototype: pd.DataFrame, levels: pd.Index, categories: dict) -> Plan:
-    """The plan of ``formula``, with formulaic's specs learnt on ``prototype``.
+def make_plan(evaluator: Evaluator, prototype: pd.DataFrame, levels: pd.Index, categories: dict) -> Plan:
+    """The plan of the evaluator's formula, with formulaic's specs learnt on ``prototype``.
 
     ``prototype`` must hold each categorical predictor as a ``pd.Categorical`` with all its
     ``categories`` (a few rows will do). Stateful transforms (``scale(x)``,
     ``center(x)``, splines) would learn their state from the prototype only, so they are refused.
     """
-    fixed = formulaic.model_matrix(formula.fixed, prototype, na_action="raise")
+    formula = evaluator.formula
+    fixed = evaluator.model_matrix(formula.fixed, prototype)
     specs = [fixed.model_spec]
     term_specs = []
     for bar in formula.bars:
-        mm = formulaic.model_matrix(bar.expr, prototype, na_action="raise")
+        mm = evaluator.model_matrix(bar.expr, prototype)
         if mm.shape[1] == 0:
             raise FormulaError(f"The random-effects term {bar} has no columns: write (1 | {bar.group_name}).", formula.text)
         specs.append(mm.model_spec)
@@ -126,7 +133,7 @@ def make_plan(formula: MixedFormula, prototype: pd.DataFrame, levels: pd.Index, 
             f"{stateful[0]} learns its state from the data, which out-of-memory input cannot give it in one pass; "
             "compute the column beforehand (e.g. with dask) and use it by name.", formula.text,
         )
-    return Plan(formula, fixed.model_spec, tuple(term_specs), levels, categories)
+    return Plan(evaluator, fixed.model_spec, tuple(term_specs), levels, categories)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,7 +210,7 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
     return SufficientDesign(
         formula=formula, y=None, X=None, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=terms,
         response=formula.response, index=None, n_dropped=n_dropped, dropped_columns=dropped_columns,
-        _fixed_spec=plan.fixed_spec, _kept=kept, _term_specs=plan.term_specs, _variable_levels=variable_levels,
+        _fixed_spec=plan.fixed_spec, _evaluator=plan.evaluator, _kept=kept, _term_specs=plan.term_specs, _variable_levels=variable_levels,
         stats=kept_stats, source=source,
     )
 

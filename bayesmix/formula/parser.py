@@ -2,8 +2,13 @@
 
 The layer we own is the bar terms: ``(expr | g)``, ``(expr || g)``, ``(expr | a/b)`` and
 ``(expr | a:b)``. The fixed part and the expression inside each bar are ordinary Wilkinson
-formulas; they are only syntax-checked here (by formulaic) and materialised later by
-:mod:`bayesmix.design`.
+formulas; they are syntax-checked here (by formulaic), their Python parts are checked against
+the allow-list of :mod:`bayesmix.formula.allowlist` (nothing is evaluated here), and they are
+materialised later by :mod:`bayesmix.design`.
+
+Where the syntax is R's, so is the meaning: ``^`` inside a function call (``I(x^2)``,
+``poly(x^2, 2)``) is a power, as in R, not Python's bitwise exclusive or; at the top level
+``(a + b)^2`` keeps its Wilkinson meaning (all interactions up to order 2).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import formulaic
 from formulaic.errors import FormulaicError
 
 from ..errors import FormulaError
+from .allowlist import UnsafeExpression, Usage, check_expression, check_lookup
 from .tokens import Token, depths, matching_close, tokenize
 
 
@@ -65,6 +71,14 @@ class MixedFormula:
         The random-effects terms, nested grouping (``a/b``) already expanded.
     variables
         Names of every data column the formula refers to, in order of appearance.
+    numeric
+        The columns read as numbers by the response, fixed part or term expressions (all of
+        their columns except those read only as ``C(x)``); integer columns among them are
+        promoted to float64 before evaluation, so that ``I(x**2)`` cannot wrap around.
+    functions
+        The functions and namespaces the formula calls (``np``, ``C``, a user's transform).
+    transforms
+        The names of the user's own functions the formula was checked against.
     """
 
     text: str
@@ -72,6 +86,9 @@ class MixedFormula:
     fixed: str
     bars: tuple[BarTerm, ...]
     variables: tuple[str, ...]
+    numeric: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    transforms: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.response} ~ {self.fixed} + " + " + ".join(str(b) for b in self.bars)
@@ -80,23 +97,29 @@ class MixedFormula:
 _NOT_VARIABLES = set(keyword.kwlist) | {"True", "False", "None"}
 
 
-def parse_formula(text: str) -> MixedFormula:
+def parse_formula(text: str, transforms: tuple[str, ...] = ()) -> MixedFormula:
     """Parse lme4-style formula ``text`` (results are cached: a MixedFormula is immutable).
+
+    ``transforms`` names the user's own functions the formula may call besides the built-in
+    allow-list (see :mod:`bayesmix.formula.allowlist`).
 
     Raises
     ------
     FormulaError
         On any syntax error (with a caret under the offending place), a side of ``~`` or of
-        a bar that is empty, or a formula with no random-effects term.
+        a bar that is empty, a formula with no random-effects term, a Python part outside the
+        allow-list, or a response that also appears on the right-hand side.
     """
     if not isinstance(text, str):
         raise FormulaError(f"The formula must be a string such as 'y ~ x + (1 | g)', not {type(text).__name__}.")
-    return _parse(text)
+    return _parse(text, tuple(sorted(transforms)))
 
 
 @functools.lru_cache(maxsize=256)
-def _parse(text: str) -> MixedFormula:
-    tokens = tokenize(text)
+def _parse(text: str, transforms: tuple[str, ...]) -> MixedFormula:
+    tokens = _r_powers(text, tokenize(text))
+    usage = Usage()
+    check = functools.partial(_validated, text, transforms=transforms, usage=usage)
     depth = depths(tokens)
     tildes = [i for i, t in enumerate(tokens) if t.text == "~" and t.kind == "op"]
     if not tildes:
@@ -111,7 +134,8 @@ def _parse(text: str) -> MixedFormula:
         raise FormulaError("The response (left of '~') is empty: write e.g. 'y ~ x + (1 | g)'.", text, 0)
     if split == len(tokens) - 1:
         raise FormulaError("The right side of '~' is empty: add predictors and a term like (1 | g).", text, len(text))
-    response = _validated(text, tokens[:split])
+    response = check(tokens[:split])
+    response_usage = Usage(**{k: dict(v) for k, v in vars(usage).items()})
 
     added: list[str] = []
     removed: list[str] = []
@@ -120,7 +144,7 @@ def _parse(text: str) -> MixedFormula:
         if _is_bar(tokens, chunk):
             if sign == "-":
                 raise FormulaError("A random-effects term cannot be subtracted; remove the '-'.", text, tokens[chunk[0]].start)
-            bars.extend(_bar_terms(text, tokens, chunk))
+            bars.extend(_bar_terms(text, tokens, chunk, check))
             continue
         for j in range(*chunk):
             if tokens[j].text in ("|", "||"):
@@ -130,7 +154,7 @@ def _parse(text: str) -> MixedFormula:
                     text,
                     tokens[j].start,
                 )
-        (added if sign == "+" else removed).append(_validated(text, tokens[chunk[0] : chunk[1]]))
+        (added if sign == "+" else removed).append(check(tokens[chunk[0] : chunk[1]]))
     if not bars:
         raise FormulaError(
             "The formula has no random-effects term such as (1 | g), so this is an ordinary regression, "
@@ -139,7 +163,60 @@ def _parse(text: str) -> MixedFormula:
             len(text),
         )
     fixed = " + ".join(added or ["1"]) + "".join(f" - {part}" for part in removed)
-    return MixedFormula(text, response, fixed, tuple(bars), _variables(tokens))
+    variables = _variables(tokens) + tuple(v for v in usage.values if v not in _variables(tokens))
+    _check_response_not_predictor(text, tokens[split + 1 :], response_usage, bars, variables)
+    _check_generated_names(text, tokens[split + 1 :], bars)
+    numeric = tuple(v for v in usage.values if v in variables)
+    return MixedFormula(
+        text, response, fixed, tuple(bars), variables, numeric, tuple(usage.functions), transforms
+    )
+
+
+def _check_response_not_predictor(text, rhs: list[Token], response: Usage, bars, variables) -> None:
+    """FormulaError when a column of the response is also used on the right-hand side."""
+    rhs_names = set(_variables(rhs)) | {name for bar in bars for name in bar.group}
+    for name in response.values:
+        if name in rhs_names:
+            where = next((t.start for t in rhs if t.kind in ("name", "backtick") and _unquote(t.text) == name), None)
+            raise FormulaError(
+                f"The response {name!r} also appears on the right-hand side; a model cannot predict a variable "
+                f"from itself. Remove {name!r} from the right-hand side (fixed part and random-effects terms).",
+                text,
+                where,
+            )
+
+
+GENERATED_NAMES = ("Intercept",)
+
+
+def _check_generated_names(text: str, rhs: list[Token], bars) -> None:
+    """FormulaError for a predictor column named like a column the model makes itself (``Intercept``),
+    which would silently take its place."""
+    groups = {name for bar in bars for name in bar.group}
+    for tok in rhs:
+        name = _unquote(tok.text)
+        if tok.kind in ("name", "backtick") and name in GENERATED_NAMES and name not in groups:
+            raise FormulaError(
+                f"A column named {name!r} would take the place of the model's own {name} column. Rename it, "
+                f"e.g. data.rename(columns={{{name!r}: '{name.lower()}_value'}}), and use the new name.",
+                text,
+                tok.start,
+            )
+
+
+def _r_powers(text: str, tokens: list[Token]) -> list[Token]:
+    """Read ``^`` inside a function call or ``{...}`` as R does, as a power: the token becomes ``**``."""
+    out: list[Token] = []
+    calls: list[bool] = []  # for each open bracket: does it open a call (or {...}, formulaic's I())?
+    for k, tok in enumerate(tokens):
+        if tok.kind == "bracket" and tok.text in "([{":
+            calls.append(tok.text == "{" or (tok.text == "(" and k > 0 and tokens[k - 1].kind in ("name", "backtick")))
+        elif tok.kind == "bracket":
+            calls.pop()
+        if tok.kind == "op" and tok.text == "^" and any(calls):
+            tok = Token("op", "**", tok.start, width=1)
+        out.append(tok)
+    return out
 
 
 def variables_in(expression: str) -> tuple[str, ...]:
@@ -183,7 +260,7 @@ def _is_bar(tokens: list[Token], chunk: tuple[int, int]) -> bool:
     return any(tokens[start + 1 + k].text in ("|", "||") and d == 0 for k, d in enumerate(inner))
 
 
-def _bar_terms(text: str, tokens: list[Token], chunk: tuple[int, int]) -> list[BarTerm]:
+def _bar_terms(text: str, tokens: list[Token], chunk: tuple[int, int], check) -> list[BarTerm]:
     lo, hi = chunk[0] + 1, chunk[1] - 1
     inner_depth = depths(tokens[lo:hi])
     bars = [lo + k for k, d in enumerate(inner_depth) if d == 0 and tokens[lo + k].text in ("|", "||")]
@@ -198,7 +275,7 @@ def _bar_terms(text: str, tokens: list[Token], chunk: tuple[int, int]) -> list[B
         raise FormulaError(
             "The right side of this '|' is empty: name the grouping column, e.g. (1 | g).", text, tokens[bar].end
         )
-    expr = _validated(text, tokens[lo:bar])
+    expr = check(tokens[lo:bar])
     groups = _grouping(text, tokens[bar + 1 : hi])
     correlated = tokens[bar].text == "|"
     return [BarTerm(expr, g, correlated) for g in groups]
@@ -241,17 +318,44 @@ def _grouping(text: str, toks: list[Token]) -> list[tuple[str, ...]]:
     return nested
 
 
-def _validated(text: str, toks: list[Token]) -> str:
-    """The source text spanned by ``toks``, after checking that formulaic can parse it."""
-    start, stop = toks[0].start, toks[-1].end
-    piece = text[start:stop]
+def _validated(text: str, toks: list[Token], *, transforms: tuple[str, ...], usage: Usage) -> str:
+    """The text of ``toks`` (R's ``^`` made ``**``), after checking that formulaic can parse it and
+    that each of its Python parts is within the allow-list; the names it uses are added to ``usage``."""
+    start = toks[0].start
+    piece = _source(text, toks)
     try:
-        formulaic.Formula(piece)
+        terms = formulaic.Formula(piece)
     except FormulaicError as exc:
         raise _from_formulaic(exc, text, start) from None
     except Exception as exc:  # formulaic reports some malformed input with builtin exceptions
         raise FormulaError(f"Cannot read {piece!r}: {exc}", text, start) from None
+    for term in terms:
+        for factor in term.factors:
+            try:
+                if factor.eval_method.value == "lookup":
+                    check_lookup(factor.expr)
+                    usage.values[factor.expr] = None
+                elif factor.eval_method.value == "python":
+                    usage.update(check_expression(factor.expr, transforms))
+            except UnsafeExpression as exc:
+                raise FormulaError(str(exc), text, _locate(text, exc.culprit, start)) from None
     return piece
+
+
+def _source(text: str, toks: list[Token]) -> str:
+    """The text spanned by ``toks``, with the tokens' own text where it differs from the source."""
+    parts, at = [], toks[0].start
+    for tok in toks:
+        if text[tok.start : tok.end] != tok.text:
+            parts += [text[at : tok.start], tok.text]
+            at = tok.end
+    return "".join(parts) + text[at : toks[-1].end]
+
+
+def _locate(text: str, culprit: str, start: int) -> int:
+    """Where ``culprit`` first stands in ``text`` at or after ``start`` (else ``start``)."""
+    found = text.find(culprit, start)
+    return found if found >= 0 else start
 
 
 def _from_formulaic(exc: Exception, text: str, offset: int) -> FormulaError:

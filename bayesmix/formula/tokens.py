@@ -22,16 +22,21 @@ _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 @dataclass(frozen=True)
 class Token:
-    """One lexical unit of a formula: ``kind`` is name, number, string, backtick, op or bracket."""
+    """One lexical unit of a formula: ``kind`` is name, number, string, backtick, op or bracket.
+
+    ``width`` is the length of the source it stands for, where that differs from ``text``
+    (R's ``^`` read as ``**``).
+    """
 
     kind: str
     text: str
     start: int
+    width: int | None = None
 
     @property
     def end(self) -> int:
-        """Offset just past the token."""
-        return self.start + len(self.text)
+        """Offset just past the token in the source."""
+        return self.start + (len(self.text) if self.width is None else self.width)
 
 
 def tokenize(text: str) -> list[Token]:

@@ -151,7 +151,7 @@ def test_bad_values_name_the_column(sleep, change, message):
 @pytest.mark.parametrize(
     ("formula", "data", "message"),
     [
-        ("Days ~ Days + (1 | Subject)", None, r"fixed effects reproduce the response 'Days' to within 1e-10.*is it also a predictor"),
+        ("twice ~ Days + (1 | Subject)", "twice", r"fixed effects reproduce the response 'twice' to within 1e-10.*is it also a predictor"),
         ("Reaction ~ C(Days) + (1 | g)", "saturated", r"The model has 6 fixed-effect column\(s\) for 6 observations, so no residual variance"),
         ("np.log(Reaction - 300) ~ Days + (1 | Subject)", None, r"'np.log\(Reaction - 300\)' in the response is undefined \(NaN\) for some rows, e.g. the log of zero or of a negative"),
         ("Reaction ~ np.sqrt(Days - 5) + (1 | Subject)", None, r"'np.sqrt\(Days - 5\)' in the fixed-effects part is undefined \(NaN\)"),
@@ -160,6 +160,8 @@ def test_bad_values_name_the_column(sleep, change, message):
 def test_responses_left_without_residual_or_undefined(sleep, formula, data, message):
     if data == "saturated":
         data = sleep.iloc[:6].assign(g=[1, 2, 1, 2, 1, 2])
+    elif data == "twice":  # the response is a predictor under another name
+        data = sleep.assign(twice=2 * sleep["Days"])
     with pytest.raises(DataError, match=message):
         bm.Model(formula, sleep if data is None else data)
 

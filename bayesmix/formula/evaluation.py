@@ -1,0 +1,87 @@
+"""Evaluating a checked formula's parts on data, with only the allow-listed names in reach.
+
+Every model matrix bayesmix builds (fitting, new data, out-of-memory partitions) goes through
+:class:`Evaluator`, so that the rules of :mod:`bayesmix.formula.allowlist` hold everywhere:
+the formula was checked when it was parsed, and here it is evaluated with a context holding
+the allow-list and the user's own ``transforms`` only, never the caller's variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import formulaic
+import pandas as pd
+
+from ..errors import FormulaError
+from .allowlist import BUILTIN_FUNCTIONS, evaluation_context, user_transforms
+from .parser import MixedFormula
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluator:
+    """How one formula's parts are evaluated on a DataFrame.
+
+    Attributes
+    ----------
+    formula
+        The parsed (and checked) formula.
+    transforms
+        The user's own functions the formula may call, by name.
+    """
+
+    formula: MixedFormula
+    transforms: dict
+
+    @property
+    def context(self) -> dict:
+        """The names evaluation can reach besides the data's columns (:func:`evaluation_context`);
+        made on use, so that an evaluator pickles (to dask workers) as its formula and transforms."""
+        return evaluation_context(self.transforms)
+
+    @classmethod
+    def of(cls, formula: MixedFormula, transforms: Mapping[str, Callable] | None = None) -> Evaluator:
+        """The evaluator of ``formula``; FormulaError if it calls a function that is neither
+        built in nor among ``transforms``, or ``transforms`` is malformed."""
+        try:
+            own = user_transforms(transforms)
+        except ValueError as exc:
+            raise FormulaError(str(exc)) from None
+        unknown = [f for f in formula.functions if f not in BUILTIN_FUNCTIONS and f not in ("np", "contr") and f not in own]
+        if unknown:
+            raise FormulaError(
+                f"The formula calls {unknown[0]!r}, which is not a built-in formula function; pass it explicitly, "
+                f"e.g. transforms={{{unknown[0]!r}: {unknown[0]}}}.",
+                formula.text,
+            )
+        return cls(formula, own)
+
+    def prepare(self, data: pd.DataFrame) -> pd.DataFrame:
+        """``data`` as evaluation reads it: the formula's integer columns read as numbers become
+        float64 (as in R, where ``x^2`` cannot wrap around). FormulaError when a column's name
+        is also a function the formula calls, which the column would hide."""
+        shadowing = [f for f in self.formula.functions if f in data.columns]
+        if shadowing:
+            raise FormulaError(
+                f"The data has a column named {shadowing[0]!r}, which is also a function the formula calls; "
+                f"rename the column (e.g. data.rename(columns={{{shadowing[0]!r}: '{shadowing[0]}_'}})).",
+                self.formula.text,
+            )
+        promoted = {
+            name: data[name].astype("float64")
+            for name in self.formula.numeric
+            if name in data.columns and _is_integer(data[name])
+        }
+        return data.assign(**promoted) if promoted else data
+
+    def model_matrix(self, what: str | formulaic.ModelSpec, data: pd.DataFrame) -> formulaic.ModelMatrix:
+        """formulaic's model matrix of an expression (learning its spec) or of a fitted spec, on ``data``."""
+        data = self.prepare(data)
+        if isinstance(what, str):
+            return formulaic.model_matrix(what, data, na_action="raise", context=self.context)
+        return what.get_model_matrix(data, context=self.context)
+
+
+def _is_integer(column: pd.Series) -> bool:
+    return pd.api.types.is_integer_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype)
