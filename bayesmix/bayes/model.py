@@ -38,6 +38,9 @@ class BayesModel:
     parameterization
         For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
         (see :func:`build_model`).
+
+    Either way NUTS samples the model of the standardised data, with the priors carried over
+    exactly, and the draws are mapped back to the data's units (:mod:`bayesmix.bayes.standardise`).
     """
 
     def __init__(
@@ -118,7 +121,7 @@ class BayesModel:
         if y is not None and not self.design.has_rows:
             raise ArgumentError("A replacement response y needs the rows in memory; this design was built from dask or Parquet data.")
         design = self.design if y is None else _with_response(self.design, y)
-        standard = self._standard_design if y is None else _with_response(self._standard_design, self._standard.response(y))
+        standard = self._standard_design if y is None else self._standard.design(design)
         if self.method == "full":
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": standard.y}))
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y

@@ -75,10 +75,6 @@ class Standardisation:
             z_scale.append(np.array([x_scale[names.index(c)] if c in names else s for c, s in zip(term.columns, own)]))
         return cls(mean_y if centre else 0.0, s_y if s_y > 0 else 1.0, x_scale, tuple(z_scale), intercept)
 
-    def response(self, y: np.ndarray) -> np.ndarray:
-        """y' for a response y."""
-        return (np.asarray(y, float) - self.y_centre) / self.y_scale
-
     def design(self, design: Design) -> Design:
         """The standardised design: its rows, or for a design of sufficient statistics, its statistics."""
         stats = design.statistics  # None for several grouping factors
@@ -87,7 +83,7 @@ class Standardisation:
         if not design.has_rows:
             return dataclasses.replace(design, stats=stats)
         terms = tuple(dataclasses.replace(t, z=t.z / s) for t, s in zip(design.terms, self.z_scale))
-        standard = dataclasses.replace(design, y=self.response(design.y), X=design.X / self.x_scale, terms=terms)
+        standard = dataclasses.replace(design, y=(design.y - self.y_centre) / self.y_scale, X=design.X / self.x_scale, terms=terms)
         if stats is not None:
             # the rescaled statistics rather than those of the rescaled rows: the same numbers as for the
             # same data from dask (hence the same draws); ``statistics`` is a cached property
@@ -122,5 +118,6 @@ class Standardisation:
 
 def _spread(scales: np.ndarray, rms: np.ndarray) -> np.ndarray:
     """Column scales for standardising: the standard deviation, or the root mean square where
-    that is not a spread (a 0/1 column, a constant one; :meth:`Design.x_scales` gives 1 there)."""
+    that is not a spread (a 0/1 column, a constant one: :meth:`Design.x_scales` gives 1 there, and
+    for a column whose SD is exactly 1, which is harmless: every positive scale is exact)."""
     return np.where(scales == 1.0, np.where(rms > 0, rms, 1.0), scales)
