@@ -79,11 +79,13 @@ class Standardisation:
         """The standardised design: its rows, or for a design of sufficient statistics, its statistics."""
         stats = design.statistics  # None for several grouping factors
         if stats is not None:
-            stats = stats.rescaled(self.x_scale, self.y_centre, self.y_scale, np.concatenate(self.z_scale), self.intercept)
+            stats = stats.rescaled(self.x_scale, self.y_centre, self.y_scale, np.concatenate(self.z_scale),
+                                   self.intercept)
         if not design.has_rows:
             return dataclasses.replace(design, stats=stats)
         terms = tuple(dataclasses.replace(t, z=t.z / s) for t, s in zip(design.terms, self.z_scale))
-        standard = dataclasses.replace(design, y=(design.y - self.y_centre) / self.y_scale, X=design.X / self.x_scale, terms=terms)
+        y = (design.y - self.y_centre) / self.y_scale
+        standard = dataclasses.replace(design, y=y, X=design.X / self.x_scale, terms=terms)
         if stats is not None:
             # the rescaled statistics rather than those of the rescaled rows: the same numbers as for the
             # same data from dask (hence the same draws); ``statistics`` is a cached property
@@ -93,7 +95,8 @@ class Standardisation:
     def priors(self, priors: PriorSet, design: Design, labels: list[str]) -> PriorSet:
         """The priors of the standardised parameters (``labels``: the labels of the design's terms)."""
         s_y = self.y_scale
-        b = {name: priors.b[name].rescaled(s / s_y) for name, s in zip(design.fixed_names, self.x_scale) if name in priors.b}
+        b = {name: priors.b[name].rescaled(s / s_y)
+             for name, s in zip(design.fixed_names, self.x_scale) if name in priors.b}
         scale_of = {(label, column): s for label, term, scales in zip(labels, design.terms, self.z_scale)
                     for column, s in zip(term.columns, scales)}
         sd = {key: dist.rescaled(scale_of[key] / s_y) for key, dist in priors.sd.items()}
@@ -106,7 +109,8 @@ class Standardisation:
         shift = np.zeros(len(self.x_scale))
         if self.y_centre:
             shift[self.intercept] = self.y_centre
-        out["beta"] = posterior["beta"] * xr.DataArray(self.y_scale / self.x_scale, dims="coef") + xr.DataArray(shift, dims="coef")
+        per_coef = xr.DataArray(self.y_scale / self.x_scale, dims="coef")
+        out["beta"] = posterior["beta"] * per_coef + xr.DataArray(shift, dims="coef")
         out["sigma"] = posterior["sigma"] * self.y_scale
         for layout in layouts:
             scale = np.concatenate([s for t, s in zip(design.terms, self.z_scale) if t.group == layout.group])

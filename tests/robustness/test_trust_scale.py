@@ -52,7 +52,8 @@ def unscaled(post: bm.BayesResult, fy: float, fx: float) -> dict[str, np.ndarray
 def assert_same_draws(post, reference, fy: float, fx: float, rtol: float = 1e-12) -> None:
     mine, theirs = unscaled(post, fy, fx), unscaled(reference, 1.0, 1.0)
     for name in theirs:
-        np.testing.assert_allclose(mine[name], theirs[name], rtol=rtol, atol=rtol * np.abs(theirs[name]).max(), err_msg=name)
+        atol = rtol * np.abs(theirs[name]).max()
+        np.testing.assert_allclose(mine[name], theirs[name], rtol=rtol, atol=atol, err_msg=name)
 
 
 @pytest.fixture(scope="module")
