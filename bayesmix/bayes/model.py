@@ -39,6 +39,8 @@ class BayesModel:
         For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
         (see :func:`build_model`).
 
+    Notes
+    -----
     Either way NUTS samples the model of the standardised data, with the priors carried over
     exactly, and the draws are mapped back to the data's units (:mod:`bayesmix.bayes.standardise`).
     """
