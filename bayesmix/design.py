@@ -205,6 +205,11 @@ class Design:
         stats = self.statistics
         return stats.x_scales() if stats is not None else np.array([column_scale(x) for x in self.X.T])
 
+    def x_rms(self) -> np.ndarray:
+        """Root mean square of each column of X."""
+        stats = self.statistics
+        return stats.x_rms() if stats is not None else np.sqrt(np.mean(self.X ** 2, axis=0))
+
     def z_scales(self, term: int) -> np.ndarray:
         """Scale of each column of a term's z, as :meth:`x_scales`."""
         stats = self.statistics

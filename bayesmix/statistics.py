@@ -140,6 +140,43 @@ class SufficientStatistics:
         q = np.arange(self.zz.shape[0])[columns]
         return np.sqrt(value(self.zz[q, q]) / self.n)
 
+    def x_rms(self) -> np.ndarray:
+        """Root mean square of each column of X."""
+        p = len(self.x_binary)
+        return np.sqrt(value(self.AXX[np.arange(p), np.arange(p)]) / self.n)
+
+    def rescaled(self, x_scale: np.ndarray, y_centre: float, y_scale: float, z_scale: np.ndarray,
+                 intercept: int | None) -> SufficientStatistics:
+        """The statistics of ``[X / x_scale, (y - y_centre) / y_scale]`` and ``z / z_scale``
+        (column by column), in double-double: what standardising the data does to them.
+
+        Centring reads the sums of 1 from the intercept column X[:, intercept] (so a
+        nonzero ``y_centre`` needs one).
+        """
+        shift = np.zeros(len(self.x_binary))
+        if y_centre:
+            shift[intercept] = y_centre
+        A1X, AXX = _shift_response(self.A1X, self.AXX, shift)
+        xy_sum = self.xy_sum.copy()
+        if y_centre:
+            xy_sum[-1:] = _minus_scaled(xy_sum[-1:], self.xy_sum[intercept:intercept + 1], y_centre)
+        xy = 1.0 / np.append(x_scale, y_scale)
+        z = 1.0 / np.asarray(z_scale, float)
+        return SufficientStatistics(
+            self.n, self.n_dropped, self.n_missing,
+            _times(self.A11, np.outer(z, z)), _times(A1X, np.outer(z, xy)), _times(AXX, np.outer(xy, xy)),
+            _times(xy_sum, xy), _times(self.zz, np.outer(z, z)), _times(self.z_sum, z),
+            self.x_binary & (xy[:-1] == 1.0), self.z_binary & (z == 1.0),
+            (self.y_min - y_centre) / y_scale, (self.y_max - y_centre) / y_scale,
+        )
+
+
+def _times(x: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """A double-double array (last axis (hi, lo)) times float64 factors, elementwise."""
+    factor = np.broadcast_to(factor, x.shape[:-1])
+    p, e = _two_product(x[..., 0].copy(), factor.copy())
+    return np.stack([p, e + x[..., 1] * factor], axis=-1)
+
 
 def _minus_scaled(y: np.ndarray, x: np.ndarray, a: float) -> np.ndarray:
     """y - a x for double-double arrays (last axis (hi, lo)) and a float a."""

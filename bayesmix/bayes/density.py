@@ -17,6 +17,8 @@ Unconstrained coordinates, in order:
   and Joe 2009; Stan's ``cholesky_factor_corr`` transform): ``z = tanh y``,
   ``L_i0 = z_i0``, ``L_ij = z_ij (1 - Σ_{k<j} L_ik²)^½``, ``L_ii = (1 - Σ_{k<i} L_ik²)^½``.
 
+:class:`~bayesmix.bayes.model.BayesModel` hands it the standardised design and priors
+(:mod:`bayesmix.bayes.standardise`), so that its coordinates are of order 1 at any scale of the data.
 The likelihood reads the response through the cross-products of y - X c, with c its least-squares
 coefficients (computed in double-double; β - c enters the likelihood), so that a response with
 a large mean loses no precision.

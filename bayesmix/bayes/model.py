@@ -16,6 +16,7 @@ from .collapsed import draw_effects
 from .density import collapsed_density, natively_supported
 from .priors import Prior, resolve_priors
 from .result import BayesResult
+from .standardise import Standardisation
 from .sampling import ArgumentError, CompiledSampler, SamplerSettings
 
 METHODS = ("auto", "collapsed", "full")
@@ -37,6 +38,11 @@ class BayesModel:
     parameterization
         For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
         (see :func:`build_model`).
+
+    Notes
+    -----
+    Either way NUTS samples the model of the standardised data, with the priors carried over
+    exactly, and the draws are mapped back to the data's units (:mod:`bayesmix.bayes.standardise`).
     """
 
     def __init__(
@@ -66,21 +72,25 @@ class BayesModel:
                 "(sufficient statistics only): use method='collapsed', or fit a pandas DataFrame."
             )
         self.parameterization = parameterization
+        # NUTS works on the data in units of their spread (see bayesmix.bayes.standardise)
+        labels = term_labels(design)
+        self._standard = Standardisation.of(design, self.priors)
+        standard, priors = self._standard.design(design), self._standard.priors(self.priors, design, labels)
+        self._standard_design = standard
         if self.method == "collapsed":
             # the likelihood reads y only through cross-products; those of y - X c (c: least squares,
             # in double-double) keep their precision when Xβ explains most of y (a large mean)
-            self._shift = design.statistics.ols_coefficients() if design.p else np.zeros(0)
-            self._crossprod = design.statistics.cross_products(design.p, self._shift)
-            labels = term_labels(design)
+            self._shift = standard.statistics.ols_coefficients() if design.p else np.zeros(0)
+            self._crossprod = standard.statistics.cross_products(design.p, self._shift)
             ready = None
-            if natively_supported(self.priors):
-                ready = collapsed_density(design, self._crossprod, self.priors, labels, self.layouts[0],
+            if natively_supported(priors):
+                ready = collapsed_density(standard, self._crossprod, priors, labels, self.layouts[0],
                                           coords(design, self.layouts), self._shift)
             self._sampler = CompiledSampler(
-                lambda: build_collapsed_model(design, self._crossprod, self.priors, self._shift), ready
+                lambda: build_collapsed_model(standard, self._crossprod, priors, self._shift), ready
             )
         else:
-            self._sampler = CompiledSampler(lambda: build_model(design, self.priors, parameterization))
+            self._sampler = CompiledSampler(lambda: build_model(standard, priors, parameterization))
 
     @property
     def precompiled(self) -> bool:
@@ -113,14 +123,16 @@ class BayesModel:
         if y is not None and not self.design.has_rows:
             raise ArgumentError("A replacement response y needs the rows in memory; this design was built from dask or Parquet data.")
         design = self.design if y is None else _with_response(self.design, y)
+        standard = self._standard_design if y is None else self._standard.design(design)
         if self.method == "full":
-            tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": design.y}))
+            tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": standard.y}))
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y
-            cp = self._crossprod if y is None else design.statistics.cross_products(design.p, self._shift)
+            cp = self._crossprod if y is None else standard.statistics.cross_products(design.p, self._shift)
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"A1X": cp.A1X, "AXX": cp.AXX}))
             start = time.perf_counter()
             tree = self._add_effects(tree, cp, settings.seed)
             seconds += time.perf_counter() - start
+        tree["posterior"] = self._standard.posterior(tree["posterior"].to_dataset(), design, self.layouts)
         result = BayesResult(
             design, tree, self.priors, self.layouts, settings, seconds, self._sampler.compile_seconds,
             method=self.description,

@@ -48,6 +48,31 @@ class Distribution:
         """The PyMC random variable ``name`` with this distribution."""
         return getattr(pm, self.name)(name, **self.params, **kwargs)
 
+    def rescaled(self, factor: float, shift: float = 0.0) -> Distribution:
+        """The distribution of (v - shift) · factor for v from this one (factor > 0).
+
+        Every family here is closed under this map: a location family moves and scales,
+        a scale family scales, and an LKJ prior (on correlations) does not change.
+        """
+        if self.name == "LKJ":
+            return self
+        if shift and self.positive:
+            raise ValueError(f"{self} is for a positive quantity and cannot be shifted.")
+        params = dict(self.params)
+        if "mu" in params:
+            params["mu"] = (params["mu"] - shift) * factor
+        if "sigma" in params:
+            params["sigma"] *= factor
+        if "lam" in params:
+            params["lam"] /= factor
+        try:
+            return Distribution(self.name, params, self.positive)
+        except PriorError:
+            raise PriorError(
+                f"The prior {self} has a location or scale beyond double precision once expressed in units of the "
+                "data's spread; choose a prior of the data's order of magnitude."
+            ) from None
+
     def __str__(self) -> str:
         return f"{self.name}({', '.join(f'{k}={v:.4g}' for k, v in self.params.items())})"
 
