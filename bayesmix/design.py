@@ -268,12 +268,13 @@ class Design:
                     f"newdata column {name!r} has {int(column.isna().sum())} missing value(s); "
                     "predictions need every used column: fill or drop those rows first."
                 )
+        data = _numpy_backed(data, needed)
+        for name in needed:
+            column = data[name]
             if name in self._variable_levels:
                 _check_like_training(name, column, self._variable_levels[name])
             if name in self._group_levels:
                 _check_group_kind(name, column, *self._group_levels[name])
-            if self._variable_levels.get(name) is not None and pd.api.types.is_string_dtype(column) and column.dtype != object:
-                data = data.assign(**{name: column.astype(object)})  # formulaic mis-reads pd.NA-backed strings (dask's)
         data = _without_unused_categories(data, tuple(needed))
         fixed = _new_matrix(self._fixed_spec, data, "fixed effects")
         X = fixed.to_numpy(dtype=float)[:, self._kept]
@@ -345,6 +346,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame) -> Design:
         data = data.loc[~dropped.to_numpy()]
         if data.empty:
             raise DataError("No rows are left after dropping rows with missing values in the formula's columns.")
+    data = _numpy_backed(data, parsed.variables)
     for name in parsed.variables:
         _check_column_type(name, data[name])
     predictors = variables_in(parsed.fixed) + sum((variables_in(b.expr) for b in parsed.bars), ())
@@ -613,6 +615,29 @@ def _value_kind(column: pd.Series) -> str:
         return "text"
     kinds = {_scalar_kind(v) for v in pd.unique(column.dropna())}
     return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "number")
+
+
+def _numpy_backed(data: pd.DataFrame, names) -> pd.DataFrame:
+    """The frame with each named column of a pandas extension dtype in its numpy-backed form.
+
+    Nullable numbers and booleans (``Int64``, ``Float64``, ``boolean``, what ``convert_dtypes()``
+    gives) and pyarrow-backed columns (``int64[pyarrow]``, ...) become their numpy dtype, and
+    text of any string dtype (``string``, ``string[pyarrow]``, ``large_string[pyarrow]``)
+    becomes pandas' default text dtype, so that the model is exactly that of the plain
+    columns. Call it only on columns without missing values. Categorical and other pandas
+    dtypes are left as they are.
+    """
+    converted = {}
+    for name in names:
+        column = data[name]
+        dtype = column.dtype
+        if isinstance(dtype, pd.CategoricalDtype) or not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+            continue
+        if pd.api.types.is_string_dtype(dtype):
+            converted[name] = column.astype(str)
+        elif getattr(getattr(dtype, "numpy_dtype", None), "kind", "O") in "iufcbMm":
+            converted[name] = pd.Series(column.to_numpy(dtype=dtype.numpy_dtype), index=column.index, name=name)
+    return data.assign(**converted) if converted else data
 
 
 def _without_unused_categories(data: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:

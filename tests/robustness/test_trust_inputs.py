@@ -1,0 +1,64 @@
+"""Issue 18, inputs that raised raw exceptions or gave silent wrong answers.
+
+Each case now either gives the answer of the equivalent plain input, or raises a
+BayesmixError (or warns) naming the culprit and the fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix as bm
+from bayesmix import DataError
+
+from .conftest import fit, quiet
+
+MUSIC = "na ~ perform_type * memory + previous + (1 | instrument) + (previous | id)"
+SLEEP = "Reaction ~ Days + (Days | Subject)"
+
+
+def same_fit(a: bm.RemlResult, b: bm.RemlResult) -> None:
+    """The same estimates, names and levels (to rounding)."""
+    pd.testing.assert_series_equal(a.fixef(), b.fixef(), rtol=1e-12)
+    pd.testing.assert_series_equal(a.theta, b.theta, rtol=1e-10)
+    for group, frame in b.ranef().items() if isinstance(b.ranef(), dict) else [(None, b.ranef())]:
+        other = a.ranef() if group is None else a.ranef()[group]
+        assert list(other.index.astype(str)) == list(frame.index.astype(str))
+        np.testing.assert_allclose(other.to_numpy(), frame.to_numpy(), rtol=1e-8, atol=1e-10)
+    assert a.criterion == pytest.approx(b.criterion, rel=1e-12)
+
+
+# ----- 1. pandas extension dtypes: nullable, string, pyarrow ---------------------------------------
+EXTENSION_DTYPES = {
+    "convert_dtypes": lambda d: d.convert_dtypes(),
+    "pyarrow backend": lambda d: d.convert_dtypes(dtype_backend="pyarrow"),
+    "string[python]": lambda d: d.astype({c: "string[python]" for c in d.columns if d[c].dtype == object or pd.api.types.is_string_dtype(d[c])}),
+    "string[pyarrow]": lambda d: d.astype({c: "string[pyarrow]" for c in d.columns if d[c].dtype == object or pd.api.types.is_string_dtype(d[c])}),
+}
+
+
+@pytest.mark.parametrize("convert", EXTENSION_DTYPES.values(), ids=EXTENSION_DTYPES.keys())
+@pytest.mark.parametrize(("dataset", "formula"), [("music", MUSIC), ("sleep", SLEEP)])
+def test_extension_dtypes_fit_and_predict_as_plain_columns(request, dataset, formula, convert):
+    plain = request.getfixturevalue(dataset)
+    if dataset == "sleep":  # text grouping factor, as convert_dtypes makes of text
+        plain = plain.assign(Subject="s" + plain["Subject"].astype(str))
+    converted = convert(plain)
+    assert any(isinstance(t, pd.api.extensions.ExtensionDtype) and not isinstance(t, pd.CategoricalDtype)
+               for t in converted.dtypes)
+    a, b = fit(formula, converted), fit(formula, plain)
+    same_fit(a, b)
+    rows = plain.iloc[::7]
+    np.testing.assert_allclose(a.predict(convert(rows)).to_numpy(), b.predict(rows).to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(b.predict(convert(rows)).to_numpy(), b.predict(rows).to_numpy(), rtol=1e-10)
+
+
+def test_nullable_columns_with_missing_values_drop_rows_as_plain_ones(sleep):
+    plain = sleep.assign(Subject="s" + sleep["Subject"].astype(str), Reaction=sleep["Reaction"].astype(float))
+    plain.loc[[4, 60], "Reaction"] = np.nan
+    plain.loc[[9], "Subject"] = None
+    converted = plain.convert_dtypes()
+    assert str(converted["Reaction"].dtype) == "Float64" and str(converted["Subject"].dtype) == "string"
+    same_fit(fit(SLEEP, converted), fit(SLEEP, plain.drop(index=[4, 9, 60])))
