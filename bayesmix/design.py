@@ -306,7 +306,7 @@ class Design:
             seen &= code >= 0
             known = np.asarray(levels.astype(str), dtype=object)[np.maximum(code, 0)]
             labels.append(np.where(code >= 0, known, data[name].astype(str).to_numpy(dtype=object)))
-        key = pd.Index([":".join(parts) for parts in zip(*labels)])
+        key = pd.Index([_level_label(parts) for parts in zip(*labels)])
         code = np.where(seen, term.levels.get_indexer(key), -1)
         return code, key
 
@@ -750,20 +750,39 @@ def _check_group_kind(name: str, column: pd.Series, kind: str, levels: pd.Index)
 
 
 def _factor(data: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes and sorted levels of a grouping factor (an interaction when several names)."""
+    """Integer codes and sorted levels of a grouping factor (an interaction when several names).
+
+    An interaction's levels are the combinations of its factors' levels that occur, coded
+    from the pairs of codes (so distinct combinations stay distinct) and labelled by
+    :func:`_level_label`.
+    """
     codes, levels = _sorted_factorize(data[group[0]])
+    if len(group) == 1:
+        return codes.astype(np.intp), levels
+    parts = [[level] for level in levels]
     for name in group[1:]:
         c2, l2 = _sorted_factorize(data[name])
-        combined, pairs = pd.factorize(codes * len(l2) + c2, sort=True)
-        levels = pd.Index([f"{levels[p // len(l2)]}:{l2[p % len(l2)]}" for p in pairs])
-        codes = combined
-    return codes.astype(np.intp), levels
+        codes, pairs = pd.factorize(codes * len(l2) + c2, sort=True)
+        parts = [parts[p // len(l2)] + [l2[p % len(l2)]] for p in pairs]
+    return codes.astype(np.intp), pd.Index([_level_label(p) for p in parts])
+
+
+def _level_label(parts) -> str:
+    """The label of one level of an interaction ``a:b``: its components' text joined by ``:``.
+
+    A component holding ``:`` or a backtick is quoted in backticks (inner backticks doubled),
+    so that distinct combinations have distinct labels: (``x:y``, ``z``) is ```x:y`:z`` and
+    (``x``, ``y:z``) is ``x:`y:z```.
+    """
+    texts = (str(part) for part in parts)
+    return ":".join(f"`{t.replace('`', '``')}`" if ":" in t or "`" in t else t for t in texts)
 
 
 def _group_keys(data: pd.DataFrame, group: tuple[str, ...]) -> pd.Index:
+    """Each row's level label of a grouping factor (as :func:`_factor` labels its levels)."""
     if len(group) == 1:
         return pd.Index(data[group[0]])
-    return pd.Index(data[list(group)].astype(str).agg(":".join, axis=1))
+    return pd.Index([_level_label(parts) for parts in zip(*(data[name].astype(str) for name in group))])
 
 
 def _sorted_factorize(column: pd.Series) -> tuple[np.ndarray, pd.Index]:

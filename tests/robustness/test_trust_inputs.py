@@ -62,3 +62,28 @@ def test_nullable_columns_with_missing_values_drop_rows_as_plain_ones(sleep):
     converted = plain.convert_dtypes()
     assert str(converted["Reaction"].dtype) == "Float64" and str(converted["Subject"].dtype) == "string"
     same_fit(fit(SLEEP, converted), fit(SLEEP, plain.drop(index=[4, 9, 60])))
+
+
+# ----- 2. interaction levels containing ':' ------------------------------------------------------
+@pytest.fixture()
+def colon_levels() -> pd.DataFrame:
+    """Four groups whose naive 'a:b' labels collide: ('x:y', 'z') and ('x', 'y:z') both read 'x:y:z'."""
+    rng = np.random.default_rng(18)
+    a = np.repeat(["x:y", "x", "x:y", "x"], 6)
+    b = np.repeat(["z", "y:z", "w", "w"], 6)
+    y = rng.normal(size=24) + np.repeat([0.0, 6.0, 2.0, 4.0], 6)
+    return pd.DataFrame({"y": y, "a": a, "b": b, "g": np.repeat(["g1", "g2", "g3", "g4"], 6)})
+
+
+@pytest.mark.parametrize("formula", ["y ~ 1 + (1 | a:b)", "y ~ 1 + (1 | a/b)"])
+def test_interaction_levels_containing_colons_stay_distinct(colon_levels, formula):
+    interaction = fit(formula, colon_levels)
+    term = interaction.design.terms[-1]
+    assert term.n_levels == 4 and term.levels.is_unique
+    assert set(term.levels) == {"x:w", "x:`y:z`", "`x:y`:w", "`x:y`:z"}
+    reference = fit(formula.replace("a:b", "g").replace("a/b", "a/g"), colon_levels)
+    assert interaction.criterion == pytest.approx(reference.criterion, rel=1e-10)
+    # each row is predicted with its own group's effect
+    np.testing.assert_allclose(interaction.predict(colon_levels).to_numpy(), reference.predict(colon_levels).to_numpy(), rtol=1e-6)  # same optimum, levels in another order
+    ranef = interaction.ranef() if "/" not in formula else interaction.ranef()["a:b"]
+    assert ranef.loc["x:`y:z`", "Intercept"] > ranef.loc["`x:y`:z", "Intercept"]  # groups 2 (mean 6) and 1 (mean 0)
