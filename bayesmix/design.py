@@ -234,7 +234,7 @@ class Design:
             f"Design: {self.formula.text}",
             f"  observations: {self.n}" + (f" ({self.n_dropped} dropped for missing values)" if self.n_dropped else ""),
             f"  response: {self.response}",
-            f"  fixed effects ({self.p}): {', '.join(self.fixed_names)}",
+            f"  fixed effects ({self.p}): {', '.join(self.fixed_names) or 'none'}",
         ]
         if self.dropped_columns:
             lines.append(f"  dropped (rank deficient): {', '.join(self.dropped_columns)}")

@@ -50,6 +50,20 @@ class Prediction:
         return pd.DataFrame({"mean": self.mean.to_numpy(), "lower": lo, "upper": hi}, index=self.mean.index)
 
 
+def stack_draws(posterior: xr.Dataset) -> xr.Dataset:
+    """``posterior`` with chains and draws stacked into a leading ``sample`` dimension.
+
+    Variables with an empty dimension (``beta`` of a model without fixed effects) are stacked
+    by hand: xarray's ``stack`` cannot reshape an empty array.
+    """
+    empty = [name for name, v in posterior.data_vars.items() if v.size == 0]
+    stacked = posterior.drop_vars(empty).stack(sample=("chain", "draw")).transpose("sample", ...)
+    for name in empty:
+        v = posterior[name].transpose("chain", "draw", ...)
+        stacked[name] = (("sample", *v.dims[2:]), v.values.reshape(v.shape[0] * v.shape[1], *v.shape[2:]))
+    return stacked
+
+
 def _check_prob(prob, name: str) -> None:
     if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating)) or not 0 < prob < 1:
         raise ArgumentError(f"{name} must be a probability strictly between 0 and 1, e.g. 0.95, not {prob!r}.")
@@ -107,7 +121,7 @@ class BayesResult:
     @cached_property
     def _draws(self) -> xr.Dataset:
         """The posterior with chains and draws stacked into a leading ``sample`` dimension."""
-        return self.posterior.stack(sample=("chain", "draw")).transpose("sample", ...)
+        return stack_draws(self.posterior)
 
     @property
     def n_draws(self) -> int:

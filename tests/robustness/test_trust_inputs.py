@@ -87,3 +87,44 @@ def test_interaction_levels_containing_colons_stay_distinct(colon_levels, formul
     np.testing.assert_allclose(interaction.predict(colon_levels).to_numpy(), reference.predict(colon_levels).to_numpy(), rtol=1e-6)  # same optimum, levels in another order
     ranef = interaction.ranef() if "/" not in formula else interaction.ranef()["a:b"]
     assert ranef.loc["x:`y:z`", "Intercept"] > ranef.loc["`x:y`:z", "Intercept"]  # groups 2 (mean 6) and 1 (mean 0)
+
+
+# ----- 3. no fixed effects ---------------------------------------------------------------------
+EMPTY_FIXED = "Reaction ~ 0 + (1 | Subject)"
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_empty_fixed_part_fits_the_zero_mean_model(sleep, reml):
+    from scipy.stats import multivariate_normal
+
+    result = fit(EMPTY_FIXED, sleep, reml=reml)
+    assert result.design.p == 0 and result.fixef().empty
+    # with p = 0 REML is ML: the criterion is -2 log N(y; 0, sigma_u^2 ZZ' + sigma^2 I) at the estimates
+    Z = (sleep["Subject"].to_numpy()[:, None] == np.unique(sleep["Subject"])[None, :]).astype(float)
+    sd_u = result.theta.iloc[0] * result.sigma
+
+    def deviance(sd_u, sigma):
+        cov = sd_u**2 * Z @ Z.T + sigma**2 * np.eye(len(sleep))
+        return -2 * multivariate_normal(np.zeros(len(sleep)), cov).logpdf(sleep["Reaction"].to_numpy())
+
+    assert result.criterion == pytest.approx(deviance(sd_u, result.sigma), rel=1e-10)
+    for factor in (0.98, 1.02):  # and it is the minimum
+        assert deviance(sd_u * factor, result.sigma) > result.criterion
+        assert deviance(sd_u, result.sigma * factor) > result.criterion
+    assert "none (the formula has no fixed effects)" in str(result.summary())
+    prediction = result.predict(sleep.iloc[[0, 10]])
+    np.testing.assert_allclose(prediction.to_numpy(), result.ranef().loc[[308, 309], "Intercept"].to_numpy())
+
+
+@pytest.mark.parametrize("method", ["collapsed", "full"])
+def test_empty_fixed_part_samples(sleep, method):
+    model = quiet(bm.Model, EMPTY_FIXED, sleep)
+    post = quiet(model.sample, seed=3, method=method, draws=200, tune=200, chains=2, progressbar=False)
+    assert post.posterior["beta"].sizes["coef"] == 0
+    assert list(post.summary().index) == ["sd(Intercept)", "sigma"]
+    assert np.isfinite(post.summary()[["mean", "sd"]].to_numpy()).all()
+    # the prediction of a row is its subject's random effect, draw by draw
+    prediction = post.predict(sleep.iloc[[0, 10]])
+    np.testing.assert_allclose(prediction.mean.to_numpy(), post.ranef().loc[[308, 309], "Intercept"].to_numpy(), rtol=1e-10)
+    comparison = bm.compare(model.fit_reml(), post)
+    assert list(comparison.index) == ["sd(Intercept)", "sigma"] and comparison["reml_in_ci"].all()
