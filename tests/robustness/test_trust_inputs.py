@@ -128,3 +128,30 @@ def test_empty_fixed_part_samples(sleep, method):
     np.testing.assert_allclose(prediction.mean.to_numpy(), post.ranef().loc[[308, 309], "Intercept"].to_numpy(), rtol=1e-10)
     comparison = bm.compare(model.fit_reml(), post)
     assert list(comparison.index) == ["sd(Intercept)", "sigma"] and comparison["reml_in_ci"].all()
+
+
+# ----- 4. the likelihood-ratio test compares fits of the same data only ---------------------------------
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.assign(Reaction=s["Reaction"].sample(frac=1, random_state=1).to_numpy()), r"have different response values \('Reaction' and 'Reaction'\)"),
+        (lambda s: s.sample(frac=1, random_state=1), r"use different rows \(their row labels differ\)"),
+        (lambda s: s.set_axis(s.index + 1000), r"use different rows"),
+        (lambda s: s.assign(Days=s["Days"] * 2), r"have different values in column 'Days'"),
+    ],
+)
+def test_likelihood_ratio_test_refuses_fits_to_different_data(sleep, change, message):
+    small = fit("Reaction ~ 1 + (Days | Subject)", sleep)
+    with pytest.raises(bm.ArgumentError, match=rf"compares fits to the same data, but fits 1 and 2 {message}"):
+        bm.likelihood_ratio_test(small, fit(SLEEP, change(sleep)))
+
+
+def test_likelihood_ratio_test_refuses_a_transformed_response(sleep):
+    with pytest.raises(bm.ArgumentError, match=r"different response values \('Reaction' and 'np.log\(Reaction\)'\)"):
+        bm.likelihood_ratio_test(fit(SLEEP, sleep), fit("np.log(Reaction) ~ Days + (Days | Subject)", sleep))
+
+
+def test_likelihood_ratio_test_of_the_same_data_in_another_frame(sleep):
+    small = fit("Reaction ~ 1 + (Days | Subject)", sleep)
+    table = bm.likelihood_ratio_test(small, fit(SLEEP, sleep.copy().assign(unused=1.0)))
+    assert table["Chisq"].iloc[1] == pytest.approx(23.537, abs=1e-3)  # lme4: anova(fm0, fm1) on sleepstudy
