@@ -155,3 +155,32 @@ def test_likelihood_ratio_test_of_the_same_data_in_another_frame(sleep):
     small = fit("Reaction ~ 1 + (Days | Subject)", sleep)
     table = bm.likelihood_ratio_test(small, fit(SLEEP, sleep.copy().assign(unused=1.0)))
     assert table["Chisq"].iloc[1] == pytest.approx(23.537, abs=1e-3)  # lme4: anova(fm0, fm1) on sleepstudy
+
+
+# ----- 5. diagnostics that cannot be computed are reported --------------------------------------
+@pytest.mark.parametrize(
+    ("draws", "chains", "message"),
+    [
+        (2, 2, r"could not be computed \(R-hat of every parameter; bulk ESS of every parameter; tail ESS of every "
+               r"parameter\): too few draws \(2 per chain; R-hat and ESS need at least 4"),
+        (8, 1, r"could not be computed \(R-hat of every parameter\): R-hat compares chains and there is only one"),
+    ],
+)
+def test_diagnostics_that_are_nan_are_reported(sleep_model, draws, chains, message):
+    with pytest.warns(bm.ConvergenceWarning, match=message) as record:
+        post = sleep_model.sample(draws=draws, tune=20, chains=chains, seed=5, progressbar=False)
+    assert not [r for r in record if "dimension to be longer" in str(r.message)]  # ArviZ's misleading guess
+    assert np.isnan(post.diagnostics()["max_rhat"])
+    assert any("could not be computed" in p for p in post.check())
+    with pytest.warns(bm.ConvergenceWarning, match=message):
+        table = post.summary()
+    assert table["r_hat"].isna().all()
+
+
+def test_diagnostics_of_a_sound_posterior_raise_no_such_warning(sleep_post):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bm.ConvergenceWarning)
+        table = sleep_post.summary()
+    assert table[["r_hat", "ess_bulk", "ess_tail"]].notna().all().all()
