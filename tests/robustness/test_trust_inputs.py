@@ -184,3 +184,34 @@ def test_diagnostics_of_a_sound_posterior_raise_no_such_warning(sleep_post):
         warnings.simplefilter("error", bm.ConvergenceWarning)
         table = sleep_post.summary()
     assert table[["r_hat", "ess_bulk", "ess_tail"]].notna().all().all()
+
+
+# ----- 6. two priors for one target ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("priors", "message"),
+    [
+        ([bm.prior("b", bm.Normal(0, 5), coef="Days"), bm.prior("b", bm.Normal(0, 1), coef="Days")],
+         r"Two priors are given for fixed effect 'Days': prior\('b', Normal\(mu=0, sigma=5\), coef='Days'\) and "
+         r"prior\('b', Normal\(mu=0, sigma=1\), coef='Days'\)\. Keep one of them"),
+        ([bm.prior("b", bm.Normal(0, 5)), bm.prior("b", bm.Normal(0, 1))], r"Two priors are given for fixed effect 'Days'"),
+        ([bm.prior("Intercept", bm.Normal(0, 5)), bm.prior("Intercept", bm.Normal(0, 1))], r"Two priors are given for the intercept"),
+        ([bm.prior("sigma", bm.HalfNormal(5)), bm.prior("sigma", bm.HalfNormal(1))], r"Two priors are given for the residual SD 'sigma'"),
+        ([bm.prior("sd", bm.HalfNormal(5), group="Subject"), bm.prior("sd", bm.HalfNormal(1), coef="Days")],
+         r"Two priors are given for the SD of 'Days' on 'Subject'"),
+        ([bm.prior("sd", bm.HalfNormal(5), group="Subject", coef="Days")] * 2, r"Two priors are given for the SD of 'Days' on 'Subject'"),
+        ([bm.prior("cor", bm.LKJ(2)), bm.prior("cor", bm.LKJ(1))], r"Two priors are given for the correlations of term 'Subject'"),
+    ],
+)
+def test_two_priors_for_one_target_are_refused(sleep_model, priors, message):
+    with pytest.raises(bm.PriorError, match=message):
+        sleep_model.bayes_model(priors)
+
+
+def test_a_specific_prior_refines_a_class_wide_one_in_either_order(sleep_model):
+    wide, days = bm.prior("b", bm.Normal(0, 5)), bm.prior("b", bm.Normal(0, 1), coef="Days")
+    sd_wide, sd_one = bm.prior("sd", bm.HalfNormal(7)), bm.prior("sd", bm.HalfNormal(2), group="Subject", coef="Days")
+    for priors in ([wide, days, sd_wide, sd_one], [sd_one, days, sd_wide, wide]):
+        resolved = sleep_model.bayes_model(priors).priors
+        assert resolved.b["Days"].params == {"mu": 0.0, "sigma": 1.0}
+        assert resolved.sd[("Subject", "Days")].params == {"sigma": 2.0}
+        assert resolved.sd[("Subject", "Intercept")].params == {"sigma": 7.0}
