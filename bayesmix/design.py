@@ -10,8 +10,10 @@ the same columns, contrasts and transform state (:meth:`Design.new_data`).
 from __future__ import annotations
 
 import functools
+import numbers
 import re
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import formulaic
@@ -271,6 +273,7 @@ class Design:
         data = _numpy_backed(data, needed)
         for name in needed:
             column = data[name]
+            _check_hashable(name, column)
             if name in self._variable_levels:
                 _check_like_training(name, column, self._variable_levels[name])
             if name in self._group_levels:
@@ -574,15 +577,18 @@ _DTYPE_ADVICE = {
     "M": "a date or time: use a number instead, e.g. (data[{n!r}] - data[{n!r}].min()).dt.days",
     "m": "a time difference: use a number instead, e.g. data[{n!r}].dt.total_seconds()",
     "c": "complex: a linear mixed model needs real numbers, e.g. data[{n!r}].to_numpy().real",
+    "interval": "an interval: use a number instead, e.g. its midpoint data[{n!r}].array.mid",
 }
 
 
 def _check_column_type(name: str, column: pd.Series) -> None:
-    """DataError for dates, complex numbers and object columns that mix text and numbers."""
-    kind = getattr(column.dtype, "kind", "O")
-    if kind in _DTYPE_ADVICE or isinstance(column.dtype, (pd.PeriodDtype, pd.IntervalDtype, pd.DatetimeTZDtype)):
+    """DataError for dates, intervals, complex numbers, unhashable values (lists, arrays, dicts)
+    and object columns that mix text and numbers."""
+    kind = "interval" if isinstance(column.dtype, pd.IntervalDtype) else getattr(column.dtype, "kind", "O")
+    if kind in _DTYPE_ADVICE or isinstance(column.dtype, (pd.PeriodDtype, pd.DatetimeTZDtype)):
         advice = _DTYPE_ADVICE.get(kind, _DTYPE_ADVICE["M"]).format(n=name)
         raise DataError(f"Column {name!r} has dtype {column.dtype}, which the formula cannot use; it is {advice}.")
+    _check_hashable(name, column)
     if _value_kind(column) == "mixed":
         kinds = sorted({_scalar_kind(v) for v in pd.unique(column)})
         example = {k: next(v for v in pd.unique(column) if _scalar_kind(v) == k) for k in kinds}
@@ -592,10 +598,21 @@ def _check_column_type(name: str, column: pd.Series) -> None:
         )
 
 
+def _check_hashable(name: str, column: pd.Series) -> None:
+    """DataError for an object column holding lists, arrays, dicts or other unhashable values."""
+    if column.dtype == object:
+        example = next((v for v in column if not isinstance(v, Hashable)), None)
+        if example is not None:
+            raise DataError(
+                f"Column {name!r} holds {type(example).__name__} values (e.g. {example!r}), which the formula cannot use: "
+                "each cell must be one number or one level. Expand or encode them first, e.g. as text with .astype(str)."
+            )
+
+
 def _scalar_kind(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "bool"
-    if isinstance(value, (int, float, np.number)):
+    if isinstance(value, numbers.Number):  # also Decimal and Fraction
         return "number"
     if isinstance(value, str):
         return "text"
@@ -621,23 +638,35 @@ def _numpy_backed(data: pd.DataFrame, names) -> pd.DataFrame:
     """The frame with each named column of a pandas extension dtype in its numpy-backed form.
 
     Nullable numbers and booleans (``Int64``, ``Float64``, ``boolean``, what ``convert_dtypes()``
-    gives) and pyarrow-backed columns (``int64[pyarrow]``, ...) become their numpy dtype, and
-    text of any string dtype (``string``, ``string[pyarrow]``, ``large_string[pyarrow]``)
-    becomes pandas' default text dtype, so that the model is exactly that of the plain
-    columns. Call it only on columns without missing values. Categorical and other pandas
-    dtypes are left as they are.
+    gives) and pyarrow-backed columns (``int64[pyarrow]``, ...) become their numpy dtype, text
+    of any string dtype (``string``, ``string[pyarrow]``, ``large_string[pyarrow]``) becomes
+    pandas' default text dtype, and pyarrow dictionaries become categoricals (with such text
+    categories), so that the model is exactly that of the plain columns. Call it only on
+    columns without missing values. Other pandas dtypes are left as they are.
     """
-    converted = {}
-    for name in names:
-        column = data[name]
+    converted = {name: _numpy_column(data[name]) for name in names}
+    changed = {name: column for name, column in converted.items() if column is not data[name]}
+    return data.assign(**changed) if changed else data
+
+
+def _numpy_column(column: pd.Series) -> pd.Series:
+    """One column as :func:`_numpy_backed` converts it (the column itself when unchanged)."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.ArrowDtype) and str(dtype).startswith("dictionary<"):
+        column = column.astype("category")
         dtype = column.dtype
-        if isinstance(dtype, pd.CategoricalDtype) or not isinstance(dtype, pd.api.extensions.ExtensionDtype):
-            continue
-        if pd.api.types.is_string_dtype(dtype):
-            converted[name] = column.astype(str)
-        elif getattr(getattr(dtype, "numpy_dtype", None), "kind", "O") in "iufcbMm":
-            converted[name] = pd.Series(column.to_numpy(dtype=dtype.numpy_dtype), index=column.index, name=name)
-    return data.assign(**converted) if converted else data
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = dtype.categories
+        if isinstance(categories.dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_string_dtype(categories.dtype):
+            return column.cat.rename_categories(categories.astype(str))
+        return column
+    if not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return column
+    if pd.api.types.is_string_dtype(dtype):
+        return column.astype(str)
+    if getattr(getattr(dtype, "numpy_dtype", None), "kind", "O") in "iufcbMm":
+        return pd.Series(column.to_numpy(dtype=dtype.numpy_dtype), index=column.index, name=column.name)
+    return column
 
 
 def _without_unused_categories(data: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
@@ -815,7 +844,7 @@ def _check_like_training(name: str, column: pd.Series, levels: set | None) -> No
                 f"convert it, e.g. newdata[{name!r}] = pd.to_numeric(newdata[{name!r}])."
             )
         return
-    unseen = [v for v in pd.unique(column) if v not in levels]
+    unseen = [v.item() if isinstance(v, np.generic) else v for v in pd.unique(column) if v not in levels]
     if unseen:
         raise DataError(
             f"newdata column {name!r} has level(s) {unseen[:5]} not seen in the fitted data "

@@ -28,6 +28,11 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     the optimiser did not report convergence. Raises :class:`~bayesmix.FitError` (with the
     optimiser's record as ``optsummary``) rather than return a non-finite estimate.
     """
+    if not isinstance(design, Design):
+        raise ArgumentError(
+            f"fit_reml takes a Design (model.design, or bm.make_design(formula, data)), not {type(design).__name__}; "
+            "or fit with bm.Model(formula, data).fit_reml()."
+        )
     if not isinstance(reml, (bool, np.bool_)):
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)

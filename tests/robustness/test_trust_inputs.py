@@ -215,3 +215,63 @@ def test_a_specific_prior_refines_a_class_wide_one_in_either_order(sleep_model):
         assert resolved.b["Days"].params == {"mu": 0.0, "sigma": 1.0}
         assert resolved.sd[("Subject", "Days")].params == {"sigma": 2.0}
         assert resolved.sd[("Subject", "Intercept")].params == {"sigma": 7.0}
+
+
+# ----- 7. other inputs that raised raw exceptions ----------------------------------------------------
+@pytest.fixture()
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    return pd.DataFrame({
+        "y": rng.normal(size=60) + np.repeat(np.arange(6.0), 10),
+        "x": rng.normal(size=60),
+        "f": np.tile(["a", "b", "c"], 20),
+        "g": np.repeat([f"g{i}" for i in range(6)], 10),
+    })
+
+
+def test_pyarrow_dictionary_and_string_categories_fit_as_categoricals(frame):
+    import pyarrow as pa
+
+    formula = "y ~ f + (1 | g)"
+    plain = fit(formula, frame)
+    dictionary = frame.assign(f=pd.array(frame["f"], dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))),
+                              g=pd.array(frame["g"], dtype=pd.ArrowDtype(pa.dictionary(pa.int8(), pa.string()))))
+    string_categories = frame.assign(f=frame["f"].astype(pd.CategoricalDtype(pd.Index(["a", "b", "c"], dtype="string"))))
+    for data in (dictionary, string_categories):
+        same_fit(fit(formula, data), plain)
+        np.testing.assert_allclose(plain.predict(data.iloc[:5]).to_numpy(), plain.predict(frame.iloc[:5]).to_numpy())
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (lambda f: pd.Series([[v] for v in f["x"]], dtype=object), r"Column 'x' holds list values \(e.g. \[-?0\.\d+\]\), which the formula cannot use"),
+        (lambda f: pd.Series([{"v": v} for v in f["x"]], dtype=object), r"Column 'x' holds dict values"),
+        (lambda f: pd.Series([__import__("decimal").Decimal(str(v)) for v in f["x"]], dtype=object),
+         r"Column 'x' has dtype object but holds only numbers, so it would be read as categorical"),
+        (lambda f: pd.Series(pd.interval_range(0, len(f))), r"Column 'x' has dtype interval\[int64, right\].*it is an interval: use a number instead, e.g. its midpoint"),
+    ],
+    ids=["lists", "dicts", "decimals", "intervals"],
+)
+def test_unusable_cell_values_name_the_column(frame, values, message):
+    with pytest.raises(DataError, match=message):
+        bm.Model("y ~ x + (1 | g)", frame.assign(x=values(frame)))
+    reml = fit("y ~ x + (1 | g)", frame)
+    with pytest.raises(DataError, match=r"[Cc]olumn 'x'"):
+        reml.predict(frame.assign(x=values(frame)))
+
+
+def test_unseen_levels_are_shown_as_plain_values(frame):
+    reml = fit("y ~ x + f + (1 | g)", frame)
+    with pytest.raises(DataError, match=r"newdata column 'f' has level\(s\) \[1\] not seen"):
+        reml.predict(frame.assign(f=1))
+
+
+def test_entry_points_refuse_arguments_of_the_wrong_type(frame, sleep_post):
+    reml = fit("y ~ x + (1 | g)", frame)
+    with pytest.raises(bm.ArgumentError, match=r"No grouping factor \['g'\]; the model has 'g'"):
+        reml.ranef(["g"])
+    with pytest.raises(bm.ArgumentError, match=r"No grouping factor \['Subject'\]"):
+        sleep_post.coef(["Subject"])
+    with pytest.raises(bm.ArgumentError, match=r"fit_reml takes a Design \(model.design, or bm.make_design\(formula, data\)\), not int"):
+        bm.fit_reml(3)
