@@ -165,7 +165,10 @@ def sample(design: Design, priors: list[Prior] | None = None, **settings) -> Bay
 
 
 def _with_response(design: Design, y) -> Design:
-    y = np.asarray(y, dtype=float)
-    if y.shape != design.y.shape or not np.isfinite(y).all():
+    try:
+        y = np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        y = None
+    if y is None or y.shape != design.y.shape or not np.isfinite(y).all():
         raise DataError(f"A replacement response must be {design.n} finite numbers.")
     return dataclasses.replace(design, y=y)

@@ -275,3 +275,29 @@ def test_entry_points_refuse_arguments_of_the_wrong_type(frame, sleep_post):
         sleep_post.coef(["Subject"])
     with pytest.raises(bm.ArgumentError, match=r"fit_reml takes a Design \(model.design, or bm.make_design\(formula, data\)\), not int"):
         bm.fit_reml(3)
+
+
+def test_plots_and_replacement_responses_name_the_bad_argument(sleep_post, sleep_model):
+    with pytest.raises(bm.ArgumentError, match=r"plot_rank: no parameter 'Day'; the posterior has 'Intercept', 'Days'"):
+        bm.plot_rank(sleep_post, ["Day"])
+    with pytest.raises(bm.ArgumentError, match=r"plot_trace: no parameter 'sd'"):
+        bm.plot_trace(sleep_post, "sd")
+    with pytest.raises(bm.ArgumentError, match=r"qq_plot takes a RemlResult or BayesResult \(a fitted model\), not int"):
+        bm.qq_plot(3)
+    with pytest.raises(bm.ArgumentError, match=r"plot_ppc takes a BayesResult \(a fitted model\), not RemlResult"):
+        bm.plot_ppc(sleep_model.fit_reml())
+    with pytest.raises(DataError, match=r"A replacement response must be 180 finite numbers"):
+        sleep_model.bayes_model().sample(y=["a"] * 180, draws=5, tune=5, progressbar=False)
+
+
+def test_cli_reports_each_warning_once(capsys):
+    from bayesmix.cli import main
+
+    from ..conftest import shared_file
+
+    code = main(["fit", SLEEP, "--data", str(shared_file("data", "sleepstudy.csv")), "--method", "nuts", "--draws", "2",
+                 "--chains", "2", "--seed", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.count("bayesmix: warning: Convergence diagnostics could not be computed") == 1
+    assert "too few draws (2 per chain" in err
