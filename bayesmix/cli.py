@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"bayesmix: error: {exc}", file=sys.stderr)
             code = 2
-    for warning in caught:
-        print(f"bayesmix: warning: {warning.message}", file=sys.stderr)
+    for message in dict.fromkeys(str(w.message) for w in caught):  # each once, in order
+        print(f"bayesmix: warning: {message}", file=sys.stderr)
     return code
 
 

@@ -10,8 +10,10 @@ the same columns, contrasts and transform state (:meth:`Design.new_data`).
 from __future__ import annotations
 
 import functools
+import numbers
 import re
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import formulaic
@@ -241,7 +243,7 @@ class Design:
             f"Design: {self.formula.text}",
             f"  observations: {self.n}" + (f" ({self.n_dropped} dropped for missing values)" if self.n_dropped else ""),
             f"  response: {self.response}",
-            f"  fixed effects ({self.p}): {', '.join(self.fixed_names)}",
+            f"  fixed effects ({self.p}): {', '.join(self.fixed_names) or 'none'}",
         ]
         if self.dropped_columns:
             lines.append(f"  dropped (rank deficient): {', '.join(self.dropped_columns)}")
@@ -275,12 +277,14 @@ class Design:
                     f"newdata column {name!r} has {int(column.isna().sum())} missing value(s); "
                     "predictions need every used column: fill or drop those rows first."
                 )
+        data = _numpy_backed(data, needed)
+        for name in needed:
+            column = data[name]
+            _check_hashable(name, column)
             if name in self._variable_levels:
                 _check_like_training(name, column, self._variable_levels[name])
             if name in self._group_levels:
                 _check_group_kind(name, column, *self._group_levels[name])
-            if self._variable_levels.get(name) is not None and pd.api.types.is_string_dtype(column) and column.dtype != object:
-                data = data.assign(**{name: column.astype(object)})  # formulaic mis-reads pd.NA-backed strings (dask's)
         data = _without_unused_categories(data, tuple(needed))
         fixed = _new_matrix(self._evaluator, self._fixed_spec, data, "fixed effects")
         X = fixed.to_numpy(dtype=float)[:, self._kept]
@@ -312,7 +316,7 @@ class Design:
             seen &= code >= 0
             known = np.asarray(levels.astype(str), dtype=object)[np.maximum(code, 0)]
             labels.append(np.where(code >= 0, known, data[name].astype(str).to_numpy(dtype=object)))
-        key = pd.Index([":".join(parts) for parts in zip(*labels)])
+        key = pd.Index([_level_label(parts) for parts in zip(*labels)])
         code = np.where(seen, term.levels.get_indexer(key), -1)
         return code, key
 
@@ -357,6 +361,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame, transforms: dic
         data = data.loc[~dropped.to_numpy()]
         if data.empty:
             raise DataError("No rows are left after dropping rows with missing values in the formula's columns.")
+    data = _numpy_backed(data, parsed.variables)
     for name in parsed.variables:
         _check_column_type(name, data[name])
     predictors = variables_in(parsed.fixed) + sum((variables_in(b.expr) for b in parsed.bars), ())
@@ -592,15 +597,18 @@ _DTYPE_ADVICE = {
     "M": "a date or time: use a number instead, e.g. (data[{n!r}] - data[{n!r}].min()).dt.days",
     "m": "a time difference: use a number instead, e.g. data[{n!r}].dt.total_seconds()",
     "c": "complex: a linear mixed model needs real numbers, e.g. data[{n!r}].to_numpy().real",
+    "interval": "an interval: use a number instead, e.g. its midpoint data[{n!r}].array.mid",
 }
 
 
 def _check_column_type(name: str, column: pd.Series) -> None:
-    """DataError for dates, complex numbers and object columns that mix text and numbers."""
-    kind = getattr(column.dtype, "kind", "O")
-    if kind in _DTYPE_ADVICE or isinstance(column.dtype, (pd.PeriodDtype, pd.IntervalDtype, pd.DatetimeTZDtype)):
+    """DataError for dates, intervals, complex numbers, unhashable values (lists, arrays, dicts)
+    and object columns that mix text and numbers."""
+    kind = "interval" if isinstance(column.dtype, pd.IntervalDtype) else getattr(column.dtype, "kind", "O")
+    if kind in _DTYPE_ADVICE or isinstance(column.dtype, (pd.PeriodDtype, pd.DatetimeTZDtype)):
         advice = _DTYPE_ADVICE.get(kind, _DTYPE_ADVICE["M"]).format(n=name)
         raise DataError(f"Column {name!r} has dtype {column.dtype}, which the formula cannot use; it is {advice}.")
+    _check_hashable(name, column)
     if _value_kind(column) == "mixed":
         kinds = sorted({_scalar_kind(v) for v in pd.unique(column)})
         example = {k: next(v for v in pd.unique(column) if _scalar_kind(v) == k) for k in kinds}
@@ -610,10 +618,21 @@ def _check_column_type(name: str, column: pd.Series) -> None:
         )
 
 
+def _check_hashable(name: str, column: pd.Series) -> None:
+    """DataError for an object column holding lists, arrays, dicts or other unhashable values."""
+    if column.dtype == object:
+        example = next((v for v in column if not isinstance(v, Hashable)), None)
+        if example is not None:
+            raise DataError(
+                f"Column {name!r} holds {type(example).__name__} values (e.g. {example!r}), which the formula cannot use: "
+                "each cell must be one number or one level. Expand or encode them first, e.g. as text with .astype(str)."
+            )
+
+
 def _scalar_kind(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "bool"
-    if isinstance(value, (int, float, np.number)):
+    if isinstance(value, numbers.Number):  # also Decimal and Fraction
         return "number"
     if isinstance(value, str):
         return "text"
@@ -633,6 +652,41 @@ def _value_kind(column: pd.Series) -> str:
         return "text"
     kinds = {_scalar_kind(v) for v in pd.unique(column.dropna())}
     return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "number")
+
+
+def _numpy_backed(data: pd.DataFrame, names) -> pd.DataFrame:
+    """The frame with each named column of a pandas extension dtype in its numpy-backed form.
+
+    Nullable numbers and booleans (``Int64``, ``Float64``, ``boolean``, what ``convert_dtypes()``
+    gives) and pyarrow-backed columns (``int64[pyarrow]``, ...) become their numpy dtype, text
+    of any string dtype (``string``, ``string[pyarrow]``, ``large_string[pyarrow]``) becomes
+    pandas' default text dtype, and pyarrow dictionaries become categoricals (with such text
+    categories), so that the model is exactly that of the plain columns. Call it only on
+    columns without missing values. Other pandas dtypes are left as they are.
+    """
+    converted = {name: _numpy_column(data[name]) for name in names}
+    changed = {name: column for name, column in converted.items() if column is not data[name]}
+    return data.assign(**changed) if changed else data
+
+
+def _numpy_column(column: pd.Series) -> pd.Series:
+    """One column as :func:`_numpy_backed` converts it (the column itself when unchanged)."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.ArrowDtype) and str(dtype).startswith("dictionary<"):
+        column = column.astype("category")
+        dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = dtype.categories
+        if isinstance(categories.dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_string_dtype(categories.dtype):
+            return column.cat.rename_categories(categories.astype(str))
+        return column
+    if not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return column
+    if pd.api.types.is_string_dtype(dtype):
+        return column.astype(str)
+    if getattr(getattr(dtype, "numpy_dtype", None), "kind", "O") in "iufcbMm":
+        return pd.Series(column.to_numpy(dtype=dtype.numpy_dtype), index=column.index, name=column.name)
+    return column
 
 
 def _without_unused_categories(data: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
@@ -749,20 +803,39 @@ def _check_group_kind(name: str, column: pd.Series, kind: str, levels: pd.Index)
 
 
 def _factor(data: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes and sorted levels of a grouping factor (an interaction when several names)."""
+    """Integer codes and sorted levels of a grouping factor (an interaction when several names).
+
+    An interaction's levels are the combinations of its factors' levels that occur, coded
+    from the pairs of codes (so distinct combinations stay distinct) and labelled by
+    :func:`_level_label`.
+    """
     codes, levels = _sorted_factorize(data[group[0]])
+    if len(group) == 1:
+        return codes.astype(np.intp), levels
+    parts = [[level] for level in levels]
     for name in group[1:]:
         c2, l2 = _sorted_factorize(data[name])
-        combined, pairs = pd.factorize(codes * len(l2) + c2, sort=True)
-        levels = pd.Index([f"{levels[p // len(l2)]}:{l2[p % len(l2)]}" for p in pairs])
-        codes = combined
-    return codes.astype(np.intp), levels
+        codes, pairs = pd.factorize(codes * len(l2) + c2, sort=True)
+        parts = [parts[p // len(l2)] + [l2[p % len(l2)]] for p in pairs]
+    return codes.astype(np.intp), pd.Index([_level_label(p) for p in parts])
+
+
+def _level_label(parts) -> str:
+    """The label of one level of an interaction ``a:b``: its components' text joined by ``:``.
+
+    A component holding ``:`` or a backtick is quoted in backticks (inner backticks doubled),
+    so that distinct combinations have distinct labels: (``x:y``, ``z``) is ```x:y`:z`` and
+    (``x``, ``y:z``) is ``x:`y:z```.
+    """
+    texts = (str(part) for part in parts)
+    return ":".join(f"`{t.replace('`', '``')}`" if ":" in t or "`" in t else t for t in texts)
 
 
 def _group_keys(data: pd.DataFrame, group: tuple[str, ...]) -> pd.Index:
+    """Each row's level label of a grouping factor (as :func:`_factor` labels its levels)."""
     if len(group) == 1:
         return pd.Index(data[group[0]])
-    return pd.Index(data[list(group)].astype(str).agg(":".join, axis=1))
+    return pd.Index([_level_label(parts) for parts in zip(*(data[name].astype(str) for name in group))])
 
 
 def _sorted_factorize(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -795,7 +868,7 @@ def _check_like_training(name: str, column: pd.Series, levels: set | None) -> No
                 f"convert it, e.g. newdata[{name!r}] = pd.to_numeric(newdata[{name!r}])."
             )
         return
-    unseen = [v for v in pd.unique(column) if v not in levels]
+    unseen = [v.item() if isinstance(v, np.generic) else v for v in pd.unique(column) if v not in levels]
     if unseen:
         raise DataError(
             f"newdata column {name!r} has level(s) {unseen[:5]} not seen in the fitted data "

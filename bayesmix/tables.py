@@ -35,7 +35,7 @@ def coef_table(fixef: pd.Series, ranef: pd.DataFrame) -> pd.DataFrame:
 def ranef_by_group(frames: dict, group: str | None):
     """The entry for ``group``; the only entry when there is one; else the whole dict."""
     if group is not None:
-        if group not in frames:
+        if not isinstance(group, str) or group not in frames:
             raise ArgumentError(f"No grouping factor {group!r}; the model has {', '.join(map(repr, frames))}.")
         return frames[group]
     return next(iter(frames.values())) if len(frames) == 1 else frames

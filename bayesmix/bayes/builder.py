@@ -203,8 +203,8 @@ def _fixed_effects(design: Design, priors: PriorSet):
     names = list(design.fixed_names)
     others = [j for j, n in enumerate(names) if n != "Intercept"]
     slopes = [_stack([priors.b[names[j]]], f"_b_{j}")[0] for j in others]
-    if priors.intercept is None:
-        return pm.Deterministic("beta", pt.stack(slopes), dims="coef")
+    if priors.intercept is None:  # no fixed effects at all (y ~ 0 + (1 | g)) is a model too
+        return pm.Deterministic("beta", pt.stack(slopes) if slopes else pt.zeros(0), dims="coef")
     centred_intercept = priors.intercept.pymc("_Intercept_centred")
     means = design.x_means()[others]
     intercept = centred_intercept - (pt.dot(means, pt.stack(slopes)) if others else 0.0)

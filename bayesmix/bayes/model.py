@@ -15,7 +15,7 @@ from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coor
 from .collapsed import draw_effects
 from .density import collapsed_density, natively_supported
 from .priors import Prior, resolve_priors
-from .result import BayesResult
+from .result import BayesResult, stack_draws
 from .standardise import Standardisation
 from .sampling import ArgumentError, CompiledSampler, SamplerSettings
 
@@ -143,7 +143,7 @@ class BayesModel:
     def _add_effects(self, tree, cp, seed: int | None):
         """Draw the random effects exactly for every posterior draw and add ``u_<group>``."""
         posterior = tree["posterior"].to_dataset()
-        stacked = posterior.stack(sample=("chain", "draw"))
+        stacked = stack_draws(posterior)
         layout = self.layouts[0]
         rng = np.random.default_rng(None if seed is None else [seed, 1])
         n_draws = stacked.sizes["sample"]
@@ -177,7 +177,10 @@ def sample(design: Design, priors: list[Prior] | None = None, **settings) -> Bay
 
 
 def _with_response(design: Design, y) -> Design:
-    y = np.asarray(y, dtype=float)
-    if y.shape != design.y.shape or not np.isfinite(y).all():
+    try:
+        y = np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        y = None
+    if y is None or y.shape != design.y.shape or not np.isfinite(y).all():
         raise DataError(f"A replacement response must be {design.n} finite numbers.")
     return dataclasses.replace(design, y=y)

@@ -224,31 +224,63 @@ def resolve_priors(design: Design, term_labels: list[str], overrides: list[Prior
     for p in overrides or []:
         if not isinstance(p, Prior):
             raise PriorError(f"Priors must be made with bayesmix.prior(...), not {p!r}.")
-    overrides = sorted(overrides or [], key=lambda p: (p.coef is not None) + (p.group is not None))
+    overrides = sorted(overrides or [], key=_specificity)
+    claimed: dict = {}  # (class, target) -> the override that set it
     for p in overrides:
         if p.cls == "Intercept":
             if not has_intercept:
                 raise PriorError("The model has no intercept, so an 'Intercept' prior does not apply.")
+            _claim(claimed, p, "Intercept")
             intercept = p.dist
         elif p.cls == "sigma":
+            _claim(claimed, p, "sigma")
             sigma = p.dist
         elif p.cls == "b":
-            _apply(b, p, [p.coef] if p.coef else list(b), "fixed effect", list(b))
+            _apply(b, p, [p.coef] if p.coef else list(b), "fixed effect", list(b), claimed)
         elif p.cls == "sd":
             keys = [k for k in sd if (p.group is None or _group_of(k[0]) == p.group) and (p.coef is None or k[1] == p.coef)]
-            _apply(sd, p, keys, "random effect", [f"{_group_of(g)}/{c}" for g, c in sd])
+            _apply(sd, p, keys, "random effect", [f"{_group_of(g)}/{c}" for g, c in sd], claimed)
         else:
             keys = [k for k in cor if p.group is None or _group_of(k) == p.group]
-            _apply(cor, p, keys, "correlated term", list(cor))
+            _apply(cor, p, keys, "correlated term", list(cor), claimed)
     return PriorSet(intercept, b, sigma, sd, cor)
 
 
-def _apply(target: dict, p: Prior, keys: list, what: str, known: list) -> None:
+def _specificity(p: Prior) -> int:
+    """How many restrictions (coef, group) a prior has: the more specific wins, as in brms."""
+    return (p.coef is not None) + (p.group is not None)
+
+
+def _apply(target: dict, p: Prior, keys: list, what: str, known: list, claimed: dict) -> None:
     if not keys or any(k not in target for k in keys):
-        where = " ".join(f"{k}={v!r}" for k, v in (("group", p.group), ("coef", p.coef)) if v is not None)
-        raise PriorError(f"No {what} matches the {p.cls!r} prior with {where}; the model has: {', '.join(map(str, known))}.")
+        raise PriorError(f"No {what} matches the {p.cls!r} prior with {_restriction(p)}; the model has: {', '.join(map(str, known))}.")
     for k in keys:
+        _claim(claimed, p, k)
         target[k] = p.dist
+
+
+def _claim(claimed: dict, p: Prior, key) -> None:
+    """PriorError when another prior as specific as ``p`` already set ``key`` of its class."""
+    rival = claimed.get((p.cls, key))
+    if rival is not None and _specificity(rival) == _specificity(p):
+        name = {"Intercept": "the intercept", "sigma": "the residual SD 'sigma'"}.get(p.cls)
+        if name is None:
+            name = (f"fixed effect {key!r}" if p.cls == "b" else f"the SD of {key[1]!r} on {_group_of(key[0])!r}"
+                    if p.cls == "sd" else f"the correlations of term {key!r}")
+        raise PriorError(
+            f"Two priors are given for {name}: {_describe(rival)} and {_describe(p)}. Keep one of them "
+            "(a prior restricted by coef= or group= may refine a class-wide one, but two of the same reach may not)."
+        )
+    claimed[(p.cls, key)] = p
+
+
+def _restriction(p: Prior) -> str:
+    return " ".join(f"{k}={v!r}" for k, v in (("group", p.group), ("coef", p.coef)) if v is not None)
+
+
+def _describe(p: Prior) -> str:
+    restriction = _restriction(p)
+    return f"prior({p.cls!r}, {p.dist}{', ' + restriction.replace(' ', ', ') if restriction else ''})"
 
 
 def _group_of(label: str) -> str:

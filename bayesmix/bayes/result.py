@@ -17,10 +17,12 @@ from ..errors import ConvergenceWarning, DataError
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
 from .builder import GroupLayout, pair_label
 from .priors import PriorSet
-from .sampling import ArgumentError, SamplerSettings
+from .sampling import ArgumentError, SamplerSettings, few_draws_allowed
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
+MIN_DIAGNOSTIC_DRAWS = 4  # ArviZ's split R-hat and ESS are NaN with fewer draws per chain
+DIAGNOSTICS = {"r_hat": "R-hat", "ess_bulk": "bulk ESS", "ess_tail": "tail ESS"}
 NEW_LEVELS = ("error", "population", "sample")
 
 
@@ -48,6 +50,20 @@ class Prediction:
         values = (self.draws if predictive else self.mu).stack(sample=("chain", "draw")).values
         lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=1)
         return pd.DataFrame({"mean": self.mean.to_numpy(), "lower": lo, "upper": hi}, index=self.mean.index)
+
+
+def stack_draws(posterior: xr.Dataset) -> xr.Dataset:
+    """``posterior`` with chains and draws stacked into a leading ``sample`` dimension.
+
+    Variables with an empty dimension (``beta`` of a model without fixed effects) are stacked
+    by hand: xarray's ``stack`` cannot reshape an empty array.
+    """
+    empty = [name for name, v in posterior.data_vars.items() if v.size == 0]
+    stacked = posterior.drop_vars(empty).stack(sample=("chain", "draw")).transpose("sample", ...)
+    for name in empty:
+        v = posterior[name].transpose("chain", "draw", ...)
+        stacked[name] = (("sample", *v.dims[2:]), v.values.reshape(v.shape[0] * v.shape[1], *v.shape[2:]))
+    return stacked
 
 
 def _check_prob(prob, name: str) -> None:
@@ -107,7 +123,7 @@ class BayesResult:
     @cached_property
     def _draws(self) -> xr.Dataset:
         """The posterior with chains and draws stacked into a leading ``sample`` dimension."""
-        return self.posterior.stack(sample=("chain", "draw")).transpose("sample", ...)
+        return stack_draws(self.posterior)
 
     @property
     def n_draws(self) -> int:
@@ -133,19 +149,53 @@ class BayesResult:
 
     def summary(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """Posterior mean, SD, equal-tailed interval, R-hat, bulk and tail ESS and MCSE of
-        every fixed effect, random-effect SD, correlation and the residual SD."""
-        _check_prob(ci_prob, "ci_prob")
-        table = az.summary(xr.DataTree.from_dict({"posterior": self._parameters}), ci_prob=ci_prob, round_to="none")
-        table = pd.DataFrame(table).rename(columns=lambda c: c.replace(f"eti{round(ci_prob * 100)}_", "ci_"))
+        every fixed effect, random-effect SD, correlation and the residual SD.
+
+        Warns
+        -----
+        ConvergenceWarning
+            When R-hat or ESS could not be computed (NaN in the table), saying for which
+            parameters and why (too few draws, a single chain, constant draws).
+        """
+        table = self._table(ci_prob)
+        undefined = self._undefined_diagnostics(table)
+        if undefined:
+            warnings.warn(undefined, ConvergenceWarning, stacklevel=2)
         return table
+
+    def _table(self, ci_prob: float = 0.95) -> pd.DataFrame:
+        """The table of :meth:`summary`, without its warning."""
+        _check_prob(ci_prob, "ci_prob")
+        with few_draws_allowed():
+            table = az.summary(xr.DataTree.from_dict({"posterior": self._parameters}), ci_prob=ci_prob, round_to="none")
+        return pd.DataFrame(table).rename(columns=lambda c: c.replace(f"eti{round(ci_prob * 100)}_", "ci_"))
+
+    def _undefined_diagnostics(self, table: pd.DataFrame) -> str | None:
+        """Which convergence diagnostics of ``table`` are NaN, for which parameters and why; None if none is."""
+        missing = {label: list(table.index[table[column].isna()]) for column, label in DIAGNOSTICS.items()
+                   if table[column].isna().any()}
+        if not missing:
+            return None
+        draws, chains = self.posterior.sizes["draw"], self.posterior.sizes["chain"]
+        if draws < MIN_DIAGNOSTIC_DRAWS:
+            why = (f"too few draws ({draws} per chain; R-hat and ESS need at least {MIN_DIAGNOSTIC_DRAWS}, "
+                   f"and a few hundred to be reliable): sample more draws")
+        elif chains == 1 and list(missing) == ["R-hat"]:
+            why = "R-hat compares chains and there is only one: sample with chains >= 2"
+        else:
+            why = "the draws of those parameters are constant or not finite"
+        which = "; ".join(
+            f"{label} of {'every parameter' if len(names) == len(table) else ', '.join(names)}" for label, names in missing.items()
+        )
+        return f"Convergence diagnostics could not be computed ({which}): {why}. Convergence is unchecked."
 
     def fixef(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """Posterior summary of the fixed effects."""
-        return self.summary(ci_prob).loc[list(self.design.fixed_names), ["mean", "sd", "ci_lb", "ci_ub"]]
+        return self._table(ci_prob).loc[list(self.design.fixed_names), ["mean", "sd", "ci_lb", "ci_ub"]]
 
     def varcorr(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """Posterior summary of the random-effect SDs, correlations and residual SD."""
-        return self.summary(ci_prob).drop(index=list(self.design.fixed_names))[["mean", "sd", "ci_lb", "ci_ub"]]
+        return self._table(ci_prob).drop(index=list(self.design.fixed_names))[["mean", "sd", "ci_lb", "ci_ub"]]
 
     def ranef_draws(self, group: str | None = None) -> xr.DataArray:
         """Draws of the random effects of one grouping factor, (chain, draw, level, effect)."""
@@ -342,28 +392,38 @@ class BayesResult:
         return pd.DataFrame(rows, columns=["statistic", "observed", "replicated_mean", "ci_lb", "ci_ub", "p_value"]).set_index("statistic")
 
     def diagnostics(self) -> dict:
-        """Divergences, tree-depth saturation, worst R-hat and smallest bulk/tail ESS."""
+        """Divergences, tree-depth saturation, worst R-hat and smallest bulk/tail ESS.
+
+        R-hat and ESS are NaN when they could not be computed for some parameter
+        (:meth:`check` says why).
+        """
+        return self._diagnostics(self._table())
+
+    def _diagnostics(self, table: pd.DataFrame) -> dict:
         stats_ = self.idata["sample_stats"]
         depth_hits = stats_["maxdepth_reached"] if "maxdepth_reached" in stats_ else stats_["reached_max_treedepth"]
-        table = self.summary()
         return {
             "divergences": int(stats_["diverging"].sum()),
             "treedepth_hits": int(depth_hits.sum()),
-            "max_rhat": float(table["r_hat"].max()),
-            "min_ess_bulk": float(table["ess_bulk"].min()),
-            "min_ess_tail": float(table["ess_tail"].min()),
+            "max_rhat": float(np.max(table["r_hat"].to_numpy())),  # numpy's max and min keep a NaN
+            "min_ess_bulk": float(np.min(table["ess_bulk"].to_numpy())),
+            "min_ess_tail": float(np.min(table["ess_tail"].to_numpy())),
         }
 
     def check(self) -> list[str]:
-        """Warn (``ConvergenceWarning``) about divergences, high R-hat, low ESS, saturated trees."""
-        d = self.diagnostics()
-        problems = []
+        """Warn (``ConvergenceWarning``) about divergences, high R-hat, low ESS, saturated trees,
+        and R-hat or ESS that could not be computed."""
+        table = self._table()
+        d = self._diagnostics(table)
+        undefined = self._undefined_diagnostics(table)
+        problems = [undefined] if undefined else []
+        rhat, ess = table["r_hat"].max(), table[["ess_bulk", "ess_tail"]].min().min()  # of those computed
         if d["divergences"]:
             problems.append(f"{d['divergences']} divergent transitions: raise target_accept (now {self.settings.target_accept})")
-        if d["max_rhat"] > RHAT_MAX:
-            problems.append(f"R-hat up to {d['max_rhat']:.3f} > {RHAT_MAX}: chains disagree, draw more")
-        if min(d["min_ess_bulk"], d["min_ess_tail"]) < ESS_MIN:
-            problems.append(f"ESS as low as {min(d['min_ess_bulk'], d['min_ess_tail']):.0f} < {ESS_MIN}: draw more")
+        if rhat > RHAT_MAX:
+            problems.append(f"R-hat up to {rhat:.3f} > {RHAT_MAX}: chains disagree, draw more")
+        if ess < ESS_MIN:
+            problems.append(f"ESS as low as {ess:.0f} < {ESS_MIN}: draw more")
         if d["treedepth_hits"]:
             problems.append(f"{d['treedepth_hits']} draws hit the maximum tree depth")
         for problem in problems:
@@ -416,4 +476,4 @@ class BayesResult:
 
     def _repr_html_(self) -> str:
         head = f"<p><b>Posterior</b> of <code>{self.design.formula.text}</code>: {self.settings.chains} chains x {self.settings.draws} draws</p>"
-        return head + html_section("Parameters", self.summary())
+        return head + html_section("Parameters", self._table())

@@ -28,6 +28,11 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     the optimiser did not report convergence. Raises :class:`~bayesmix.FitError` (with the
     optimiser's record as ``optsummary``) rather than return a non-finite estimate.
     """
+    if not isinstance(design, Design):
+        raise ArgumentError(
+            f"fit_reml takes a Design (model.design, or bm.make_design(formula, data)), not {type(design).__name__}; "
+            "or fit with bm.Model(formula, data).fit_reml()."
+        )
     if not isinstance(reml, (bool, np.bool_)):
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
@@ -102,11 +107,35 @@ def _blas_threads() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+def _data_difference(a: Design, b: Design) -> str | None:
+    """How two designs' data differ (rows, response values, shared columns), or None if they do not."""
+    if a.n != b.n:
+        return f"use different numbers of observations ({a.n} and {b.n})"
+    if not (a.has_rows and b.has_rows):  # sufficient statistics only: compare the response's moments
+        if not np.allclose(a.response_moments(), b.response_moments(), rtol=1e-12, atol=0):
+            return f"have different responses ({a.response!r} and {b.response!r}: their means or SDs differ)"
+        return None
+    if not a.index.equals(b.index):
+        return "use different rows (their row labels differ)"
+    if not np.array_equal(a.y, b.y):
+        return f"have different response values ({a.response!r} and {b.response!r})"
+    for column in set(a._frame.columns) & set(b._frame.columns):
+        if not a._frame[column].equals(b._frame[column]):
+            return f"have different values in column {column!r}"
+    return None
+
+
 def likelihood_ratio_test(*fits: RemlResult) -> pd.DataFrame:
     """Likelihood-ratio tests between nested fits, as lme4's ``anova(m1, m2, ...)``.
 
     Fits are ordered by their number of parameters; REML fits are refitted by maximum
     likelihood first (REML likelihoods of models with different fixed effects are not comparable).
+
+    Raises
+    ------
+    ArgumentError
+        Unless every fit used the same rows, the same response values and the same values in
+        the columns they share: likelihoods of different data are not comparable.
     """
     if len(fits) < 2:
         raise ArgumentError("likelihood_ratio_test needs at least two fits, e.g. likelihood_ratio_test(small, big).")
@@ -116,8 +145,13 @@ def likelihood_ratio_test(*fits: RemlResult) -> pd.DataFrame:
                 f"likelihood_ratio_test takes REML/ML fits (model.fit_reml() or fit_ml()); argument {k + 1} is a "
                 f"{type(f).__name__}."
             )
-    if len({f.nobs for f in fits}) > 1:
-        raise ArgumentError("The fits use different numbers of observations; fit them to the same rows.")
+    for k, f in enumerate(fits[1:], start=2):
+        difference = _data_difference(fits[0].design, f.design)
+        if difference:
+            raise ArgumentError(
+                f"likelihood_ratio_test compares fits to the same data, but fits 1 and {k} {difference}. "
+                "Fit every model to the same rows of one data frame, with the same response."
+            )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ml = sorted((f if not f.reml else fit_reml(f.design, reml=False) for f in fits), key=lambda f: f.n_params)

@@ -353,7 +353,8 @@ class RemlSummary:
         lines.append(_indent(_random_text(self.random)))
         groups = ", ".join(f"{g}, {k}" for g, k in fit.ngrps.items())
         lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
-        lines += ["", "Fixed effects:", _indent(self.fixed.to_string(float_format=_fixed_format))]
+        fixed = self.fixed.to_string(float_format=_fixed_format) if len(self.fixed) else "none (the formula has no fixed effects)"
+        lines += ["", "Fixed effects:", _indent(fixed)]
         if len(self.fixed) > 1:
             corr = self.fixed_correlation.where(np.tril(np.ones(self.fixed_correlation.shape, dtype=bool), -1))
             corr = corr.iloc[1:, :-1].apply(lambda c: c.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"))

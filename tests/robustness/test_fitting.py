@@ -201,5 +201,5 @@ def test_likelihood_ratio_test_arguments(sleep_reml, sleep_post):
 
 def test_likelihood_ratio_test_needs_the_same_rows(sleep, sleep_reml):
     other = fit(SLEEP_FORMULA, sleep.iloc[:170])
-    with pytest.raises(ArgumentError, match=r"different numbers of observations; fit them to the same rows"):
+    with pytest.raises(ArgumentError, match=r"fits 1 and 2 use different numbers of observations \(180 and 170\)\. Fit every model to the same rows"):
         bm.likelihood_ratio_test(sleep_reml, other)
