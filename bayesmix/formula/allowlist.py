@@ -23,6 +23,8 @@ import numpy as np
 from formulaic.transforms import TRANSFORMS as _FORMULAIC_TRANSFORMS
 from formulaic.utils.code import sanitize_variable_names
 
+from .tokens import NAMESPACES
+
 #: numpy's elementwise functions a formula may call, as ``np.f(x)`` or as bare ``f(x)``.
 NUMPY_FUNCTIONS = frozenset({
     "abs", "absolute", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "cbrt", "ceil",
@@ -39,7 +41,7 @@ TRANSFORMS = frozenset({
 })
 #: The codings a formula may name as ``contr.treatment`` etc.
 CONTRASTS = frozenset({"treatment", "sum", "helmert", "diff", "poly"})
-_NAMESPACES = {"np": NUMPY_FUNCTIONS | NUMPY_CONSTANTS, "contr": CONTRASTS}
+_NAMESPACES = dict(zip(NAMESPACES, (NUMPY_FUNCTIONS | NUMPY_CONSTANTS, CONTRASTS)))
 BUILTIN_FUNCTIONS = TRANSFORMS | NUMPY_FUNCTIONS | {"log", "log2", "log10", "exp", "exp2"}
 
 _R_HINTS = {"factor": " For R's factor(x) write C(x).", "ns": " For R's ns(x, df) write cr(x, df)."}

@@ -16,7 +16,10 @@ OPERATORS = ("||", "**", "~", "+", "-", "*", "/", ":", "|", "^", "%", ",", "=", 
 OPENING = {"(": ")", "[": "]", "{": "}"}
 CLOSING = {v: k for k, v in OPENING.items()}
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[^\W\d]\w*")  # Python's identifiers, unicode letters included
+_DOTTED = re.compile(r"[^\W\d]\w*(?:\.\w*)+")  # R's names with dots: Sepal.Length, x.1
+#: Names whose dotted members a formula reads as attributes (np.log, contr.sum), not as column names.
+NAMESPACES = ("np", "contr")
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -57,6 +60,11 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(kind, text[i : close + 1], i))
             i = close + 1
             continue
+        if (m := _DOTTED.match(text, i)) and _is_column_name(m.group(), text[m.end() :]):
+            # a dotted name is a column, as in R: quoted for formulaic, which would read the dot as an operator
+            tokens.append(Token("backtick", f"`{m.group()}`", i, width=len(m.group())))
+            i = m.end()
+            continue
         if m := _NAME.match(text, i):
             tokens.append(Token("name", m.group(), i))
             i = m.end()
@@ -89,6 +97,11 @@ def tokenize(text: str) -> list[Token]:
             f"Unclosed bracket {tok.text!r}: add the matching {OPENING[tok.text]!r}.", text, tok.start
         )
     return tokens
+
+
+def _is_column_name(dotted: str, rest: str) -> bool:
+    """Whether ``dotted`` (``a.b``) names a column: not a namespace's member, not a called method."""
+    return dotted.split(".", 1)[0] not in NAMESPACES and not rest.lstrip().startswith("(")
 
 
 def depths(tokens: list[Token]) -> list[int]:

@@ -218,3 +218,17 @@ def test_a_sampled_fit_of_an_allowed_formula_predicts(sleep):
     post = quiet(bm.Model("Reaction ~ I(Days^2) + (1 | Subject)", sleep).sample, seed=3, **TINY)
     prediction = post.predict(pd.DataFrame({"Days": [3], "Subject": [308]}), seed=1)
     assert np.isfinite(prediction.mean).all()
+
+
+def test_r_style_dotted_and_unicode_column_names(sleep):
+    data = sleep.assign(**{"Sepal.Length": sleep["Days"] * 1.5, "größe": np.sqrt(sleep["Days"])})
+    design = bm.Model("Reaction ~ Sepal.Length + np.log1p(größe) + (Sepal.Length | Subject)", data).design
+    assert design.fixed_names == ("Intercept", "Sepal.Length", "np.log1p(größe)")
+    np.testing.assert_array_equal(design.X[:, 1], data["Sepal.Length"])
+    np.testing.assert_allclose(design.X[:, 2], np.log1p(data["größe"]))
+    assert design.terms[0].columns == ("Intercept", "Sepal.Length")
+    with pytest.raises(FormulaError, match="Variable 'Sepal.Width' is not a column of the data") as info:
+        bm.Model("Reaction ~ Sepal.Width + (1 | Subject)", data)
+    assert info.value.position == 11
+    with pytest.raises(FormulaError):  # a method call is not a column name, nor allowed
+        bm.Model("Reaction ~ Sepal.Length.clip(0) + (1 | Subject)", data)
