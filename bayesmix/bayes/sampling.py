@@ -182,11 +182,11 @@ class CompiledSampler:
         try:
             return sampler.wait()
         except BaseException as exc:
-            sampler.cancel()
             if type(exc).__module__ == "pyo3_runtime":  # a Rust panic, which `except Exception` would not catch
                 raise FitError(
                     f"nutpie stopped with an internal error ({exc}); try sampler='pymc', or other sampler settings."
                 ) from exc
+            sampler.cancel()  # stop the chains (a panicked sampler cannot be cancelled: it has stopped)
             raise
 
     def _pymc(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
