@@ -316,6 +316,7 @@ def test_a_nutpie_panic_becomes_a_fit_error(sleep):
 
 
 # ----- no writable cache ---------------------------------------------------------------------------
+@pytest.mark.slow  # every kernel is compiled in memory: about 20 s
 def test_bayesmix_imports_and_fits_without_a_writable_cache(tmp_path):
     """A read-only installation and a read-only home: numba has nowhere to cache, nor PyTensor.
 
