@@ -1,5 +1,6 @@
 """bayesmix: Bayesian and REML fits of lme4-style mixed-effects models."""
 
+from . import jit  # first: it may have to choose PyTensor's directory before PyTensor is imported
 from . import datasets
 from .bayes import (
     LKJ,

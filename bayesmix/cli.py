@@ -140,10 +140,7 @@ def _run(args: argparse.Namespace) -> None:
                   f"sampled in {post.sampling_seconds:.1f} s\nsampler: {post.method}\n")
             print(post.summary().round(4).to_string())
             if args.out:
-                try:
-                    post.to_netcdf(args.out)
-                except OSError as exc:
-                    raise BayesmixError(f"cannot write {args.out!r}: {exc}") from None
+                post.to_netcdf(args.out)  # path problems raise ArgumentError, a BayesmixError
                 print(f"\nposterior saved to {args.out}")
         else:
             print(fit_reml(model.design, reml=args.method == "reml").summary())

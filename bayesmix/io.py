@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import uuid
 import warnings
 from pathlib import Path
 
@@ -29,7 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from .design import Design, _response_values, make_design
-from .errors import ArgumentError, BayesmixWarning, DataError, RankDeficiencyWarning
+from .errors import ArgumentError, BayesmixError, BayesmixWarning, DataError, FormulaError, RankDeficiencyWarning
 
 FORMAT_VERSION = 1
 GROUP = "bayesmix"
@@ -117,6 +119,11 @@ def _plain(column: pd.Series, what: str) -> tuple[list, str]:
             "be saved; convert it to text, numbers or booleans before fitting."
         )
     kind = "text" if all(isinstance(v, str) for v in values) else "bool" if all(isinstance(v, (bool, np.bool_)) for v in values) else "number"
+    if kind == "text" and any("\x00" in v for v in values):
+        raise DataError(
+            f"The {what} holds text with a NUL character ('\\x00'), which netCDF cannot store; "
+            "remove it from the data (e.g. .str.replace('\\x00', '')) and fit again to save the result."
+        )
     return [v.item() if isinstance(v, np.generic) else v for v in values], kind
 
 
@@ -127,10 +134,51 @@ def _version() -> str:
 
 
 def write(tree: xr.DataTree, dataset: xr.Dataset, path) -> None:
-    """Write ``tree`` with ``dataset`` as its ``bayesmix`` group to the netCDF file ``path``."""
+    """Write ``tree`` with ``dataset`` as its ``bayesmix`` group to the netCDF file ``path``.
+
+    The file is written under a temporary name in the same directory and renamed over
+    ``path`` when complete, so that a save that fails (or is interrupted) leaves the file
+    that was there before intact, and no partial file behind.
+
+    Raises
+    ------
+    ArgumentError
+        When ``path`` is not a file name in an existing, writable directory.
+    DataError
+        When the result cannot be stored as netCDF.
+    """
+    path = _as_path(path)
+    if path.is_dir():
+        raise ArgumentError(f"{str(path)!r} is a directory; give a file name, e.g. {str(path / 'result.nc')!r}.")
+    if not path.parent.is_dir():
+        raise ArgumentError(f"Cannot save to {str(path)!r}: the directory {str(path.parent)!r} does not exist; create it first.")
     tree = tree.copy()
     tree[GROUP] = dataset
-    tree.to_netcdf(path, engine="h5netcdf")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tree.to_netcdf(temporary, engine="h5netcdf")
+        os.replace(temporary, path)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ArgumentError(
+                f"Cannot write {str(path)!r} ({os.strerror(exc.errno) if exc.errno else exc}); save to a writable directory. "
+                "The file that was there, if any, is unchanged."
+            ) from exc
+        if isinstance(exc, Exception) and not isinstance(exc, BayesmixError):
+            raise DataError(
+                f"The result cannot be saved to {str(path)!r} ({type(exc).__name__}: {exc}). "
+                "The file that was there, if any, is unchanged."
+            ) from exc
+        raise
+
+
+def _as_path(path) -> Path:
+    """``path`` (a str, bytes or os.PathLike) as a Path; anything else is an ArgumentError."""
+    try:
+        return Path(os.fsdecode(path))
+    except TypeError:
+        raise ArgumentError(f"path must be a file name (a str or pathlib.Path), not {path!r}.") from None
 
 
 # ----- reading ----------------------------------------------------------------------------
@@ -166,9 +214,10 @@ def load(path, transforms: dict | None = None):
         When the stored formula is outside the allow-list or calls a function not given in
         ``transforms``.
     DataError
-        When the file is not a netCDF file saved by bayesmix, was written by a newer format,
-        or its design cannot be rebuilt identically (e.g. after a formulaic upgrade that
-        changed column names).
+        When the file is not a netCDF file saved by bayesmix, is truncated or damaged (an
+        attribute missing, not valid JSON or of the wrong type: the message names it), was
+        written by a newer format, or its design cannot be rebuilt identically (e.g. after a
+        formulaic upgrade that changed column names).
 
     Examples
     --------
@@ -176,7 +225,7 @@ def load(path, transforms: dict | None = None):
     >>> post2 = bm.load("music.nc")         # doctest: +SKIP
     >>> post2.predict(new, seed=1).mean     # doctest: +SKIP
     """
-    path = Path(path)
+    path = _as_path(path)
     if not path.is_file():
         raise ArgumentError(f"No file {str(path)!r} to load; save a result first with result.to_netcdf(path).")
     try:
@@ -185,6 +234,8 @@ def load(path, transforms: dict | None = None):
         raise DataError(f"{str(path)!r} cannot be read as a netCDF file ({type(exc).__name__}: {exc}).") from None
     try:
         tree = tree.load()
+    except Exception as exc:  # noqa: BLE001 - a truncated file opens, and fails when its data are read
+        raise DataError(f"{str(path)!r} cannot be read: it is damaged or truncated ({type(exc).__name__}: {exc}).") from None
     finally:
         tree.close()
     if GROUP not in tree.children:
@@ -193,16 +244,96 @@ def load(path, transforms: dict | None = None):
             "(files from versions before 0.1 hold only the draws: read them with xarray.open_datatree)."
         )
     stored = tree[GROUP].to_dataset()
-    version = int(stored.attrs.get("bayesmix_format", 0))
-    if version > FORMAT_VERSION:
-        raise DataError(f"{str(path)!r} was saved in format {version}; this bayesmix reads up to {FORMAT_VERSION}: upgrade it.")
-    design = _rebuild_design(stored, transforms)
-    rest = tree.drop_nodes(GROUP)
-    if stored.attrs["result"] == "BayesResult":
-        return _bayes_result(design, rest, stored)
-    if stored.attrs["result"] == "RemlResult":
+    _check_stored(stored, tree, str(path))
+    try:
+        design = _rebuild_design(stored, transforms)
+        rest = tree.drop_nodes(GROUP)
+        if stored.attrs["result"] == "BayesResult":
+            return _bayes_result(design, rest, stored)
         return _reml_result(design, stored)
-    raise DataError(f"{str(path)!r} holds an unknown kind of result {stored.attrs['result']!r}.")
+    except FormulaError:
+        raise
+    except BayesmixError as exc:
+        raise DataError(f"{str(path)!r} cannot be loaded: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - a well-formed but inconsistent file (edited by hand)
+        raise DataError(
+            f"{str(path)!r} is damaged: its contents do not fit together ({type(exc).__name__}: {exc}). "
+            "Save the result again, or refit the model."
+        ) from exc
+
+
+# What the bayesmix group holds: attribute -> its type; list and dict stand for JSON text decoding to one.
+_HEADER = {"bayesmix_format": int, "result": str, "formula": str, "n_dropped": int, "columns": int}
+_RESULT_ATTRS = {
+    "BayesResult": {"priors": dict, "settings": dict, "method": str, "sampling_seconds": float, "compile_seconds": float},
+    "RemlResult": {"reml": int, "criterion": float, "optsummary": dict, "fixed_names": list},
+}
+_COLUMN_ATTRS = {"kind": str, "pandas_dtype": str}
+_CATEGORY_ATTRS = {"categories": list, "categories_dtype": str, "ordered": int}
+_KINDS = ("category", "datetime", "bool", "text", "number")
+
+
+def _check_stored(stored: xr.Dataset, tree: xr.DataTree, path: str) -> None:
+    """Refuse a bayesmix group that is not one this version wrote: missing or malformed attributes
+    and variables, a newer format, an unknown kind of result (each a DataError naming the file)."""
+
+    def damaged(what: str) -> DataError:
+        return DataError(f"{path!r} is not a valid bayesmix file: {what}. Save the result again, or refit the model.")
+
+    def check(attrs, schema: dict, where: str) -> None:
+        for name, kind in schema.items():
+            if name not in attrs:
+                raise damaged(f"{where} has no attribute {name!r}")
+            value = attrs[name]
+            if kind in (list, dict):
+                try:
+                    value = json.loads(value) if isinstance(value, str) else None
+                except json.JSONDecodeError:
+                    raise damaged(f"attribute {name!r} of {where} is not valid JSON") from None
+            if not _is_a(value, kind):
+                raise damaged(f"attribute {name!r} of {where} is {value!r}, not {_NAMES[kind]}")
+
+    group = f"the {GROUP!r} group"
+    check(stored.attrs, {"bayesmix_format": int}, group)
+    version = int(stored.attrs["bayesmix_format"])
+    if version > FORMAT_VERSION:
+        raise DataError(f"{path!r} was saved in format {version}; this bayesmix reads up to {FORMAT_VERSION}: upgrade it.")
+    check(stored.attrs, _HEADER, group)
+    result = stored.attrs["result"]
+    if result not in _RESULT_ATTRS:
+        raise damaged(f"it holds an unknown kind of result {result!r} (not one of {', '.join(_RESULT_ATTRS)})")
+    check(stored.attrs, _RESULT_ATTRS[result], group)
+    if int(stored.attrs["n_dropped"]) < 0 or int(stored.attrs["columns"]) < 0:
+        raise damaged("a negative count of rows dropped or of columns")
+    names = ["row_label"] + [f"column_{k}" for k in range(int(stored.attrs["columns"]))]
+    if result == "RemlResult":
+        names.append("theta")
+    elif "posterior" not in tree.children:
+        raise damaged("it has no 'posterior' group")
+    for name in names:
+        if name not in stored.variables:
+            raise damaged(f"{group} has no variable {name!r}")
+        attrs = stored[name].attrs
+        if name.startswith("column_") or name == "row_label":
+            check(attrs, {"name": str, **_COLUMN_ATTRS} if name != "row_label" else _COLUMN_ATTRS, f"variable {name!r}")
+            if attrs["kind"] not in _KINDS:
+                raise damaged(f"variable {name!r} has an unknown kind {attrs['kind']!r}")
+            if attrs["kind"] == "category":
+                check(attrs, _CATEGORY_ATTRS, f"variable {name!r}")
+
+
+_NAMES = {int: "an integer", float: "a number", str: "text", list: "a JSON list", dict: "a JSON object"}
+
+
+def _is_a(value, kind: type) -> bool:
+    """Whether an attribute value read back from netCDF is of ``kind`` (numpy scalars count)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if kind is int:
+        return isinstance(value, (int, np.integer))
+    if kind is float:
+        return isinstance(value, (int, float, np.integer, np.floating))
+    return isinstance(value, kind)
 
 
 def _rebuild_design(stored: xr.Dataset, transforms: dict | None) -> Design:
@@ -259,6 +390,10 @@ def _bayes_result(design: Design, tree: xr.DataTree, stored: xr.Dataset):
     if "observed_data" in tree.children:
         _check(np.array_equal(tree["observed_data"]["y"].values, design.y), "the response")
     layouts = group_layouts(design)
+    needed = (["beta"] if design.fixed_names else []) + ["sigma"] + [f"u_{layout.name}" for layout in layouts]
+    missing = [name for name in needed if name not in posterior.data_vars]
+    if missing:
+        raise DataError(f"its posterior has no variable(s) {', '.join(missing)}; it was not saved whole.")
     for layout in layouts:
         stored_levels = posterior[f"u_{layout.name}"][f"{layout.name}_level"].values
         _check([str(v) for v in stored_levels] == [str(v) for v in layout.levels], f"the levels of {layout.group!r}")

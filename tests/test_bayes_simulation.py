@@ -132,9 +132,9 @@ def test_priors_naming_unknown_coefficients(small_design):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"draws": 0}, "draws must be an integer >= 1"),
+        ({"draws": 0}, "draws must be an integer from 1 to 2147483647"),
         ({"chains": 2.5}, "chains must be an integer"),
-        ({"tune": -1}, "tune must be an integer >= 0"),
+        ({"tune": -1}, "tune must be an integer from 1 to 2147483647"),
         ({"target_accept": 1.0}, "target_accept must lie strictly between 0 and 1"),
         ({"seed": -3}, "seed must be a non-negative integer"),
         ({"sampler": "stan"}, "sampler must be one of nutpie, pymc"),

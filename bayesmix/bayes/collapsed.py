@@ -25,12 +25,13 @@ import functools
 
 import numpy as np
 import pytensor.tensor as pt
-from numba import njit, prange
+from numba import prange
 from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
+from ..jit import njit
 from ..reml.kernels import level_factor
 
 LOG_2PI = float(np.log(2.0 * np.pi))

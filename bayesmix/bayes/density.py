@@ -38,8 +38,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numba import carray, cfunc, njit, types
+from numba import carray, types
 
+from ..jit import cfunc, njit
 from .collapsed import _collapsed_loglik, draw_effects
 from .priors import Distribution, PriorSet
 

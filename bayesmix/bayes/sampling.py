@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -13,21 +15,28 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, FitError
 
 SAMPLERS = ("nutpie", "pymc")
 
 
+MAX_COUNT = 2**31 - 1
+"""The largest ``draws``, ``tune`` or ``chains`` accepted (far beyond what memory holds)."""
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
-    """NUTS settings, checked on creation.
+    """NUTS settings, checked on creation (numpy scalars are accepted and stored as Python numbers).
 
     Attributes
     ----------
     draws, tune, chains
-        Posterior draws per chain, tuning steps per chain, number of chains.
+        Posterior draws per chain, tuning steps per chain, number of chains: integers from
+        1 (``tune``: 0 with ``sampler="pymc"``, whose NUTS can skip tuning; nutpie needs at
+        least one tuning step) to :data:`MAX_COUNT`.
     seed
-        Seed of the sampler; the same seed on the same model gives the same draws.
+        Seed of the sampler, an integer in [0, 2**64) or None; the same seed on the same
+        model and data gives bitwise the same draws, in any process.
     target_accept
         Target acceptance probability of NUTS's step-size adaptation, in (0, 1).
     sampler
@@ -45,21 +54,48 @@ class SamplerSettings:
     progressbar: bool = True
 
     def __post_init__(self):
-        for name in ("draws", "tune", "chains"):
-            value = getattr(self, name)
-            minimum = 0 if name == "tune" else 1
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ArgumentError(f"{name} must be an integer >= {minimum}, not {value!r}.")
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**64
-        ):
-            raise ArgumentError(f"seed must be a non-negative integer below 2**64, or None, not {self.seed!r}.")
-        if isinstance(self.target_accept, bool) or not isinstance(self.target_accept, (float, int)) or not 0 < self.target_accept < 1:
-            raise ArgumentError(f"target_accept must lie strictly between 0 and 1, not {self.target_accept!r}.")
-        if not isinstance(self.progressbar, (bool, np.bool_)):
-            raise ArgumentError(f"progressbar must be True or False, not {self.progressbar!r}.")
         if self.sampler not in SAMPLERS:
             raise ArgumentError(f"sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}.")
+        nutpie = self.sampler == "nutpie"
+        for name, minimum, hint in (
+            ("draws", 1, ""),
+            ("tune", 1 if nutpie else 0, " with sampler='nutpie' (tune=0 needs sampler='pymc')" if nutpie else ""),
+            ("chains", 1, ""),
+        ):
+            value = getattr(self, name)
+            if not _is_integer(value) or not minimum <= value <= MAX_COUNT:
+                raise ArgumentError(f"{name} must be an integer from {minimum} to {MAX_COUNT}{hint}, not {value!r}.")
+            object.__setattr__(self, name, int(value))
+        if self.seed is not None:
+            if not _is_integer(self.seed) or not 0 <= self.seed < 2**64:
+                raise ArgumentError(f"seed must be a non-negative integer below 2**64, or None, not {self.seed!r}.")
+            object.__setattr__(self, "seed", int(self.seed))
+        value = self.target_accept
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (float, int, np.floating, np.integer)) or not 0 < value < 1:
+            raise ArgumentError(f"target_accept must lie strictly between 0 and 1, not {value!r}.")
+        object.__setattr__(self, "target_accept", float(value))
+        if not isinstance(self.progressbar, (bool, np.bool_)):
+            raise ArgumentError(f"progressbar must be True or False, not {self.progressbar!r}.")
+        object.__setattr__(self, "progressbar", bool(self.progressbar))
+
+
+def _is_integer(value) -> bool:
+    """An int or numpy integer, not a bool (which Python counts as an int)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _exact_arithmetic():
+    """A context in which PyTensor compiles its numba code without fast-math.
+
+    With fast-math, LLVM may reassociate and contract floating-point operations, and does
+    so differently when it compiles a whole log density at once (a cold cache) than when
+    it links functions loaded from PyTensor's numba cache: the same seed then gave
+    different draws in the first process after a cold cache. Without it the arithmetic is
+    IEEE's, whatever was cached.
+    """
+    import pytensor
+
+    return pytensor.config.change_flags(numba__fastmath=False)
 
 
 @contextlib.contextmanager
@@ -126,7 +162,7 @@ class CompiledSampler:
 
         if self._compiled is None:
             start = time.perf_counter()
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _exact_arithmetic():
                 warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
                 self._compiled = nutpie.compile_pymc_model(self.model)
             self.compile_seconds = time.perf_counter() - start
@@ -138,10 +174,11 @@ class CompiledSampler:
         return self._nutpie
 
     def _nutpie(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
+        """nutpie's draws; Ctrl-C raises KeyboardInterrupt (nutpie itself would return the draws so far)."""
         import nutpie
 
         compiled = self._compiled.with_data(**data) if data else self._compiled
-        return nutpie.sample(
+        sampler = nutpie.sample(
             compiled,
             draws=settings.draws,
             tune=settings.tune,
@@ -151,20 +188,64 @@ class CompiledSampler:
             target_accept=settings.target_accept,
             progress_bar=settings.progressbar,
             save_warmup=False,
+            blocking=False,
         )
+        try:
+            return sampler.wait()
+        except BaseException as exc:
+            if type(exc).__module__ == "pyo3_runtime":  # a Rust panic, which `except Exception` would not catch
+                raise FitError(
+                    f"nutpie stopped with an internal error ({exc}); try sampler='pymc', or other sampler settings."
+                ) from exc
+            sampler.cancel()  # stop the chains (a panicked sampler cannot be cancelled: it has stopped)
+            raise
 
     def _pymc(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
-        with self.model:
+        """PyMC's draws; Ctrl-C raises KeyboardInterrupt (PyMC itself would return the draws so far)."""
+        with self.model, _exact_arithmetic(), _noting_interrupts() as interrupted:
             if data:
                 pm.set_data(data)
-            return pm.sample(
-                draws=settings.draws,
-                tune=settings.tune,
-                chains=settings.chains,
-                cores=min(settings.chains, os.cpu_count() or 1),
-                random_seed=settings.seed,
-                target_accept=settings.target_accept,
-                nuts_sampler="pymc",
-                progressbar=settings.progressbar,
-                compute_convergence_checks=False,
-            )
+            try:
+                tree = pm.sample(
+                    draws=settings.draws,
+                    tune=settings.tune,
+                    chains=settings.chains,
+                    cores=min(settings.chains, os.cpu_count() or 1),
+                    random_seed=settings.seed,
+                    target_accept=settings.target_accept,
+                    nuts_sampler="pymc",
+                    progressbar=settings.progressbar,
+                    compute_convergence_checks=False,
+                )
+            except Exception:
+                if interrupted:  # interrupted while tuning, PyMC then fails to build its trace
+                    raise KeyboardInterrupt from None
+                raise
+        if interrupted:
+            raise KeyboardInterrupt
+        return tree
+
+
+@contextlib.contextmanager
+def _noting_interrupts():
+    """Note each Ctrl-C (SIGINT) in a list while passing it on as usual.
+
+    PyMC's sampler catches the KeyboardInterrupt and returns the draws made so far, which
+    would pass for a complete result; the list lets the caller raise it again. SIGINT
+    handlers can only be set in the main thread, the one thread Python interrupts anyway.
+    """
+    noted: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield noted
+        return
+
+    def note(signum, frame):
+        noted.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -9,7 +9,7 @@ whose per-call overhead would dominate.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ..jit import njit
 
 
 @njit(inline="always")
