@@ -15,7 +15,9 @@ from .bayes import (
     prior,
 )
 from .compare import compare
-from .design import Design, NewData, RandomTerm, make_design
+from .data.build import make_design
+from .data.design import Design, NewData
+from .data.terms import RandomTerm
 from .errors import (
     ArgumentError,
     BayesmixError,

@@ -12,7 +12,7 @@ import pandas as pd
 from . import __version__
 from .compare import compare
 from .datasets import simulate_music
-from .dask_data import is_parquet_path
+from .data.dask_data import is_parquet_path
 from .errors import BayesmixError
 from .model import Model
 from .reml import fit_reml

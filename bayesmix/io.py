@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .design import Design, _response_values, make_design
+from .data.build import make_design, response_values
+from .data.design import Design
 from .errors import ArgumentError, BayesmixError, BayesmixWarning, DataError, FormulaError, RankDeficiencyWarning
 
 FORMAT_VERSION = 1
@@ -40,13 +41,13 @@ GROUP = "bayesmix"
 # ----- writing ----------------------------------------------------------------------------
 def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
     """The ``bayesmix`` group of a saved result: the design's rows and formula, plus ``attrs``."""
-    frame = design._frame
+    frame = design.frame
     if frame is None:
         raise ArgumentError(
             "This result's design does not hold its rows (it was not built from a pandas DataFrame), "
             "so it cannot be saved in a form that rebuilds it."
         )
-    if not np.array_equal(_response_values(design._evaluator, frame), design.y):
+    if not np.array_equal(response_values(design.recipe.evaluator, frame), design.y):
         raise ArgumentError(
             "This result's response is not the one in its data (it was replaced, e.g. by BayesModel.sample(y=...)), "
             "so loading could not rebuild it; save the draws alone with result.idata.to_netcdf(path)."
@@ -462,7 +463,7 @@ def _reml_result(design: Design, stored: xr.Dataset):
     from .reml import profiled_criterion
     from .reml.optimize import OptSummary
     from .reml.result import RemlResult
-    from .reml.structure import structure_of
+    from .data.layout import structure_of
 
     _check(json.loads(stored.attrs["fixed_names"]) == list(design.fixed_names), "the fixed-effect names")
     structure = structure_of(design)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .bayes import BayesModel, BayesResult, Prior
-from .dask_data import dask_design, is_dask_frame, is_parquet_path, read_parquet
-from .design import Design, make_design
+from .data.dask_data import dask_design, is_dask_frame, is_parquet_path, read_parquet
+from .data.build import make_design
+from .data.design import Design
 from .formula import MixedFormula
 from .reml import RemlResult, fit_reml
 

@@ -26,10 +26,10 @@ from bayesmix.bayes import BayesModel
 from reml_benchmark import simulate_large
 from bayesmix.bayes import density
 from bayesmix.bayes.builder import group_layouts, term_labels
-from bayesmix.bayes.collapsed import collapsed_loglik
+from bayesmix.linalg.collapsed import collapsed_loglik
 from bayesmix.bayes.priors import resolve_priors
-from bayesmix.reml.crossprod import cross_products
-from bayesmix.reml.structure import structure_of
+from bayesmix.data.crossprod import cross_products
+from bayesmix.data.layout import structure_of
 
 FORMULA = "y ~ x1 + x2 + (x1 + x2 | g)"
 

@@ -13,9 +13,9 @@ from scipy.stats import multivariate_normal
 import bayesmix as bm
 from bayesmix import ConvergenceWarning
 from bayesmix.bayes import ArgumentError, BayesModel
-from bayesmix.bayes.collapsed import collapsed_loglik, draw_effects
-from bayesmix.reml.crossprod import cross_products
-from bayesmix.reml.structure import structure_of
+from bayesmix.linalg.collapsed import collapsed_loglik, draw_effects
+from bayesmix.data.crossprod import cross_products
+from bayesmix.data.layout import structure_of
 
 
 def simulated(seed: int, formula: str, groups: int = 40, per_group: int = 8) -> bm.Design:

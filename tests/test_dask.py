@@ -13,7 +13,7 @@ from dask import distributed
 import bayesmix as bm
 from bayesmix import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
 from bayesmix.bayes import ArgumentError
-from bayesmix.statistics import SufficientStatistics
+from bayesmix.data.statistics import SufficientStatistics
 
 MUSIC = "na ~ perform_type + (perform_type | id)"
 SIMULATED = "y ~ x1 + x2 + kind + (x1 + x2 | g)"

@@ -12,10 +12,10 @@ from scipy import stats
 import bayesmix as bm
 from bayesmix.bayes import density
 from bayesmix.bayes.builder import group_layouts, term_labels
-from bayesmix.bayes.collapsed import collapsed_loglik
+from bayesmix.linalg.collapsed import collapsed_loglik
 from bayesmix.bayes.priors import resolve_priors
-from bayesmix.reml.crossprod import cross_products
-from bayesmix.reml.structure import structure_of
+from bayesmix.data.crossprod import cross_products
+from bayesmix.data.layout import structure_of
 
 
 def frame(seed: int, slopes: int, groups: int = 30) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import pytest
 
 import bayesmix as bm
 from bayesmix import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning
+from bayesmix.data.newdata import new_data
 
 X_ = np.arange(1.0, 10.0)
 ONE = np.ones(9)
@@ -182,7 +183,7 @@ def test_grouping_factor_of_any_dtype(small):
 def test_new_data_reuses_columns_contrasts_and_state(small):
     d = bm.make_design("y ~ scale(x) + f + (f | g)", small)
     new = pd.DataFrame({"x": [5.0, 10.0], "f": ["mid", "hi"], "g": ["g2", "g9"]})
-    nd = d.new_data(new)
+    nd = new_data(d, new)
     np.testing.assert_allclose(nd.X, [[1.0, 0.0, 0.0, 1.0], [1.0, 5.0 / np.std(X_, ddof=1), 0.0, 0.0]])
     np.testing.assert_array_equal(nd.codes[0], [1, -1])
     np.testing.assert_array_equal(nd.z[0], [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
@@ -201,7 +202,7 @@ def test_new_data_reuses_columns_contrasts_and_state(small):
 def test_new_data_errors(small, new, message):
     d = bm.make_design("y ~ x + f + (1 | g)", small)
     with pytest.raises(DataError, match=message):
-        d.new_data(new)
+        new_data(d, new)
 
 
 def test_design_repr_names_terms(music):

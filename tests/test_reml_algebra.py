@@ -12,8 +12,8 @@ from scipy.stats import chi2
 import bayesmix as bm
 from bayesmix import ConvergenceWarning, DataError
 from bayesmix.reml.criterion import ProfiledCriterion
-from bayesmix.reml.crossprod import cross_products
-from bayesmix.reml.structure import structure_of
+from bayesmix.data.crossprod import cross_products
+from bayesmix.data.layout import structure_of
 
 from .test_reml_lme4 import DATA
 

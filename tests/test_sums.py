@@ -8,8 +8,8 @@ from functools import reduce
 import numpy as np
 import pytest
 
-from bayesmix.statistics import SufficientStatistics
-from bayesmix.sums import dd_add, products, value, variance
+from bayesmix.data.statistics import SufficientStatistics
+from bayesmix.data.sums import dd_add, products, value, variance
 
 
 def test_products_are_correctly_rounded_sums(rng):

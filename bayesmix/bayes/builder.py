@@ -30,7 +30,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ..design import Design
+from ..data.design import Design
 from .priors import Distribution, PriorSet, resolve_priors
 
 
@@ -164,13 +164,13 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
 def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = None, shift=None) -> pm.Model:
     """The PyMC model with the random effects integrated out (one grouping factor only).
 
-    The likelihood is :class:`~bayesmix.bayes.collapsed.CollapsedLogLik` of the
+    The likelihood is :class:`~bayesmix.bayes.ops.CollapsedLogLik` of the
     cross-products ``A11``, ``A1X`` and ``AXX`` (the latter two ``pm.Data``, so a new response
     needs no recompilation). ``collapsed_chol``, the Cholesky factor of the covariance of the
     factor's effects, is kept for drawing the effects after sampling. With ``shift`` = c the
     cross-products are those of the response y - X c, and the likelihood is taken at β - c.
     """
-    from .collapsed import CollapsedLogLik
+    from .ops import CollapsedLogLik
 
     priors = priors or resolve_priors(design, term_labels(design))
     layouts = group_layouts(design)

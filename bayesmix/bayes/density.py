@@ -2,7 +2,7 @@
 
 nutpie samples a PyMC model by compiling its log density with numba: 7-25 s per model, which
 dwarfs the sampling itself for a model such as the music study's (about 1 s). Here the
-collapsed model (:mod:`bayesmix.bayes.collapsed`) is written directly as a numba C callback
+collapsed model (:mod:`bayesmix.linalg.collapsed`) is written directly as a numba C callback
 whose every model-specific number (sizes, priors, cross-products) is read from one float64
 array, the *blob*, passed as nutpie's user data. Numba caches the callback on disk, so no
 model is ever compiled: building one is packing an array.
@@ -41,7 +41,7 @@ import pandas as pd
 from numba import carray, types
 
 from ..jit import cfunc, njit
-from .collapsed import _collapsed_loglik, draw_effects
+from ..linalg.collapsed import _collapsed_loglik, draw_effects
 from .priors import Distribution, PriorSet
 
 # Prior families, by code; parameters in the order of the bayesmix constructors.

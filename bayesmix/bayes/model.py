@@ -9,10 +9,10 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from ..design import Design
+from ..data.design import Design
 from ..errors import DataError
 from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords, group_layouts, term_labels
-from .collapsed import draw_effects
+from ..linalg.collapsed import draw_effects
 from .density import collapsed_density, natively_supported
 from .priors import Prior, resolve_priors
 from .result import BayesResult, stack_draws

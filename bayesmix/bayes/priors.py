@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pymc as pm
 
-from ..design import Design
+from ..data.design import Design
 from ..errors import PriorError
 
 DEFAULT_ETA = 2.0

@@ -12,7 +12,8 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from ..design import Design
+from ..data.design import Design
+from ..data.newdata import new_data
 from ..errors import ConvergenceWarning, DataError
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
 from .builder import GroupLayout, pair_label
@@ -294,7 +295,7 @@ class BayesResult:
             raise ArgumentError(f"random must be True or False, not {random!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ArgumentError(f"seed must be a non-negative integer or None, not {seed!r}.")
-        from ..dask_data import is_dask_frame, lazy_map
+        from ..data.dask_data import is_dask_frame, lazy_map
 
         if is_dask_frame(newdata):  # lazily, partition by partition: the posterior mean of μ
             return lazy_map(newdata, lambda part: self.predict(part, random, new_levels, seed).mean, ("predicted", float))
@@ -303,7 +304,7 @@ class BayesResult:
             self._need_rows("predict() without newdata")
             X, codes, z, index = self.design.X, [t.codes for t in self.design.terms], [t.z for t in self.design.terms], self.design.index
         else:
-            new = self.design.new_data(newdata)
+            new = new_data(self.design, newdata)
             if random and new.unseen and new_levels == "error":
                 group, levels = next(iter(new.unseen.items()))
                 raise DataError(
@@ -322,7 +323,7 @@ class BayesResult:
     def fitted(self) -> pd.Series:
         """Posterior mean of μ for the fitted rows (a lazy dask Series for dask or Parquet data)."""
         if not self.design.has_rows:
-            from ..dask_data import complete_rows
+            from ..data.dask_data import complete_rows
 
             return self.predict(complete_rows(self.design)).rename("fitted")
         return self.predict().mean.rename("fitted")
@@ -330,7 +331,7 @@ class BayesResult:
     def residuals(self) -> pd.Series:
         """Response minus the posterior mean of μ (lazy for dask or Parquet data)."""
         if not self.design.has_rows:
-            from ..dask_data import complete_rows, lazy_map, response_of
+            from ..data.dask_data import complete_rows, lazy_map, response_of
 
             return lazy_map(complete_rows(self.design),
                             lambda part: (response_of(self.design, part) - self.predict(part).mean).rename("residual"),

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from ..design import Design
+from ..data.design import Design
 from .builder import GroupLayout
 from .priors import PriorSet
 

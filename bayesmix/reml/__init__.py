@@ -10,13 +10,13 @@ import pandas as pd
 from scipy.stats import chi2
 from threadpoolctl import ThreadpoolController
 
-from ..design import Design
+from ..data.design import Design
 from ..errors import ArgumentError, ConvergenceWarning, FitError
 from .criterion import ProfiledCriterion
-from .crossprod import cross_products
+from ..data.crossprod import cross_products
 from .optimize import OptSummary, optimize_theta
 from .result import RemlResult, RemlSummary
-from .structure import structure_of
+from ..data.layout import structure_of
 
 __all__ = ["OptSummary", "RemlResult", "RemlSummary", "fit_reml", "likelihood_ratio_test"]
 
@@ -119,8 +119,8 @@ def _data_difference(a: Design, b: Design) -> str | None:
         return "use different rows (their row labels differ)"
     if not np.array_equal(a.y, b.y):
         return f"have different response values ({a.response!r} and {b.response!r})"
-    for column in set(a._frame.columns) & set(b._frame.columns):
-        if not a._frame[column].equals(b._frame[column]):
+    for column in set(a.frame.columns) & set(b.frame.columns):
+        if not a.frame[column].equals(b.frame[column]):
             return f"have different values in column {column!r}"
     return None
 

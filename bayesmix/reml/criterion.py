@@ -1,18 +1,5 @@
-"""The profiled (RE)ML criterion through a blocked Cholesky factor (Bates et al. 2015, sec. 3).
-
-For a given θ, the lower-triangular L with
-
-    L L' = [ Λ'Z'ZΛ + I   Λ'Z'[X y] ]
-           [ [X y]'ZΛ     [X y]'[X y] ]
-
-is computed block by block, in the style of MixedModels.jl:
-
-- ``L11`` (levels1 blocks of q1 x q1): the first factor's block is block-diagonal, so it is
-  factored level by level (batched);
-- ``L21`` (sparse) and ``L22`` (dense): the remaining factors, when there are any;
-- ``R`` ((p+1) x (p+1)): the Cholesky factor of the Schur complement for ``[X y]``, whose
-  last diagonal element r_yy gives the penalised residual sum of squares r_yy² and whose
-  leading block R_X gives log|X'V⁻¹X| (up to σ²).
+"""The profiled (RE)ML criterion of θ (Bates et al. 2015, sec. 3), from the blocked Cholesky
+factor of :mod:`bayesmix.linalg.factorization`.
 
 The criteria (lme4's ``REMLcrit`` and ``deviance``) are
 
@@ -25,116 +12,12 @@ pass over the levels (see :meth:`ProfiledCriterion.value_and_gradient`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import scipy.linalg as la
-import scipy.sparse as sp
 
-from .crossprod import CrossProducts
-from .kernels import factor_first_block, rest_downdate, single_factor_criterion
-from .structure import FactorBlock, Structure
-
-
-@dataclass(frozen=True, eq=False)
-class Factorization:
-    """The blocked Cholesky factor at one θ, and what the results need from it.
-
-    Attributes
-    ----------
-    theta
-        Where it was computed.
-    lambda1
-        Λ of the first factor block (q1 x q1).
-    L11inv
-        ``(levels1, q1, q1)``: inverses of the per-level blocks of L11.
-    W
-        ``(levels1, q1, p+1)``: the first factor's rows of the ``[X y]`` columns of L.
-    lambda2, A21, L22, V2
-        Λ of the remaining factors, the cross-product ``Z2'Z1``, the dense Cholesky factor
-        of their block, and their rows of the ``[X y]`` columns of L (None with a single
-        factor). ``L21 = Λ₂'A21 Λ₁ L11⁻ᵀ`` is used only through products.
-    R
-        Lower Cholesky factor of the ``[X y]`` Schur complement, (p+1) x (p+1).
-    logdet_z
-        log|L_Z|² = log|Λ'Z'ZΛ + I|.
-    beta_shift
-        When the cross-products are of y - X c rather than y (see :class:`ProfiledCriterion`),
-        c, which :attr:`beta` adds back; None otherwise.
-    """
-
-    theta: np.ndarray
-    lambda1: np.ndarray
-    L11inv: np.ndarray
-    W: np.ndarray
-    R: np.ndarray
-    logdet_z: float
-    lambda2: "RestLambda | None" = None
-    A21: sp.csr_array | None = None
-    L22: np.ndarray | None = None
-    V2: np.ndarray | None = None
-    beta_shift: np.ndarray | None = None
-
-    @property
-    def p(self) -> int:
-        """Number of fixed effects."""
-        return self.R.shape[0] - 1
-
-    @property
-    def pwrss(self) -> float:
-        """Penalised weighted residual sum of squares r_yy²."""
-        return float(self.R[-1, -1] ** 2)
-
-    @property
-    def logdet_x(self) -> float:
-        """log|R_X|² = log|X'V⁻¹X| with V scaled by 1/σ²."""
-        return float(2.0 * np.log(np.diag(self.R)[:-1]).sum())
-
-    @property
-    def beta(self) -> np.ndarray:
-        """The GLS estimate of β given θ."""
-        return self._factored_beta if self.beta_shift is None else self._factored_beta + self.beta_shift
-
-    @property
-    def _factored_beta(self) -> np.ndarray:
-        """β of the response the cross-products were computed from."""
-        p = self.p
-        return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False)
-
-    @property
-    def rx_inverse(self) -> np.ndarray:
-        """(R_X R_X')⁻¹, which times σ² is the covariance of β̂."""
-        p = self.p
-        return la.cho_solve((self.R[:p, :p], True), np.eye(p))
-
-    def spherical_modes(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Conditional modes of the spherical effects u (b = Λu): first block, rest block."""
-        p = self.p
-        rhs1 = self.W[:, :, p] - self.W[:, :, :p] @ self._factored_beta
-        if self.L22 is None:
-            return _upper_solve(self.L11inv, rhs1), None
-        rhs2 = self.V2[:, p] - self.V2[:, :p] @ self._factored_beta
-        u2 = la.solve_triangular(self.L22.T, rhs2, lower=False)
-        levels, q = rhs1.shape
-        z = (self.A21.T @ self.lambda2.rows(u2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
-        rhs1 = rhs1 - np.einsum("lij,lj->li", self.L11inv, z)  # L21' u2 = L11⁻¹ Λ₁' A21' Λ₂ u2
-        return _upper_solve(self.L11inv, rhs1), u2
-
-    def spherical_variances(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Diagonal blocks of (L_Z L_Z')⁻¹: per level of the first block, and the rest block.
-
-        Times σ² and pre/post-multiplied by Λ, these are lme4's conditional variances.
-        """
-        first = np.swapaxes(self.L11inv, 1, 2) @ self.L11inv
-        if self.L22 is None:
-            return first, None
-        levels, q, _ = self.L11inv.shape
-        # G = L22⁻¹ L21 L11⁻¹, whose level-i columns are L22⁻¹ Λ₂' A21_i Λ₁ M_i⁻¹
-        L21_L11inv = self.lambda2.t_rows((self.A21 @ _block_diagonal(self.lambda1 @ first)).toarray())
-        G = la.solve_triangular(self.L22, L21_L11inv, lower=True).reshape(-1, levels, q)
-        first = first + np.einsum("rli,rlj->lij", G, G)
-        L22inv = la.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True)
-        return first, L22inv.T @ L22inv
+from ..data.crossprod import CrossProducts
+from ..data.layout import Structure
+from ..linalg.factorization import Factorization, factorize
+from ..linalg.kernels import single_factor_criterion
 
 
 class ProfiledCriterion:
@@ -164,23 +47,7 @@ class ProfiledCriterion:
 
     def factorize(self, theta: np.ndarray) -> Factorization:
         """The blocked Cholesky factor at θ (raises numpy's LinAlgError if it does not exist)."""
-        cp, blocks = self.cp, self.structure.blocks
-        T1 = blocks[0].lambda_(theta)
-        ok, L11inv, W, _, S, logdet_z = factor_first_block(T1, cp.A11, cp.A1X, cp.AXX)
-        if not ok:
-            raise np.linalg.LinAlgError("Λ'Z'ZΛ + I or the [X y] Schur complement is not positive definite")
-        if cp.single_factor:
-            return Factorization(theta, T1, L11inv, W, np.linalg.cholesky(S), float(logdet_z), beta_shift=self.beta_shift)
-        lam2 = RestLambda(blocks[1:], theta)
-        minv = np.swapaxes(L11inv, 1, 2) @ L11inv
-        C, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22.shape[0])
-        M22 = lam2.sandwich(np.subtract(cp.A22, C, out=C))
-        M22[np.diag_indices_from(M22)] += 1.0
-        L22 = np.linalg.cholesky(M22)
-        logdet_z += 2.0 * np.log(np.diag(L22)).sum()
-        V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True)
-        R = np.linalg.cholesky(S - V2.T @ V2)
-        return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, self.beta_shift)
+        return factorize(self.structure, self.cp, theta, self.beta_shift)
 
     def from_factorization(self, f: Factorization) -> float:
         """The criterion's value given the factor at θ."""
@@ -223,57 +90,3 @@ class ProfiledCriterion:
             down[k] -= h
             grad[k] = (self(up) - self(down)) / (2.0 * h)
         return grad
-
-
-class RestLambda:
-    """Λ₂, the block-diagonal Λ of the factors after the first, applied without forming it.
-
-    For a factor with ℓ levels and template T (q x q), its part of Λ₂ is kron(I_ℓ, T); rows
-    and columns of the rest block are ordered factor by factor, level-major.
-    """
-
-    def __init__(self, blocks: tuple[FactorBlock, ...], theta: np.ndarray):
-        self.parts = []
-        start = 0
-        for block in blocks:
-            size = block.n_levels * block.q
-            self.parts.append((slice(start, start + size), block.n_levels, block.lambda_(theta)))
-            start += size
-
-    def t_rows(self, Y: np.ndarray) -> np.ndarray:
-        """Λ₂' Y."""
-        return self._apply(Y, transpose=True)
-
-    def rows(self, Y: np.ndarray) -> np.ndarray:
-        """Λ₂ Y."""
-        return self._apply(Y, transpose=False)
-
-    def sandwich(self, A: np.ndarray) -> np.ndarray:
-        """Λ₂' A Λ₂ for a symmetric A (overwriting A when every term is scalar)."""
-        if all(T.shape[0] == 1 for _, _, T in self.parts):
-            scale = np.concatenate([np.full(levels, T[0, 0]) for _, levels, T in self.parts])
-            A *= scale[:, None]
-            A *= scale[None, :]
-            return A
-        return self.t_rows(self.t_rows(A).T)
-
-    def _apply(self, Y: np.ndarray, transpose: bool) -> np.ndarray:
-        out = np.empty_like(Y)
-        for rows, levels, T in self.parts:
-            if T.shape[0] == 1:  # scalar term: Λ is a multiple of the identity
-                np.multiply(Y[rows], T[0, 0], out=out[rows])
-                continue
-            block = Y[rows].reshape(levels, T.shape[0], Y.shape[1])
-            out[rows] = np.einsum("ji,ljc->lic" if transpose else "ij,ljc->lic", T, block).reshape(-1, Y.shape[1])
-        return out
-
-
-def _block_diagonal(blocks: np.ndarray) -> sp.bsr_array:
-    """Sparse block-diagonal matrix from an array of square blocks (levels, q, q)."""
-    levels, q, _ = blocks.shape
-    return sp.bsr_array((blocks, np.arange(levels), np.arange(levels + 1)), shape=(levels * q, levels * q))
-
-
-def _upper_solve(Linv: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve L_i' u_i = rhs_i for every level, given the inverses of the L_i."""
-    return np.einsum("lji,lj->li", Linv, rhs)

@@ -8,12 +8,13 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from ..design import Design
+from ..data.design import Design
+from ..data.newdata import new_data
 from ..errors import ArgumentError, DataError
 from ..tables import coef_table, correlation_from_cov, html_section, ranef_by_group
-from .criterion import Factorization
+from ..linalg.factorization import Factorization
 from .optimize import OptSummary, is_singular
-from .structure import Structure
+from ..data.layout import Structure
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,7 +211,7 @@ class RemlResult:
     def residuals(self, scaled: bool = False) -> pd.Series:
         """Response minus conditional fitted values (divided by σ̂ when ``scaled``; lazy for dask data)."""
         if not self.design.has_rows:
-            from ..dask_data import response_of
+            from ..data.dask_data import response_of
 
             scale = self.sigma if scaled else 1.0
             return _per_partition(
@@ -243,11 +244,11 @@ class RemlResult:
             return _per_partition(self, lambda part: self.predict(part, random, allow_new_levels), "predicted")
         if newdata is None:
             return self.fitted() if random else pd.Series(self.design.X @ self.factorization.beta, index=self.design.index)
-        from ..dask_data import is_dask_frame, lazy_map
+        from ..data.dask_data import is_dask_frame, lazy_map
 
         if is_dask_frame(newdata):
             return lazy_map(newdata, lambda part: self.predict(part, random, allow_new_levels), ("predicted", float))
-        new = self.design.new_data(newdata)
+        new = new_data(self.design, newdata)
         if random and new.unseen and not allow_new_levels:
             group, levels = next(iter(new.unseen.items()))
             raise DataError(
@@ -341,7 +342,7 @@ class RemlSummary:
         if fit.reml:
             lines.append(f"REML criterion at convergence: {fit.criterion:.4f}")
         else:
-            lines.append(f"     AIC      BIC   logLik deviance  df.resid")
+            lines.append("     AIC      BIC   logLik deviance  df.resid")
             lines.append(
                 f"{fit.aic:8.1f} {fit.bic:8.1f} {fit.loglik:8.1f} {fit.criterion:8.1f} {fit.nobs - fit.n_params:9d}"
             )
@@ -402,6 +403,6 @@ def _repeat_label(group: str, seen: dict[str, int]) -> str:
 
 def _per_partition(fit: RemlResult, function, name: str):
     """``function`` of each partition of the rows a dask-backed fit used, as a lazy dask Series."""
-    from ..dask_data import complete_rows, lazy_map
+    from ..data.dask_data import complete_rows, lazy_map
 
     return lazy_map(complete_rows(fit.design), function, (name, float))

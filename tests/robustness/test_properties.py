@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 import bayesmix as bm
 from bayesmix.reml.criterion import ProfiledCriterion
-from bayesmix.reml.crossprod import cross_products
-from bayesmix.reml.structure import structure_of
+from bayesmix.data.crossprod import cross_products
+from bayesmix.data.layout import structure_of
 
 pytestmark = pytest.mark.filterwarnings("error::pandas.errors.PandasChangeWarning")
 

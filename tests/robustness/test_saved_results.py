@@ -161,7 +161,7 @@ def test_every_column_kind_round_trips(mixed_frame, tmp_path):
     design = loaded.design
     assert design.n_dropped == 2 and list(design.index) == list(model.design.index)
     assert design.fixed_names == model.design.fixed_names and np.array_equal(design.X, model.design.X)
-    frame = design._frame
+    frame = design.frame
     assert frame["phase"].dtype == mixed_frame["phase"].cat.remove_unused_categories().dtype
     assert frame["weekend"].dtype == bool and frame["Days"].dtype == np.int32 and frame["who"].dtype == object
     new = pd.DataFrame({"Days": [3, 8], "phase": ["early", "late"], "weekend": [False, True], "who": ["s308", "s999"]})

@@ -29,19 +29,19 @@ PAYLOADS = [
     f"I(eval(\"open('{TARGET}', 'w')\"))",
     f"np.save('{TARGET}', Days)",
     f"np.lib.npyio.save('{TARGET}', Days)",
-    f"I(Days.__class__.__mro__[-1].__subclasses__())",
+    "I(Days.__class__.__mro__[-1].__subclasses__())",
     f"I(Days.to_csv('{TARGET}'))",
     f"poly(Days, __import__('os').system('touch {TARGET}'))",
-    f"C(Days, contr.__class__)",
+    "C(Days, contr.__class__)",
     f"I([open('{TARGET}', 'w') for _ in Days])",
     f"I((lambda: open('{TARGET}', 'w'))())",
     f"I(f\"{{open('{TARGET}', 'w')}}\")",
     f"scale(Days, **{{'x': open('{TARGET}', 'w')}})",
     f"I(Days if open('{TARGET}', 'w') else Days)",
     f"I(globals()['__builtins__']['open']('{TARGET}', 'w'))",
-    f"I(Q('__builtins__'))",
+    "I(Q('__builtins__'))",
     f"I(getattr(Days, 'to_csv')('{TARGET}'))",
-    f"I(breakpoint())",
+    "I(breakpoint())",
 ]
 READERS = ["I(len(open('/etc/passwd').read()))", "I(np.loadtxt('/etc/passwd'))"]
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .design import _factor, _levels_of, _position, _response_values, evaluator_of
-from .errors import DataError, FormulaError
-from .formula import MixedFormula
-from .formula.parser import suggest
+from .build import evaluator_of, grouping_factor, levels_of, position_of, response_values
+from ..errors import DataError, FormulaError
+from ..formula import MixedFormula
+from ..formula.parser import suggest
 from .sufficient import SufficientDesign, design_from_statistics, make_plan, partition_statistics
 
 
@@ -69,7 +69,7 @@ def dask_design(formula: str | MixedFormula, data, transforms: dict | None = Non
     for name in parsed.variables:
         if name not in data.columns:
             raise FormulaError(f"Variable {name!r} is not a column of the data." + suggest(name, data.columns),
-                               parsed.text, _position(parsed.text, name))
+                               parsed.text, position_of(parsed.text, name))
     groups = {bar.group for bar in parsed.bars}
     if len(groups) != 1:
         found = ", ".join(sorted({b.group_name for b in parsed.bars})) or "none"
@@ -80,13 +80,13 @@ def dask_design(formula: str | MixedFormula, data, transforms: dict | None = Non
         )
     response = data._meta[parsed.response] if parsed.response in data.columns else None
     if response is not None:
-        _response_values(evaluator, response.to_frame().iloc[:0])  # dtype check on the schema
+        response_values(evaluator, response.to_frame().iloc[:0])  # dtype check on the schema
     used = data[list(parsed.variables)]
     complete = used.dropna()
     group = parsed.bars[0].group
-    discrete = [c for c in parsed.variables if c not in group and _levels_of(data._meta[c]) is not None]
+    discrete = [c for c in parsed.variables if c not in group and levels_of(data._meta[c]) is not None]
     uniques = dask.compute(complete[list(group)].drop_duplicates(), *[complete[c].drop_duplicates() for c in discrete])
-    levels = _factor(uniques[0], group)[1] if len(uniques[0]) else pd.Index([])
+    levels = grouping_factor(uniques[0], group)[1] if len(uniques[0]) else pd.Index([])
     categories = {c: _sorted(u) for c, u in zip(discrete, uniques[1:])}
     categorical = {c: v for c, v in categories.items() if not pd.api.types.is_bool_dtype(data._meta[c])}
     plan = make_plan(evaluator, _prototype(data._meta[list(parsed.variables)], categories, uniques[0]), levels, categorical)
@@ -143,7 +143,7 @@ def complete_rows(design: SufficientDesign):
 
 def response_of(design: SufficientDesign, frame: pd.DataFrame) -> pd.Series:
     """The response of the rows of one partition."""
-    return pd.Series(_response_values(design._evaluator, frame), index=frame.index, name=design.response)
+    return pd.Series(response_values(design.recipe.evaluator, frame), index=frame.index, name=design.response)
 
 
 def _dask_dataframe():

@@ -17,6 +17,13 @@ gradient is exact:
 
 Given (β, C, σ), each group's effects are exactly Normal(T g_i, σ² T M_i⁻¹ T'):
 :func:`draw_effects` draws them for every posterior draw.
+
+This is the REML algebra of :mod:`bayesmix.linalg.factorization` with β not profiled out: in
+the relative parametrisation Λ = T, M_i is the per-level block Λ'A_iΛ + I of the blocked
+Cholesky factor, Σ_i log|M_i| is its log|L_Z|², and RSS(β) - Σ_i w_i'g_i is the penalised
+residual sum of squares at the given β instead of at β̂ (where REML adds log|R_X|² and
+minimises over β). Both share the per-level factorisation kernel
+:func:`~bayesmix.linalg.kernels.level_factor`.
 """
 
 from __future__ import annotations
@@ -24,15 +31,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import pytensor.tensor as pt
 from numba import prange
-from pytensor.gradient import DisconnectedType
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
-from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
 from ..jit import njit
-from ..reml.kernels import level_factor
+from .kernels import level_factor
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -216,69 +218,3 @@ def _draw_effects(beta, C, sigma, A11, A1X, seeds, out, q):
                 for k in range(q):
                     acc += T[i, k] * v[k]
                 out[s_, lev, i] = acc
-
-
-class _CollapsedOp(Op):
-    """An Op of (β, C, σ, A11, A1X, AXX, n) for q effects per level (q is a prop: it keys the compiled kernel)."""
-
-    __props__ = ("q",)
-
-    def __init__(self, q: int):
-        self.q = int(q)
-
-    def _apply(self, inputs, outputs) -> Apply:
-        return Apply(self, [pt.as_tensor_variable(x).astype("float64") for x in inputs], outputs)
-
-
-class CollapsedLogLik(_CollapsedOp):
-    """PyTensor Op: the collapsed log-likelihood of (β, C, σ) given the cross-products, for q effects per level."""
-
-    def make_node(self, beta, C, sigma, A11, A1X, AXX, n):
-        return self._apply((beta, C, sigma, A11, A1X, AXX, n), [pt.dscalar()])
-
-    def perform(self, node, inputs, outputs):
-        value, *_ = collapsed_loglik(*inputs, False)
-        outputs[0][0] = np.asarray(value)
-
-    def connection_pattern(self, node):
-        """Only β, C and σ influence the output differentiably; the cross-products are data."""
-        return [[True], [True], [True], [False], [False], [False], [False]]
-
-    def pullback(self, inputs, outputs, cotangents):
-        d_beta, d_C, d_sigma = CollapsedLogLikGrad(self.q)(*inputs)
-        g = cotangents[0]
-        return [g * d_beta, g * d_C, g * d_sigma] + [DisconnectedType()() for _ in range(4)]
-
-
-class CollapsedLogLikGrad(_CollapsedOp):
-    """PyTensor Op: the gradient of :class:`CollapsedLogLik` with respect to β, C and σ."""
-
-    def make_node(self, beta, C, sigma, A11, A1X, AXX, n):
-        return self._apply((beta, C, sigma, A11, A1X, AXX, n), [pt.dvector(), pt.dmatrix(), pt.dscalar()])
-
-    def perform(self, node, inputs, outputs):
-        _, d_beta, d_C, d_sigma = collapsed_loglik(*inputs, True)
-        outputs[0][0], outputs[1][0], outputs[2][0] = d_beta, d_C, np.asarray(d_sigma)
-
-
-@register_funcify_default_op_cache_key(CollapsedLogLik)
-def _numba_collapsed_loglik(op, node=None, **kwargs):
-    kernel = loglik_kernel(op.q)
-
-    @njit
-    def value(beta, C, sigma, A11, A1X, AXX, n):
-        return np.asarray(kernel(beta, C, sigma[()], A11, A1X, AXX, n[()], False)[0])
-
-    return value
-
-
-@register_funcify_default_op_cache_key(CollapsedLogLikGrad)
-def _numba_collapsed_grad(op, node=None, **kwargs):
-    kernel = loglik_kernel(op.q)
-
-    @njit
-    def gradient(beta, C, sigma, A11, A1X, AXX, n):
-        _, d_beta, d_C, d_sigma = kernel(beta, C, sigma[()], A11, A1X, AXX, n[()], True)
-        return d_beta, d_C, np.asarray(d_sigma)
-
-    return gradient

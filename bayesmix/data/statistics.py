@@ -102,7 +102,7 @@ class SufficientStatistics:
         before rounding, so that a response with a large mean loses no precision (see
         :func:`bayesmix.reml.profiled_criterion`).
         """
-        from .reml.crossprod import CrossProducts  # the REML package imports the design, which imports this
+        from .crossprod import CrossProducts  # the REML package imports the design, which imports this
 
         A1X, AXX = (self.A1X, self.AXX) if shift is None else _shift_response(self.A1X, self.AXX, np.asarray(shift, float))
         return CrossProducts(self.n, p, value(self.A11), value(A1X), value(AXX))
@@ -204,3 +204,11 @@ def _shift_response(A1X: np.ndarray, AXX: np.ndarray, shift: np.ndarray) -> tupl
 def _scales(binary: np.ndarray, var: np.ndarray) -> np.ndarray:
     sd = np.sqrt(var)
     return np.where(binary | (sd <= 0), 1.0, sd)
+
+
+def column_scale(values: np.ndarray) -> float:
+    """1 for a column of zeros and ones (intercept, indicator); its standard deviation otherwise (1 if 0)."""
+    if np.isin(values, (0.0, 1.0)).all():
+        return 1.0
+    sd = float(np.std(values))
+    return sd if sd > 0 else 1.0

@@ -14,7 +14,7 @@ of partitions are added the same way (:func:`dd_add`), and only the final value
 from __future__ import annotations
 
 import numpy as np
-from .jit import njit
+from ..jit import njit
 
 _SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitter for float64
 

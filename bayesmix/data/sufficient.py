@@ -19,25 +19,13 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from .design import (
-    Design,
-    RandomTerm,
-    _check_finite,
-    _check_magnitude,
-    _clean,
-    _group_keys,
-    _response_values,
-    _term_matrix,
-    _TermSpec,
-    check_grouping,
-    check_residual,
-    warn_missing,
-    warn_rank_deficient,
-    independent_columns,
-)
-from .errors import DataError, FormulaError
-from .formula import MixedFormula
-from .formula.evaluation import Evaluator
+from .build import clean_name, group_keys, independent_columns, response_values, term_matrix
+from .checks import check_finite, check_grouping, check_magnitude, check_residual, warn_missing, warn_rank_deficient
+from .design import Design, Recipe, TermSpec
+from .terms import RandomTerm
+from ..errors import DataError, FormulaError
+from ..formula import MixedFormula
+from ..formula.evaluation import Evaluator
 from .statistics import SufficientStatistics
 from .sums import value
 
@@ -64,7 +52,7 @@ class Plan:
 
     evaluator: Evaluator
     fixed_spec: formulaic.ModelSpec
-    term_specs: tuple[_TermSpec, ...]
+    term_specs: tuple[TermSpec, ...]
     levels: pd.Index
     categories: dict = field(default_factory=dict)
 
@@ -88,24 +76,24 @@ def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistic
         **{c: pd.Categorical(used.loc[~dropped, c], categories=cats) for c, cats in plan.categories.items()}
     )
     n_missing = {c: int(k) for c, k in missing.sum().items()}
-    fixed_names = [_clean(c) for c in plan.fixed_spec.column_names]
+    fixed_names = [clean_name(c) for c in plan.fixed_spec.column_names]
     q = sum(len(_term_columns(spec)) for spec in plan.term_specs)
     if data.empty:
         return SufficientStatistics.empty(len(plan.levels), q, len(fixed_names) + 1, int(dropped.sum()), n_missing)
-    y = _response_values(plan.evaluator, data)
+    y = response_values(plan.evaluator, data)
     X = plan.evaluator.model_matrix(plan.fixed_spec, data).to_numpy(dtype=float)
-    _check_finite(X, fixed_names, "predictor")
-    _check_magnitude(X, fixed_names, "predictor")
-    z = np.column_stack([_term_matrix(plan.evaluator, spec, data) for spec in plan.term_specs])
+    check_finite(X, fixed_names, "predictor")
+    check_magnitude(X, fixed_names, "predictor")
+    z = np.column_stack([term_matrix(plan.evaluator, spec, data) for spec in plan.term_specs])
     z_names = [c for spec in plan.term_specs for c in _term_columns(spec)]
-    _check_finite(z, z_names, "random-effects column")
-    _check_magnitude(z, z_names, "random-effects column")
-    codes = plan.levels.get_indexer(_group_keys(data, plan.group))
+    check_finite(z, z_names, "random-effects column")
+    check_magnitude(z, z_names, "random-effects column")
+    codes = plan.levels.get_indexer(group_keys(data, plan.group))
     return SufficientStatistics.of(codes, z, X, y, len(plan.levels), int(dropped.sum()), n_missing)
 
 
-def _term_columns(spec: _TermSpec) -> list[str]:
-    names = [_clean(c) for c in spec.spec.column_names]
+def _term_columns(spec: TermSpec) -> list[str]:
+    names = [clean_name(c) for c in spec.spec.column_names]
     return names if spec.column is None else names[spec.column : spec.column + 1]
 
 
@@ -125,7 +113,7 @@ def make_plan(evaluator: Evaluator, prototype: pd.DataFrame, levels: pd.Index, c
         if mm.shape[1] == 0:
             raise FormulaError(f"The random-effects term {bar} has no columns: write (1 | {bar.group_name}).", formula.text)
         specs.append(mm.model_spec)
-        term_specs += [_TermSpec(bar, mm.model_spec, None if bar.correlated else j)
+        term_specs += [TermSpec(bar, mm.model_spec, None if bar.correlated else j)
                        for j in ([None] if bar.correlated else range(mm.shape[1]))]
     stateful = [name for spec in specs for name in spec.transform_state]
     if stateful:
@@ -192,7 +180,7 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
         warn_missing(n_dropped, stats.n + n_dropped, stats.n_missing, stacklevel=4)
     if stats.y_max == stats.y_min:
         raise DataError(f"The response {formula.response!r} is constant ({stats.y_min:g}); there is nothing to model.")
-    names = [_clean(c) for c in plan.fixed_spec.column_names]
+    names = [clean_name(c) for c in plan.fixed_spec.column_names]
     kept = independent_columns(_gram_root(value(stats.AXX[:-1, :-1])))
     dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
     if dropped_columns:
@@ -210,7 +198,7 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
     return SufficientDesign(
         formula=formula, y=None, X=None, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=terms,
         response=formula.response, index=None, n_dropped=n_dropped, dropped_columns=dropped_columns,
-        _fixed_spec=plan.fixed_spec, _evaluator=plan.evaluator, _kept=kept, _term_specs=plan.term_specs, _variable_levels=variable_levels,
+        recipe=Recipe(plan.evaluator, plan.fixed_spec, kept, plan.term_specs, variable_levels),
         stats=kept_stats, source=source,
     )
 

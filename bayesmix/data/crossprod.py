@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .structure import FactorBlock, Structure
+from .layout import FactorBlock, Structure
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..design import Design, GroupedColumns, RandomTerm
+from typing import TYPE_CHECKING
+
+from .terms import GroupedColumns, RandomTerm
+
+if TYPE_CHECKING:
+    from .design import Design
 
 
 @dataclass(frozen=True, eq=False)
