@@ -9,6 +9,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
 from ..errors import DataError
 from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords, group_layouts, term_labels
@@ -80,8 +81,8 @@ class BayesModel:
         if self.method == "collapsed":
             # the likelihood reads y only through cross-products; those of y - X c (c: least squares,
             # in double-double) keep their precision when Xβ explains most of y (a large mean)
-            self._shift = standard.statistics.ols_coefficients() if design.p else np.zeros(0)
-            self._crossprod = standard.statistics.cross_products(design.p, self._shift)
+            self._crossprod, shift = shifted_cross_products(standard)
+            self._shift = np.zeros(0) if shift is None else shift
             ready = None
             if natively_supported(priors):
                 ready = collapsed_density(standard, self._crossprod, priors, labels, self.layouts[0],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,11 +15,12 @@ import xarray as xr
 from scipy import stats
 
 from ..data.design import Design
+from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..data.newdata import new_data
 from ..errors import ConvergenceWarning, DataError
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
-from .builder import GroupLayout, pair_label
-from .priors import PriorSet
+from .builder import GroupLayout, group_layouts, pair_label
+from .priors import Distribution, PriorSet
 from .sampling import ArgumentError, SamplerSettings, few_draws_allowed
 
 RHAT_MAX = 1.01
@@ -440,13 +443,71 @@ class BayesResult:
         rows the fit used, the priors and the sampler settings, from which loading rebuilds
         the design. Sample statistics of object dtype (which netCDF cannot store) are left out.
         """
-        from ..io import bayes_attrs, design_dataset, write
-
         tree = self.idata.copy()
         stats_ = tree["sample_stats"].to_dataset()
         objects = [v for v in stats_.data_vars if stats_[v].dtype == object]
         tree["sample_stats"] = stats_.drop_vars(objects)
-        write(tree, design_dataset(self.design, "BayesResult", bayes_attrs(self)), path)
+        write(tree, design_dataset(self.design, "BayesResult", self._stored_attrs()), path)
+
+    stored_schema = StoredSchema(
+        {"priors": dict, "settings": dict, "method": str, "sampling_seconds": float, "compile_seconds": float},
+        groups=("posterior",),
+    )
+
+    def _stored_attrs(self) -> dict:
+        """The attributes that restore the priors, settings and method (see :meth:`from_stored`)."""
+        def dist(d):
+            return None if d is None else {"name": d.name, "params": d.params, "positive": d.positive}
+
+        pr = self.priors
+        priors = {
+            "intercept": dist(pr.intercept),
+            "b": [[name, dist(d)] for name, d in pr.b.items()],
+            "sigma": dist(pr.sigma),
+            "sd": [[label, column, dist(d)] for (label, column), d in pr.sd.items()],
+            "cor": [[label, dist(d)] for label, d in pr.cor.items()],
+        }
+        settings = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in dataclasses.asdict(self.settings).items()}
+        return {
+            "priors": json.dumps(priors),
+            "settings": json.dumps(settings),
+            "method": self.method,
+            "sampling_seconds": float(self.sampling_seconds),
+            "compile_seconds": float(self.compile_seconds),
+        }
+
+    @classmethod
+    def from_stored(cls, design: Design, tree: xr.DataTree, stored: xr.Dataset) -> BayesResult:
+        """The result saved in ``tree`` (without its ``bayesmix`` group ``stored``), on its rebuilt ``design``."""
+        posterior = tree["posterior"].to_dataset()
+        check_rebuilt(list(posterior["coef"].values) == list(design.fixed_names), "the fixed-effect names")
+        if "observed_data" in tree.children:
+            check_rebuilt(np.array_equal(tree["observed_data"]["y"].values, design.y), "the response")
+        layouts = group_layouts(design)
+        needed = (["beta"] if design.fixed_names else []) + ["sigma"] + [f"u_{layout.name}" for layout in layouts]
+        missing = [name for name in needed if name not in posterior.data_vars]
+        if missing:
+            raise DataError(f"its posterior has no variable(s) {', '.join(missing)}; it was not saved whole.")
+        for layout in layouts:
+            stored_levels = posterior[f"u_{layout.name}"][f"{layout.name}_level"].values
+            check_rebuilt([str(v) for v in stored_levels] == [str(v) for v in layout.levels], f"the levels of {layout.group!r}")
+
+        def dist(d):
+            return None if d is None else Distribution(d["name"], dict(d["params"]), bool(d["positive"]))
+
+        p = json.loads(stored.attrs["priors"])
+        priors = PriorSet(
+            dist(p["intercept"]),
+            {name: dist(d) for name, d in p["b"]},
+            dist(p["sigma"]),
+            {(label, column): dist(d) for label, column, d in p["sd"]},
+            {label: dist(d) for label, d in p["cor"]},
+        )
+        settings = SamplerSettings(**json.loads(stored.attrs["settings"]))
+        return cls(
+            design, tree, priors, layouts, settings,
+            float(stored.attrs["sampling_seconds"]), float(stored.attrs["compile_seconds"]), method=str(stored.attrs["method"]),
+        )
 
     def _need_rows(self, what: str) -> None:
         if not self.design.has_rows:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..errors import DataError, MissingDataWarning, RankDeficiencyWarning
 from ..formula import BarTerm
+from .crossprod import least_squares
 from .terms import RandomTerm
 
 # Values beyond these magnitudes overflow or underflow once squared in the cross-products;
@@ -81,9 +82,7 @@ def check_exact_fit(y: np.ndarray, X: np.ndarray, response: str) -> None:
     """DataError when the fixed effects alone reproduce the response: no residual variance is left."""
     residual_norm = np.linalg.norm(y)
     if 0 < X.shape[1] < len(y):
-        scale = np.abs(X).max(axis=0)
-        coef, *_ = np.linalg.lstsq(X / scale, y, rcond=None)
-        residual_norm = np.linalg.norm(y - (X / scale) @ coef)
+        residual_norm = np.linalg.norm(y - X @ least_squares(X, y))
     check_residual(X.shape[1], len(y), float(residual_norm), float(np.linalg.norm(y)), response)
 
 

@@ -12,8 +12,7 @@ from threadpoolctl import ThreadpoolController
 
 from ..data.design import Design
 from ..errors import ArgumentError, ConvergenceWarning, FitError
-from .criterion import ProfiledCriterion
-from ..data.crossprod import cross_products
+from .criterion import profiled_criterion
 from .optimize import OptSummary, optimize_theta
 from .result import RemlResult, RemlSummary
 from ..data.layout import structure_of
@@ -59,28 +58,6 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
             stacklevel=2,
         )
     return result
-
-
-def profiled_criterion(design: Design, structure, reml: bool) -> ProfiledCriterion:
-    """The (RE)ML criterion of ``design``, from the cross-products of the response minus its OLS fit.
-
-    Subtracting X c (c: the least-squares coefficients of y on X) changes neither the
-    criterion nor θ̂, and β̂ only by c, which the factorisations add back. It keeps the
-    precision of the cross-products when y has a large mean relative to its spread (y = 1e8 +
-    a few units loses most digits in y'y otherwise). With one grouping factor, c and the
-    shifted cross-products come from the design's double-double sufficient statistics, so a
-    pandas and a dask fit of the same rows stay identical.
-    """
-    stats = design.statistics
-    if stats is not None:
-        shift = stats.ols_coefficients() if design.p else None
-        return ProfiledCriterion(structure, stats.cross_products(design.p, shift), reml=reml, beta_shift=shift)
-    shift = None
-    if design.p:
-        size = np.abs(design.X).max(axis=0)
-        shift = np.linalg.lstsq(design.X / size, design.y, rcond=None)[0] / size
-    y = design.y if shift is None else design.y - design.X @ shift
-    return ProfiledCriterion(structure, cross_products(structure, design.X, y), reml=reml, beta_shift=shift)
 
 
 def _check_finite_result(result: RemlResult) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.crossprod import CrossProducts
+from ..data.crossprod import CrossProducts, shifted_cross_products
+from ..data.design import Design
 from ..data.layout import Structure
 from ..linalg.factorization import Factorization, factorize
 from ..linalg.kernels import single_factor_criterion
@@ -90,3 +91,12 @@ class ProfiledCriterion:
             down[k] -= h
             grad[k] = (self(up) - self(down)) / (2.0 * h)
         return grad
+
+
+def profiled_criterion(design: Design, structure: Structure, reml: bool) -> ProfiledCriterion:
+    """The (RE)ML criterion of ``design``, from the cross-products of the response minus its
+    least-squares fit on X (:func:`~bayesmix.data.crossprod.shifted_cross_products`): the
+    criterion and θ̂ are unchanged, and the factorisations add the shift back to β̂."""
+    crossprod, shift = shifted_cross_products(design, structure)
+    return ProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift)
+

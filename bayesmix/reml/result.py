@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from ..data.design import Design
+from ..data.layout import Structure, structure_of
 from ..data.newdata import new_data
+from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..errors import ArgumentError, DataError
-from ..tables import coef_table, correlation_from_cov, html_section, ranef_by_group
 from ..linalg.factorization import Factorization
+from ..tables import coef_table, correlation_from_cov, html_section, ranef_by_group
+from .criterion import profiled_criterion
 from .optimize import OptSummary, is_singular
-from ..data.layout import Structure
 
 
 @dataclass(frozen=True, eq=False)
@@ -271,11 +276,44 @@ class RemlResult:
         record; loading rebuilds the design and the Cholesky factor at the saved θ (no
         refitting), so estimates and predictions are those of this fit.
         """
-        import xarray as xr
+        opt = self.optsummary
+        record = {
+            "method": opt.method, "initial": np.asarray(opt.initial, dtype=float).tolist(),
+            "final": np.asarray(opt.final, dtype=float).tolist(), "fmin": float(opt.fmin),
+            "evaluations": int(opt.evaluations), "iterations": int(opt.iterations), "converged": bool(opt.converged),
+            "message": str(opt.message), "boundary": list(opt.boundary), "path": [float(v) for v in opt.path],
+        }
+        dataset = design_dataset(
+            self.design, "RemlResult",
+            {"reml": int(self.reml), "criterion": float(self.criterion), "optsummary": json.dumps(record),
+             "fixed_names": json.dumps(list(self.design.fixed_names))},
+        )
+        dataset["theta"] = xr.Variable("theta_element", np.asarray(self.factorization.theta, dtype=float))
+        write(xr.DataTree(), dataset.assign_coords(theta_element=list(self.structure.names)), path)
 
-        from ..io import reml_dataset, write
+    stored_schema: ClassVar[StoredSchema] = StoredSchema(
+        {"reml": int, "criterion": float, "optsummary": dict, "fixed_names": list}, variables=("theta",)
+    )
 
-        write(xr.DataTree(), reml_dataset(self), path)
+    @classmethod
+    def from_stored(cls, design: Design, tree: xr.DataTree, stored: xr.Dataset) -> RemlResult:
+        """The fit saved in ``stored`` (its ``bayesmix`` group) on its rebuilt ``design``: the
+        Cholesky factor at the saved θ, checked against the saved criterion (no refitting)."""
+        check_rebuilt(json.loads(stored.attrs["fixed_names"]) == list(design.fixed_names), "the fixed-effect names")
+        structure = structure_of(design)
+        check_rebuilt(list(stored["theta_element"].values) == list(structure.names), "the random-effect parameters")
+        reml = bool(stored.attrs["reml"])
+        criterion = profiled_criterion(design, structure, reml)
+        theta = stored["theta"].values.astype(float)
+        value = float(stored.attrs["criterion"])
+        check_rebuilt(np.isclose(criterion(theta), value, rtol=1e-10, atol=0.0), "the criterion at the saved θ")
+        record = json.loads(stored.attrs["optsummary"])
+        opt = OptSummary(
+            record["method"], np.array(record["initial"]), np.array(record["final"]), record["fmin"],
+            record["evaluations"], record["iterations"], record["converged"], record["message"],
+            tuple(record["boundary"]), list(record["path"]),
+        )
+        return cls(design, reml, structure, criterion.factorize(theta), opt, value)
 
     # ----- reporting -------------------------------------------------------------------
     def summary(self) -> "RemlSummary":
