@@ -23,7 +23,7 @@ def reml_parameters(fit: RemlResult) -> pd.DataFrame:
     rms = {  # the SD of an effect times its column's size is in units of y, whatever the units of x
         (block.group, column): r if r > 0 else 1.0
         for block in fit.structure.blocks
-        for column, r in zip(block.columns, np.sqrt(np.mean(block.z**2, axis=0)))
+        for column, r in zip(block.columns, block.rms)
     }
     for _, group, columns, cov in fit.covariances():
         sd = np.sqrt(np.diag(cov))

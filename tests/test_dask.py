@@ -79,6 +79,8 @@ def test_reml_and_draws_equal_pandas_on_a_local_cluster(client, music, simulated
         p, q = pandas_model.sample(**settings), dask_model.sample(**settings)
     for name, draws in p.posterior.data_vars.items():
         np.testing.assert_array_equal(q.posterior[name].values, draws.values, err_msg=name)
+    # REML beside the posterior reads the layout's column sizes, which dask designs have from their statistics
+    pd.testing.assert_frame_equal(bm.compare(b, q), bm.compare(a, p), check_exact=False, rtol=1e-8)
 
 
 def test_missing_values_are_counted_and_reported(simulated):
@@ -93,7 +95,15 @@ def test_parquet_files_equal_pandas(tmp_path, music):
         shuffled.iloc[rows].to_parquet(tmp_path / f"part-{k}.parquet")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert_same_reml(bm.Model(MUSIC, music).fit_reml(), bm.Model(MUSIC, str(tmp_path)).fit_reml())
+        pandas_model, parquet_model = bm.Model(MUSIC, music), bm.Model(MUSIC, str(tmp_path))
+        reml = parquet_model.fit_reml()
+        assert_same_reml(pandas_model.fit_reml(), reml)
+        post = parquet_model.sample(draws=100, tune=100, chains=2, seed=3, progressbar=False)
+    table = bm.compare(reml, post)  # raised TypeError for a design without rows
+    assert list(table.index) == list(post.summary().index)
+    from_rows = bm.compare(pandas_model.fit_reml(), post)
+    np.testing.assert_allclose(table["reml"], from_rows["reml"], rtol=1e-8)
+    assert table["boundary"].equals(from_rows["boundary"])
 
 
 def test_predictions_are_lazy_and_equal(music):

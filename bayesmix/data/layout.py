@@ -50,6 +50,9 @@ class FactorBlock(GroupedColumns):
         Position in the q x q matrix Λ of each θ element of this block.
     theta_offset
         Index in the full θ vector of this block's first element.
+    rms
+        Root mean square of each of the q columns (the size of an effect's column, which
+        makes its SD comparable with the residual SD whatever the units of its variable).
     """
 
     group: str
@@ -62,6 +65,7 @@ class FactorBlock(GroupedColumns):
     theta_rows: np.ndarray
     theta_cols: np.ndarray
     theta_offset: int
+    rms: np.ndarray
 
     @property
     def n_theta(self) -> int:
@@ -154,11 +158,11 @@ def structure_of(design: Design) -> Structure:
             theta_rows=np.concatenate(rows),
             theta_cols=np.concatenate(cols),
             theta_offset=offset,
+            rms=np.concatenate([design.z_rms(k) for k in by_group[group]]),
         )
         offset += block.n_theta
         blocks.append(block)
-        rms = np.concatenate([design.z_rms(k) for k in by_group[group]])
-        scale.extend(np.where(rms > 0, rms, 1.0)[block.theta_rows])
+        scale.extend(np.where(block.rms > 0, block.rms, 1.0)[block.theta_rows])
     return Structure(tuple(blocks), np.asarray(lower), tuple(names), np.asarray(scale))
 
 
