@@ -41,7 +41,7 @@ import pandas as pd
 from numba import carray, types
 
 from ..jit import cfunc, njit
-from ..linalg.collapsed import _collapsed_loglik, draw_effects
+from ..linalg.collapsed import collapsed_loglik_body, draw_effects
 from .priors import Distribution, PriorSet
 
 # Prior families, by code; parameters in the order of the bayesmix constructors.
@@ -184,7 +184,7 @@ def _log_density(x, blob, out, q):
         return -np.inf  # outside the support in floating point (far out in the tails)
     A11, A1X, AXX = _cross_products(blob)
     shift = blob[int(blob[OFF_SHIFT]):int(blob[OFF_SHIFT]) + beta.shape[0]]
-    value, d_beta, d_C, d_sigma = _collapsed_loglik(
+    value, d_beta, d_C, d_sigma = collapsed_loglik_body(
         beta - shift, sd.reshape((q, 1)) * R, sigma, A11, A1X, AXX, blob[ROWS], True, q
     )
     if not np.isfinite(value):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sums import _two_product, _two_sum, dd_add, products, value, variance
+from .sums import two_product, two_sum, dd_add, products, value, variance
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,16 +174,16 @@ class SufficientStatistics:
 def _times(x: np.ndarray, factor: np.ndarray) -> np.ndarray:
     """A double-double array (last axis (hi, lo)) times float64 factors, elementwise."""
     factor = np.broadcast_to(factor, x.shape[:-1])
-    p, e = _two_product(x[..., 0].copy(), factor.copy())
+    p, e = two_product(x[..., 0].copy(), factor.copy())
     return np.stack([p, e + x[..., 1] * factor], axis=-1)
 
 
 def _minus_scaled(y: np.ndarray, x: np.ndarray, a: float) -> np.ndarray:
     """y - a x for double-double arrays (last axis (hi, lo)) and a float a."""
     a = np.full(x.shape[:-1], a)
-    p, e = _two_product(x[..., 0].copy(), a)
+    p, e = two_product(x[..., 0].copy(), a)
     e = e + x[..., 1] * a
-    s, t = _two_sum(y[..., 0].copy(), -p)
+    s, t = two_sum(y[..., 0].copy(), -p)
     return np.stack([s, y[..., 1] - e + t], axis=-1)
 
 

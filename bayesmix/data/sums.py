@@ -20,7 +20,7 @@ _SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitter for float64
 
 
 @njit(cache=True, inline="always")
-def _two_product(a, b):
+def two_product(a, b):
     """a·b = p + e exactly (Dekker); elementwise on arrays too."""
     p = a * b
     c = _SPLIT * a
@@ -33,7 +33,7 @@ def _two_product(a, b):
 
 
 @njit(cache=True, inline="always")
-def _two_sum(a, b):
+def two_sum(a, b):
     """a + b = s + e exactly (Knuth); elementwise on arrays too."""
     s = a + b
     v = s - a
@@ -51,8 +51,8 @@ def level_products(codes, a, b, n_levels):
         for j in range(ka):
             x = a[r, j]
             for k in range(kb):
-                p, e = _two_product(x, b[r, k])
-                s, t = _two_sum(hi[level, j, k], p)
+                p, e = two_product(x, b[r, k])
+                s, t = two_sum(hi[level, j, k], p)
                 hi[level, j, k] = s
                 lo[level, j, k] += t + e
     return hi, lo
@@ -69,7 +69,7 @@ def products(a: np.ndarray, b: np.ndarray, codes: np.ndarray | None = None, n_le
 
 def dd_add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Sum of two double-double arrays (last axis (hi, lo))."""
-    s, t = _two_sum(x[..., 0], y[..., 0])
+    s, t = two_sum(x[..., 0], y[..., 0])
     return np.stack([s, x[..., 1] + y[..., 1] + t], axis=-1)
 
 
@@ -83,9 +83,9 @@ def variance(total: np.ndarray, total_squares: np.ndarray, n: int) -> np.ndarray
     (n Σx² - (Σx)²) / n², with the difference taken in double-double."""
     shape = total.shape[:-1]
     total, total_squares = total.reshape(-1, 2), total_squares.reshape(-1, 2)
-    p, e = _two_product(np.full(len(total), float(n)), total_squares[:, 0].copy())
+    p, e = two_product(np.full(len(total), float(n)), total_squares[:, 0].copy())
     e = e + n * total_squares[:, 1]
-    q, f = _two_product(total[:, 0].copy(), total[:, 0].copy())
+    q, f = two_product(total[:, 0].copy(), total[:, 0].copy())
     f = f + 2.0 * total[:, 0] * total[:, 1]
-    s, t = _two_sum(p, -q)
+    s, t = two_sum(p, -q)
     return np.maximum((s + (t + e - f)) / (float(n) * n), 0.0).reshape(shape)

@@ -57,13 +57,14 @@ def loglik_kernel(q: int):
 
     @njit(cache=True)
     def kernel(beta, C, sigma, A11, A1X, AXX, n, gradient):
-        return _collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient, q)
+        return collapsed_loglik_body(beta, C, sigma, A11, A1X, AXX, n, gradient, q)
 
     return kernel
 
 
 @njit(inline="always")
-def _collapsed_loglik(beta, C, sigma, A11, A1X, AXX, n, gradient, q):
+def collapsed_loglik_body(beta, C, sigma, A11, A1X, AXX, n, gradient, q):
+    """The body of :func:`collapsed_loglik` for q effects per level, inlined into the kernels that call it."""
     p = beta.shape[0]
     nl = A11.shape[0]
     T = C / sigma
