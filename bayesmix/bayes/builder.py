@@ -31,49 +31,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..data.design import Design
+from ..data.layout import GroupLayout, group_layouts, pair_label, term_labels
 from .priors import Distribution, PriorSet, resolve_priors
-
-
-@dataclass(frozen=True)
-class GroupLayout:
-    """How one grouping factor's effects are laid out in the posterior."""
-
-    group: str
-    levels: list
-    effects: list[str]
-    pairs: list[tuple[str, str]]  # the free correlations, in term order
-
-    @property
-    def name(self) -> str:
-        """The factor's name as used in variable names (``:`` is not allowed in netCDF names)."""
-        return self.group.replace(":", "_")
-
-
-def term_labels(design: Design) -> list[str]:
-    """lme4-style labels of the design's terms: the group, ``g.1``, ``g.2`` for repeats."""
-    seen: dict[str, int] = {}
-    labels = []
-    for term in design.terms:
-        k = seen.get(term.group, 0)
-        seen[term.group] = k + 1
-        labels.append(term.group if k == 0 else f"{term.group}.{k}")
-    return labels
-
-
-def group_layouts(design: Design) -> list[GroupLayout]:
-    """One layout per grouping factor, in order of first appearance."""
-    out: dict[str, GroupLayout] = {}
-    for term in design.terms:
-        layout = out.setdefault(term.group, GroupLayout(term.group, list(term.levels), [], []))
-        layout.effects.extend(term.columns)
-        if term.correlated:
-            layout.pairs.extend((term.columns[i], term.columns[j]) for i in range(term.q) for j in range(i + 1, term.q))
-    return list(out.values())
-
-
-def pair_label(pair: tuple[str, str]) -> str:
-    """Coordinate label of a correlation: ``Intercept:perform_type[Solo]``."""
-    return f"{pair[0]}:{pair[1]}"
 
 
 PARAMETERIZATIONS = ("noncentred", "centred")

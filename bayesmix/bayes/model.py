@@ -12,7 +12,8 @@ import xarray as xr
 from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
 from ..errors import DataError
-from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords, group_layouts, term_labels
+from ..data.layout import group_layouts, term_labels
+from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords
 from ..linalg.collapsed import draw_effects
 from .density import collapsed_density, natively_supported
 from .priors import Prior, resolve_priors

@@ -22,6 +22,7 @@ import numpy as np
 import pymc as pm
 
 from ..data.design import Design
+from ..data.layout import group_of
 from ..errors import PriorError
 
 DEFAULT_ETA = 2.0
@@ -238,10 +239,10 @@ def resolve_priors(design: Design, term_labels: list[str], overrides: list[Prior
         elif p.cls == "b":
             _apply(b, p, [p.coef] if p.coef else list(b), "fixed effect", list(b), claimed)
         elif p.cls == "sd":
-            keys = [k for k in sd if (p.group is None or _group_of(k[0]) == p.group) and (p.coef is None or k[1] == p.coef)]
-            _apply(sd, p, keys, "random effect", [f"{_group_of(g)}/{c}" for g, c in sd], claimed)
+            keys = [k for k in sd if (p.group is None or group_of(k[0]) == p.group) and (p.coef is None or k[1] == p.coef)]
+            _apply(sd, p, keys, "random effect", [f"{group_of(g)}/{c}" for g, c in sd], claimed)
         else:
-            keys = [k for k in cor if p.group is None or _group_of(k) == p.group]
+            keys = [k for k in cor if p.group is None or group_of(k) == p.group]
             _apply(cor, p, keys, "correlated term", list(cor), claimed)
     return PriorSet(intercept, b, sigma, sd, cor)
 
@@ -265,7 +266,7 @@ def _claim(claimed: dict, p: Prior, key) -> None:
     if rival is not None and _specificity(rival) == _specificity(p):
         name = {"Intercept": "the intercept", "sigma": "the residual SD 'sigma'"}.get(p.cls)
         if name is None:
-            name = (f"fixed effect {key!r}" if p.cls == "b" else f"the SD of {key[1]!r} on {_group_of(key[0])!r}"
+            name = (f"fixed effect {key!r}" if p.cls == "b" else f"the SD of {key[1]!r} on {group_of(key[0])!r}"
                     if p.cls == "sd" else f"the correlations of term {key!r}")
         raise PriorError(
             f"Two priors are given for {name}: {_describe(rival)} and {_describe(p)}. Keep one of them "
@@ -281,9 +282,3 @@ def _restriction(p: Prior) -> str:
 def _describe(p: Prior) -> str:
     restriction = _restriction(p)
     return f"prior({p.cls!r}, {p.dist}{', ' + restriction.replace(' ', ', ') if restriction else ''})"
-
-
-def _group_of(label: str) -> str:
-    """The grouping factor of a term label (``id.1`` -> ``id``)."""
-    head, _, tail = label.rpartition(".")
-    return head if head and tail.isdigit() else label

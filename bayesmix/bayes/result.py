@@ -16,10 +16,10 @@ from scipy import stats
 
 from ..data.design import Design
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
-from ..data.newdata import new_data
+from ..results import FittedModel, check_flag, lazily
 from ..errors import ConvergenceWarning, DataError
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
-from .builder import GroupLayout, group_layouts, pair_label
+from ..data.layout import GroupLayout, group_layouts, pair_label
 from .priors import Distribution, PriorSet
 from .sampling import ArgumentError, SamplerSettings, few_draws_allowed
 
@@ -75,7 +75,7 @@ def _check_prob(prob, name: str) -> None:
         raise ArgumentError(f"{name} must be a probability strictly between 0 and 1, e.g. 0.95, not {prob!r}.")
 
 
-class BayesResult:
+class BayesResult(FittedModel):
     """A sampled posterior of a linear mixed model.
 
     Attributes
@@ -294,26 +294,21 @@ class BayesResult:
         """
         if not isinstance(new_levels, str) or new_levels not in NEW_LEVELS:
             raise ArgumentError(f"new_levels must be one of {', '.join(NEW_LEVELS)}, not {new_levels!r}.")
-        if not isinstance(random, (bool, np.bool_)):
-            raise ArgumentError(f"random must be True or False, not {random!r}.")
+        check_flag("random", random)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ArgumentError(f"seed must be a non-negative integer or None, not {seed!r}.")
-        from ..data.dask_data import is_dask_frame, lazy_map
-
-        if is_dask_frame(newdata):  # lazily, partition by partition: the posterior mean of μ
-            return lazy_map(newdata, lambda part: self.predict(part, random, new_levels, seed).mean, ("predicted", float))
+        lazy = lazily(newdata, lambda part: self.predict(part, random, new_levels, seed).mean)  # the posterior mean of μ
+        if lazy is not None:
+            return lazy
         rng = np.random.default_rng(seed)
         if newdata is None:
             self._need_rows("predict() without newdata")
             X, codes, z, index = self.design.X, [t.codes for t in self.design.terms], [t.z for t in self.design.terms], self.design.index
         else:
-            new = new_data(self.design, newdata)
-            if random and new.unseen and new_levels == "error":
-                group, levels = next(iter(new.unseen.items()))
-                raise DataError(
-                    f"newdata has level(s) {levels[:5]} of grouping factor {group!r} that were not in the fitted data; "
-                    "pass new_levels='sample' (draw their effects from the fitted population) or 'population' (effect 0)."
-                )
+            new = self._new_rows(
+                newdata, random, new_levels != "error",
+                "pass new_levels='sample' (draw their effects from the fitted population) or 'population' (effect 0).",
+            )
             X, codes, z, index = new.X, list(new.codes), list(new.z), new.index
         mu = self._mu(X, codes if random else [], z if random else [], new_levels, rng)
         sigma = self._draws["sigma"].values

@@ -1,4 +1,7 @@
-"""The relative covariance factor Λθ and the grouping of random-effects terms by factor.
+"""The random-effects layout: terms grouped by factor, θ's map into Λθ, and the terms' labels.
+
+One layout serves every consumer: REML (:class:`Structure`, θ), the Bayesian model, its priors
+and its posterior (:func:`term_labels`, :class:`GroupLayout`), the results and saved files.
 
 Each random-effects term with q columns has a q x q lower-triangular template; a correlated
 term uses every lower-triangular element, a term split off a ``||`` bar is 1 x 1. θ lists the
@@ -164,6 +167,55 @@ def structure_of(design: Design) -> Structure:
         blocks.append(block)
         scale.extend(np.where(block.rms > 0, block.rms, 1.0)[block.theta_rows])
     return Structure(tuple(blocks), np.asarray(lower), tuple(names), np.asarray(scale))
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """How one grouping factor's effects are laid out in the posterior."""
+
+    group: str
+    levels: list
+    effects: list[str]
+    pairs: list[tuple[str, str]]  # the free correlations, in term order
+
+    @property
+    def name(self) -> str:
+        """The factor's name as used in variable names (``:`` is not allowed in netCDF names)."""
+        return self.group.replace(":", "_")
+
+
+def term_labels(design: Design) -> list[str]:
+    """lme4-style labels of the design's terms, in formula order: the group, ``g.1``, ``g.2`` for
+    repeats (the one naming of terms: REML's variance components, the priors and the posterior)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for term in design.terms:
+        k = seen.get(term.group, 0)
+        seen[term.group] = k + 1
+        labels.append(term.group if k == 0 else f"{term.group}.{k}")
+    return labels
+
+
+def group_layouts(design: Design) -> list[GroupLayout]:
+    """One layout per grouping factor, in order of first appearance."""
+    out: dict[str, GroupLayout] = {}
+    for term in design.terms:
+        layout = out.setdefault(term.group, GroupLayout(term.group, list(term.levels), [], []))
+        layout.effects.extend(term.columns)
+        if term.correlated:
+            layout.pairs.extend((term.columns[i], term.columns[j]) for i in range(term.q) for j in range(i + 1, term.q))
+    return list(out.values())
+
+
+def pair_label(pair: tuple[str, str]) -> str:
+    """Coordinate label of a correlation: ``Intercept:perform_type[Solo]``."""
+    return f"{pair[0]}:{pair[1]}"
+
+
+def group_of(label: str) -> str:
+    """The grouping factor of a term label (``id.1`` -> ``id``)."""
+    head, _, tail = label.rpartition(".")
+    return head if head and tail.isdigit() else label
 
 
 def _template(term: RandomTerm) -> tuple[np.ndarray, np.ndarray]:

@@ -12,10 +12,9 @@ import pandas as pd
 import xarray as xr
 
 from ..data.design import Design
-from ..data.layout import Structure, structure_of
-from ..data.newdata import new_data
+from ..data.layout import Structure, structure_of, term_labels
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
-from ..errors import ArgumentError, DataError
+from ..results import FittedModel, check_flag, lazily
 from ..linalg.factorization import Factorization
 from ..tables import coef_table, correlation_from_cov, html_section, ranef_by_group
 from .criterion import profiled_criterion
@@ -23,7 +22,7 @@ from .optimize import OptSummary, is_singular
 
 
 @dataclass(frozen=True, eq=False)
-class RemlResult:
+class RemlResult(FittedModel):
     """A REML or ML fit of a linear mixed model, read like lme4's ``merMod``.
 
     Attributes
@@ -121,13 +120,12 @@ class RemlResult:
     # ----- covariance parameters -----------------------------------------------------
     def covariances(self) -> list[tuple[str, str, tuple[str, ...], np.ndarray]]:
         """Per random-effects term: lme4's label (``g.1`` for repeats), grouping factor, columns, covariance."""
-        out, seen = [], {}
+        out, labels = [], term_labels(self.design)
         for block in self.structure.blocks:
             lam = block.lambda_(self.factorization.theta)
             cov = self.sigma**2 * lam @ lam.T
-            for cols in block.term_slices:
-                label = _repeat_label(block.group, seen)
-                out.append((label, block.group, block.columns[cols], cov[cols, cols]))
+            for term, cols in zip(block.terms, block.term_slices):
+                out.append((labels[term], block.group, block.columns[cols], cov[cols, cols]))
         return out
 
     def varcorr(self) -> pd.DataFrame:
@@ -242,24 +240,19 @@ class RemlResult:
             Let levels of a grouping factor that were not in the fitted data contribute a
             random effect of 0 (the population level); otherwise they raise DataError.
         """
-        for name, flag in (("random", random), ("allow_new_levels", allow_new_levels)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise ArgumentError(f"{name} must be True or False, not {flag!r}.")
+        check_flag("random", random)
+        check_flag("allow_new_levels", allow_new_levels)
         if newdata is None and not self.design.has_rows:
             return _per_partition(self, lambda part: self.predict(part, random, allow_new_levels), "predicted")
         if newdata is None:
             return self.fitted() if random else pd.Series(self.design.X @ self.factorization.beta, index=self.design.index)
-        from ..data.dask_data import is_dask_frame, lazy_map
-
-        if is_dask_frame(newdata):
-            return lazy_map(newdata, lambda part: self.predict(part, random, allow_new_levels), ("predicted", float))
-        new = new_data(self.design, newdata)
-        if random and new.unseen and not allow_new_levels:
-            group, levels = next(iter(new.unseen.items()))
-            raise DataError(
-                f"newdata has level(s) {levels[:5]} of grouping factor {group!r} that were not in the fitted data; "
-                "pass allow_new_levels=True to predict them at the population level (random effect 0)."
-            )
+        lazy = lazily(newdata, lambda part: self.predict(part, random, allow_new_levels))
+        if lazy is not None:
+            return lazy
+        new = self._new_rows(
+            newdata, random, allow_new_levels,
+            "pass allow_new_levels=True to predict them at the population level (random effect 0).",
+        )
         values = new.X @ self.factorization.beta
         if random:
             for k, (codes, z) in enumerate(zip(new.codes, new.z)):
@@ -431,12 +424,6 @@ def _fixed_format(value: float) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join(" " + line for line in text.splitlines())
-
-
-def _repeat_label(group: str, seen: dict[str, int]) -> str:
-    count = seen.get(group, 0)
-    seen[group] = count + 1
-    return group if count == 0 else f"{group}.{count}"
 
 
 def _per_partition(fit: RemlResult, function, name: str):
