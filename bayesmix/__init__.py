@@ -30,6 +30,7 @@ from .errors import (
     PriorError,
     RankDeficiencyWarning,
 )
+from .families import Family, Gaussian
 from .formula import BarTerm, MixedFormula, parse_formula
 from .io import load
 from .model import Model
@@ -50,8 +51,10 @@ __all__ = [
     "DataError",
     "Design",
     "Exponential",
+    "Family",
     "FitError",
     "FormulaError",
+    "Gaussian",
     "HalfNormal",
     "HalfStudentT",
     "MissingDataWarning",

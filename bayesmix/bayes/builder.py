@@ -1,4 +1,4 @@
-"""Design -> PyMC model: fixed effects, LKJ-correlated non-centred random effects, Gaussian likelihood.
+"""Design -> PyMC model: fixed effects, LKJ-correlated non-centred random effects, the family's likelihood.
 
 Parametrisation, for each random-effects term t with q_t columns and levels ℓ_t:
 
@@ -6,7 +6,7 @@ Parametrisation, for each random-effects term t with q_t columns and levels ℓ_
     u_t = z_t (diag(sd_t) L_t)'                   (L_t ~ LKJCorr(η): Cholesky factor of the correlation)
     u_t = z_t * sd_t                              (scalar and ``||`` terms)
     μ = X β + Σ_t Σ_j z_tj(row) u_t[level(row), j]
-    y ~ Normal(μ, σ)
+    y ~ the design's family given μ (its ``distribution``: Normal(μ, σ) for the Gaussian)
 
 Non-intercept columns of X are centred while sampling (their intercept is then the mean
 response at average predictors, which decorrelates it from the slopes); the reported
@@ -116,7 +116,9 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
         for layout in layouts:
             dims = (f"{layout.name}_level", f"{layout.name}_effect")
             pm.Deterministic(f"u_{layout.name}", pt.concatenate(effects[layout.group], axis=1), dims=dims)
-        pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
+        family = design.family  # identity link (BayesModel checks the family): μ is the linear predictor
+        likelihood = getattr(pm, family.distribution)
+        likelihood("y_obs", **family.distribution_parameters(mu, sigma), observed=y, dims="obs")
     return model
 
 

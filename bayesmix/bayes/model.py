@@ -13,6 +13,7 @@ from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
 from ..errors import DataError
 from ..data.layout import group_layouts, term_labels
+from ..families import Gaussian, check_supported
 from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords
 from ..linalg.collapsed import draw_effects
 from .density import collapsed_density, natively_supported
@@ -36,7 +37,8 @@ class BayesModel:
     method
         ``"collapsed"``: the random effects are integrated out of the likelihood and drawn
         exactly afterwards (one grouping factor only); ``"full"``: NUTS samples them;
-        ``"auto"`` (default): collapsed where it applies.
+        ``"auto"`` (default): collapsed where it applies (one grouping factor, and a family
+        with sufficient statistics: :attr:`~bayesmix.families.Family.has_sufficient_statistics`).
     parameterization
         For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
         (see :func:`build_model`).
@@ -58,10 +60,16 @@ class BayesModel:
             raise ArgumentError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, not {parameterization!r}.")
         if method not in METHODS:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
+        check_supported(design.family, (Gaussian,), "The Bayesian backend")
         self.design = design
         self.priors = resolve_priors(design, term_labels(design), priors)
         self.layouts = group_layouts(design)
-        collapsible = len(self.layouts) == 1
+        if method == "collapsed" and not design.family.has_sufficient_statistics:
+            raise ArgumentError(
+                f"method='collapsed' integrates the random effects out through sufficient statistics, which the "
+                f"{design.family} family does not have: use method='full'."
+            )
+        collapsible = len(self.layouts) == 1 and design.family.has_sufficient_statistics
         if method == "collapsed" and not collapsible:
             raise ArgumentError(
                 "method='collapsed' needs every random-effects term on one grouping factor; this model has "

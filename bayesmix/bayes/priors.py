@@ -6,7 +6,8 @@ indicator) and its standard deviation otherwise):
 
 - ``Intercept`` (of the predictors centred at their means): Normal(mean(y), 2.5 s_y)
 - ``b``, each other fixed effect: Normal(0, 2.5 s_y / s_c)
-- ``sigma``, the residual SD: HalfStudentT(ν = 3, s_y)
+- ``sigma``, the residual SD: HalfStudentT(ν = 3, s_y) (the scale is the family's
+  :meth:`~bayesmix.families.Family.dispersion_prior_scale`)
 - ``sd``, the SD of each random effect: HalfStudentT(ν = 3, s_y / s_c)
 - ``cor``, each correlation matrix: LKJ(η = 2), which mildly favours smaller correlations
 
@@ -209,7 +210,7 @@ def resolve_priors(design: Design, term_labels: list[str], overrides: list[Prior
     intercept = Normal(mean_y, 2.5 * s_y) if has_intercept else None
     x_scales = design.x_scales()
     b = {name: Normal(0.0, 2.5 * s_y / x_scales[j]) for j, name in enumerate(names) if name != "Intercept"}
-    sigma = HalfStudentT(3.0, s_y)
+    sigma = HalfStudentT(3.0, design.family.dispersion_prior_scale(s_y))
     sd, cor = {}, {}
     for k, (label, term) in enumerate(zip(term_labels, design.terms)):
         for column, scale in zip(term.columns, design.z_scales(k)):

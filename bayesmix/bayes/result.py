@@ -12,7 +12,6 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
 from ..data.design import Design
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
@@ -227,7 +226,7 @@ class BayesResult(FittedModel):
 
     # ----- predictions -------------------------------------------------------------------
     def _mu(self, X: np.ndarray, codes, z, new_levels: str, rng: np.random.Generator) -> np.ndarray:
-        """Draws of μ, (draws, rows), for materialised data."""
+        """Draws of the linear predictor η (μ = g⁻¹(η)), (draws, rows), for materialised data."""
         post = self._draws
         mu = post["beta"].values @ X.T
         offsets = self._term_offsets()
@@ -310,9 +309,9 @@ class BayesResult(FittedModel):
                 "pass new_levels='sample' (draw their effects from the fitted population) or 'population' (effect 0).",
             )
             X, codes, z, index = new.X, list(new.codes), list(new.z), new.index
-        mu = self._mu(X, codes if random else [], z if random else [], new_levels, rng)
-        sigma = self._draws["sigma"].values
-        draws = mu + rng.standard_normal(mu.shape) * sigma[:, None]
+        family = self.design.family
+        mu = family.inverse_link(self._mu(X, codes if random else [], z if random else [], new_levels, rng))
+        draws = family.predictive_draws(mu, self._draws["sigma"].values[:, None], rng)
         shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"], len(index))
         coords = {"chain": self.posterior["chain"].values, "draw": self.posterior["draw"].values, "obs": np.arange(len(index))}
         as_array = lambda a, name: xr.DataArray(a.reshape(shape), dims=("chain", "draw", "obs"), coords=coords, name=name)
@@ -343,7 +342,7 @@ class BayesResult(FittedModel):
         if "log_likelihood" not in self.idata.children:
             mu = self.predict().mu
             sigma = self.posterior["sigma"]
-            ll = stats.norm.logpdf(self.design.y[None, None, :], mu.values, sigma.values[:, :, None])
+            ll = self.design.family.log_likelihood(self.design.y[None, None, :], mu.values, sigma.values[:, :, None])
             self.idata["log_likelihood"] = xr.Dataset({"y": (("chain", "draw", "obs"), ll)}, coords=mu.coords)
         return self.idata["log_likelihood"]["y"]
 

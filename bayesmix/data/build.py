@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BayesmixError, DataError, FormulaError
+from ..families import Family, as_family
 from ..formula import MixedFormula, parse_formula
 from ..formula.evaluation import Evaluator
 from ..formula.parser import suggest, variables_in
@@ -37,11 +38,15 @@ from .terms import RandomTerm
 RANK_TOLERANCE = 1e-7  # the tolerance of R's qr(), which lme4 uses to drop fixed-effect columns
 
 
-def make_design(formula: str | MixedFormula, data: pd.DataFrame, transforms: dict | None = None) -> Design:
+def make_design(
+    formula: str | MixedFormula, data: pd.DataFrame, transforms: dict | None = None, family: Family | None = None
+) -> Design:
     """Build the :class:`Design` of ``formula`` on ``data``.
 
     ``transforms`` maps names to the user's own functions that the formula may call besides
-    the built-in allow-list (see the security page of the documentation).
+    the built-in allow-list (see the security page of the documentation). ``family`` is the
+    response family (:class:`~bayesmix.families.Gaussian` when None), which says which
+    responses are valid.
 
     Rows with a missing value in any column the formula uses are dropped, counted, and
     reported in a :class:`MissingDataWarning`. Fixed-effect columns that are linear
@@ -54,10 +59,13 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame, transforms: dic
         For bad formula syntax, a part outside the allow-list, or a variable that is not a
         column of ``data``.
     DataError
-        For an empty frame, a non-numeric, constant or infinite response, infinite
-        predictor values, or a grouping factor with fewer than two levels or as many levels
-        as observations.
+        For an empty frame, a response the family cannot have (for the Gaussian: non-numeric,
+        constant or infinite), infinite predictor values, or a grouping factor with fewer than
+        two levels or as many levels as observations.
+    ArgumentError
+        When ``family`` is not a bayesmix family.
     """
+    family = as_family(family)
     evaluator = evaluator_of(formula, transforms)
     parsed = evaluator.formula
     data = check_frame(data, "data")
@@ -90,7 +98,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame, transforms: dic
             )
     data = without_unused_categories(data, parsed.variables)
 
-    y = varying_response(evaluator, data)
+    y = varying_response(evaluator, data, family)
     fixed = materialise(evaluator, parsed.fixed, data, "fixed-effects part")
     names = [clean_name(c) for c in fixed.columns]
     X = fixed.to_numpy(dtype=float)
@@ -143,6 +151,7 @@ def make_design(formula: str | MixedFormula, data: pd.DataFrame, transforms: dic
         index=data.index,
         n_dropped=n_dropped,
         dropped_columns=dropped_columns,
+        family=family,
         recipe=Recipe(evaluator, fixed.model_spec, kept, tuple(term_specs), variable_levels, group_levels),
         frame=data[list(parsed.variables)],
     )
@@ -176,31 +185,28 @@ def independent_columns(X: np.ndarray, tol: float = RANK_TOLERANCE) -> np.ndarra
     return kept
 
 
-def varying_response(evaluator: Evaluator, data: pd.DataFrame) -> np.ndarray:
-    y = response_values(evaluator, data)
-    if np.ptp(y) == 0:
-        raise DataError(f"The response {evaluator.formula.response!r} is constant ({y[0]:g}); there is nothing to model.")
+def varying_response(evaluator: Evaluator, data: pd.DataFrame, family: Family) -> np.ndarray:
+    """:func:`response_values`, and DataError when the family finds the response constant."""
+    y = response_values(evaluator, data, family)
+    family.check_varies(evaluator.formula.response, y.min(), y.max())
     return y
 
 
-def response_values(evaluator: Evaluator, data: pd.DataFrame) -> np.ndarray:
-    """The response as floats; DataError for a non-numeric or non-finite response."""
+def response_values(evaluator: Evaluator, data: pd.DataFrame, family: Family) -> np.ndarray:
+    """The response as floats; DataError for a column dtype or values the family cannot have
+    (:meth:`~bayesmix.families.Family.check_dtype`, :meth:`~bayesmix.families.Family.check_values`)
+    or values too large or small to square."""
     name = evaluator.formula.response
     if name in data.columns:
-        column = data[name]
-        if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-            raise DataError(
-                f"The response column {name!r} has dtype {column.dtype}; a Gaussian mixed model needs a numeric "
-                f"response. Convert it, e.g. data[{name!r}] = pd.to_numeric(data[{name!r}])."
-            )
+        column = _numpy_column(data[name])
+        family.check_dtype(name, column.dtype)
         y = column.to_numpy(dtype=float)
     else:
         mm = materialise(evaluator, f"0 + {name}", data, "response")
         if mm.shape[1] != 1:
             raise DataError(f"The response {name!r} gives {mm.shape[1]} columns; it must be one numeric column.")
         y = mm.to_numpy(dtype=float)[:, 0]
-    if not np.isfinite(y).all():
-        raise DataError(f"The response {name!r} has {int((~np.isfinite(y)).sum())} infinite or undefined value(s); remove or fix them.")
+    family.check_values(name, y)
     check_magnitude(y[:, None], [name], "response")
     return y
 

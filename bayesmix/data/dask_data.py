@@ -25,6 +25,7 @@ import pandas as pd
 
 from .build import evaluator_of, grouping_factor, levels_of, position_of, response_values
 from ..errors import DataError, FormulaError
+from ..families import Family, as_family
 from ..formula import MixedFormula
 from ..formula.parser import suggest
 from .sufficient import SufficientDesign, design_from_statistics, make_plan, partition_statistics
@@ -58,12 +59,20 @@ def read_parquet(path):
         raise DataError(f"Could not read Parquet data from {str(path)!r}: {error}") from error
 
 
-def dask_design(formula: str | MixedFormula, data, transforms: dict | None = None) -> SufficientDesign:
+def dask_design(
+    formula: str | MixedFormula, data, transforms: dict | None = None, family: Family | None = None
+) -> SufficientDesign:
     """The design of ``formula`` on a dask DataFrame, from its sufficient statistics (``transforms``
-    as for :func:`~bayesmix.design.make_design`)."""
+    and ``family`` as for :func:`~bayesmix.data.build.make_design`)."""
     import dask
     from dask import delayed
 
+    family = as_family(family)
+    if not family.has_sufficient_statistics:
+        raise DataError(
+            f"Dask or Parquet input is fitted from per-group sufficient statistics, which the {family} family does not "
+            "have. Load the data into pandas (ddf.compute(), or a sample of it) and pass the pandas DataFrame."
+        )
     evaluator = evaluator_of(formula, transforms)
     parsed = evaluator.formula
     for name in parsed.variables:
@@ -80,7 +89,7 @@ def dask_design(formula: str | MixedFormula, data, transforms: dict | None = Non
         )
     response = data._meta[parsed.response] if parsed.response in data.columns else None
     if response is not None:
-        response_values(evaluator, response.to_frame().iloc[:0])  # dtype check on the schema
+        response_values(evaluator, response.to_frame().iloc[:0], family)  # dtype check on the schema
     used = data[list(parsed.variables)]
     complete = used.dropna()
     group = parsed.bars[0].group
@@ -89,7 +98,7 @@ def dask_design(formula: str | MixedFormula, data, transforms: dict | None = Non
     levels = grouping_factor(uniques[0], group)[1] if len(uniques[0]) else pd.Index([])
     categories = {c: _sorted(u) for c, u in zip(discrete, uniques[1:])}
     categorical = {c: v for c, v in categories.items() if not pd.api.types.is_bool_dtype(data._meta[c])}
-    plan = make_plan(evaluator, _prototype(data._meta[list(parsed.variables)], categories, uniques[0]), levels, categorical)
+    plan = make_plan(evaluator, family, _prototype(data._meta[list(parsed.variables)], categories, uniques[0]), levels, categorical)
     parts = [delayed(partition_statistics)(part, plan) for part in used.to_delayed()]
     while len(parts) > 1:  # pairwise tree sum: only small arrays travel
         parts = [delayed(_add)(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
@@ -143,7 +152,8 @@ def complete_rows(design: SufficientDesign):
 
 def response_of(design: SufficientDesign, frame: pd.DataFrame) -> pd.Series:
     """The response of the rows of one partition."""
-    return pd.Series(response_values(design.recipe.evaluator, frame), index=frame.index, name=design.response)
+    return pd.Series(response_values(design.recipe.evaluator, frame, design.family), index=frame.index,
+                     name=design.response)
 
 
 def _dask_dataframe():

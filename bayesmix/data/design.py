@@ -18,6 +18,7 @@ import formulaic
 import numpy as np
 import pandas as pd
 
+from ..families import Family, Gaussian
 from ..formula import BarTerm, MixedFormula
 from ..formula.evaluation import Evaluator
 from .statistics import SufficientStatistics, column_scale
@@ -89,7 +90,9 @@ class Recipe:
 
 @dataclass(frozen=True, eq=False)
 class Design:
-    """The materialised model: ``y = X beta + sum_k (z_k * u_k[codes_k]).sum(1) + e``.
+    """The materialised model: the linear predictor ``eta = X beta + sum_k (z_k * u_k[codes_k]).sum(1)``
+    and the response ``y``, distributed given ``mu = g^-1(eta)`` as its ``family`` says
+    (for the default :class:`~bayesmix.families.Gaussian`: ``y = eta + e``).
 
     Attributes
     ----------
@@ -111,7 +114,9 @@ class Design:
         How many rows were dropped for missing values.
     dropped_columns
         Fixed-effect columns dropped as linear combinations of earlier ones.
-
+    family
+        The response family (:class:`~bayesmix.families.Gaussian` by default): the response's
+        distribution given its mean, its link, and what the backends may assume of it.
     recipe
         How new data is materialised like the fitted data (see :class:`Recipe`).
     frame
@@ -129,6 +134,7 @@ class Design:
     index: pd.Index
     n_dropped: int = 0
     dropped_columns: tuple[str, ...] = ()
+    family: Family = field(default_factory=Gaussian)
     recipe: Recipe | None = field(default=None, repr=False)
     frame: pd.DataFrame | None = field(default=None, repr=False)
 
@@ -204,7 +210,7 @@ class Design:
         lines = [
             f"Design: {self.formula.text}",
             f"  observations: {self.n}" + (f" ({self.n_dropped} dropped for missing values)" if self.n_dropped else ""),
-            f"  response: {self.response}",
+            f"  response: {self.response} ({self.family})",
             f"  fixed effects ({self.p}): {', '.join(self.fixed_names) or 'none'}",
         ]
         if self.dropped_columns:

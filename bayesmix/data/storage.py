@@ -68,7 +68,7 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
             "This result's design does not hold its rows (it was not built from a pandas DataFrame), "
             "so it cannot be saved in a form that rebuilds it."
         )
-    if not np.array_equal(response_values(design.recipe.evaluator, frame), design.y):
+    if not np.array_equal(response_values(design.recipe.evaluator, frame, design.family), design.y):
         raise ArgumentError(
             "This result's response is not the one in its data (it was replaced, e.g. by BayesModel.sample(y=...)), "
             "so loading could not rebuild it; save the draws alone with result.idata.to_netcdf(path)."

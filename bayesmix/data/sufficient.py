@@ -24,6 +24,7 @@ from .checks import check_finite, check_grouping, check_magnitude, check_residua
 from .design import Design, Recipe, TermSpec
 from .terms import RandomTerm
 from ..errors import DataError, FormulaError
+from ..families import Family
 from ..formula import MixedFormula
 from ..formula.evaluation import Evaluator
 from .statistics import SufficientStatistics
@@ -38,6 +39,8 @@ class Plan:
     ----------
     evaluator
         The parsed formula (its terms all on one grouping factor) and how its parts are evaluated.
+    family
+        The response family, which checks each partition's response.
     fixed_spec
         formulaic's spec of the fixed part, with the categories of every categorical
         predictor over all partitions.
@@ -51,6 +54,7 @@ class Plan:
     """
 
     evaluator: Evaluator
+    family: Family
     fixed_spec: formulaic.ModelSpec
     term_specs: tuple[TermSpec, ...]
     levels: pd.Index
@@ -80,7 +84,7 @@ def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistic
     q = sum(len(_term_columns(spec)) for spec in plan.term_specs)
     if data.empty:
         return SufficientStatistics.empty(len(plan.levels), q, len(fixed_names) + 1, int(dropped.sum()), n_missing)
-    y = response_values(plan.evaluator, data)
+    y = response_values(plan.evaluator, data, plan.family)
     X = plan.evaluator.model_matrix(plan.fixed_spec, data).to_numpy(dtype=float)
     check_finite(X, fixed_names, "predictor")
     check_magnitude(X, fixed_names, "predictor")
@@ -97,8 +101,8 @@ def _term_columns(spec: TermSpec) -> list[str]:
     return names if spec.column is None else names[spec.column : spec.column + 1]
 
 
-def make_plan(evaluator: Evaluator, prototype: pd.DataFrame, levels: pd.Index, categories: dict) -> Plan:
-    """The plan of the evaluator's formula, with formulaic's specs learnt on ``prototype``.
+def make_plan(evaluator: Evaluator, family: Family, prototype: pd.DataFrame, levels: pd.Index, categories: dict) -> Plan:
+    """The plan of the evaluator's formula and response ``family``, with formulaic's specs learnt on ``prototype``.
 
     ``prototype`` must hold each categorical predictor as a ``pd.Categorical`` with all its
     ``categories`` (a few rows will do). Stateful transforms (``scale(x)``,
@@ -121,7 +125,7 @@ def make_plan(evaluator: Evaluator, prototype: pd.DataFrame, levels: pd.Index, c
             f"{stateful[0]} learns its state from the data, which out-of-memory input cannot give it in one pass; "
             "compute the column beforehand (e.g. with dask) and use it by name.", formula.text,
         )
-    return Plan(evaluator, fixed.model_spec, tuple(term_specs), levels, categories)
+    return Plan(evaluator, family, fixed.model_spec, tuple(term_specs), levels, categories)
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,8 +182,7 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
                         if n_dropped else "data has no rows.")
     if n_dropped:
         warn_missing(n_dropped, stats.n + n_dropped, stats.n_missing, stacklevel=4)
-    if stats.y_max == stats.y_min:
-        raise DataError(f"The response {formula.response!r} is constant ({stats.y_min:g}); there is nothing to model.")
+    plan.family.check_varies(formula.response, stats.y_min, stats.y_max)
     names = [clean_name(c) for c in plan.fixed_spec.column_names]
     kept = independent_columns(_gram_root(value(stats.AXX[:-1, :-1])))
     dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
@@ -197,7 +200,7 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
     )
     return SufficientDesign(
         formula=formula, y=None, X=None, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=terms,
-        response=formula.response, index=None, n_dropped=n_dropped, dropped_columns=dropped_columns,
+        response=formula.response, index=None, n_dropped=n_dropped, dropped_columns=dropped_columns, family=plan.family,
         recipe=Recipe(plan.evaluator, plan.fixed_spec, kept, plan.term_specs, variable_levels),
         stats=kept_stats, source=source,
     )

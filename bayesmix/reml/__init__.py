@@ -12,6 +12,7 @@ from threadpoolctl import ThreadpoolController
 
 from ..data.design import Design
 from ..errors import ArgumentError, ConvergenceWarning, FitError
+from ..families import Gaussian, check_supported
 from .criterion import profiled_criterion
 from .optimize import OptSummary, optimize_theta
 from .result import RemlResult, RemlSummary
@@ -25,13 +26,16 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
 
     Warns with :class:`~bayesmix.ConvergenceWarning` for a singular (boundary) fit or when
     the optimiser did not report convergence. Raises :class:`~bayesmix.FitError` (with the
-    optimiser's record as ``optsummary``) rather than return a non-finite estimate.
+    optimiser's record as ``optsummary``) rather than return a non-finite estimate, and
+    :class:`~bayesmix.ArgumentError` for a design whose family is not the Gaussian
+    (generalised linear mixed models are not fitted by REML).
     """
     if not isinstance(design, Design):
         raise ArgumentError(
             f"fit_reml takes a Design (model.design, or bm.make_design(formula, data)), not {type(design).__name__}; "
             "or fit with bm.Model(formula, data).fit_reml()."
         )
+    check_supported(design.family, (Gaussian,), "REML and ML (lme4's linear mixed model criterion)")
     if not isinstance(reml, (bool, np.bool_)):
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
