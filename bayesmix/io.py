@@ -381,7 +381,7 @@ def _check(condition: bool, what: str) -> None:
 
 
 def _bayes_result(design: Design, tree: xr.DataTree, stored: xr.Dataset):
-    from .bayes.builder import group_layouts
+    from .bayes.layout import group_layouts
     from .bayes.priors import Distribution, PriorSet
     from .bayes.result import BayesResult
     from .bayes.sampling import SamplerSettings

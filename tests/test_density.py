@@ -11,7 +11,7 @@ from scipy import stats
 
 import bayesmix as bm
 from bayesmix.bayes import density
-from bayesmix.bayes.builder import group_layouts, term_labels
+from bayesmix.bayes.layout import group_layouts, term_labels
 from bayesmix.linalg.collapsed import collapsed_loglik
 from bayesmix.bayes.priors import resolve_priors
 from bayesmix.data.crossprod import cross_products

@@ -20,6 +20,11 @@ Posterior variables, named for users:
 - ``cor_<group>`` (``<group>_pair``): its free correlations, one per pair of effects in a
   correlated term (``Intercept:perform_type[Solo]``);
 - ``u_<group>`` (``<group>_level``, ``<group>_effect``): the random effects.
+
+This module imports PyMC and PyTensor, so it is imported only when a PyMC model is built
+(``BayesModel.pymc_model``, sampling with ``sampler="pymc"``, the full model with nutpie, priors
+without a native form), never by ``import bayesmix``; :mod:`bayesmix.jit`, which may choose
+PyTensor's compile directory, has run by then (``bayesmix/__init__.py`` imports it first).
 """
 
 from __future__ import annotations
@@ -31,52 +36,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..data.design import Design
+from .layout import GroupLayout, coords, group_layouts, term_labels
 from .priors import Distribution, PriorSet, resolve_priors
-
-
-@dataclass(frozen=True)
-class GroupLayout:
-    """How one grouping factor's effects are laid out in the posterior."""
-
-    group: str
-    levels: list
-    effects: list[str]
-    pairs: list[tuple[str, str]]  # the free correlations, in term order
-
-    @property
-    def name(self) -> str:
-        """The factor's name as used in variable names (``:`` is not allowed in netCDF names)."""
-        return self.group.replace(":", "_")
-
-
-def term_labels(design: Design) -> list[str]:
-    """lme4-style labels of the design's terms: the group, ``g.1``, ``g.2`` for repeats."""
-    seen: dict[str, int] = {}
-    labels = []
-    for term in design.terms:
-        k = seen.get(term.group, 0)
-        seen[term.group] = k + 1
-        labels.append(term.group if k == 0 else f"{term.group}.{k}")
-    return labels
-
-
-def group_layouts(design: Design) -> list[GroupLayout]:
-    """One layout per grouping factor, in order of first appearance."""
-    out: dict[str, GroupLayout] = {}
-    for term in design.terms:
-        layout = out.setdefault(term.group, GroupLayout(term.group, list(term.levels), [], []))
-        layout.effects.extend(term.columns)
-        if term.correlated:
-            layout.pairs.extend((term.columns[i], term.columns[j]) for i in range(term.q) for j in range(i + 1, term.q))
-    return list(out.values())
-
-
-def pair_label(pair: tuple[str, str]) -> str:
-    """Coordinate label of a correlation: ``Intercept:perform_type[Solo]``."""
-    return f"{pair[0]}:{pair[1]}"
-
-
-PARAMETERIZATIONS = ("noncentred", "centred")
 
 
 @dataclass
@@ -89,19 +50,6 @@ class _TermCovariance:
     def cov_chol(self):
         """Cholesky factor of the term's covariance (a column of SDs for scalar terms)."""
         return self.sd[:, None] * self.chol if self.chol is not None else pt.diag(self.sd)
-
-
-def coords(design: Design, layouts: list[GroupLayout]) -> dict:
-    """Coordinates of the posterior's dims: coefficients, rows, and per factor its levels, effects and pairs."""
-    out = {"coef": list(design.fixed_names)}
-    if design.has_rows:
-        out["obs"] = np.arange(design.n)
-    for layout in layouts:
-        out[f"{layout.name}_level"] = layout.levels
-        out[f"{layout.name}_effect"] = layout.effects
-        if layout.pairs:
-            out[f"{layout.name}_pair"] = [pair_label(p) for p in layout.pairs]
-    return out
 
 
 def _population(design: Design, priors: PriorSet, layouts: list[GroupLayout]):

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pymc as pm
 
 from ..data.design import Design
 from ..errors import PriorError
@@ -46,6 +45,8 @@ class Distribution:
 
     def pymc(self, name: str, **kwargs):
         """The PyMC random variable ``name`` with this distribution."""
+        import pymc as pm
+
         return getattr(pm, self.name)(name, **self.params, **kwargs)
 
     def rescaled(self, factor: float, shift: float = 0.0) -> Distribution:

@@ -6,17 +6,15 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
 from ..data.design import Design
 from ..data.newdata import new_data
 from ..errors import ConvergenceWarning, DataError
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
-from .builder import GroupLayout, pair_label
+from .layout import GroupLayout, pair_label
 from .priors import PriorSet
 from .sampling import ArgumentError, SamplerSettings, few_draws_allowed
 
@@ -166,6 +164,8 @@ class BayesResult:
 
     def _table(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """The table of :meth:`summary`, without its warning."""
+        import arviz as az  # about 1 s to import: only when a Bayesian result is summarised
+
         _check_prob(ci_prob, "ci_prob")
         with few_draws_allowed():
             table = az.summary(xr.DataTree.from_dict({"posterior": self._parameters}), ci_prob=ci_prob, round_to="none")
@@ -341,6 +341,8 @@ class BayesResult:
     # ----- checks -----------------------------------------------------------------------------
     def log_likelihood(self) -> xr.DataArray:
         """Pointwise log-likelihood draws, (chain, draw, obs); also stored in ``idata`` for ArviZ."""
+        from scipy import stats
+
         self._need_rows("log_likelihood()")
         if "log_likelihood" not in self.idata.children:
             mu = self.predict().mu
@@ -351,6 +353,8 @@ class BayesResult:
 
     def loo(self):
         """PSIS leave-one-out cross-validation (``arviz.loo``)."""
+        import arviz as az
+
         self.log_likelihood()
         return az.loo(self.idata)
 

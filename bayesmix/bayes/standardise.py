@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from ..data.design import Design
-from .builder import GroupLayout
+from .layout import GroupLayout
 from .priors import PriorSet
 
 
