@@ -62,3 +62,17 @@ def test_building_a_pymc_model_loads_pymc_after_bayesmix_jit():
         assert {{"beta", "sigma"}} <= set(bayes.pymc_model.named_vars)
     """)
     assert loaded["pymc"] and loaded["pytensor"]
+
+
+def test_a_collapsed_fit_with_native_priors_never_loads_pymc():
+    """The precompiled collapsed density goes to nutpie directly: no PyMC model, no PyTensor."""
+    loaded = loaded_after(f"""
+        import warnings
+        import pandas as pd
+        import bayesmix as bm
+        warnings.simplefilter("ignore", bm.ConvergenceWarning)  # 50 draws
+        model = bm.Model("Reaction ~ Days + (Days | Subject)", pd.read_csv({str(shared_file("data", "sleepstudy.csv"))!r}))
+        post = model.sample(draws=50, tune=50, chains=1, seed=1, progressbar=False)
+        assert post.method.startswith("collapsed") and post.posterior.sizes["draw"] == 50
+    """)
+    assert loaded["nutpie"] and not loaded["pymc"] and not loaded["pytensor"]
