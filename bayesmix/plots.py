@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import arviz as az
+from typing import TYPE_CHECKING
+
 import numpy as np
 import xarray as xr
-from matplotlib.figure import Figure
-from scipy import stats
 
 from .bayes import BayesResult
 from .errors import ArgumentError
 from .reml import RemlResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# ArviZ, Matplotlib and scipy.stats take seconds to import: each plot imports what it needs.
 
 
 def _figure(plot_collection) -> Figure:
@@ -41,16 +45,22 @@ def _parameter_tree(result: BayesResult, var_names: list[str] | None, function: 
 
 def plot_trace(result: BayesResult, var_names: list[str] | None = None) -> Figure:
     """Trace and marginal density of each parameter (``arviz.plot_trace_dist``)."""
+    import arviz as az
+
     return _figure(az.plot_trace_dist(_parameter_tree(result, var_names, "plot_trace"), backend="matplotlib"))
 
 
 def plot_rank(result: BayesResult, var_names: list[str] | None = None) -> Figure:
     """Rank plots per chain of each parameter (``arviz.plot_rank``): flat when chains agree."""
+    import arviz as az
+
     return _figure(az.plot_rank(_parameter_tree(result, var_names, "plot_rank"), backend="matplotlib"))
 
 
 def plot_ppc(result: BayesResult, num_samples: int = 50, seed: int | None = None) -> Figure:
     """Density of the response against densities of replicated data sets (``arviz.plot_ppc_dist``)."""
+    import arviz as az
+
     _check_result(result, (BayesResult,), "plot_ppc")
     result.posterior_predictive(seed)
     return _figure(az.plot_ppc_dist(result.idata, num_samples=num_samples, backend="matplotlib"))
@@ -62,6 +72,9 @@ def qq_plot(result: RemlResult | BayesResult) -> Figure:
     Uses the conditional modes for a REML fit and the posterior means for a Bayesian fit:
     the normality assumptions of the model, checked as in the lecture.
     """
+    from matplotlib.figure import Figure
+    from scipy import stats
+
     _check_result(result, (RemlResult, BayesResult), "qq_plot")
     panels = [("residuals", np.asarray(result.residuals(), dtype=float))]
     ranef = result.ranef()

@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import arviz as az
-import numpy as np
 import pandas as pd
 import xarray as xr
 

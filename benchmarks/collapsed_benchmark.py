@@ -25,7 +25,7 @@ import bayesmix as bm
 from bayesmix.bayes import BayesModel
 from reml_benchmark import simulate_large
 from bayesmix.bayes import density
-from bayesmix.bayes.builder import group_layouts, term_labels
+from bayesmix.data.layout import group_layouts, term_labels
 from bayesmix.linalg.collapsed import collapsed_loglik
 from bayesmix.bayes.priors import resolve_priors
 from bayesmix.data.crossprod import cross_products

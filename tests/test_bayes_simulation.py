@@ -68,7 +68,7 @@ def small_design():
 
 
 def test_default_priors_scale_with_the_data(small_design):
-    from bayesmix.bayes.builder import term_labels
+    from bayesmix.data.layout import term_labels
     from bayesmix.bayes.priors import resolve_priors
 
     base = resolve_priors(small_design, term_labels(small_design))
@@ -83,7 +83,7 @@ def test_default_priors_scale_with_the_data(small_design):
 
 
 def test_prior_overrides(small_design):
-    from bayesmix.bayes.builder import term_labels
+    from bayesmix.data.layout import term_labels
     from bayesmix.bayes.priors import resolve_priors
 
     priors = [

@@ -1,8 +1,12 @@
-"""Bayesian fits: a PyMC model with LKJ-correlated non-centred random effects, sampled by NUTS."""
+"""Bayesian fits: a PyMC model with LKJ-correlated non-centred random effects, sampled by NUTS.
+
+Importing this package imports neither PyMC, PyTensor, nutpie nor ArviZ (seconds each): the PyMC
+model (:mod:`.builder`, :mod:`.ops`) and nutpie (:mod:`.nutpie_adapter`) are imported when a
+model is first built or sampled, ArviZ when a result is summarised.
+"""
 
 from __future__ import annotations
 
-from .builder import build_collapsed_model, build_model
 from .model import METHODS, BayesModel, sample
 from .priors import (
     LKJ,
@@ -39,8 +43,6 @@ __all__ = [
     "PriorSet",
     "SamplerSettings",
     "StudentT",
-    "build_collapsed_model",
-    "build_model",
     "prior",
     "resolve_priors",
     "sample",

@@ -20,6 +20,11 @@ Posterior variables, named for users:
 - ``cor_<group>`` (``<group>_pair``): its free correlations, one per pair of effects in a
   correlated term (``Intercept:perform_type[Solo]``);
 - ``u_<group>`` (``<group>_level``, ``<group>_effect``): the random effects.
+
+This module imports PyMC and PyTensor, so it is imported only when a PyMC model is built
+(``BayesModel.pymc_model``, sampling with ``sampler="pymc"``, the full model with nutpie, priors
+without a native form), never by ``import bayesmix``; :mod:`bayesmix.jit`, which may choose
+PyTensor's compile directory, has run by then (``bayesmix/__init__.py`` imports it first).
 """
 
 from __future__ import annotations
@@ -31,11 +36,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..data.design import Design
-from ..data.layout import GroupLayout, group_layouts, pair_label, term_labels
+from ..data.layout import GroupLayout, coords, group_layouts, term_labels
 from .priors import Distribution, PriorSet, resolve_priors
-
-
-PARAMETERIZATIONS = ("noncentred", "centred")
 
 
 @dataclass
@@ -48,19 +50,6 @@ class _TermCovariance:
     def cov_chol(self):
         """Cholesky factor of the term's covariance (a column of SDs for scalar terms)."""
         return self.sd[:, None] * self.chol if self.chol is not None else pt.diag(self.sd)
-
-
-def coords(design: Design, layouts: list[GroupLayout]) -> dict:
-    """Coordinates of the posterior's dims: coefficients, rows, and per factor its levels, effects and pairs."""
-    out = {"coef": list(design.fixed_names)}
-    if design.has_rows:
-        out["obs"] = np.arange(design.n)
-    for layout in layouts:
-        out[f"{layout.name}_level"] = layout.levels
-        out[f"{layout.name}_effect"] = layout.effects
-        if layout.pairs:
-            out[f"{layout.name}_pair"] = [pair_label(p) for p in layout.pairs]
-    return out
 
 
 def _population(design: Design, priors: PriorSet, layouts: list[GroupLayout]):

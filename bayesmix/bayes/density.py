@@ -422,36 +422,37 @@ def expanded(blob: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-# nutpie's model interface. ``nutpie._lib`` is nutpie's own extension; the numba path of
-# nutpie.compile_pymc_model hands it C callbacks of exactly these signatures.
-from nutpie import _lib  # noqa: E402
-from nutpie.sample import CompiledModel  # noqa: E402
-
-
 @dataclass(frozen=True)
-class CollapsedDensity(CompiledModel):
-    """A collapsed model ready for ``nutpie.sample``: the cached callbacks and the model's blob.
+class CollapsedDensity:
+    """A collapsed model ready for nutpie: the cached callbacks and the model's blob.
 
-    ``with_data(A1X=..., AXX=...)`` returns the model for a new response (new cross-products).
+    nutpie samples it through :func:`bayesmix.bayes.nutpie_adapter.callback_model` (it is a
+    :class:`~bayesmix.bayes.nutpie_adapter.CallbackDensity`). ``with_data(A1X=..., AXX=...)``
+    returns the model for a new response (new cross-products).
     """
 
     blob: np.ndarray
     variables: list[Variable]
     n_unconstrained: int
-    model_coords: dict
+    coords: dict
     init: object  # seed -> initial point
+
+    @property
+    def user_data(self) -> np.ndarray:
+        """What the callbacks read: the blob."""
+        return self.blob
 
     @property
     def n_dim(self) -> int:
         return self.n_unconstrained
 
     @property
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        return {v.name: v.shape for v in self.variables}
+    def n_expanded(self) -> int:
+        return int(self.blob[N_EXPANDED])
 
-    @property
-    def coords(self) -> dict:
-        return self.model_coords
+    def callbacks(self):
+        """The C callbacks of the log density and of the expansion (see :func:`callbacks`)."""
+        return callbacks(int(self.blob[Q]))
 
     def compile(self) -> None:
         """Compile this model's numba kernels (the callbacks and the effect draws for its q), or
@@ -471,31 +472,6 @@ class CollapsedDensity(CompiledModel):
                 blob[start:start + values.size] = values
         return dataclasses.replace(self, blob=blob)
 
-    def _make_sampler(self, settings, init_mean, cores, progress_type, extra_callback, extra_callback_rate, store):
-        return _lib.PySampler.from_pymc(
-            settings, cores, self._make_model(init_mean), progress_type, extra_callback, extra_callback_rate, store
-        )
-
-    def _make_model(self, init_mean):
-        logp_callback, expand_callback = callbacks(int(self.blob[Q]))
-        logp = _lib.LogpFunc(logp_callback.address, self.blob.ctypes.data, self)
-        expand_fn = _lib.ExpandFunc(self.n_dim, int(self.blob[N_EXPANDED]), expand_callback.address, self.blob.ctypes.data, self)
-        dim_sizes = {name: len(values) for name, values in self.model_coords.items()}
-        variables = _lib.PyVariable.new_variables(
-            [v.name for v in self.variables], ["float64"] * len(self.variables),
-            [v.shape for v in self.variables], dim_sizes, dict(self.dims),
-        )
-        return _lib.PyMcModel(
-            logp, expand_fn, variables, self.n_dim, dim_sizes, dict(self.model_coords), self.init, _transform_adapter
-        )
-
-
-def _transform_adapter(*args, **kwargs):
-    """nutpie's normalizing-flow adapter (used only if a flow is requested), as for PyMC models."""
-    from nutpie.transform_adapter import make_transform_adapter
-
-    return make_transform_adapter()(*args, **kwargs, logp_fn=None)
-
 
 def collapsed_density(design, crossprod, priors: PriorSet, labels: list[str], layout, coords: dict,
                       shift: np.ndarray | None = None) -> CollapsedDensity:
@@ -509,7 +485,4 @@ def collapsed_density(design, crossprod, priors: PriorSet, labels: list[str], la
     def init(seed):
         return initial_point(design, priors, labels, np.random.default_rng(seed))
 
-    return CollapsedDensity(
-        dims={v.name: v.dims for v in variables}, blob=blob, variables=variables, n_unconstrained=n_dim,
-        model_coords=coords, init=init,
-    )
+    return CollapsedDensity(blob=blob, variables=variables, n_unconstrained=n_dim, coords=coords, init=init)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
 from ..errors import DataError
-from ..data.layout import group_layouts, term_labels
+from ..data.layout import coords, group_layouts, term_labels
 from ..families import Gaussian, check_supported
-from .builder import PARAMETERIZATIONS, build_collapsed_model, build_model, coords
 from ..linalg.collapsed import draw_effects
 from .density import collapsed_density, natively_supported
 from .priors import Prior, resolve_priors
@@ -22,7 +21,11 @@ from .result import BayesResult, stack_draws
 from .standardise import Standardisation
 from .sampling import ArgumentError, CompiledSampler, SamplerSettings
 
+if TYPE_CHECKING:
+    import pymc as pm
+
 METHODS = ("auto", "collapsed", "full")
+PARAMETERIZATIONS = ("noncentred", "centred")
 
 
 class BayesModel:
@@ -41,7 +44,7 @@ class BayesModel:
         with sufficient statistics: :attr:`~bayesmix.families.Family.has_sufficient_statistics`).
     parameterization
         For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
-        (see :func:`build_model`).
+        (see :func:`bayesmix.bayes.builder.build_model`).
 
     Notes
     -----
@@ -97,10 +100,10 @@ class BayesModel:
                 ready = collapsed_density(standard, self._crossprod, priors, labels, self.layouts[0],
                                           coords(design, self.layouts), self._shift)
             self._sampler = CompiledSampler(
-                lambda: build_collapsed_model(standard, self._crossprod, priors, self._shift), ready
+                lambda: _builder().build_collapsed_model(standard, self._crossprod, priors, self._shift), ready
             )
         else:
-            self._sampler = CompiledSampler(lambda: build_model(standard, priors, parameterization))
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, parameterization))
 
     @property
     def precompiled(self) -> bool:
@@ -177,8 +180,18 @@ class BayesModel:
 
     def sample_prior_predictive(self, draws: int = 500, seed: int | None = None):
         """Prior and prior predictive draws (a DataTree with ``prior`` and ``prior_predictive``)."""
-        with build_model(self.design, self.priors, self.parameterization):
+        import pymc as pm
+
+        with _builder().build_model(self.design, self.priors, self.parameterization):
             return pm.sample_prior_predictive(draws=draws, random_seed=seed)
+
+
+def _builder():
+    """:mod:`bayesmix.bayes.builder`, imported on first use: it imports PyMC (seconds), which the
+    collapsed density and REML users never need."""
+    from . import builder
+
+    return builder
 
 
 def sample(design: Design, priors: list[Prior] | None = None, **settings) -> BayesResult:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pymc as pm
 
 from ..data.design import Design
 from ..data.layout import group_of
@@ -48,6 +47,8 @@ class Distribution:
 
     def pymc(self, name: str, **kwargs):
         """The PyMC random variable ``name`` with this distribution."""
+        import pymc as pm
+
         return getattr(pm, self.name)(name, **self.params, **kwargs)
 
     def rescaled(self, factor: float, shift: float = 0.0) -> Distribution:

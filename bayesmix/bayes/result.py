@@ -8,7 +8,6 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -168,6 +167,8 @@ class BayesResult(FittedModel):
 
     def _table(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """The table of :meth:`summary`, without its warning."""
+        import arviz as az  # about 1 s to import: only when a Bayesian result is summarised
+
         _check_prob(ci_prob, "ci_prob")
         with few_draws_allowed():
             table = az.summary(xr.DataTree.from_dict({"posterior": self._parameters}), ci_prob=ci_prob, round_to="none")
@@ -338,6 +339,7 @@ class BayesResult(FittedModel):
     # ----- checks -----------------------------------------------------------------------------
     def log_likelihood(self) -> xr.DataArray:
         """Pointwise log-likelihood draws, (chain, draw, obs); also stored in ``idata`` for ArviZ."""
+
         self._need_rows("log_likelihood()")
         if "log_likelihood" not in self.idata.children:
             mu = self.predict().mu
@@ -348,6 +350,8 @@ class BayesResult(FittedModel):
 
     def loo(self):
         """PSIS leave-one-out cross-validation (``arviz.loo``)."""
+        import arviz as az
+
         self.log_likelihood()
         return az.loo(self.idata)
 

@@ -10,12 +10,15 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from ..errors import ArgumentError, FitError
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 SAMPLERS = ("nutpie", "pymc")
 
@@ -158,13 +161,13 @@ class CompiledSampler:
 
     def _nutpie_sampler(self):
         """The nutpie sampling function, compiling the model on first use."""
-        import nutpie
+        from . import nutpie_adapter
 
         if self._compiled is None:
             start = time.perf_counter()
             with warnings.catch_warnings(), _exact_arithmetic():
                 warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-                self._compiled = nutpie.compile_pymc_model(self.model)
+                self._compiled = nutpie_adapter.compile_pymc(self.model)
             self.compile_seconds = time.perf_counter() - start
         elif self._ready and not self.compile_seconds:
             # numba's kernels: compiled once per installation, loaded from its disk cache after that
@@ -175,25 +178,16 @@ class CompiledSampler:
 
     def _nutpie(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
         """nutpie's draws; Ctrl-C raises KeyboardInterrupt (nutpie itself would return the draws so far)."""
-        import nutpie
+        from . import nutpie_adapter
 
         compiled = self._compiled.with_data(**data) if data else self._compiled
-        sampler = nutpie.sample(
-            compiled,
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=min(settings.chains, os.cpu_count() or 1),
-            seed=settings.seed,
-            target_accept=settings.target_accept,
-            progress_bar=settings.progressbar,
-            save_warmup=False,
-            blocking=False,
-        )
+        if self._ready:  # the collapsed density: C callbacks, no PyMC model
+            compiled = nutpie_adapter.callback_model(compiled)
+        sampler = nutpie_adapter.start_sampling(compiled, settings, cores=min(settings.chains, os.cpu_count() or 1))
         try:
             return sampler.wait()
         except BaseException as exc:
-            if type(exc).__module__ == "pyo3_runtime":  # a Rust panic, which `except Exception` would not catch
+            if nutpie_adapter.is_panic(exc):
                 raise FitError(
                     f"nutpie stopped with an internal error ({exc}); try sampler='pymc', or other sampler settings."
                 ) from exc
@@ -202,6 +196,8 @@ class CompiledSampler:
 
     def _pymc(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
         """PyMC's draws; Ctrl-C raises KeyboardInterrupt (PyMC itself would return the draws so far)."""
+        import pymc as pm
+
         with self.model, _exact_arithmetic(), _noting_interrupts() as interrupted:
             if data:
                 pm.set_data(data)

@@ -212,6 +212,19 @@ def pair_label(pair: tuple[str, str]) -> str:
     return f"{pair[0]}:{pair[1]}"
 
 
+def coords(design: Design, layouts: list[GroupLayout]) -> dict:
+    """Coordinates of the posterior's dims: coefficients, rows, and per factor its levels, effects and pairs."""
+    out = {"coef": list(design.fixed_names)}
+    if design.has_rows:
+        out["obs"] = np.arange(design.n)
+    for layout in layouts:
+        out[f"{layout.name}_level"] = layout.levels
+        out[f"{layout.name}_effect"] = layout.effects
+        if layout.pairs:
+            out[f"{layout.name}_pair"] = [pair_label(p) for p in layout.pairs]
+    return out
+
+
 def group_of(label: str) -> str:
     """The grouping factor of a term label (``id.1`` -> ``id``)."""
     head, _, tail = label.rpartition(".")

@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2
 from threadpoolctl import ThreadpoolController
 
 from ..data.design import Design
@@ -118,6 +117,8 @@ def likelihood_ratio_test(*fits: RemlResult) -> pd.DataFrame:
         Unless every fit used the same rows, the same response values and the same values in
         the columns they share: likelihoods of different data are not comparable.
     """
+    from scipy.stats import chi2  # scipy.stats takes about 0.5 s to import: only for this test
+
     if len(fits) < 2:
         raise ArgumentError("likelihood_ratio_test needs at least two fits, e.g. likelihood_ratio_test(small, big).")
     for k, f in enumerate(fits):

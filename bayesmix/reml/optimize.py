@@ -6,7 +6,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
 
 from ..errors import ConvergenceWarning, FitError
 from .criterion import ProfiledCriterion
@@ -83,6 +82,8 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     ConvergenceWarning
         When the optimiser did not report convergence; ``optsummary`` holds the record.
     """
+    from scipy.optimize import minimize  # a quarter of a second to import: on the first fit, not on import
+
     structure = criterion.structure
     scale = structure.row_scale
     diagonal = structure.diagonal()

@@ -13,11 +13,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.optimize
 from scipy.optimize import OptimizeResult
 
 import bayesmix as bm
 import bayesmix.reml as reml_module
-import bayesmix.reml.optimize as optimize_module
 from bayesmix import ArgumentError, ConvergenceWarning, FitError
 from bayesmix.reml import OptSummary
 from bayesmix.reml.criterion import ProfiledCriterion
@@ -58,7 +58,7 @@ def test_failed_lbfgsb_warns_with_its_message(sleep_model, monkeypatch):
         value, _ = fun(x0)
         return OptimizeResult(x=np.asarray(x0), fun=value, success=False, nit=0, message="ABNORMAL_TERMINATION_IN_LNSRCH")
 
-    monkeypatch.setattr(optimize_module, "minimize", failing)
+    monkeypatch.setattr(scipy.optimize, "minimize", failing)
     with pytest.warns(ConvergenceWarning, match=r"NOT converged \(ABNORMAL_TERMINATION_IN_LNSRCH\)") as record:
         result = sleep_model.fit_reml()
     warning = next(w.message for w in record if "ABNORMAL" in str(w.message))
@@ -107,7 +107,7 @@ def test_factor_failing_at_the_optimum_is_a_fit_error(sleep_model, monkeypatch):
 
 
 def test_extreme_response_stops_before_the_optimiser(sleep, monkeypatch):
-    monkeypatch.setattr(optimize_module, "minimize", lambda *a, **k: pytest.fail("the optimiser must not run"))
+    monkeypatch.setattr(scipy.optimize, "minimize", lambda *a, **k: pytest.fail("the optimiser must not run"))
     with pytest.raises(bm.DataError, match=r"response 'Reaction' has values as large as"):
         bm.Model(SLEEP_FORMULA, sleep.assign(Reaction=sleep["Reaction"] * 1e300)).fit_reml()
 
