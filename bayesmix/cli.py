@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
+from .bayes.sampling import SamplerSettings
 from .compare import compare
 from .datasets import simulate_music
 from .data.dask_data import is_parquet_path
@@ -39,6 +40,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# the sampler's own defaults (one home: SamplerSettings); --out has none
+_NUTS_DEFAULTS = {"draws": SamplerSettings.draws, "chains": SamplerSettings.chains, "seed": SamplerSettings.seed, "out": None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayesmix`` command and its subcommands."""
     parser = _Parser(prog="bayesmix", description="Mixed-effects models with lme4 formulas, fitted by REML or NUTS.")
@@ -62,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data", required=True,
                      help="CSV file with the formula's columns, or a Parquet file, directory or glob (read with dask)")
     fit.add_argument("--method", choices=["reml", "ml", "nuts"], default="reml", help="REML, ML or NUTS (default reml)")
-    fit.add_argument("--draws", type=_positive_int, default=1000, help="NUTS draws per chain (default 1000)")
-    fit.add_argument("--chains", type=_positive_int, default=4, help="NUTS chains (default 4)")
+    fit.add_argument("--draws", type=_positive_int, default=_NUTS_DEFAULTS["draws"],
+                     help=f"NUTS draws per chain (default {_NUTS_DEFAULTS['draws']})")
+    fit.add_argument("--chains", type=_positive_int, default=_NUTS_DEFAULTS["chains"],
+                     help=f"NUTS chains (default {_NUTS_DEFAULTS['chains']})")
     fit.add_argument("--seed", type=int, default=None, help="NUTS seed")
     fit.add_argument("--out", help="save the NUTS posterior to this netCDF file")
     fit.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
@@ -112,9 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     for message in dict.fromkeys(str(w.message) for w in caught):  # each once, in order
         print(f"bayesmix: warning: {message}", file=sys.stderr)
     return code
-
-
-_NUTS_DEFAULTS = {"draws": 1000, "chains": 4, "seed": None, "out": None}
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .bayes import BayesModel, BayesResult, Prior
+from .bayes.sampling import SamplerSettings
 from .data.dask_data import dask_design, is_dask_frame, is_parquet_path, read_parquet
 from .data.build import make_design
 from .data.design import Design
@@ -69,13 +70,13 @@ class Model:
         self,
         priors: list[Prior] | None = None,
         *,
-        draws: int = 1000,
-        tune: int = 1000,
-        chains: int = 4,
-        seed: int | None = None,
-        target_accept: float = 0.8,
-        sampler: str = "nutpie",
-        progressbar: bool = True,
+        draws: int = SamplerSettings.draws,
+        tune: int = SamplerSettings.tune,
+        chains: int = SamplerSettings.chains,
+        seed: int | None = SamplerSettings.seed,
+        target_accept: float = SamplerSettings.target_accept,
+        sampler: str = SamplerSettings.sampler,
+        progressbar: bool = SamplerSettings.progressbar,
         method: str = "auto",
         parameterization: str = "noncentred",
     ) -> BayesResult:
