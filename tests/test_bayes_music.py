@@ -17,6 +17,9 @@ from bayesmix import ConvergenceWarning
 from .conftest import MUSIC_FORMULA as FORMULA
 from .conftest import shared_file
 
+# nearly every test reads the 4 x 2000-draw full-model posterior (tests/conftest.py)
+pytestmark = pytest.mark.slow
+
 BRMS_NAMES = {
     "Intercept": "Intercept",
     "perform_typeSmall Ensemble": "perform_type[Small Ensemble]",

@@ -109,6 +109,7 @@ def pairs(music, music_full_posterior):
     return out
 
 
+@pytest.mark.slow  # reads six posteriors of 4 x 2000 draws
 @pytest.mark.parametrize("name", list(DESIGNS))
 def test_collapsed_and_full_posteriors_agree(pairs, name):
     full, collapsed = pairs[name]
@@ -125,6 +126,7 @@ def test_collapsed_and_full_posteriors_agree(pairs, name):
         assert (np.abs(ratio - 1) <= 0.10).all()
 
 
+@pytest.mark.slow  # reads six posteriors of 4 x 2000 draws
 def test_collapsed_sampler_mixes_better(pairs):
     full, collapsed = pairs["music"]
     assert collapsed.diagnostics()["divergences"] == 0
@@ -144,6 +146,7 @@ def test_method_choice(music):
         BayesModel(single, method="laplace")
 
 
+@pytest.mark.slow  # reads six posteriors of 4 x 2000 draws
 def test_collapsed_result_reports_its_method_and_repeats_with_the_seed(pairs, music):
     _, collapsed = pairs["music"]
     assert "collapsed" in repr(collapsed)
