@@ -1,4 +1,7 @@
-"""Shared fixtures: the data sets in ../shared/data and a small hand-checkable frame."""
+"""Shared fixtures: the data sets in ../shared/data, a small hand-checkable frame, and fits that tests only read.
+
+A fit that several test modules read is made once per session here (sampling is what makes
+the suite slow); a test that changes a result makes its own."""
 
 from __future__ import annotations
 
@@ -31,6 +34,23 @@ def music() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def sleep() -> pd.DataFrame:
     return pd.read_csv(shared_file("data", "sleepstudy.csv"))
+
+
+MUSIC_FORMULA = "na ~ perform_type + (perform_type | id)"
+
+
+@pytest.fixture(scope="session")
+def music_full_posterior(music):
+    """The full PyMC model (NUTS samples the random effects too) of the lecture's music model, 4 x 2000 draws.
+
+    Read by tests/test_bayes_music.py (diagnostics, brms agreement, predictions) and by
+    tests/test_collapsed.py (the collapsed sampler's posterior against it).
+    """
+    import bayesmix as bm
+
+    # the SD of the Solo slope, whose REML estimate is on the boundary, mixes slowest (bulk ESS
+    # about 480 per 4000 draws), and R-hat <= 1.01 needs more than that
+    return bm.Model(MUSIC_FORMULA, music).sample(draws=2000, tune=1000, chains=4, seed=1, progressbar=False, method="full")
 
 
 @pytest.fixture()

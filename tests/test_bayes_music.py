@@ -14,9 +14,12 @@ from matplotlib.figure import Figure
 import bayesmix as bm
 from bayesmix import ConvergenceWarning
 
+from .conftest import MUSIC_FORMULA as FORMULA
 from .conftest import shared_file
 
-FORMULA = "na ~ perform_type + (perform_type | id)"
+# nearly every test reads the 4 x 2000-draw full-model posterior (tests/conftest.py)
+pytestmark = pytest.mark.slow
+
 BRMS_NAMES = {
     "Intercept": "Intercept",
     "perform_typeSmall Ensemble": "perform_type[Small Ensemble]",
@@ -37,11 +40,8 @@ def model(music):
 
 
 @pytest.fixture(scope="module")
-def posterior(model):
-    # The full PyMC model (NUTS samples the random effects too), 4 x 2000 draws: the SD of the
-    # Solo slope, whose REML estimate is on the boundary, mixes slowest (bulk ESS about 480 per
-    # 4000 draws), and R-hat <= 1.01 needs more than that
-    return model.sample(draws=2000, tune=1000, chains=4, seed=1, progressbar=False, method="full")
+def posterior(music_full_posterior):
+    return music_full_posterior
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ def simulate(rng, groups=60, per_group=10, x=None):
     return pd.DataFrame({"y": y, "x": x, "g": g})
 
 
+@pytest.mark.slow
 def test_ninety_percent_intervals_cover_the_truth():
     """20 data sets from the truth (ρ = 0.6, 60 groups): 90% intervals cover about 90% of the time."""
     rng = np.random.default_rng(2024)
@@ -44,6 +45,7 @@ def test_ninety_percent_intervals_cover_the_truth():
     assert 0.80 <= rate <= 0.99, rate
 
 
+@pytest.mark.slow
 def test_large_groups_bring_the_posterior_to_reml():
     rng = np.random.default_rng(5)
     data = simulate(rng, groups=40, per_group=250)

@@ -13,6 +13,7 @@ from bayesmix.cli import main
 from .conftest import shared_file
 
 
+@pytest.mark.slow  # REML and Bayesian fits of a simulated study
 def test_demo_fits_simulated_music_data(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out

@@ -89,19 +89,27 @@ def test_effect_draws_follow_the_exact_conditional(music, rng):
 
 
 @pytest.fixture(scope="module")
-def pairs(music):
-    """Full and collapsed posteriors of the three designs (4 x 2000 draws each)."""
+def pairs(music, music_full_posterior):
+    """Full and collapsed posteriors of the three designs (4 x 2000 draws each after 1000 tuning steps).
+
+    The music model's full posterior is the session's (tests/conftest.py), which
+    tests/test_bayes_music.py reads too.
+    """
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for name, make in DESIGNS.items():
             design = make(music)
-            full = BayesModel(design, method="full").sample(draws=2000, tune=1000, chains=4, seed=11, progressbar=False)
+            if name == "music":
+                full = music_full_posterior
+            else:
+                full = BayesModel(design, method="full").sample(draws=2000, tune=1000, chains=4, seed=11, progressbar=False)
             collapsed = BayesModel(design, method="collapsed").sample(draws=2000, tune=1000, chains=4, seed=12, progressbar=False)
             out[name] = (full, collapsed)
     return out
 
 
+@pytest.mark.slow  # reads six posteriors of 4 x 2000 draws
 @pytest.mark.parametrize("name", list(DESIGNS))
 def test_collapsed_and_full_posteriors_agree(pairs, name):
     full, collapsed = pairs[name]
@@ -118,6 +126,7 @@ def test_collapsed_and_full_posteriors_agree(pairs, name):
         assert (np.abs(ratio - 1) <= 0.10).all()
 
 
+@pytest.mark.slow  # reads six posteriors of 4 x 2000 draws
 def test_collapsed_sampler_mixes_better(pairs):
     full, collapsed = pairs["music"]
     assert collapsed.diagnostics()["divergences"] == 0
@@ -137,6 +146,7 @@ def test_method_choice(music):
         BayesModel(single, method="laplace")
 
 
+@pytest.mark.slow  # reads six posteriors of 4 x 2000 draws
 def test_collapsed_result_reports_its_method_and_repeats_with_the_seed(pairs, music):
     _, collapsed = pairs["music"]
     assert "collapsed" in repr(collapsed)

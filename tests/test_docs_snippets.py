@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +92,7 @@ def test_the_rule_picks_blocks():
                 assert k + 1 < len(lines) and lines[k + 1].startswith("```python"), f"{path.name}:{k + 1}"
 
 
+@pytest.mark.slow  # every page samples or fits in a subprocess
 def test_every_python_block_in_the_docs_runs(tmp_path):
     (tmp_path / "pages.json").write_text(json.dumps(doc_pages()), encoding="utf-8")
     (tmp_path / "runner.py").write_text(RUNNER, encoding="utf-8")

@@ -31,6 +31,7 @@ def test_example_is_a_percent_notebook_that_asserts(script):
     assert "assert " in text
 
 
+@pytest.mark.slow  # each example in its own process, fits and all
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_example_runs_in_quick_mode(script, tmp_path):
     env = {

@@ -138,6 +138,7 @@ def test_reml_ml_predict_and_saving_succeed_or_raise_a_bayesmix_error(tmp_path_f
                 np.testing.assert_array_equal(np.asarray(loaded.fixef()), np.asarray(result.fixef()))
 
 
+@pytest.mark.slow  # up to 12 sampling runs; models the collapsed sampler cannot take are compiled by nutpie
 @settings(SETTINGS, max_examples=12)
 @given(cases())
 def test_sampling_with_few_draws_succeeds_or_raises_a_bayesmix_error(case):

@@ -120,6 +120,7 @@ def test_a_model_without_intercept_is_scaled_without_centring(sleep):
     assert_same_draws(sample(rescaled(sleep, 2.0**-66, 2.0**40), formula), base, 2.0**-66, 2.0**40)
 
 
+@pytest.mark.slow  # nutpie compiles the full PyMC model
 def test_the_full_model_follows_a_rescaled_response_and_predictor_exactly(sleep):
     """method='full' (a PyMC model compiled by nutpie) standardises the rows as the collapsed method does."""
     settings = {"method": "full", "draws": 100, "tune": 100}
