@@ -75,10 +75,10 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
         )
     variables = {}
     for k, name in enumerate(frame.columns):
-        values, meta = encode(frame[name], f"column {name!r}")
+        values, meta = _encode(frame[name], f"column {name!r}")
         variables[f"column_{k}"] = xr.Variable("row", values, attrs={"name": str(name), **meta})
     try:
-        values, meta = encode(pd.Series(design.index), "row labels")
+        values, meta = _encode(pd.Series(design.index), "row labels")
     except DataError:
         warnings.warn(
             "The row labels (index) of the data cannot be saved; the loaded result numbers its rows 0, 1, ... instead.",
@@ -98,7 +98,7 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
     return xr.Dataset(variables, attrs={**header, **attrs})
 
 
-def encode(column: pd.Series, what: str) -> tuple[np.ndarray, dict]:
+def _encode(column: pd.Series, what: str) -> tuple[np.ndarray, dict]:
     """Values netCDF can store, and what is needed to give them back their pandas dtype."""
     dtype = column.dtype
     meta = {"pandas_dtype": str(dtype)}
@@ -170,7 +170,7 @@ def write(tree: xr.DataTree, dataset: xr.Dataset, path) -> None:
     DataError
         When the result cannot be stored as netCDF.
     """
-    path = as_path(path)
+    path = _as_path(path)
     if path.is_dir():
         raise ArgumentError(f"{str(path)!r} is a directory; give a file name, e.g. {str(path / 'result.nc')!r}.")
     if not path.parent.is_dir():
@@ -196,7 +196,7 @@ def write(tree: xr.DataTree, dataset: xr.Dataset, path) -> None:
         raise
 
 
-def as_path(path) -> Path:
+def _as_path(path) -> Path:
     """``path`` (a str, bytes or os.PathLike) as a Path; anything else is an ArgumentError."""
     try:
         return Path(os.fsdecode(path))
@@ -208,7 +208,7 @@ def as_path(path) -> Path:
 def read(path, schemas: dict[str, StoredSchema]) -> tuple[xr.DataTree, xr.Dataset]:
     """The tree of a saved result and its ``bayesmix`` group, checked against ``schemas`` (one
     per kind of result, by name); DataError naming the file and the fault otherwise."""
-    path = as_path(path)
+    path = _as_path(path)
     if not path.is_file():
         raise ArgumentError(f"No file {str(path)!r} to load; save a result first with result.to_netcdf(path).")
     try:

@@ -42,7 +42,7 @@ TRANSFORMS = frozenset({
 #: The codings a formula may name as ``contr.treatment`` etc.
 CONTRASTS = frozenset({"treatment", "sum", "helmert", "diff", "poly"})
 _NAMESPACES = dict(zip(NAMESPACES, (NUMPY_FUNCTIONS | NUMPY_CONSTANTS, CONTRASTS)))
-BUILTIN_FUNCTIONS = TRANSFORMS | NUMPY_FUNCTIONS | {"log", "log2", "log10", "exp", "exp2"}
+BUILTIN_FUNCTIONS = TRANSFORMS | NUMPY_FUNCTIONS
 
 _R_HINTS = {"factor": " For R's factor(x) write C(x).", "ns": " For R's ns(x, df) write cr(x, df)."}
 

@@ -17,6 +17,7 @@ import pandas as pd
 from ..errors import FormulaError
 from .allowlist import BUILTIN_FUNCTIONS, evaluation_context, user_transforms
 from .parser import MixedFormula
+from .tokens import NAMESPACES
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +49,7 @@ class Evaluator:
             own = user_transforms(transforms)
         except ValueError as exc:
             raise FormulaError(str(exc)) from None
-        unknown = [f for f in formula.functions if f not in BUILTIN_FUNCTIONS and f not in ("np", "contr") and f not in own]
+        unknown = [f for f in formula.functions if f not in BUILTIN_FUNCTIONS and f not in NAMESPACES and f not in own]
         if unknown:
             raise FormulaError(
                 f"The formula calls {unknown[0]!r}, which is not a built-in formula function; pass it explicitly, "

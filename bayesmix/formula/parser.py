@@ -163,8 +163,9 @@ def _parse(text: str, transforms: tuple[str, ...]) -> MixedFormula:
             len(text),
         )
     fixed = " + ".join(added or ["1"]) + "".join(f" - {part}" for part in removed)
-    variables = _variables(tokens) + tuple(v for v in usage.values if v not in _variables(tokens))
-    _check_response_not_predictor(text, tokens[split + 1 :], response_usage, bars, variables)
+    named = _variables(tokens)
+    variables = named + tuple(v for v in usage.values if v not in named)
+    _check_response_not_predictor(text, tokens[split + 1 :], response_usage, bars)
     _check_generated_names(text, tokens[split + 1 :], bars)
     numeric = tuple(v for v in usage.values if v in variables)
     return MixedFormula(
@@ -172,7 +173,7 @@ def _parse(text: str, transforms: tuple[str, ...]) -> MixedFormula:
     )
 
 
-def _check_response_not_predictor(text, rhs: list[Token], response: Usage, bars, variables) -> None:
+def _check_response_not_predictor(text: str, rhs: list[Token], response: Usage, bars: list[BarTerm]) -> None:
     """FormulaError when a column of the response is also used on the right-hand side."""
     rhs_names = set(_variables(rhs)) | {name for bar in bars for name in bar.group}
     for name in response.values:
