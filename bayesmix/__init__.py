@@ -16,7 +16,7 @@ from .bayes import (
 )
 from .compare import compare
 from .data.build import make_design
-from .data.design import Design, NewData
+from .data.design import Design, OutOfCore, Rows
 from .data.terms import RandomTerm
 from .errors import (
     ArgumentError,
@@ -60,7 +60,8 @@ __all__ = [
     "MissingDataWarning",
     "MixedFormula",
     "Model",
-    "NewData",
+    "OutOfCore",
+    "Rows",
     "Normal",
     "Prediction",
     "PriorError",

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .data.dask_data import is_dask_frame, lazy_map
-from .data.design import Design, NewData
+from .data.design import Design, Rows
 from .data.newdata import new_data
 from .errors import ArgumentError, DataError
 
@@ -22,7 +22,7 @@ class FittedModel:
 
     design: Design
 
-    def _new_rows(self, newdata: pd.DataFrame, random: bool, unseen_allowed: bool, remedy: str) -> NewData:
+    def _new_rows(self, newdata: pd.DataFrame, random: bool, unseen_allowed: bool, remedy: str) -> Rows:
         """``newdata`` materialised like the fitted rows; DataError naming the first grouping factor
         with levels not in the fitted data when ``random`` effects are asked for and
         ``unseen_allowed`` is False (``remedy`` says which argument allows them)."""

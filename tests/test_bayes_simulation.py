@@ -74,8 +74,8 @@ def test_default_priors_scale_with_the_data(small_design):
     from bayesmix.bayes.priors import resolve_priors
 
     base = resolve_priors(small_design, term_labels(small_design))
-    scaled = bm.make_design("y ~ x + (x | g)", pd.DataFrame({"y": 1000 * small_design.y, "x": small_design.X[:, 1] / 10,
-                                                          "g": small_design.terms[0].codes}))
+    scaled = bm.make_design("y ~ x + (x | g)", pd.DataFrame({"y": 1000 * small_design.rows.y, "x": small_design.rows.X[:, 1] / 10,
+                                                          "g": small_design.rows.codes[0]}))
     big = resolve_priors(scaled, term_labels(scaled))
     assert big.sigma.params["sigma"] == pytest.approx(1000 * base.sigma.params["sigma"])
     assert big.b["x"].params["sigma"] == pytest.approx(10_000 * base.b["x"].params["sigma"])

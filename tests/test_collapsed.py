@@ -36,7 +36,7 @@ DESIGNS = {
 
 def pieces(design):
     structure = structure_of(design)
-    return structure.blocks[0], cross_products(structure, design.X, design.y)
+    return structure.blocks[0], cross_products(structure, design.rows.X, design.rows.y)
 
 
 @pytest.mark.parametrize("name", list(DESIGNS))
@@ -50,8 +50,8 @@ def test_likelihood_is_the_marginal_density(music, name, rng):
     sigma = 1.3
     value, d_beta, d_C, d_sigma = collapsed_loglik(beta, C, sigma, cp.A11, cp.A1X, cp.AXX, float(design.n), True)
     dense = sum(
-        multivariate_normal(design.X[rows] @ beta, sigma**2 * np.eye(rows.sum()) + block.z[rows] @ C @ C.T @ block.z[rows].T)
-        .logpdf(design.y[rows])
+        multivariate_normal(design.rows.X[rows] @ beta, sigma**2 * np.eye(rows.sum()) + block.z[rows] @ C @ C.T @ block.z[rows].T)
+        .logpdf(design.rows.y[rows])
         for rows in (block.codes == i for i in range(block.n_levels))
     )
     assert value == pytest.approx(dense, rel=1e-12)
@@ -81,7 +81,7 @@ def test_effect_draws_follow_the_exact_conditional(music, rng):
         rows = block.codes == level
         Z = block.z[rows]
         V = sigma**2 * np.eye(rows.sum()) + Z @ Sigma @ Z.T
-        mean = Sigma @ Z.T @ np.linalg.solve(V, design.y[rows] - design.X[rows] @ beta)
+        mean = Sigma @ Z.T @ np.linalg.solve(V, design.rows.y[rows] - design.rows.X[rows] @ beta)
         cov = Sigma - Sigma @ Z.T @ np.linalg.solve(V, Z @ Sigma)
         se = np.sqrt(np.diag(cov) / S)
         assert (np.abs(u[:, level].mean(axis=0) - mean) < 4 * se).all()

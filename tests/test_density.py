@@ -51,7 +51,7 @@ def build(music, case):
     design = bm.make_design(formula, make(music))
     labels, layout = term_labels(design), group_layouts(design)[0]
     priors = resolve_priors(design, labels, overrides)
-    cp = cross_products(structure_of(design), design.X, design.y)
+    cp = cross_products(structure_of(design), design.rows.X, design.rows.y)
     blob, variables, n_dim = density.pack(design, cp, priors, labels, layout)
     return design, priors, labels, cp, blob, n_dim
 
@@ -101,7 +101,7 @@ def reference_log_density(design, priors, labels, cp, x: np.ndarray) -> float:
     beta = theta.copy()
     if "Intercept" in names:
         k = names.index("Intercept")
-        means = design.X.mean(axis=0)
+        means = design.rows.X.mean(axis=0)
         beta[k] = theta[k] - sum(means[j] * theta[j] for j in range(p) if j != k)
     sigma = np.exp(x[p])
     lp += logpdf(priors.sigma, sigma) + x[p]
@@ -176,7 +176,7 @@ def test_expanded_variables_are_the_constrained_parameters(music):
     x = density.initial_point(design, priors, labels, np.random.default_rng(7))
     out = density.expanded(blob, x)
     beta, sigma, sd, cor, chol = out[:3], out[3], out[4:7], out[7:10], out[10:].reshape(3, 3)
-    means = design.X.mean(axis=0)
+    means = design.rows.X.mean(axis=0)
     np.testing.assert_allclose(beta, [x[0] - means[1] * x[1] - means[2] * x[2], x[1], x[2]])
     assert sigma == pytest.approx(np.exp(x[3]))
     np.testing.assert_allclose(sd, np.exp(x[4:7]))

@@ -71,22 +71,22 @@ CASES = [
 @pytest.mark.parametrize(("formula", "fixed", "terms"), CASES, ids=[c[0] for c in CASES])
 def test_design_matches_hand_computed_matrices(small, formula, fixed, terms):
     d = bm.make_design(formula, small)
-    np.testing.assert_array_equal(d.y, small["y"].to_numpy())
+    np.testing.assert_array_equal(d.rows.y, small["y"].to_numpy())
     assert d.fixed_names == tuple(fixed)
-    np.testing.assert_allclose(d.X, np.column_stack(list(fixed.values())), rtol=1e-12)
+    np.testing.assert_allclose(d.rows.X, np.column_stack(list(fixed.values())), rtol=1e-12)
     assert len(d.terms) == len(terms)
-    for term, ((group, levels, codes), columns, correlated) in zip(d.terms, terms):
+    for k, (term, ((group, levels, codes), columns, correlated)) in enumerate(zip(d.terms, terms)):
         assert term.group == group
         assert list(term.levels) == levels
-        np.testing.assert_array_equal(term.codes, codes)
+        np.testing.assert_array_equal(d.rows.codes[k], codes)
         assert term.columns == tuple(columns)
         assert term.correlated is correlated
-        np.testing.assert_allclose(term.z, np.column_stack(list(columns.values())), rtol=1e-12)
+        np.testing.assert_allclose(d.rows.z[k], np.column_stack(list(columns.values())), rtol=1e-12)
 
 
 def test_response_transform(small):
     d = bm.make_design("np.log(y) ~ x + (1 | g)", small)
-    np.testing.assert_allclose(d.y, np.log(small["y"]))
+    np.testing.assert_allclose(d.rows.y, np.log(small["y"]))
 
 
 def test_music_design(music):
@@ -94,14 +94,14 @@ def test_music_design(music):
     assert d.n == 497 and d.n_dropped == 0
     assert d.fixed_names == ("Intercept", "perform_type[Small Ensemble]", "perform_type[Solo]")
     kind = music["perform_type"].to_numpy()
-    np.testing.assert_array_equal(d.X[:, 0], 1.0)
-    np.testing.assert_array_equal(d.X[:, 1], kind == "Small Ensemble")
-    np.testing.assert_array_equal(d.X[:, 2], kind == "Solo")
+    np.testing.assert_array_equal(d.rows.X[:, 0], 1.0)
+    np.testing.assert_array_equal(d.rows.X[:, 1], kind == "Small Ensemble")
+    np.testing.assert_array_equal(d.rows.X[:, 2], kind == "Solo")
     (term,) = d.terms
     assert term.group == "id" and term.n_levels == 37 and term.q == 3 and term.correlated
     assert term.columns == d.fixed_names
-    np.testing.assert_array_equal(term.z, d.X)
-    np.testing.assert_array_equal(term.levels[term.codes], music["id"].to_numpy())
+    np.testing.assert_array_equal(d.rows.z[0], d.rows.X)
+    np.testing.assert_array_equal(term.levels[d.rows.codes[0]], music["id"].to_numpy())
     assert d.groups == {"id": 37}
 
 
@@ -134,7 +134,7 @@ def test_missing_values_dropped_counted_and_reported(small):
     with pytest.warns(MissingDataWarning, match=r"Dropped 2 of 9 rows.*y \(1\), g \(1\)"):
         d = bm.make_design("y ~ x + (1 | g)", data)
     assert d.n == 7 and d.n_dropped == 2
-    assert list(d.index) == [0, 2, 3, 5, 6, 7, 8]
+    assert list(d.rows.index) == [0, 2, 3, 5, 6, 7, 8]
 
 
 @pytest.mark.parametrize(
@@ -170,14 +170,14 @@ def test_collinear_column_dropped_as_lme4(small):
     with pytest.warns(RankDeficiencyWarning, match="1 column.*x2"):
         d = bm.make_design("y ~ x + x2 + z + (1 | g)", data)
     assert d.fixed_names == ("Intercept", "x", "z") and d.dropped_columns == ("x2",)
-    np.testing.assert_array_equal(d.X[:, 2], small["z"])
+    np.testing.assert_array_equal(d.rows.X[:, 2], small["z"])
 
 
 def test_grouping_factor_of_any_dtype(small):
     for values in (small["h"], small["h"].astype(str), small["h"].astype("category"), small["h"] > 1):
         d = bm.make_design("y ~ x + (1 | h)", small.assign(h=values))
         assert d.terms[0].n_levels == len(set(values))
-        np.testing.assert_array_equal(d.terms[0].levels[d.terms[0].codes], values.to_numpy())
+        np.testing.assert_array_equal(d.terms[0].levels[d.rows.codes[0]], values.to_numpy())
 
 
 def test_new_data_reuses_columns_contrasts_and_state(small):

@@ -177,13 +177,13 @@ def test_the_family_decides_which_dtypes_are_responses(sleep):
 
     with pytest.raises(DataError, match="dtype bool; a Counts mixed model"):
         bm.make_design(SLEEP, flag, family=Counts())
-    np.testing.assert_array_equal(bm.make_design(SLEEP, flag, family=Flags()).y, flag["Reaction"].to_numpy(float))
+    np.testing.assert_array_equal(bm.make_design(SLEEP, flag, family=Flags()).rows.y, flag["Reaction"].to_numpy(float))
 
 
 def test_a_pyarrow_or_nullable_numeric_response_is_numeric(sleep):
     plain = bm.make_design(SLEEP, sleep)
     for dtype in ("Float64", "double[pyarrow]"):
-        np.testing.assert_array_equal(bm.make_design(SLEEP, sleep.astype({"Reaction": dtype})).y, plain.y)
+        np.testing.assert_array_equal(bm.make_design(SLEEP, sleep.astype({"Reaction": dtype})).rows.y, plain.rows.y)
 
 
 # ----- the backends ask the family ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from .test_reml_lme4 import DATA
 
 def criterion_for(design, reml=True):
     structure = structure_of(design)
-    return ProfiledCriterion(structure, cross_products(structure, design.X, design.y), reml=reml)
+    return ProfiledCriterion(structure, cross_products(structure, design.rows.X, design.rows.y), reml=reml)
 
 
 def quiet_fit(design, reml=True):
@@ -90,7 +90,7 @@ def test_least_squares_ignoring_groups_is_size_weighted_difference(rng):
     beta0 = criterion_for(design).factorize(np.array([0.0])).beta  # θ = 0: no group variance
     means = data.groupby("g")["y"].mean().to_numpy()
     expected = np.average(means[m0:], weights=sizes[m0:]) - np.average(means[:m0], weights=sizes[:m0])
-    ols = np.linalg.lstsq(design.X, design.y, rcond=None)[0]
+    ols = np.linalg.lstsq(design.rows.X, design.rows.y, rcond=None)[0]
     assert beta0[1] == pytest.approx(expected, rel=1e-10)
     assert ols[1] == pytest.approx(expected, rel=1e-10)
 
@@ -114,7 +114,7 @@ def dense_reference(design, theta, reml=True):
     for lam in lams:
         Lam[start : start + len(lam), start : start + len(lam)] = lam
         start += len(lam)
-    X, y = design.X, design.y
+    X, y = design.rows.X, design.rows.y
     n, p = X.shape
     V0 = np.eye(n) + Z @ Lam @ Lam.T @ Z.T
     V0inv = np.linalg.inv(V0)

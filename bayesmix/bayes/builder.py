@@ -85,22 +85,23 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
     """
     priors = priors or resolve_priors(design, term_labels(design))
     layouts = group_layouts(design)
+    rows = design.rows
     with pm.Model(coords=coords(design, layouts)) as model:
-        y = pm.Data("y", design.y, dims="obs")
+        y = pm.Data("y", rows.y, dims="obs")
         beta, sigma, covariances = _population(design, priors, layouts)
-        mu = pt.dot(design.X, beta)
+        mu = pt.dot(rows.X, beta)
         effects: dict[str, list] = {layout.group: [] for layout in layouts}
         for k, (term, cov) in enumerate(zip(design.terms, covariances)):
             shape = (term.n_levels, term.q)
             if parameterization == "centred":
-                mean = _shared_fixed_effects(design, term, beta)
+                mean = _shared_fixed_effects(design, k, beta)
                 if cov.chol is None:
                     u = pm.Normal(f"_theta_{k}", mean[None, :], cov.sd[None, :], shape=shape) - mean[None, :]
                 else:
                     u = pm.MvNormal(f"_theta_{k}", mu=mean, chol=cov.cov_chol(), shape=shape) - mean
             else:
                 u = pt.dot(pm.Normal(f"_z_{k}", 0.0, 1.0, shape=shape), cov.cov_chol().T)
-            mu = mu + (term.z * u[term.codes]).sum(axis=1)
+            mu = mu + (rows.z[k] * u[rows.codes[k]]).sum(axis=1)
             effects[term.group].append(u)
         for layout in layouts:
             dims = (f"{layout.name}_level", f"{layout.name}_effect")
@@ -138,12 +139,13 @@ def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = N
     return model
 
 
-def _shared_fixed_effects(design: Design, term, beta):
-    """Per column of the term, the fixed effect of the identical column of X, or 0."""
+def _shared_fixed_effects(design: Design, k: int, beta):
+    """Per column of term ``k``, the fixed effect of the identical column of X, or 0."""
     names = list(design.fixed_names)
+    rows = design.rows
     entries = []
-    for j, column in enumerate(term.columns):
-        same = column in names and np.array_equal(design.X[:, names.index(column)], term.z[:, j])
+    for j, column in enumerate(design.terms[k].columns):
+        same = column in names and np.array_equal(rows.X[:, names.index(column)], rows.z[k][:, j])
         entries.append(beta[names.index(column)] if same else pt.constant(0.0))
     return pt.stack(entries)
 

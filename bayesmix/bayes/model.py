@@ -79,7 +79,7 @@ class BayesModel:
                 f"{', '.join(repr(l.group) for l in self.layouts)}: use method='full'."
             )
         self.method = "collapsed" if method == "collapsed" or (method == "auto" and collapsible) else "full"
-        if self.method == "full" and not design.has_rows:
+        if self.method == "full" and not design.in_memory:
             raise ArgumentError(
                 "method='full' samples every row's likelihood, and this design was built from dask or Parquet data "
                 "(sufficient statistics only): use method='collapsed', or fit a pandas DataFrame."
@@ -133,7 +133,7 @@ class BayesModel:
         simulation-based calibration needs.
         """
         settings = SamplerSettings(**settings)
-        if y is not None and not self.design.has_rows:
+        if y is not None and not self.design.in_memory:
             raise ArgumentError("A replacement response y needs the rows in memory; this design was built from dask or Parquet data.")
         design = self.design if y is None else _with_response(self.design, y)
         standard = self._standard_design if y is None else self._standard.design(design)
@@ -204,6 +204,7 @@ def _with_response(design: Design, y) -> Design:
         y = np.asarray(y, dtype=float)
     except (TypeError, ValueError):
         y = None
-    if y is None or y.shape != design.y.shape or not np.isfinite(y).all():
+    rows = design.rows
+    if y is None or y.shape != rows.y.shape or not np.isfinite(y).all():
         raise DataError(f"A replacement response must be {design.n} finite numbers.")
-    return dataclasses.replace(design, y=y)
+    return dataclasses.replace(design, source=dataclasses.replace(rows, y=y))

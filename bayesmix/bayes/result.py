@@ -113,8 +113,8 @@ class BayesResult(FittedModel):
         self.sampling_seconds = sampling_seconds
         self.compile_seconds = compile_seconds
         self.method = method
-        if "observed_data" not in idata.children and design.has_rows:
-            idata["observed_data"] = xr.Dataset({"y": ("obs", design.y)}, coords={"obs": np.arange(design.n)})
+        if "observed_data" not in idata.children and design.in_memory:
+            idata["observed_data"] = xr.Dataset({"y": ("obs", design.rows.y)}, coords={"obs": np.arange(design.n)})
 
     # ----- draws ------------------------------------------------------------------------
     @cached_property
@@ -302,8 +302,8 @@ class BayesResult(FittedModel):
             return lazy
         rng = np.random.default_rng(seed)
         if newdata is None:
-            self._need_rows("predict() without newdata")
-            X, codes, z, index = self.design.X, [t.codes for t in self.design.terms], [t.z for t in self.design.terms], self.design.index
+            rows = self.design.rows
+            X, codes, z, index = rows.X, list(rows.codes), list(rows.z), rows.index
         else:
             new = self._new_rows(
                 newdata, random, new_levels != "error",
@@ -320,7 +320,7 @@ class BayesResult(FittedModel):
 
     def fitted(self) -> pd.Series:
         """Posterior mean of μ for the fitted rows (a lazy dask Series for dask or Parquet data)."""
-        if not self.design.has_rows:
+        if not self.design.in_memory:
             from ..data.dask_data import complete_rows
 
             return self.predict(complete_rows(self.design)).rename("fitted")
@@ -328,23 +328,24 @@ class BayesResult(FittedModel):
 
     def residuals(self) -> pd.Series:
         """Response minus the posterior mean of μ (lazy for dask or Parquet data)."""
-        if not self.design.has_rows:
+        if not self.design.in_memory:
             from ..data.dask_data import complete_rows, lazy_map, response_of
 
             return lazy_map(complete_rows(self.design),
                             lambda part: (response_of(self.design, part) - self.predict(part).mean).rename("residual"),
                             ("residual", float))
-        return pd.Series(self.design.y - self.fitted().to_numpy(), index=self.design.index, name="residual")
+        rows = self.design.rows
+        return pd.Series(rows.y - self.fitted().to_numpy(), index=rows.index, name="residual")
 
     # ----- checks -----------------------------------------------------------------------------
     def log_likelihood(self) -> xr.DataArray:
         """Pointwise log-likelihood draws, (chain, draw, obs); also stored in ``idata`` for ArviZ."""
 
-        self._need_rows("log_likelihood()")
+        y = self.design.rows.y
         if "log_likelihood" not in self.idata.children:
             mu = self.predict().mu
             sigma = self.posterior["sigma"]
-            ll = self.design.family.log_likelihood(self.design.y[None, None, :], mu.values, sigma.values[:, :, None])
+            ll = self.design.family.log_likelihood(y[None, None, :], mu.values, sigma.values[:, :, None])
             self.idata["log_likelihood"] = xr.Dataset({"y": (("chain", "draw", "obs"), ll)}, coords=mu.coords)
         return self.idata["log_likelihood"]["y"]
 
@@ -357,7 +358,6 @@ class BayesResult(FittedModel):
 
     def posterior_predictive(self, seed: int | None = None) -> xr.DataArray:
         """Replicated data sets from the posterior (stored in ``idata`` as ``posterior_predictive``)."""
-        self._need_rows("posterior_predictive()")
         if "posterior_predictive" not in self.idata.children:
             draws = self.predict(seed=seed).draws
             self.idata["posterior_predictive"] = xr.Dataset({"y": draws})
@@ -371,12 +371,12 @@ class BayesResult(FittedModel):
         predictive p-value P(T(y_rep) >= T(y)).
         """
         rep = self.posterior_predictive(seed).stack(sample=("chain", "draw")).transpose("sample", "obs").values
-        y = self.design.y
+        y, codes = self.design.rows.y, self.design.rows.codes[0]
         term = self.design.terms[0]
-        counts = np.bincount(term.codes, minlength=term.n_levels)
+        counts = np.bincount(codes, minlength=term.n_levels)
 
         def group_sd(values):
-            sums = np.apply_along_axis(lambda r: np.bincount(term.codes, weights=r, minlength=term.n_levels), -1, values)
+            sums = np.apply_along_axis(lambda r: np.bincount(codes, weights=r, minlength=term.n_levels), -1, values)
             return (sums / counts).std(axis=-1)
 
         statistics = {
@@ -480,7 +480,7 @@ class BayesResult(FittedModel):
         posterior = tree["posterior"].to_dataset()
         check_rebuilt(list(posterior["coef"].values) == list(design.fixed_names), "the fixed-effect names")
         if "observed_data" in tree.children:
-            check_rebuilt(np.array_equal(tree["observed_data"]["y"].values, design.y), "the response")
+            check_rebuilt(np.array_equal(tree["observed_data"]["y"].values, design.rows.y), "the response")
         layouts = group_layouts(design)
         needed = (["beta"] if design.fixed_names else []) + ["sigma"] + [f"u_{layout.name}" for layout in layouts]
         missing = [name for name in needed if name not in posterior.data_vars]
@@ -506,13 +506,6 @@ class BayesResult(FittedModel):
             design, tree, priors, layouts, settings,
             float(stored.attrs["sampling_seconds"]), float(stored.attrs["compile_seconds"]), method=str(stored.attrs["method"]),
         )
-
-    def _need_rows(self, what: str) -> None:
-        if not self.design.has_rows:
-            raise DataError(
-                f"{what} needs every row in memory, and this model was fitted from dask or Parquet data; "
-                "predict(newdata) works on a dask DataFrame, lazily, or fit a pandas DataFrame (e.g. a sample) instead."
-            )
 
     def _layout(self, group: str | None) -> GroupLayout:
         if group is None:

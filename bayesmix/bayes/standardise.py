@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from ..data.design import Design
+from ..data.design import Design, OutOfCore
 from ..data.layout import GroupLayout
 from .priors import PriorSet
 
@@ -81,11 +81,15 @@ class Standardisation:
         if stats is not None:
             stats = stats.rescaled(self.x_scale, self.y_centre, self.y_scale, np.concatenate(self.z_scale),
                                    self.intercept)
-        if not design.has_rows:
-            return dataclasses.replace(design, stats=stats)
-        terms = tuple(dataclasses.replace(t, z=t.z / s) for t, s in zip(design.terms, self.z_scale))
-        y = (design.y - self.y_centre) / self.y_scale
-        standard = dataclasses.replace(design, y=y, X=design.X / self.x_scale, terms=terms)
+        if not design.in_memory:
+            return dataclasses.replace(design, source=OutOfCore(stats))
+        rows = design.rows
+        standard = dataclasses.replace(design, source=dataclasses.replace(
+            rows,
+            y=(rows.y - self.y_centre) / self.y_scale,
+            X=rows.X / self.x_scale,
+            z=tuple(z / s for z, s in zip(rows.z, self.z_scale)),
+        ))
         if stats is not None:
             # the rescaled statistics rather than those of the rescaled rows: the same numbers as for the
             # same data from dask (hence the same draws); ``statistics`` is a cached property

@@ -32,7 +32,7 @@ from .checks import (
     warn_missing,
     warn_rank_deficient,
 )
-from .design import Design, Recipe, TermSpec
+from .design import Design, Recipe, Rows, TermSpec
 from .terms import RandomTerm
 
 RANK_TOLERANCE = 1e-7  # the tolerance of R's qr(), which lme4 uses to drop fixed-effect columns
@@ -111,6 +111,8 @@ def make_design(
         warn_rank_deficient(dropped_columns, stacklevel=3)
 
     terms: list[RandomTerm] = []
+    codes_of: list[np.ndarray] = []
+    z_of: list[np.ndarray] = []
     term_specs: list[TermSpec] = []
     for bar in parsed.bars:
         mm = materialise(evaluator, bar.expr, data, f"random-effects term {bar}")
@@ -133,27 +135,27 @@ def make_design(
         split = [None] if bar.correlated else range(z.shape[1])
         for j in split:
             cols = slice(None) if j is None else slice(j, j + 1)
-            terms.append(RandomTerm(bar.group_name, codes, levels, z[:, cols].copy(), tuple(columns[cols]), bar.correlated))
+            terms.append(RandomTerm(bar.group_name, levels, tuple(columns[cols]), bar.correlated))
+            codes_of.append(codes)
+            z_of.append(z[:, cols].copy())
             term_specs.append(TermSpec(bar, mm.model_spec, j))
 
-    warn_constant_within_groups(terms)
+    warn_constant_within_groups(terms, codes_of, z_of)
     variable_levels = {name: levels_of(data[name]) for name in predictors}
     group_levels = {
         name: (value_kind(data[name]), sorted_factorize(data[name])[1]) for bar in parsed.bars for name in bar.group
     }
+    rows = Rows(X[:, kept], tuple(codes_of), tuple(z_of), data.index, y=y, frame=data[list(parsed.variables)])
     return Design(
         formula=parsed,
-        y=y,
-        X=X[:, kept],
         fixed_names=tuple(n for n, k in zip(names, kept) if k),
         terms=tuple(terms),
         response=parsed.response,
-        index=data.index,
+        source=rows,
         n_dropped=n_dropped,
         dropped_columns=dropped_columns,
         family=family,
         recipe=Recipe(evaluator, fixed.model_spec, kept, tuple(term_specs), variable_levels, group_levels),
-        frame=data[list(parsed.variables)],
     )
 
 

@@ -176,29 +176,29 @@ def value_kind(column: pd.Series) -> str:
     return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "number")
 
 
-def warn_constant_within_groups(terms: list[RandomTerm]) -> None:
+def warn_constant_within_groups(terms: list[RandomTerm], codes: list[np.ndarray], z: list[np.ndarray]) -> None:
     """Warn when a random slope does not vary within any group of a factor with a random intercept.
 
     Such a slope (e.g. a person's age in ``(age | person)``) only shifts each group as a
     whole, as the intercept does: the two are separated only through how the variance
     changes with the slope's variable across groups. lme4 fits it silently; we say so.
     """
-    by_group: dict[str, list[RandomTerm]] = {}
-    for term in terms:
-        by_group.setdefault(term.group, []).append(term)
+    by_group: dict[str, list[int]] = {}
+    for k, term in enumerate(terms):
+        by_group.setdefault(term.group, []).append(k)
     for group, members in by_group.items():
-        if not any("Intercept" in t.columns for t in members):
+        if not any("Intercept" in terms[k].columns for k in members):
             continue
-        codes = members[0].codes
-        order = np.argsort(codes, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
-        if (np.diff(np.r_[starts, len(codes)]) < 2).all():
+        level = codes[members[0]]
+        order = np.argsort(level, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(level[order]) != 0])
+        if (np.diff(np.r_[starts, len(level)]) < 2).all():
             continue
-        for term in members:
-            for j, column in enumerate(term.columns):
+        for k in members:
+            for j, column in enumerate(terms[k].columns):
                 if column == "Intercept":
                     continue
-                values = term.z[order, j]
+                values = z[k][order, j]
                 spread = np.maximum.reduceat(values, starts) - np.minimum.reduceat(values, starts)
                 if (spread <= 1e-12 * np.abs(values).max()).all():
                     warnings.warn(

@@ -140,7 +140,8 @@ def shifted_cross_products(design: Design, structure: Structure | None = None) -
     if stats is not None:
         shift = stats.ols_coefficients() if design.p else None
         return stats.cross_products(design.p, shift), shift
-    shift = least_squares(design.X, design.y) if design.p else None
-    y = design.y if shift is None else design.y - design.X @ shift
-    return cross_products(structure, design.X, y), shift
+    rows = design.rows
+    shift = least_squares(rows.X, rows.y) if design.p else None
+    y = rows.y if shift is None else rows.y - rows.X @ shift
+    return cross_products(structure, rows.X, y), shift
 

@@ -1,12 +1,13 @@
 """Dask DataFrames and Parquet datasets as data: one pass for the sufficient statistics, lazy predictions.
 
 ``bm.Model(formula, ddf)`` with a ``dask.dataframe.DataFrame`` (or a Parquet path) builds a
-:class:`~bayesmix.sufficient.SufficientDesign` in two passes over the data, both run by
+:class:`~bayesmix.data.design.Design` whose source is the rows' sufficient statistics
+(:class:`~bayesmix.data.design.OutOfCore`) in two passes over the data, both run by
 whatever dask scheduler is active (threads, or a ``dask.distributed`` cluster):
 
 1. a cheap pre-pass: the levels of the grouping factor and the categories of categorical
    predictors, over the rows without missing values;
-2. the statistics of each partition (:func:`~bayesmix.sufficient.partition_statistics`),
+2. the statistics of each partition (:func:`~bayesmix.data.sufficient.partition_statistics`),
    summed pairwise in a tree. Only these small arrays reach the client.
 
 Models that need every row (random effects on several grouping factors, crossed or nested)
@@ -28,7 +29,8 @@ from ..errors import DataError, FormulaError
 from ..families import Family, as_family
 from ..formula import MixedFormula
 from ..formula.parser import suggest
-from .sufficient import SufficientDesign, design_from_statistics, make_plan, partition_statistics
+from .design import Design
+from .sufficient import design_from_statistics, make_plan, partition_statistics
 
 
 def is_dask_frame(data) -> bool:
@@ -61,7 +63,7 @@ def read_parquet(path):
 
 def dask_design(
     formula: str | MixedFormula, data, transforms: dict | None = None, family: Family | None = None
-) -> SufficientDesign:
+) -> Design:
     """The design of ``formula`` on a dask DataFrame, from its sufficient statistics (``transforms``
     and ``family`` as for :func:`~bayesmix.data.build.make_design`)."""
     import dask
@@ -105,7 +107,7 @@ def dask_design(
     (stats,) = dask.compute(parts[0])
     variable_levels = {c: (set(categories[c]) if c in categories else None)
                        for c in parsed.variables if c != parsed.response and c not in group}
-    return design_from_statistics(plan, stats, variable_levels, source=data)
+    return design_from_statistics(plan, stats, variable_levels, frame=data)
 
 
 def _add(a, b):
@@ -145,12 +147,12 @@ def lazy_map(source, function, meta):
     return source.map_partitions(function, meta=meta)
 
 
-def complete_rows(design: SufficientDesign):
-    """The source rows the design was fitted to (those without missing values), lazily."""
-    return design.source[list(design.formula.variables)].dropna()
+def complete_rows(design: Design):
+    """The out-of-core rows the design was fitted to (those without missing values), lazily."""
+    return design.source.frame[list(design.formula.variables)].dropna()
 
 
-def response_of(design: SufficientDesign, frame: pd.DataFrame) -> pd.Series:
+def response_of(design: Design, frame: pd.DataFrame) -> pd.Series:
     """The response of the rows of one partition."""
     return pd.Series(response_values(design.recipe.evaluator, frame, design.family), index=frame.index,
                      name=design.response)

@@ -1,12 +1,14 @@
 """The :class:`Design`: the one description of a model every backend consumes.
 
-A design holds the response ``y``, the fixed-effects matrix ``X`` and one
-:class:`~bayesmix.data.terms.RandomTerm` per random-effects term. A term stores its grouping
-factor as integer codes and its per-row model matrix ``z`` (n x q); the n x (levels * q)
-matrix ``Z`` is never formed. The design's :class:`Recipe` keeps formulaic's model specs, so
-that new data is materialised with the same columns, contrasts and transform state
-(:func:`bayesmix.data.newdata.new_data`). It is built by :func:`bayesmix.data.build.make_design`
-(rows in memory) or :func:`bayesmix.data.sufficient.design_from_statistics` (dask, Parquet).
+A design is a description: the formula, the fixed-effect columns' names, one
+:class:`~bayesmix.data.terms.RandomTerm` (grouping factor, levels, columns) per random-effects
+term, the response family, and the :class:`Recipe` that materialises new data with the same
+columns, contrasts and transform state (:func:`bayesmix.data.newdata.new_data`). The data sit
+behind it as its *source*: :class:`Rows` in memory (``y``, ``X``, each term's integer codes and
+per-row model matrix ``z``, weights, offset), built by :func:`bayesmix.data.build.make_design`;
+or :class:`OutOfCore` sufficient statistics of rows that stay where they are (dask, Parquet),
+built by :func:`bayesmix.data.sufficient.design_from_statistics`. Whatever needs rows asks for
+``design.rows``, which raises one clear DataError for out-of-core data.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import formulaic
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError
 from ..families import Family, Gaussian
 from ..formula import BarTerm, MixedFormula
 from ..formula.evaluation import Evaluator
@@ -25,29 +28,54 @@ from .statistics import SufficientStatistics, column_scale
 from .terms import RandomTerm
 
 
-@dataclass(frozen=True)
-class NewData:
-    """New data materialised with a fitted design's columns and contrasts.
+@dataclass(frozen=True, eq=False)
+class Rows:
+    """Rows in memory, materialised with a design's columns: the fitted data, or new data.
 
     Attributes
     ----------
     X
-        Fixed-effects matrix, with the design's columns.
+        Fixed-effects matrix, shape (n, p).
     codes
-        Per random term, the level index of each row; -1 where the level was not seen in fitting.
+        Per random-effects term, the level index of each row, shape (n,); in new data -1
+        where the level was not seen in fitting.
     z
-        Per random term, the (n, q) term matrix.
-    unseen
-        Per grouping factor with unseen levels, those levels.
+        Per random-effects term, its model matrix, shape (n, q): row i multiplies the effects
+        of level ``codes[i]``. The n x (levels * q) matrix Z is never formed.
     index
-        Row labels of the new data.
+        The rows' labels, from the data's index.
+    y
+        The response, shape (n,) (None for new data): for a binomial response the proportion
+        of successes, the trials being the ``weights``.
+    weights
+        Prior weights, shape (n,), or None for none (all 1).
+    offset
+        The offset added to the linear predictor, shape (n,), or None for none (all 0).
+    unseen
+        In new data, per grouping factor with levels not seen in fitting, those levels.
+    frame
+        The rows used of the formula's columns, kept so that a saved result can rebuild its
+        design when loaded (:func:`bayesmix.load`); backends never read them.
     """
 
     X: np.ndarray
     codes: tuple[np.ndarray, ...]
     z: tuple[np.ndarray, ...]
-    unseen: dict[str, list]
     index: pd.Index
+    y: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    unseen: dict = field(default_factory=dict)
+    frame: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return len(self.X)
+
+    def sufficient_statistics(self, terms: tuple[RandomTerm, ...]) -> SufficientStatistics:
+        """The per-group sums of the rows of ``terms``, all on one grouping factor."""
+        return SufficientStatistics.of(self.codes[0], np.column_stack(self.z), self.X, self.y, terms[0].n_levels)
 
 
 @dataclass(frozen=True)
@@ -89,27 +117,60 @@ class Recipe:
 
 
 @dataclass(frozen=True, eq=False)
+class OutOfCore:
+    """Rows that stay where they are (a dask DataFrame, Parquet files), known to the backends
+    through their sufficient statistics.
+
+    Attributes
+    ----------
+    statistics
+        The per-group sums over the rows used, of the kept fixed-effect columns.
+    frame
+        The dask DataFrame the statistics were summed from, read again lazily for fitted values
+        and residuals (None once pickled, e.g. to dask workers, or when loaded from a file).
+    """
+
+    statistics: SufficientStatistics
+    frame: object = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        """Number of rows used."""
+        return self.statistics.n
+
+    def sufficient_statistics(self, terms: tuple[RandomTerm, ...]) -> SufficientStatistics:
+        """The summed statistics (``terms`` all share one grouping factor, or the design could not be built)."""
+        return self.statistics
+
+    def __getstate__(self):
+        """Pickled without the source frame."""
+        return {"statistics": self.statistics, "frame": None}
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True, eq=False)
 class Design:
-    """The materialised model: the linear predictor ``eta = X beta + sum_k (z_k * u_k[codes_k]).sum(1)``
-    and the response ``y``, distributed given ``mu = g^-1(eta)`` as its ``family`` says
-    (for the default :class:`~bayesmix.families.Gaussian`: ``y = eta + e``).
+    """The description of a model: the linear predictor
+    ``eta = offset + X beta + sum_k (z_k * u_k[codes_k]).sum(1)`` and the response ``y``,
+    distributed given ``mu = g^-1(eta)`` as its ``family`` says (for the default
+    :class:`~bayesmix.families.Gaussian`: ``y = eta + e``), and behind it the data as its
+    :attr:`source`: :class:`Rows` in memory, or :class:`OutOfCore` statistics.
 
     Attributes
     ----------
     formula
         The parsed formula.
-    y
-        Response, shape (n,).
-    X
-        Fixed-effects matrix, shape (n, p), full column rank.
     fixed_names
         Names of the columns of X (``"Intercept"``, ``"perform_type[Solo]"``).
     terms
         The random-effects terms, in formula order (``||`` split into one term per column).
     response
         The response's name.
-    index
-        Labels of the rows used, from the data's index.
+    source
+        The data: :class:`Rows` (read through :attr:`rows`) or :class:`OutOfCore`.
     n_dropped
         How many rows were dropped for missing values.
     dropped_columns
@@ -119,44 +180,48 @@ class Design:
         distribution given its mean, its link, and what the backends may assume of it.
     recipe
         How new data is materialised like the fitted data (see :class:`Recipe`).
-    frame
-        The rows used of the formula's columns (None for out-of-memory data), kept only so
-        that a saved result can rebuild its design when loaded (:func:`bayesmix.load`);
-        backends never read them.
     """
 
     formula: MixedFormula
-    y: np.ndarray
-    X: np.ndarray
     fixed_names: tuple[str, ...]
     terms: tuple[RandomTerm, ...]
     response: str
-    index: pd.Index
+    source: Rows | OutOfCore
     n_dropped: int = 0
     dropped_columns: tuple[str, ...] = ()
     family: Family = field(default_factory=Gaussian)
     recipe: Recipe | None = field(default=None, repr=False)
-    frame: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> Rows:
+        """The rows in memory; DataError for a design built from dask or Parquet data."""
+        if not self.in_memory:
+            raise DataError(
+                "This needs every row in memory, and this model was built from dask or Parquet data, which stay "
+                "where they are: predict(newdata) works on a dask DataFrame, lazily; or build the model from a "
+                "pandas DataFrame (e.g. a sample, or dask's .compute())."
+            )
+        return self.source
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the rows are in memory (:attr:`rows`), rather than :class:`OutOfCore`."""
+        return isinstance(self.source, Rows)
 
     @property
     def n(self) -> int:
         """Number of observations."""
-        return len(self.y)
+        return self.source.n
 
     @property
     def p(self) -> int:
         """Number of fixed-effect columns."""
-        return self.X.shape[1]
+        return len(self.fixed_names)
 
     @property
     def groups(self) -> dict[str, int]:
         """Number of levels per grouping factor, as lme4's ``ngrps``."""
         return {t.group: t.n_levels for t in self.terms}
-
-    @property
-    def has_rows(self) -> bool:
-        """Whether ``y``, ``X`` and the terms' codes and z are in memory (see ``bayesmix.sufficient``)."""
-        return True
 
     @functools.cached_property
     def statistics(self) -> SufficientStatistics | None:
@@ -164,42 +229,41 @@ class Design:
         factor (what both backends then read instead of the rows), else None."""
         if len({t.group for t in self.terms}) != 1:
             return None
-        z = np.column_stack([t.z for t in self.terms])
-        return SufficientStatistics.of(self.terms[0].codes, z, self.X, self.y, self.terms[0].n_levels)
+        return self.source.sufficient_statistics(self.terms)
 
     def x_means(self) -> np.ndarray:
         """Mean of each column of X."""
         stats = self.statistics
-        return stats.x_means() if stats is not None else self.X.mean(axis=0)
+        return stats.x_means() if stats is not None else self.rows.X.mean(axis=0)
 
     def response_moments(self) -> tuple[float, float]:
         """Mean and standard deviation of the response."""
         stats = self.statistics
-        return stats.response_moments() if stats is not None else (float(np.mean(self.y)), float(np.std(self.y)))
+        return stats.response_moments() if stats is not None else (float(np.mean(self.rows.y)), float(np.std(self.rows.y)))
 
     def x_scales(self) -> np.ndarray:
         """Scale of each column of X: 1 for a 0/1 column, else its standard deviation (1 if 0)."""
         stats = self.statistics
-        return stats.x_scales() if stats is not None else np.array([column_scale(x) for x in self.X.T])
+        return stats.x_scales() if stats is not None else np.array([column_scale(x) for x in self.rows.X.T])
 
     def x_rms(self) -> np.ndarray:
         """Root mean square of each column of X."""
         stats = self.statistics
-        return stats.x_rms() if stats is not None else np.sqrt(np.mean(self.X ** 2, axis=0))
+        return stats.x_rms() if stats is not None else np.sqrt(np.mean(self.rows.X ** 2, axis=0))
 
     def z_scales(self, term: int) -> np.ndarray:
         """Scale of each column of a term's z, as :meth:`x_scales`."""
         stats = self.statistics
         if stats is not None:
             return stats.z_scales(self._term_columns(term))
-        return np.array([column_scale(z) for z in self.terms[term].z.T])
+        return np.array([column_scale(z) for z in self.rows.z[term].T])
 
     def z_rms(self, term: int) -> np.ndarray:
         """Root mean square of each column of a term's z."""
         stats = self.statistics
         if stats is not None:
             return stats.z_rms(self._term_columns(term))
-        return np.sqrt(np.mean(self.terms[term].z ** 2, axis=0))
+        return np.sqrt(np.mean(self.rows.z[term] ** 2, axis=0))
 
     def _term_columns(self, term: int) -> slice:
         """The columns of a term among the terms' columns side by side."""

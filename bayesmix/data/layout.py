@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from typing import TYPE_CHECKING
 
 from .terms import GroupedColumns, RandomTerm
@@ -128,7 +127,9 @@ class Structure:
 
 
 def structure_of(design: Design) -> Structure:
-    """Group the design's terms by grouping factor and lay out θ."""
+    """Group the design's terms by grouping factor and lay out θ (with each block's codes and z
+    when the design's rows are in memory)."""
+    data = design.rows if design.in_memory else None
     by_group: dict[str, list[int]] = {}
     for k, term in enumerate(design.terms):
         by_group.setdefault(term.group, []).append(k)
@@ -152,9 +153,9 @@ def structure_of(design: Design) -> Structure:
             start += term.q
         block = FactorBlock(
             group=group,
-            codes=members[0].codes,
+            codes=None if data is None else data.codes[by_group[group][0]],
             levels=members[0].levels,
-            z=np.column_stack([t.z for t in members]) if design.has_rows else None,
+            z=None if data is None else np.column_stack([data.z[k] for k in by_group[group]]),
             columns=tuple(c for t in members for c in t.columns),
             terms=tuple(by_group[group]),
             term_slices=tuple(slices),
@@ -215,7 +216,7 @@ def pair_label(pair: tuple[str, str]) -> str:
 def coords(design: Design, layouts: list[GroupLayout]) -> dict:
     """Coordinates of the posterior's dims: coefficients, rows, and per factor its levels, effects and pairs."""
     out = {"coef": list(design.fixed_names)}
-    if design.has_rows:
+    if design.in_memory:
         out["obs"] = np.arange(design.n)
     for layout in layouts:
         out[f"{layout.name}_level"] = layout.levels

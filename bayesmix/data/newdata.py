@@ -18,7 +18,7 @@ from .build import (
     without_unused_categories,
 )
 from .checks import check_finite, check_frame, check_hashable, value_kind
-from .design import Design, NewData
+from .design import Design, Rows
 from .terms import RandomTerm
 
 
@@ -52,11 +52,11 @@ def check_like_training(name: str, column: pd.Series, levels: set | None) -> Non
         )
 
 
-def new_data(design: Design, data: pd.DataFrame) -> NewData:
+def new_data(design: Design, data: pd.DataFrame) -> Rows:
     """Materialise ``data`` with the design's columns, contrasts and transform state.
 
     Levels of a grouping factor not seen in fitting get code -1 and are listed in
-    :attr:`NewData.unseen`; what to do with them is the caller's choice. Missing values,
+    :attr:`Rows.unseen`; what to do with them is the caller's choice. Missing values,
     missing columns, unseen levels of categorical predictors, a column whose kind of values
     differs from the fitted data (text where numbers were fitted, ...) and infinite values
     raise :class:`DataError`.
@@ -98,7 +98,7 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
             unseen[term.group] = list(pd.unique(new_keys[code < 0]))
         codes.append(code)
         zs.append(z)
-    return NewData(X, tuple(codes), tuple(zs), unseen, data.index)
+    return Rows(X, tuple(codes), tuple(zs), data.index, unseen=unseen)
 
 def group_codes(design: Design, data: pd.DataFrame, group: tuple[str, ...], term: RandomTerm) -> tuple[np.ndarray, pd.Index]:
     """Level index of each new row in ``term.levels`` (-1 if unseen), and the rows' level labels.

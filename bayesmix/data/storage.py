@@ -62,13 +62,14 @@ class StoredSchema:
 # ----- writing ----------------------------------------------------------------------------
 def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
     """The ``bayesmix`` group of a saved result: the design's rows and formula, plus ``attrs``."""
-    frame = design.frame
+    rows = design.rows if design.in_memory else None
+    frame = None if rows is None else rows.frame
     if frame is None:
         raise ArgumentError(
             "This result's design does not hold its rows (it was not built from a pandas DataFrame), "
             "so it cannot be saved in a form that rebuilds it."
         )
-    if not np.array_equal(response_values(design.recipe.evaluator, frame, design.family), design.y):
+    if not np.array_equal(response_values(design.recipe.evaluator, frame, design.family), rows.y):
         raise ArgumentError(
             "This result's response is not the one in its data (it was replaced, e.g. by BayesModel.sample(y=...)), "
             "so loading could not rebuild it; save the draws alone with result.idata.to_netcdf(path)."
@@ -78,14 +79,14 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
         values, meta = _encode(frame[name], f"column {name!r}")
         variables[f"column_{k}"] = xr.Variable("row", values, attrs={"name": str(name), **meta})
     try:
-        values, meta = _encode(pd.Series(design.index), "row labels")
+        values, meta = _encode(pd.Series(rows.index), "row labels")
     except DataError:
         warnings.warn(
             "The row labels (index) of the data cannot be saved; the loaded result numbers its rows 0, 1, ... instead.",
             BayesmixWarning,
             stacklevel=3,
         )
-        values, meta = np.arange(len(design.index)), {"pandas_dtype": "int64", "kind": "number"}
+        values, meta = np.arange(len(rows.index)), {"pandas_dtype": "int64", "kind": "number"}
     variables["row_label"] = xr.Variable("row", values, attrs=meta)
     header = {
         "bayesmix_format": FORMAT_VERSION,

@@ -4,15 +4,15 @@ For a model whose random-effects terms all share one grouping factor, both backe
 data only through sums over rows (:class:`~bayesmix.statistics.SufficientStatistics`), which
 add up over any partition of the rows: one pass, partition by partition
 (:func:`partition_statistics`, with one :class:`Plan` so that every partition gets the same
-columns and levels), then a sum. :class:`SufficientDesign` is a
-:class:`~bayesmix.design.Design` built from them: it has no rows, but the same formula,
+columns and levels), then a sum. :func:`design_from_statistics` builds a
+:class:`~bayesmix.data.design.Design` whose source is those statistics
+(:class:`~bayesmix.data.design.OutOfCore`): it has no rows in memory, but the same formula,
 columns, levels and model specs, so both backends fit it and its results predict new data
 like any other.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import formulaic
@@ -21,7 +21,7 @@ import pandas as pd
 
 from .build import clean_name, group_keys, independent_columns, response_values, term_matrix
 from .checks import check_finite, check_grouping, check_magnitude, check_residual, warn_missing, warn_rank_deficient
-from .design import Design, Recipe, TermSpec
+from .design import Design, OutOfCore, Recipe, TermSpec
 from .terms import RandomTerm
 from ..errors import DataError, FormulaError
 from ..families import Family
@@ -128,48 +128,7 @@ def make_plan(evaluator: Evaluator, family: Family, prototype: pd.DataFrame, lev
     return Plan(evaluator, family, fixed.model_spec, tuple(term_specs), levels, categories)
 
 
-@dataclass(frozen=True, eq=False)
-class SufficientDesign(Design):
-    """A :class:`~bayesmix.design.Design` known only through its sufficient statistics.
-
-    ``y`` and ``X`` are None and the terms carry no per-row codes or z; everything the
-    backends need comes from :attr:`stats`. ``source`` is the data the statistics came from
-    (a dask DataFrame), used to compute fitted values and residuals lazily.
-    """
-
-    stats: SufficientStatistics | None = None
-    source: object = field(default=None, repr=False)
-
-    @property
-    def n(self) -> int:
-        """Number of observations."""
-        return self.stats.n
-
-    @property
-    def p(self) -> int:
-        """Number of fixed-effect columns."""
-        return len(self.fixed_names)
-
-    @property
-    def has_rows(self) -> bool:
-        """False: the rows stay where they are (see :attr:`source`)."""
-        return False
-
-    @property
-    def statistics(self) -> SufficientStatistics:
-        """The sufficient statistics (of the kept columns)."""
-        return self.stats
-
-    def __getstate__(self):
-        """Pickled (e.g. to dask workers) without the source data."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"} | {"source": None}
-
-    def __setstate__(self, state):
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-
-
-def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_levels: dict, source=None) -> SufficientDesign:
+def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_levels: dict, frame=None) -> Design:
     """Check the summed statistics as :func:`~bayesmix.design.make_design` checks rows, and build the design.
 
     Warns about rows dropped for missing values and about rank-deficient fixed-effect
@@ -195,14 +154,14 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
                    formula.response)
     check_grouping(formula.bars[0], len(plan.levels), stats.n)
     terms = tuple(
-        RandomTerm(spec.bar.group_name, None, plan.levels, None, tuple(_term_columns(spec)), spec.bar.correlated)
+        RandomTerm(spec.bar.group_name, plan.levels, tuple(_term_columns(spec)), spec.bar.correlated)
         for spec in plan.term_specs
     )
-    return SufficientDesign(
-        formula=formula, y=None, X=None, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=terms,
-        response=formula.response, index=None, n_dropped=n_dropped, dropped_columns=dropped_columns, family=plan.family,
+    return Design(
+        formula=formula, fixed_names=tuple(n for n, k in zip(names, kept) if k), terms=terms,
+        response=formula.response, source=OutOfCore(kept_stats, frame), n_dropped=n_dropped,
+        dropped_columns=dropped_columns, family=plan.family,
         recipe=Recipe(plan.evaluator, plan.fixed_spec, kept, plan.term_specs, variable_levels),
-        stats=kept_stats, source=source,
     )
 
 

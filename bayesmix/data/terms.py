@@ -1,10 +1,9 @@
-"""A random-effects term as the design holds it: a grouping factor and the columns whose effects vary by it."""
+"""A random-effects term as the design describes it: a grouping factor and the columns whose effects vary by it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 
@@ -33,23 +32,18 @@ class RandomTerm(GroupedColumns):
     ----------
     group
         The grouping factor's name as lme4 prints it (``"id"``, ``"a:b"``).
-    codes
-        Integer level index of each row, shape (n,), values in ``0 .. len(levels) - 1``.
     levels
         The factor's levels in sorted order (as R's ``factor`` sorts them).
-    z
-        The term's model matrix, shape (n, q): row i multiplies the effects of level ``codes[i]``.
     columns
-        Names of the q columns of ``z``.
+        Names of the term's q columns (their values per row are the data source's, see
+        :class:`~bayesmix.data.design.Rows`).
     correlated
         Whether the q effects have an unstructured covariance (``|``) or are a single
         column split off an uncorrelated ``||`` term.
     """
 
     group: str
-    codes: np.ndarray
     levels: pd.Index
-    z: np.ndarray
     columns: tuple[str, ...]
     correlated: bool
 

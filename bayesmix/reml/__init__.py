@@ -91,16 +91,17 @@ def _data_difference(a: Design, b: Design) -> str | None:
     """How two designs' data differ (rows, response values, shared columns), or None if they do not."""
     if a.n != b.n:
         return f"use different numbers of observations ({a.n} and {b.n})"
-    if not (a.has_rows and b.has_rows):  # sufficient statistics only: compare the response's moments
+    if not (a.in_memory and b.in_memory):  # statistics only: compare the response's moments
         if not np.allclose(a.response_moments(), b.response_moments(), rtol=1e-12, atol=0):
             return f"have different responses ({a.response!r} and {b.response!r}: their means or SDs differ)"
         return None
-    if not a.index.equals(b.index):
+    ra, rb = a.rows, b.rows
+    if not ra.index.equals(rb.index):
         return "use different rows (their row labels differ)"
-    if not np.array_equal(a.y, b.y):
+    if not np.array_equal(ra.y, rb.y):
         return f"have different response values ({a.response!r} and {b.response!r})"
-    for column in set(a.frame.columns) & set(b.frame.columns):
-        if not a.frame[column].equals(b.frame[column]):
+    for column in set(ra.frame.columns) & set(rb.frame.columns):
+        if not ra.frame[column].equals(rb.frame[column]):
             return f"have different values in column {column!r}"
     return None
 

@@ -204,24 +204,25 @@ class RemlResult(FittedModel):
     # ----- fitted values and predictions ------------------------------------------------
     def fitted(self) -> pd.Series:
         """Conditional fitted values X β̂ + Z b̂ (a lazy dask Series for dask or Parquet data)."""
-        if not self.design.has_rows:
+        if not self.design.in_memory:
             return _per_partition(self, lambda part: self.predict(part).rename("fitted"), "fitted")
-        values = self.design.X @ self.factorization.beta
+        values = self.design.rows.X @ self.factorization.beta
         for block, modes in zip(self.structure.blocks, self._modes):
             values = values + np.einsum("ij,ij->i", block.z, modes[block.codes])
-        return pd.Series(values, index=self.design.index, name="fitted")
+        return pd.Series(values, index=self.design.rows.index, name="fitted")
 
     def residuals(self, scaled: bool = False) -> pd.Series:
         """Response minus conditional fitted values (divided by σ̂ when ``scaled``; lazy for dask data)."""
-        if not self.design.has_rows:
+        if not self.design.in_memory:
             from ..data.dask_data import response_of
 
             scale = self.sigma if scaled else 1.0
             return _per_partition(
                 self, lambda part: ((response_of(self.design, part) - self.predict(part)) / scale).rename("residual"), "residual"
             )
-        r = self.design.y - self.fitted().to_numpy()
-        return pd.Series(r / self.sigma if scaled else r, index=self.design.index, name="residual")
+        rows = self.design.rows
+        r = rows.y - self.fitted().to_numpy()
+        return pd.Series(r / self.sigma if scaled else r, index=rows.index, name="residual")
 
     def predict(
         self, newdata: pd.DataFrame | None = None, random: bool = True, allow_new_levels: bool = False
@@ -242,10 +243,11 @@ class RemlResult(FittedModel):
         """
         check_flag("random", random)
         check_flag("allow_new_levels", allow_new_levels)
-        if newdata is None and not self.design.has_rows:
+        if newdata is None and not self.design.in_memory:
             return _per_partition(self, lambda part: self.predict(part, random, allow_new_levels), "predicted")
         if newdata is None:
-            return self.fitted() if random else pd.Series(self.design.X @ self.factorization.beta, index=self.design.index)
+            rows = self.design.rows
+            return self.fitted() if random else pd.Series(rows.X @ self.factorization.beta, index=rows.index)
         lazy = lazily(newdata, lambda part: self.predict(part, random, allow_new_levels))
         if lazy is not None:
             return lazy
@@ -348,7 +350,7 @@ class RemlSummary:
         )
         self.fixed_correlation = correlation_from_cov(fit.vcov())
         self.scaled_residuals = None
-        if fit.design.has_rows:
+        if fit.design.in_memory:
             r = fit.residuals(scaled=True).to_numpy()
             self.scaled_residuals = pd.Series(
                 np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0]), index=["min", "1Q", "median", "3Q", "max"]

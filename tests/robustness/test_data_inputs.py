@@ -36,7 +36,7 @@ def test_missing_values_are_dropped_counted_and_reported(sleep, column):
     with pytest.warns(MissingDataWarning, match=rf"Dropped 3 of 180 rows with missing values in {column} \(3\); fill or remove"):
         model = bm.Model(F, data)
     assert model.design.n == 177 and model.design.n_dropped == 3
-    assert 50 not in model.design.index and 51 in model.design.index
+    assert 50 not in model.design.rows.index and 51 in model.design.rows.index
     cleaned = sleep.drop(index=[3, 50, 177])
     same_fit(model.fit_reml(), fit(F, cleaned))
 

@@ -133,7 +133,7 @@ def _crossed(seed: int) -> pd.DataFrame:
 def _criterion(formula: str, data: pd.DataFrame, theta: np.ndarray) -> float:
     design = bm.make_design(formula, data)
     structure = structure_of(design)
-    return ProfiledCriterion(structure, cross_products(structure, design.X, design.y), reml=True)(theta)
+    return ProfiledCriterion(structure, cross_products(structure, design.rows.X, design.rows.y), reml=True)(theta)
 
 
 INVARIANCE_FORMULAS = ["y ~ x + (x | g)", "y ~ x + (1 | g) + (1 | h)"]

@@ -61,7 +61,7 @@ def test_posterior_round_trips_exactly(sleep_post, saved_post):
     assert loaded.settings == sleep_post.settings and loaded.method == sleep_post.method
     assert repr(loaded) == repr(sleep_post)
     assert loaded.design.fixed_names == sleep_post.design.fixed_names
-    assert np.array_equal(loaded.design.X, sleep_post.design.X) and np.array_equal(loaded.design.y, sleep_post.design.y)
+    assert np.array_equal(loaded.design.rows.X, sleep_post.design.rows.X) and np.array_equal(loaded.design.rows.y, sleep_post.design.rows.y)
 
 
 def test_loaded_posterior_predicts_identically(sleep_post, saved_post):
@@ -159,9 +159,9 @@ def test_every_column_kind_round_trips(mixed_frame, tmp_path):
     reml.to_netcdf(tmp_path / "mixed.nc")
     loaded = bm.load(tmp_path / "mixed.nc")
     design = loaded.design
-    assert design.n_dropped == 2 and list(design.index) == list(model.design.index)
-    assert design.fixed_names == model.design.fixed_names and np.array_equal(design.X, model.design.X)
-    frame = design.frame
+    assert design.n_dropped == 2 and list(design.rows.index) == list(model.design.rows.index)
+    assert design.fixed_names == model.design.fixed_names and np.array_equal(design.rows.X, model.design.rows.X)
+    frame = design.rows.frame
     assert frame["phase"].dtype == mixed_frame["phase"].cat.remove_unused_categories().dtype
     assert frame["weekend"].dtype == bool and frame["Days"].dtype == np.int32 and frame["who"].dtype == object
     new = pd.DataFrame({"Days": [3, 8], "phase": ["early", "late"], "weekend": [False, True], "who": ["s308", "s999"]})
@@ -220,7 +220,7 @@ def test_load_refuses_a_design_that_does_not_match_the_draws(saved_post, tmp_pat
 
 def test_a_replaced_response_cannot_be_saved_as_rebuildable(sleep_model, tmp_path):
     # simulation-based calibration samples with another y: the stored rows would not give it back
-    other = quiet(sleep_model.bayes_model().sample, y=sleep_model.design.y[::-1].copy(), seed=3, **TINY)
+    other = quiet(sleep_model.bayes_model().sample, y=sleep_model.design.rows.y[::-1].copy(), seed=3, **TINY)
     with pytest.raises(ArgumentError, match=r"response is not the one in its data .*result.idata.to_netcdf\(path\)"):
         other.to_netcdf(tmp_path / "sbc.nc")
     assert not (tmp_path / "sbc.nc").exists()

@@ -116,8 +116,8 @@ def test_allowed_parts_still_work(sleep):
     )
     design = quiet(bm.Model, formula, data).design
     assert design.fixed_names[:3] == ("Intercept", "np.sqrt(Days + 1)", "log1p(Days)")
-    np.testing.assert_allclose(design.X[:, 1], np.sqrt(sleep["Days"] + 1))
-    np.testing.assert_allclose(design.y, np.log(sleep["Reaction"]))
+    np.testing.assert_allclose(design.rows.X[:, 1], np.sqrt(sleep["Days"] + 1))
+    np.testing.assert_allclose(design.rows.y, np.log(sleep["Reaction"]))
 
 
 def test_user_transforms_are_passed_explicitly(sleep, tmp_path):
@@ -127,7 +127,7 @@ def test_user_transforms_are_passed_explicitly(sleep, tmp_path):
     with pytest.raises(FormulaError, match=r"'logit' is not a function a formula may call.*transforms=\{'logit': logit\}"):
         bm.Model("Reaction ~ logit(Days / 10 + 0.01) + (1 | Subject)", sleep)
     model = bm.Model("Reaction ~ logit(Days / 10 + 0.01) + (1 | Subject)", sleep, transforms={"logit": logit})
-    np.testing.assert_allclose(model.design.X[:, 1], logit(sleep["Days"] / 10 + 0.01))
+    np.testing.assert_allclose(model.design.rows.X[:, 1], logit(sleep["Days"] / 10 + 0.01))
     reml = model.fit_reml()
     new = pd.DataFrame({"Days": [2.5], "Subject": [308]})
     expected = reml.predict(new)
@@ -160,9 +160,9 @@ def test_a_column_that_hides_a_function_is_refused(sleep):
 # ----- R's meaning where the syntax is R's --------------------------------------------------
 def test_caret_is_a_power_inside_calls_and_interactions_outside(sleep):
     caret = bm.Model("Reaction ~ I(Days^2) + poly(Days^2, 1) + (1 | Subject)", sleep).design
-    np.testing.assert_array_equal(caret.X[:, 1], sleep["Days"].to_numpy(float) ** 2)  # not Days XOR 2
+    np.testing.assert_array_equal(caret.rows.X[:, 1], sleep["Days"].to_numpy(float) ** 2)  # not Days XOR 2
     stars = bm.Model("Reaction ~ I(Days**2) + poly(Days**2, 1) + (1 | Subject)", sleep).design
-    np.testing.assert_array_equal(caret.X, stars.X)
+    np.testing.assert_array_equal(caret.rows.X, stars.rows.X)
     data = sleep.assign(a=sleep["Days"] % 2, b=sleep["Days"] % 3)
     crossed = bm.Model("Reaction ~ (a + b)^2 + (1 | Subject)", data).design
     assert crossed.fixed_names == ("Intercept", "a", "b", "a:b")
@@ -173,8 +173,8 @@ def test_integer_columns_do_not_wrap_around(sleep, dtype):
     data = sleep.assign(big=(sleep["Days"] * 12).astype(dtype))  # up to 108, whose square overflows 8 bits, cube 16
     design = bm.Model("Reaction ~ I(big**2) + I(big^3) + (1 | Subject)", data).design
     expected = sleep["Days"].to_numpy(float) * 12
-    np.testing.assert_array_equal(design.X[:, 1], expected**2)
-    np.testing.assert_array_equal(design.X[:, 2], expected**3)
+    np.testing.assert_array_equal(design.rows.X[:, 1], expected**2)
+    np.testing.assert_array_equal(design.rows.X[:, 2], expected**3)
 
 
 def test_integer_columns_keep_their_level_names_as_factors(sleep):
@@ -224,8 +224,8 @@ def test_r_style_dotted_and_unicode_column_names(sleep):
     data = sleep.assign(**{"Sepal.Length": sleep["Days"] * 1.5, "größe": np.sqrt(sleep["Days"])})
     design = bm.Model("Reaction ~ Sepal.Length + np.log1p(größe) + (Sepal.Length | Subject)", data).design
     assert design.fixed_names == ("Intercept", "Sepal.Length", "np.log1p(größe)")
-    np.testing.assert_array_equal(design.X[:, 1], data["Sepal.Length"])
-    np.testing.assert_allclose(design.X[:, 2], np.log1p(data["größe"]))
+    np.testing.assert_array_equal(design.rows.X[:, 1], data["Sepal.Length"])
+    np.testing.assert_allclose(design.rows.X[:, 2], np.log1p(data["größe"]))
     assert design.terms[0].columns == ("Intercept", "Sepal.Length")
     with pytest.raises(FormulaError, match="Variable 'Sepal.Width' is not a column of the data") as info:
         bm.Model("Reaction ~ Sepal.Width + (1 | Subject)", data)
