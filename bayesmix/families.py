@@ -667,11 +667,16 @@ class NegativeBinomial(_Counts):
 
     def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None,
                        weights: np.ndarray | None = None) -> np.ndarray:
-        """w (log Γ(y + θ) - log Γ(θ) - log y! + θ log(θ/(θ + μ)) + y log(μ/(θ + μ)))."""
+        """w (log Γ(y + θ) - log Γ(θ) - log y! + θ log(θ/(θ + μ)) + y log(μ/(θ + μ))).
+
+        The gamma terms are computed as -log y - log B(y, θ) (0 at y = 0), which keeps their
+        precision when θ is large (a nearly Poisson response), where the difference of log Γ's
+        loses it.
+        """
         theta = _require_dispersion(self, dispersion, "log-likelihood")
-        log_gammas = special.gammaln(y + theta) - special.gammaln(theta) - special.gammaln(y + 1.0)
-        return _trials(weights) * (log_gammas - theta * np.log1p(mu / theta)
-                                   + special.xlogy(y, mu) - special.xlogy(y, mu + theta))
+        positive = np.maximum(y, 1.0)
+        log_coefficient = np.where(y > 0, -np.log(positive) - special.betaln(positive, theta), 0.0)
+        return _trials(weights) * (log_coefficient - theta * np.log1p(mu / theta) + special.xlogy(y, mu / (mu + theta)))
 
     def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None,
                                    weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
