@@ -30,7 +30,7 @@ from .errors import (
     PriorError,
     RankDeficiencyWarning,
 )
-from .families import Family, Gaussian
+from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson
 from .formula import BarTerm, MixedFormula, parse_formula
 from .io import load
 from .model import Model
@@ -47,6 +47,7 @@ __all__ = [
     "BayesResult",
     "BayesmixError",
     "BayesmixWarning",
+    "Binomial",
     "ConvergenceWarning",
     "DataError",
     "Design",
@@ -60,9 +61,11 @@ __all__ = [
     "MissingDataWarning",
     "MixedFormula",
     "Model",
+    "NegativeBinomial",
     "OutOfCore",
     "Rows",
     "Normal",
+    "Poisson",
     "Prediction",
     "PriorError",
     "RandomTerm",
