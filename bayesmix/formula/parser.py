@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import keyword
 import re
 from dataclasses import dataclass
@@ -271,7 +272,7 @@ def _arguments(text: str, tokens: list[Token], call: int, count: int) -> list[li
     inner = tokens[call + 1 : close + 1]
     depth = depths(inner)
     bounds = [0, *(k for k, tok in enumerate(inner) if depth[k] == 1 and tok.text == ","), len(inner) - 1]
-    args = [inner[a + 1 : b] for a, b in zip(bounds, bounds[1:])]
+    args = [inner[a + 1 : b] for a, b in itertools.pairwise(bounds)]
     usage = "cbind(successes, failures), e.g. cbind(incidence, size - incidence)" if name == "cbind" else \
         "offset(x), e.g. offset(np.log(t)); for several offsets add several terms"
     given = 0 if args == [[]] else len(args)
