@@ -104,7 +104,7 @@ def test_non_string_formula():
         parse_formula(None)
 
 
-FORMULA_ALPHABET = st.sampled_from(list("yxgab01 ~+-*/:|()[]{}.,'`\"=^%$!") + ["||", "np.log(", "C(", " | ", "~ "])
+FORMULA_ALPHABET = st.sampled_from(list("yxgab01 ~+-*/:|()[]{}.,'`\"=^%$!") + ["||", "np.log(", "C(", " | ", "~ ", "cbind(", "offset("])
 
 
 @settings(max_examples=400, deadline=None)
