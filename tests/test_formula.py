@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayesmix import FormulaError, parse_formula
+from bayesmix import DataError, FormulaError, parse_formula
+from bayesmix.formula.allowlist import user_transforms
+from bayesmix.formula.evaluation import Evaluator
 
 # formula, response, fixed part, bars as (expr, group, correlated)
 VALID = [
@@ -100,7 +104,7 @@ def test_non_string_formula():
         parse_formula(None)
 
 
-FORMULA_ALPHABET = st.sampled_from(list("yxgab01 ~+-*/:|()[]{}.,'`\"=^%$!") + ["||", "np.log(", "C(", " | ", "~ "])
+FORMULA_ALPHABET = st.sampled_from(list("yxgab01 ~+-*/:|()[]{}.,'`\"=^%$!") + ["||", "np.log(", "C(", " | ", "~ ", "cbind(", "offset("])
 
 
 @settings(max_examples=400, deadline=None)
@@ -111,3 +115,130 @@ def test_any_string_parses_or_raises_formula_error(text):
     except FormulaError:
         return
     assert parsed.bars, "a parsed formula always has a random-effects term"
+
+
+# ----- binomial responses cbind(successes, failures) and offset() terms, as lme4 writes them -----
+# formula, response text, response_parts, fixed, offsets
+GLMM = [
+    ("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+     "cbind(incidence, size - incidence)", ("incidence", "size - incidence"), "period", ()),
+    ("cbind(s, f) ~ x + (1 | g)", "cbind(s, f)", ("s", "f"), "x", ()),
+    ("cbind(round(s), n^2 - round(s)) ~ (1 | g)", "cbind(round(s), n**2 - round(s))", ("round(s)", "n**2 - round(s)"), "1", ()),
+    ("cbind(`my s`, Q('my f')) ~ x + (1 | g)", "cbind(`my s`, Q('my f'))", ("`my s`", "Q('my f')"), "x", ()),
+    ("y ~ x + offset(log(t)) + (1 | g)", "y", (), "x", ("log(t)",)),
+    ("y ~ offset(np.log(t)) + x + offset(u) + (1 | g)", "y", (), "x", ("np.log(t)", "u")),
+    ("y ~ offset(np.log(t)) + (1 | g)", "y", (), "1", ("np.log(t)",)),
+    ("y ~ 0 + offset(t^2) + (1 | g)", "y", (), "0", ("t**2",)),
+    ("y ~ x - 1 + offset(-t) + (1 | g)", "y", (), "x - 1", ("-t",)),
+    ("cbind(s, n - s) ~ x + offset(np.log(n)) + (1 | g)", "cbind(s, n - s)", ("s", "n - s"), "x", ("np.log(n)",)),
+]
+
+
+@pytest.mark.parametrize(("text", "response", "parts", "fixed", "offsets"), GLMM, ids=[v[0] for v in GLMM])
+def test_binomial_responses_and_offsets(text, response, parts, fixed, offsets):
+    parsed = parse_formula(text)
+    assert (parsed.response, parsed.response_parts, parsed.fixed, parsed.offsets) == (response, parts, fixed, offsets)
+    again = parse_formula(str(parsed))  # the printed formula reads back as the same model
+    assert (again.response, again.response_parts, again.fixed, again.offsets, again.bars) == \
+        (parsed.response, parsed.response_parts, parsed.fixed, parsed.offsets, parsed.bars)
+
+
+def test_the_columns_of_cbind_and_offset_are_variables_of_the_formula():
+    parsed = parse_formula("cbind(incidence, size - incidence) ~ period + offset(np.log(days)) + (1 | herd)")
+    assert parsed.variables == ("incidence", "size", "period", "days", "herd")  # missing values drop the row
+    assert set(parsed.numeric) == {"incidence", "size", "period", "days"}  # integers read as float64
+    assert "np" in parsed.functions
+    assert str(parsed) == "cbind(incidence, size - incidence) ~ period + offset(np.log(days)) + (1 | herd)"
+
+
+# formula, message pattern, caret position
+GLMM_INVALID = [
+    ("cbind(s) ~ x + (1 | g)", r"cbind\(\) takes 2 arguments, not 1", 0),
+    ("cbind(s, f, h) ~ x + (1 | g)", r"cbind\(\) takes 2 arguments, not 3", 0),
+    ("cbind() ~ x + (1 | g)", r"cbind\(\) takes 2 arguments, not 0", 0),
+    ("cbind(s, ) ~ x + (1 | g)", r"argument of cbind\(\) is empty", 8),
+    ("cbind(successes=s, f) ~ x + (1 | g)", "by position, without names", 6),
+    ("np.log(cbind(s, f)) ~ x + (1 | g)", "must be the whole response", 7),
+    ("cbind(s, f) + 1 ~ x + (1 | g)", "must be the whole response", 0),
+    ("y ~ cbind(s, f) + (1 | g)", "belongs on the left of '~'", 4),
+    ("y ~ x + (cbind(s, f) | g)", "belongs on the left of '~'", 9),
+    ("cbind(s, scale(f)) ~ x + (1 | g)", r"scale\(\) learns from the whole data", 9),
+    ("cbind(s, C(f)) ~ x + (1 | g)", "categorical factor", 9),
+    ("y ~ x + offset() + (1 | g)", r"offset\(\) takes 1 argument, not 0", 8),
+    ("y ~ x + offset(t, u) + (1 | g)", r"offset\(\) takes 1 argument, not 2", 8),
+    ("y ~ x + offset(object=t) + (1 | g)", "by position, without names", 15),
+    ("y ~ x + (offset(t) | g)", "belongs to the fixed part, as in lme4", 9),
+    ("y ~ x + (1 + log(offset(t)) | g)", "belongs to the fixed part, as in lme4", 17),
+    ("y ~ x + log(offset(t)) + (1 | g)", "a term of its own", 12),
+    ("y ~ x:offset(t) + (1 | g)", "a term of its own", 6),
+    ("y ~ (1 | g) + x:offset(t)", "a term of its own", 16),
+    ("y ~ (x + offset(t)) + (1 | g)", "a term of its own", 9),
+    ("offset(y) ~ x + (1 | g)", "belongs on the right of '~'", 0),
+    ("y ~ x - offset(t) + (1 | g)", "cannot be subtracted", 8),
+    ("y ~ x + offset(poly(t, 2)) + (1 | g)", r"poly\(\) learns from the whole data", 15),
+    ("y ~ x + offset(t[0]) + (1 | g)", "do not allow", None),
+    # the response's counts may not predict it; the number of trials may
+    ("cbind(s, n - s) ~ s + (1 | g)", "The response 's' also appears on the right-hand side.*number of trials", 18),
+    ("cbind(s, f) ~ x + f + (1 | g)", "The response 'f' also appears", 18),
+    ("cbind(s, f) ~ x + (1 | f)", "The response 'f' also appears", 23),
+    ("cbind(n - f, f) ~ x + offset(np.log(f)) + (1 | g)", "The response 'f' also appears", 36),
+    ("y ~ x + offset(np.log(y)) + (1 | g)", "The response 'y' also appears", 22),
+]
+
+
+@pytest.mark.parametrize(("text", "message", "position"), GLMM_INVALID, ids=[v[0] for v in GLMM_INVALID])
+def test_misplaced_or_malformed_cbind_and_offset(text, message, position):
+    test_invalid_formulas(text, message, position)
+
+
+def test_a_number_of_trials_may_be_a_predictor():
+    # lme4 fits cbind(incidence, size - incidence) ~ size: the herd's size is known before the outcome
+    parsed = parse_formula("cbind(incidence, size - incidence) ~ size + offset(np.log(size)) + (1 | herd)")
+    assert parsed.fixed == "size" and parsed.response_parts == ("incidence", "size - incidence")
+    assert parse_formula("cbind(n - f, f) ~ n + (1 | g)").fixed == "n"
+
+
+def test_cbind_and_offset_are_not_names_for_user_transforms():
+    for name in ("cbind", "offset"):
+        with pytest.raises(ValueError, match="is a built-in formula function already"):
+            user_transforms({name: print})
+
+
+# the first herd of lme4's cbpp data (incidence of 4 periods out of the herd's size), and exposure times
+HERD = pd.DataFrame({
+    "incidence": np.array([2, 3, 4, 0], dtype="int8"), "size": [14, 12, 9, 5], "period": ["1", "2", "3", "4"],
+    "herd": ["1"] * 4, "days": [1.0, np.e, np.e**2, 10.0], "sick": [True, True, True, False],
+})
+
+
+def test_the_parts_evaluate_row_by_row():
+    evaluator = Evaluator.of(parse_formula(
+        "cbind(incidence, size - incidence) ~ period + offset(np.log(days)) + offset(size / 2) + (1 | herd)"
+    ))
+    successes, failures = (evaluator.values(part, HERD) for part in evaluator.formula.response_parts)
+    np.testing.assert_array_equal(successes, [2, 3, 4, 0])
+    np.testing.assert_array_equal(failures, [12, 9, 5, 5])  # 14 - 2, 12 - 3, 9 - 4, 5 - 0
+    assert successes.dtype == failures.dtype == np.float64
+    log_days, half_size = (evaluator.values(o, HERD) for o in evaluator.formula.offsets)
+    np.testing.assert_allclose(log_days, [0, 1, 2, np.log(10)], rtol=1e-15, atol=1e-15)
+    np.testing.assert_array_equal(half_size, [7, 6, 4.5, 2.5])
+    np.testing.assert_array_equal(evaluator.values("incidence**4", HERD), [16, 81, 256, 0])  # int8 would wrap at 4**4
+    np.testing.assert_array_equal(evaluator.values("sick", HERD), [1, 1, 1, 0])  # booleans are 0 and 1
+
+
+def test_a_part_that_is_not_one_finite_number_per_row_is_refused():
+    def pair(x):
+        return np.column_stack([x, x])
+
+    evaluator = Evaluator.of(parse_formula("incidence ~ pair(size) + (1 | herd)", ("pair",)), {"pair": pair})
+    data = HERD.assign(zero=[1.0, 0.0, 2.0, 0.0])
+    with pytest.raises(DataError, match=r"'np.log\(zero\)' is -inf in 2 row\(s\) \(the first: row 1\)"):
+        evaluator.values("np.log(zero)", data)
+    with pytest.raises(DataError, match=r"'np.sqrt\(zero - 1\)' is nan in 2 row\(s\)"):
+        evaluator.values("np.sqrt(zero - 1)", data)
+    with pytest.raises(DataError, match="'period' gives values that are not real numbers"):
+        evaluator.values("period", data)
+    with pytest.raises(FormulaError, match=r"'pair\(size\)' gives 2 columns per row"):
+        evaluator.values("pair(size)", data)
+    with pytest.raises(FormulaError, match="reserved"):
+        evaluator.values("__import__('os')", data)

@@ -43,6 +43,13 @@ TRANSFORMS = frozenset({
 CONTRASTS = frozenset({"treatment", "sum", "helmert", "diff", "poly"})
 _NAMESPACES = dict(zip(NAMESPACES, (NUMPY_FUNCTIONS | NUMPY_CONSTANTS, CONTRASTS)))
 BUILTIN_FUNCTIONS = TRANSFORMS | NUMPY_FUNCTIONS
+#: The transforms that learn from the data they are first evaluated on (a mean, a scale, knots): on
+#: new data they reuse what they learnt. Not allowed where a value is computed row by row, in
+#: ``cbind()`` and ``offset()``.
+LEARNING_TRANSFORMS = frozenset({"scale", "center", "standardize", "poly", "bs", "cr", "cs", "cc"})
+#: Calls the parser reads as formula syntax, never evaluated: ``cbind(successes, failures)`` as the
+#: response and ``offset(x)`` as a term (see :mod:`bayesmix.formula.parser`).
+FORMULA_SYNTAX = frozenset({"cbind", "offset"})
 
 _R_HINTS = {"factor": " For R's factor(x) write C(x).", "ns": " For R's ns(x, df) write cr(x, df)."}
 
@@ -95,7 +102,7 @@ def user_transforms(transforms: Mapping[str, Callable] | None) -> dict[str, Call
     for name, function in transforms.items():
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
             raise ValueError(f"transforms name {name!r} must be a Python identifier that does not start with '_'.")
-        if name in BUILTIN_FUNCTIONS or name in _NAMESPACES:
+        if name in BUILTIN_FUNCTIONS or name in _NAMESPACES or name in FORMULA_SYNTAX:
             raise ValueError(f"transforms name {name!r} is a built-in formula function already; choose another name.")
         if not callable(function):
             raise ValueError(f"transforms[{name!r}] must be a function, not {type(function).__name__}.")

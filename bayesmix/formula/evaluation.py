@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import formulaic
+import numpy as np
 import pandas as pd
+from formulaic.parser.types import Factor
 
-from ..errors import FormulaError
-from .allowlist import BUILTIN_FUNCTIONS, evaluation_context, user_transforms
+from ..errors import DataError, FormulaError
+from .allowlist import BUILTIN_FUNCTIONS, UnsafeExpression, check_expression, evaluation_context, user_transforms
 from .parser import MixedFormula
 from .tokens import NAMESPACES
 
@@ -76,12 +78,64 @@ class Evaluator:
         }
         return data.assign(**promoted) if promoted else data
 
-    def model_matrix(self, what: str | formulaic.ModelSpec, data: pd.DataFrame) -> formulaic.ModelMatrix:
-        """formulaic's model matrix of an expression (learning its spec) or of a fitted spec, on ``data``."""
+    def model_matrix(
+        self, what: str | formulaic.ModelSpec, data: pd.DataFrame, na_action: str = "raise"
+    ) -> formulaic.ModelMatrix:
+        """formulaic's model matrix of an expression (learning its spec) or of a fitted spec, on ``data``;
+        ``na_action`` (for an expression) is formulaic's: ``"raise"`` on a value that evaluates
+        to NaN, ``"ignore"`` to keep it."""
         data = self.prepare(data)
         if isinstance(what, str):
-            return formulaic.model_matrix(what, data, na_action="raise", context=self.context)
+            return formulaic.model_matrix(what, data, na_action=na_action, context=self.context)
         return what.get_model_matrix(data, context=self.context)
+
+    def values(self, expression: str, data: pd.DataFrame) -> np.ndarray:
+        """The finite numbers one expression gives per row of ``data``, as float64.
+
+        ``expression`` is a single expression computed row by row (an argument of ``cbind()`` or
+        ``offset()``: ``"size - incidence"``, ``"np.log(t)"``), read as Python arithmetic, not as
+        a Wilkinson formula. It is checked against the allow-list and evaluated like every other
+        part of the formula (with formulaic's ``I()``); booleans read as 0 and 1.
+
+        Raises
+        ------
+        FormulaError
+            If the expression is outside the allow-list, or gives several columns per row.
+        DataError
+            If it gives values that are not numbers (text, categories), or values that are NaN or
+            infinite (the log of zero, a division by zero): the message names the expression and
+            the first such row.
+
+        Errors in evaluating it (a column of the wrong type) propagate as from
+        :meth:`model_matrix`, for the caller to report as it reports those of the other parts.
+        """
+        try:
+            check_expression(expression, tuple(self.transforms))
+        except UnsafeExpression as exc:
+            raise FormulaError(str(exc), self.formula.text) from None
+        with np.errstate(all="ignore"):  # the NaN or infinite values it warns of are reported below
+            mm = self.model_matrix(f"0 + I({expression})", data, na_action="ignore")
+        ((kind, _),) = mm.model_spec.encoder_state.values()
+        if kind is not Factor.Kind.NUMERICAL or any(getattr(t, "kind", "O") not in "biuf" for t in mm.dtypes):
+            raise DataError(
+                f"{expression!r} gives values that are not real numbers (text, categories, complex numbers); it must give one number "
+                "per row. Check the type of the columns it uses, e.g. data['x'] = pd.to_numeric(data['x'])."
+            )
+        if mm.shape[1] != 1:
+            raise FormulaError(
+                f"{expression!r} gives {mm.shape[1]} columns per row; it must give one number per row.",
+                self.formula.text,
+            )
+        values = mm.to_numpy(dtype=float)[:, 0]
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = data.index[np.argmax(bad)]
+            raise DataError(
+                f"{expression!r} is {values[np.argmax(bad)]} in {int(bad.sum())} row(s) (the first: row {row!r}), "
+                "e.g. the log of zero or of a negative number, or a division by zero; it must be a finite number in every row. "
+                "Drop or fix those rows."
+            )
+        return values
 
 
 def _is_integer(column: pd.Series) -> bool:

@@ -1,10 +1,14 @@
 """lme4 formula text -> :class:`MixedFormula`.
 
 The layer we own is the bar terms: ``(expr | g)``, ``(expr || g)``, ``(expr | a/b)`` and
-``(expr | a:b)``. The fixed part and the expression inside each bar are ordinary Wilkinson
-formulas; they are syntax-checked here (by formulaic), their Python parts are checked against
-the allow-list of :mod:`bayesmix.formula.allowlist` (nothing is evaluated here), and they are
-materialised later by :mod:`bayesmix.design`.
+``(expr | a:b)``, and lme4's two calls that are syntax rather than functions: a binomial
+response ``cbind(successes, failures)`` and ``offset(x)`` terms in the fixed part. The fixed
+part and the expression inside each bar are ordinary Wilkinson formulas; they are syntax-checked
+here (by formulaic), their Python parts are checked against the allow-list of
+:mod:`bayesmix.formula.allowlist` (nothing is evaluated here), and they are materialised later
+by :mod:`bayesmix.data`. The arguments of ``cbind()`` and ``offset()`` are single expressions
+(``size - incidence`` is a difference, not a Wilkinson formula), checked against the same
+allow-list and evaluated by :meth:`bayesmix.formula.evaluation.Evaluator.values`.
 
 Where the syntax is R's, so is the meaning: ``^`` inside a function call (``I(x^2)``,
 ``poly(x^2, 2)``) is a power, as in R, not Python's bitwise exclusive or; at the top level
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import keyword
 import re
 from dataclasses import dataclass
@@ -23,7 +28,14 @@ import formulaic
 from formulaic.errors import FormulaicError
 
 from ..errors import FormulaError
-from .allowlist import UnsafeExpression, Usage, check_expression, check_lookup
+from .allowlist import (
+    FORMULA_SYNTAX,
+    LEARNING_TRANSFORMS,
+    UnsafeExpression,
+    Usage,
+    check_expression,
+    check_lookup,
+)
 from .tokens import Token, depths, matching_close, tokenize
 
 
@@ -64,21 +76,32 @@ class MixedFormula:
     text
         The formula as written.
     response
-        The left-hand side expression (``"na"`` or ``"np.log(y)"``).
+        The left-hand side as written (``"na"``, ``"np.log(y)"``, or for a binomial response
+        ``"cbind(incidence, size - incidence)"``, as lme4 prints it).
     fixed
-        The fixed-effects part as a Wilkinson formula (``"1"`` if only bars were given).
+        The fixed-effects part as a Wilkinson formula (``"1"`` if only bars were given), without
+        its ``offset()`` terms.
     bars
         The random-effects terms, nested grouping (``a/b``) already expanded.
     variables
-        Names of every data column the formula refers to, in order of appearance.
+        Names of every data column the formula refers to, in order of appearance (those of
+        ``cbind()`` and ``offset()`` included, so that a missing value in any of them drops the row).
     numeric
-        The columns read as numbers by the response, fixed part or term expressions (all of
-        their columns except those read only as ``C(x)``); integer columns among them are
-        promoted to float64 before evaluation, so that ``I(x**2)`` cannot wrap around.
+        The columns read as numbers by the response, fixed part, offsets or term expressions
+        (all of their columns except those read only as ``C(x)``); integer columns among them
+        are promoted to float64 before evaluation, so that ``I(x**2)`` cannot wrap around.
     functions
         The functions and namespaces the formula calls (``np``, ``C``, a user's transform).
     transforms
         The names of the user's own functions the formula was checked against.
+    response_parts
+        For a binomial response ``cbind(successes, failures)``, its two argument expressions,
+        ``("incidence", "size - incidence")``: the number of successes and the number of
+        failures per row (trials = successes + failures). Empty for any other response.
+    offsets
+        The expressions inside the ``offset()`` terms of the fixed part, in order
+        (``("np.log(t)",)``): each is added, with coefficient one, to the linear predictor.
+        Several offsets add up, as in R.
     """
 
     text: str
@@ -89,9 +112,12 @@ class MixedFormula:
     numeric: tuple[str, ...] = ()
     functions: tuple[str, ...] = ()
     transforms: tuple[str, ...] = ()
+    response_parts: tuple[str, ...] = ()
+    offsets: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.response} ~ {self.fixed} + " + " + ".join(str(b) for b in self.bars)
+        terms = [self.fixed, *(f"offset({o})" for o in self.offsets), *(str(b) for b in self.bars)]
+        return f"{self.response} ~ " + " + ".join(terms)
 
 
 _NOT_VARIABLES = set(keyword.kwlist) | {"True", "False", "None"}
@@ -108,7 +134,10 @@ def parse_formula(text: str, transforms: tuple[str, ...] = ()) -> MixedFormula:
     FormulaError
         On any syntax error (with a caret under the offending place), a side of ``~`` or of
         a bar that is empty, a formula with no random-effects term, a Python part outside the
-        allow-list, or a response that also appears on the right-hand side.
+        allow-list, or a response that also appears on the right-hand side; a ``cbind()``
+        other than the whole response with two arguments, an ``offset()`` other than a term of the
+        fixed part with one argument, or either one's argument calling a transform that learns
+        from the data (``scale``, ``poly``, ...).
     """
     if not isinstance(text, str):
         raise FormulaError(f"The formula must be a string such as 'y ~ x + (1 | g)', not {type(text).__name__}.")
@@ -134,13 +163,32 @@ def _parse(text: str, transforms: tuple[str, ...]) -> MixedFormula:
         raise FormulaError("The response (left of '~') is empty: write e.g. 'y ~ x + (1 | g)'.", text, 0)
     if split == len(tokens) - 1:
         raise FormulaError("The right side of '~' is empty: add predictors and a term like (1 | g).", text, len(text))
-    response = check(tokens[:split])
-    response_usage = Usage(**{k: dict(v) for k, v in vars(usage).items()})
+    chunks = list(_additive_chunks(text, tokens, split + 1, len(tokens)))
+    cbind = _call_at(tokens, (0, split), "cbind")
+    offset_chunks = [chunk for _, chunk in chunks if _call_at(tokens, chunk, "offset")]
+    _check_syntax_calls(text, tokens, split, {0} if cbind else set(), {chunk[0] for chunk in offset_chunks})
+    expression = functools.partial(_expression, text, transforms=transforms, usage=usage)
+    if cbind:
+        parts = [expression(arg, "cbind") for arg in _arguments(text, tokens, 0, 2)]
+        response, response_parts = _source(text, tokens[:split]), tuple(piece for piece, _ in parts)
+        counts = _count_columns([reads for _, reads in parts])
+    else:
+        response, response_parts = check(tokens[:split]), ()
+        counts = dict(usage.values)
 
     added: list[str] = []
     removed: list[str] = []
     bars: list[BarTerm] = []
-    for sign, chunk in _additive_chunks(text, tokens, split + 1, len(tokens)):
+    offsets: list[str] = []
+    for sign, chunk in chunks:
+        if chunk in offset_chunks:
+            if sign == "-":
+                raise FormulaError(
+                    "An offset cannot be subtracted: write its negative inside, e.g. + offset(-x).", text,
+                    tokens[chunk[0]].start,
+                )
+            offsets.append(expression(_arguments(text, tokens, chunk[0], 1)[0], "offset")[0])
+            continue
         if _is_bar(tokens, chunk):
             if sign == "-":
                 raise FormulaError("A random-effects term cannot be subtracted; remove the '-'.", text, tokens[chunk[0]].start)
@@ -165,23 +213,137 @@ def _parse(text: str, transforms: tuple[str, ...]) -> MixedFormula:
     fixed = " + ".join(added or ["1"]) + "".join(f" - {part}" for part in removed)
     named = _variables(tokens)
     variables = named + tuple(v for v in usage.values if v not in named)
-    _check_response_not_predictor(text, tokens[split + 1 :], response_usage, bars)
+    _check_response_not_predictor(text, tokens[split + 1 :], counts, bars, binomial=bool(cbind))
     _check_generated_names(text, tokens[split + 1 :], bars)
     numeric = tuple(v for v in usage.values if v in variables)
     return MixedFormula(
-        text, response, fixed, tuple(bars), variables, numeric, tuple(usage.functions), transforms
+        text, response, fixed, tuple(bars), variables, numeric, tuple(usage.functions), transforms,
+        response_parts, tuple(offsets),
     )
 
 
-def _check_response_not_predictor(text: str, rhs: list[Token], response: Usage, bars: list[BarTerm]) -> None:
-    """FormulaError when a column of the response is also used on the right-hand side."""
+def _call_at(tokens: list[Token], chunk: tuple[int, int], name: str) -> bool:
+    """Whether tokens[chunk] is exactly one call ``name(...)``."""
+    start, stop = chunk
+    return (
+        stop - start >= 3 and tokens[start].kind == "name" and tokens[start].text == name
+        and tokens[start + 1].text == "(" and matching_close(tokens, start + 1) == stop - 1
+    )
+
+
+_MISPLACED = {
+    ("cbind", "lhs"): "cbind(successes, failures) must be the whole response, not part of an expression: "
+    "write e.g. cbind(incidence, size - incidence) ~ period + (1 | herd), with any arithmetic inside its arguments.",
+    ("cbind", "rhs"): "cbind(successes, failures) is a binomial response: it belongs on the left of '~', "
+    "e.g. cbind(incidence, size - incidence) ~ period + (1 | herd).",
+    ("offset", "lhs"): "offset() belongs on the right of '~', as a term of the fixed part: "
+    "e.g. y ~ x + offset(np.log(t)) + (1 | g).",
+    ("offset", "bar"): "An offset belongs to the fixed part, as in lme4, not to a random-effects term: "
+    "move it out of the bar, e.g. y ~ x + offset(np.log(t)) + (1 | g).",
+    ("offset", "rhs"): "offset() is a term of its own, joined to the others by '+' (not inside a call, "
+    "an interaction or parentheses): e.g. y ~ x + offset(np.log(t)) + (1 | g).",
+}
+
+
+def _check_syntax_calls(text: str, tokens: list[Token], split: int, response: set[int], offsets: set[int]) -> None:
+    """FormulaError at a ``cbind()`` or ``offset()`` call anywhere but where it means something:
+    the whole response for cbind, a term of the fixed part for offset (at token indices
+    ``response`` and ``offsets``)."""
+    depth = depths(tokens)
+    for k, tok in enumerate(tokens[:-1]):
+        if tok.kind != "name" or tok.text not in FORMULA_SYNTAX or tokens[k + 1].text != "(":
+            continue
+        if (k > 0 and tokens[k - 1].text == ".") or k in response or k in offsets:
+            continue
+        if k < split:
+            where = "lhs"
+        else:
+            outer = next((j for j in range(split + 1, k) if tokens[j].text == "(" and depth[j] == 0
+                          and matching_close(tokens, j) > k), None)
+            in_bar = outer is not None and _is_bar(tokens, (outer, matching_close(tokens, outer) + 1))
+            where = "bar" if tok.text == "offset" and in_bar else "rhs"
+        raise FormulaError(_MISPLACED[tok.text, where], text, tok.start)
+
+
+def _arguments(text: str, tokens: list[Token], call: int, count: int) -> list[list[Token]]:
+    """The ``count`` positional arguments of the call whose name is tokens[call]; FormulaError for
+    another number of arguments, an empty one or a keyword argument."""
+    name, close = tokens[call].text, matching_close(tokens, call + 1)
+    inner = tokens[call + 1 : close + 1]
+    depth = depths(inner)
+    bounds = [0, *(k for k, tok in enumerate(inner) if depth[k] == 1 and tok.text == ","), len(inner) - 1]
+    args = [inner[a + 1 : b] for a, b in itertools.pairwise(bounds)]
+    usage = "cbind(successes, failures), e.g. cbind(incidence, size - incidence)" if name == "cbind" else \
+        "offset(x), e.g. offset(np.log(t)); for several offsets add several terms"
+    given = 0 if args == [[]] else len(args)
+    if given != count:
+        raise FormulaError(f"{name}() takes {count} argument{'s' * (count > 1)}, not {given}: write {usage}.", text,
+                           tokens[call].start)
+    for before, arg in zip(bounds, args):
+        if not arg:
+            raise FormulaError(f"An argument of {name}() is empty: write {usage}.", text, inner[before].end)
+        if len(arg) > 2 and arg[0].kind == "name" and arg[1].text == "=" and arg[2].text != "=":
+            raise FormulaError(f"{name}() takes its arguments by position, without names: write {usage}.", text,
+                               arg[0].start)
+    return args
+
+
+def _expression(
+    text: str, toks: list[Token], call: str, *, transforms: tuple[str, ...], usage: Usage
+) -> tuple[str, tuple[str, ...]]:
+    """The text of one argument of ``cbind()`` or ``offset()``, a single expression computed row by
+    row, and the columns it reads, after checking it against the allow-list; the names it uses
+    are added to ``usage``."""
+    start = toks[0].start
+    piece = _source(text, toks)
+    try:
+        used = check_expression(piece, transforms)
+    except UnsafeExpression as exc:
+        raise FormulaError(str(exc), text, _locate(text, exc.culprit, start)) from None
+    learning = [f for f in used.functions if f in LEARNING_TRANSFORMS]
+    if learning:
+        raise FormulaError(
+            f"{learning[0]}() learns from the whole data (a mean, a scale, knots), but {call}() takes a value "
+            f"computed row by row. Compute it beforehand, e.g. data['x_{learning[0]}'] = ..., and use that column.",
+            text,
+            _locate(text, learning[0], start),
+        )
+    if used.factors:
+        name = next(iter(used.factors))
+        raise FormulaError(
+            f"{call}() takes numbers, but C({name}) makes a categorical factor. Use the numeric column itself.",
+            text,
+            _locate(text, "C(", start),
+        )
+    usage.update(used)
+    return piece, tuple(used.values)
+
+
+def _count_columns(reads: list[tuple[str, ...]]) -> dict[str, None]:
+    """The columns of ``cbind(successes, failures)`` that are counts of the response, which may not
+    be predictors: a part's column when the part reads one column (``incidence``, ``failures``),
+    and a column both parts read (``incidence`` in ``size - incidence``). A column read by one
+    part among others (``size`` in ``size - incidence``) is the number of trials, known before the
+    outcome, and may be a predictor. ``reads``: the columns each part reads."""
+    counts = {name: None for names in reads if len(names) == 1 for name in names}
+    counts |= {name: None for name in reads[0] if name in reads[1]}
+    return counts
+
+
+def _check_response_not_predictor(
+    text: str, rhs: list[Token], response: dict[str, None], bars: list[BarTerm], *, binomial: bool
+) -> None:
+    """FormulaError when a column of the response (``response``: its names; for a ``binomial``
+    response its count columns, :func:`_count_columns`) is also used on the right-hand side."""
     rhs_names = set(_variables(rhs)) | {name for bar in bars for name in bar.group}
-    for name in response.values:
+    for name in response:
         if name in rhs_names:
             where = next((t.start for t in rhs if t.kind in ("name", "backtick") and _unquote(t.text) == name), None)
             raise FormulaError(
                 f"The response {name!r} also appears on the right-hand side; a model cannot predict a variable "
-                f"from itself. Remove {name!r} from the right-hand side (fixed part and random-effects terms).",
+                f"from itself. Remove {name!r} from the right-hand side (fixed part and random-effects terms)."
+                + (" (A number of trials may be a predictor: write the failures as trials minus successes, e.g. "
+                   "cbind(incidence, size - incidence) ~ size + ...)" if binomial else ""),
                 text,
                 where,
             )

@@ -53,12 +53,17 @@ def workdir(tmp_path, monkeypatch):
 
 
 def places(payload: str) -> list[str]:
-    """The payload in the fixed part, a random-effects term and the response."""
+    """The payload in the fixed part, a random-effects term, the response, either count of a
+    binomial response and an offset."""
     return [
         f"Reaction ~ Days + {payload} + (1 | Subject)",
         f"Reaction ~ Days + ({payload} | Subject)",
         f"Reaction ~ Days + (Days + {payload} || Subject)",
         f"{payload} ~ Days + (1 | Subject)",
+        f"cbind({payload}, Reaction) ~ Days + (1 | Subject)",
+        f"cbind(Reaction, 400 - {payload}) ~ Days + (1 | Subject)",
+        f"Reaction ~ Days + offset({payload}) + (1 | Subject)",
+        f"Reaction ~ Days + offset(np.log(Days + 1)) + offset({payload}) + (1 | Subject)",
     ]
 
 
@@ -86,11 +91,16 @@ def test_a_saved_file_with_a_payload_formula_is_refused(sleep, workdir, payload)
     post = quiet(bm.Model("Reaction ~ Days + (Days | Subject)", sleep).fit_reml)
     post.to_netcdf("fit.nc")
     tree = xr.open_datatree("fit.nc", engine="h5netcdf").load()
-    tree["bayesmix"].attrs["formula"] = f"Reaction ~ Days + {payload} + (Days | Subject)"
-    tree.to_netcdf("tampered.nc", engine="h5netcdf")
-    with pytest.raises(FormulaError, match="not allowed|do not allow|not a function a formula may call|reserved"):
-        bm.load("tampered.nc")
-    assert not (workdir / TARGET).exists()
+    for formula in (
+        f"Reaction ~ Days + {payload} + (Days | Subject)",
+        f"Reaction ~ Days + offset({payload}) + (Days | Subject)",
+        f"cbind(Reaction, {payload}) ~ Days + (Days | Subject)",
+    ):
+        tree["bayesmix"].attrs["formula"] = formula
+        tree.to_netcdf("tampered.nc", engine="h5netcdf")
+        with pytest.raises(FormulaError, match="not allowed|do not allow|not a function a formula may call|reserved"):
+            bm.load("tampered.nc")
+        assert not (workdir / TARGET).exists()
 
 
 def test_a_payload_that_evaluates_to_a_constant_no_longer_fits_silently(sleep, workdir):
