@@ -30,7 +30,7 @@ from .errors import (
     PriorError,
     RankDeficiencyWarning,
 )
-from .families import Family, Gaussian
+from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson
 from .formula import BarTerm, MixedFormula, parse_formula
 from .io import load
 from .model import Model
@@ -47,6 +47,7 @@ __all__ = [
     "BayesResult",
     "BayesmixError",
     "BayesmixWarning",
+    "Binomial",
     "ConvergenceWarning",
     "DataError",
     "Design",
@@ -60,8 +61,10 @@ __all__ = [
     "MissingDataWarning",
     "MixedFormula",
     "Model",
+    "NegativeBinomial",
     "NewData",
     "Normal",
+    "Poisson",
     "Prediction",
     "PriorError",
     "RandomTerm",

@@ -7,21 +7,31 @@ how y is distributed given μ = g⁻¹(η). lme4 keeps the two apart (``merPredD
 linear mixed model (its local, PIRLS, approximation) plus a ``GlmResp``. Here the response
 side is a :class:`Family` object carried by the :class:`~bayesmix.Design`; it owns
 
-- which responses are valid (:meth:`Family.check_dtype`, :meth:`Family.check_values`,
-  :meth:`Family.check_varies`), called by the data layer for pandas and dask input alike;
+- which responses (and prior weights) are valid (:meth:`Family.check_dtype`,
+  :meth:`Family.check_values`, :meth:`Family.check_varies`), called by the data layer for
+  pandas and dask input alike;
 - the link g and its inverse (:meth:`Family.link_function`, :meth:`Family.inverse_link`,
-  :meth:`Family.inverse_link_derivative`) and the variance function V(μ);
-- the log-likelihood of y given μ and the dispersion, its first two derivatives in μ, the
-  unit deviance and the deviance residuals;
+  :meth:`Family.inverse_link_derivative`, :attr:`Family.canonical`) and the variance
+  function V(μ);
+- the log-likelihood of y given μ, the dispersion and the prior weights, with all its
+  normalising constants, its first two derivatives in μ, the unit deviance and the deviance
+  residuals, and the starting means of an iterative fit (:meth:`Family.initial_mu`);
 - predictive draws (the noise a posterior predictive draw adds to μ);
-- whether it has a dispersion parameter (σ) and its default prior scale, the name and
+- whether it has a dispersion parameter and its default prior scale, the name and
   parameters of its distribution as the Bayesian backend builds it, and whether per-group
   sufficient statistics exist for it (the collapsed sampler, dask and Parquet input, and
   REML's cross-products need them).
 
-Only :class:`Gaussian` with the identity link is implemented. A new family (binomial,
-Poisson, negative binomial) is a new subclass here, its links in :data:`LINKS`, plus the
-backend code that fits it; nothing else reads the family's kind.
+The families are :class:`Gaussian` (identity or log link), :class:`Binomial` (logit, probit
+or cloglog), :class:`Poisson` (log) and :class:`NegativeBinomial` (NB2, log). Their links
+are R's ``make.link``, with its guards against under- and overflow, in :data:`LINKS`.
+
+The *dispersion* is each family's own parameter, in its natural parametrisation: the
+residual standard deviation σ for the Gaussian (Var y = σ²/w), the shape θ of the negative
+binomial (Var y = μ + μ²/θ; R's ``theta``, glmmTMB's dispersion); the binomial and Poisson
+have none (pass None). Prior *weights* w are R's ``weights``: the number of trials for the
+binomial (y is then the proportion of successes), precisions for the Gaussian, and factors
+multiplying the log-likelihood for the Poisson and the negative binomial.
 
 This module imports only numpy, scipy and :mod:`bayesmix.errors`: it sits below the data
 layer, which validates responses through it.
@@ -35,11 +45,25 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from .errors import ArgumentError, DataError
 
-__all__ = ["LINKS", "Family", "Gaussian", "Link", "as_family", "check_supported"]
+__all__ = [
+    "FAMILY_NAMES",
+    "LINKS",
+    "Binomial",
+    "Family",
+    "Gaussian",
+    "Link",
+    "NegativeBinomial",
+    "Poisson",
+    "as_family",
+    "check_supported",
+]
+
+#: R's ``.Machine$double.eps``: the guard of R's link inverses.
+EPS = np.finfo(float).eps
 
 
 @dataclass(frozen=True)
@@ -51,11 +75,12 @@ class Link:
     name
         The link's name, as R spells it (``"identity"``, ``"logit"``, ``"log"``).
     link
-        g: mean -> linear predictor.
+        g: mean -> linear predictor (R's ``linkfun``).
     inverse
-        g⁻¹: linear predictor -> mean.
+        g⁻¹: linear predictor -> mean (R's ``linkinv``), kept inside the mean's open range
+        as R keeps it (so that the variance and the log-likelihood stay finite).
     inverse_derivative
-        dμ/dη at η (R's ``mu.eta``), which PIRLS weights need.
+        dμ/dη at η (R's ``mu.eta``), which PIRLS weights need; at least ``EPS`` where R's is.
     """
 
     name: str
@@ -69,9 +94,84 @@ def _identity(x):
     return x
 
 
+def _exp_floor(eta):
+    """max(exp(η), ε): R's log-link inverse and its derivative (``pmax(exp(eta), .Machine$double.eps)``)."""
+    with np.errstate(over="ignore"):
+        return np.maximum(np.exp(eta), EPS)
+
+
+#: R's ``THRESH``: beyond ±30 the logistic inverse and its derivative are held constant.
+LOGIT_THRESHOLD = 30.0
+
+
+def _logit_inverse(eta):
+    """R's ``logit_linkinv``: e/(1 + e), with e = exp(η) held at ε below η = -30 and at 1/ε above 30."""
+    eta = np.asarray(eta, dtype=float)
+    e = np.where(eta < -LOGIT_THRESHOLD, EPS,
+                 np.where(eta > LOGIT_THRESHOLD, 1.0 / EPS, np.exp(np.clip(eta, -LOGIT_THRESHOLD, LOGIT_THRESHOLD))))
+    return e / (1.0 + e)
+
+
+def _logit_inverse_derivative(eta):
+    """R's ``logit_mu_eta``: exp(η)/(1 + exp(η))², and ε where |η| > 30."""
+    eta = np.asarray(eta, dtype=float)
+    e = np.exp(np.clip(eta, -LOGIT_THRESHOLD, LOGIT_THRESHOLD))
+    return np.where(np.abs(eta) > LOGIT_THRESHOLD, EPS, e / np.square(1.0 + e))
+
+
+#: R's probit threshold ``-qnorm(.Machine$double.eps)``: η is clamped to ± this before Φ.
+PROBIT_THRESHOLD = -special.ndtri(EPS)
+
+
+def _probit_inverse(eta):
+    """Φ(η), with η clamped to ±``PROBIT_THRESHOLD`` (R's ``probit`` ``linkinv``)."""
+    return special.ndtr(np.clip(eta, -PROBIT_THRESHOLD, PROBIT_THRESHOLD))
+
+
+def _probit_inverse_derivative(eta):
+    """max(φ(η), ε) (R's ``probit`` ``mu.eta``)."""
+    return np.maximum(stats.norm.pdf(eta), EPS)
+
+
+def _cloglog_link(mu):
+    """log(-log(1 - μ))."""
+    return np.log(-np.log(1.0 - np.asarray(mu, dtype=float)))
+
+
+def _cloglog_inverse(eta):
+    """1 - exp(-exp(η)) held inside [ε, 1 - ε] (R: ``pmax(pmin(-expm1(-exp(eta)), 1 - eps), eps)``)."""
+    with np.errstate(over="ignore"):
+        return np.clip(-np.expm1(-np.exp(eta)), EPS, 1.0 - EPS)
+
+
+def _cloglog_inverse_derivative(eta):
+    """max(exp(η) exp(-exp(η)), ε) with η first capped at 700 (R's ``cloglog`` ``mu.eta``)."""
+    e = np.exp(np.minimum(eta, 700.0))
+    return np.maximum(e * np.exp(-e), EPS)
+
+
 LINKS: dict[str, Link] = {
     "identity": Link("identity", _identity, _identity, lambda eta: np.ones_like(eta, dtype=float)),
+    "log": Link("log", np.log, _exp_floor, _exp_floor),
+    "logit": Link("logit", lambda mu: np.log(mu / (1.0 - mu)), _logit_inverse, _logit_inverse_derivative),
+    "probit": Link("probit", special.ndtri, _probit_inverse, _probit_inverse_derivative),
+    "cloglog": Link("cloglog", _cloglog_link, _cloglog_inverse, _cloglog_inverse_derivative),
 }
+
+
+def _trials(weights):
+    """The prior weights as floats, or 1.0 (every weight one) when there are none."""
+    return 1.0 if weights is None else np.asarray(weights, dtype=float)
+
+
+def _not_whole(x: np.ndarray) -> np.ndarray:
+    """Where x is not a whole number (to 1e-6 relative: a proportion times its trials is not exact)."""
+    return np.abs(x - np.round(x)) > 1e-6 * np.maximum(1.0, np.abs(x))
+
+
+def _first(values: np.ndarray, bad: np.ndarray) -> str:
+    """The first bad value, for messages."""
+    return f"{values[np.flatnonzero(bad)[0]]:g}"
 
 
 @dataclass(frozen=True)
@@ -88,17 +188,15 @@ class Family(abc.ABC):
     name
         The family's name in messages and summaries (``"Gaussian"``).
     links
-        The links this family supports.
+        The links this family supports, the default first.
+    canonical_link
+        The family's canonical link (the one for which η is the natural parameter), or None.
     distribution
         The distribution's name as the Bayesian backend (PyMC) spells it (``"Normal"``); its
         parameters are :meth:`distribution_parameters`.
     has_dispersion
-        Whether the family has a dispersion parameter (the residual SD σ for the Gaussian),
-        sampled as ``sigma``.
-    has_sufficient_statistics
-        Whether the likelihood reads the data only through per-group cross-products of
-        ``[Z X y]`` (:class:`~bayesmix.data.statistics.SufficientStatistics`): what the collapsed
-        sampler, REML and dask or Parquet input need.
+        Whether the family has a dispersion parameter (σ for the Gaussian, θ for the negative
+        binomial) that a fit estimates.
     dtype_kinds
         The numpy dtype kinds a response column may have (``"iuf"``: integers and floats).
     """
@@ -106,9 +204,9 @@ class Family(abc.ABC):
     link: str
     name: ClassVar[str]
     links: ClassVar[tuple[str, ...]]
+    canonical_link: ClassVar[str | None]
     distribution: ClassVar[str]
     has_dispersion: ClassVar[bool]
-    has_sufficient_statistics: ClassVar[bool]
     dtype_kinds: ClassVar[str] = "iuf"
 
     def __post_init__(self):
@@ -118,24 +216,60 @@ class Family(abc.ABC):
                 f"write {type(self).__name__}(link={self.links[0]!r})."
             )
 
+    @property
+    def has_sufficient_statistics(self) -> bool:
+        """Whether the likelihood reads the data only through per-group cross-products of
+        ``[Z X y]`` (:class:`~bayesmix.data.statistics.SufficientStatistics`): what the collapsed
+        sampler, REML and dask or Parquet input need. Only the Gaussian with the identity link."""
+        return False
+
+    @property
+    def canonical(self) -> bool:
+        """Whether the link is the family's canonical link, so that the Fisher (expected) and the
+        observed information, and so PIRLS's working weights, coincide."""
+        return self.link == self.canonical_link
+
     # ----- the response's validity --------------------------------------------------------
     def check_dtype(self, name: str, dtype) -> None:
         """DataError unless a response column of ``dtype`` can be this family's response.
 
         ``dtype`` is the column's dtype after conversion of pandas' nullable and pyarrow
-        numbers to numpy; categorical and text dtypes are never numpy dtypes.
+        numbers to numpy; categorical and text dtypes are never numpy dtypes (a two-level
+        factor for the binomial is converted to 0/1 by the data layer before this check).
         """
         if not (isinstance(dtype, np.dtype) and dtype.kind in self.dtype_kinds):
+            needs = "a numeric or boolean" if "b" in self.dtype_kinds else "a numeric"
             raise DataError(
-                f"The response column {name!r} has dtype {dtype}; a {self.name} mixed model needs a numeric response. "
+                f"The response column {name!r} has dtype {dtype}; a {self.name} mixed model needs {needs} response. "
                 f"Convert it, e.g. data[{name!r}] = pd.to_numeric(data[{name!r}])."
             )
 
-    def check_values(self, name: str, y: np.ndarray) -> None:
-        """DataError for response values the family cannot have (here: infinite or undefined ones)."""
+    def check_values(self, name: str, y: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """DataError for response values (or prior weights) the family cannot have.
+
+        Every family refuses infinite or undefined responses and weights that are not positive
+        and finite; subclasses add their own checks (counts, proportions, trials).
+
+        Parameters
+        ----------
+        name
+            The response column's name, for messages.
+        y
+            The response as floats.
+        weights
+            The prior weights, one per row, or None.
+        """
         bad = ~np.isfinite(y)
         if bad.any():
             raise DataError(f"The response {name!r} has {int(bad.sum())} infinite or undefined value(s); remove or fix them.")
+        if weights is not None:
+            weights = np.asarray(weights, dtype=float)
+            bad = ~(np.isfinite(weights) & (weights > 0))
+            if bad.any():
+                raise DataError(
+                    f"The weights of the response {name!r} have {int(bad.sum())} value(s) that are not positive and finite "
+                    f"(first: {_first(weights, bad)}); prior weights must be positive numbers: drop the rows with weight 0."
+                )
 
     def check_varies(self, name: str, lowest: float, highest: float) -> None:
         """DataError when the response is constant (its lowest and highest values are equal)."""
@@ -156,117 +290,455 @@ class Family(abc.ABC):
         return LINKS[self.link].inverse_derivative(eta)
 
     @abc.abstractmethod
-    def variance(self, mu: np.ndarray) -> np.ndarray:
-        """The variance function V(μ): Var(y) = φ V(μ) for dispersion φ (σ² for the Gaussian)."""
+    def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """The variance function V(μ) (R's ``family$variance``): Var(y) = φ V(μ) / w.
+
+        φ is σ² for the Gaussian and 1 for the others; the negative binomial's V(μ) = μ + μ²/θ
+        needs its ``dispersion`` θ (R's ``negative.binomial(theta)$variance``).
+        """
+
+    def initial_mu(self, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Starting means of an iterative fit (R's ``family$initialize`` ``mustart``); here μ = y."""
+        return np.asarray(y, dtype=float)
 
     # ----- likelihood ----------------------------------------------------------------------
     @abc.abstractmethod
-    def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None) -> np.ndarray:
-        """Pointwise log-density of ``y`` given mean ``mu`` and ``dispersion`` (broadcast)."""
+    def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None,
+                       weights: np.ndarray | None = None) -> np.ndarray:
+        """Pointwise log-likelihood of ``y`` given mean ``mu``, ``dispersion`` and prior ``weights``
+        (all broadcast), with every normalising constant: -2 times its sum is R's
+        ``family$aic`` quantity (before the 2k)."""
 
     @abc.abstractmethod
-    def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None
-                                   ) -> tuple[np.ndarray, np.ndarray]:
+    def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None,
+                                   weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """First and second derivatives of :meth:`log_likelihood` with respect to μ."""
 
     @abc.abstractmethod
-    def unit_deviance(self, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        """Each observation's contribution d(y, μ) to the deviance (R's ``dev.resids`` without weights)."""
+    def unit_deviance(self, y: np.ndarray, mu: np.ndarray, *, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """Each observation's contribution d(y, μ) to the deviance per unit weight (R's ``dev.resids``
+        with weight 1): 2 (ℓ(y; y) - ℓ(y; μ)) at unit weight and, for the Gaussian, σ = 1.
 
-    @abc.abstractmethod
-    def deviance_residuals(self, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        """sign(y - μ) √d(y, μ)."""
+        Only the negative binomial reads ``dispersion`` (its θ, held fixed as in R's
+        ``negative.binomial(theta)``).
+        """
+
+    def deviance_residuals(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray | None = None, *,
+                           dispersion: np.ndarray | None = None) -> np.ndarray:
+        """sign(y - μ) √(w d(y, μ)) (R's ``residuals(type = "deviance")``); their squares sum to the deviance."""
+        deviance = _trials(weights) * self.unit_deviance(y, mu, dispersion=dispersion)
+        return np.sign(y - mu) * np.sqrt(np.maximum(deviance, 0.0))
 
     # ----- the Bayesian backend -------------------------------------------------------------
     @abc.abstractmethod
-    def predictive_draws(self, mu: np.ndarray, dispersion: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-        """Draws of y given draws of μ and of the dispersion (broadcast), from ``rng``."""
+    def predictive_draws(self, mu: np.ndarray, dispersion: np.ndarray | None, rng: np.random.Generator,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+        """Draws of y, on the scale of the response, given draws of μ and of the dispersion
+        (broadcast), from ``rng``."""
 
     @abc.abstractmethod
-    def distribution_parameters(self, mu, dispersion) -> dict:
-        """The parameters of :attr:`distribution` for mean ``mu`` and ``dispersion`` (arrays or tensors)."""
+    def distribution_parameters(self, mu, dispersion, weights: np.ndarray | None = None) -> dict:
+        """The parameters of :attr:`distribution` for mean ``mu``, ``dispersion`` (arrays or tensors)
+        and prior ``weights`` (an array or None); the distribution observes :meth:`observed`."""
+
+    def observed(self, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """The values :attr:`distribution` observes: the response itself (the binomial's are counts)."""
+        return y
 
     @abc.abstractmethod
-    def dispersion_prior_scale(self, response_sd: float) -> float:
-        """Scale of the default prior of the dispersion, given the response's standard deviation."""
+    def dispersion_prior_scale(self, response_sd: float) -> float | None:
+        """Scale of the default prior of the dispersion, given the response's standard deviation;
+        None for a family without dispersion (:attr:`has_dispersion` false)."""
 
     def __str__(self) -> str:
         return f"{self.name} ({self.link} link)"
 
 
+def _require_dispersion(family: Family, dispersion, what: str):
+    """``dispersion``, or ArgumentError when a family that needs it for ``what`` was given None."""
+    if dispersion is None:
+        raise ArgumentError(f"The {family.name} family's {what} depends on its dispersion θ: pass dispersion=θ.")
+    return dispersion
+
+
+def _no_likelihood_weights(family: Family, weights) -> None:
+    """ArgumentError for prior weights in a PyMC likelihood that cannot carry them."""
+    if weights is not None:
+        raise ArgumentError(
+            f"The {family.name} family's prior weights multiply its log-likelihood, which PyMC's "
+            f"{family.distribution} cannot express; fit without weights, or by maximum likelihood (fit_ml)."
+        )
+
+
 @dataclass(frozen=True)
 class Gaussian(Family):
-    """The Gaussian family: y ~ Normal(μ, σ), μ = η (identity link).
+    """The Gaussian family: y ~ Normal(μ, σ/√w), μ = η (identity link) or μ = exp(η) (log link).
 
     Parameters
     ----------
     link
-        ``"identity"``, the only link implemented.
+        ``"identity"`` (the default: a linear mixed model) or ``"log"``.
 
     Notes
     -----
-    With the identity link the model is a linear mixed model: its likelihood depends on the
-    data only through the cross-products of ``[Z X y]``, which REML profiles and the collapsed
-    sampler integrates exactly.
+    The dispersion is the residual standard deviation σ. Prior weights w are precisions, as
+    in lme4: Var(y) = σ²/w. With the identity link the model is a linear mixed model: its
+    likelihood depends on the data only through the cross-products of ``[Z X y]``, which REML
+    profiles and the collapsed sampler integrates exactly. With the log link the response
+    must be positive: the fit starts from μ = y, as R's ``gaussian(link = "log")`` does, which
+    stops with "cannot find valid starting values" for a response ≤ 0.
     """
 
     link: str = "identity"
     name: ClassVar[str] = "Gaussian"
-    links: ClassVar[tuple[str, ...]] = ("identity",)
+    links: ClassVar[tuple[str, ...]] = ("identity", "log")
+    canonical_link: ClassVar[str] = "identity"
     distribution: ClassVar[str] = "Normal"
     has_dispersion: ClassVar[bool] = True
-    has_sufficient_statistics: ClassVar[bool] = True
 
-    def variance(self, mu: np.ndarray) -> np.ndarray:
+    @property
+    def has_sufficient_statistics(self) -> bool:
+        """True with the identity link (the likelihood reads only the cross-products of ``[Z X y]``)."""
+        return self.link == "identity"
+
+    def check_values(self, name: str, y: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """The base checks; with the log link, DataError for a response ≤ 0 (no starting mean)."""
+        super().check_values(name, y, weights)
+        bad = y <= 0
+        if self.link == "log" and bad.any():
+            raise DataError(
+                f"The response {name!r} has {int(bad.sum())} value(s) ≤ 0 (first: {_first(y, bad)}); the Gaussian family "
+                f"with the log link starts from μ = y, as R's gaussian(link = 'log') does, and a mean must be positive. "
+                f"Use the identity link, or model a positive response."
+            )
+
+    def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
         """V(μ) = 1."""
         return np.ones_like(mu, dtype=float)
 
-    def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None) -> np.ndarray:
-        """log N(y; μ, σ), with σ = ``dispersion``."""
-        return stats.norm.logpdf(y, mu, dispersion)
+    def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None,
+                       weights: np.ndarray | None = None) -> np.ndarray:
+        """log N(y; μ, σ/√w), with σ = ``dispersion``."""
+        scale = dispersion if weights is None else dispersion / np.sqrt(weights)
+        return stats.norm.logpdf(y, mu, scale)
 
-    def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None
-                                   ) -> tuple[np.ndarray, np.ndarray]:
-        """(y - μ) / σ² and -1 / σ²."""
-        precision = 1.0 / np.square(dispersion)
+    def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None,
+                                   weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """w (y - μ) / σ² and -w / σ²."""
+        precision = _trials(weights) / np.square(dispersion)
         first = (y - mu) * precision
         return first, -precision * np.ones_like(first)
 
-    def unit_deviance(self, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    def unit_deviance(self, y: np.ndarray, mu: np.ndarray, *, dispersion: np.ndarray | None = None) -> np.ndarray:
         """(y - μ)²."""
         return np.square(y - mu)
 
-    def deviance_residuals(self, y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-        """y - μ (exactly: not through the square root of the unit deviance)."""
-        return y - mu
+    def deviance_residuals(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray | None = None, *,
+                           dispersion: np.ndarray | None = None) -> np.ndarray:
+        """√w (y - μ) (exactly y - μ without weights: not through the square root of the unit deviance)."""
+        return y - mu if weights is None else np.sqrt(weights) * (y - mu)
 
-    def predictive_draws(self, mu: np.ndarray, dispersion: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-        """μ + σ ε with ε standard normal, one per entry of ``mu``."""
-        return mu + rng.standard_normal(np.shape(mu)) * dispersion
+    def predictive_draws(self, mu: np.ndarray, dispersion: np.ndarray | None, rng: np.random.Generator,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+        """μ + σ/√w ε with ε standard normal, one per entry of ``mu``."""
+        scale = dispersion if weights is None else dispersion / np.sqrt(weights)
+        return mu + rng.standard_normal(np.shape(mu)) * scale
 
-    def distribution_parameters(self, mu, dispersion) -> dict:
-        """``{"mu": μ, "sigma": σ}``."""
-        return {"mu": mu, "sigma": dispersion}
+    def distribution_parameters(self, mu, dispersion, weights: np.ndarray | None = None) -> dict:
+        """``{"mu": μ, "sigma": σ/√w}``."""
+        return {"mu": mu, "sigma": dispersion if weights is None else dispersion / np.sqrt(weights)}
 
     def dispersion_prior_scale(self, response_sd: float) -> float:
         """The response's standard deviation: σ's default prior is HalfStudentT(3, s_y)."""
         return response_sd
 
 
-def as_family(family: Family | None) -> Family:
-    """``family`` itself, or :class:`Gaussian` () for None; ArgumentError for anything else."""
+@dataclass(frozen=True)
+class Binomial(Family):
+    """The binomial family: w y ~ Binomial(w, μ), with y the proportion of successes in w trials.
+
+    Parameters
+    ----------
+    link
+        ``"logit"`` (the default and canonical link), ``"probit"`` or ``"cloglog"``.
+
+    Notes
+    -----
+    As in R's ``glm``, the response is 0/1 (a boolean, or 0/1 numbers) with no weights, or
+    the proportion of successes with prior weights giving the number of trials (the data layer
+    turns ``cbind(successes, failures)`` and a two-level factor into these). There is no
+    dispersion. Predictive draws are proportions, on the response's own scale.
+    """
+
+    link: str = "logit"
+    name: ClassVar[str] = "binomial"
+    links: ClassVar[tuple[str, ...]] = ("logit", "probit", "cloglog")
+    canonical_link: ClassVar[str] = "logit"
+    distribution: ClassVar[str] = "Binomial"
+    has_dispersion: ClassVar[bool] = False
+    dtype_kinds: ClassVar[str] = "iufb"
+
+    def check_values(self, name: str, y: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """The base checks, then DataError for a proportion outside [0, 1], a response other than
+        0/1 without weights, trials that are not whole numbers and successes w y that are not."""
+        super().check_values(name, y, weights)
+        bad = (y < 0) | (y > 1)
+        if bad.any():
+            raise DataError(
+                f"The response {name!r} has {int(bad.sum())} value(s) outside [0, 1] (first: {_first(y, bad)}); a binomial "
+                f"response is 0/1, or the proportion of successes with weights= the number of trials (a proportion "
+                f"above 1 would be more successes than trials)."
+            )
+        if weights is None:
+            bad = (y != 0) & (y != 1)
+            if bad.any():
+                raise DataError(
+                    f"The response {name!r} has {int(bad.sum())} value(s) strictly between 0 and 1 (first: {_first(y, bad)}) "
+                    f"and no weights; a binomial proportion needs weights= giving each row's number of trials, "
+                    f"or write the response as cbind(successes, failures)."
+                )
+            return
+        weights = np.asarray(weights, dtype=float)
+        bad = _not_whole(weights)
+        if bad.any():
+            raise DataError(
+                f"The weights of the binomial response {name!r} are numbers of trials and must be whole numbers; "
+                f"{int(bad.sum())} are not (first: {_first(weights, bad)})."
+            )
+        successes = weights * y
+        bad = _not_whole(successes)
+        if bad.any():
+            raise DataError(
+                f"The binomial response {name!r} gives {int(bad.sum())} row(s) a number of successes (proportion times "
+                f"trials) that is not a whole number (first: {_first(successes, bad)}); the response must be "
+                f"successes / trials with weights= the trials."
+            )
+
+    def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """V(μ) = μ (1 - μ)."""
+        return mu * (1.0 - mu)
+
+    def initial_mu(self, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """(w y + 1/2) / (w + 1), R's binomial ``mustart``."""
+        w = _trials(weights)
+        return (w * np.asarray(y, dtype=float) + 0.5) / (w + 1.0)
+
+    def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
+                       weights: np.ndarray | None = None) -> np.ndarray:
+        """log Binomial(w y; w, μ) = log C(w, w y) + w y log μ + w (1 - y) log(1 - μ); ``dispersion`` is unused."""
+        n = _trials(weights)
+        k = n * y
+        log_choose = special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+        return log_choose + special.xlogy(k, mu) + special.xlog1py(n - k, -mu)
+
+    def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
+                                   weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """w (y - μ) / (μ (1 - μ)) and -w (y / μ² + (1 - y) / (1 - μ)²)."""
+        n = _trials(weights)
+        return n * (y - mu) / (mu * (1.0 - mu)), -n * (y / np.square(mu) + (1.0 - y) / np.square(1.0 - mu))
+
+    def unit_deviance(self, y: np.ndarray, mu: np.ndarray, *, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """2 (y log(y/μ) + (1 - y) log((1 - y)/(1 - μ))), with 0 log 0 = 0."""
+        return 2.0 * (special.xlogy(y, y / mu) + special.xlogy(1.0 - y, (1.0 - y) / (1.0 - mu)))
+
+    def predictive_draws(self, mu: np.ndarray, dispersion: np.ndarray | None, rng: np.random.Generator,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+        """Proportions of successes: Binomial(w, μ) / w (0/1 without weights), as floats."""
+        n = np.rint(_trials(weights)).astype(np.int64)
+        n, mu = np.broadcast_arrays(n, mu)
+        return rng.binomial(n, mu) / n
+
+    def distribution_parameters(self, mu, dispersion, weights: np.ndarray | None = None) -> dict:
+        """``{"n": w, "p": μ}`` (w = 1 without weights); the distribution observes the successes w y."""
+        return {"n": 1 if weights is None else np.rint(weights).astype(np.int64), "p": mu}
+
+    def observed(self, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """The numbers of successes w y, as integers."""
+        return np.rint(_trials(weights) * y).astype(np.int64)
+
+    def dispersion_prior_scale(self, response_sd: float) -> None:
+        """None: the binomial has no dispersion."""
+        return None
+
+
+@dataclass(frozen=True)
+class _Counts(Family):
+    """What the count families share: non-negative whole-number responses, log link, the
+    Poisson's starting means, and prior weights that multiply the log-likelihood."""
+
+    link: str = "log"
+    links: ClassVar[tuple[str, ...]] = ("log",)
+
+    def check_values(self, name: str, y: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """The base checks, then DataError for negative or non-integer counts."""
+        super().check_values(name, y, weights)
+        for bad, what in ((y < 0, "negative"), (_not_whole(y), "non-integer")):
+            if bad.any():
+                raise DataError(
+                    f"The response {name!r} has {int(bad.sum())} {what} value(s) (first: {_first(y, bad)}); "
+                    f"a {self.name} response is a count (0, 1, 2, ...)."
+                )
+
+    def initial_mu(self, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """y + 0.1, R's Poisson ``mustart`` (which ``glmer.nb`` starts from too)."""
+        return np.asarray(y, dtype=float) + 0.1
+
+
+@dataclass(frozen=True)
+class Poisson(_Counts):
+    """The Poisson family: y ~ Poisson(μ), log μ = η.
+
+    Parameters
+    ----------
+    link
+        ``"log"``, the canonical link.
+
+    Notes
+    -----
+    No dispersion. Prior weights multiply each observation's log-likelihood, as in R's
+    ``glm``; predictive draws ignore them (a draw is of one observation).
+    """
+
+    name: ClassVar[str] = "Poisson"
+    canonical_link: ClassVar[str] = "log"
+    distribution: ClassVar[str] = "Poisson"
+    has_dispersion: ClassVar[bool] = False
+
+    def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """V(μ) = μ."""
+        return np.asarray(mu, dtype=float)
+
+    def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
+                       weights: np.ndarray | None = None) -> np.ndarray:
+        """w (y log μ - μ - log y!); ``dispersion`` is unused."""
+        return _trials(weights) * (special.xlogy(y, mu) - mu - special.gammaln(y + 1.0))
+
+    def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
+                                   weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """w (y/μ - 1) and -w y/μ²."""
+        w = _trials(weights)
+        return w * (y / mu - 1.0), -w * y / np.square(mu)
+
+    def unit_deviance(self, y: np.ndarray, mu: np.ndarray, *, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """2 (y log(y/μ) - (y - μ)), with 0 log 0 = 0."""
+        return 2.0 * (special.xlogy(y, y / mu) - (y - mu))
+
+    def predictive_draws(self, mu: np.ndarray, dispersion: np.ndarray | None, rng: np.random.Generator,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+        """Poisson(μ) counts, as floats."""
+        return rng.poisson(mu).astype(float)
+
+    def distribution_parameters(self, mu, dispersion, weights: np.ndarray | None = None) -> dict:
+        """``{"mu": μ}``; ArgumentError with prior weights, which PyMC's Poisson cannot carry."""
+        _no_likelihood_weights(self, weights)
+        return {"mu": mu}
+
+    def dispersion_prior_scale(self, response_sd: float) -> None:
+        """None: the Poisson has no dispersion."""
+        return None
+
+
+@dataclass(frozen=True)
+class NegativeBinomial(_Counts):
+    """The negative binomial family (NB2): y ~ NB(μ, θ), Var(y) = μ + μ²/θ, log μ = η.
+
+    Parameters
+    ----------
+    link
+        ``"log"``.
+
+    Notes
+    -----
+    The dispersion is the shape θ (R's ``theta`` in ``MASS::negative.binomial`` and
+    ``glmer.nb``, glmmTMB's ``nbinom2`` dispersion, PyMC's ``alpha``), which a fit estimates;
+    the variance function, the unit deviance and the deviance residuals need it. The log link
+    is not canonical for a fixed θ. Prior weights multiply the log-likelihood, as in R.
+    """
+
+    name: ClassVar[str] = "negative binomial"
+    canonical_link: ClassVar[None] = None
+    distribution: ClassVar[str] = "NegativeBinomial"
+    has_dispersion: ClassVar[bool] = True
+
+    def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """V(μ) = μ + μ²/θ, θ = ``dispersion`` (required)."""
+        theta = _require_dispersion(self, dispersion, "variance function")
+        return mu + np.square(mu) / theta
+
+    def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None,
+                       weights: np.ndarray | None = None) -> np.ndarray:
+        """w (log Γ(y + θ) - log Γ(θ) - log y! + θ log(θ/(θ + μ)) + y log(μ/(θ + μ))).
+
+        The gamma terms are computed as -log y - log B(y, θ) (0 at y = 0), which keeps their
+        precision when θ is large (a nearly Poisson response), where the difference of log Γ's
+        loses it.
+        """
+        theta = _require_dispersion(self, dispersion, "log-likelihood")
+        positive = np.maximum(y, 1.0)
+        log_coefficient = np.where(y > 0, -np.log(positive) - special.betaln(positive, theta), 0.0)
+        return _trials(weights) * (log_coefficient - theta * np.log1p(mu / theta) + special.xlogy(y, mu / (mu + theta)))
+
+    def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None,
+                                   weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """w (y/μ - (y + θ)/(μ + θ)) and w (-y/μ² + (y + θ)/(μ + θ)²)."""
+        theta = _require_dispersion(self, dispersion, "log-likelihood")
+        w = _trials(weights)
+        return (w * (y / mu - (y + theta) / (mu + theta)),
+                w * ((y + theta) / np.square(mu + theta) - y / np.square(mu)))
+
+    def unit_deviance(self, y: np.ndarray, mu: np.ndarray, *, dispersion: np.ndarray | None = None) -> np.ndarray:
+        """2 (y log(y/μ) - (y + θ) log((y + θ)/(μ + θ))), with 0 log 0 = 0 (MASS's ``dev.resids``)."""
+        theta = _require_dispersion(self, dispersion, "unit deviance")
+        return 2.0 * (special.xlogy(y, y / mu) - (y + theta) * np.log((y + theta) / (mu + theta)))
+
+    def predictive_draws(self, mu: np.ndarray, dispersion: np.ndarray | None, rng: np.random.Generator,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+        """NB(μ, θ) counts, as floats: numpy's negative binomial with n = θ, p = θ/(θ + μ)."""
+        theta = _require_dispersion(self, dispersion, "predictive distribution")
+        theta, mu = np.broadcast_arrays(np.asarray(theta, dtype=float), mu)
+        return rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
+
+    def distribution_parameters(self, mu, dispersion, weights: np.ndarray | None = None) -> dict:
+        """``{"mu": μ, "alpha": θ}``; ArgumentError with prior weights, which PyMC's NegativeBinomial cannot carry."""
+        _no_likelihood_weights(self, weights)
+        return {"mu": mu, "alpha": dispersion}
+
+    def dispersion_prior_scale(self, response_sd: float) -> float:
+        """1, whatever the response's spread: rstanarm's default prior on θ (its ``reciprocal_dispersion``)
+        is exponential with rate 1, not scaled by the response."""
+        return 1.0
+
+
+#: The family names :func:`as_family` accepts, as R spells them, and each one's default.
+FAMILY_NAMES: dict[str, type[Family]] = {
+    "gaussian": Gaussian,
+    "binomial": Binomial,
+    "poisson": Poisson,
+    "negative_binomial": NegativeBinomial,
+}
+
+
+def as_family(family: Family | str | None) -> Family:
+    """``family`` itself, the default-link family of a name in :data:`FAMILY_NAMES`, or
+    :class:`Gaussian` () for None; ArgumentError for anything else."""
     if family is None:
         return Gaussian()
+    if isinstance(family, str) and family in FAMILY_NAMES:
+        return FAMILY_NAMES[family]()
     if not isinstance(family, Family):
-        raise ArgumentError(f"family must be a bayesmix family such as bm.Gaussian(), not {family!r}.")
+        raise ArgumentError(
+            f"family must be a bayesmix family such as bm.Binomial(link='probit'), or one of the names "
+            f"{', '.join(map(repr, FAMILY_NAMES))}; not {family!r}."
+        )
     return family
 
 
-def check_supported(family: Family, supported: tuple[type[Family], ...], backend: str) -> None:
-    """ArgumentError unless ``family`` is one of the ``supported`` families of ``backend``."""
-    if not isinstance(family, supported):
-        names = " and ".join(f.name for f in supported)
-        raise ArgumentError(
-            f"{backend} fits the {names} family only (for now), and this design's family is {family}; "
-            f"build the design with family={supported[0].__name__}()."
-        )
+def check_supported(family: Family, supported: tuple[Family, ...], backend: str, remedy: str | None = None) -> None:
+    """ArgumentError unless ``family`` is one of the ``supported`` families (kind and link) of ``backend``.
+
+    The message ends with ``remedy``, by default: build the design with the first supported family.
+    """
+    if family not in supported:
+        names = " and ".join(map(str, supported))
+        remedy = remedy or f"build the design with family=bm.{supported[0]!r}"
+        raise ArgumentError(f"{backend} fits the {names} family only (for now), and this design's family is {family}; {remedy}.")

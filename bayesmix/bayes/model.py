@@ -63,7 +63,7 @@ class BayesModel:
             raise ArgumentError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, not {parameterization!r}.")
         if method not in METHODS:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
-        check_supported(design.family, (Gaussian,), "The Bayesian backend")
+        check_supported(design.family, (Gaussian(),), "The Bayesian backend")
         self.design = design
         self.priors = resolve_priors(design, term_labels(design), priors)
         self.layouts = group_layouts(design)

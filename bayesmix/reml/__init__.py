@@ -34,7 +34,9 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
             f"fit_reml takes a Design (model.design, or bm.make_design(formula, data)), not {type(design).__name__}; "
             "or fit with bm.Model(formula, data).fit_reml()."
         )
-    check_supported(design.family, (Gaussian,), "REML and ML (lme4's linear mixed model criterion)")
+    check_supported(design.family, (Gaussian(),), "REML and ML (lme4's linear mixed model criterion)",
+                    "a generalised linear mixed model is fitted by maximum likelihood (the Laplace approximation): "
+                    "use model.fit_ml()")
     if not isinstance(reml, (bool, np.bool_)):
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
