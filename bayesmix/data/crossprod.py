@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from typing import TYPE_CHECKING
 
-from .layout import FactorBlock, Structure
+from ..jit import njit
+from .layout import Structure
 
 if TYPE_CHECKING:
     from .design import Design
@@ -64,41 +65,98 @@ class CrossProducts:
         return self.A22 is None
 
 
-def cross_products(structure: Structure, X: np.ndarray, y: np.ndarray) -> CrossProducts:
-    """Compute the cross-product blocks for ``structure`` (from a Design) and data X, y."""
-    first, rest = structure.blocks[0], structure.blocks[1:]
-    XY = np.column_stack([X, y])
-    A11 = per_level_crossprod(first.codes, first.z, first.z, first.n_levels)
-    A1X = per_level_crossprod(first.codes, first.z, XY, first.n_levels)
-    AXX = XY.T @ XY
-    if not rest:
-        return CrossProducts(len(y), X.shape[1], A11, A1X, AXX)
-    Z1 = sparse_z(first)
-    Z2 = sp.hstack([sparse_z(b) for b in rest], format="csc")
-    A21 = sp.csr_array(Z2.T @ Z1)
-    return CrossProducts(
-        len(y),
-        X.shape[1],
-        A11,
-        A1X,
-        AXX,
-        A21=A21,
-        A21_levels=_per_level(A21, first.n_levels, first.q),
-        A22=(Z2.T @ Z2).toarray(),
-        A2X=np.asarray(Z2.T @ XY),
-    )
+def cross_products(structure: Structure, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> CrossProducts:
+    """Compute the cross-product blocks for ``structure`` (from a Design) and data X, y.
+
+    With ``weights`` (shape (n,), non-negative) the blocks are those of ``[Z X y]' W [Z X y]``,
+    W = diag(weights). Repeated weighted cross-products of the same rows (the steps of PIRLS,
+    :mod:`bayesmix.linalg.pirls`) reuse one :class:`CrossProductPlan`.
+    """
+    return CrossProductPlan(structure).products(X, y, weights)
 
 
-def _per_level(A21: sp.csr_array, n_levels: int, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Regroup the columns of ``Z2'Z1`` by level of the first factor (see ``A21_levels``)."""
-    coo = A21.tocoo()
-    level, column = np.divmod(coo.col, q)
-    key = level.astype(np.int64) * A21.shape[0] + coo.row
-    pairs, slot = np.unique(key, return_inverse=True)
-    values = np.zeros((len(pairs), q))
-    np.add.at(values, (slot, column), coo.data)
-    indptr = np.searchsorted(pairs // A21.shape[0], np.arange(n_levels + 1))
-    return indptr.astype(np.int64), (pairs % A21.shape[0]).astype(np.int64), values
+class CrossProductPlan:
+    """The sparsity pattern of ``Z'Z`` for one structure, laid out once, so that the weighted
+    cross-products for new weights and responses cost one pass over the rows.
+
+    Each row of Z has the same number r of entries among the factors after the first (one
+    per column of each of their terms), at columns ``rest_columns`` (n, r) of the rest block
+    with values ``rest_values``; its entries in ``Z2'Z1`` land in the slots ``rest_slots``
+    (n, r) of :attr:`CrossProducts.A21_levels`.
+    """
+
+    def __init__(self, structure: Structure):
+        self.structure = structure
+        first, rest = structure.blocks[0], structure.blocks[1:]
+        if not rest:
+            return
+        columns, values, start = [], [], 0
+        for block in rest:
+            columns.append(start + block.codes[:, None] * block.q + np.arange(block.q))
+            values.append(block.z)
+            start += block.n_levels * block.q
+        self.size = start
+        self.rest_columns = np.ascontiguousarray(np.hstack(columns), dtype=np.int64)
+        self.rest_values = np.ascontiguousarray(np.hstack(values), dtype=float)
+        key = first.codes[:, None].astype(np.int64) * start + self.rest_columns
+        pairs, slots = np.unique(key, return_inverse=True)
+        self.rest_slots = slots.reshape(key.shape).astype(np.int64)
+        level, row = np.divmod(pairs, start)
+        self.indptr = np.searchsorted(level, np.arange(first.n_levels + 1)).astype(np.int64)
+        self.pair_rows = row.astype(np.int64)
+        # Z2'Z1 as CSR: entry (pair, k) sits at row pair_rows[pair], column level * q1 + k
+        q1 = first.q
+        coo_rows = np.repeat(self.pair_rows, q1)
+        coo_cols = (level[:, None] * q1 + np.arange(q1)).ravel()
+        self.csr_order = np.lexsort((coo_cols, coo_rows))
+        self.csr_indices = coo_cols[self.csr_order].astype(np.int32)
+        self.csr_indptr = np.searchsorted(coo_rows[self.csr_order], np.arange(start + 1)).astype(np.int32)
+        self.first_levels_q = first.n_levels * q1
+
+    def products(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> CrossProducts:
+        """The blocks of ``[Z X y]' W [Z X y]`` (W = I without ``weights``)."""
+        first, rest = self.structure.blocks[0], self.structure.blocks[1:]
+        XY = np.column_stack([X, y])
+        WXY = XY if weights is None else XY * weights[:, None]
+        Wz1 = first.z if weights is None else first.z * weights[:, None]
+        A11 = per_level_crossprod(first.codes, Wz1, first.z, first.n_levels)
+        A1X = per_level_crossprod(first.codes, Wz1, XY, first.n_levels)
+        AXX = WXY.T @ XY
+        if not rest:
+            return CrossProducts(len(y), X.shape[1], A11, A1X, AXX)
+        w = np.ones(len(y)) if weights is None else np.ascontiguousarray(weights, dtype=float)
+        A22, A2X, values = rest_crossproducts(
+            self.rest_columns, self.rest_values, self.rest_slots, w, np.ascontiguousarray(first.z, dtype=float),
+            np.ascontiguousarray(XY), self.size, len(self.pair_rows),
+        )
+        A21 = sp.csr_array(
+            (values.ravel()[self.csr_order], self.csr_indices, self.csr_indptr), shape=(self.size, self.first_levels_q)
+        )
+        return CrossProducts(
+            len(y), X.shape[1], A11, A1X, AXX, A21=A21, A21_levels=(self.indptr, self.pair_rows, values), A22=A22, A2X=A2X,
+        )
+
+
+@njit(cache=True)
+def rest_crossproducts(columns, values, slots, w, z1, XY, size, n_pairs):
+    """``Z2'WZ2`` (dense), ``Z2'W[X y]`` and the ``Z2'WZ1`` entries per (level, rest row) slot,
+    in one pass over the rows (see :class:`CrossProductPlan` for the layout)."""
+    n, r = columns.shape
+    q1, m = z1.shape[1], XY.shape[1]
+    A22 = np.zeros((size, size))
+    A2X = np.zeros((size, m))
+    A21 = np.zeros((n_pairs, q1))
+    for i in range(n):
+        for a in range(r):
+            va = w[i] * values[i, a]
+            ca = columns[i, a]
+            for b in range(r):
+                A22[ca, columns[i, b]] += va * values[i, b]
+            for c in range(m):
+                A2X[ca, c] += va * XY[i, c]
+            for k in range(q1):
+                A21[slots[i, a], k] += va * z1[i, k]
+    return A22, A2X, A21
 
 
 def per_level_crossprod(codes: np.ndarray, a: np.ndarray, b: np.ndarray, n_levels: int) -> np.ndarray:
@@ -108,14 +166,6 @@ def per_level_crossprod(codes: np.ndarray, a: np.ndarray, b: np.ndarray, n_level
         for k in range(b.shape[1]):
             out[:, j, k] = np.bincount(codes, weights=a[:, j] * b[:, k], minlength=n_levels)
     return out
-
-
-def sparse_z(block: FactorBlock) -> sp.csc_array:
-    """The block's n x (levels * q) model matrix, level-major columns, as a sparse matrix."""
-    n, q = block.z.shape
-    rows = np.repeat(np.arange(n), q)
-    cols = (block.codes[:, None] * q + np.arange(q)).ravel()
-    return sp.csc_array((block.z.ravel(), (rows, cols)), shape=(n, block.n_levels * q))
 
 
 def least_squares(X: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -1,0 +1,420 @@
+"""Maximum likelihood for generalised linear mixed models: the Laplace approximation (lme4's
+``glmer`` with ``nAGQ = 1``, glmmTMB) and adaptive Gauss-Hermite quadrature (``nAGQ > 1``).
+
+The deviance d(θ, β, φ) of :mod:`bayesmix.linalg.pirls` (each evaluation a PIRLS solve for
+the conditional modes, warm-started from the previous one) is minimised in two stages:
+
+1. over θ (and the log dispersion), with β updated jointly with u inside PIRLS, by L-BFGS-B
+   on θ̃ = θ * row_scale with central-difference gradients (lme4's first stage, ``nAGQ = 0``
+   style, but with the Laplace deviance as criterion);
+2. over (θ̃, β, log φ) together by Newton's method from there, starting from the Hessian of
+   d by central differences and updating it by BFGS from the central-difference gradients,
+   until the Newton decrement g'H⁻¹g (the predicted decrease of d) is below 1e-9. θ elements that the first
+   stage left on their bound 0 stay there.
+
+Newton's method ends where lme4's default fit does not: at the optimum, to about 1e-6 in the
+parameters. The Hessian, recomputed there, gives the covariance of the estimates, 2 H⁻¹ (as lme4's default
+``use.hessian = TRUE`` and glmmTMB's ``sdreport``); lme4's ``use.hessian = FALSE`` covariance,
+(R_X R_X')⁻¹ from the weighted factor at the mode, which ignores the uncertainty in θ and the
+dependence of the weights on β, is kept beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.layout import Structure
+from ..errors import ArgumentError, FitError
+from ..families import Family
+from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, pirls
+from .optimize import BOUNDARY_TOL
+
+STEP = 1e-3  # central-difference step, relative to max(1, |x|): the deviance is smooth and exact to ~1e-12
+NEWTON_STEPS = 8  # chord/Newton iterations at most
+DECREMENT_TOL = 1e-9  # Newton stops when the predicted decrease g'H⁻¹g of d = -2 log L is below this
+
+
+@dataclass(frozen=True, eq=False)
+class LaplaceFit:
+    """A maximum-likelihood GLMM fit.
+
+    Attributes
+    ----------
+    theta
+        Relative covariance parameters (:class:`~bayesmix.data.layout.Structure` order); with
+        u ~ N(0, I) and b = Λθ u they are on the scale of the linear predictor.
+    beta
+        Fixed effects.
+    dispersion
+        The family's dispersion (φ of the negative binomial, σ of the Gaussian), or None.
+    covariances
+        Per factor block, the (q, q) covariance ΛΛ' of one level's effects b.
+    ranef
+        Per factor block, the conditional modes b̂ = Λû, shape (levels, q).
+    condvar
+        Per factor block, the conditional covariances of b given the data at the estimates,
+        Λ (L L')⁻¹ Λ' per level (lme4's ``condVar``), shape (levels, q, q).
+    vcov_beta
+        Covariance of β̂ from the Hessian of the deviance in (θ, β, log φ) (lme4's default).
+    vcov_beta_conditional
+        (R_X R_X')⁻¹ at the estimates: the covariance given θ (lme4's ``use.hessian = FALSE``).
+    hessian
+        Hessian of the deviance -2 log L in the free parameters (θ̃, β, log φ) at the optimum,
+        by central differences; ``parameters`` names its rows.
+    parameters
+        Names of the free parameters in ``hessian`` order.
+    log_dispersion_se
+        Standard error of log φ (None without a dispersion).
+    log_likelihood
+        The maximised log-likelihood (Laplace or quadrature), with all normalising constants.
+    n_obs, n_params
+        Observations, and parameters counted as lme4 does (θ, β and a dispersion).
+    nagq
+        Quadrature points per level (1: the Laplace approximation).
+    evaluations
+        Deviance evaluations (each one PIRLS solve).
+    pirls_iterations
+        PIRLS steps over all evaluations.
+    converged
+        Whether the final gradient met the tolerance and every PIRLS solve converged.
+    message
+        How the optimisation ended.
+    boundary
+        Names of θ elements held at their bound 0.
+    mode
+        The PIRLS solve at the estimates.
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    dispersion: float | None
+    covariances: tuple[np.ndarray, ...]
+    ranef: tuple[np.ndarray, ...]
+    condvar: tuple[np.ndarray, ...]
+    vcov_beta: np.ndarray
+    vcov_beta_conditional: np.ndarray
+    hessian: np.ndarray
+    parameters: tuple[str, ...]
+    log_dispersion_se: float | None
+    log_likelihood: float
+    n_obs: int
+    n_params: int
+    nagq: int
+    evaluations: int
+    pirls_iterations: int
+    converged: bool
+    message: str
+    boundary: tuple[str, ...]
+    mode: PirlsMode
+
+    @property
+    def deviance(self) -> float:
+        """-2 log L (the ``deviance`` column of lme4's summary)."""
+        return -2.0 * self.log_likelihood
+
+    @property
+    def aic(self) -> float:
+        """Akaike's information criterion."""
+        return self.deviance + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        """Schwarz's Bayesian information criterion."""
+        return self.deviance + np.log(self.n_obs) * self.n_params
+
+    @property
+    def se_beta(self) -> np.ndarray:
+        """Standard errors of β̂ (from :attr:`vcov_beta`)."""
+        return np.sqrt(np.diag(self.vcov_beta))
+
+    @property
+    def sds(self) -> tuple[np.ndarray, ...]:
+        """Per factor block, the SDs of one level's effects (square roots of the covariances' diagonals)."""
+        return tuple(np.sqrt(np.diag(c)) for c in self.covariances)
+
+    @property
+    def correlations(self) -> tuple[np.ndarray, ...]:
+        """Per factor block, the correlation matrix of one level's effects (NaN where an SD is 0)."""
+        out = []
+        for c in self.covariances:
+            sd = np.sqrt(np.diag(c))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out.append(c / np.outer(sd, sd))
+        return tuple(out)
+
+
+class _Deviance:
+    """d(x) for the free parameters x = (θ̃, β, log φ), warm-starting PIRLS from the last mode."""
+
+    def __init__(self, rows: GlmmRows, nagq: int, free_theta: np.ndarray, theta_fixed: np.ndarray):
+        self.rows = rows
+        self.nagq = nagq
+        self.scale = rows.structure.row_scale
+        self.free_theta = free_theta
+        self.theta_fixed = theta_fixed
+        self.has_dispersion = rows.family.has_dispersion
+        self.evaluations = 0
+        self.iterations = 0
+        self.all_converged = True
+        self.u: np.ndarray | None = None
+        self.beta: np.ndarray | None = None
+
+    def split(self, x: np.ndarray, with_beta: bool) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+        """θ, β (None in the first stage) and φ from x."""
+        k = int(self.free_theta.sum())
+        theta = self.theta_fixed.copy()
+        theta[self.free_theta] = x[:k] / self.scale[self.free_theta]
+        p = self.rows.p if with_beta else 0
+        beta = x[k : k + p] if with_beta else None
+        dispersion = float(np.exp(x[k + p])) if self.has_dispersion else None
+        return theta, beta, dispersion
+
+    def solve(self, x: np.ndarray, with_beta: bool) -> PirlsMode:
+        """The PIRLS mode at x (β joint in the first stage)."""
+        theta, beta, dispersion = self.split(np.asarray(x, dtype=float), with_beta)
+        if beta is None:
+            mode = pirls(self.rows, theta, self.beta, dispersion, self.u, joint=True)
+        else:
+            mode = pirls(self.rows, theta, beta, dispersion, self.u)
+        self.evaluations += 1
+        self.iterations += mode.iterations
+        self.all_converged &= mode.converged
+        return mode
+
+    def __call__(self, x: np.ndarray, with_beta: bool = True) -> float:
+        try:
+            mode = self.solve(x, with_beta)
+        except np.linalg.LinAlgError:
+            return np.inf
+        value = mode.laplace_deviance if self.nagq == 1 else agq_deviance(self.rows, mode, self.nagq)
+        if not np.isfinite(value):
+            return np.inf
+        self.u, self.beta = mode.u, mode.beta
+        return value
+
+
+def fit_laplace(
+    structure: Structure,
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    offset: np.ndarray | None,
+    family: Family,
+    nagq: int = 1,
+) -> LaplaceFit:
+    """Fit a GLMM by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite quadrature.
+
+    Parameters
+    ----------
+    structure
+        The random-effects layout with the rows' codes and z
+        (:func:`~bayesmix.data.layout.structure_of` of the design).
+    X
+        Fixed-effects model matrix (n, p), full column rank.
+    y
+        The response as the family reads it (a proportion of successes for the binomial, with
+        the trials as ``weights``; counts for Poisson and negative binomial).
+    weights
+        Prior weights (n,); None for ones.
+    offset
+        Offset of the linear predictor (n,); None for zeros.
+    family
+        The response family.
+    nagq
+        Quadrature points per level: 1 for the Laplace approximation; more (up to 100) only
+        with a single scalar random-effect term, as lme4 allows.
+
+    Returns
+    -------
+    LaplaceFit
+
+    Raises
+    ------
+    ArgumentError
+        For ``nagq`` not a positive integer up to 100, or ``nagq > 1`` with more than one
+        random effect per observation.
+    FitError
+        When no finite deviance is found at the start or at the optimum.
+    """
+    if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or not 1 <= nagq <= 100:
+        raise ArgumentError(f"nagq must be an integer from 1 (Laplace) to 100, not {nagq!r}.")
+    n = len(y)
+    rows = GlmmRows(
+        structure,
+        np.asarray(X, dtype=float),
+        np.asarray(y, dtype=float),
+        np.ones(n) if weights is None else np.asarray(weights, dtype=float),
+        np.zeros(n) if offset is None else np.asarray(offset, dtype=float),
+        family,
+    )
+    if nagq > 1 and (len(structure.blocks) != 1 or structure.blocks[0].q != 1):
+        raise ArgumentError(
+            f"nagq={nagq} (adaptive Gauss-Hermite quadrature) needs a single scalar random-effect term such as (1 | g), "
+            "as in lme4; use nagq=1 (the Laplace approximation) for this model."
+        )
+    from scipy.optimize import minimize  # imported on the first fit, not on import
+
+    scale = structure.row_scale
+    free = np.ones(structure.n_theta, dtype=bool)
+    deviance = _Deviance(rows, nagq, free, np.zeros(structure.n_theta))
+    # stage 1: θ̃ (and log φ) with β inside PIRLS
+    start = structure.initial_theta()
+    if family.has_dispersion:
+        start = np.append(start, 0.0)
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower] + [(None, None)] * family.has_dispersion
+    first = deviance(start, with_beta=False)
+    if not np.isfinite(first):
+        raise FitError(f"The GLMM deviance is not finite at the starting θ {start.tolist()}; check the response and offset.", None)
+
+    def stage1(x):
+        return deviance(x, with_beta=False), _gradient(lambda z: deviance(z, with_beta=False), x)
+
+    result = minimize(stage1, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-10, "gtol": 1e-6})
+    x1 = np.asarray(result.x, dtype=float)
+    deviance(x1, with_beta=False)  # leaves β and u at the stage-1 optimum
+    beta1 = deviance.beta
+    # θ elements on (or within the boundary tolerance of) 0 are held there
+    diagonal = structure.diagonal()
+    k = structure.n_theta
+    on_bound = diagonal & (x1[:k] < BOUNDARY_TOL)
+    free = ~on_bound
+    deviance.free_theta = free
+    deviance.theta_fixed = np.where(on_bound, 0.0, x1[:k] / scale)
+    x = np.concatenate([x1[:k][free], beta1, x1[k:]])
+    names = [n for n, f in zip(structure.names, free) if f] + [f"beta[{j}]" for j in range(rows.p)]
+    names += ["log_dispersion"] * family.has_dispersion
+    # stage 2: Newton (chord) steps in all free parameters
+    value, grad, hess = _gradient_hessian(deviance, x)
+    x_hessian = x
+    message, converged = "Newton iterations exhausted", False
+    model_hessian = hess
+    for _ in range(NEWTON_STEPS):
+        step = _newton_step(model_hessian, grad)
+        if -(grad @ step) < DECREMENT_TOL:
+            message, converged = "Newton decrement below tolerance", True
+            break
+        t = 1.0
+        while t > 1e-4:
+            trial = x + t * step
+            if _feasible(trial, free, diagonal) and (trial_value := deviance(trial)) <= value:
+                break
+            t *= 0.5
+        else:
+            message = "no decrease along the Newton direction"
+            break
+        new_grad = _gradient(deviance, trial)
+        model_hessian = _bfgs_update(model_hessian, trial - x, new_grad - grad)
+        x, value, grad = trial, trial_value, new_grad
+    if np.max(np.abs(x - x_hessian)) > 0:  # the covariance needs the Hessian at the optimum
+        _, _, hess = _gradient_hessian(deviance, x)
+    final = deviance.solve(x, with_beta=True)
+    theta, beta, dispersion = deviance.split(x, with_beta=True)
+    log_likelihood = -0.5 * (final.laplace_deviance if nagq == 1 else agq_deviance(rows, final, nagq))
+    if not np.isfinite(log_likelihood):
+        raise FitError(f"The GLMM deviance is not finite at the optimum (θ = {theta.tolist()}).", None)
+    covariance = 2.0 * np.linalg.inv(hess)
+    k_free = int(free.sum())
+    joint = pirls(rows, theta, beta, dispersion, final.u, joint=True)  # the weighted factor with R_X
+    b = rows.effects(theta, final.u)
+    first_var, rest_var = joint.factorization.spherical_variances()
+    condvar = _conditional_variances(structure, theta, first_var, rest_var)
+    return LaplaceFit(
+        theta=theta,
+        beta=beta,
+        dispersion=dispersion,
+        covariances=tuple(block.lambda_(theta) @ block.lambda_(theta).T for block in structure.blocks),
+        ranef=tuple(b),
+        condvar=condvar,
+        vcov_beta=covariance[k_free : k_free + rows.p, k_free : k_free + rows.p],
+        vcov_beta_conditional=joint.factorization.rx_inverse,
+        hessian=hess,
+        parameters=tuple(names),
+        log_dispersion_se=float(np.sqrt(covariance[-1, -1])) if family.has_dispersion else None,
+        log_likelihood=float(log_likelihood),
+        n_obs=n,
+        n_params=structure.n_theta + rows.p + int(family.has_dispersion),
+        nagq=nagq,
+        evaluations=deviance.evaluations,
+        pirls_iterations=deviance.iterations,
+        converged=converged and deviance.all_converged,
+        message=message,
+        boundary=tuple(name for name, b in zip(structure.names, on_bound) if b),
+        mode=final,
+    )
+
+
+def _feasible(x: np.ndarray, free: np.ndarray, diagonal: np.ndarray) -> bool:
+    """Free diagonal θ̃ elements stay non-negative."""
+    k = int(free.sum())
+    return bool(np.all(x[:k][diagonal[free]] >= 0.0))
+
+
+def _newton_step(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """-H⁻¹ g, with H made positive definite (eigenvalues floored) if it is not."""
+    values, vectors = np.linalg.eigh(hess)
+    floor = 1e-8 * max(1.0, np.max(np.abs(values)))
+    return -vectors @ ((vectors.T @ grad) / np.maximum(values, floor))
+
+
+def _bfgs_update(hess: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The BFGS update of a Hessian approximation after the step s changed the gradient by y."""
+    sy = s @ y
+    Hs = hess @ s
+    if sy <= 1e-12 * np.sqrt((s @ s) * (y @ y)):
+        return hess  # curvature not positive along s: keep the approximation
+    return hess + np.outer(y, y) / sy - np.outer(Hs, Hs) / (s @ Hs)
+
+
+def _steps(x: np.ndarray) -> np.ndarray:
+    return STEP * np.maximum(1.0, np.abs(x))
+
+
+def _gradient(f, x: np.ndarray) -> np.ndarray:
+    """Central-difference gradient of f at x."""
+    h = _steps(x)
+    grad = np.empty_like(x)
+    for j in range(len(x)):
+        e = np.zeros_like(x)
+        e[j] = h[j]
+        grad[j] = (f(x + e) - f(x - e)) / (2.0 * h[j])
+    return grad
+
+
+def _gradient_hessian(f, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """f, its gradient and Hessian at x by central differences (2k² + 1 evaluations)."""
+    k = len(x)
+    h = _steps(x)
+    f0 = f(x)
+    plus, minus = np.empty(k), np.empty(k)
+    hess = np.empty((k, k))
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = h[j]
+        plus[j], minus[j] = f(x + e), f(x - e)
+        hess[j, j] = (plus[j] - 2.0 * f0 + minus[j]) / h[j] ** 2
+    for j in range(k):
+        for i in range(j):
+            ei, ej = np.zeros(k), np.zeros(k)
+            ei[i], ej[j] = h[i], h[j]
+            hess[i, j] = hess[j, i] = (
+                f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)
+            ) / (4.0 * h[i] * h[j])
+    return f0, (plus - minus) / (2.0 * h), hess
+
+
+def _conditional_variances(structure: Structure, theta: np.ndarray, first: np.ndarray, rest: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """Λ (L L')⁻¹ Λ' per level and factor block, from the spherical conditional variances."""
+    blocks = structure.blocks
+    T1 = blocks[0].lambda_(theta)
+    out = [T1 @ first @ T1.T]
+    start = 0
+    for block in blocks[1:]:
+        size, q = block.n_levels * block.q, block.q
+        diag = rest[start : start + size, start : start + size]
+        per_level = np.stack([diag[i * q : (i + 1) * q, i * q : (i + 1) * q] for i in range(block.n_levels)])
+        T = block.lambda_(theta)
+        out.append(T @ per_level @ T.T)
+        start += size
+    return tuple(out)
