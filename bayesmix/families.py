@@ -33,7 +33,7 @@ have none (pass None). Prior *weights* w are R's ``weights``: the number of tria
 binomial (y is then the proportion of successes), precisions for the Gaussian, and factors
 multiplying the log-likelihood for the Poisson and the negative binomial.
 
-This module imports only numpy, scipy and :mod:`bayesmix.errors`: it sits below the data
+This module imports only numpy, pandas, scipy and :mod:`bayesmix.errors`: it sits below the data
 layer, which validates responses through it.
 """
 
@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 from scipy import special, stats
 
 from .errors import ArgumentError, DataError
@@ -199,6 +200,10 @@ class Family(abc.ABC):
         binomial) that a fit estimates.
     dtype_kinds
         The numpy dtype kinds a response column may have (``"iuf"``: integers and floats).
+    allows_observation_level_effects
+        Whether a grouping factor may have a level per row (an observation-level random
+        effect, which models overdispersion in a count or binomial model); not for the
+        Gaussian, whose residual it would duplicate (lme4 refuses it for ``lmer`` only).
     """
 
     link: str
@@ -208,6 +213,7 @@ class Family(abc.ABC):
     distribution: ClassVar[str]
     has_dispersion: ClassVar[bool]
     dtype_kinds: ClassVar[str] = "iuf"
+    allows_observation_level_effects: ClassVar[bool] = True
 
     def __post_init__(self):
         if not isinstance(self.link, str) or self.link not in self.links:
@@ -270,6 +276,22 @@ class Family(abc.ABC):
                     f"The weights of the response {name!r} have {int(bad.sum())} value(s) that are not positive and finite "
                     f"(first: {_first(weights, bad)}); prior weights must be positive numbers: drop the rows with weight 0."
                 )
+
+    def response_from_counts(self, name: str, successes: np.ndarray, failures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The response and prior weights of a ``cbind(successes, failures)`` response: DataError
+        here, since only the binomial family has such a response."""
+        raise DataError(
+            f"The response {name} gives numbers of successes and failures, a binomial response, and this model's "
+            f"family is {self}: pass family='binomial' (or bm.Binomial())."
+        )
+
+    def response_from_levels(self, name: str, column: pd.Series) -> np.ndarray:
+        """The response of a column that holds categories rather than numbers: DataError here
+        (the binomial family reads a two-level one as 0/1)."""
+        raise DataError(
+            f"The response column {name!r} has dtype {column.dtype}; a {self.name} mixed model needs a numeric response. "
+            f"Convert it, e.g. data[{name!r}] = pd.to_numeric(data[{name!r}])."
+        )
 
     def check_varies(self, name: str, lowest: float, highest: float) -> None:
         """DataError when the response is constant (its lowest and highest values are equal)."""
@@ -395,6 +417,7 @@ class Gaussian(Family):
     canonical_link: ClassVar[str] = "identity"
     distribution: ClassVar[str] = "Normal"
     has_dispersion: ClassVar[bool] = True
+    allows_observation_level_effects: ClassVar[bool] = False
 
     @property
     def has_sufficient_statistics(self) -> bool:
@@ -513,6 +536,39 @@ class Binomial(Family):
                 f"trials) that is not a whole number (first: {_first(successes, bad)}); the response must be "
                 f"successes / trials with weights= the trials."
             )
+
+    def response_from_counts(self, name: str, successes: np.ndarray, failures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """y = successes / trials and the trials = successes + failures as prior weights, as R's
+        ``binomial()$initialize`` reads a two-column response; DataError for negative or
+        non-integer counts and for rows without trials."""
+        for values, what in ((successes, "successes"), (failures, "failures")):
+            for bad, kind in ((values < 0, "negative"), (_not_whole(values), "non-integer")):
+                if bad.any():
+                    raise DataError(
+                        f"The {what} of the response {name} have {int(bad.sum())} {kind} value(s) (first: "
+                        f"{_first(values, bad)}); cbind(successes, failures) takes counts."
+                    )
+        trials = successes + failures
+        if (trials == 0).any():
+            raise DataError(
+                f"The response {name} has {int((trials == 0).sum())} row(s) with no trials (0 successes and 0 failures), "
+                "which carry no information; drop them."
+            )
+        return successes / trials, trials
+
+    def response_from_levels(self, name: str, column: pd.Series) -> np.ndarray:
+        """1 for the second of two levels (a success, as R reads a factor response), else 0;
+        DataError for another number of levels."""
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            levels = list(column.cat.categories)
+        else:
+            levels = sorted(pd.unique(column), key=str)
+        if len(levels) != 2:
+            raise DataError(
+                f"The binomial response {name!r} has {len(levels)} level(s) {levels[:5]}; a factor response needs exactly "
+                f"two (the second, {levels[1] if len(levels) > 1 else '...'!r}, is a success, as in R). Recode it to 0/1."
+            )
+        return (column == levels[1]).to_numpy(dtype=float)
 
     def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
         """V(μ) = μ (1 - μ)."""

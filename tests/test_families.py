@@ -383,7 +383,7 @@ def test_the_design_carries_its_family(sleep):
         (Gaussian(), lambda y: y.astype(str), r"'Reaction' has dtype str; a Gaussian mixed model needs a numeric response"),
         (Gaussian(), lambda y: y > 300, r"'Reaction' has dtype bool; a Gaussian mixed model"),
         (Poisson(), lambda y: y > 300, r"'Reaction' has dtype bool; a Poisson mixed model"),
-        (Binomial(), lambda y: y.astype(str), r"'Reaction' has dtype str; a binomial mixed model needs a numeric or boolean"),
+        (Binomial(), lambda y: y.astype(str), r"binomial response 'Reaction' has 180 level\(s\) .* needs exactly two"),
         (Gaussian(), lambda y: y.where(y < 400, np.inf), r"The response 'Reaction' has \d+ infinite or undefined value\(s\)"),
         (Poisson(), lambda y: y.round().where(y < 400, np.inf), r"'Reaction' has \d+ infinite or undefined"),
         (Gaussian(), lambda y: y * 0 + 250.0, r"The response 'Reaction' is constant \(250\); there is nothing to model"),

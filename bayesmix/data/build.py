@@ -15,7 +15,7 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from ..errors import BayesmixError, DataError, FormulaError
+from ..errors import ArgumentError, BayesmixError, DataError, FormulaError
 from ..families import Family, as_family
 from ..formula import MixedFormula, parse_formula
 from ..formula.evaluation import Evaluator
@@ -39,17 +39,26 @@ RANK_TOLERANCE = 1e-7  # the tolerance of R's qr(), which lme4 uses to drop fixe
 
 
 def make_design(
-    formula: str | MixedFormula, data: pd.DataFrame, transforms: dict | None = None, family: Family | None = None
+    formula: str | MixedFormula,
+    data: pd.DataFrame,
+    transforms: dict | None = None,
+    family: Family | str | None = None,
+    weights=None,
+    offset=None,
 ) -> Design:
     """Build the :class:`Design` of ``formula`` on ``data``.
 
     ``transforms`` maps names to the user's own functions that the formula may call besides
     the built-in allow-list (see the security page of the documentation). ``family`` is the
-    response family (:class:`~bayesmix.families.Gaussian` when None), which says which
-    responses are valid.
+    response family (:class:`~bayesmix.families.Gaussian` when None; a family object or its
+    name), which says which responses are valid and how the response is read: for the
+    binomial, ``cbind(successes, failures)``, a 0/1 or boolean column, a two-level factor (the
+    second level a success) or a proportion with ``weights`` the trials. ``weights`` (prior
+    weights, lme4's meaning) and ``offset`` (added to the linear predictor, besides the
+    formula's ``offset()`` terms) are each a column name of ``data`` or one number per row.
 
-    Rows with a missing value in any column the formula uses are dropped, counted, and
-    reported in a :class:`MissingDataWarning`. Fixed-effect columns that are linear
+    Rows with a missing value in any column the formula uses, or in the weights or offset,
+    are dropped, counted, and reported in a :class:`MissingDataWarning`. Fixed-effect columns that are linear
     combinations of earlier ones are dropped with a :class:`RankDeficiencyWarning`, as lme4
     does.
 
@@ -76,13 +85,15 @@ def make_design(
                 parsed.text,
                 position_of(parsed.text, name),
             )
-    used = data[list(parsed.variables)]
+    arguments = argument_columns(data, weights, offset)
+    used = pd.concat([data[list(parsed.variables)], arguments], axis=1)
     missing = used.isna()
     dropped = missing.any(axis=1)
     n_dropped = int(dropped.sum())
     if n_dropped:
         warn_missing(n_dropped, len(data), missing.sum().to_dict(), stacklevel=3)
         data = data.loc[~dropped.to_numpy()]
+        arguments = arguments.loc[~dropped.to_numpy()]
         if data.empty:
             raise DataError("No rows are left after dropping rows with missing values in the formula's columns.")
     data = numpy_backed(data, parsed.variables)
@@ -98,7 +109,8 @@ def make_design(
             )
     data = without_unused_categories(data, parsed.variables)
 
-    y = varying_response(evaluator, data, family)
+    y, prior_weights = varying_response(evaluator, data, family, argument(arguments, "weights"))
+    offsets = offset_values(evaluator, data, argument(arguments, "offset"))
     fixed = materialise(evaluator, parsed.fixed, data, "fixed-effects part")
     names = [clean_name(c) for c in fixed.columns]
     X = fixed.to_numpy(dtype=float)
@@ -106,7 +118,8 @@ def make_design(
     check_magnitude(X, names, "predictor")
     kept = independent_columns(X)
     dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
-    check_exact_fit(y, X[:, kept], parsed.response)
+    if family.has_sufficient_statistics:  # a residual variance to estimate
+        check_exact_fit(y, X[:, kept], parsed.response)
     if dropped_columns:
         warn_rank_deficient(dropped_columns, stacklevel=3)
 
@@ -131,7 +144,7 @@ def make_design(
                 f"Remove them from the term (keep them as fixed effects if needed)."
             )
         codes, levels = grouping_factor(data, bar.group)
-        check_grouping(bar, len(levels), len(data))
+        check_grouping(bar, len(levels), len(data), family.allows_observation_level_effects)
         split = [None] if bar.correlated else range(z.shape[1])
         for j in split:
             cols = slice(None) if j is None else slice(j, j + 1)
@@ -145,7 +158,8 @@ def make_design(
     group_levels = {
         name: (value_kind(data[name]), sorted_factorize(data[name])[1]) for bar in parsed.bars for name in bar.group
     }
-    rows = Rows(X[:, kept], tuple(codes_of), tuple(z_of), data.index, y=y, frame=data[list(parsed.variables)])
+    rows = Rows(X[:, kept], tuple(codes_of), tuple(z_of), data.index, y=y, weights=prior_weights, offset=offsets,
+                frame=pd.concat([data[list(parsed.variables)], arguments], axis=1))
     return Design(
         formula=parsed,
         fixed_names=tuple(n for n, k in zip(names, kept) if k),
@@ -187,30 +201,105 @@ def independent_columns(X: np.ndarray, tol: float = RANK_TOLERANCE) -> np.ndarra
     return kept
 
 
-def varying_response(evaluator: Evaluator, data: pd.DataFrame, family: Family) -> np.ndarray:
+ARGUMENT_COLUMNS = {"weights": "(weights)", "offset": "(offset)"}  # as R's model frame names them
+
+
+def argument_columns(data: pd.DataFrame, weights, offset) -> pd.DataFrame:
+    """The ``weights=`` and ``offset=`` arguments as float columns aligned with ``data``'s rows,
+    named as R's model frame names them (:data:`ARGUMENT_COLUMNS`); no columns when neither is
+    given. Each is a column name of ``data`` or one number per row; ArgumentError otherwise,
+    DataError for values that are not numbers."""
+    columns = {}
+    for name, value in (("weights", weights), ("offset", offset)):
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if value not in data.columns:
+                raise ArgumentError(f"{name}={value!r} is not a column of the data." + suggest(value, data.columns))
+            column = _numpy_column(data[value])
+        else:
+            values = np.asarray(value)
+            if values.ndim != 1 or len(values) != len(data):
+                raise ArgumentError(
+                    f"{name} must be a column name or one number per row of the data ({len(data)} rows), "
+                    f"not an array of shape {values.shape}."
+                )
+            column = _numpy_column(pd.Series(value, index=data.index) if not isinstance(value, pd.Series)
+                                   else pd.Series(value.to_numpy(), index=data.index))
+        if not (isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf"):
+            raise DataError(f"The {name} must be numbers; they have dtype {column.dtype}.")
+        columns[ARGUMENT_COLUMNS[name]] = column.astype(float)
+    return pd.DataFrame(columns, index=data.index)
+
+
+def argument(arguments: pd.DataFrame, name: str) -> np.ndarray | None:
+    """The values of the ``weights`` or ``offset`` argument among :func:`argument_columns`, or None."""
+    column = ARGUMENT_COLUMNS[name]
+    return arguments[column].to_numpy() if column in arguments.columns else None
+
+
+def varying_response(
+    evaluator: Evaluator, data: pd.DataFrame, family: Family, prior_weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`response_values`, and DataError when the family finds the response constant."""
-    y = response_values(evaluator, data, family)
+    y, weights = response_values(evaluator, data, family, prior_weights)
     family.check_varies(evaluator.formula.response, y.min(), y.max())
-    return y
+    return y, weights
 
 
-def response_values(evaluator: Evaluator, data: pd.DataFrame, family: Family) -> np.ndarray:
-    """The response as floats; DataError for a column dtype or values the family cannot have
+def response_values(
+    evaluator: Evaluator, data: pd.DataFrame, family: Family, prior_weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The response as floats and the prior weights (None for none), as the family reads the
+    response: a ``cbind(successes, failures)`` (:meth:`~bayesmix.families.Family.response_from_counts`:
+    the proportion, with the trials times ``prior_weights`` as weights), a column of categories
+    (:meth:`~bayesmix.families.Family.response_from_levels`), a numeric column or an expression.
+    DataError for a column dtype or values the family cannot have
     (:meth:`~bayesmix.families.Family.check_dtype`, :meth:`~bayesmix.families.Family.check_values`)
     or values too large or small to square."""
-    name = evaluator.formula.response
-    if name in data.columns:
+    formula = evaluator.formula
+    name = formula.response
+    weights = prior_weights
+    if formula.response_parts:
+        successes, failures = (expression_values(evaluator, part, data, "response") for part in formula.response_parts)
+        y, trials = family.response_from_counts(name, successes, failures)
+        weights = trials if prior_weights is None else trials * prior_weights
+    elif name in data.columns:
         column = _numpy_column(data[name])
-        family.check_dtype(name, column.dtype)
-        y = column.to_numpy(dtype=float)
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iufb":
+            family.check_dtype(name, column.dtype)
+            y = column.to_numpy(dtype=float)
+        else:
+            y = family.response_from_levels(name, column)
     else:
         mm = materialise(evaluator, f"0 + {name}", data, "response")
         if mm.shape[1] != 1:
             raise DataError(f"The response {name!r} gives {mm.shape[1]} columns; it must be one numeric column.")
         y = mm.to_numpy(dtype=float)[:, 0]
-    family.check_values(name, y)
+    family.check_values(name, y, weights)
     check_magnitude(y[:, None], [name], "response")
-    return y
+    return y, weights
+
+
+def offset_values(evaluator: Evaluator, data: pd.DataFrame, offset: np.ndarray | None = None) -> np.ndarray | None:
+    """The sum of the formula's ``offset()`` terms and the ``offset`` argument on ``data``'s
+    rows, or None when there is neither; DataError for values that are not finite."""
+    parts = [expression_values(evaluator, o, data, f"offset({o})") for o in evaluator.formula.offsets]
+    if offset is not None:
+        check_finite(offset[:, None], ["offset"], "argument")
+        parts.append(offset)
+    return sum(parts[1:], parts[0]) if parts else None
+
+
+def expression_values(evaluator: Evaluator, expression: str, data: pd.DataFrame, what: str) -> np.ndarray:
+    """:meth:`~bayesmix.formula.evaluation.Evaluator.values`, its evaluation errors turned into
+    bayesmix errors as :func:`materialise` turns them."""
+    try:
+        return evaluator.values(expression, data)
+    except BayesmixError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as in materialise
+        raise evaluation_error(exc, what, evaluator.formula.text) from None
 
 
 def numpy_backed(data: pd.DataFrame, names) -> pd.DataFrame:

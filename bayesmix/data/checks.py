@@ -46,14 +46,16 @@ def warn_rank_deficient(dropped_columns: tuple[str, ...], stacklevel: int) -> No
     )
 
 
-def check_grouping(bar: BarTerm, n_levels: int, n: int) -> None:
-    """DataError unless the grouping factor of ``bar`` has at least two levels and fewer levels than rows."""
+def check_grouping(bar: BarTerm, n_levels: int, n: int, level_per_row: bool = False) -> None:
+    """DataError unless the grouping factor of ``bar`` has at least two levels and, unless
+    ``level_per_row`` is allowed (an observation-level effect, see
+    :attr:`~bayesmix.families.Family.allows_observation_level_effects`), fewer levels than rows."""
     if n_levels < 2:
         raise DataError(
             f"Grouping factor {bar.group_name!r} has {n_levels} level; a random effect needs at least two groups. "
             f"Drop the term {bar} or use {bar.group_name!r} as a fixed effect."
         )
-    if n_levels >= n:
+    if n_levels >= n and not level_per_row:
         raise DataError(
             f"Grouping factor {bar.group_name!r} has as many levels ({n_levels}) as observations ({n}), "
             "so its effects cannot be told apart from the residual. Drop the term or use a coarser grouping."

@@ -81,6 +81,11 @@ def dask_design(
         if name not in data.columns:
             raise FormulaError(f"Variable {name!r} is not a column of the data." + suggest(name, data.columns),
                                parsed.text, position_of(parsed.text, name))
+    if parsed.offsets:
+        raise DataError(
+            "Dask or Parquet input does not take offset() terms yet: load the data into pandas (ddf.compute(), or a "
+            "sample of it) and pass the pandas DataFrame."
+        )
     groups = {bar.group for bar in parsed.bars}
     if len(groups) != 1:
         found = ", ".join(sorted({b.group_name for b in parsed.bars})) or "none"
@@ -154,7 +159,7 @@ def complete_rows(design: Design):
 
 def response_of(design: Design, frame: pd.DataFrame) -> pd.Series:
     """The response of the rows of one partition."""
-    return pd.Series(response_values(design.recipe.evaluator, frame, design.family), index=frame.index,
+    return pd.Series(response_values(design.recipe.evaluator, frame, design.family)[0], index=frame.index,
                      name=design.response)
 
 

@@ -14,6 +14,7 @@ from .build import (
     level_label,
     new_matrix,
     numpy_backed,
+    offset_values,
     term_matrix,
     without_unused_categories,
 )
@@ -56,14 +57,16 @@ def new_data(design: Design, data: pd.DataFrame) -> Rows:
     """Materialise ``data`` with the design's columns, contrasts and transform state.
 
     Levels of a grouping factor not seen in fitting get code -1 and are listed in
-    :attr:`Rows.unseen`; what to do with them is the caller's choice. Missing values,
+    :attr:`Rows.unseen`; what to do with them is the caller's choice. The rows' offset is that
+    of the formula's ``offset()`` terms (as lme4's ``predict``, an ``offset=`` argument given
+    when fitting is not part of it). Missing values,
     missing columns, unseen levels of categorical predictors, a column whose kind of values
     differs from the fitted data (text where numbers were fitted, ...) and infinite values
     raise :class:`DataError`.
     """
     recipe = design.recipe
     data = check_frame(data, "newdata")
-    needed = [v for v in design.formula.variables if v != design.response]
+    needed = list(design.formula.predictor_variables)
     missing = [v for v in needed if v not in data.columns]
     if missing:
         raise DataError(
@@ -98,7 +101,7 @@ def new_data(design: Design, data: pd.DataFrame) -> Rows:
             unseen[term.group] = list(pd.unique(new_keys[code < 0]))
         codes.append(code)
         zs.append(z)
-    return Rows(X, tuple(codes), tuple(zs), data.index, unseen=unseen)
+    return Rows(X, tuple(codes), tuple(zs), data.index, offset=offset_values(recipe.evaluator, data), unseen=unseen)
 
 def group_codes(design: Design, data: pd.DataFrame, group: tuple[str, ...], term: RandomTerm) -> tuple[np.ndarray, pd.Index]:
     """Level index of each new row in ``term.levels`` (-1 if unseen), and the rows' level labels.

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..families import FAMILY_NAMES, Family
 from ..errors import ArgumentError, BayesmixError, BayesmixWarning, DataError, RankDeficiencyWarning
-from .build import make_design, response_values
+from .build import ARGUMENT_COLUMNS, argument, make_design, response_values
 from .design import Design
 
 FORMAT_VERSION = 1
@@ -69,7 +70,8 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
             "This result's design does not hold its rows (it was not built from a pandas DataFrame), "
             "so it cannot be saved in a form that rebuilds it."
         )
-    if not np.array_equal(response_values(design.recipe.evaluator, frame, design.family), rows.y):
+    if not np.array_equal(response_values(design.recipe.evaluator, frame, design.family, argument(frame, "weights"))[0],
+                          rows.y):
         raise ArgumentError(
             "This result's response is not the one in its data (it was replaced, e.g. by BayesModel.sample(y=...)), "
             "so loading could not rebuild it; save the draws alone with result.idata.to_netcdf(path)."
@@ -93,6 +95,8 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
         "bayesmix_version": _version(),
         "result": result,
         "formula": design.formula.text,
+        "family": next(name for name, kind in FAMILY_NAMES.items() if isinstance(design.family, kind)),
+        "link": design.family.link,
         "n_dropped": int(design.n_dropped),
         "columns": len(frame.columns),
     }
@@ -311,10 +315,24 @@ def rebuild_design(stored: xr.Dataset, transforms: dict | None) -> Design:
         variable = stored[f"column_{k}"]
         columns[variable.attrs["name"]] = _decode(variable).set_axis(index)
     frame = pd.DataFrame(columns, index=index)
+    arguments = {name: frame.pop(column).to_numpy() for name, column in ARGUMENT_COLUMNS.items() if column in frame}
+    family = stored_family(stored.attrs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RankDeficiencyWarning)  # already reported when the model was fitted
-        design = make_design(stored.attrs["formula"], frame, transforms)
+        design = make_design(stored.attrs["formula"], frame, transforms, family, **arguments)
     return dataclasses.replace(design, n_dropped=int(stored.attrs["n_dropped"]))
+
+
+def stored_family(attrs: dict) -> Family:
+    """The response family a file names (the Gaussian for files written before families were
+    stored); DataError for a family or link bayesmix does not have."""
+    name, link = attrs.get("family", "gaussian"), attrs.get("link")
+    if not isinstance(name, str) or name not in FAMILY_NAMES:
+        raise DataError(f"The file names the family {name!r}, which is not one of {', '.join(FAMILY_NAMES)}.")
+    try:
+        return FAMILY_NAMES[name]() if link is None else FAMILY_NAMES[name](link=link)
+    except ArgumentError as exc:
+        raise DataError(f"The file names a family bayesmix cannot build: {exc}") from None
 
 
 def _decode(variable: xr.DataArray) -> pd.Series:

@@ -84,7 +84,7 @@ def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistic
     q = sum(len(_term_columns(spec)) for spec in plan.term_specs)
     if data.empty:
         return SufficientStatistics.empty(len(plan.levels), q, len(fixed_names) + 1, int(dropped.sum()), n_missing)
-    y = response_values(plan.evaluator, data, plan.family)
+    y, _ = response_values(plan.evaluator, data, plan.family)  # the Gaussian's: no weights
     X = plan.evaluator.model_matrix(plan.fixed_spec, data).to_numpy(dtype=float)
     check_finite(X, fixed_names, "predictor")
     check_magnitude(X, fixed_names, "predictor")

@@ -115,6 +115,14 @@ class MixedFormula:
     response_parts: tuple[str, ...] = ()
     offsets: tuple[str, ...] = ()
 
+    @property
+    def predictor_variables(self) -> tuple[str, ...]:
+        """The columns the right-hand side reads (the fixed part, offsets, random-effects terms
+        and grouping factors): what new data must hold to be predicted."""
+        parts = [self.fixed, *self.offsets, *(bar.expr for bar in self.bars)]
+        names = {name for part in parts for name in variables_in(part)} | {g for bar in self.bars for g in bar.group}
+        return tuple(v for v in self.variables if v in names)
+
     def __str__(self) -> str:
         terms = [self.fixed, *(f"offset({o})" for o in self.offsets), *(str(b) for b in self.bars)]
         return f"{self.response} ~ " + " + ".join(terms)
