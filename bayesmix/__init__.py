@@ -1,7 +1,7 @@
 """bayesmix: Bayesian and REML fits of lme4-style mixed-effects models."""
 
-from . import jit  # first: it may have to choose PyTensor's directory before PyTensor is imported
-from . import datasets
+from . import jit  # noqa: F401 - first, for its side effect: it may choose PyTensor's directory before PyTensor is imported
+from . import datasets as datasets
 from .bayes import (
     LKJ,
     BayesModel,
@@ -29,13 +29,14 @@ from .errors import (
     MissingDataWarning,
     PriorError,
     RankDeficiencyWarning,
+    SeparationWarning,
 )
 from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson
 from .formula import BarTerm, MixedFormula, parse_formula
 from .io import load
 from .model import Model
 from .plots import plot_ppc, plot_rank, plot_trace, qq_plot
-from .reml import RemlResult, fit_reml, likelihood_ratio_test
+from .reml import GlmmResult, RemlResult, fit_glmm, fit_reml, likelihood_ratio_test
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "FitError",
     "FormulaError",
     "Gaussian",
+    "GlmmResult",
     "HalfNormal",
     "HalfStudentT",
     "MissingDataWarning",
@@ -71,8 +73,10 @@ __all__ = [
     "RandomTerm",
     "RankDeficiencyWarning",
     "RemlResult",
+    "SeparationWarning",
     "StudentT",
     "compare",
+    "fit_glmm",
     "fit_reml",
     "likelihood_ratio_test",
     "load",

@@ -89,3 +89,9 @@ class ConvergenceWarning(BayesmixWarning):
     def __init__(self, message: str = "", optsummary=None):
         super().__init__(message)
         self.optsummary = optsummary
+
+
+class SeparationWarning(BayesmixWarning):
+    """The data separate some fixed effects of a binomial or count model: a linear combination
+    of them predicts every response at its bound (all successes or all failures, or zero
+    counts), so their maximum-likelihood estimates are infinite."""

@@ -293,6 +293,13 @@ class Family(abc.ABC):
             f"Convert it, e.g. data[{name!r}] = pd.to_numeric(data[{name!r}])."
         )
 
+    def at_bounds(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of the responses at the lower and at the upper bound of the mean's range (no
+        successes, all successes; zero counts), where the likelihood keeps increasing as the
+        linear predictor goes to -∞ or +∞: what a separation check needs. None here."""
+        none = np.zeros(np.shape(y), dtype=bool)
+        return none, none
+
     def check_varies(self, name: str, lowest: float, highest: float) -> None:
         """DataError when the response is constant (its lowest and highest values are equal)."""
         if lowest == highest:
@@ -570,6 +577,10 @@ class Binomial(Family):
             )
         return (column == levels[1]).to_numpy(dtype=float)
 
+    def at_bounds(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """No successes (y = 0) and all successes (y = 1)."""
+        return y == 0, y == 1
+
     def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
         """V(μ) = μ (1 - μ)."""
         return mu * (1.0 - mu)
@@ -634,6 +645,10 @@ class _Counts(Family):
                     f"The response {name!r} has {int(bad.sum())} {what} value(s) (first: {_first(y, bad)}); "
                     f"a {self.name} response is a count (0, 1, 2, ...)."
                 )
+
+    def at_bounds(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Zero counts (the mean's lower bound); counts have no upper bound."""
+        return y == 0, np.zeros(np.shape(y), dtype=bool)
 
     def initial_mu(self, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """y + 0.1, R's Poisson ``mustart`` (which ``glmer.nb`` starts from too)."""

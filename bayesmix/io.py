@@ -9,9 +9,10 @@ from __future__ import annotations
 from .bayes.result import BayesResult
 from .data.storage import read, rebuild_design
 from .errors import BayesmixError, DataError, FormulaError
+from .reml.glmm import GlmmResult
 from .reml.result import RemlResult
 
-RESULT_TYPES = {cls.__name__: cls for cls in (BayesResult, RemlResult)}
+RESULT_TYPES = {cls.__name__: cls for cls in (BayesResult, RemlResult, GlmmResult)}
 
 
 def load(path, transforms: dict | None = None):

@@ -1,4 +1,4 @@
-"""``Model``: one formula and data set, fitted by REML/ML or (later) sampled."""
+"""``Model``: one formula, data set and response family, fitted by REML/ML or sampled."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from .data.dask_data import dask_design, is_dask_frame, is_parquet_path, read_pa
 from .data.build import make_design
 from .data.design import Design
 from .formula import MixedFormula
+from .errors import ArgumentError
+from .families import Family
 from .reml import RemlResult, fit_reml
+from .reml.glmm import GlmmResult, fit_glmm
 
 
 class Model:
-    """A linear mixed model from an lme4-style formula and a DataFrame.
+    """A mixed model from an lme4-style formula, a DataFrame and a response family.
 
     Parameters
     ----------
@@ -23,6 +26,18 @@ class Model:
         grouping factor, a dask DataFrame or the path of a Parquet dataset, which is read once
         (in parallel by the active dask scheduler) into per-group sufficient statistics (see
         ``bayesmix.dask_data``). Rows with missing values in used columns are dropped with a warning.
+    family
+        The response family: ``"gaussian"`` (default), ``"binomial"``, ``"poisson"``,
+        ``"negative_binomial"``, or a family object such as ``bm.Binomial(link="probit")``.
+        A binomial response is ``cbind(successes, failures)`` in the formula, a 0/1 or boolean
+        column, a two-level factor (the second level is a success) or a proportion with
+        ``weights`` the numbers of trials.
+    weights
+        Prior weights, lme4's meaning (a column name or one number per row): precisions for
+        the Gaussian (Var(e_i) = σ²/w_i), numbers of trials for a binomial proportion.
+    offset
+        A known term added to the linear predictor (a column name or one number per row),
+        besides the formula's ``offset()`` terms, e.g. ``np.log(exposure)``.
     transforms
         Your own functions the formula may call, by name, e.g. ``{"logit": scipy.special.logit}``
         for ``y ~ logit(p) + (1 | g)``. A formula can call only numpy's elementwise functions,
@@ -37,11 +52,19 @@ class Model:
     >>> post = model.sample(seed=1)                                        # doctest: +SKIP
     """
 
-    def __init__(self, formula: str | MixedFormula, data, transforms: dict | None = None):
+    def __init__(self, formula: str | MixedFormula, data, family: Family | str | None = None, *,
+                 weights=None, offset=None, transforms: dict | None = None):
         if is_parquet_path(data):
             data = read_parquet(data)
-        build = dask_design if is_dask_frame(data) else make_design
-        self.design: Design = build(formula, data, transforms)
+        if is_dask_frame(data):
+            if weights is not None or offset is not None:
+                raise ArgumentError(
+                    "weights= and offset= are not taken with dask or Parquet input yet: load the data into pandas "
+                    "(ddf.compute(), or a sample of it) and pass the pandas DataFrame."
+                )
+            self.design: Design = dask_design(formula, data, transforms, family)
+        else:
+            self.design = make_design(formula, data, transforms, family, weights, offset)
         self._bayes: dict[str, BayesModel] = {}
 
     @property
@@ -50,12 +73,22 @@ class Model:
         return self.design.formula
 
     def fit_reml(self) -> RemlResult:
-        """REML estimates, as lme4's ``lmer(formula, data)``."""
+        """REML estimates, as lme4's ``lmer(formula, data)`` (linear mixed models only)."""
         return fit_reml(self.design, reml=True)
 
-    def fit_ml(self) -> RemlResult:
-        """Maximum-likelihood estimates, as lme4's ``lmer(formula, data, REML = FALSE)``."""
-        return fit_reml(self.design, reml=False)
+    def fit_ml(self, nagq: int = 1) -> RemlResult | GlmmResult:
+        """Maximum-likelihood estimates: for the linear Gaussian model as lme4's
+        ``lmer(formula, data, REML = FALSE)``; for any other family as lme4's
+        ``glmer(formula, data, family, nAGQ = nagq)``, by the Laplace approximation (``nagq=1``)
+        or adaptive Gauss-Hermite quadrature with ``nagq`` points (a single scalar random-effect
+        term only), to the optimum."""
+        if self.design.family.has_sufficient_statistics:
+            if nagq != 1:
+                raise ArgumentError(
+                    f"nagq={nagq!r}: a linear mixed model's likelihood is exact (no quadrature); use fit_ml()."
+                )
+            return fit_reml(self.design, reml=False)
+        return fit_glmm(self.design, nagq)
 
     def bayes_model(
         self, priors: list[Prior] | None = None, method: str = "auto", parameterization: str = "noncentred"
@@ -116,4 +149,4 @@ class Model:
         )
 
     def __repr__(self) -> str:
-        return f"Model({self.design.formula.text!r}, n={self.design.n})"
+        return f"Model({self.design.formula.text!r}, family={self.design.family}, n={self.design.n})"

@@ -50,3 +50,21 @@ def parameter_name(kind: str, effects: tuple[str, ...], group: str, several_grou
     """Readable name of a variance parameter: ``sd(Intercept)``, ``cor(Intercept, x | g)``."""
     inner = ", ".join(effects)
     return f"{kind}({inner} | {group})" if several_groups else f"{kind}({inner})"
+
+
+def indent(text: str) -> str:
+    """``text`` with every line indented by one space, as lme4 indents its summary tables."""
+    return "\n".join(" " + line for line in text.splitlines())
+
+
+def random_effects_text(table: pd.DataFrame) -> str:
+    """The random-effects table of a summary as lme4 prints it (each group named once)."""
+    frame = table.copy()
+    frame["group"] = frame["group"].where(frame["group"].ne(frame["group"].shift()), "")
+    return frame.to_string(index=False, na_rep="", float_format="%.4f")
+
+
+def fixed_correlation_text(corr: pd.DataFrame) -> str:
+    """The lower triangle of the fixed effects' correlation matrix, as lme4's summary prints it."""
+    lower = corr.where(np.tril(np.ones(corr.shape, dtype=bool), -1))
+    return lower.iloc[1:, :-1].apply(lambda c: c.map(lambda v: "" if pd.isna(v) else f"{v:.3f}")).to_string()

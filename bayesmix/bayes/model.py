@@ -64,6 +64,11 @@ class BayesModel:
         if method not in METHODS:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
         check_supported(design.family, (Gaussian(),), "The Bayesian backend")
+        if design.in_memory and (design.rows.weights is not None or design.rows.offset is not None):
+            raise ArgumentError(
+                "The Bayesian backend does not take prior weights or offsets yet; fit_reml() and fit_ml() do. "
+                "Drop weights=, offset= and offset() terms to sample this model."
+            )
         self.design = design
         self.priors = resolve_priors(design, term_labels(design), priors)
         self.layouts = group_layouts(design)

@@ -184,14 +184,18 @@ def shifted_cross_products(design: Design, structure: Structure | None = None) -
     mean relative to its spread (y = 1e8 + a few units loses most digits in y'y otherwise).
     With one grouping factor, c and the shifted cross-products come from the design's
     double-double sufficient statistics, so that a pandas and a dask fit of the same rows stay
-    identical; otherwise from the rows, laid out by ``structure``.
+    identical; otherwise from the rows, laid out by ``structure``. Prior weights and an offset
+    enter as in :meth:`~bayesmix.data.design.Rows.whitened`: the products are those of the
+    whitened rows, and c is the weighted least-squares fit of y - offset.
     """
     stats = design.statistics
     if stats is not None:
         shift = stats.ols_coefficients() if design.p else None
         return stats.cross_products(design.p, shift), shift
-    rows = design.rows
-    shift = least_squares(rows.X, rows.y) if design.p else None
-    y = rows.y if shift is None else rows.y - rows.X @ shift
-    return cross_products(structure, rows.X, y), shift
+    rows, white = design.rows, design.rows.whitened()
+    shift = least_squares(white.X, white.y) if design.p else None
+    y = rows.y if rows.offset is None else rows.y - rows.offset
+    if shift is not None:
+        y = y - rows.X @ shift
+    return cross_products(structure, rows.X, y, rows.weights), shift
 

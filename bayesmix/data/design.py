@@ -13,6 +13,7 @@ built by :func:`bayesmix.data.sufficient.design_from_statistics`. Whatever needs
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
@@ -73,9 +74,23 @@ class Rows:
         """Number of rows."""
         return len(self.X)
 
+    def whitened(self) -> Rows:
+        """The rows of the equivalent unweighted linear model: √w (y - offset), √w X and √w z
+        (the rows themselves without weights or offset). A linear mixed model with prior weights
+        w (Var(e_i) = σ²/w_i, lme4's meaning) and an offset is the unweighted one of these rows."""
+        if self.weights is None and self.offset is None:
+            return self
+        y = self.y if self.offset is None else self.y - self.offset
+        if self.weights is None:
+            return dataclasses.replace(self, y=y, offset=None)
+        root = np.sqrt(self.weights)
+        return dataclasses.replace(self, y=root * y, X=root[:, None] * self.X, z=tuple(root[:, None] * z for z in self.z),
+                                   weights=None, offset=None)
+
     def sufficient_statistics(self, terms: tuple[RandomTerm, ...]) -> SufficientStatistics:
-        """The per-group sums of the rows of ``terms``, all on one grouping factor."""
-        return SufficientStatistics.of(self.codes[0], np.column_stack(self.z), self.X, self.y, terms[0].n_levels)
+        """The per-group sums of the :meth:`whitened` rows of ``terms``, all on one grouping factor."""
+        rows = self.whitened()
+        return SufficientStatistics.of(rows.codes[0], np.column_stack(rows.z), rows.X, rows.y, terms[0].n_levels)
 
 
 @dataclass(frozen=True)

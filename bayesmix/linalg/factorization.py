@@ -133,6 +133,23 @@ class Factorization:
         return first, L22inv.T @ L22inv
 
 
+def conditional_covariances(structure: Structure, f: Factorization) -> list[np.ndarray]:
+    """Per factor block, Λ [(L_Z L_Z')⁻¹]_level Λ' for each level, (levels, q, q): the conditional
+    covariances of the random effects b = Λu (lme4's ``condVar``, times σ² for a linear model)."""
+    first, rest = f.spherical_variances()
+    out, start = [], 0
+    for k, block in enumerate(structure.blocks):
+        lam = block.lambda_(f.theta)
+        if k == 0:
+            spherical = first
+        else:
+            idx = start + np.arange(block.n_levels * block.q).reshape(block.n_levels, block.q)
+            spherical = rest[idx[:, :, None], idx[:, None, :]]
+            start += block.n_levels * block.q
+        out.append(lam @ spherical @ lam.T)
+    return out
+
+
 def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_shift: np.ndarray | None = None) -> Factorization:
     """The blocked Cholesky factor of the cross-products ``cp`` at θ (numpy's LinAlgError if it
     does not exist); ``beta_shift`` as for :class:`Factorization`."""

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import ThreadpoolController
 
 from ..data.design import Design
 from ..errors import ArgumentError, ConvergenceWarning, FitError
 from ..families import Gaussian, check_supported
 from .criterion import profiled_criterion
-from .optimize import OptSummary, optimize_theta
+from .optimize import OptSummary, optimize_theta, single_blas_thread
+from .glmm import GlmmResult, GlmmSummary, fit_glmm
+from .point import PointFit
 from .result import RemlResult, RemlSummary
 from ..data.layout import structure_of
 
-__all__ = ["OptSummary", "RemlResult", "RemlSummary", "fit_reml", "likelihood_ratio_test"]
+__all__ = ["GlmmResult", "GlmmSummary", "OptSummary", "RemlResult", "RemlSummary", "fit_glmm", "fit_reml",
+           "likelihood_ratio_test"]
 
 
 def fit_reml(design: Design, reml: bool = True) -> RemlResult:
@@ -41,9 +42,7 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
     criterion = profiled_criterion(design, structure, reml)
-    # BLAS threads save at most a factor of the core count on the dense crossed block, and
-    # cost 5 to 30 times that when another process keeps a core busy: fits use one thread.
-    with _blas_threads().limit(limits=1, user_api="blas"):
+    with single_blas_thread():
         opt = optimize_theta(criterion)
     try:
         factorization = criterion.factorize(opt.final)
@@ -84,11 +83,6 @@ def _check_finite_result(result: RemlResult) -> None:
         )
 
 
-@functools.cache
-def _blas_threads() -> ThreadpoolController:
-    return ThreadpoolController()
-
-
 def _data_difference(a: Design, b: Design) -> str | None:
     """How two designs' data differ (rows, response values, shared columns), or None if they do not."""
     if a.n != b.n:
@@ -108,7 +102,7 @@ def _data_difference(a: Design, b: Design) -> str | None:
     return None
 
 
-def likelihood_ratio_test(*fits: RemlResult) -> pd.DataFrame:
+def likelihood_ratio_test(*fits: RemlResult | GlmmResult) -> pd.DataFrame:
     """Likelihood-ratio tests between nested fits, as lme4's ``anova(m1, m2, ...)``.
 
     Fits are ordered by their number of parameters; REML fits are refitted by maximum
@@ -117,20 +111,26 @@ def likelihood_ratio_test(*fits: RemlResult) -> pd.DataFrame:
     Raises
     ------
     ArgumentError
-        Unless every fit used the same rows, the same response values and the same values in
-        the columns they share: likelihoods of different data are not comparable.
+        Unless every fit has the same response family and used the same rows, the same
+        response values and the same values in the columns they share: likelihoods of
+        different data are not comparable.
     """
     from scipy.stats import chi2  # scipy.stats takes about 0.5 s to import: only for this test
 
     if len(fits) < 2:
         raise ArgumentError("likelihood_ratio_test needs at least two fits, e.g. likelihood_ratio_test(small, big).")
     for k, f in enumerate(fits):
-        if not isinstance(f, RemlResult):
+        if not isinstance(f, PointFit):
             raise ArgumentError(
                 f"likelihood_ratio_test takes REML/ML fits (model.fit_reml() or fit_ml()); argument {k + 1} is a "
                 f"{type(f).__name__}."
             )
     for k, f in enumerate(fits[1:], start=2):
+        if f.design.family != fits[0].design.family:
+            raise ArgumentError(
+                f"likelihood_ratio_test compares fits of one response family, but fit 1 is {fits[0].design.family} "
+                f"and fit {k} is {f.design.family}."
+            )
         difference = _data_difference(fits[0].design, f.design)
         if difference:
             raise ArgumentError(
@@ -139,14 +139,15 @@ def likelihood_ratio_test(*fits: RemlResult) -> pd.DataFrame:
             )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ml = sorted((f if not f.reml else fit_reml(f.design, reml=False) for f in fits), key=lambda f: f.n_params)
+        ml = sorted((fit_reml(f.design, reml=False) if getattr(f, "reml", False) else f for f in fits),
+                    key=lambda f: f.n_params)
     rows = []
     for k, f in enumerate(ml):
         row = {"model": f.design.formula.text, "npar": f.n_params, "AIC": f.aic, "BIC": f.bic,
-               "logLik": f.loglik, "deviance": f.criterion, "Chisq": None, "Df": None, "p_value": None}
+               "logLik": f.loglik, "deviance": -2.0 * f.loglik, "Chisq": None, "Df": None, "p_value": None}
         if k:
             prev = ml[k - 1]
-            stat = max(prev.criterion - f.criterion, 0.0)
+            stat = max(2.0 * (f.loglik - prev.loglik), 0.0)
             df = f.n_params - prev.n_params
             row.update(Chisq=stat, Df=df, p_value=float(chi2.sf(stat, df)) if df > 0 else None)
         rows.append(row)

@@ -36,13 +36,18 @@ class ProfiledCriterion:
         If the cross-products are of ``y - X c`` (a response with its least-squares fit on X
         removed, which keeps their precision when y has a large mean), c: the criterion is
         unchanged, and the factorisations report β + c.
+    log_weights
+        Σ log w_i of the prior weights (0 without), which the criterion subtracts: the
+        log-determinant of the residual covariance σ² W⁻¹ (lme4's ``ldW``).
     """
 
-    def __init__(self, structure: Structure, crossprod: CrossProducts, reml: bool = True, beta_shift: np.ndarray | None = None):
+    def __init__(self, structure: Structure, crossprod: CrossProducts, reml: bool = True,
+                 beta_shift: np.ndarray | None = None, log_weights: float = 0.0):
         self.structure = structure
         self.cp = crossprod
         self.reml = reml
         self.beta_shift = beta_shift
+        self.log_weights = log_weights
         self.dof = crossprod.n - crossprod.p if reml else crossprod.n
         self.evaluations = 0
 
@@ -52,7 +57,7 @@ class ProfiledCriterion:
 
     def from_factorization(self, f: Factorization) -> float:
         """The criterion's value given the factor at θ."""
-        value = f.logdet_z + self.dof * (1.0 + np.log(2.0 * np.pi * f.pwrss / self.dof))
+        value = f.logdet_z + self.dof * (1.0 + np.log(2.0 * np.pi * f.pwrss / self.dof)) - self.log_weights
         return float(value + f.logdet_x if self.reml else value)
 
     def __call__(self, theta: np.ndarray) -> float:
@@ -80,7 +85,7 @@ class ProfiledCriterion:
         self.evaluations += 1
         cp, block = self.cp, self.structure.blocks[0]
         value, dT = single_factor_criterion(block.lambda_(theta), cp.A11, cp.A1X, cp.AXX, cp.p, float(self.dof), self.reml)
-        return float(value), dT[block.theta_rows, block.theta_cols]
+        return float(value) - self.log_weights, dT[block.theta_rows, block.theta_cols]
 
     def _central_difference(self, theta: np.ndarray) -> np.ndarray:
         grad = np.empty_like(theta)
@@ -96,7 +101,10 @@ class ProfiledCriterion:
 def profiled_criterion(design: Design, structure: Structure, reml: bool) -> ProfiledCriterion:
     """The (RE)ML criterion of ``design``, from the cross-products of the response minus its
     least-squares fit on X (:func:`~bayesmix.data.crossprod.shifted_cross_products`): the
-    criterion and θ̂ are unchanged, and the factorisations add the shift back to β̂."""
+    criterion and θ̂ are unchanged, and the factorisations add the shift back to β̂. Prior
+    weights enter through the cross-products and the criterion's Σ log w."""
     crossprod, shift = shifted_cross_products(design, structure)
-    return ProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift)
+    weights = design.rows.weights if design.in_memory else None
+    log_weights = 0.0 if weights is None else float(np.sum(np.log(weights)))
+    return ProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift, log_weights=log_weights)
 

@@ -12,17 +12,18 @@ import pandas as pd
 import xarray as xr
 
 from ..data.design import Design
-from ..data.layout import Structure, structure_of, term_labels
+from ..data.layout import Structure, structure_of
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
-from ..results import FittedModel, check_flag, lazily
-from ..linalg.factorization import Factorization
-from ..tables import coef_table, correlation_from_cov, html_section, ranef_by_group
+from ..results import check_flag, lazily
+from ..linalg.factorization import Factorization, conditional_covariances
+from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
 from .criterion import profiled_criterion
-from .optimize import OptSummary, is_singular
+from .optimize import OptSummary
+from .point import PointFit
 
 
 @dataclass(frozen=True, eq=False)
-class RemlResult(FittedModel):
+class RemlResult(PointFit):
     """A REML or ML fit of a linear mixed model, read like lme4's ``merMod``.
 
     Attributes
@@ -48,22 +49,23 @@ class RemlResult(FittedModel):
     optsummary: OptSummary
     criterion: float
 
+    # ----- what PointFit reads ----------------------------------------------------------
+    @property
+    def theta_values(self) -> np.ndarray:
+        """θ̂."""
+        return self.factorization.theta
+
+    @property
+    def beta_values(self) -> np.ndarray:
+        """β̂."""
+        return self.factorization.beta
+
+    @property
+    def effect_scale(self) -> float:
+        """σ̂²: Λ is relative to the residual SD."""
+        return self.sigma**2
+
     # ----- scalars -------------------------------------------------------------------
-    @property
-    def theta(self) -> pd.Series:
-        """The relative covariance factor's parameters, lme4's ``getME(m, "theta")``."""
-        return pd.Series(self.factorization.theta, index=list(self.structure.names), name="theta")
-
-    @property
-    def nobs(self) -> int:
-        """Number of observations."""
-        return self.design.n
-
-    @property
-    def ngrps(self) -> dict[str, int]:
-        """Number of levels of each grouping factor."""
-        return {b.group: b.n_levels for b in self.structure.blocks}
-
     @cached_property
     def sigma(self) -> float:
         """Residual standard deviation σ̂."""
@@ -80,76 +82,23 @@ class RemlResult(FittedModel):
         """Number of estimated parameters: fixed effects, θ and σ."""
         return self.design.p + self.structure.n_theta + 1
 
-    @property
-    def aic(self) -> float:
-        """Akaike's information criterion, -2 logLik + 2 k."""
-        return self.criterion + 2.0 * self.n_params
-
-    @property
-    def bic(self) -> float:
-        """Bayesian information criterion, -2 logLik + k log n."""
-        return self.criterion + self.n_params * np.log(self.nobs)
-
-    @property
-    def singular(self) -> bool:
-        """lme4's ``isSingular``: a variance or a correlation on the boundary of its space.
-
-        Tested on θ scaled by the root mean square of each random-effect column, so that the
-        answer does not depend on the units of the predictors (lme4 tests θ itself).
-        """
-        return is_singular(self.factorization.theta, self.structure.diagonal(), scale=self.structure.row_scale)
-
     # ----- fixed effects -------------------------------------------------------------
-    def fixef(self) -> pd.Series:
-        """Fixed-effect estimates β̂."""
-        return pd.Series(self.factorization.beta, index=list(self.design.fixed_names), name="estimate")
-
     def vcov(self) -> pd.DataFrame:
         """Covariance matrix of β̂, σ̂² (X'V⁻¹X)⁻¹."""
         names = list(self.design.fixed_names)
         return pd.DataFrame(self.sigma**2 * self.factorization.rx_inverse, index=names, columns=names)
 
-    def std_errors(self) -> pd.Series:
-        """Standard errors of β̂."""
-        return pd.Series(np.sqrt(np.diag(self.vcov())), index=list(self.design.fixed_names), name="std_error")
-
     def tvalues(self) -> pd.Series:
         """β̂ / SE, lme4's t values."""
         return (self.fixef() / self.std_errors()).rename("t_value")
 
-    # ----- covariance parameters -----------------------------------------------------
-    def covariances(self) -> list[tuple[str, str, tuple[str, ...], np.ndarray]]:
-        """Per random-effects term: lme4's label (``g.1`` for repeats), grouping factor, columns, covariance."""
-        out, labels = [], term_labels(self.design)
-        for block in self.structure.blocks:
-            lam = block.lambda_(self.factorization.theta)
-            cov = self.sigma**2 * lam @ lam.T
-            for term, cols in zip(block.terms, block.term_slices):
-                out.append((labels[term], block.group, block.columns[cols], cov[cols, cols]))
-        return out
+    # ----- covariance parameters and random effects -------------------------------------
+    def residual_components(self) -> list[tuple]:
+        """The residual's row of :meth:`varcorr`."""
+        return [("Residual", None, None, self.sigma**2, self.sigma)]
 
-    def varcorr(self) -> pd.DataFrame:
-        """Variance components as lme4's ``as.data.frame(VarCorr(m))``.
-
-        One row per variance, then per covariance of each term, then the residual; column
-        ``vcov`` holds variances and covariances, ``sdcor`` standard deviations and correlations.
-        """
-        rows = []
-        for group, _, columns, cov in self.covariances():
-            sd = np.sqrt(np.diag(cov))
-            corr = correlation_from_cov(cov)
-            rows += [(group, c, None, cov[i, i], sd[i]) for i, c in enumerate(columns)]
-            rows += [
-                (group, columns[i], columns[j], cov[i, j], corr[i, j])
-                for i in range(len(columns))
-                for j in range(i + 1, len(columns))
-            ]
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
-
-    # ----- random effects ------------------------------------------------------------
     @cached_property
-    def _modes(self) -> list[np.ndarray]:
+    def modes(self) -> list[np.ndarray]:
         """Conditional modes b = Λu per factor block, each (levels, q)."""
         u1, u2 = self.factorization.spherical_modes()
         blocks = self.structure.blocks
@@ -162,57 +111,21 @@ class RemlResult(FittedModel):
             start += size
         return out
 
-    def _ranef_frames(self) -> dict[str, pd.DataFrame]:
-        return {
-            b.group: pd.DataFrame(m, index=b.levels, columns=list(b.columns))
-            for b, m in zip(self.structure.blocks, self._modes)
-        }
-
-    def ranef(self, group: str | None = None):
-        """Conditional modes of the random effects, one DataFrame (levels x columns) per factor.
-
-        Returns the factor's DataFrame when the model has one grouping factor or ``group``
-        names one; otherwise a dict of them keyed by factor.
-        """
-        return ranef_by_group(self._ranef_frames(), group)
-
-    def cond_var(self, group: str | None = None):
-        """Conditional covariance of each level's random effects, (levels, q, q) per factor.
-
-        σ̂² Λ [(Λ'Z'ZΛ + I)⁻¹]_level Λ', given θ and β̂ (lme4's ``condVar``).
-        """
-        first, rest = self.factorization.spherical_variances()
-        theta = self.factorization.theta
-        out, start = {}, 0
-        for k, block in enumerate(self.structure.blocks):
-            lam = block.lambda_(theta)
-            if k == 0:
-                spherical = first
-            else:
-                idx = start + np.arange(block.n_levels * block.q).reshape(block.n_levels, block.q)
-                spherical = rest[idx[:, :, None], idx[:, None, :]]
-                start += block.n_levels * block.q
-            out[block.group] = self.sigma**2 * lam @ spherical @ lam.T
-        return ranef_by_group(out, group)
-
-    def coef(self, group: str | None = None):
-        """Per-level coefficients: fixed effects plus that level's random effects (lme4's ``coef``)."""
-        fixef = self.fixef()
-        frames = {g: coef_table(fixef, r) for g, r in self._ranef_frames().items()}
-        return ranef_by_group(frames, group)
+    def conditional_covariances(self) -> list[np.ndarray]:
+        """σ̂² Λ [(Λ'Z'ZΛ + I)⁻¹]_level Λ' per factor block, given θ and β̂."""
+        return [self.sigma**2 * c for c in conditional_covariances(self.structure, self.factorization)]
 
     # ----- fitted values and predictions ------------------------------------------------
     def fitted(self) -> pd.Series:
         """Conditional fitted values X β̂ + Z b̂ (a lazy dask Series for dask or Parquet data)."""
         if not self.design.in_memory:
             return _per_partition(self, lambda part: self.predict(part).rename("fitted"), "fitted")
-        values = self.design.rows.X @ self.factorization.beta
-        for block, modes in zip(self.structure.blocks, self._modes):
-            values = values + np.einsum("ij,ij->i", block.z, modes[block.codes])
-        return pd.Series(values, index=self.design.rows.index, name="fitted")
+        rows = self.design.rows
+        return pd.Series(self.linear_predictor(rows), index=rows.index, name="fitted")
 
     def residuals(self, scaled: bool = False) -> pd.Series:
-        """Response minus conditional fitted values (divided by σ̂ when ``scaled``; lazy for dask data)."""
+        """Response minus conditional fitted values; when ``scaled``, times √w / σ̂ (lme4's scaled Pearson
+        residuals; divided by σ̂ without weights). Lazy for dask data."""
         if not self.design.in_memory:
             from ..data.dask_data import response_of
 
@@ -222,7 +135,9 @@ class RemlResult(FittedModel):
             )
         rows = self.design.rows
         r = rows.y - self.fitted().to_numpy()
-        return pd.Series(r / self.sigma if scaled else r, index=rows.index, name="residual")
+        if scaled:  # lme4's residuals(type = "pearson", scaled = TRUE)
+            r = r / self.sigma if rows.weights is None else r * np.sqrt(rows.weights) / self.sigma
+        return pd.Series(r, index=rows.index, name="residual")
 
     def predict(
         self, newdata: pd.DataFrame | None = None, random: bool = True, allow_new_levels: bool = False
@@ -247,7 +162,7 @@ class RemlResult(FittedModel):
             return _per_partition(self, lambda part: self.predict(part, random, allow_new_levels), "predicted")
         if newdata is None:
             rows = self.design.rows
-            return self.fitted() if random else pd.Series(rows.X @ self.factorization.beta, index=rows.index)
+            return self.fitted() if random else pd.Series(self.linear_predictor(rows, False), index=rows.index)
         lazy = lazily(newdata, lambda part: self.predict(part, random, allow_new_levels))
         if lazy is not None:
             return lazy
@@ -255,13 +170,7 @@ class RemlResult(FittedModel):
             newdata, random, allow_new_levels,
             "pass allow_new_levels=True to predict them at the population level (random effect 0).",
         )
-        values = new.X @ self.factorization.beta
-        if random:
-            for k, (codes, z) in enumerate(zip(new.codes, new.z)):
-                block, cols = self.structure.locate(k)
-                b = np.where((codes >= 0)[:, None], self._modes[block][np.maximum(codes, 0)][:, cols], 0.0)
-                values = values + np.einsum("ij,ij->i", z, b)
-        return pd.Series(values, index=new.index, name="predicted")
+        return pd.Series(self.linear_predictor(new, random), index=new.index, name="predicted")
 
     # ----- saving ----------------------------------------------------------------------
     def to_netcdf(self, path) -> None:
@@ -355,15 +264,8 @@ class RemlSummary:
             self.scaled_residuals = pd.Series(
                 np.quantile(r, [0, 0.25, 0.5, 0.75, 1.0]), index=["min", "1Q", "median", "3Q", "max"]
             )
-        rows = []
-        for group, _, columns, cov in fit.covariances():
-            corr = correlation_from_cov(cov)
-            for i, name in enumerate(columns):
-                row = {"group": group, "name": name, "variance": cov[i, i], "std_dev": np.sqrt(cov[i, i])}
-                row.update({f"corr_{columns[j]}": corr[i, j] for j in range(i)})
-                rows.append(row)
-        rows.append({"group": "Residual", "name": "", "variance": fit.sigma**2, "std_dev": fit.sigma})
-        self.random = pd.DataFrame(rows)
+        residual = pd.DataFrame([{"group": "Residual", "name": "", "variance": fit.sigma**2, "std_dev": fit.sigma}])
+        self.random = pd.concat([fit.random_table(), residual], ignore_index=True)
 
     def __str__(self) -> str:
         fit = self.fit
@@ -380,19 +282,17 @@ class RemlSummary:
                 f"{fit.aic:8.1f} {fit.bic:8.1f} {fit.loglik:8.1f} {fit.criterion:8.1f} {fit.nobs - fit.n_params:9d}"
             )
         if self.scaled_residuals is not None:
-            lines += ["", "Scaled residuals:", _indent(self.scaled_residuals.to_frame().T.to_string(index=False, float_format="%.4f")), ""]
+            lines += ["", "Scaled residuals:", indent(self.scaled_residuals.to_frame().T.to_string(index=False, float_format="%.4f")), ""]
         else:
             lines += ["", "Scaled residuals: not computed (the rows are not in memory; residuals() gives them lazily)", ""]
         lines.append("Random effects:")
-        lines.append(_indent(_random_text(self.random)))
+        lines.append(indent(random_effects_text(self.random)))
         groups = ", ".join(f"{g}, {k}" for g, k in fit.ngrps.items())
         lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
-        fixed = self.fixed.to_string(float_format=_fixed_format) if len(self.fixed) else "none (the formula has no fixed effects)"
-        lines += ["", "Fixed effects:", _indent(fixed)]
+        fixed = self.fixed.to_string(float_format=lambda v: f"{v:.4f}") if len(self.fixed) else "none (the formula has no fixed effects)"
+        lines += ["", "Fixed effects:", indent(fixed)]
         if len(self.fixed) > 1:
-            corr = self.fixed_correlation.where(np.tril(np.ones(self.fixed_correlation.shape, dtype=bool), -1))
-            corr = corr.iloc[1:, :-1].apply(lambda c: c.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"))
-            lines += ["", "Correlation of fixed effects:", _indent(corr.to_string())]
+            lines += ["", "Correlation of fixed effects:", indent(fixed_correlation_text(self.fixed_correlation))]
         lines.append("")
         lines.append(f"optimizer: {fit.optsummary}")
         if fit.singular:
@@ -412,20 +312,6 @@ class RemlSummary:
             + "</p>"
         )
         return head + html_section("Random effects", self.random) + html_section("Fixed effects", self.fixed)
-
-
-def _random_text(table: pd.DataFrame) -> str:
-    frame = table.copy()
-    frame["group"] = frame["group"].where(frame["group"].ne(frame["group"].shift()), "")
-    return frame.to_string(index=False, na_rep="", float_format="%.4f")
-
-
-def _fixed_format(value: float) -> str:
-    return f"{value:.4f}"
-
-
-def _indent(text: str) -> str:
-    return "\n".join(" " + line for line in text.splitlines())
 
 
 def _per_partition(fit: RemlResult, function, name: str):
