@@ -7,7 +7,6 @@ the observed information); lme4's default fits stop short of the optimum (see it
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -19,7 +18,6 @@ import pytest
 import bayesmix as bm
 from bayesmix.data.build import make_design
 from bayesmix.data.layout import structure_of
-from bayesmix.data.terms import RandomTerm
 from bayesmix.errors import ArgumentError, ConvergenceWarning
 from bayesmix.families import Binomial, Gaussian, NegativeBinomial, Poisson
 from bayesmix.linalg.pirls import GlmmRows, pirls
@@ -43,38 +41,36 @@ def values(block: dict) -> np.ndarray:
 # ----- the reference models as arrays (formula-level cbind/offset support comes with the Model) --
 
 
+def arrays_of(design, family) -> dict:
+    """fit_laplace's arguments from a design's rows."""
+    rows = design.rows
+    return dict(structure=structure_of(design), X=rows.X, y=rows.y.astype(float), weights=rows.weights,
+                offset=rows.offset, family=family)
+
+
 def cbpp():
     data = pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str})
-    data["proportion"] = data["incidence"] / data["size"]
-    design = make_design("proportion ~ period + (1 | herd)", data)
-    return dict(structure=structure_of(design), X=design.X, y=data["proportion"].to_numpy(),
-                weights=data["size"].to_numpy(float), offset=None, family=Binomial()), design
+    design = make_design("cbind(incidence, size - incidence) ~ period + (1 | herd)", data, family=Binomial())
+    return arrays_of(design, Binomial()), design
 
 
 def grouseticks():
     data = pd.read_csv(REFERENCE / "grouseticks.csv", dtype={"INDEX": str, "BROOD": str, "LOCATION": str, "YEAR": str})
-    design = make_design("TICKS ~ YEAR + HEIGHT_scaled + (1 | BROOD) + (1 | LOCATION)", data)
-    # the observation-level term (1 | INDEX): make_design refuses a factor with a level per row
-    index = RandomTerm("INDEX", np.arange(len(data)), pd.Index(data["INDEX"]), np.ones((len(data), 1)),
-                       design.terms[0].columns, True)
-    design = dataclasses.replace(design, terms=design.terms + (index,))
-    return dict(structure=structure_of(design), X=design.X, y=data["TICKS"].to_numpy(float),
-                weights=None, offset=None, family=Poisson()), design
+    design = make_design("TICKS ~ YEAR + HEIGHT_scaled + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", data, family=Poisson())
+    return arrays_of(design, Poisson()), design
 
 
 def poisson_offset():
     data = pd.read_csv(REFERENCE / "sim_poisson_offset.csv", dtype={"g": str})
-    design = make_design("y ~ x + (1 | g)", data)
-    return dict(structure=structure_of(design), X=design.X, y=data["y"].to_numpy(float),
-                weights=None, offset=np.log(data["t"].to_numpy()), family=Poisson()), design
+    design = make_design("y ~ x + offset(log(t)) + (1 | g)", data, family=Poisson())
+    return arrays_of(design, Poisson()), design
 
 
 def salamanders():
     data = pd.read_csv(REFERENCE / "salamanders.csv")
     data["mined"] = pd.Categorical(data["mined"], ["yes", "no"])
-    design = make_design("count ~ mined + (1 | site)", data)
-    return dict(structure=structure_of(design), X=design.X, y=data["count"].to_numpy(float),
-                weights=None, offset=None, family=NegativeBinomial()), design
+    design = make_design("count ~ mined + (1 | site)", data, family=NegativeBinomial())
+    return arrays_of(design, NegativeBinomial()), design
 
 
 CASES = {
@@ -221,7 +217,8 @@ def test_gaussian_laplace_is_the_ml_criterion(formula):
         warnings.simplefilter("ignore", ConvergenceWarning)
         ml = bm.fit_reml(design, reml=False)
     structure = structure_of(design)
-    rows = GlmmRows(structure, design.X, design.y.astype(float), np.ones(design.n), np.zeros(design.n), Gaussian())
+    n = design.rows.n
+    rows = GlmmRows(structure, design.rows.X, design.rows.y.astype(float), np.ones(n), np.zeros(n), Gaussian())
     sigma = ml.sigma
     # lme4's LMM has b = σΛu; the GLMM form b = Λu takes θ σ
     mode = pirls(rows, ml.factorization.theta * sigma, ml.factorization.beta, sigma)
