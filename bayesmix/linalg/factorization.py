@@ -21,6 +21,7 @@ likelihood of the Bayesian backend is the same algebra at a given β
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,30 +108,57 @@ class Factorization:
         """Conditional modes of the spherical effects u (b = Λu): first block, rest block."""
         p = self.p
         rhs1 = self.W[:, :, p] - self.W[:, :, :p] @ self._factored_beta
+        rhs2 = None if self.L22 is None else self.V2[:, p] - self.V2[:, :p] @ self._factored_beta
+        return self._back_substitute(rhs1, rhs2)
+
+    def solve(self, c1: np.ndarray, c2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(Λ'Z'ZΛ + I)⁻¹ c, with c and the result split as the first block (levels1, q1) and
+        the rest block (Q2,) (None with a single factor)."""
+        w1 = np.einsum("lij,lj->li", self.L11inv, c1)  # L11⁻¹ c1
+        if self.L22 is None:
+            return self._back_substitute(w1, None)
+        # L21 w1 = Λ₂' A21 Λ₁ L11⁻ᵀ w1
+        l21_w1 = self.lambda2.t_rows((self.A21 @ (_upper_solve(self.L11inv, w1) @ self.lambda1.T).ravel())[:, None])[:, 0]
+        return self._back_substitute(w1, la.solve_triangular(self.L22, c2 - l21_w1, lower=True))
+
+    def _back_substitute(self, rhs1: np.ndarray, rhs2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Solve L_Z' x = rhs for the lower-triangular factor L_Z of Λ'Z'ZΛ + I."""
         if self.L22 is None:
             return _upper_solve(self.L11inv, rhs1), None
-        rhs2 = self.V2[:, p] - self.V2[:, :p] @ self._factored_beta
-        u2 = la.solve_triangular(self.L22.T, rhs2, lower=False)
+        x2 = la.solve_triangular(self.L22.T, rhs2, lower=False)
         levels, q = rhs1.shape
-        z = (self.A21.T @ self.lambda2.rows(u2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
-        rhs1 = rhs1 - np.einsum("lij,lj->li", self.L11inv, z)  # L21' u2 = L11⁻¹ Λ₁' A21' Λ₂ u2
-        return _upper_solve(self.L11inv, rhs1), u2
+        z = (self.A21.T @ self.lambda2.rows(x2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
+        rhs1 = rhs1 - np.einsum("lij,lj->li", self.L11inv, z)  # L21' x2 = L11⁻¹ Λ₁' A21' Λ₂ x2
+        return _upper_solve(self.L11inv, rhs1), x2
 
     def spherical_variances(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Diagonal blocks of (L_Z L_Z')⁻¹: per level of the first block, and the rest block.
 
         Times σ² and pre/post-multiplied by Λ, these are lme4's conditional variances.
         """
+        first, _, rest = self.inverse_blocks
+        return first, rest
+
+    @functools.cached_property
+    def inverse_blocks(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """P = (Λ'Z'ZΛ + I)⁻¹ where the gradient of a GLMM's Laplace deviance reads it: its
+        diagonal blocks per level of the first factor (levels1, q1, q1), its rest-by-first block
+        P21 (Q2, levels1 * q1) and its rest block P22 (Q2, Q2) (both None with a single factor).
+
+        With M11 = L11 L11' and M21 = Λ₂'A21Λ₁, G = L22⁻¹ M21 M11⁻¹ gives P21 = -L22⁻ᵀ G and
+        the first block's diagonal blocks M11⁻¹ + (G'G)_ii.
+        """
         first = np.swapaxes(self.L11inv, 1, 2) @ self.L11inv
         if self.L22 is None:
-            return first, None
+            return first, None, None
         levels, q, _ = self.L11inv.shape
-        # G = L22⁻¹ L21 L11⁻¹, whose level-i columns are L22⁻¹ Λ₂' A21_i Λ₁ M_i⁻¹
-        L21_L11inv = self.lambda2.t_rows((self.A21 @ _block_diagonal(self.lambda1 @ first)).toarray())
-        G = la.solve_triangular(self.L22, L21_L11inv, lower=True).reshape(-1, levels, q)
+        M21_M11inv = self.lambda2.t_rows((self.A21 @ _block_diagonal(self.lambda1 @ first)).toarray())
+        G = la.solve_triangular(self.L22, M21_M11inv, lower=True)
+        P21 = -la.solve_triangular(self.L22.T, G, lower=False)
+        G = G.reshape(-1, levels, q)
         first = first + np.einsum("rli,rlj->lij", G, G)
         L22inv = la.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True)
-        return first, L22inv.T @ L22inv
+        return first, P21, L22inv.T @ L22inv
 
 
 def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_shift: np.ndarray | None = None) -> Factorization:
