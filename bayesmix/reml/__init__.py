@@ -7,11 +7,11 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import ThreadpoolController
 
 from ..data.design import Design
 from ..errors import ArgumentError, ConvergenceWarning, FitError
 from ..families import Gaussian, check_supported
+from ..linalg.threads import one_blas_thread
 from .criterion import profiled_criterion
 from .optimize import OptSummary, optimize_theta
 from .result import RemlResult, RemlSummary
@@ -41,9 +41,7 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
     criterion = profiled_criterion(design, structure, reml)
-    # BLAS threads save at most a factor of the core count on the dense crossed block, and
-    # cost 5 to 30 times that when another process keeps a core busy: fits use one thread.
-    with _blas_threads().limit(limits=1, user_api="blas"):
+    with one_blas_thread():  # see bayesmix.linalg.threads
         opt = optimize_theta(criterion)
     try:
         factorization = criterion.factorize(opt.final)
@@ -82,11 +80,6 @@ def _check_finite_result(result: RemlResult) -> None:
             f"Rescale the response and predictors, and check for near-duplicate columns. Optimiser record: {result.optsummary}",
             result.optsummary,
         )
-
-
-@functools.cache
-def _blas_threads() -> ThreadpoolController:
-    return ThreadpoolController()
 
 
 def _data_difference(a: Design, b: Design) -> str | None:
