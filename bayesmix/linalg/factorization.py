@@ -96,7 +96,7 @@ class Factorization:
     def _factored_beta(self) -> np.ndarray:
         """β of the response the cross-products were computed from."""
         p = self.p
-        return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False)
+        return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False, check_finite=False)
 
     @property
     def rx_inverse(self) -> np.ndarray:
@@ -119,13 +119,13 @@ class Factorization:
             return self._back_substitute(w1, None)
         # L21 w1 = Λ₂' A21 Λ₁ L11⁻ᵀ w1
         l21_w1 = self.lambda2.t_rows((self.A21 @ (_upper_solve(self.L11inv, w1) @ self.lambda1.T).ravel())[:, None])[:, 0]
-        return self._back_substitute(w1, la.solve_triangular(self.L22, c2 - l21_w1, lower=True))
+        return self._back_substitute(w1, la.solve_triangular(self.L22, c2 - l21_w1, lower=True, check_finite=False))
 
     def _back_substitute(self, rhs1: np.ndarray, rhs2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Solve L_Z' x = rhs for the lower-triangular factor L_Z of Λ'Z'ZΛ + I."""
         if self.L22 is None:
             return _upper_solve(self.L11inv, rhs1), None
-        x2 = la.solve_triangular(self.L22.T, rhs2, lower=False)
+        x2 = la.solve_triangular(self.L22.T, rhs2, lower=False, check_finite=False)
         levels, q = rhs1.shape
         z = (self.A21.T @ self.lambda2.rows(x2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
         rhs1 = rhs1 - np.einsum("lij,lj->li", self.L11inv, z)  # L21' x2 = L11⁻¹ Λ₁' A21' Λ₂ x2
@@ -145,20 +145,24 @@ class Factorization:
         diagonal blocks per level of the first factor (levels1, q1, q1), its rest-by-first block
         P21 (Q2, levels1 * q1) and its rest block P22 (Q2, Q2) (both None with a single factor).
 
-        With M11 = L11 L11' and M21 = Λ₂'A21Λ₁, G = L22⁻¹ M21 M11⁻¹ gives P21 = -L22⁻ᵀ G and
-        the first block's diagonal blocks M11⁻¹ + (G'G)_ii.
+        With M11 = L11 L11' (block diagonal) and the sparse S = M21 M11⁻¹ (M21 = Λ₂'A21Λ₁),
+        P22 = (L22 L22')⁻¹, P21 = -P22 S and the first block's diagonal blocks are
+        M11⁻¹ + S_i'P22 S_i = M11⁻¹ - S_i'P21_i (S_i, P21_i: level i's columns).
         """
         first = np.swapaxes(self.L11inv, 1, 2) @ self.L11inv
         if self.L22 is None:
             return first, None, None
         levels, q, _ = self.L11inv.shape
-        M21_M11inv = self.lambda2.t_rows((self.A21 @ _block_diagonal(self.lambda1 @ first)).toarray())
-        G = la.solve_triangular(self.L22, M21_M11inv, lower=True)
-        P21 = -la.solve_triangular(self.L22.T, G, lower=False)
-        G = G.reshape(-1, levels, q)
-        first = first + np.einsum("rli,rlj->lij", G, G)
-        L22inv = la.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True)
-        return first, P21, L22inv.T @ L22inv
+        S = sp.csr_array(_scale_rows(self.A21 @ _block_diagonal(self.lambda1 @ first), self.lambda2))
+        L22inv = la.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True, check_finite=False)
+        P22 = L22inv.T @ L22inv
+        P21 = -np.asarray((S.T @ P22).T)
+        coo = S.tocoo()
+        level, a = np.divmod(coo.col, q)
+        correction = np.zeros((levels, q, q))
+        for b in range(q):
+            np.add.at(correction[:, :, b], (level, a), coo.data * P21[coo.row, level * q + b])
+        return first - correction, P21, P22
 
 
 def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_shift: np.ndarray | None = None) -> Factorization:
@@ -178,7 +182,7 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
     M22[np.diag_indices_from(M22)] += 1.0
     L22 = np.linalg.cholesky(M22)
     logdet_z += 2.0 * np.log(np.diag(L22)).sum()
-    V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True)
+    V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True, check_finite=False)
     R = np.linalg.cholesky(S - V2.T @ V2)
     return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, beta_shift)
 
@@ -224,6 +228,14 @@ class RestLambda:
             block = Y[rows].reshape(levels, T.shape[0], Y.shape[1])
             out[rows] = np.einsum("ji,ljc->lic" if transpose else "ij,ljc->lic", T, block).reshape(-1, Y.shape[1])
         return out
+
+
+def _scale_rows(A: sp.sparray, lam: RestLambda) -> sp.sparray:
+    """Λ₂' A for a sparse A: a row scaling when every rest term is scalar, dense otherwise."""
+    if all(T.shape[0] == 1 for _, _, T in lam.parts):
+        scale = np.concatenate([np.full(levels, T[0, 0]) for _, levels, T in lam.parts])
+        return sp.diags_array(scale) @ A
+    return lam.t_rows(A.toarray())
 
 
 def _block_diagonal(blocks: np.ndarray) -> sp.bsr_array:

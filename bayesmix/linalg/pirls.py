@@ -26,8 +26,8 @@ Each PIRLS step is one Newton step on g: the penalised weighted least-squares pr
 working weights W and working response η - offset + W⁻¹ ∂ℓ/∂η, solved by the blocked
 Cholesky factor of :mod:`bayesmix.linalg.factorization` from weighted cross-products
 (:func:`bayesmix.data.crossprod.cross_products`). The step is halved while g does not
-decrease, and the iteration runs to convergence (a step below 1e-9 relative, after which
-Newton's quadratic convergence leaves an error at rounding level), far past lme4's default
+decrease, and the iteration runs to convergence (a step below 1e-9 relative, or a full Newton step
+below 1e-6, after which Newton's quadratic convergence leaves an error of order 1e-12), far past lme4's default
 ``tolPwrss = 1e-7``, which stops short enough to move the fixed effects by 1e-3. With β
 given, u alone is updated (lme4's second stage); without it, β and u jointly (lme4's first
 stage, whose β is then the maximiser of the penalised likelihood, not of d).
@@ -54,6 +54,7 @@ MAX_STEPS = 200  # PIRLS steps before giving up
 MAX_HALVINGS = 30  # step halvings before a step is taken to have reached rounding level
 LINK_STEP = 1e-4  # central-difference step for the second derivative of a non-canonical link's inverse
 STEP_TOL = 1e-9  # PIRLS stops when no coordinate of (β, u) moves more than this (relative to 1 + its size)
+NEWTON_TOL = 1e-6  # ... or when a full (unhalved) Newton step moved none more than this, leaving an error of order 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,7 +290,8 @@ def pirls(
         steps += 1
         size = max(_relative(step_u, u), _relative(step_beta, beta)) * scale
         u, beta, eta, g = trial_u, trial_beta, trial_eta, trial_g
-        converged = size < STEP_TOL
+        # a full Newton step of size s leaves an error of order s² (quadratic convergence)
+        converged = size < STEP_TOL or (scale == 1.0 and size < NEWTON_TOL)
     loglik = float(rows.log_likelihood(eta, dispersion).sum())
     return PirlsMode(theta, beta, dispersion, u, eta, f, loglik, steps, converged)
 
