@@ -292,7 +292,7 @@ def pirls(
         u, beta, eta, g = trial_u, trial_beta, trial_eta, trial_g
         # a full Newton step of size s leaves an error of order s² (quadratic convergence)
         converged = size < STEP_TOL or (scale == 1.0 and size < NEWTON_TOL)
-    loglik = float(rows.log_likelihood(eta, dispersion).sum())
+    loglik = float(rows.log_likelihood(eta, dispersion).sum()) if np.isinf(g) else -0.5 * (g - u @ u)
     return PirlsMode(theta, beta, dispersion, u, eta, f, loglik, steps, converged)
 
 
