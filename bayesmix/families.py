@@ -588,7 +588,7 @@ class Binomial(Family):
         inner = (k > 0) & (k < n)  # log C(n, 0) = log C(n, n) = 0: every row of a 0/1 response
         if inner.any():
             n, k = np.broadcast_to(n, k.shape)[inner], k[inner]
-            out[inner] += special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+            out[..., inner] += special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
         return out
 
     def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,

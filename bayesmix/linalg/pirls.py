@@ -318,22 +318,31 @@ def agq_deviance(rows: GlmmRows, mode: PirlsMode, nodes: int) -> float:
             f"Adaptive Gauss-Hermite quadrature (nagq > 1) needs a single scalar random-effect term such as (1 | g); "
             f"this model has {sum(b.q for b in blocks)} random effects per level over {len(blocks)} grouping factor(s). Use nagq=1 (Laplace)."
         )
-    block = blocks[0]
-    t, w = np.polynomial.hermite_e.hermegauss(nodes)
-    log_w = np.log(w / np.sqrt(2.0 * np.pi)) + t**2 / 2.0
     sd = mode.factorization.L11inv[:, 0, 0]  # 1 / sqrt(1 + λ² Σ W_i z_i²) per level
-    lam = block.lambda_(mode.theta)[0, 0]
-    u = mode.u
-    zl = block.z[:, 0] * lam
-    terms = np.empty((block.n_levels, nodes))
-    for k in range(nodes):
-        shift = sd * t[k]
-        eta = mode.eta + zl * shift[block.codes]
-        loglik = np.bincount(block.codes, weights=rows.log_likelihood(eta, mode.dispersion), minlength=block.n_levels)
-        terms[:, k] = loglik - (u + shift) ** 2 / 2.0 + log_w[k]
-    top = terms.max(axis=1)
-    log_levels = np.log(sd) + top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
+    H = _quadrature_terms(rows, mode, nodes, sd)[3]
+    top = H.max(axis=1)
+    log_levels = np.log(sd) + top + np.log(np.exp(H - top[:, None]).sum(axis=1))
     return float(-2.0 * log_levels.sum())
+
+
+def _quadrature_terms(rows: GlmmRows, mode: PirlsMode, nodes: int, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The nodes t_k, ũ_jk = û_j + s_j t_k (nodes, levels), η_ik (nodes, n) and
+    H_jk = h_j(ũ_jk) + t_k²/2 + log(w_k/√(2π)) (levels, nodes) of adaptive quadrature."""
+    block = rows.structure.blocks[0]
+    t, w = np.polynomial.hermite_e.hermegauss(nodes)
+    lam = block.lambda_(mode.theta)[0, 0]
+    node_u = mode.u[None, :] + t[:, None] * sd[None, :]
+    node_eta = mode.eta[None, :] + (block.z[:, 0] * lam * sd[block.codes])[None, :] * t[:, None]
+    loglik = _level_rows(block.codes, rows.log_likelihood(node_eta, mode.dispersion), block.n_levels)
+    H = (loglik - node_u**2 / 2.0 + (np.log(w / np.sqrt(2.0 * np.pi)) + t**2 / 2.0)[:, None]).T
+    return t, node_u, node_eta, H
+
+
+def _level_rows(codes: np.ndarray, values: np.ndarray, levels: int) -> np.ndarray:
+    """Per-level sums of each row of ``values`` (rows, n): shape (rows, levels)."""
+    rows = values.shape[0]
+    index = (np.arange(rows)[:, None] * levels + codes[None, :]).ravel()
+    return np.bincount(index, weights=values.ravel(), minlength=rows * levels).reshape(rows, levels)
 
 
 @dataclass(frozen=True, eq=False)
@@ -431,3 +440,66 @@ def _selected_products(rows: GlmmRows, f: Factorization, a: list[np.ndarray]) ->
         out.append(rest[:, start : start + block.q])
         start += block.q
     return out
+
+
+def agq_gradient(rows: GlmmRows, mode: PirlsMode, nodes: int) -> LaplaceGradient:
+    """The exact gradient of the quadrature deviance :func:`agq_deviance` in (θ, β, log φ).
+
+    With a single scalar term (λ = θ), level j's nodes are ũ_jk = û_j + s_j t_k, at linear
+    predictors η_ik = η̂_i + z_i λ s_j t_k, and d = -2 Σ_j [log s_j + log Σ_k exp H_jk] with
+    H_jk = Σ_{i in j} ℓ_i(η_ik) - ũ_jk²/2 + log w̃_k. Both û_j and s_j = M_j^{-1/2}
+    (M_j = 1 + λ² Σ W_i z_i²) move with the parameters ψ: from the stationarity of level j's
+    penalised deviance, dû_j/dψ = s_j² [∂λ/∂ψ Σ z_i ℓ'_i - λ Σ W_i z_i (∂η_i/∂ψ + z_i ∂λ/∂ψ û_j)
+    + λ Σ z_i ∂ℓ'_i/∂ψ], and ds_j/dψ = -s_j³/2 dM_j/dψ through λ and W(η̂); then
+
+        ∂d/∂ψ = -2 Σ_j [ds_j/dψ / s_j + Σ_k π_jk dH_jk/dψ],   π_jk = softmax_k H_jk,
+
+    dH_jk/dψ = Σ_i ℓ'_i(η_ik) dη_ik/dψ + Σ_i ∂ℓ_i(η_ik)/∂ψ - ũ_jk dũ_jk/dψ.
+    """
+    block = rows.structure.blocks[0]
+    z, codes, levels = block.z[:, 0], block.codes, block.n_levels
+    lam = block.lambda_(mode.theta)[0, 0]
+    u, eta, dispersion = mode.u, mode.eta, mode.dispersion
+    has_dispersion = dispersion is not None and rows.family.has_dispersion
+    n, p = rows.X.shape
+    m = 1 + p + int(has_dispersion)
+    fixed = np.zeros((n, m))  # ∂(offset + Xβ)/∂ψ
+    fixed[:, 1 : 1 + p] = rows.X
+    dlam = np.zeros(m)
+    dlam[0] = 1.0
+    is_dispersion = np.zeros(m)
+    if has_dispersion:
+        is_dispersion[-1] = 1.0
+        _, dscore, dinfo = rows.dispersion_slopes(eta, dispersion)
+    else:
+        dscore = dinfo = np.zeros(n)
+    score, information = rows.working(eta, dispersion)
+    slope = rows.information_slope(eta, dispersion)
+
+    def per_level(values: np.ndarray) -> np.ndarray:  # (n, m) -> (levels, m)
+        return np.stack([np.bincount(codes, weights=values[:, c], minlength=levels) for c in range(values.shape[1])], axis=1)
+
+    zw = np.bincount(codes, weights=information * z * z, minlength=levels)
+    s = 1.0 / np.sqrt(1.0 + lam * lam * zw)
+    du = s[:, None] ** 2 * (
+        dlam * np.bincount(codes, weights=z * score, minlength=levels)[:, None]
+        - lam * per_level((information * z)[:, None] * (fixed + np.outer(z * u[codes], dlam)))
+        + lam * np.outer(np.bincount(codes, weights=z * dscore, minlength=levels), is_dispersion)
+    )
+    deta_mode = fixed + np.outer(z * u[codes], dlam) + (z * lam)[:, None] * du[codes]
+    dM = 2.0 * lam * zw[:, None] * dlam + lam * lam * per_level((z * z)[:, None] * (slope[:, None] * deta_mode + np.outer(dinfo, is_dispersion)))
+    ds = -0.5 * s[:, None] ** 3 * dM
+    t, node_u, node_eta, H = _quadrature_terms(rows, mode, nodes, s)
+    dnode_u = du[None, :, :] + t[:, None, None] * ds[None, :, :]  # (nodes, levels, m)
+    deta = fixed[None] + (z[None, :] * node_u[:, codes])[:, :, None] * dlam + (z * lam)[None, :, None] * dnode_u[:, codes, :]
+    slopes = rows.working(node_eta, dispersion)[0][:, :, None] * deta  # (nodes, n, m)
+    if has_dispersion:
+        slopes[:, :, -1] += rows.dispersion_slopes(node_eta, dispersion)[0]
+    dH = _level_rows(codes, np.moveaxis(slopes, 2, 1).reshape(nodes * m, n), levels).reshape(nodes, m, levels)
+    dH = np.moveaxis(dH, 2, 0) - (node_u.T)[:, :, None] * np.moveaxis(dnode_u, 1, 0)  # (levels, nodes, m)
+    pi = np.exp(H - H.max(axis=1, keepdims=True))
+    pi /= pi.sum(axis=1, keepdims=True)
+    grad = -2.0 * ((ds / s[:, None]).sum(axis=0) + np.einsum("jk,jkm->m", pi, dH))
+    theta = np.zeros(rows.structure.n_theta)
+    theta[0] = grad[0]
+    return LaplaceGradient(theta, grad[1 : 1 + p], float(grad[-1]) if has_dispersion else None)

@@ -2,21 +2,24 @@
 ``glmer`` with ``nAGQ = 1``, glmmTMB) and adaptive Gauss-Hermite quadrature (``nAGQ > 1``).
 
 The deviance d(θ, β, φ) of :mod:`bayesmix.linalg.pirls` (each evaluation a PIRLS solve for
-the conditional modes, warm-started from the previous one) is minimised in two stages:
+the conditional modes, warm-started from the previous one) has an exact gradient
+(:func:`~bayesmix.linalg.pirls.laplace_gradient`, :func:`~bayesmix.linalg.pirls.agq_gradient`,
+by the implicit-function theorem at the mode), so it is minimised
 
-1. over θ (and the log dispersion), with β updated jointly with u inside PIRLS, by L-BFGS-B
-   on θ̃ = θ * row_scale with central-difference gradients (lme4's first stage, ``nAGQ = 0``
-   style, but with the Laplace deviance as criterion);
-2. over (θ̃, β, log φ) together by Newton's method from there, starting from the Hessian of
-   d by central differences and updating it by BFGS from the central-difference gradients,
-   until the Newton decrement g'H⁻¹g (the predicted decrease of d) is below 1e-9. θ elements that the first
-   stage left on their bound 0 stay there.
+1. over x = (θ̃, β, log φ) (θ̃ = θ * row_scale) by L-BFGS-B with that gradient, from lme4's
+   starting θ with β from PIRLS updating β jointly with u there;
+2. by Newton's method from there, starting from the Hessian of d by central differences of
+   exact gradients (2 dim(x) evaluations) and updating it by BFGS, until the Newton
+   decrement g'H⁻¹g (the predicted decrease of d) is below 1e-9. θ elements that the first
+   stage left on (or within lme4's boundary tolerance of) their bound 0 stay there.
 
 Newton's method ends where lme4's default fit does not: at the optimum, to about 1e-6 in the
-parameters. The Hessian, recomputed there, gives the covariance of the estimates, 2 H⁻¹ (as lme4's default
-``use.hessian = TRUE`` and glmmTMB's ``sdreport``); lme4's ``use.hessian = FALSE`` covariance,
-(R_X R_X')⁻¹ from the weighted factor at the mode, which ignores the uncertainty in θ and the
-dependence of the weights on β, is kept beside it.
+parameters. The Hessian there (recomputed if Newton moved further than ``HESSIAN_MOVE``)
+gives the covariance of the estimates, 2 H⁻¹ (as lme4's default ``use.hessian = TRUE`` and
+glmmTMB's ``sdreport``); lme4's ``use.hessian = FALSE`` covariance, (R_X R_X')⁻¹ from the
+weighted factor at the mode, which ignores the uncertainty in θ and the dependence of the
+weights on β, is kept beside it. The fit runs on one BLAS thread
+(:mod:`bayesmix.linalg.threads`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ import numpy as np
 from ..data.layout import Structure
 from ..errors import ArgumentError, FitError
 from ..families import Family
-from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, laplace_gradient, pirls
+from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, agq_gradient, laplace_gradient, pirls
 from ..linalg.threads import one_blas_thread
 from .optimize import BOUNDARY_TOL
 
-STEP = 1e-3  # central-difference step, relative to max(1, |x|): the deviance is smooth and exact to ~1e-12
+STEP = 1e-3  # central-difference step of the Hessian, relative to max(1, |x|): the gradient is smooth and exact to ~1e-8
 NEWTON_STEPS = 8  # chord/Newton iterations at most
 DECREMENT_TOL = 1e-9  # Newton stops when the predicted decrease g'H⁻¹g of d = -2 log L is below this
 HESSIAN_MOVE = 1e-4  # the Hessian is recomputed at the optimum when Newton moved further than this (relative)
@@ -194,29 +197,23 @@ class _Deviance:
         return value
 
     def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """d(x) and its gradient: exact for the Laplace deviance (:func:`laplace_gradient`),
-        by central differences for quadrature."""
-        if self.nagq > 1:
-            return self(x), _gradient(self, x)
+        """d(x) and its exact gradient (:func:`laplace_gradient`, :func:`agq_gradient`)."""
         try:
             mode = self.solve(x)
         except np.linalg.LinAlgError:
             return np.inf, np.zeros_like(x)
-        value = mode.laplace_deviance
+        value = mode.laplace_deviance if self.nagq == 1 else agq_deviance(self.rows, mode, self.nagq)
         if not np.isfinite(value):
             return np.inf, np.zeros_like(x)
         self.u = mode.u
-        grad = laplace_gradient(self.rows, mode)
+        grad = laplace_gradient(self.rows, mode) if self.nagq == 1 else agq_gradient(self.rows, mode, self.nagq)
         parts = [grad.theta[self.free_theta] / self.scale[self.free_theta], grad.beta]
         if self.has_dispersion:
             parts.append([grad.log_dispersion])
         return value, np.concatenate(parts)
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
-        """The Hessian of d at x: central differences of exact gradients (2 len(x) evaluations)
-        for the Laplace deviance, of deviances for quadrature."""
-        if self.nagq > 1:
-            return _gradient_hessian(self, x)[2]
+        """The Hessian of d at x by central differences of exact gradients (2 len(x) evaluations)."""
         h = _steps(x)
         columns = []
         for j in range(len(x)):
@@ -306,11 +303,11 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     if start_mode is None or not np.isfinite(start_mode.laplace_deviance):
         raise FitError(f"The GLMM deviance is not finite at the starting θ {theta0.tolist()}; check the response and offset.", None)
     start = np.concatenate([theta0 * scale, start_mode.beta, [0.0] * family.has_dispersion])
-    laplace = _Deviance(rows, 1, np.ones(k, dtype=bool), np.zeros(k))
-    laplace.u = start_mode.u
+    stage1 = _Deviance(rows, nagq, np.ones(k, dtype=bool), np.zeros(k))
+    stage1.u = start_mode.u
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower] + [(None, None)] * (rows.p + family.has_dispersion)
-    # stage 1: quasi-Newton with the exact gradient of the Laplace deviance
-    result = minimize(laplace.with_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds,
+    # stage 1: quasi-Newton with the exact gradient
+    result = minimize(stage1.with_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds,
                       options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 1000})
     x1 = np.asarray(result.x, dtype=float)
     # θ elements on (or within the boundary tolerance of) 0 are held there
@@ -318,13 +315,12 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     on_bound = diagonal & (x1[:k] < BOUNDARY_TOL)
     free = ~on_bound
     deviance = _Deviance(rows, nagq, free, np.where(on_bound, 0.0, x1[:k] / scale))
-    deviance.u = laplace.u
-    deviance.evaluations, deviance.iterations, deviance.all_converged = laplace.evaluations, laplace.iterations, laplace.all_converged
+    deviance.u = stage1.u
+    deviance.evaluations, deviance.iterations, deviance.all_converged = stage1.evaluations, stage1.iterations, stage1.all_converged
     x = np.concatenate([x1[:k][free], x1[k:]])
     names = [n for n, f in zip(structure.names, free) if f] + [f"beta[{j}]" for j in range(rows.p)]
     names += ["log_dispersion"] * family.has_dispersion
-    # stage 2: Newton steps in all free parameters from the Hessian there (updated by BFGS),
-    # on the quadrature deviance when nagq > 1
+    # stage 2: Newton steps in all free parameters from the Hessian there (updated by BFGS)
     value, grad = deviance.with_gradient(x)
     hess = model_hessian = deviance.hessian(x)
     x_hessian = x
@@ -409,39 +405,6 @@ def _bfgs_update(hess: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _steps(x: np.ndarray) -> np.ndarray:
     return STEP * np.maximum(1.0, np.abs(x))
-
-
-def _gradient(f, x: np.ndarray) -> np.ndarray:
-    """Central-difference gradient of f at x."""
-    h = _steps(x)
-    grad = np.empty_like(x)
-    for j in range(len(x)):
-        e = np.zeros_like(x)
-        e[j] = h[j]
-        grad[j] = (f(x + e) - f(x - e)) / (2.0 * h[j])
-    return grad
-
-
-def _gradient_hessian(f, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """f, its gradient and Hessian at x by central differences (2k² + 1 evaluations)."""
-    k = len(x)
-    h = _steps(x)
-    f0 = f(x)
-    plus, minus = np.empty(k), np.empty(k)
-    hess = np.empty((k, k))
-    for j in range(k):
-        e = np.zeros(k)
-        e[j] = h[j]
-        plus[j], minus[j] = f(x + e), f(x - e)
-        hess[j, j] = (plus[j] - 2.0 * f0 + minus[j]) / h[j] ** 2
-    for j in range(k):
-        for i in range(j):
-            ei, ej = np.zeros(k), np.zeros(k)
-            ei[i], ej[j] = h[i], h[j]
-            hess[i, j] = hess[j, i] = (
-                f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)
-            ) / (4.0 * h[i] * h[j])
-    return f0, (plus - minus) / (2.0 * h), hess
 
 
 def _conditional_variances(structure: Structure, theta: np.ndarray, first: np.ndarray, rest: np.ndarray | None) -> tuple[np.ndarray, ...]:
