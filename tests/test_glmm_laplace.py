@@ -20,7 +20,7 @@ from bayesmix.data.build import make_design
 from bayesmix.data.layout import structure_of
 from bayesmix.errors import ArgumentError, ConvergenceWarning
 from bayesmix.families import Binomial, Gaussian, NegativeBinomial, Poisson
-from bayesmix.linalg.pirls import GlmmRows, pirls
+from bayesmix.linalg.pirls import GlmmRows, agq_deviance, agq_gradient, laplace_gradient, pirls
 from bayesmix.reml.laplace import fit_laplace
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "glmm"
@@ -241,3 +241,39 @@ def test_bad_nagq(nagq):
     arrays, _ = cbpp()
     with pytest.raises(ArgumentError, match="nagq"):
         fit_laplace(**arrays, nagq=nagq)
+
+
+# ----- exact gradients -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, nagq, theta, beta, dispersion", [
+    ("grouseticks_poisson", 1, [0.54, 0.75, 0.53], [0.37, 1.18, -0.98, -0.85], None),
+    ("cbpp_binomial", 1, [0.6], [-1.4, -1.0, -1.1, -1.6], None),
+    ("cbpp_binomial", 25, [0.6], [-1.4, -1.0, -1.1, -1.6], None),
+    ("salamanders_nbinom2", 1, [0.4], [-1.0, 1.5], 0.8),
+    ("salamanders_nbinom2", 7, [0.4], [-1.0, 1.5], 0.8),
+])
+def test_deviance_gradient_matches_central_differences(name, nagq, theta, beta, dispersion):
+    """The implicit-function gradient of the Laplace and quadrature deviances against central
+    differences of the deviance itself (each a converged PIRLS solve)."""
+    arrays, _ = CASES[name][0]()
+    n = len(arrays["y"])
+    rows = GlmmRows(arrays["structure"], arrays["X"], arrays["y"],
+                    np.ones(n) if arrays["weights"] is None else arrays["weights"],
+                    np.zeros(n) if arrays["offset"] is None else arrays["offset"], arrays["family"])
+    theta, beta = np.array(theta), np.array(beta)
+
+    def deviance(th, be, phi):
+        mode = pirls(rows, th, be, phi)
+        return mode.laplace_deviance if nagq == 1 else agq_deviance(rows, mode, nagq)
+
+    mode = pirls(rows, theta, beta, dispersion)
+    gradient = laplace_gradient(rows, mode) if nagq == 1 else agq_gradient(rows, mode, nagq)
+    h = 1e-5
+    numeric_theta = [(deviance(theta + h * e, beta, dispersion) - deviance(theta - h * e, beta, dispersion)) / (2 * h) for e in np.eye(len(theta))]
+    numeric_beta = [(deviance(theta, beta + h * e, dispersion) - deviance(theta, beta - h * e, dispersion)) / (2 * h) for e in np.eye(len(beta))]
+    np.testing.assert_allclose(gradient.theta, numeric_theta, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gradient.beta, numeric_beta, rtol=1e-6, atol=1e-6)
+    if dispersion is not None:
+        numeric = (deviance(theta, beta, dispersion * np.exp(h)) - deviance(theta, beta, dispersion * np.exp(-h))) / (2 * h)
+        assert gradient.log_dispersion == pytest.approx(numeric, rel=1e-6)
