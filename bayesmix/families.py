@@ -595,8 +595,12 @@ class Binomial(Family):
         """log Binomial(w y; w, μ) = log C(w, w y) + w y log μ + w (1 - y) log(1 - μ); ``dispersion`` is unused."""
         n = _trials(weights)
         k = n * y
-        log_choose = special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
-        return log_choose + special.xlogy(k, mu) + special.xlog1py(n - k, -mu)
+        out = special.xlogy(k, mu) + special.xlog1py(n - k, -mu)
+        inner = (k > 0) & (k < n)  # log C(n, 0) = log C(n, n) = 0: every row of a 0/1 response
+        if inner.any():
+            n, k = np.broadcast_to(n, k.shape)[inner], k[inner]
+            out[..., inner] += special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+        return out
 
     def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
                                    weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

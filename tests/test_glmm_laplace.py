@@ -20,7 +20,7 @@ from bayesmix.data.build import make_design
 from bayesmix.data.layout import structure_of
 from bayesmix.errors import ArgumentError, ConvergenceWarning
 from bayesmix.families import Binomial, Gaussian, NegativeBinomial, Poisson
-from bayesmix.linalg.pirls import GlmmRows, pirls
+from bayesmix.linalg.pirls import GlmmRows, agq_deviance, agq_gradient, laplace_gradient, pirls
 from bayesmix.reml.laplace import fit_laplace
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "glmm"
@@ -38,39 +38,39 @@ def values(block: dict) -> np.ndarray:
     return np.array(list(block.values()), dtype=float)
 
 
-# ----- the reference models as arrays, from their designs -----------------------------------------------
+# ----- the reference models as fit_laplace arrays, from their designs -----------------------------
 
 
-def arrays(design) -> dict:
+def arrays_of(design, family) -> dict:
+    """fit_laplace's arguments from a design's rows."""
     rows = design.rows
-    return dict(structure=structure_of(design), X=rows.X, y=rows.y, weights=rows.weights, offset=rows.offset,
-                family=design.family)
+    return dict(structure=structure_of(design), X=rows.X, y=rows.y.astype(float), weights=rows.weights,
+                offset=rows.offset, family=family)
 
 
 def cbpp():
     data = pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str})
     design = make_design("cbind(incidence, size - incidence) ~ period + (1 | herd)", data, family=Binomial())
-    return arrays(design), design
+    return arrays_of(design, Binomial()), design
 
 
 def grouseticks():
     data = pd.read_csv(REFERENCE / "grouseticks.csv", dtype={"INDEX": str, "BROOD": str, "LOCATION": str, "YEAR": str})
-    design = make_design("TICKS ~ YEAR + HEIGHT_scaled + (1 | BROOD) + (1 | LOCATION) + (1 | INDEX)", data,
-                         family=Poisson())
-    return arrays(design), design
+    design = make_design("TICKS ~ YEAR + HEIGHT_scaled + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", data, family=Poisson())
+    return arrays_of(design, Poisson()), design
 
 
 def poisson_offset():
     data = pd.read_csv(REFERENCE / "sim_poisson_offset.csv", dtype={"g": str})
     design = make_design("y ~ x + offset(log(t)) + (1 | g)", data, family=Poisson())
-    return arrays(design), design
+    return arrays_of(design, Poisson()), design
 
 
 def salamanders():
     data = pd.read_csv(REFERENCE / "salamanders.csv")
     data["mined"] = pd.Categorical(data["mined"], ["yes", "no"])
     design = make_design("count ~ mined + (1 | site)", data, family=NegativeBinomial())
-    return arrays(design), design
+    return arrays_of(design, NegativeBinomial()), design
 
 
 CASES = {
@@ -217,7 +217,8 @@ def test_gaussian_laplace_is_the_ml_criterion(formula):
         warnings.simplefilter("ignore", ConvergenceWarning)
         ml = bm.fit_reml(design, reml=False)
     structure = structure_of(design)
-    rows = GlmmRows(structure, design.rows.X, design.rows.y, np.ones(design.n), np.zeros(design.n), Gaussian())
+    n = design.rows.n
+    rows = GlmmRows(structure, design.rows.X, design.rows.y.astype(float), np.ones(n), np.zeros(n), Gaussian())
     sigma = ml.sigma
     # lme4's LMM has b = σΛu; the GLMM form b = Λu takes θ σ
     mode = pirls(rows, ml.factorization.theta * sigma, ml.factorization.beta, sigma)
@@ -240,3 +241,39 @@ def test_bad_nagq(nagq):
     arrays, _ = cbpp()
     with pytest.raises(ArgumentError, match="nagq"):
         fit_laplace(**arrays, nagq=nagq)
+
+
+# ----- exact gradients -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, nagq, theta, beta, dispersion", [
+    ("grouseticks_poisson", 1, [0.54, 0.75, 0.53], [0.37, 1.18, -0.98, -0.85], None),
+    ("cbpp_binomial", 1, [0.6], [-1.4, -1.0, -1.1, -1.6], None),
+    ("cbpp_binomial", 25, [0.6], [-1.4, -1.0, -1.1, -1.6], None),
+    ("salamanders_nbinom2", 1, [0.4], [-1.0, 1.5], 0.8),
+    ("salamanders_nbinom2", 7, [0.4], [-1.0, 1.5], 0.8),
+])
+def test_deviance_gradient_matches_central_differences(name, nagq, theta, beta, dispersion):
+    """The implicit-function gradient of the Laplace and quadrature deviances against central
+    differences of the deviance itself (each a converged PIRLS solve)."""
+    arrays, _ = CASES[name][0]()
+    n = len(arrays["y"])
+    rows = GlmmRows(arrays["structure"], arrays["X"], arrays["y"],
+                    np.ones(n) if arrays["weights"] is None else arrays["weights"],
+                    np.zeros(n) if arrays["offset"] is None else arrays["offset"], arrays["family"])
+    theta, beta = np.array(theta), np.array(beta)
+
+    def deviance(th, be, phi):
+        mode = pirls(rows, th, be, phi)
+        return mode.laplace_deviance if nagq == 1 else agq_deviance(rows, mode, nagq)
+
+    mode = pirls(rows, theta, beta, dispersion)
+    gradient = laplace_gradient(rows, mode) if nagq == 1 else agq_gradient(rows, mode, nagq)
+    h = 1e-5
+    numeric_theta = [(deviance(theta + h * e, beta, dispersion) - deviance(theta - h * e, beta, dispersion)) / (2 * h) for e in np.eye(len(theta))]
+    numeric_beta = [(deviance(theta, beta + h * e, dispersion) - deviance(theta, beta - h * e, dispersion)) / (2 * h) for e in np.eye(len(beta))]
+    np.testing.assert_allclose(gradient.theta, numeric_theta, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gradient.beta, numeric_beta, rtol=1e-6, atol=1e-6)
+    if dispersion is not None:
+        numeric = (deviance(theta, beta, dispersion * np.exp(h)) - deviance(theta, beta, dispersion * np.exp(-h))) / (2 * h)
+        assert gradient.log_dispersion == pytest.approx(numeric, rel=1e-6)

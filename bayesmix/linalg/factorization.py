@@ -21,6 +21,7 @@ likelihood of the Bayesian backend is the same algebra at a given β
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,7 @@ class Factorization:
     def _factored_beta(self) -> np.ndarray:
         """β of the response the cross-products were computed from."""
         p = self.p
-        return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False)
+        return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False, check_finite=False)
 
     @property
     def rx_inverse(self) -> np.ndarray:
@@ -107,30 +108,61 @@ class Factorization:
         """Conditional modes of the spherical effects u (b = Λu): first block, rest block."""
         p = self.p
         rhs1 = self.W[:, :, p] - self.W[:, :, :p] @ self._factored_beta
+        rhs2 = None if self.L22 is None else self.V2[:, p] - self.V2[:, :p] @ self._factored_beta
+        return self._back_substitute(rhs1, rhs2)
+
+    def solve(self, c1: np.ndarray, c2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(Λ'Z'ZΛ + I)⁻¹ c, with c and the result split as the first block (levels1, q1) and
+        the rest block (Q2,) (None with a single factor)."""
+        w1 = np.einsum("lij,lj->li", self.L11inv, c1)  # L11⁻¹ c1
+        if self.L22 is None:
+            return self._back_substitute(w1, None)
+        # L21 w1 = Λ₂' A21 Λ₁ L11⁻ᵀ w1
+        l21_w1 = self.lambda2.t_rows((self.A21 @ (_upper_solve(self.L11inv, w1) @ self.lambda1.T).ravel())[:, None])[:, 0]
+        return self._back_substitute(w1, la.solve_triangular(self.L22, c2 - l21_w1, lower=True, check_finite=False))
+
+    def _back_substitute(self, rhs1: np.ndarray, rhs2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Solve L_Z' x = rhs for the lower-triangular factor L_Z of Λ'Z'ZΛ + I."""
         if self.L22 is None:
             return _upper_solve(self.L11inv, rhs1), None
-        rhs2 = self.V2[:, p] - self.V2[:, :p] @ self._factored_beta
-        u2 = la.solve_triangular(self.L22.T, rhs2, lower=False)
+        x2 = la.solve_triangular(self.L22.T, rhs2, lower=False, check_finite=False)
         levels, q = rhs1.shape
-        z = (self.A21.T @ self.lambda2.rows(u2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
-        rhs1 = rhs1 - np.einsum("lij,lj->li", self.L11inv, z)  # L21' u2 = L11⁻¹ Λ₁' A21' Λ₂ u2
-        return _upper_solve(self.L11inv, rhs1), u2
+        z = (self.A21.T @ self.lambda2.rows(x2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
+        rhs1 = rhs1 - np.einsum("lij,lj->li", self.L11inv, z)  # L21' x2 = L11⁻¹ Λ₁' A21' Λ₂ x2
+        return _upper_solve(self.L11inv, rhs1), x2
 
     def spherical_variances(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Diagonal blocks of (L_Z L_Z')⁻¹: per level of the first block, and the rest block.
 
         Times σ² and pre/post-multiplied by Λ, these are lme4's conditional variances.
         """
+        first, _, rest = self.inverse_blocks
+        return first, rest
+
+    @functools.cached_property
+    def inverse_blocks(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """P = (Λ'Z'ZΛ + I)⁻¹ where the gradient of a GLMM's Laplace deviance reads it: its
+        diagonal blocks per level of the first factor (levels1, q1, q1), its rest-by-first block
+        P21 (Q2, levels1 * q1) and its rest block P22 (Q2, Q2) (both None with a single factor).
+
+        With M11 = L11 L11' (block diagonal) and the sparse S = M21 M11⁻¹ (M21 = Λ₂'A21Λ₁),
+        P22 = (L22 L22')⁻¹, P21 = -P22 S and the first block's diagonal blocks are
+        M11⁻¹ + S_i'P22 S_i = M11⁻¹ - S_i'P21_i (S_i, P21_i: level i's columns).
+        """
         first = np.swapaxes(self.L11inv, 1, 2) @ self.L11inv
         if self.L22 is None:
-            return first, None
+            return first, None, None
         levels, q, _ = self.L11inv.shape
-        # G = L22⁻¹ L21 L11⁻¹, whose level-i columns are L22⁻¹ Λ₂' A21_i Λ₁ M_i⁻¹
-        L21_L11inv = self.lambda2.t_rows((self.A21 @ _block_diagonal(self.lambda1 @ first)).toarray())
-        G = la.solve_triangular(self.L22, L21_L11inv, lower=True).reshape(-1, levels, q)
-        first = first + np.einsum("rli,rlj->lij", G, G)
-        L22inv = la.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True)
-        return first, L22inv.T @ L22inv
+        S = sp.csr_array(_scale_rows(self.A21 @ _block_diagonal(self.lambda1 @ first), self.lambda2))
+        L22inv = la.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True, check_finite=False)
+        P22 = L22inv.T @ L22inv
+        P21 = -np.asarray((S.T @ P22).T)
+        coo = S.tocoo()
+        level, a = np.divmod(coo.col, q)
+        correction = np.zeros((levels, q, q))
+        for b in range(q):
+            np.add.at(correction[:, :, b], (level, a), coo.data * P21[coo.row, level * q + b])
+        return first - correction, P21, P22
 
 
 def conditional_covariances(structure: Structure, f: Factorization) -> list[np.ndarray]:
@@ -167,7 +199,7 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
     M22[np.diag_indices_from(M22)] += 1.0
     L22 = np.linalg.cholesky(M22)
     logdet_z += 2.0 * np.log(np.diag(L22)).sum()
-    V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True)
+    V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True, check_finite=False)
     R = np.linalg.cholesky(S - V2.T @ V2)
     return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, beta_shift)
 
@@ -213,6 +245,14 @@ class RestLambda:
             block = Y[rows].reshape(levels, T.shape[0], Y.shape[1])
             out[rows] = np.einsum("ji,ljc->lic" if transpose else "ij,ljc->lic", T, block).reshape(-1, Y.shape[1])
         return out
+
+
+def _scale_rows(A: sp.sparray, lam: RestLambda) -> sp.sparray:
+    """Λ₂' A for a sparse A: a row scaling when every rest term is scalar, dense otherwise."""
+    if all(T.shape[0] == 1 for _, _, T in lam.parts):
+        scale = np.concatenate([np.full(levels, T[0, 0]) for _, levels, T in lam.parts])
+        return sp.diags_array(scale) @ A
+    return lam.t_rows(A.toarray())
 
 
 def _block_diagonal(blocks: np.ndarray) -> sp.bsr_array:

@@ -26,8 +26,8 @@ Each PIRLS step is one Newton step on g: the penalised weighted least-squares pr
 working weights W and working response η - offset + W⁻¹ ∂ℓ/∂η, solved by the blocked
 Cholesky factor of :mod:`bayesmix.linalg.factorization` from weighted cross-products
 (:func:`bayesmix.data.crossprod.cross_products`). The step is halved while g does not
-decrease, and the iteration runs to convergence (a step below 1e-9 relative, after which
-Newton's quadratic convergence leaves an error at rounding level), far past lme4's default
+decrease, and the iteration runs to convergence (a step below 1e-9 relative, or a full Newton step
+below 1e-6, after which Newton's quadratic convergence leaves an error of order 1e-12), far past lme4's default
 ``tolPwrss = 1e-7``, which stops short enough to move the fixed effects by 1e-3. With β
 given, u alone is updated (lme4's second stage); without it, β and u jointly (lme4's first
 stage, whose β is then the maximiser of the penalised likelihood, not of d).
@@ -54,6 +54,7 @@ MAX_STEPS = 200  # PIRLS steps before giving up
 MAX_HALVINGS = 30  # step halvings before a step is taken to have reached rounding level
 LINK_STEP = 1e-4  # central-difference step for the second derivative of a non-canonical link's inverse
 STEP_TOL = 1e-9  # PIRLS stops when no coordinate of (β, u) moves more than this (relative to 1 + its size)
+NEWTON_TOL = 1e-6  # ... or when a full (unhalved) Newton step moved none more than this, leaving an error of order 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,6 +151,26 @@ class GlmmRows:
             mu_eta_eta = (family.inverse_link_derivative(eta + h) - family.inverse_link_derivative(eta - h)) / (2.0 * h)
             information = -(second * mu_eta**2 + first * mu_eta_eta)
         return first * mu_eta, information
+
+    def information_slope(self, eta: np.ndarray, dispersion: float | None) -> np.ndarray:
+        """∂W_i/∂η_i, the derivative of the observed information, by central differences of
+        :meth:`working` (smooth in η; relative error about 1e-9)."""
+        h = LINK_STEP * np.maximum(1.0, np.abs(eta))
+        return (self.working(eta + h, dispersion)[1] - self.working(eta - h, dispersion)[1]) / (2.0 * h)
+
+    def dispersion_slopes(self, eta: np.ndarray, dispersion: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """∂/∂log φ of ℓ_i, ∂ℓ_i/∂η_i and W_i at η, by central differences in log φ."""
+        up, down = dispersion * np.exp(LINK_STEP), dispersion * np.exp(-LINK_STEP)
+        loglik = (self.log_likelihood(eta, up) - self.log_likelihood(eta, down)) / (2.0 * LINK_STEP)
+        (score_up, info_up), (score_down, info_down) = self.working(eta, up), self.working(eta, down)
+        return loglik, (score_up - score_down) / (2.0 * LINK_STEP), (info_up - info_down) / (2.0 * LINK_STEP)
+
+    def level_sums(self, values: np.ndarray) -> list[np.ndarray]:
+        """Z'v per factor block, each of shape (levels, q): Σ over a level's rows of v_i z_i."""
+        return [
+            np.stack([np.bincount(block.codes, weights=values * block.z[:, k], minlength=block.n_levels) for k in range(block.q)], axis=1)
+            for block in self.structure.blocks
+        ]
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,8 +290,9 @@ def pirls(
         steps += 1
         size = max(_relative(step_u, u), _relative(step_beta, beta)) * scale
         u, beta, eta, g = trial_u, trial_beta, trial_eta, trial_g
-        converged = size < STEP_TOL
-    loglik = float(rows.log_likelihood(eta, dispersion).sum())
+        # a full Newton step of size s leaves an error of order s² (quadratic convergence)
+        converged = size < STEP_TOL or (scale == 1.0 and size < NEWTON_TOL)
+    loglik = float(rows.log_likelihood(eta, dispersion).sum()) if np.isinf(g) else -0.5 * (g - u @ u)
     return PirlsMode(theta, beta, dispersion, u, eta, f, loglik, steps, converged)
 
 
@@ -296,19 +318,188 @@ def agq_deviance(rows: GlmmRows, mode: PirlsMode, nodes: int) -> float:
             f"Adaptive Gauss-Hermite quadrature (nagq > 1) needs a single scalar random-effect term such as (1 | g); "
             f"this model has {sum(b.q for b in blocks)} random effects per level over {len(blocks)} grouping factor(s). Use nagq=1 (Laplace)."
         )
-    block = blocks[0]
-    t, w = np.polynomial.hermite_e.hermegauss(nodes)
-    log_w = np.log(w / np.sqrt(2.0 * np.pi)) + t**2 / 2.0
     sd = mode.factorization.L11inv[:, 0, 0]  # 1 / sqrt(1 + λ² Σ W_i z_i²) per level
-    lam = block.lambda_(mode.theta)[0, 0]
-    u = mode.u
-    zl = block.z[:, 0] * lam
-    terms = np.empty((block.n_levels, nodes))
-    for k in range(nodes):
-        shift = sd * t[k]
-        eta = mode.eta + zl * shift[block.codes]
-        loglik = np.bincount(block.codes, weights=rows.log_likelihood(eta, mode.dispersion), minlength=block.n_levels)
-        terms[:, k] = loglik - (u + shift) ** 2 / 2.0 + log_w[k]
-    top = terms.max(axis=1)
-    log_levels = np.log(sd) + top + np.log(np.exp(terms - top[:, None]).sum(axis=1))
+    H = _quadrature_terms(rows, mode, nodes, sd)[3]
+    top = H.max(axis=1)
+    log_levels = np.log(sd) + top + np.log(np.exp(H - top[:, None]).sum(axis=1))
     return float(-2.0 * log_levels.sum())
+
+
+def _quadrature_terms(rows: GlmmRows, mode: PirlsMode, nodes: int, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The nodes t_k, ũ_jk = û_j + s_j t_k (nodes, levels), η_ik (nodes, n) and
+    H_jk = h_j(ũ_jk) + t_k²/2 + log(w_k/√(2π)) (levels, nodes) of adaptive quadrature."""
+    block = rows.structure.blocks[0]
+    t, w = np.polynomial.hermite_e.hermegauss(nodes)
+    lam = block.lambda_(mode.theta)[0, 0]
+    node_u = mode.u[None, :] + t[:, None] * sd[None, :]
+    node_eta = mode.eta[None, :] + (block.z[:, 0] * lam * sd[block.codes])[None, :] * t[:, None]
+    loglik = _level_rows(block.codes, rows.log_likelihood(node_eta, mode.dispersion), block.n_levels)
+    H = (loglik - node_u**2 / 2.0 + (np.log(w / np.sqrt(2.0 * np.pi)) + t**2 / 2.0)[:, None]).T
+    return t, node_u, node_eta, H
+
+
+def _level_rows(codes: np.ndarray, values: np.ndarray, levels: int) -> np.ndarray:
+    """Per-level sums of each row of ``values`` (rows, n): shape (rows, levels)."""
+    rows = values.shape[0]
+    index = (np.arange(rows)[:, None] * levels + codes[None, :]).ravel()
+    return np.bincount(index, weights=values.ravel(), minlength=rows * levels).reshape(rows, levels)
+
+
+@dataclass(frozen=True, eq=False)
+class LaplaceGradient:
+    """The gradient of the Laplace deviance d(θ, β, φ) at a PIRLS mode.
+
+    Attributes
+    ----------
+    theta
+        ∂d/∂θ (:class:`~bayesmix.data.layout.Structure` order).
+    beta
+        ∂d/∂β.
+    log_dispersion
+        ∂d/∂log φ (None for families without a dispersion).
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    log_dispersion: float | None
+
+
+def laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
+    """The exact gradient of the Laplace deviance in (θ, β, log φ) at ``mode``.
+
+    With A = ZΛ, M = A'WA + I = L L' and P = M⁻¹, the deviance is d = g(û) + log|M| with
+    g(u) = -2 Σ ℓ_i(η_i) + |u|². û moves with the parameters ψ as dû/dψ = -(2M)⁻¹ ∂²g/∂u∂ψ
+    (the implicit-function theorem at ∂g/∂u = 0), g's own dependence through û vanishes there,
+    and log|M| depends on û through W(η̂). So (the adjoint method), with the leverages
+    h_i = a_i'P a_i (a_i = Λ'z_i, row i of A), v_i = h_i ∂W_i/∂η_i, r = P A'v and
+    e = -2ℓ' + v - W ∘ (A r):
+
+        ∂d/∂β   = X'e,
+        ∂d/∂θ_k = e'ZΛ_k û + r'Λ_k'Z'ℓ' + 2 Σ_i W_i z_i'Λ_k P a_i,      Λ_k = ∂Λ/∂θ_k,
+        ∂d/∂φ   = -2 Σ ∂ℓ_i/∂φ + Σ h_i ∂W_i/∂φ + (A r)'∂ℓ'/∂φ.
+
+    P a_i is needed only in the rows of P where row i of Z has entries, which the selected
+    blocks of P (:attr:`~bayesmix.linalg.factorization.Factorization.inverse_blocks`) hold.
+    W must be the exact second derivative -∂²ℓ/∂η² (:meth:`GlmmRows.working`), as it is.
+    """
+    theta, eta, dispersion = mode.theta, mode.eta, mode.dispersion
+    f = mode.factorization
+    blocks = rows.structure.blocks
+    score, information = rows.working(eta, dispersion)
+    templates = [block.lambda_(theta) for block in blocks]
+    a = [block.z @ T for block, T in zip(blocks, templates)]  # rows of A per block: a_i = T'z_i
+    Pa = _selected_products(rows, f, a)
+    leverage = sum(np.einsum("ij,ij->i", ai, pai) for ai, pai in zip(a, Pa))
+    v = leverage * rows.information_slope(eta, dispersion)
+    c = [s @ T for s, T in zip(rows.level_sums(v), templates)]  # A'v per block
+    r1, r2 = f.solve(c[0], None if len(blocks) == 1 else np.concatenate([ci.ravel() for ci in c[1:]]))
+    r = r1.ravel() if r2 is None else np.concatenate([r1.ravel(), r2])
+    Ar = rows.random_predictor(theta, r)
+    e = -2.0 * score + v - information * Ar
+    grad_theta = np.zeros(rows.structure.n_theta)
+    e_sums, score_sums = rows.level_sums(e), rows.level_sums(score)
+    u_blocks, r_blocks = _split(rows, mode.u), _split(rows, r)
+    for k, block in enumerate(blocks):
+        trace = np.einsum("i,ij,ik->jk", information, block.z, Pa[k])
+        G = e_sums[k].T @ u_blocks[k] + score_sums[k].T @ r_blocks[k] + 2.0 * trace
+        grad_theta[block.theta_offset : block.theta_offset + block.n_theta] = G[block.theta_rows, block.theta_cols]
+    grad_dispersion = None
+    if rows.family.has_dispersion:
+        dl, dscore, dinfo = rows.dispersion_slopes(eta, dispersion)
+        grad_dispersion = float(-2.0 * dl.sum() + leverage @ dinfo + Ar @ dscore)
+    return LaplaceGradient(grad_theta, rows.X.T @ e, grad_dispersion)
+
+
+def _split(rows: GlmmRows, u: np.ndarray) -> list[np.ndarray]:
+    """A flat effects vector (:class:`PirlsMode` order) per factor block, shape (levels, q)."""
+    out, start = [], 0
+    for block in rows.structure.blocks:
+        size = block.n_levels * block.q
+        out.append(u[start : start + size].reshape(block.n_levels, block.q))
+        start += size
+    return out
+
+
+def _selected_products(rows: GlmmRows, f: Factorization, a: list[np.ndarray]) -> list[np.ndarray]:
+    """P a_i in the effects of row i, per factor block (n, q): the rows of P A' where Z has entries."""
+    blocks = rows.structure.blocks
+    P11, P21, P22 = f.inverse_blocks
+    codes1 = blocks[0].codes
+    first = np.einsum("nij,nj->ni", P11[codes1], a[0])
+    if P21 is None:
+        return [first]
+    plan = rows.plan
+    columns = plan.rest_columns  # (n, r): row i's columns of the rest block
+    a2 = np.hstack(a[1:])  # (n, r)
+    q1 = blocks[0].q
+    cross = P21.reshape(P21.shape[0], -1, q1)[columns, codes1[:, None]]  # (n, r, q1): P21 at row i's pairs
+    first += np.einsum("nrk,nr->nk", cross, a2)
+    rest = np.einsum("nrk,nk->nr", cross, a[0]) + np.einsum("nrs,ns->nr", P22[columns[:, :, None], columns[:, None, :]], a2)
+    out, start = [first], 0
+    for block in blocks[1:]:
+        out.append(rest[:, start : start + block.q])
+        start += block.q
+    return out
+
+
+def agq_gradient(rows: GlmmRows, mode: PirlsMode, nodes: int) -> LaplaceGradient:
+    """The exact gradient of the quadrature deviance :func:`agq_deviance` in (θ, β, log φ).
+
+    With a single scalar term (λ = θ), level j's nodes are ũ_jk = û_j + s_j t_k, at linear
+    predictors η_ik = η̂_i + z_i λ s_j t_k, and d = -2 Σ_j [log s_j + log Σ_k exp H_jk] with
+    H_jk = Σ_{i in j} ℓ_i(η_ik) - ũ_jk²/2 + log w̃_k. Both û_j and s_j = M_j^{-1/2}
+    (M_j = 1 + λ² Σ W_i z_i²) move with the parameters ψ: from the stationarity of level j's
+    penalised deviance, dû_j/dψ = s_j² [∂λ/∂ψ Σ z_i ℓ'_i - λ Σ W_i z_i (∂η_i/∂ψ + z_i ∂λ/∂ψ û_j)
+    + λ Σ z_i ∂ℓ'_i/∂ψ], and ds_j/dψ = -s_j³/2 dM_j/dψ through λ and W(η̂); then
+
+        ∂d/∂ψ = -2 Σ_j [ds_j/dψ / s_j + Σ_k π_jk dH_jk/dψ],   π_jk = softmax_k H_jk,
+
+    dH_jk/dψ = Σ_i ℓ'_i(η_ik) dη_ik/dψ + Σ_i ∂ℓ_i(η_ik)/∂ψ - ũ_jk dũ_jk/dψ.
+    """
+    block = rows.structure.blocks[0]
+    z, codes, levels = block.z[:, 0], block.codes, block.n_levels
+    lam = block.lambda_(mode.theta)[0, 0]
+    u, eta, dispersion = mode.u, mode.eta, mode.dispersion
+    has_dispersion = dispersion is not None and rows.family.has_dispersion
+    n, p = rows.X.shape
+    m = 1 + p + int(has_dispersion)
+    fixed = np.zeros((n, m))  # ∂(offset + Xβ)/∂ψ
+    fixed[:, 1 : 1 + p] = rows.X
+    dlam = np.zeros(m)
+    dlam[0] = 1.0
+    is_dispersion = np.zeros(m)
+    if has_dispersion:
+        is_dispersion[-1] = 1.0
+        _, dscore, dinfo = rows.dispersion_slopes(eta, dispersion)
+    else:
+        dscore = dinfo = np.zeros(n)
+    score, information = rows.working(eta, dispersion)
+    slope = rows.information_slope(eta, dispersion)
+
+    def per_level(values: np.ndarray) -> np.ndarray:  # (n, m) -> (levels, m)
+        return np.stack([np.bincount(codes, weights=values[:, c], minlength=levels) for c in range(values.shape[1])], axis=1)
+
+    zw = np.bincount(codes, weights=information * z * z, minlength=levels)
+    s = 1.0 / np.sqrt(1.0 + lam * lam * zw)
+    du = s[:, None] ** 2 * (
+        dlam * np.bincount(codes, weights=z * score, minlength=levels)[:, None]
+        - lam * per_level((information * z)[:, None] * (fixed + np.outer(z * u[codes], dlam)))
+        + lam * np.outer(np.bincount(codes, weights=z * dscore, minlength=levels), is_dispersion)
+    )
+    deta_mode = fixed + np.outer(z * u[codes], dlam) + (z * lam)[:, None] * du[codes]
+    dM = 2.0 * lam * zw[:, None] * dlam + lam * lam * per_level((z * z)[:, None] * (slope[:, None] * deta_mode + np.outer(dinfo, is_dispersion)))
+    ds = -0.5 * s[:, None] ** 3 * dM
+    t, node_u, node_eta, H = _quadrature_terms(rows, mode, nodes, s)
+    dnode_u = du[None, :, :] + t[:, None, None] * ds[None, :, :]  # (nodes, levels, m)
+    deta = fixed[None] + (z[None, :] * node_u[:, codes])[:, :, None] * dlam + (z * lam)[None, :, None] * dnode_u[:, codes, :]
+    slopes = rows.working(node_eta, dispersion)[0][:, :, None] * deta  # (nodes, n, m)
+    if has_dispersion:
+        slopes[:, :, -1] += rows.dispersion_slopes(node_eta, dispersion)[0]
+    dH = _level_rows(codes, np.moveaxis(slopes, 2, 1).reshape(nodes * m, n), levels).reshape(nodes, m, levels)
+    dH = np.moveaxis(dH, 2, 0) - (node_u.T)[:, :, None] * np.moveaxis(dnode_u, 1, 0)  # (levels, nodes, m)
+    pi = np.exp(H - H.max(axis=1, keepdims=True))
+    pi /= pi.sum(axis=1, keepdims=True)
+    grad = -2.0 * ((ds / s[:, None]).sum(axis=0) + np.einsum("jk,jkm->m", pi, dH))
+    theta = np.zeros(rows.structure.n_theta)
+    theta[0] = grad[0]
+    return LaplaceGradient(theta, grad[1 : 1 + p], float(grad[-1]) if has_dispersion else None)

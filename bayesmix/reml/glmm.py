@@ -29,7 +29,6 @@ from ..linalg.pirls import GlmmRows, agq_deviance, pirls
 from ..results import check_flag, lazily
 from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
 from .laplace import LaplaceFit, fit_laplace
-from .optimize import single_blas_thread
 from .point import PointFit
 from .separation import separated_coefficients
 
@@ -59,8 +58,7 @@ def fit_glmm(design: Design, nagq: int = 1) -> GlmmResult:
             stacklevel=3,
         )
     try:
-        with single_blas_thread():
-            fit = fit_laplace(structure, rows.X, rows.y, rows.weights, rows.offset, design.family, nagq)
+        fit = fit_laplace(structure, rows.X, rows.y, rows.weights, rows.offset, design.family, nagq)
     except np.linalg.LinAlgError as exc:
         cause = (f"the data separate {', '.join(map(repr, separated))} (see the SeparationWarning)" if separated else
                  "the model is not identified by these data (a fixed effect or variance no row informs)")

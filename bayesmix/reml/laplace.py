@@ -2,21 +2,24 @@
 ``glmer`` with ``nAGQ = 1``, glmmTMB) and adaptive Gauss-Hermite quadrature (``nAGQ > 1``).
 
 The deviance d(θ, β, φ) of :mod:`bayesmix.linalg.pirls` (each evaluation a PIRLS solve for
-the conditional modes, warm-started from the previous one) is minimised in two stages:
+the conditional modes, warm-started from the previous one) has an exact gradient
+(:func:`~bayesmix.linalg.pirls.laplace_gradient`, :func:`~bayesmix.linalg.pirls.agq_gradient`,
+by the implicit-function theorem at the mode), so it is minimised
 
-1. over θ (and the log dispersion), with β updated jointly with u inside PIRLS, by L-BFGS-B
-   on θ̃ = θ * row_scale with central-difference gradients (lme4's first stage, ``nAGQ = 0``
-   style, but with the Laplace deviance as criterion);
-2. over (θ̃, β, log φ) together by Newton's method from there, starting from the Hessian of
-   d by central differences and updating it by BFGS from the central-difference gradients,
-   until the Newton decrement g'H⁻¹g (the predicted decrease of d) is below 1e-9. θ elements that the first
-   stage left on their bound 0 stay there.
+1. over x = (θ̃, β, log φ) (θ̃ = θ * row_scale) by L-BFGS-B with that gradient, from lme4's
+   starting θ with β from PIRLS updating β jointly with u there;
+2. by Newton's method from there, starting from the Hessian of d by central differences of
+   exact gradients (2 dim(x) evaluations) and updating it by BFGS, until the Newton
+   decrement g'H⁻¹g (the predicted decrease of d) is below 1e-9. θ elements that the first
+   stage left on (or within lme4's boundary tolerance of) their bound 0 stay there.
 
 Newton's method ends where lme4's default fit does not: at the optimum, to about 1e-6 in the
-parameters. The Hessian, recomputed there, gives the covariance of the estimates, 2 H⁻¹ (as lme4's default
-``use.hessian = TRUE`` and glmmTMB's ``sdreport``); lme4's ``use.hessian = FALSE`` covariance,
-(R_X R_X')⁻¹ from the weighted factor at the mode, which ignores the uncertainty in θ and the
-dependence of the weights on β, is kept beside it.
+parameters. The Hessian there (recomputed if Newton moved further than ``HESSIAN_MOVE``)
+gives the covariance of the estimates, 2 H⁻¹ (as lme4's default ``use.hessian = TRUE`` and
+glmmTMB's ``sdreport``); lme4's ``use.hessian = FALSE`` covariance, (R_X R_X')⁻¹ from the
+weighted factor at the mode, which ignores the uncertainty in θ and the dependence of the
+weights on β, is kept beside it. The fit runs on one BLAS thread
+(:mod:`bayesmix.linalg.threads`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import numpy as np
 from ..data.layout import Structure
 from ..errors import ArgumentError, FitError
 from ..families import Family
-from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, pirls
+from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, agq_gradient, laplace_gradient, pirls
+from ..linalg.threads import one_blas_thread
 from .optimize import BOUNDARY_TOL
 
-STEP = 1e-3  # central-difference step, relative to max(1, |x|): the deviance is smooth and exact to ~1e-12
+STEP = 1e-3  # central-difference step of the Hessian, relative to max(1, |x|): the gradient is smooth and exact to ~1e-8
 NEWTON_STEPS = 8  # chord/Newton iterations at most
 DECREMENT_TOL = 1e-9  # Newton stops when the predicted decrease g'H⁻¹g of d = -2 log L is below this
+HESSIAN_MOVE = 1e-4  # the Hessian is recomputed at the optimum when Newton moved further than this (relative)
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +151,8 @@ class LaplaceFit:
 
 
 class _Deviance:
-    """d(x) for the free parameters x = (θ̃, β, log φ), warm-starting PIRLS from the last mode."""
+    """d(x) and its gradient for the free parameters x = (θ̃, β, log φ), warm-starting PIRLS
+    from the last mode."""
 
     def __init__(self, rows: GlmmRows, nagq: int, free_theta: np.ndarray, theta_fixed: np.ndarray):
         self.rows = rows
@@ -159,40 +165,63 @@ class _Deviance:
         self.iterations = 0
         self.all_converged = True
         self.u: np.ndarray | None = None
-        self.beta: np.ndarray | None = None
 
-    def split(self, x: np.ndarray, with_beta: bool) -> tuple[np.ndarray, np.ndarray | None, float | None]:
-        """θ, β (None in the first stage) and φ from x."""
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """θ, β and φ from x."""
         k = int(self.free_theta.sum())
         theta = self.theta_fixed.copy()
         theta[self.free_theta] = x[:k] / self.scale[self.free_theta]
-        p = self.rows.p if with_beta else 0
-        beta = x[k : k + p] if with_beta else None
+        p = self.rows.p
         dispersion = float(np.exp(x[k + p])) if self.has_dispersion else None
-        return theta, beta, dispersion
+        return theta, x[k : k + p], dispersion
 
-    def solve(self, x: np.ndarray, with_beta: bool) -> PirlsMode:
-        """The PIRLS mode at x (β joint in the first stage)."""
-        theta, beta, dispersion = self.split(np.asarray(x, dtype=float), with_beta)
-        if beta is None:
-            mode = pirls(self.rows, theta, self.beta, dispersion, self.u, joint=True)
-        else:
-            mode = pirls(self.rows, theta, beta, dispersion, self.u)
+    def solve(self, x: np.ndarray) -> PirlsMode:
+        """The PIRLS mode at x."""
+        theta, beta, dispersion = self.split(np.asarray(x, dtype=float))
+        mode = pirls(self.rows, theta, beta, dispersion, self.u)
         self.evaluations += 1
         self.iterations += mode.iterations
         self.all_converged &= mode.converged
         return mode
 
-    def __call__(self, x: np.ndarray, with_beta: bool = True) -> float:
+    def __call__(self, x: np.ndarray) -> float:
+        """d(x) (inf where PIRLS has no factor or the deviance is not finite)."""
         try:
-            mode = self.solve(x, with_beta)
+            mode = self.solve(x)
         except np.linalg.LinAlgError:
             return np.inf
         value = mode.laplace_deviance if self.nagq == 1 else agq_deviance(self.rows, mode, self.nagq)
         if not np.isfinite(value):
             return np.inf
-        self.u, self.beta = mode.u, mode.beta
+        self.u = mode.u
         return value
+
+    def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """d(x) and its exact gradient (:func:`laplace_gradient`, :func:`agq_gradient`)."""
+        try:
+            mode = self.solve(x)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros_like(x)
+        value = mode.laplace_deviance if self.nagq == 1 else agq_deviance(self.rows, mode, self.nagq)
+        if not np.isfinite(value):
+            return np.inf, np.zeros_like(x)
+        self.u = mode.u
+        grad = laplace_gradient(self.rows, mode) if self.nagq == 1 else agq_gradient(self.rows, mode, self.nagq)
+        parts = [grad.theta[self.free_theta] / self.scale[self.free_theta], grad.beta]
+        if self.has_dispersion:
+            parts.append([grad.log_dispersion])
+        return value, np.concatenate(parts)
+
+    def hessian(self, x: np.ndarray) -> np.ndarray:
+        """The Hessian of d at x by central differences of exact gradients (2 len(x) evaluations)."""
+        h = _steps(x)
+        columns = []
+        for j in range(len(x)):
+            e = np.zeros_like(x)
+            e[j] = h[j]
+            columns.append((self.with_gradient(x + e)[1] - self.with_gradient(x - e)[1]) / (2.0 * h[j]))
+        hess = np.array(columns)
+        return (hess + hess.T) / 2.0
 
 
 def fit_laplace(
@@ -254,42 +283,48 @@ def fit_laplace(
             f"nagq={nagq} (adaptive Gauss-Hermite quadrature) needs a single scalar random-effect term such as (1 | g), "
             "as in lme4; use nagq=1 (the Laplace approximation) for this model."
         )
+    with one_blas_thread():
+        return _fit(rows, nagq)
+
+
+def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
+    """:func:`fit_laplace` on its checked data."""
     from scipy.optimize import minimize  # imported on the first fit, not on import
 
+    structure, family = rows.structure, rows.family
     scale = structure.row_scale
-    free = np.ones(structure.n_theta, dtype=bool)
-    deviance = _Deviance(rows, nagq, free, np.zeros(structure.n_theta))
-    # stage 1: θ̃ (and log φ) with β inside PIRLS
-    start = structure.initial_theta()
-    if family.has_dispersion:
-        start = np.append(start, 0.0)
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower] + [(None, None)] * family.has_dispersion
-    first = deviance(start, with_beta=False)
-    if not np.isfinite(first):
-        raise FitError(f"The GLMM deviance is not finite at the starting θ {start.tolist()}; check the response and offset.", None)
-
-    def stage1(x):
-        return deviance(x, with_beta=False), _gradient(lambda z: deviance(z, with_beta=False), x)
-
-    result = minimize(stage1, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-10, "gtol": 1e-6})
+    k = structure.n_theta
+    theta0 = structure.initial_theta()
+    # the start: β jointly with u at lme4's starting θ (and φ = 1)
+    try:
+        start_mode = pirls(rows, theta0, None, 1.0 if family.has_dispersion else None, joint=True)
+    except np.linalg.LinAlgError:
+        start_mode = None
+    if start_mode is None or not np.isfinite(start_mode.laplace_deviance):
+        raise FitError(f"The GLMM deviance is not finite at the starting θ {theta0.tolist()}; check the response and offset.", None)
+    start = np.concatenate([theta0 * scale, start_mode.beta, [0.0] * family.has_dispersion])
+    stage1 = _Deviance(rows, nagq, np.ones(k, dtype=bool), np.zeros(k))
+    stage1.u = start_mode.u
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower] + [(None, None)] * (rows.p + family.has_dispersion)
+    # stage 1: quasi-Newton with the exact gradient
+    result = minimize(stage1.with_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                      options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 1000})
     x1 = np.asarray(result.x, dtype=float)
-    deviance(x1, with_beta=False)  # leaves β and u at the stage-1 optimum
-    beta1 = deviance.beta
     # θ elements on (or within the boundary tolerance of) 0 are held there
     diagonal = structure.diagonal()
-    k = structure.n_theta
     on_bound = diagonal & (x1[:k] < BOUNDARY_TOL)
     free = ~on_bound
-    deviance.free_theta = free
-    deviance.theta_fixed = np.where(on_bound, 0.0, x1[:k] / scale)
-    x = np.concatenate([x1[:k][free], beta1, x1[k:]])
+    deviance = _Deviance(rows, nagq, free, np.where(on_bound, 0.0, x1[:k] / scale))
+    deviance.u = stage1.u
+    deviance.evaluations, deviance.iterations, deviance.all_converged = stage1.evaluations, stage1.iterations, stage1.all_converged
+    x = np.concatenate([x1[:k][free], x1[k:]])
     names = [n for n, f in zip(structure.names, free) if f] + [f"beta[{j}]" for j in range(rows.p)]
     names += ["log_dispersion"] * family.has_dispersion
-    # stage 2: Newton (chord) steps in all free parameters
-    value, grad, hess = _gradient_hessian(deviance, x)
+    # stage 2: Newton steps in all free parameters from the Hessian there (updated by BFGS)
+    value, grad = deviance.with_gradient(x)
+    hess = model_hessian = deviance.hessian(x)
     x_hessian = x
     message, converged = "Newton iterations exhausted", False
-    model_hessian = hess
     for _ in range(NEWTON_STEPS):
         step = _newton_step(model_hessian, grad)
         if -(grad @ step) < DECREMENT_TOL:
@@ -298,19 +333,20 @@ def fit_laplace(
         t = 1.0
         while t > 1e-4:
             trial = x + t * step
-            if _feasible(trial, free, diagonal) and (trial_value := deviance(trial)) <= value:
-                break
+            if _feasible(trial, free, diagonal):
+                trial_value, new_grad = deviance.with_gradient(trial)
+                if trial_value <= value:
+                    break
             t *= 0.5
         else:
             message = "no decrease along the Newton direction"
             break
-        new_grad = _gradient(deviance, trial)
         model_hessian = _bfgs_update(model_hessian, trial - x, new_grad - grad)
         x, value, grad = trial, trial_value, new_grad
-    if np.max(np.abs(x - x_hessian)) > 0:  # the covariance needs the Hessian at the optimum
-        _, _, hess = _gradient_hessian(deviance, x)
-    final = deviance.solve(x, with_beta=True)
-    theta, beta, dispersion = deviance.split(x, with_beta=True)
+    if np.max(np.abs(x - x_hessian) / np.maximum(1.0, np.abs(x))) > HESSIAN_MOVE:  # the covariance needs the Hessian at the optimum
+        hess = deviance.hessian(x)
+    final = deviance.solve(x)
+    theta, beta, dispersion = deviance.split(x)
     log_likelihood = -0.5 * (final.laplace_deviance if nagq == 1 else agq_deviance(rows, final, nagq))
     if not np.isfinite(log_likelihood):
         raise FitError(f"The GLMM deviance is not finite at the optimum (θ = {theta.tolist()}).", None)
@@ -333,7 +369,7 @@ def fit_laplace(
         parameters=tuple(names),
         log_dispersion_se=float(np.sqrt(covariance[-1, -1])) if family.has_dispersion else None,
         log_likelihood=float(log_likelihood),
-        n_obs=n,
+        n_obs=rows.n,
         n_params=structure.n_theta + rows.p + int(family.has_dispersion),
         nagq=nagq,
         evaluations=deviance.evaluations,
@@ -369,39 +405,6 @@ def _bfgs_update(hess: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _steps(x: np.ndarray) -> np.ndarray:
     return STEP * np.maximum(1.0, np.abs(x))
-
-
-def _gradient(f, x: np.ndarray) -> np.ndarray:
-    """Central-difference gradient of f at x."""
-    h = _steps(x)
-    grad = np.empty_like(x)
-    for j in range(len(x)):
-        e = np.zeros_like(x)
-        e[j] = h[j]
-        grad[j] = (f(x + e) - f(x - e)) / (2.0 * h[j])
-    return grad
-
-
-def _gradient_hessian(f, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """f, its gradient and Hessian at x by central differences (2k² + 1 evaluations)."""
-    k = len(x)
-    h = _steps(x)
-    f0 = f(x)
-    plus, minus = np.empty(k), np.empty(k)
-    hess = np.empty((k, k))
-    for j in range(k):
-        e = np.zeros(k)
-        e[j] = h[j]
-        plus[j], minus[j] = f(x + e), f(x - e)
-        hess[j, j] = (plus[j] - 2.0 * f0 + minus[j]) / h[j] ** 2
-    for j in range(k):
-        for i in range(j):
-            ei, ej = np.zeros(k), np.zeros(k)
-            ei[i], ej[j] = h[i], h[j]
-            hess[i, j] = hess[j, i] = (
-                f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)
-            ) / (4.0 * h[i] * h[j])
-    return f0, (plus - minus) / (2.0 * h), hess
 
 
 def _conditional_variances(structure: Structure, theta: np.ndarray, first: np.ndarray, rest: np.ndarray | None) -> tuple[np.ndarray, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -183,18 +182,3 @@ def _stationary(criterion: ProfiledCriterion, theta: np.ndarray) -> bool:
     projected = np.where(at_lower, np.minimum(grad, 0.0), grad)
     return bool(np.max(np.abs(projected)) < 1e-4)
 
-
-def single_blas_thread():
-    """A context in which BLAS uses one thread.
-
-    BLAS threads save at most a factor of the core count on the dense crossed block, and cost
-    5 to 30 times that when another process keeps a core busy: fits use one thread.
-    """
-    return _blas_threads().limit(limits=1, user_api="blas")
-
-
-@functools.cache
-def _blas_threads():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
