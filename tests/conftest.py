@@ -38,6 +38,28 @@ def sleep() -> pd.DataFrame:
 
 MUSIC_FORMULA = "na ~ perform_type + (perform_type | id)"
 
+# The test files that read a session fit below, by fixture. Under pytest-xdist (`-n 2 --dist
+# loadfile`, as CI runs) one process takes each group whole, so the fit is sampled once, not
+# once per process.
+SESSION_FIT_READERS = {"music_full_posterior": ("tests/test_bayes_music.py", "tests/test_collapsed.py")}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` that sends the files of each group in SESSION_FIT_READERS to one process."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    group_of = {path: fixture for fixture, paths in SESSION_FIT_READERS.items() for path in paths}
+
+    class SessionFitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return group_of.get(path, path)
+
+    return SessionFitScheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def music_full_posterior(music):

@@ -156,9 +156,11 @@ def test_saved_and_loaded_fit_is_the_same(cbpp_fit, tmp_path):
     np.testing.assert_array_equal(loaded.fixef(), cbpp_fit.fixef())
     np.testing.assert_array_equal(loaded.vcov(), cbpp_fit.vcov())
     assert loaded.loglik == cbpp_fit.loglik
-    np.testing.assert_allclose(loaded.ranef().to_numpy(), cbpp_fit.ranef().to_numpy(), rtol=1e-8)
-    np.testing.assert_allclose(loaded.cond_var(), cbpp_fit.cond_var(), rtol=1e-8)
-    np.testing.assert_allclose(loaded.fitted(), cbpp_fit.fitted(), rtol=1e-10)
+    # the modes are solved again at the saved estimates: the same to PIRLS's convergence (a last
+    # Newton step below 1e-6 leaves an error of order its square)
+    np.testing.assert_allclose(loaded.ranef().to_numpy(), cbpp_fit.ranef().to_numpy(), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(loaded.cond_var(), cbpp_fit.cond_var(), rtol=1e-7)
+    np.testing.assert_allclose(loaded.fitted(), cbpp_fit.fitted(), rtol=1e-8)
     assert str(loaded.summary()).splitlines()[:6] == str(cbpp_fit.summary()).splitlines()[:6]
 
 
