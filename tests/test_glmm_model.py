@@ -313,3 +313,22 @@ def quiet_convergence(function):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bm.ConvergenceWarning)
         return function()
+
+
+def test_separation_check_sees_every_row_beyond_its_first_sample():
+    """The programme starts from a sample of 5,000 distinct rows; one row outside it that breaks
+    the separation must be found (then nothing is separated), and without that row the
+    separated category must be named."""
+    from bayesmix.data.build import make_design
+    from bayesmix.reml.separation import SAMPLE, separated_coefficients
+
+    rng = np.random.default_rng(7)
+    n = 4 * SAMPLE
+    data = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 50, n), "rare": np.zeros(n, dtype=bool)})
+    data["y"] = (rng.random(n) < special.expit(0.3 + data["x"])).astype(float)
+    rare = np.flatnonzero(data["y"] == 0)[:40]  # a category of 40 failures ...
+    data.loc[rare, "rare"] = True
+    separated = make_design("y ~ x + rare + (1 | g)", data, family="binomial")
+    assert separated_coefficients(separated) == ["rare"]
+    data.loc[np.flatnonzero(data["y"] == 1)[-1], "rare"] = True  # ... and one success, far from the sample's start
+    assert separated_coefficients(make_design("y ~ x + rare + (1 | g)", data, family="binomial")) == []
