@@ -165,6 +165,24 @@ class Factorization:
         return first - correction, P21, P22
 
 
+def effects(structure: Structure, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+    """b = Λu per factor block, each of shape (levels, q), from the spherical effects u laid out
+    as the factorisation lays them out (the first block level by level, then the others as
+    :class:`RestLambda` orders them)."""
+    blocks = structure.blocks
+    first = blocks[0]
+    size1 = first.n_levels * first.q
+    out = [u[:size1].reshape(first.n_levels, first.q) @ first.lambda_(theta).T]
+    if len(blocks) > 1:
+        b2 = RestLambda(blocks[1:], theta).rows(u[size1:, None])[:, 0]
+        start = 0
+        for block in blocks[1:]:
+            size = block.n_levels * block.q
+            out.append(b2[start : start + size].reshape(block.n_levels, block.q))
+            start += size
+    return out
+
+
 def conditional_covariances(structure: Structure, f: Factorization) -> list[np.ndarray]:
     """Per factor block, Λ [(L_Z L_Z')⁻¹]_level Λ' for each level, (levels, q, q): the conditional
     covariances of the random effects b = Λu (lme4's ``condVar``, times σ² for a linear model)."""

@@ -48,7 +48,7 @@ from ..data.crossprod import CrossProductPlan
 from ..data.layout import Structure
 from ..errors import ArgumentError
 from ..families import Family
-from .factorization import Factorization, RestLambda, factorize
+from .factorization import Factorization, effects, factorize
 
 MAX_STEPS = 200  # PIRLS steps before giving up
 MAX_HALVINGS = 30  # step halvings before a step is taken to have reached rounding level
@@ -105,25 +105,10 @@ class GlmmRows:
         """Length of u: Σ over factor blocks of levels x q."""
         return sum(block.n_levels * block.q for block in self.structure.blocks)
 
-    def effects(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
-        """b = Λu per factor block, each of shape (levels, q)."""
-        blocks = self.structure.blocks
-        first = blocks[0]
-        size1 = first.n_levels * first.q
-        out = [u[:size1].reshape(first.n_levels, first.q) @ first.lambda_(theta).T]
-        if len(blocks) > 1:
-            b2 = RestLambda(blocks[1:], theta).rows(u[size1:, None])[:, 0]
-            start = 0
-            for block in blocks[1:]:
-                size = block.n_levels * block.q
-                out.append(b2[start : start + size].reshape(block.n_levels, block.q))
-                start += size
-        return out
-
     def random_predictor(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """ZΛu, shape (n,)."""
         total = np.zeros(self.n)
-        for block, b in zip(self.structure.blocks, self.effects(theta, u)):
+        for block, b in zip(self.structure.blocks, effects(self.structure, theta, u)):
             total += np.einsum("ij,ij->i", block.z, b[block.codes])
         return total
 

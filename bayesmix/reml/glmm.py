@@ -24,11 +24,10 @@ from ..data.layout import Structure, structure_of
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..errors import ArgumentError, ConvergenceWarning, FitError, SeparationWarning
 from ..families import Family
-from ..linalg.factorization import conditional_covariances
-from ..linalg.pirls import GlmmRows, agq_deviance, pirls
+from ..linalg.pirls import GlmmRows
 from ..results import check_flag, lazily
 from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
-from .laplace import LaplaceFit, fit_laplace
+from .laplace import LaplaceFit, at_estimates, fit_laplace
 from .point import PointFit
 from .separation import separated_coefficients
 
@@ -271,25 +270,18 @@ class GlmmResult(PointFit):
         rows = design.rows
         glmm_rows = GlmmRows(structure, rows.X, rows.y, np.ones(design.n) if rows.weights is None else rows.weights,
                              np.zeros(design.n) if rows.offset is None else rows.offset, design.family)
-        mode = pirls(glmm_rows, theta, beta, dispersion)
         nagq = int(record["nagq"])
-        log_likelihood = -0.5 * (mode.laplace_deviance if nagq == 1 else agq_deviance(glmm_rows, mode, nagq))
+        estimates = at_estimates(glmm_rows, theta, beta, dispersion, nagq)
         saved = float(stored.attrs["log_likelihood"])
-        check_rebuilt(np.isclose(log_likelihood, saved, rtol=1e-9, atol=1e-9), "the log-likelihood at the saved estimates")
-        joint = pirls(glmm_rows, theta, beta, dispersion, mode.u, joint=True)
+        check_rebuilt(np.isclose(estimates["log_likelihood"], saved, rtol=1e-9, atol=1e-9),
+                      "the log-likelihood at the saved estimates")
         fit = LaplaceFit(
-            theta=theta, beta=beta, dispersion=dispersion,
-            covariances=tuple(block.lambda_(theta) @ block.lambda_(theta).T for block in structure.blocks),
-            ranef=tuple(glmm_rows.effects(theta, mode.u)),
-            condvar=tuple(conditional_covariances(structure, joint.factorization)),
+            **(estimates | {"log_likelihood": saved}),  # the fit's own value (PIRLS from a cold start agrees to ~1e-10)
             vcov_beta=stored["vcov_beta"].values.astype(float),
-            vcov_beta_conditional=joint.factorization.rx_inverse,
             hessian=stored["hessian"].values.astype(float),
             parameters=tuple(record["parameters"]), log_dispersion_se=record["log_dispersion_se"],
-            log_likelihood=saved, n_obs=design.n, n_params=structure.n_theta + design.p + int(dispersion is not None),
             nagq=nagq, evaluations=int(record["evaluations"]), pirls_iterations=int(record["pirls_iterations"]),
             converged=bool(record["converged"]), message=str(record["message"]), boundary=tuple(record["boundary"]),
-            mode=mode,
         )
         return cls(design, structure, fit)
 

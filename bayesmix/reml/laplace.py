@@ -31,6 +31,7 @@ import numpy as np
 from ..data.layout import Structure
 from ..errors import ArgumentError, FitError
 from ..families import Family
+from ..linalg.factorization import conditional_covariances, effects
 from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, agq_gradient, laplace_gradient, pirls
 from ..linalg.threads import one_blas_thread
 from .optimize import BOUNDARY_TOL
@@ -345,39 +346,51 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
         x, value, grad = trial, trial_value, new_grad
     if np.max(np.abs(x - x_hessian) / np.maximum(1.0, np.abs(x))) > HESSIAN_MOVE:  # the covariance needs the Hessian at the optimum
         hess = deviance.hessian(x)
-    final = deviance.solve(x)
     theta, beta, dispersion = deviance.split(x)
-    log_likelihood = -0.5 * (final.laplace_deviance if nagq == 1 else agq_deviance(rows, final, nagq))
-    if not np.isfinite(log_likelihood):
-        raise FitError(f"The GLMM deviance is not finite at the optimum (θ = {theta.tolist()}).", None)
     covariance = 2.0 * np.linalg.inv(hess)
     k_free = int(free.sum())
-    joint = pirls(rows, theta, beta, dispersion, final.u, joint=True)  # the weighted factor with R_X
-    b = rows.effects(theta, final.u)
-    first_var, rest_var = joint.factorization.spherical_variances()
-    condvar = _conditional_variances(structure, theta, first_var, rest_var)
     return LaplaceFit(
-        theta=theta,
-        beta=beta,
-        dispersion=dispersion,
-        covariances=tuple(block.lambda_(theta) @ block.lambda_(theta).T for block in structure.blocks),
-        ranef=tuple(b),
-        condvar=condvar,
+        **at_estimates(rows, theta, beta, dispersion, nagq, deviance.u),
         vcov_beta=covariance[k_free : k_free + rows.p, k_free : k_free + rows.p],
-        vcov_beta_conditional=joint.factorization.rx_inverse,
         hessian=hess,
         parameters=tuple(names),
         log_dispersion_se=float(np.sqrt(covariance[-1, -1])) if family.has_dispersion else None,
-        log_likelihood=float(log_likelihood),
-        n_obs=rows.n,
-        n_params=structure.n_theta + rows.p + int(family.has_dispersion),
         nagq=nagq,
         evaluations=deviance.evaluations,
         pirls_iterations=deviance.iterations,
         converged=converged and deviance.all_converged,
         message=message,
         boundary=tuple(name for name, b in zip(structure.names, on_bound) if b),
-        mode=final,
+    )
+
+
+def at_estimates(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion: float | None, nagq: int,
+                 u: np.ndarray | None = None) -> dict:
+    """What a fit reads at given estimates (the optimum, or a saved fit's): the fields of
+    :class:`LaplaceFit` that follow from one PIRLS solve there (warm-started from ``u``) — the
+    mode, the log-likelihood, the effects' covariances, conditional modes and variances and
+    the covariance of β̂ given θ — and the numbers of rows and parameters.
+
+    Raises FitError when the log-likelihood there is not finite.
+    """
+    structure = rows.structure
+    mode = pirls(rows, theta, beta, dispersion, u)
+    log_likelihood = -0.5 * (mode.laplace_deviance if nagq == 1 else agq_deviance(rows, mode, nagq))
+    if not np.isfinite(log_likelihood):
+        raise FitError(f"The GLMM deviance is not finite at θ = {np.asarray(theta).tolist()}.", None)
+    joint = pirls(rows, theta, beta, dispersion, mode.u, joint=True)  # the weighted factor with R_X
+    return dict(
+        theta=theta,
+        beta=beta,
+        dispersion=dispersion,
+        covariances=tuple(block.lambda_(theta) @ block.lambda_(theta).T for block in structure.blocks),
+        ranef=tuple(effects(structure, theta, mode.u)),
+        condvar=tuple(conditional_covariances(structure, joint.factorization)),
+        vcov_beta_conditional=joint.factorization.rx_inverse,
+        log_likelihood=float(log_likelihood),
+        n_obs=rows.n,
+        n_params=structure.n_theta + rows.p + int(dispersion is not None),
+        mode=mode,
     )
 
 
@@ -406,18 +419,3 @@ def _bfgs_update(hess: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _steps(x: np.ndarray) -> np.ndarray:
     return STEP * np.maximum(1.0, np.abs(x))
 
-
-def _conditional_variances(structure: Structure, theta: np.ndarray, first: np.ndarray, rest: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """Λ (L L')⁻¹ Λ' per level and factor block, from the spherical conditional variances."""
-    blocks = structure.blocks
-    T1 = blocks[0].lambda_(theta)
-    out = [T1 @ first @ T1.T]
-    start = 0
-    for block in blocks[1:]:
-        size, q = block.n_levels * block.q, block.q
-        diag = rest[start : start + size, start : start + size]
-        per_level = np.stack([diag[i * q : (i + 1) * q, i * q : (i + 1) * q] for i in range(block.n_levels)])
-        T = block.lambda_(theta)
-        out.append(T @ per_level @ T.T)
-        start += size
-    return tuple(out)

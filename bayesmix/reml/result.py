@@ -15,7 +15,7 @@ from ..data.design import Design
 from ..data.layout import Structure, structure_of
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..results import check_flag, lazily
-from ..linalg.factorization import Factorization, conditional_covariances
+from ..linalg.factorization import Factorization, conditional_covariances, effects
 from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
 from .criterion import profiled_criterion
 from .optimize import OptSummary
@@ -101,15 +101,8 @@ class RemlResult(PointFit):
     def modes(self) -> list[np.ndarray]:
         """Conditional modes b = Λu per factor block, each (levels, q)."""
         u1, u2 = self.factorization.spherical_modes()
-        blocks = self.structure.blocks
-        out = [u1 @ blocks[0].lambda_(self.factorization.theta).T]
-        start = 0
-        for block in blocks[1:]:
-            size = block.n_levels * block.q
-            u = u2[start : start + size].reshape(block.n_levels, block.q)
-            out.append(u @ block.lambda_(self.factorization.theta).T)
-            start += size
-        return out
+        u = u1.ravel() if u2 is None else np.concatenate([u1.ravel(), u2])
+        return effects(self.structure, self.factorization.theta, u)
 
     def conditional_covariances(self) -> list[np.ndarray]:
         """σ̂² Λ [(Λ'Z'ZΛ + I)⁻¹]_level Λ' per factor block, given θ and β̂."""
