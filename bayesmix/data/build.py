@@ -208,7 +208,8 @@ def argument_columns(data: pd.DataFrame, weights, offset) -> pd.DataFrame:
     """The ``weights=`` and ``offset=`` arguments as float columns aligned with ``data``'s rows,
     named as R's model frame names them (:data:`ARGUMENT_COLUMNS`); no columns when neither is
     given. Each is a column name of ``data`` or one number per row; ArgumentError otherwise,
-    DataError for values that are not numbers."""
+    DataError for values that are not numbers or are infinite (missing values are kept, for
+    the caller to drop with the row)."""
     columns = {}
     for name, value in (("weights", weights), ("offset", offset)):
         if value is None:
@@ -228,7 +229,16 @@ def argument_columns(data: pd.DataFrame, weights, offset) -> pd.DataFrame:
                                    else pd.Series(value.to_numpy(), index=data.index))
         if not (isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf"):
             raise DataError(f"The {name} must be numbers; they have dtype {column.dtype}.")
-        columns[ARGUMENT_COLUMNS[name]] = column.astype(float)
+        column = column.astype(float)
+        infinite = np.isinf(column.to_numpy())
+        if infinite.any():
+            given = f"{name}={value!r}" if isinstance(value, str) else f"The {name}= argument"
+            first = int(np.argmax(infinite))
+            raise DataError(
+                f"{given} has {int(infinite.sum())} infinite value(s) (first: {column.iloc[first]} in row "
+                f"{column.index[first]!r}); it must be finite in every row (a missing value drops the row)."
+            )
+        columns[ARGUMENT_COLUMNS[name]] = column
     return pd.DataFrame(columns, index=data.index)
 
 
@@ -283,10 +293,10 @@ def response_values(
 
 def offset_values(evaluator: Evaluator, data: pd.DataFrame, offset: np.ndarray | None = None) -> np.ndarray | None:
     """The sum of the formula's ``offset()`` terms and the ``offset`` argument on ``data``'s
-    rows, or None when there is neither; DataError for values that are not finite."""
+    rows, or None when there is neither; DataError for offset() terms that are not finite (the
+    argument's values were checked by :func:`argument_columns`)."""
     parts = [expression_values(evaluator, o, data, f"offset({o})") for o in evaluator.formula.offsets]
     if offset is not None:
-        check_finite(offset[:, None], ["offset"], "argument")
         parts.append(offset)
     return sum(parts[1:], parts[0]) if parts else None
 
