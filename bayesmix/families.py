@@ -379,6 +379,11 @@ class Family(abc.ABC):
         """Scale of the default prior of the dispersion, given the response's standard deviation;
         None for a family without dispersion (:attr:`has_dispersion` false)."""
 
+    def initial_dispersion(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray | None = None) -> float | None:
+        """Where a fit starts the dispersion, given first means μ: 1 (the negative binomial's θ),
+        None without a dispersion."""
+        return 1.0 if self.has_dispersion else None
+
     def __str__(self) -> str:
         return f"{self.name} ({self.link} link)"
 
@@ -481,6 +486,11 @@ class Gaussian(Family):
     def dispersion_prior_scale(self, response_sd: float) -> float:
         """The response's standard deviation: σ's default prior is HalfStudentT(3, s_y)."""
         return response_sd
+
+    def initial_dispersion(self, y: np.ndarray, mu: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """The root mean square of the weighted residuals √w (y - μ): σ on the response's scale."""
+        residuals = (y - mu) * np.sqrt(_trials(weights))
+        return float(np.sqrt(np.mean(np.square(residuals)))) or 1.0
 
 
 @dataclass(frozen=True)

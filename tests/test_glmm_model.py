@@ -332,3 +332,35 @@ def test_separation_check_sees_every_row_beyond_its_first_sample():
     assert separated_coefficients(separated) == ["rare"]
     data.loc[np.flatnonzero(data["y"] == 1)[-1], "rare"] = True  # ... and one success, far from the sample's start
     assert separated_coefficients(make_design("y ~ x + rare + (1 | g)", data, family="binomial")) == []
+
+
+def test_gaussian_log_link_likelihood_is_the_integral_over_each_group(sleep):
+    """y_ij ~ N(exp(β0 + β1 day + b_j), σ), b_j ~ N(0, τ²): with 25 quadrature points the fit's
+    log-likelihood at its estimates is Σ_j log ∫ Π_i N(y_ij; μ_ij(b), σ) N(b; 0, τ²) db, computed
+    here by adaptive integration; the Laplace fit is close to it and starts the dispersion well
+    (σ ~ 30 ms, far from 1)."""
+    from scipy import integrate
+    from scipy.optimize import minimize_scalar
+
+    model = bm.Model("Reaction ~ Days + (1 | Subject)", sleep, bm.Gaussian(link="log"))
+    laplace, quadrature = model.fit_ml(), model.fit_ml(nagq=25)
+    beta, sigma = quadrature.fixef().to_numpy(), quadrature.dispersion
+    tau = quadrature.varcorr()["sdcor"].iloc[0]
+    total = 0.0
+    for _, rows in sleep.groupby("Subject"):
+        y, days = rows["Reaction"].to_numpy(), rows["Days"].to_numpy()
+
+        def log_integrand(b):
+            return stats.norm.logpdf(y, np.exp(beta[0] + beta[1] * days + b), sigma).sum() + stats.norm.logpdf(b, 0, tau)
+
+        peak = -minimize_scalar(lambda b: -log_integrand(b), bracket=(-tau, tau)).fun
+        value, _ = integrate.quad(lambda b: np.exp(log_integrand(b) - peak), -12 * tau, 12 * tau, epsabs=0, epsrel=1e-12,
+                                  limit=200)
+        total += peak + np.log(value)
+    assert quadrature.loglik == pytest.approx(total, abs=1e-6)
+    assert abs(laplace.loglik - quadrature.loglik) < 0.05
+    assert 20 < laplace.dispersion < 40 and laplace.fit.converged
+    # a random slope on the log scale: far from the start, PIRLS restarts from u = 0 where the last
+    # mode leads it astray; the bigger model's likelihood is at least the smaller's
+    slopes = bm.Model("Reaction ~ Days + (Days | Subject)", sleep, bm.Gaussian(link="log")).fit_ml()
+    assert slopes.fit.converged and slopes.loglik >= laplace.loglik - 1e-6

@@ -143,7 +143,7 @@ class BayesModel:
         design = self.design if y is None else _with_response(self.design, y)
         standard = self._standard_design if y is None else self._standard.design(design)
         if self.method == "full":
-            tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": standard.y}))
+            tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": standard.rows.y}))
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y
             cp = self._crossprod if y is None else standard.statistics.cross_products(design.p, self._shift)
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"A1X": cp.A1X, "AXX": cp.AXX}))

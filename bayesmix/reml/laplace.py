@@ -177,9 +177,15 @@ class _Deviance:
         return theta, x[k : k + p], dispersion
 
     def solve(self, x: np.ndarray) -> PirlsMode:
-        """The PIRLS mode at x."""
+        """The PIRLS mode at x, from the last mode, or from u = 0 where that start leads PIRLS
+        astray (no factor, or no finite deviance: far from the last point, with a log link)."""
         theta, beta, dispersion = self.split(np.asarray(x, dtype=float))
-        mode = pirls(self.rows, theta, beta, dispersion, self.u)
+        try:
+            mode = pirls(self.rows, theta, beta, dispersion, self.u)
+        except np.linalg.LinAlgError:
+            mode = None
+        if self.u is not None and (mode is None or not np.isfinite(mode.laplace_deviance)):
+            mode = pirls(self.rows, theta, beta, dispersion)
         self.evaluations += 1
         self.iterations += mode.iterations
         self.all_converged &= mode.converged
@@ -295,15 +301,18 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     structure, family = rows.structure, rows.family
     scale = structure.row_scale
     k = structure.n_theta
-    theta0 = structure.initial_theta()
-    # the start: β jointly with u at lme4's starting θ (and φ = 1)
+    theta0 = structure.initial_theta() / scale  # identity templates for the columns scaled to unit size, as REML
+    # the start: β jointly with u at that θ, the dispersion where the family starts it
+    dispersion0 = family.initial_dispersion(rows.y, family.initial_mu(rows.y, rows.weights), rows.weights)
     try:
-        start_mode = pirls(rows, theta0, None, 1.0 if family.has_dispersion else None, joint=True)
+        start_mode = pirls(rows, theta0, None, dispersion0, joint=True)
     except np.linalg.LinAlgError:
         start_mode = None
     if start_mode is None or not np.isfinite(start_mode.laplace_deviance):
         raise FitError(f"The GLMM deviance is not finite at the starting θ {theta0.tolist()}; check the response and offset.", None)
-    start = np.concatenate([theta0 * scale, start_mode.beta, [0.0] * family.has_dispersion])
+    if family.has_dispersion:  # again, from the means of the first mode
+        dispersion0 = family.initial_dispersion(rows.y, family.inverse_link(start_mode.eta), rows.weights)
+    start = np.concatenate([theta0 * scale, start_mode.beta, np.log([dispersion0] * family.has_dispersion)])
     stage1 = _Deviance(rows, nagq, np.ones(k, dtype=bool), np.zeros(k))
     stage1.u = start_mode.u
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower] + [(None, None)] * (rows.p + family.has_dispersion)
