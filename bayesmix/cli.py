@@ -16,7 +16,7 @@ from .datasets import simulate_music
 from .data.dask_data import is_parquet_path
 from .errors import BayesmixError
 from .model import Model
-from .reml import fit_reml
+from .families import FAMILY_NAMES
 
 DEMO_FORMULA = "na ~ perform_type + (perform_type | id)"
 
@@ -66,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("formula", help="lme4-style formula, e.g. 'y ~ x + (x | g)'")
     fit.add_argument("--data", required=True,
                      help="CSV file with the formula's columns, or a Parquet file, directory or glob (read with dask)")
-    fit.add_argument("--method", choices=["reml", "ml", "nuts"], default="reml", help="REML, ML or NUTS (default reml)")
+    fit.add_argument("--method", choices=["reml", "ml", "nuts"],
+                     help="REML, ML or NUTS (default: reml for the gaussian family, ml for the others)")
+    _model_arguments(fit)
+    fit.add_argument("--nagq", type=_positive_int, default=1,
+                     help="quadrature points per group for --method ml of a GLMM with one scalar random-effect term "
+                          "(default 1: the Laplace approximation)")
     fit.add_argument("--draws", type=_positive_int, default=_NUTS_DEFAULTS["draws"],
                      help=f"NUTS draws per chain (default {_NUTS_DEFAULTS['draws']})")
     fit.add_argument("--chains", type=_positive_int, default=_NUTS_DEFAULTS["chains"],
@@ -82,7 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     design.add_argument("formula", help="lme4-style formula, e.g. 'y ~ x + (x | g)'")
     design.add_argument("--data", required=True,
                         help="CSV file with the formula's columns, or a Parquet file, directory or glob (read with dask)")
+    _model_arguments(design)
     return parser
+
+
+def _model_arguments(command: argparse.ArgumentParser) -> None:
+    """The response family, its link, prior weights and an offset, as ``bm.Model`` takes them."""
+    command.add_argument("--family", choices=list(FAMILY_NAMES), default="gaussian",
+                         help="response family (default gaussian); binomial responses as cbind(successes, failures)")
+    command.add_argument("--link", help="the family's link, e.g. probit for binomial (default: the family's first)")
+    command.add_argument("--weights", metavar="COLUMN", help="column of prior weights (binomial: trials of a proportion)")
+    command.add_argument("--offset", metavar="COLUMN", help="column added to the linear predictor")
+
+
+def _model(args: argparse.Namespace) -> Model:
+    kind = FAMILY_NAMES[args.family]
+    family = kind() if args.link is None else kind(link=args.link)
+    return Model(args.formula, _read(args.data), family, weights=args.weights, offset=args.offset)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,12 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
+    if args.command == "fit" and args.method is None:
+        args.method = "reml" if args.family == "gaussian" and args.link in (None, "identity") else "ml"
+    if args.command == "fit" and args.method == "reml" and args.family != "gaussian":
+        print(f"bayesmix: error: the {args.family} family is fitted by maximum likelihood: use --method ml", file=sys.stderr)
+        return 2
     if args.command == "fit" and args.method != "nuts":
         ignored = [f"--{name}" for name in ("draws", "chains", "seed", "out") if getattr(args, name) != _NUTS_DEFAULTS[name]]
         if ignored:
             verb = "apply" if len(ignored) > 1 else "applies"
             print(f"bayesmix: error: {', '.join(ignored)} {verb} only to --method nuts", file=sys.stderr)
             return 2
+    if args.command == "fit" and args.nagq != 1 and args.method != "ml":
+        print("bayesmix: error: --nagq applies only to --method ml", file=sys.stderr)
+        return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -135,7 +164,7 @@ def _run(args: argparse.Namespace) -> None:
         print("\nREML estimates beside the posterior:")
         print(compare(reml, post).round(3).to_string())
     elif args.command == "fit":
-        model = Model(args.formula, _read(args.data))
+        model = _model(args)
         if args.method == "nuts":
             if args.out and not Path(args.out).resolve().parent.is_dir():
                 raise BayesmixError(f"cannot write {args.out!r}: its directory does not exist")
@@ -146,10 +175,12 @@ def _run(args: argparse.Namespace) -> None:
             if args.out:
                 post.to_netcdf(args.out)  # path problems raise ArgumentError, a BayesmixError
                 print(f"\nposterior saved to {args.out}")
+        elif args.method == "reml":
+            print(model.fit_reml().summary())
         else:
-            print(fit_reml(model.design, reml=args.method == "reml").summary())
+            print(model.fit_ml(args.nagq).summary())
     else:
-        print(Model(args.formula, _read(args.data)).design)
+        print(_model(args).design)
 
 
 def _read(path: str):
