@@ -9,7 +9,6 @@ Q2 = sum(levels * q), with a sparse cross-product against the first block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,52 +16,11 @@ import scipy.sparse as sp
 from typing import TYPE_CHECKING
 
 from ..jit import njit
+from .blocks import CrossProducts
 from .layout import Structure
 
 if TYPE_CHECKING:
     from .design import Design
-
-
-@dataclass(frozen=True, eq=False)
-class CrossProducts:
-    """Blocks of ``[Z X y]'[Z X y]`` (m = p + 1 columns of ``[X y]``).
-
-    Attributes
-    ----------
-    n, p
-        Number of observations and of fixed effects.
-    A11
-        ``(levels1, q1, q1)``: per level of the first factor, ``Z1_i' Z1_i``.
-    A1X
-        ``(levels1, q1, m)``: per level, ``Z1_i' [X y]``.
-    AXX
-        ``(m, m)``: ``[X y]' [X y]``.
-    A21
-        Sparse ``(Q2, levels1 * q1)``: ``Z2' Z1`` (None for a single factor).
-    A21_levels
-        ``Z2' Z1`` per level i of the first factor, as ``(indptr, rows, values)``: level i
-        touches the rest-block rows ``rows[indptr[i]:indptr[i+1]]`` with the (rows, q1) block
-        ``values[indptr[i]:indptr[i+1]]``.
-    A22
-        Dense ``(Q2, Q2)``: ``Z2' Z2`` (None for a single factor).
-    A2X
-        Dense ``(Q2, m)``: ``Z2' [X y]`` (None for a single factor).
-    """
-
-    n: int
-    p: int
-    A11: np.ndarray
-    A1X: np.ndarray
-    AXX: np.ndarray
-    A21: sp.csr_array | None = None
-    A21_levels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    A22: np.ndarray | None = None
-    A2X: np.ndarray | None = None
-
-    @property
-    def single_factor(self) -> bool:
-        """True when all random effects belong to one grouping factor."""
-        return self.A22 is None
 
 
 def cross_products(structure: Structure, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> CrossProducts:

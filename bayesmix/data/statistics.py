@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .blocks import CrossProducts
 from .sums import two_product, two_sum, dd_add, products, value, variance
 
 
@@ -95,15 +96,13 @@ class SufficientStatistics:
             x_binary=self.x_binary[kept],
         )
 
-    def cross_products(self, p: int, shift: np.ndarray | None = None):
-        """The REML backend's :class:`~bayesmix.reml.crossprod.CrossProducts` (one factor).
+    def cross_products(self, p: int, shift: np.ndarray | None = None) -> CrossProducts:
+        """The :class:`~bayesmix.data.blocks.CrossProducts` of one factor.
 
         With ``shift`` = c, the cross-products of ``[X, y - X c]``, taken in double-double
         before rounding, so that a response with a large mean loses no precision (see
         :func:`bayesmix.reml.profiled_criterion`).
         """
-        from .crossprod import CrossProducts  # the REML package imports the design, which imports this
-
         A1X, AXX = (self.A1X, self.AXX) if shift is None else _shift_response(self.A1X, self.AXX, np.asarray(shift, float))
         return CrossProducts(self.n, p, value(self.A11), value(A1X), value(AXX))
 

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
-from ..data.crossprod import CrossProducts
+from ..data.blocks import CrossProducts
 from ..data.layout import FactorBlock, Structure
 from .kernels import factor_first_block, rest_downdate
 

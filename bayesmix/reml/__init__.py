@@ -1,4 +1,5 @@
-"""REML and ML fits with lme4's profiled criterion (Bates, Mächler, Bolker and Walker 2015)."""
+"""Point estimates: REML and ML fits of linear mixed models with lme4's profiled criterion (Bates, Mächler,
+Bolker and Walker 2015), and maximum-likelihood fits of GLMMs by the Laplace approximation or quadrature."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.crossprod import CrossProducts, shifted_cross_products
+from ..data.blocks import CrossProducts
+from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
 from ..data.layout import Structure
 from ..linalg.factorization import Factorization, factorize
