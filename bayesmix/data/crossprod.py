@@ -159,12 +159,16 @@ def rest_crossproducts(columns, values, slots, w, z1, XY, size, n_pairs):
     return A22, A2X, A21
 
 
-def per_level_crossprod(codes: np.ndarray, a: np.ndarray, b: np.ndarray, n_levels: int) -> np.ndarray:
-    """``out[i] = a_i' b_i`` summed over the rows of level i: shape (n_levels, a.shape[1], b.shape[1])."""
-    out = np.empty((n_levels, a.shape[1], b.shape[1]))
-    for j in range(a.shape[1]):
-        for k in range(b.shape[1]):
-            out[:, j, k] = np.bincount(codes, weights=a[:, j] * b[:, k], minlength=n_levels)
+@njit(cache=True)
+def per_level_crossprod(codes, a, b, n_levels):
+    """``out[i] = a_i' b_i`` summed over the rows of level i: shape (n_levels, a.shape[1], b.shape[1]),
+    in one pass over the rows."""
+    out = np.zeros((n_levels, a.shape[1], b.shape[1]))
+    for row in range(codes.size):
+        level = codes[row]
+        for j in range(a.shape[1]):
+            for k in range(b.shape[1]):
+                out[level, j, k] += a[row, j] * b[row, k]
     return out
 
 

@@ -49,6 +49,7 @@ from ..data.layout import Structure
 from ..errors import ArgumentError
 from ..families import Family
 from .factorization import Factorization, effects, factorize
+from .working import add_level_products, level_matrix_products, level_sums, log_likelihood_rows, working_rows
 
 MAX_STEPS = 200  # PIRLS steps before giving up
 MAX_HALVINGS = 30  # step halvings before a step is taken to have reached rounding level
@@ -109,23 +110,38 @@ class GlmmRows:
         """ZΛu, shape (n,)."""
         total = np.zeros(self.n)
         for block, b in zip(self.structure.blocks, effects(self.structure, theta, u)):
-            total += np.einsum("ij,ij->i", block.z, b[block.codes])
+            add_level_products(total, block.codes, block.z, b)
         return total
 
     def log_likelihood(self, eta: np.ndarray, dispersion: float | None) -> np.ndarray:
-        """ℓ_i(η_i), each observation's log-likelihood with its normalising constants."""
-        return self.family.log_likelihood(self.y, self.family.inverse_link(eta), dispersion, self.weights)
+        """ℓ_i(η_i), each observation's log-likelihood with its normalising constants (η of
+        shape (n,), or (k, n) for k linear predictors at once)."""
+        family = self.family
+        if family.kernel_code is not None:
+            values = log_likelihood_rows(family.kernel_code, family.link_code, np.broadcast_to(self.y, eta.shape).ravel(),
+                                         np.broadcast_to(self.weights, eta.shape).ravel(), np.ascontiguousarray(eta).ravel(),
+                                         np.nan if dispersion is None else dispersion)
+            return values.reshape(eta.shape)
+        return family.log_likelihood(self.y, family.inverse_link(eta), dispersion, self.weights)
 
     def working(self, eta: np.ndarray, dispersion: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """∂ℓ_i/∂η_i and the observed information -∂²ℓ_i/∂η_i² at η.
+        """∂ℓ_i/∂η_i and the observed information -∂²ℓ_i/∂η_i² at η (shape (n,), or (k, n)).
 
         For a canonical link the observed information is the Fisher information
         μ_η² E[-∂²ℓ/∂μ²], which is -∂²ℓ/∂μ² at y = μ. Otherwise it is
         -(∂²ℓ/∂μ² μ_η² + ∂ℓ/∂μ μ_ηη), with μ_ηη by a central difference of μ_η (the links
         are smooth; its error, about 1e-9 relative, is smooth in η and far below the
-        approximation's).
+        approximation's). Families with compiled likelihood functions take one pass over the
+        rows (:func:`~bayesmix.linalg.working.working_rows`).
         """
         family = self.family
+        if family.kernel_code is not None:
+            score, information = working_rows(
+                family.kernel_code, family.link_code, family.canonical, np.broadcast_to(self.y, eta.shape).ravel(),
+                np.broadcast_to(self.weights, eta.shape).ravel(), np.ascontiguousarray(eta).ravel(),
+                np.nan if dispersion is None else dispersion, LINK_STEP,
+            )
+            return score.reshape(eta.shape), information.reshape(eta.shape)
         mu = family.inverse_link(eta)
         mu_eta = family.inverse_link_derivative(eta)
         first, second = family.log_likelihood_derivatives(self.y, mu, dispersion, self.weights)
@@ -152,10 +168,7 @@ class GlmmRows:
 
     def level_sums(self, values: np.ndarray) -> list[np.ndarray]:
         """Z'v per factor block, each of shape (levels, q): Σ over a level's rows of v_i z_i."""
-        return [
-            np.stack([np.bincount(block.codes, weights=values * block.z[:, k], minlength=block.n_levels) for k in range(block.q)], axis=1)
-            for block in self.structure.blocks
-        ]
+        return [level_sums(block.codes, values, block.z, block.n_levels) for block in self.structure.blocks]
 
 
 @dataclass(frozen=True, eq=False)
@@ -410,7 +423,7 @@ def _selected_products(rows: GlmmRows, f: Factorization, a: list[np.ndarray]) ->
     blocks = rows.structure.blocks
     P11, P21, P22 = f.inverse_blocks
     codes1 = blocks[0].codes
-    first = np.einsum("nij,nj->ni", P11[codes1], a[0])
+    first = level_matrix_products(codes1, P11, a[0])
     if P21 is None:
         return [first]
     plan = rows.plan
