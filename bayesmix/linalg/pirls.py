@@ -223,6 +223,7 @@ def pirls(
     dispersion: float | None = None,
     u: np.ndarray | None = None,
     joint: bool = False,
+    fallback: np.ndarray | None = None,
 ) -> PirlsMode:
     """The conditional mode û (and β̂ with it when ``beta`` is None) at θ, by PIRLS.
 
@@ -242,6 +243,10 @@ def pirls(
         Starting value of u (a nearby mode speeds convergence); zero by default.
     joint
         Update β jointly with u (always so when ``beta`` is None).
+    fallback
+        A second starting value of u (with ``beta`` given): PIRLS starts from whichever of
+        ``u`` and ``fallback`` has the lower penalised deviance (a predicted mode,
+        :func:`predicted_modes`, and the mode it was predicted from).
 
     Returns
     -------
@@ -263,6 +268,11 @@ def pirls(
         fixed = rows.offset + rows.X @ beta
         eta = fixed + rows.random_predictor(theta, u)
         g = -2.0 * rows.log_likelihood(eta, dispersion).sum() + u @ u
+        if fallback is not None:
+            other_eta = fixed + rows.random_predictor(theta, fallback)
+            other_g = -2.0 * rows.log_likelihood(other_eta, dispersion).sum() + fallback @ fallback
+            if not other_g >= g:  # also when g is not a number
+                u, eta, g = np.array(fallback, dtype=float), other_eta, other_g
     steps, converged = 0, False
     while True:
         first, information = rows.working(eta, dispersion)
@@ -292,6 +302,28 @@ def pirls(
         converged = size < STEP_TOL or (scale == 1.0 and size < NEWTON_TOL)
     loglik = float(rows.log_likelihood(eta, dispersion).sum()) if np.isinf(g) else -0.5 * (g - u @ u)
     return PirlsMode(theta, beta, dispersion, u, eta, f, loglik, steps, converged)
+
+
+def predicted_modes(rows: GlmmRows, mode: PirlsMode, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> np.ndarray:
+    """A start for PIRLS at (θ, β, φ) from the mode at nearby parameters: û there, corrected to
+    first order in the change of the parameters.
+
+    PIRLS solves ∂g/∂u / 2 = u - Λ'Z'ℓ'(η(u)) = 0. One chord step from the old mode û₀, with
+    the factor of M₀ = Λ₀'Z'W₀ZΛ₀ + I already at hand and Λ, η at the new parameters,
+
+        u = û₀ - M₀⁻¹ (û₀ - Λ'Z'ℓ'(η(û₀))),
+
+    has an error of order |Δψ|² where û₀ itself has one of order |Δψ| (it is the prediction
+    û₀ + (dû/dψ) Δψ of the implicit-function theorem, up to second order), so PIRLS needs about
+    one Newton step less; it costs one pass over the rows and a solve, no new factor.
+    """
+    eta = rows.offset + rows.X @ beta + rows.random_predictor(theta, mode.u)
+    score = rows.working(eta, dispersion)[0]
+    blocks = rows.structure.blocks
+    gradient = [s @ block.lambda_(theta) - u for s, block, u in zip(rows.level_sums(score), blocks, _split(rows, mode.u))]
+    d1, d2 = mode.factorization.solve(gradient[0], None if len(blocks) == 1 else np.concatenate([g.ravel() for g in gradient[1:]]))
+    step = d1.ravel() if d2 is None else np.concatenate([d1.ravel(), d2])
+    return mode.u + step
 
 
 def _relative(step: np.ndarray, x: np.ndarray) -> float:
