@@ -287,7 +287,8 @@ def pirls(
         scale = 1.0
         for _ in range(MAX_HALVINGS):
             trial_u, trial_beta = u + scale * step_u, beta + scale * step_beta
-            trial_eta = rows.offset + rows.X @ trial_beta + rows.random_predictor(theta, trial_u)
+            trial_fixed = rows.offset + rows.X @ trial_beta if joint else fixed
+            trial_eta = trial_fixed + rows.random_predictor(theta, trial_u)
             trial_g = -2.0 * rows.log_likelihood(trial_eta, dispersion).sum() + trial_u @ trial_u
             if trial_g <= g:
                 break
@@ -430,7 +431,7 @@ def laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
     e_sums, score_sums = rows.level_sums(e), rows.level_sums(score)
     u_blocks, r_blocks = _split(rows, mode.u), _split(rows, r)
     for k, block in enumerate(blocks):
-        trace = np.einsum("i,ij,ik->jk", information, block.z, Pa[k])
+        trace = (block.z * information[:, None]).T @ Pa[k]
         G = e_sums[k].T @ u_blocks[k] + score_sums[k].T @ r_blocks[k] + 2.0 * trace
         grad_theta[block.theta_offset : block.theta_offset + block.n_theta] = G[block.theta_rows, block.theta_cols]
     grad_dispersion = None
