@@ -15,7 +15,10 @@ side is a :class:`Family` object carried by the :class:`~bayesmix.Design`; it ow
   function V(μ);
 - the log-likelihood of y given μ, the dispersion and the prior weights, with all its
   normalising constants, its first two derivatives in μ, the unit deviance and the deviance
-  residuals, and the starting means of an iterative fit (:meth:`Family.initial_mu`);
+  residuals, and the starting means of an iterative fit (:meth:`Family.initial_mu`); the
+  links' inverses and the binomial and Poisson log-likelihoods are written once, as compiled
+  (numba) functions of one observation that the numpy methods apply to arrays and PIRLS calls
+  inside its own loops (:mod:`bayesmix.linalg.working`);
 - predictive draws (the noise a posterior predictive draw adds to μ);
 - whether it has a dispersion parameter and its default prior scale, the name and
   parameters of its distribution as the Bayesian backend builds it, and whether per-group
