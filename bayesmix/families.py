@@ -15,7 +15,10 @@ side is a :class:`Family` object carried by the :class:`~bayesmix.Design`; it ow
   function V(μ);
 - the log-likelihood of y given μ, the dispersion and the prior weights, with all its
   normalising constants, its first two derivatives in μ, the unit deviance and the deviance
-  residuals, and the starting means of an iterative fit (:meth:`Family.initial_mu`);
+  residuals, and the starting means of an iterative fit (:meth:`Family.initial_mu`); the
+  links' inverses and the binomial and Poisson log-likelihoods are written once, as compiled
+  (numba) functions of one observation that the numpy methods apply to arrays and PIRLS calls
+  inside its own loops (:mod:`bayesmix.linalg.working`);
 - predictive draws (the noise a posterior predictive draw adds to μ);
 - whether it has a dispersion parameter and its default prior scale, the name and
   parameters of its distribution as the Bayesian backend builds it, and whether per-group
@@ -33,13 +36,15 @@ have none (pass None). Prior *weights* w are R's ``weights``: the number of tria
 binomial (y is then the proportion of successes), precisions for the Gaussian, and factors
 multiplying the log-likelihood for the Poisson and the negative binomial.
 
-This module imports only numpy, pandas, scipy and :mod:`bayesmix.errors`: it sits below the data
+This module imports only numpy, pandas, scipy, :mod:`bayesmix.errors` and :mod:`bayesmix.jit` (numba): it sits below the data
 layer, which validates responses through it.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -49,6 +54,7 @@ import pandas as pd
 from scipy import special, stats
 
 from .errors import ArgumentError, DataError
+from .jit import njit
 
 __all__ = [
     "FAMILY_NAMES",
@@ -95,43 +101,153 @@ def _identity(x):
     return x
 
 
-def _exp_floor(eta):
-    """max(exp(η), ε): R's log-link inverse and its derivative (``pmax(exp(eta), .Machine$double.eps)``)."""
-    with np.errstate(over="ignore"):
-        return np.maximum(np.exp(eta), EPS)
+# ----- the elementwise mathematics, compiled -----------------------------------------------
+# Each link's inverse and each family's log-likelihood is written once, for one number, as a
+# compiled (numba) function selected by a code: the numpy methods below apply it to arrays,
+# and PIRLS's fused passes over the rows (:mod:`bayesmix.linalg.working`) call it inside
+# their own loops. Numba raises no floating-point warnings, so R's guards below are all the
+# protection against over- and underflow there is.
 
+#: The code of each link in :func:`link_inverse_row`.
+LINK_CODES: dict[str, int] = {"identity": 0, "log": 1, "logit": 2, "probit": 3, "cloglog": 4}
 
 #: R's ``THRESH``: beyond ±30 the logistic inverse and its derivative are held constant.
 LOGIT_THRESHOLD = 30.0
 
-
-def _logit_inverse(eta):
-    """R's ``logit_linkinv``: e/(1 + e), with e = exp(η) held at ε below η = -30 and at 1/ε above 30."""
-    eta = np.asarray(eta, dtype=float)
-    e = np.where(eta < -LOGIT_THRESHOLD, EPS,
-                 np.where(eta > LOGIT_THRESHOLD, 1.0 / EPS, np.exp(np.clip(eta, -LOGIT_THRESHOLD, LOGIT_THRESHOLD))))
-    return e / (1.0 + e)
-
-
-def _logit_inverse_derivative(eta):
-    """R's ``logit_mu_eta``: exp(η)/(1 + exp(η))², and ε where |η| > 30."""
-    eta = np.asarray(eta, dtype=float)
-    e = np.exp(np.clip(eta, -LOGIT_THRESHOLD, LOGIT_THRESHOLD))
-    return np.where(np.abs(eta) > LOGIT_THRESHOLD, EPS, e / np.square(1.0 + e))
-
-
 #: R's probit threshold ``-qnorm(.Machine$double.eps)``: η is clamped to ± this before Φ.
-PROBIT_THRESHOLD = -special.ndtri(EPS)
+PROBIT_THRESHOLD = float(-special.ndtri(EPS))
+
+_SQRT_HALF = math.sqrt(0.5)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
-def _probit_inverse(eta):
-    """Φ(η), with η clamped to ±``PROBIT_THRESHOLD`` (R's ``probit`` ``linkinv``)."""
-    return special.ndtr(np.clip(eta, -PROBIT_THRESHOLD, PROBIT_THRESHOLD))
+@njit(cache=True)
+def link_inverse_row(code, eta):
+    """(μ, dμ/dη) at one η for the link with code ``code`` (:data:`LINK_CODES`), as R's
+    ``make.link`` computes them.
+
+    - identity: (η, 1);
+    - log: max(exp(η), ε) for both;
+    - logit: e/(1 + e) and e/(1 + e)², e = exp(η), with e held at ε below η = -30 and at 1/ε
+      above 30, and the derivative ε where |η| > 30;
+    - probit: Φ(η) with η clamped to ±``PROBIT_THRESHOLD`` (Φ as cephes' ``ndtr`` computes it),
+      and max(φ(η), ε);
+    - cloglog: 1 - exp(-exp(η)) held inside [ε, 1 - ε], and max(e exp(-e), ε) with
+      e = exp(min(η, 700)).
+    """
+    if code == 0:
+        return eta, 1.0
+    if code == 1:
+        e = max(math.exp(eta), EPS)
+        return e, e
+    if code == 2:
+        if eta < -LOGIT_THRESHOLD:
+            e = EPS
+        elif eta > LOGIT_THRESHOLD:
+            e = 1.0 / EPS
+        else:
+            e = math.exp(eta)
+        slope = EPS if abs(eta) > LOGIT_THRESHOLD else e / ((1.0 + e) * (1.0 + e))
+        return e / (1.0 + e), slope
+    if code == 3:
+        x = min(max(eta, -PROBIT_THRESHOLD), PROBIT_THRESHOLD) * _SQRT_HALF
+        z = abs(x)
+        if z < _SQRT_HALF:
+            mu = 0.5 + 0.5 * math.erf(x)
+        else:
+            mu = 0.5 * math.erfc(z)
+            if x > 0.0:
+                mu = 1.0 - mu
+        return mu, max(math.exp(-0.5 * eta * eta) / _SQRT_2PI, EPS)
+    if code == 4:
+        mu = min(max(-math.expm1(-math.exp(eta)), EPS), 1.0 - EPS)
+        e = math.exp(min(eta, 700.0))
+        return mu, max(e * math.exp(-e), EPS)
+    return math.nan, math.nan
 
 
-def _probit_inverse_derivative(eta):
-    """max(φ(η), ε) (R's ``probit`` ``mu.eta``)."""
-    return np.maximum(stats.norm.pdf(eta), EPS)
+@njit(cache=True)
+def _link_inverse_rows(code, eta):
+    """μ and dμ/dη for a flat array of η."""
+    mu, slope = np.empty(eta.size), np.empty(eta.size)
+    for i in range(eta.size):
+        mu[i], slope[i] = link_inverse_row(code, eta[i])
+    return mu, slope
+
+
+def _link_inverse(code: int, which: int, eta):
+    """μ (``which`` 0) or dμ/dη (``which`` 1) at η, any shape, by :func:`link_inverse_row`."""
+    eta = np.asarray(eta, dtype=float)
+    return _link_inverse_rows(code, np.ascontiguousarray(eta).ravel())[which].reshape(eta.shape)
+
+
+@njit(cache=True)
+def _xlogy(x, y):
+    """x log y, and 0 where x = 0 (scipy's ``xlogy``)."""
+    return 0.0 if x == 0.0 and not math.isnan(y) else x * math.log(y)
+
+
+#: The code of each family with compiled likelihood functions (:func:`log_likelihood_row`).
+BINOMIAL_CODE, POISSON_CODE = 1, 2
+
+
+@njit(cache=True)
+def log_likelihood_row(code, y, mu, weight, dispersion):
+    """ℓ(y; μ, φ, w) of one observation for the family with code ``code``, with its normalising
+    constants (see each family's :meth:`Family.log_likelihood`)."""
+    if code == BINOMIAL_CODE:
+        k, rest = weight * y, weight * (1.0 - y)
+        out = _xlogy(k, mu) + (0.0 if rest == 0.0 else rest * math.log1p(-mu))
+        if k > 0.0 and k < weight:  # log C(n, 0) = log C(n, n) = 0: every row of a 0/1 response
+            out += math.lgamma(weight + 1.0) - math.lgamma(k + 1.0) - math.lgamma(weight - k + 1.0)
+        return out
+    if code == POISSON_CODE:
+        return weight * (_xlogy(y, mu) - mu - math.lgamma(y + 1.0))
+    return math.nan
+
+
+@njit(cache=True)
+def log_likelihood_derivatives_row(code, y, mu, weight, dispersion):
+    """∂ℓ/∂μ and ∂²ℓ/∂μ² of one observation for the family with code ``code``."""
+    if code == BINOMIAL_CODE:
+        return weight * (y - mu) / (mu * (1.0 - mu)), -weight * (y / (mu * mu) + (1.0 - y) / ((1.0 - mu) * (1.0 - mu)))
+    if code == POISSON_CODE:
+        return weight * (y / mu - 1.0), -weight * y / (mu * mu)
+    return math.nan, math.nan
+
+
+@njit(cache=True)
+def _log_likelihood_rows(code, y, mu, weight, dispersion):
+    """:func:`log_likelihood_row` over flat arrays."""
+    out = np.empty(y.size)
+    for i in range(y.size):
+        out[i] = log_likelihood_row(code, y[i], mu[i], weight[i], dispersion[i])
+    return out
+
+
+@njit(cache=True)
+def _log_likelihood_derivatives_rows(code, y, mu, weight, dispersion):
+    """:func:`log_likelihood_derivatives_row` over flat arrays."""
+    first, second = np.empty(y.size), np.empty(y.size)
+    for i in range(y.size):
+        first[i], second[i] = log_likelihood_derivatives_row(code, y[i], mu[i], weight[i], dispersion[i])
+    return first, second
+
+
+def _elementwise(kernel, code: int, y, mu, weights, dispersion):
+    """``kernel`` (one of the row loops above) on y, μ, the weights (1 for None) and the
+    dispersion (NaN for None), broadcast together: one array, or a tuple of arrays, of their shape."""
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in
+                                   (y, mu, 1.0 if weights is None else weights, math.nan if dispersion is None else dispersion)))
+    out = kernel(code, *(np.ascontiguousarray(a).ravel() for a in arrays))
+    shape = arrays[0].shape
+    return tuple(o.reshape(shape) for o in out) if isinstance(out, tuple) else out.reshape(shape)
+
+
+def _compiled_link(name: str, link: Callable[[np.ndarray], np.ndarray]) -> Link:
+    """The link ``name`` with its inverse and derivative from :func:`link_inverse_row`."""
+    code = LINK_CODES[name]
+    return Link(name, link, functools.partial(_link_inverse, code, 0), functools.partial(_link_inverse, code, 1))
 
 
 def _cloglog_link(mu):
@@ -139,24 +255,12 @@ def _cloglog_link(mu):
     return np.log(-np.log(1.0 - np.asarray(mu, dtype=float)))
 
 
-def _cloglog_inverse(eta):
-    """1 - exp(-exp(η)) held inside [ε, 1 - ε] (R: ``pmax(pmin(-expm1(-exp(eta)), 1 - eps), eps)``)."""
-    with np.errstate(over="ignore"):
-        return np.clip(-np.expm1(-np.exp(eta)), EPS, 1.0 - EPS)
-
-
-def _cloglog_inverse_derivative(eta):
-    """max(exp(η) exp(-exp(η)), ε) with η first capped at 700 (R's ``cloglog`` ``mu.eta``)."""
-    e = np.exp(np.minimum(eta, 700.0))
-    return np.maximum(e * np.exp(-e), EPS)
-
-
 LINKS: dict[str, Link] = {
     "identity": Link("identity", _identity, _identity, lambda eta: np.ones_like(eta, dtype=float)),
-    "log": Link("log", np.log, _exp_floor, _exp_floor),
-    "logit": Link("logit", lambda mu: np.log(mu / (1.0 - mu)), _logit_inverse, _logit_inverse_derivative),
-    "probit": Link("probit", special.ndtri, _probit_inverse, _probit_inverse_derivative),
-    "cloglog": Link("cloglog", _cloglog_link, _cloglog_inverse, _cloglog_inverse_derivative),
+    "log": _compiled_link("log", np.log),
+    "logit": _compiled_link("logit", lambda mu: np.log(mu / (1.0 - mu))),
+    "probit": _compiled_link("probit", special.ndtri),
+    "cloglog": _compiled_link("cloglog", _cloglog_link),
 }
 
 
@@ -204,6 +308,10 @@ class Family(abc.ABC):
         Whether a grouping factor may have a level per row (an observation-level random
         effect, which models overdispersion in a count or binomial model); not for the
         Gaussian, whose residual it would duplicate (lme4 refuses it for ``lmer`` only).
+    kernel_code
+        The code that selects the family's compiled log-likelihood and its derivatives
+        (:func:`log_likelihood_row`, :func:`log_likelihood_derivatives_row`), or None for a
+        family whose likelihood is computed by its numpy methods only.
     """
 
     link: str
@@ -214,6 +322,7 @@ class Family(abc.ABC):
     has_dispersion: ClassVar[bool]
     dtype_kinds: ClassVar[str] = "iuf"
     allows_observation_level_effects: ClassVar[bool] = True
+    kernel_code: ClassVar[int | None] = None
 
     def __post_init__(self):
         if not isinstance(self.link, str) or self.link not in self.links:
@@ -234,6 +343,11 @@ class Family(abc.ABC):
         """Whether the link is the family's canonical link, so that the Fisher (expected) and the
         observed information, and so PIRLS's working weights, coincide."""
         return self.link == self.canonical_link
+
+    @property
+    def link_code(self) -> int:
+        """The code that selects the link's compiled inverse (:func:`link_inverse_row`)."""
+        return LINK_CODES[self.link]
 
     # ----- the response's validity --------------------------------------------------------
     def check_dtype(self, name: str, dtype) -> None:
@@ -516,6 +630,7 @@ class Binomial(Family):
     canonical_link: ClassVar[str] = "logit"
     distribution: ClassVar[str] = "Binomial"
     has_dispersion: ClassVar[bool] = False
+    kernel_code: ClassVar[int] = BINOMIAL_CODE
     dtype_kinds: ClassVar[str] = "iufb"
 
     def check_values(self, name: str, y: np.ndarray, weights: np.ndarray | None = None) -> None:
@@ -603,20 +718,12 @@ class Binomial(Family):
     def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
                        weights: np.ndarray | None = None) -> np.ndarray:
         """log Binomial(w y; w, μ) = log C(w, w y) + w y log μ + w (1 - y) log(1 - μ); ``dispersion`` is unused."""
-        n = _trials(weights)
-        k = n * y
-        out = special.xlogy(k, mu) + special.xlog1py(n - k, -mu)
-        inner = (k > 0) & (k < n)  # log C(n, 0) = log C(n, n) = 0: every row of a 0/1 response
-        if inner.any():
-            n, k = np.broadcast_to(n, k.shape)[inner], k[inner]
-            out[..., inner] += special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
-        return out
+        return _elementwise(_log_likelihood_rows, self.kernel_code, y, mu, weights, None)
 
     def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
                                    weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """w (y - μ) / (μ (1 - μ)) and -w (y / μ² + (1 - y) / (1 - μ)²)."""
-        n = _trials(weights)
-        return n * (y - mu) / (mu * (1.0 - mu)), -n * (y / np.square(mu) + (1.0 - y) / np.square(1.0 - mu))
+        return _elementwise(_log_likelihood_derivatives_rows, self.kernel_code, y, mu, weights, None)
 
     def unit_deviance(self, y: np.ndarray, mu: np.ndarray, *, dispersion: np.ndarray | None = None) -> np.ndarray:
         """2 (y log(y/μ) + (1 - y) log((1 - y)/(1 - μ))), with 0 log 0 = 0."""
@@ -688,6 +795,7 @@ class Poisson(_Counts):
     canonical_link: ClassVar[str] = "log"
     distribution: ClassVar[str] = "Poisson"
     has_dispersion: ClassVar[bool] = False
+    kernel_code: ClassVar[int] = POISSON_CODE
 
     def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
         """V(μ) = μ."""
@@ -696,13 +804,12 @@ class Poisson(_Counts):
     def log_likelihood(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
                        weights: np.ndarray | None = None) -> np.ndarray:
         """w (y log μ - μ - log y!); ``dispersion`` is unused."""
-        return _trials(weights) * (special.xlogy(y, mu) - mu - special.gammaln(y + 1.0))
+        return _elementwise(_log_likelihood_rows, self.kernel_code, y, mu, weights, None)
 
     def log_likelihood_derivatives(self, y: np.ndarray, mu: np.ndarray, dispersion: np.ndarray | None = None,
                                    weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """w (y/μ - 1) and -w y/μ²."""
-        w = _trials(weights)
-        return w * (y / mu - 1.0), -w * y / np.square(mu)
+        return _elementwise(_log_likelihood_derivatives_rows, self.kernel_code, y, mu, weights, None)
 
     def unit_deviance(self, y: np.ndarray, mu: np.ndarray, *, dispersion: np.ndarray | None = None) -> np.ndarray:
         """2 (y log(y/μ) - (y - μ)), with 0 log 0 = 0."""

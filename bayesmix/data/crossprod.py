@@ -74,15 +74,11 @@ class CrossProductPlan:
     def products(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> CrossProducts:
         """The blocks of ``[Z X y]' W [Z X y]`` (W = I without ``weights``)."""
         first, rest = self.structure.blocks[0], self.structure.blocks[1:]
-        XY = np.column_stack([X, y])
-        WXY = XY if weights is None else XY * weights[:, None]
-        Wz1 = first.z if weights is None else first.z * weights[:, None]
-        A11 = per_level_crossprod(first.codes, Wz1, first.z, first.n_levels)
-        A1X = per_level_crossprod(first.codes, Wz1, XY, first.n_levels)
-        AXX = WXY.T @ XY
+        w = np.ones(len(y)) if weights is None else np.ascontiguousarray(weights, dtype=float)
+        A11, A1X, AXX = first_block_crossproducts(first.codes, first.z, X, y, w, first.n_levels)
         if not rest:
             return CrossProducts(len(y), X.shape[1], A11, A1X, AXX)
-        w = np.ones(len(y)) if weights is None else np.ascontiguousarray(weights, dtype=float)
+        XY = np.column_stack([X, y])
         A22, A2X, values = rest_crossproducts(
             self.rest_columns, self.rest_values, self.rest_slots, w, np.ascontiguousarray(first.z, dtype=float),
             np.ascontiguousarray(XY), self.size, len(self.pair_rows),
@@ -117,13 +113,35 @@ def rest_crossproducts(columns, values, slots, w, z1, XY, size, n_pairs):
     return A22, A2X, A21
 
 
-def per_level_crossprod(codes: np.ndarray, a: np.ndarray, b: np.ndarray, n_levels: int) -> np.ndarray:
-    """``out[i] = a_i' b_i`` summed over the rows of level i: shape (n_levels, a.shape[1], b.shape[1])."""
-    out = np.empty((n_levels, a.shape[1], b.shape[1]))
-    for j in range(a.shape[1]):
-        for k in range(b.shape[1]):
-            out[:, j, k] = np.bincount(codes, weights=a[:, j] * b[:, k], minlength=n_levels)
-    return out
+@njit(cache=True)
+def first_block_crossproducts(codes, z, X, y, w, n_levels):
+    """``Z1'WZ1`` and ``Z1'W[X y]`` per level of the first factor, and ``[X y]'W[X y]``, in one
+    pass over the rows (W = diag(w)): shapes (levels, q, q), (levels, q, p + 1), (p + 1, p + 1)."""
+    q, p = z.shape[1], X.shape[1]
+    m = p + 1
+    A11 = np.zeros((n_levels, q, q))
+    A1X = np.zeros((n_levels, q, m))
+    AXX = np.zeros((m, m))
+    xy = np.empty(m)
+    for row in range(codes.size):
+        level = codes[row]
+        for c in range(p):
+            xy[c] = X[row, c]
+        xy[p] = y[row]
+        for j in range(q):
+            wz = z[row, j] * w[row]
+            for k in range(q):
+                A11[level, j, k] += wz * z[row, k]
+            for c in range(m):
+                A1X[level, j, c] += wz * xy[c]
+        for a in range(m):
+            wx = xy[a] * w[row]
+            for b in range(a + 1):
+                AXX[a, b] += wx * xy[b]
+    for a in range(m):
+        for b in range(a):
+            AXX[b, a] = AXX[a, b]
+    return A11, A1X, AXX
 
 
 def least_squares(X: np.ndarray, y: np.ndarray) -> np.ndarray:

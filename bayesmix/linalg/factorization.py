@@ -154,8 +154,8 @@ class Factorization:
             return first, None, None
         levels, q, _ = self.L11inv.shape
         S = sp.csr_array(_scale_rows(self.A21 @ _block_diagonal(self.lambda1 @ first), self.lambda2))
-        L22inv = la.solve_triangular(self.L22, np.eye(self.L22.shape[0]), lower=True, check_finite=False)
-        P22 = L22inv.T @ L22inv
+        P22 = np.tril(la.lapack.dpotri(self.L22, lower=1)[0])  # (L22 L22')⁻¹ from its factor, lower triangle
+        P22 += np.tril(P22, -1).T
         P21 = -np.asarray((S.T @ P22).T)
         coo = S.tocoo()
         level, a = np.divmod(coo.col, q)

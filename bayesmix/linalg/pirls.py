@@ -49,6 +49,7 @@ from ..data.layout import Structure
 from ..errors import ArgumentError
 from ..families import Family
 from .factorization import Factorization, effects, factorize
+from .working import add_level_products, level_matrix_products, level_sums, log_likelihood_rows, working_rows
 
 MAX_STEPS = 200  # PIRLS steps before giving up
 MAX_HALVINGS = 30  # step halvings before a step is taken to have reached rounding level
@@ -109,23 +110,38 @@ class GlmmRows:
         """ZΛu, shape (n,)."""
         total = np.zeros(self.n)
         for block, b in zip(self.structure.blocks, effects(self.structure, theta, u)):
-            total += np.einsum("ij,ij->i", block.z, b[block.codes])
+            add_level_products(total, block.codes, block.z, b)
         return total
 
     def log_likelihood(self, eta: np.ndarray, dispersion: float | None) -> np.ndarray:
-        """ℓ_i(η_i), each observation's log-likelihood with its normalising constants."""
-        return self.family.log_likelihood(self.y, self.family.inverse_link(eta), dispersion, self.weights)
+        """ℓ_i(η_i), each observation's log-likelihood with its normalising constants (η of
+        shape (n,), or (k, n) for k linear predictors at once)."""
+        family = self.family
+        if family.kernel_code is not None:
+            values = log_likelihood_rows(family.kernel_code, family.link_code, np.broadcast_to(self.y, eta.shape).ravel(),
+                                         np.broadcast_to(self.weights, eta.shape).ravel(), np.ascontiguousarray(eta).ravel(),
+                                         np.nan if dispersion is None else dispersion)
+            return values.reshape(eta.shape)
+        return family.log_likelihood(self.y, family.inverse_link(eta), dispersion, self.weights)
 
     def working(self, eta: np.ndarray, dispersion: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """∂ℓ_i/∂η_i and the observed information -∂²ℓ_i/∂η_i² at η.
+        """∂ℓ_i/∂η_i and the observed information -∂²ℓ_i/∂η_i² at η (shape (n,), or (k, n)).
 
         For a canonical link the observed information is the Fisher information
         μ_η² E[-∂²ℓ/∂μ²], which is -∂²ℓ/∂μ² at y = μ. Otherwise it is
         -(∂²ℓ/∂μ² μ_η² + ∂ℓ/∂μ μ_ηη), with μ_ηη by a central difference of μ_η (the links
         are smooth; its error, about 1e-9 relative, is smooth in η and far below the
-        approximation's).
+        approximation's). Families with compiled likelihood functions take one pass over the
+        rows (:func:`~bayesmix.linalg.working.working_rows`).
         """
         family = self.family
+        if family.kernel_code is not None:
+            score, information = working_rows(
+                family.kernel_code, family.link_code, family.canonical, np.broadcast_to(self.y, eta.shape).ravel(),
+                np.broadcast_to(self.weights, eta.shape).ravel(), np.ascontiguousarray(eta).ravel(),
+                np.nan if dispersion is None else dispersion, LINK_STEP,
+            )
+            return score.reshape(eta.shape), information.reshape(eta.shape)
         mu = family.inverse_link(eta)
         mu_eta = family.inverse_link_derivative(eta)
         first, second = family.log_likelihood_derivatives(self.y, mu, dispersion, self.weights)
@@ -152,10 +168,7 @@ class GlmmRows:
 
     def level_sums(self, values: np.ndarray) -> list[np.ndarray]:
         """Z'v per factor block, each of shape (levels, q): Σ over a level's rows of v_i z_i."""
-        return [
-            np.stack([np.bincount(block.codes, weights=values * block.z[:, k], minlength=block.n_levels) for k in range(block.q)], axis=1)
-            for block in self.structure.blocks
-        ]
+        return [level_sums(block.codes, values, block.z, block.n_levels) for block in self.structure.blocks]
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,6 +223,7 @@ def pirls(
     dispersion: float | None = None,
     u: np.ndarray | None = None,
     joint: bool = False,
+    fallback: np.ndarray | None = None,
 ) -> PirlsMode:
     """The conditional mode û (and β̂ with it when ``beta`` is None) at θ, by PIRLS.
 
@@ -229,6 +243,10 @@ def pirls(
         Starting value of u (a nearby mode speeds convergence); zero by default.
     joint
         Update β jointly with u (always so when ``beta`` is None).
+    fallback
+        A second starting value of u (with ``beta`` given): PIRLS starts from whichever of
+        ``u`` and ``fallback`` has the lower penalised deviance (a predicted mode,
+        :func:`predicted_modes`, and the mode it was predicted from).
 
     Returns
     -------
@@ -250,6 +268,11 @@ def pirls(
         fixed = rows.offset + rows.X @ beta
         eta = fixed + rows.random_predictor(theta, u)
         g = -2.0 * rows.log_likelihood(eta, dispersion).sum() + u @ u
+        if fallback is not None:
+            other_eta = fixed + rows.random_predictor(theta, fallback)
+            other_g = -2.0 * rows.log_likelihood(other_eta, dispersion).sum() + fallback @ fallback
+            if not other_g >= g:  # also when g is not a number
+                u, eta, g = np.array(fallback, dtype=float), other_eta, other_g
     steps, converged = 0, False
     while True:
         first, information = rows.working(eta, dispersion)
@@ -264,7 +287,8 @@ def pirls(
         scale = 1.0
         for _ in range(MAX_HALVINGS):
             trial_u, trial_beta = u + scale * step_u, beta + scale * step_beta
-            trial_eta = rows.offset + rows.X @ trial_beta + rows.random_predictor(theta, trial_u)
+            trial_fixed = rows.offset + rows.X @ trial_beta if joint else fixed
+            trial_eta = trial_fixed + rows.random_predictor(theta, trial_u)
             trial_g = -2.0 * rows.log_likelihood(trial_eta, dispersion).sum() + trial_u @ trial_u
             if trial_g <= g:
                 break
@@ -279,6 +303,28 @@ def pirls(
         converged = size < STEP_TOL or (scale == 1.0 and size < NEWTON_TOL)
     loglik = float(rows.log_likelihood(eta, dispersion).sum()) if np.isinf(g) else -0.5 * (g - u @ u)
     return PirlsMode(theta, beta, dispersion, u, eta, f, loglik, steps, converged)
+
+
+def predicted_modes(rows: GlmmRows, mode: PirlsMode, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> np.ndarray:
+    """A start for PIRLS at (θ, β, φ) from the mode at nearby parameters: û there, corrected to
+    first order in the change of the parameters.
+
+    PIRLS solves ∂g/∂u / 2 = u - Λ'Z'ℓ'(η(u)) = 0. One chord step from the old mode û₀, with
+    the factor of M₀ = Λ₀'Z'W₀ZΛ₀ + I already at hand and Λ, η at the new parameters,
+
+        u = û₀ - M₀⁻¹ (û₀ - Λ'Z'ℓ'(η(û₀))),
+
+    has an error of order |Δψ|² where û₀ itself has one of order |Δψ| (it is the prediction
+    û₀ + (dû/dψ) Δψ of the implicit-function theorem, up to second order), so PIRLS needs about
+    one Newton step less; it costs one pass over the rows and a solve, no new factor.
+    """
+    eta = rows.offset + rows.X @ beta + rows.random_predictor(theta, mode.u)
+    score = rows.working(eta, dispersion)[0]
+    blocks = rows.structure.blocks
+    gradient = [s @ block.lambda_(theta) - u for s, block, u in zip(rows.level_sums(score), blocks, _split(rows, mode.u))]
+    d1, d2 = mode.factorization.solve(gradient[0], None if len(blocks) == 1 else np.concatenate([g.ravel() for g in gradient[1:]]))
+    step = d1.ravel() if d2 is None else np.concatenate([d1.ravel(), d2])
+    return mode.u + step
 
 
 def _relative(step: np.ndarray, x: np.ndarray) -> float:
@@ -385,7 +431,7 @@ def laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
     e_sums, score_sums = rows.level_sums(e), rows.level_sums(score)
     u_blocks, r_blocks = _split(rows, mode.u), _split(rows, r)
     for k, block in enumerate(blocks):
-        trace = np.einsum("i,ij,ik->jk", information, block.z, Pa[k])
+        trace = (block.z * information[:, None]).T @ Pa[k]
         G = e_sums[k].T @ u_blocks[k] + score_sums[k].T @ r_blocks[k] + 2.0 * trace
         grad_theta[block.theta_offset : block.theta_offset + block.n_theta] = G[block.theta_rows, block.theta_cols]
     grad_dispersion = None
@@ -410,7 +456,7 @@ def _selected_products(rows: GlmmRows, f: Factorization, a: list[np.ndarray]) ->
     blocks = rows.structure.blocks
     P11, P21, P22 = f.inverse_blocks
     codes1 = blocks[0].codes
-    first = np.einsum("nij,nj->ni", P11[codes1], a[0])
+    first = level_matrix_products(codes1, P11, a[0])
     if P21 is None:
         return [first]
     plan = rows.plan

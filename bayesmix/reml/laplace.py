@@ -32,7 +32,7 @@ from ..data.layout import Structure
 from ..errors import ArgumentError, FitError
 from ..families import Family
 from ..linalg.factorization import conditional_covariances, effects
-from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, agq_gradient, laplace_gradient, pirls
+from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, agq_gradient, laplace_gradient, pirls, predicted_modes
 from ..linalg.threads import one_blas_thread
 from .optimize import BOUNDARY_TOL
 
@@ -153,7 +153,7 @@ class LaplaceFit:
 
 class _Deviance:
     """d(x) and its gradient for the free parameters x = (θ̃, β, log φ), warm-starting PIRLS
-    from the last mode."""
+    from the last mode, corrected to first order for the change of x (:func:`predicted_modes`)."""
 
     def __init__(self, rows: GlmmRows, nagq: int, free_theta: np.ndarray, theta_fixed: np.ndarray):
         self.rows = rows
@@ -165,7 +165,7 @@ class _Deviance:
         self.evaluations = 0
         self.iterations = 0
         self.all_converged = True
-        self.u: np.ndarray | None = None
+        self.mode: PirlsMode | None = None
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
         """θ, β and φ from x."""
@@ -181,10 +181,14 @@ class _Deviance:
         astray (no factor, or no finite deviance: far from the last point, with a log link)."""
         theta, beta, dispersion = self.split(np.asarray(x, dtype=float))
         try:
-            mode = pirls(self.rows, theta, beta, dispersion, self.u)
+            if self.mode is None:
+                mode = pirls(self.rows, theta, beta, dispersion)
+            else:
+                start = predicted_modes(self.rows, self.mode, theta, beta, dispersion)
+                mode = pirls(self.rows, theta, beta, dispersion, start, fallback=self.mode.u)
         except np.linalg.LinAlgError:
             mode = None
-        if self.u is not None and (mode is None or not np.isfinite(mode.laplace_deviance)):
+        if self.mode is not None and (mode is None or not np.isfinite(mode.laplace_deviance)):
             mode = pirls(self.rows, theta, beta, dispersion)
         self.evaluations += 1
         self.iterations += mode.iterations
@@ -200,7 +204,7 @@ class _Deviance:
         value = mode.laplace_deviance if self.nagq == 1 else agq_deviance(self.rows, mode, self.nagq)
         if not np.isfinite(value):
             return np.inf
-        self.u = mode.u
+        self.mode = mode
         return value
 
     def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -212,7 +216,7 @@ class _Deviance:
         value = mode.laplace_deviance if self.nagq == 1 else agq_deviance(self.rows, mode, self.nagq)
         if not np.isfinite(value):
             return np.inf, np.zeros_like(x)
-        self.u = mode.u
+        self.mode = mode
         grad = laplace_gradient(self.rows, mode) if self.nagq == 1 else agq_gradient(self.rows, mode, self.nagq)
         parts = [grad.theta[self.free_theta] / self.scale[self.free_theta], grad.beta]
         if self.has_dispersion:
@@ -314,7 +318,7 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
         dispersion0 = family.initial_dispersion(rows.y, family.inverse_link(start_mode.eta), rows.weights)
     start = np.concatenate([theta0 * scale, start_mode.beta, np.log([dispersion0] * family.has_dispersion)])
     stage1 = _Deviance(rows, nagq, np.ones(k, dtype=bool), np.zeros(k))
-    stage1.u = start_mode.u
+    stage1.mode = start_mode
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower] + [(None, None)] * (rows.p + family.has_dispersion)
     # stage 1: quasi-Newton with the exact gradient
     result = minimize(stage1.with_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -325,7 +329,7 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     on_bound = diagonal & (x1[:k] < BOUNDARY_TOL)
     free = ~on_bound
     deviance = _Deviance(rows, nagq, free, np.where(on_bound, 0.0, x1[:k] / scale))
-    deviance.u = stage1.u
+    deviance.mode = stage1.mode
     deviance.evaluations, deviance.iterations, deviance.all_converged = stage1.evaluations, stage1.iterations, stage1.all_converged
     x = np.concatenate([x1[:k][free], x1[k:]])
     names = [n for n, f in zip(structure.names, free) if f] + [f"beta[{j}]" for j in range(rows.p)]
@@ -359,7 +363,7 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     covariance = 2.0 * np.linalg.inv(hess)
     k_free = int(free.sum())
     return LaplaceFit(
-        **at_estimates(rows, theta, beta, dispersion, nagq, deviance.u),
+        **at_estimates(rows, theta, beta, dispersion, nagq, deviance.mode.u),
         vcov_beta=covariance[k_free : k_free + rows.p, k_free : k_free + rows.p],
         hessian=hess,
         parameters=tuple(names),

@@ -1,0 +1,95 @@
+"""Compiled passes over the rows of a generalised linear mixed model, for PIRLS.
+
+Each PIRLS step (:mod:`bayesmix.linalg.pirls`) reads every row a few times: the linear
+predictor η = offset + Xβ + ZΛu, each row's log-likelihood ℓ_i(η_i), its score ∂ℓ_i/∂η_i
+and its information -∂²ℓ_i/∂η_i², and sums over the rows of each level. Done with numpy,
+each of these is a chain of whole-array operations, each allocating and reading a temporary
+of n numbers; here each is one loop over the rows.
+
+The mathematics stays in :mod:`bayesmix.families`: the loops call the family's compiled
+functions for one observation (:func:`~bayesmix.families.link_inverse_row`,
+:func:`~bayesmix.families.log_likelihood_row`,
+:func:`~bayesmix.families.log_likelihood_derivatives_row`), selected by the family's and the
+link's codes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..families import link_inverse_row, log_likelihood_derivatives_row, log_likelihood_row
+from ..jit import njit
+
+
+@njit(cache=True)
+def log_likelihood_rows(family, link, y, weights, eta, dispersion):
+    """ℓ_i(η_i) for each row: the family's log-likelihood at μ_i = g⁻¹(η_i)."""
+    out = np.empty(eta.size)
+    for i in range(eta.size):
+        mu = link_inverse_row(link, eta[i])[0]
+        out[i] = log_likelihood_row(family, y[i], mu, weights[i], dispersion)
+    return out
+
+
+@njit(cache=True)
+def working_rows(family, link, canonical, y, weights, eta, dispersion, link_step):
+    """The score ∂ℓ_i/∂η_i and the observed information W_i = -∂²ℓ_i/∂η_i² of each row.
+
+    With μ_η = dμ/dη: the score is ℓ'(μ) μ_η. For a canonical link the information is the
+    Fisher information -ℓ''(μ; y = μ) μ_η² (equal to the observed one there); otherwise it
+    is -(ℓ''(μ) μ_η² + ℓ'(μ) μ_ηη), with μ_ηη by a central difference of μ_η with step
+    ``link_step`` max(1, |η|).
+    """
+    n = eta.size
+    score, information = np.empty(n), np.empty(n)
+    for i in range(n):
+        e = eta[i]
+        mu, mu_eta = link_inverse_row(link, e)
+        first, second = log_likelihood_derivatives_row(family, y[i], mu, weights[i], dispersion)
+        score[i] = first * mu_eta
+        if canonical:
+            information[i] = -log_likelihood_derivatives_row(family, mu, mu, weights[i], dispersion)[1] * mu_eta * mu_eta
+        else:
+            h = link_step * max(1.0, abs(e))
+            mu_eta_eta = (link_inverse_row(link, e + h)[1] - link_inverse_row(link, e - h)[1]) / (2.0 * h)
+            information[i] = -(second * mu_eta * mu_eta + first * mu_eta_eta)
+    return score, information
+
+
+@njit(cache=True)
+def add_level_products(total, codes, z, b):
+    """total_i += z_i'b[codes_i] for each row i (Zb for one factor block, added to ``total``)."""
+    q = z.shape[1]
+    for i in range(total.size):
+        s = 0.0
+        level = codes[i]
+        for k in range(q):
+            s += z[i, k] * b[level, k]
+        total[i] += s
+
+
+@njit(cache=True)
+def level_sums(codes, values, z, levels):
+    """Σ over each level's rows of v_i z_i: shape (levels, q) (Z'v for one factor block)."""
+    q = z.shape[1]
+    out = np.zeros((levels, q))
+    for i in range(values.size):
+        level = codes[i]
+        for k in range(q):
+            out[level, k] += values[i] * z[i, k]
+    return out
+
+
+@njit(cache=True)
+def level_matrix_products(codes, P, a):
+    """P[codes_i] a_i for each row i: shape (n, q), from per-level (q, q) matrices P."""
+    n, q = a.shape
+    out = np.empty((n, q))
+    for i in range(n):
+        level = codes[i]
+        for j in range(q):
+            s = 0.0
+            for k in range(q):
+                s += P[level, j, k] * a[i, k]
+            out[i, j] = s
+    return out
