@@ -125,6 +125,18 @@ def test_default_priors_are_on_the_link_scale(cbpp):
     assert list(priors.table()["class"])[-1] == "shape"
 
 
+def test_the_linear_gaussians_defaults_stay_in_the_responses_units():
+    frame = simulated()
+    design = bm.Model("y ~ x + (x | g)", frame).design
+    priors = resolve_priors(design, term_labels(design))
+    s_y, s_x = frame["y"].std(ddof=0), frame["x"].std(ddof=0)
+    assert priors.intercept.params == {"mu": pytest.approx(frame["y"].mean()), "sigma": pytest.approx(2.5 * s_y)}
+    assert priors.b["x"].params == {"mu": 0.0, "sigma": pytest.approx(2.5 * s_y / s_x)}
+    assert priors.sd[("g", "Intercept")].params == {"nu": 3.0, "sigma": pytest.approx(s_y)}
+    assert priors.sd[("g", "x")].params == {"nu": 3.0, "sigma": pytest.approx(s_y / s_x)}
+    assert priors.dispersion.params == {"nu": 3.0, "sigma": pytest.approx(s_y)}
+
+
 def test_a_non_gaussian_response_is_not_standardised():
     frame = simulated()
     frame["x"] *= 1000.0

@@ -242,17 +242,17 @@ def resolve_priors(design: Design, term_labels: list[str], overrides: list[Prior
     has_intercept = "Intercept" in names
     # a linear mixed model's coefficients are in the response's units; any other family's on the link scale
     if family.has_sufficient_statistics:
-        unit, intercept = s_y, Normal(mean_y, 2.5 * s_y)
+        b_scale, sd_scale, intercept = 2.5 * s_y, s_y, Normal(mean_y, 2.5 * s_y)
     else:
-        unit, intercept = LINK_SCALE, StudentT(3.0, _link_centre(design), LINK_SCALE)
+        b_scale, sd_scale, intercept = LINK_SCALE, LINK_SCALE, StudentT(3.0, _link_centre(design), LINK_SCALE)
     intercept = intercept if has_intercept else None
     x_scales = design.x_scales()
-    b = {name: Normal(0.0, unit / x_scales[j]) for j, name in enumerate(names) if name != "Intercept"}
+    b = {name: Normal(0.0, b_scale / x_scales[j]) for j, name in enumerate(names) if name != "Intercept"}
     dispersion = _default_dispersion(family, s_y)
     sd, cor = {}, {}
     for k, (label, term) in enumerate(zip(term_labels, design.terms)):
         for column, scale in zip(term.columns, design.z_scales(k)):
-            sd[(label, column)] = HalfStudentT(3.0, (s_y if family.has_sufficient_statistics else LINK_SCALE) / scale)
+            sd[(label, column)] = HalfStudentT(3.0, sd_scale / scale)
         if term.correlated and term.q > 1:
             cor[label] = LKJ(DEFAULT_ETA)
 

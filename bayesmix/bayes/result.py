@@ -16,7 +16,7 @@ from ..data.design import Design
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..results import FittedModel, check_flag, lazily
 from ..errors import ConvergenceWarning, DataError
-from ..families import Binomial
+from ..families import Binomial, NegativeBinomial, Poisson
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
 from ..data.layout import GroupLayout, group_layouts, pair_label
 from .priors import Distribution, PriorSet
@@ -430,7 +430,7 @@ class BayesResult(FittedModel):
             statistics["proportion of zeros"] = share(lambda v: v == 0)
             if rows_.weights is not None:
                 statistics["proportion of ones"] = share(lambda v: v == 1)
-        elif family.weights_multiply_log_likelihood:  # counts
+        elif isinstance(family, (Poisson, NegativeBinomial)):
             statistics["variance"] = lambda v: v.var(axis=-1)
             statistics["proportion of zeros"] = share(lambda v: v == 0)
             statistics["max"] = lambda v: v.max(axis=-1)
