@@ -302,6 +302,13 @@ class Family(abc.ABC):
     has_dispersion
         Whether the family has a dispersion parameter (σ for the Gaussian, θ for the negative
         binomial) that a fit estimates.
+    dispersion_name
+        The dispersion's name in a Bayesian posterior and as a prior class (``"sigma"`` for the
+        Gaussian, ``"shape"`` for the negative binomial, as brms names them); None without one.
+    weights_multiply_log_likelihood
+        Whether prior weights multiply each row's log-likelihood (the Poisson and the negative
+        binomial, as in R) rather than entering the distribution (the binomial's trials, the
+        Gaussian's precisions).
     dtype_kinds
         The numpy dtype kinds a response column may have (``"iuf"``: integers and floats).
     allows_observation_level_effects
@@ -320,6 +327,8 @@ class Family(abc.ABC):
     canonical_link: ClassVar[str | None]
     distribution: ClassVar[str]
     has_dispersion: ClassVar[bool]
+    dispersion_name: ClassVar[str | None] = None
+    weights_multiply_log_likelihood: ClassVar[bool] = False
     dtype_kinds: ClassVar[str] = "iuf"
     allows_observation_level_effects: ClassVar[bool] = True
     kernel_code: ClassVar[int | None] = None
@@ -543,6 +552,7 @@ class Gaussian(Family):
     canonical_link: ClassVar[str] = "identity"
     distribution: ClassVar[str] = "Normal"
     has_dispersion: ClassVar[bool] = True
+    dispersion_name: ClassVar[str] = "sigma"
     allows_observation_level_effects: ClassVar[bool] = False
 
     @property
@@ -756,6 +766,7 @@ class _Counts(Family):
 
     link: str = "log"
     links: ClassVar[tuple[str, ...]] = ("log",)
+    weights_multiply_log_likelihood: ClassVar[bool] = True
 
     def check_values(self, name: str, y: np.ndarray, weights: np.ndarray | None = None) -> None:
         """The base checks, then DataError for negative or non-integer counts."""
@@ -851,6 +862,7 @@ class NegativeBinomial(_Counts):
     canonical_link: ClassVar[None] = None
     distribution: ClassVar[str] = "NegativeBinomial"
     has_dispersion: ClassVar[bool] = True
+    dispersion_name: ClassVar[str] = "shape"
 
     def variance(self, mu: np.ndarray, dispersion: np.ndarray | None = None) -> np.ndarray:
         """V(μ) = μ + μ²/θ, θ = ``dispersion`` (required)."""

@@ -130,10 +130,11 @@ class Model:
         progressbar
             Show progress while sampling.
         method
-            ``"auto"`` (default): ``"collapsed"`` when every random-effects term is on one
-            grouping factor (the random effects are integrated out of the likelihood, which
-            NUTS then explores without the hierarchical funnel, and drawn exactly afterwards),
-            ``"full"`` otherwise (NUTS samples the random effects too). Either can be forced.
+            ``"auto"`` (default): ``"collapsed"`` for a linear Gaussian model (identity link, no
+            prior weights or offsets) whose random-effects terms are all on one grouping factor
+            (the random effects are integrated out of the likelihood, which NUTS then explores
+            without the hierarchical funnel, and drawn exactly afterwards), ``"full"`` otherwise
+            (NUTS samples the random effects too; every family). Either can be forced where it applies.
         parameterization
             For the full model: ``"noncentred"`` random effects (default; best when groups are
             small or their variance is near 0) or ``"centred"`` (best when every group has many rows).

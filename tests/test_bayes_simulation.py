@@ -77,7 +77,7 @@ def test_default_priors_scale_with_the_data(small_design):
     scaled = bm.make_design("y ~ x + (x | g)", pd.DataFrame({"y": 1000 * small_design.rows.y, "x": small_design.rows.X[:, 1] / 10,
                                                           "g": small_design.rows.codes[0]}))
     big = resolve_priors(scaled, term_labels(scaled))
-    assert big.sigma.params["sigma"] == pytest.approx(1000 * base.sigma.params["sigma"])
+    assert big.dispersion.params["sigma"] == pytest.approx(1000 * base.dispersion.params["sigma"])
     assert big.b["x"].params["sigma"] == pytest.approx(10_000 * base.b["x"].params["sigma"])
     assert big.sd[("g", "x")].params["sigma"] == pytest.approx(10_000 * base.sd[("g", "x")].params["sigma"])
     assert base.cor["g"].params["eta"] == 2.0
@@ -100,7 +100,7 @@ def test_prior_overrides(small_design):
     assert str(p.b["x"]) == "Normal(mu=0, sigma=5)"
     assert str(p.sd[("g", "Intercept")]) == "HalfNormal(sigma=3)"
     assert str(p.sd[("g", "x")]) == "Exponential(lam=2)"  # the more specific override wins
-    assert p.cor["g"].params["eta"] == 1.0 and str(p.sigma) == "HalfNormal(sigma=2)"
+    assert p.cor["g"].params["eta"] == 1.0 and str(p.dispersion) == "HalfNormal(sigma=2)"
     post = BayesModel(small_design, priors, method="full").sample(
         draws=100, tune=100, chains=1, seed=1, progressbar=False, sampler="pymc"
     )

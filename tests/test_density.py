@@ -104,7 +104,7 @@ def reference_log_density(design, priors, labels, cp, x: np.ndarray) -> float:
         means = design.rows.X.mean(axis=0)
         beta[k] = theta[k] - sum(means[j] * theta[j] for j in range(p) if j != k)
     sigma = np.exp(x[p])
-    lp += logpdf(priors.sigma, sigma) + x[p]
+    lp += logpdf(priors.dispersion, sigma) + x[p]
     blocks, pos = [], p + 1
     for label, term in zip(labels, design.terms):
         sd = np.exp(x[pos:pos + term.q])

@@ -452,11 +452,12 @@ def test_reml_refuses_a_family_other_than_the_linear_gaussian(sleep):
         bm.fit_reml(bm.make_design(SLEEP, sleep, family=Gaussian(link="log")))
 
 
-def test_the_bayesian_backend_refuses_a_family_it_does_not_fit(sleep):
+def test_the_bayesian_backend_samples_a_glmm_with_the_full_model(sleep):
     design = bm.make_design(SLEEP, sleep.assign(Reaction=sleep["Reaction"] > 300), family="binomial")
-    with pytest.raises(ArgumentError, match=r"The Bayesian backend fits the Gaussian \(identity link\) family only .* "
-                                            r"binomial \(logit link\); build the design with family=bm.Gaussian\(link='identity'\)"):
-        bm.BayesModel(design)
+    assert bm.BayesModel(design).method == "full"
+    with pytest.raises(ArgumentError, match=r"sufficient statistics, which the binomial \(logit link\) family does not "
+                                            r"have: use method='full'"):
+        bm.BayesModel(design, method="collapsed")
 
 
 def test_dask_input_needs_a_family_with_sufficient_statistics(sleep):

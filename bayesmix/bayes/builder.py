@@ -5,8 +5,17 @@ Parametrisation, for each random-effects term t with q_t columns and levels ℓ_
     z_t ~ Normal(0, 1), shape (ℓ_t, q_t)          (non-centred)
     u_t = z_t (diag(sd_t) L_t)'                   (L_t ~ LKJCorr(η): Cholesky factor of the correlation)
     u_t = z_t * sd_t                              (scalar and ``||`` terms)
-    μ = X β + Σ_t Σ_j z_tj(row) u_t[level(row), j]
-    y ~ the design's family given μ (its ``distribution``: Normal(μ, σ) for the Gaussian)
+    η = X β + Σ_t Σ_j z_tj(row) u_t[level(row), j] + offset
+    y ~ the design's family given μ = g⁻¹(η) (its ``distribution``: Normal(μ, σ/√w) for the
+        Gaussian, Binomial(w, μ) of the successes w y for the binomial, Poisson(μ),
+        NegativeBinomial(μ, θ))
+
+g⁻¹ is the link's inverse in PyTensor (:data:`INVERSE_LINKS`; R's guards against under- and
+overflow are left out, so that the gradient is exact everywhere). Prior weights enter the
+binomial (trials) and the Gaussian (precisions) through their distributions; those of the
+Poisson and the negative binomial multiply each row's log-likelihood, which no PyMC
+distribution carries, so the likelihood of such a model is a ``pm.Potential`` (``y_loglik``)
+of Σ w_i log p(y_i | μ_i): the same density, without an observed variable.
 
 Non-intercept columns of X are centred while sampling (their intercept is then the mean
 response at average predictors, which decorrelates it from the slopes); the reported
@@ -15,7 +24,8 @@ response at average predictors, which decorrelates it from the slopes); the repo
 Posterior variables, named for users:
 
 - ``beta`` (``coef``): fixed effects;
-- ``sigma``: residual SD;
+- ``sigma`` (Gaussian) or ``shape`` (negative binomial): the family's dispersion
+  (:attr:`~bayesmix.families.Family.dispersion_name`; none for the binomial and Poisson);
 - ``sd_<group>`` (``<group>_effect``): SDs of the effects of one grouping factor;
 - ``cor_<group>`` (``<group>_pair``): its free correlations, one per pair of effects in a
   correlated term (``Intercept:perform_type[Solo]``);
@@ -29,6 +39,7 @@ PyTensor's compile directory, has run by then (``bayesmix/__init__.py`` imports 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +49,17 @@ import pytensor.tensor as pt
 from ..data.design import Design
 from ..data.layout import GroupLayout, coords, group_layouts, term_labels
 from .priors import Distribution, PriorSet, resolve_priors
+
+SQRT2 = float(np.sqrt(2.0))
+
+#: μ = g⁻¹(η) in PyTensor, per link (the numpy forms, with R's guards, are :data:`bayesmix.families.LINKS`).
+INVERSE_LINKS: dict[str, Callable] = {
+    "identity": lambda eta: eta,
+    "log": pt.exp,
+    "logit": pt.sigmoid,
+    "probit": lambda eta: 0.5 * pt.erfc(-eta / SQRT2),
+    "cloglog": lambda eta: -pt.expm1(-pt.exp(eta)),
+}
 
 
 @dataclass
@@ -53,7 +75,8 @@ class _TermCovariance:
 
 
 def _population(design: Design, priors: PriorSet, layouts: list[GroupLayout]):
-    """β, σ, and each term's covariance, with the ``sd_<group>`` and ``cor_<group>`` variables."""
+    """β, the family's dispersion (or None), and each term's covariance, with the ``sd_<group>`` and
+    ``cor_<group>`` variables."""
     beta = _fixed_effects(design, priors)
     terms = []
     sds: dict[str, list] = {layout.group: [] for layout in layouts}
@@ -71,7 +94,8 @@ def _population(design: Design, priors: PriorSet, layouts: list[GroupLayout]):
         pm.Deterministic(f"sd_{layout.name}", pt.concatenate(sds[layout.group]), dims=f"{layout.name}_effect")
         if cors[layout.group]:
             pm.Deterministic(f"cor_{layout.name}", pt.concatenate(cors[layout.group]), dims=f"{layout.name}_pair")
-    return beta, priors.sigma.pymc("sigma"), terms
+    dispersion = None if priors.dispersion is None else priors.dispersion.pymc(design.family.dispersion_name)
+    return beta, dispersion, terms
 
 
 def build_model(design: Design, priors: PriorSet | None = None, parameterization: str = "noncentred") -> pm.Model:
@@ -86,10 +110,11 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
     priors = priors or resolve_priors(design, term_labels(design))
     layouts = group_layouts(design)
     rows = design.rows
+    family = design.family
     with pm.Model(coords=coords(design, layouts)) as model:
-        y = pm.Data("y", rows.y, dims="obs")
-        beta, sigma, covariances = _population(design, priors, layouts)
-        mu = pt.dot(rows.X, beta)
+        y = pm.Data("y", family.observed(rows.y, rows.weights), dims="obs")
+        beta, dispersion, covariances = _population(design, priors, layouts)
+        eta = pt.dot(rows.X, beta) if rows.offset is None else pt.dot(rows.X, beta) + rows.offset
         effects: dict[str, list] = {layout.group: [] for layout in layouts}
         for k, (term, cov) in enumerate(zip(design.terms, covariances)):
             shape = (term.n_levels, term.q)
@@ -101,14 +126,18 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
                     u = pm.MvNormal(f"_theta_{k}", mu=mean, chol=cov.cov_chol(), shape=shape) - mean
             else:
                 u = pt.dot(pm.Normal(f"_z_{k}", 0.0, 1.0, shape=shape), cov.cov_chol().T)
-            mu = mu + (rows.z[k] * u[rows.codes[k]]).sum(axis=1)
+            eta = eta + (rows.z[k] * u[rows.codes[k]]).sum(axis=1)
             effects[term.group].append(u)
         for layout in layouts:
             dims = (f"{layout.name}_level", f"{layout.name}_effect")
             pm.Deterministic(f"u_{layout.name}", pt.concatenate(effects[layout.group], axis=1), dims=dims)
-        family = design.family  # identity link (BayesModel checks the family): μ is the linear predictor
         likelihood = getattr(pm, family.distribution)
-        likelihood("y_obs", **family.distribution_parameters(mu, sigma), observed=y, dims="obs")
+        mu = INVERSE_LINKS[family.link](eta)
+        if rows.weights is not None and family.weights_multiply_log_likelihood:
+            pointwise = pm.logp(likelihood.dist(**family.distribution_parameters(mu, dispersion)), y)
+            pm.Potential("y_loglik", pt.dot(rows.weights, pointwise))
+        else:
+            likelihood("y_obs", **family.distribution_parameters(mu, dispersion, rows.weights), observed=y, dims="obs")
     return model
 
 
@@ -130,7 +159,7 @@ def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = N
     with pm.Model(coords=coords(design, layouts)) as model:
         A1X = pm.Data("A1X", crossprod.A1X)
         AXX = pm.Data("AXX", crossprod.AXX)
-        beta, sigma, covariances = _population(design, priors, layouts)
+        beta, sigma, covariances = _population(design, priors, layouts)  # the Gaussian's: sigma
         chol = pt.linalg.block_diag(*[cov.cov_chol() for cov in covariances])
         pm.Deterministic("collapsed_chol", chol)
         pm.Potential("collapsed_loglik", CollapsedLogLik(crossprod.A11.shape[1])(

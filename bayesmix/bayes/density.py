@@ -331,7 +331,7 @@ def _expand_cfunc():
 def natively_supported(priors: PriorSet) -> bool:
     """Whether every prior has a native implementation (else the PyMC model is used)."""
     location = ([priors.intercept] if priors.intercept is not None else []) + list(priors.b.values())
-    scale = [priors.sigma, *priors.sd.values()]
+    scale = [priors.dispersion, *priors.sd.values()]
     return all(d.name in LOCATION_FAMILIES for d in location) and all(d.name in SCALE_FAMILIES for d in scale)
 
 
@@ -381,7 +381,7 @@ def pack(design, crossprod, priors: PriorSet, labels: list[str], layout, shift: 
     variables.append(Variable("collapsed_chol", (q, q), ("collapsed_chol_dim_0", "collapsed_chol_dim_1")))
     n_expanded = sum(int(np.prod(v.shape)) for v in variables)
     sections = [
-        np.asarray(means, float), np.ravel(b_spec), np.asarray(_spec(priors.sigma)), np.ravel(terms),
+        np.asarray(means, float), np.ravel(b_spec), np.asarray(_spec(priors.dispersion)), np.ravel(terms),
         np.ravel(sd_spec), crossprod.A11.ravel(), crossprod.A1X.ravel(), crossprod.AXX.ravel(),
         np.zeros(p) if shift is None else np.asarray(shift, float),
     ]
@@ -395,7 +395,7 @@ def initial_point(design, priors: PriorSet, labels: list[str], rng: np.random.Ge
     """A start as PyMC's: each prior's centre (log scale for SDs) jittered by U(-1, 1)."""
     names = list(design.fixed_names)
     centre = [(priors.intercept if n == "Intercept" else priors.b[n]).params["mu"] for n in names]
-    centre.append(np.log(_scale_centre(priors.sigma)))
+    centre.append(np.log(_scale_centre(priors.dispersion)))
     for label, term in zip(labels, design.terms):
         centre += [np.log(_scale_centre(priors.sd[(label, c)])) for c in term.columns]
         if term.correlated and term.q > 1:

@@ -13,7 +13,6 @@ from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
 from ..errors import DataError
 from ..data.layout import coords, group_layouts, term_labels
-from ..families import Gaussian, check_supported
 from ..linalg.collapsed import draw_effects
 from .density import collapsed_density, natively_supported
 from .priors import Prior, resolve_priors
@@ -39,9 +38,10 @@ class BayesModel:
         Overrides of the default priors (see :func:`prior`).
     method
         ``"collapsed"``: the random effects are integrated out of the likelihood and drawn
-        exactly afterwards (one grouping factor only); ``"full"``: NUTS samples them;
-        ``"auto"`` (default): collapsed where it applies (one grouping factor, and a family
-        with sufficient statistics: :attr:`~bayesmix.families.Family.has_sufficient_statistics`).
+        exactly afterwards (one grouping factor, a family with sufficient statistics, i.e. the
+        Gaussian with the identity link (:attr:`~bayesmix.families.Family.has_sufficient_statistics`),
+        and no prior weights or offsets); ``"full"``: NUTS samples them, for every family;
+        ``"auto"`` (default): collapsed where it applies, else full.
     parameterization
         For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
         (see :func:`bayesmix.bayes.builder.build_model`).
@@ -63,12 +63,6 @@ class BayesModel:
             raise ArgumentError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, not {parameterization!r}.")
         if method not in METHODS:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
-        check_supported(design.family, (Gaussian(),), "The Bayesian backend")
-        if design.in_memory and (design.rows.weights is not None or design.rows.offset is not None):
-            raise ArgumentError(
-                "The Bayesian backend does not take prior weights or offsets yet; fit_reml() and fit_ml() do. "
-                "Drop weights=, offset= and offset() terms to sample this model."
-            )
         self.design = design
         self.priors = resolve_priors(design, term_labels(design), priors)
         self.layouts = group_layouts(design)
@@ -77,7 +71,13 @@ class BayesModel:
                 f"method='collapsed' integrates the random effects out through sufficient statistics, which the "
                 f"{design.family} family does not have: use method='full'."
             )
-        collapsible = len(self.layouts) == 1 and design.family.has_sufficient_statistics
+        weighted = design.in_memory and (design.rows.weights is not None or design.rows.offset is not None)
+        if method == "collapsed" and weighted:
+            raise ArgumentError(
+                "method='collapsed' does not take prior weights or offsets yet: use method='full' (or drop weights=, "
+                "offset= and offset() terms)."
+            )
+        collapsible = len(self.layouts) == 1 and design.family.has_sufficient_statistics and not weighted
         if method == "collapsed" and not collapsible:
             raise ArgumentError(
                 "method='collapsed' needs every random-effects term on one grouping factor; this model has "
@@ -143,7 +143,8 @@ class BayesModel:
         design = self.design if y is None else _with_response(self.design, y)
         standard = self._standard_design if y is None else self._standard.design(design)
         if self.method == "full":
-            tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": standard.rows.y}))
+            observed = {} if y is None else {"y": design.family.observed(standard.rows.y, standard.rows.weights)}
+            tree, seconds = self._sampler.sample(settings, **observed)
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y
             cp = self._crossprod if y is None else standard.statistics.cross_products(design.p, self._shift)
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"A1X": cp.A1X, "AXX": cp.AXX}))

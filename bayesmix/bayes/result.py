@@ -16,6 +16,7 @@ from ..data.design import Design
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..results import FittedModel, check_flag, lazily
 from ..errors import ConvergenceWarning, DataError
+from ..families import Binomial, NegativeBinomial, Poisson
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
 from ..data.layout import GroupLayout, group_layouts, pair_label
 from .priors import Distribution, PriorSet
@@ -26,6 +27,7 @@ ESS_MIN = 400
 MIN_DIAGNOSTIC_DRAWS = 4  # ArviZ's split R-hat and ESS are NaN with fewer draws per chain
 DIAGNOSTICS = {"r_hat": "R-hat", "ess_bulk": "bulk ESS", "ess_tail": "tail ESS"}
 NEW_LEVELS = ("error", "population", "sample")
+SCALES = ("response", "link")
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,13 @@ class Prediction:
     Attributes
     ----------
     mean
-        Posterior mean of the expected response per row.
+        Posterior mean per row of the expected response μ (``type="response"``) or of the
+        linear predictor η (``type="link"``).
     mu
-        Draws of the expected response, (chain, draw, obs).
+        Draws of μ or η (as ``mean``), (chain, draw, obs).
     draws
-        Posterior predictive draws of the response (μ plus residual noise), (chain, draw, obs).
+        Posterior predictive draws of the response (drawn from the family given μ: a Gaussian's
+        noise, a binomial proportion of the row's trials, a count), (chain, draw, obs).
     """
 
     mean: pd.Series
@@ -74,15 +78,16 @@ def _check_prob(prob, name: str) -> None:
 
 
 class BayesResult(FittedModel):
-    """A sampled posterior of a linear mixed model.
+    """A sampled posterior of a (generalised) linear mixed model.
 
     Attributes
     ----------
     design
         The design that was sampled.
     idata
-        The ArviZ ``xarray.DataTree``: ``posterior`` (``beta``, ``sigma``, ``sd_<group>``,
-        ``cor_<group>``, ``u_<group>``), ``sample_stats``, ``observed_data``.
+        The ArviZ ``xarray.DataTree``: ``posterior`` (``beta``, ``sd_<group>``,
+        ``cor_<group>``, ``u_<group>``, and the family's dispersion ``sigma`` or ``shape``),
+        ``sample_stats``, ``observed_data``.
     priors
         The priors used.
     settings
@@ -146,12 +151,21 @@ class BayesResult(FittedModel):
             for pair in layout.pairs:
                 cor = post[f"cor_{layout.name}"].sel({f"{layout.name}_pair": pair_label(pair)}, drop=True)
                 out[parameter_name("cor", pair, layout.group, several)] = cor
-        out["sigma"] = post["sigma"]
+        name = self.design.family.dispersion_name
+        if name is not None:
+            out[name] = post[name]
         return xr.Dataset(out)
+
+    @property
+    def _dispersion_draws(self) -> np.ndarray | None:
+        """Draws of the family's dispersion, (draws, 1) to broadcast over rows; None without one."""
+        name = self.design.family.dispersion_name
+        return None if name is None else self._draws[name].values[:, None]
 
     def summary(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """Posterior mean, SD, equal-tailed interval, R-hat, bulk and tail ESS and MCSE of
-        every fixed effect, random-effect SD, correlation and the residual SD.
+        every fixed effect (on the link scale), random-effect SD, correlation and the family's
+        dispersion (the residual SD ``sigma``, the negative binomial's ``shape``).
 
         Warns
         -----
@@ -198,7 +212,7 @@ class BayesResult(FittedModel):
         return self._table(ci_prob).loc[list(self.design.fixed_names), ["mean", "sd", "ci_lb", "ci_ub"]]
 
     def varcorr(self, ci_prob: float = 0.95) -> pd.DataFrame:
-        """Posterior summary of the random-effect SDs, correlations and residual SD."""
+        """Posterior summary of the random-effect SDs, correlations and the family's dispersion."""
         return self._table(ci_prob).drop(index=list(self.design.fixed_names))[["mean", "sd", "ci_lb", "ci_ub"]]
 
     def ranef_draws(self, group: str | None = None) -> xr.DataArray:
@@ -226,10 +240,12 @@ class BayesResult(FittedModel):
         return (beta + u.reindex(coef=beta["coef"].values, fill_value=0.0)).rename({f"{layout.name}_level": "level"})
 
     # ----- predictions -------------------------------------------------------------------
-    def _mu(self, X: np.ndarray, codes, z, new_levels: str, rng: np.random.Generator) -> np.ndarray:
+    def _eta(self, X: np.ndarray, codes, z, offset, new_levels: str, rng: np.random.Generator) -> np.ndarray:
         """Draws of the linear predictor η (μ = g⁻¹(η)), (draws, rows), for materialised data."""
         post = self._draws
-        mu = post["beta"].values @ X.T
+        eta = post["beta"].values @ X.T
+        if offset is not None:
+            eta += offset
         offsets = self._term_offsets()
         for k, (code, zk) in enumerate(zip(codes, z)):
             layout, cols = offsets[k]
@@ -239,8 +255,8 @@ class BayesResult(FittedModel):
             effect[:, seen] = u[:, code[seen]]
             if (~seen).any() and new_levels == "sample":
                 effect[:, ~seen] = self._new_level_draws(k, code[~seen], rng)
-            mu += np.einsum("sij,ij->si", effect, zk)
-        return mu
+            eta += np.einsum("sij,ij->si", effect, zk)
+        return eta
 
     def _new_level_draws(self, k: int, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One draw per new level and posterior draw from the fitted population N(0, Σ_term)."""
@@ -276,43 +292,54 @@ class BayesResult(FittedModel):
         random: bool = True,
         new_levels: str = "error",
         seed: int | None = None,
+        type: str = "response",
     ) -> Prediction:
-        """Posterior predictions: the mean, draws of μ and posterior predictive draws.
+        """Posterior predictions: the mean, draws of μ (or η) and posterior predictive draws.
 
         Parameters
         ----------
         newdata
-            Rows to predict (the fitted rows when omitted).
+            Rows to predict (the fitted rows when omitted; their offsets are the formula's
+            ``offset()`` terms). The predictive draws of new binomial rows are of one trial.
         random
-            Include the random effects; False predicts at the population level (Xβ).
+            Include the random effects; False predicts at the population level (Xβ + offset).
         new_levels
             For levels of a grouping factor not in the fitted data: ``"error"`` (raise),
             ``"population"`` (random effect 0) or ``"sample"`` (one draw per new level and
             posterior draw from the fitted distribution of the random effects).
         seed
             Seed for the residual noise and new-level draws.
+        type
+            ``"response"`` (default): ``mean`` and ``mu`` are of the expected response μ = g⁻¹(η);
+            ``"link"``: of the linear predictor η (as lme4's and :class:`~bayesmix.GlmmResult`'s
+            ``predict(type=...)``). The predictive draws are of the response either way.
         """
+        if not isinstance(type, str) or type not in SCALES:
+            raise ArgumentError(f"type must be one of {', '.join(SCALES)}, not {type!r}.")
         if not isinstance(new_levels, str) or new_levels not in NEW_LEVELS:
             raise ArgumentError(f"new_levels must be one of {', '.join(NEW_LEVELS)}, not {new_levels!r}.")
         check_flag("random", random)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ArgumentError(f"seed must be a non-negative integer or None, not {seed!r}.")
-        lazy = lazily(newdata, lambda part: self.predict(part, random, new_levels, seed).mean)  # the posterior mean of μ
+        lazy = lazily(newdata, lambda part: self.predict(part, random, new_levels, seed, type).mean)  # the posterior mean of μ
         if lazy is not None:
             return lazy
         rng = np.random.default_rng(seed)
         if newdata is None:
             rows = self.design.rows
-            X, codes, z, index = rows.X, list(rows.codes), list(rows.z), rows.index
         else:
-            new = self._new_rows(
+            rows = self._new_rows(
                 newdata, random, new_levels != "error",
                 "pass new_levels='sample' (draw their effects from the fitted population) or 'population' (effect 0).",
             )
-            X, codes, z, index = new.X, list(new.codes), list(new.z), new.index
+        index = rows.index
         family = self.design.family
-        mu = family.inverse_link(self._mu(X, codes if random else [], z if random else [], new_levels, rng))
-        draws = family.predictive_draws(mu, self._draws["sigma"].values[:, None], rng)
+        eta = self._eta(rows.X, list(rows.codes) if random else [], list(rows.z) if random else [], rows.offset,
+                        new_levels, rng)
+        mu = family.inverse_link(eta)
+        draws = family.predictive_draws(mu, self._dispersion_draws, rng, rows.weights)
+        if type == "link":
+            mu = eta
         shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"], len(index))
         coords = {"chain": self.posterior["chain"].values, "draw": self.posterior["draw"].values, "obs": np.arange(len(index))}
         as_array = lambda a, name: xr.DataArray(a.reshape(shape), dims=("chain", "draw", "obs"), coords=coords, name=name)
@@ -339,13 +366,19 @@ class BayesResult(FittedModel):
 
     # ----- checks -----------------------------------------------------------------------------
     def log_likelihood(self) -> xr.DataArray:
-        """Pointwise log-likelihood draws, (chain, draw, obs); also stored in ``idata`` for ArviZ."""
+        """Pointwise log-likelihood draws, (chain, draw, obs); also stored in ``idata`` for ArviZ.
 
-        y = self.design.rows.y
+        One term per row, with every normalising constant of the family's
+        :meth:`~bayesmix.families.Family.log_likelihood`: a binomial row of w trials contributes
+        log Binomial(w y; w, μ), as lme4 counts a row of ``cbind(successes, failures)``; prior
+        weights of the Poisson and the negative binomial multiply their rows' terms.
+        """
+        rows = self.design.rows
         if "log_likelihood" not in self.idata.children:
             mu = self.predict().mu
-            sigma = self.posterior["sigma"]
-            ll = self.design.family.log_likelihood(y[None, None, :], mu.values, sigma.values[:, :, None])
+            name = self.design.family.dispersion_name
+            dispersion = None if name is None else self.posterior[name].values[:, :, None]
+            ll = self.design.family.log_likelihood(rows.y, mu.values, dispersion, rows.weights)
             self.idata["log_likelihood"] = xr.Dataset({"y": (("chain", "draw", "obs"), ll)}, coords=mu.coords)
         return self.idata["log_likelihood"]["y"]
 
@@ -366,29 +399,49 @@ class BayesResult(FittedModel):
     def ppc(self, seed: int | None = None) -> pd.DataFrame:
         """Posterior predictive check: observed statistics against their replicated distribution.
 
-        For the mean, SD, min, max and the spread of the group means of the first grouping
-        factor, the observed value, the replicated mean and 95% interval, and the posterior
-        predictive p-value P(T(y_rep) >= T(y)).
+        The statistics suit the family: for the Gaussian the mean, SD, min and max; for a count
+        (Poisson, negative binomial) the mean, variance, proportion of zeros and max; for the
+        binomial the overall proportion of successes (weighted by the trials), the proportion
+        of rows without a success and, with trials, of rows of only successes; and for every
+        family the spread (SD) of the group means of the first grouping factor (for the
+        binomial, of the groups' proportions of successes). For each, the observed value, the
+        replicated mean and 95% interval, and the posterior predictive p-value
+        P(T(y_rep) >= T(y)).
         """
         rep = self.posterior_predictive(seed).stack(sample=("chain", "draw")).transpose("sample", "obs").values
-        y, codes = self.design.rows.y, self.design.rows.codes[0]
+        rows_ = self.design.rows
+        y, codes = rows_.y, rows_.codes[0]
         term = self.design.terms[0]
-        counts = np.bincount(codes, minlength=term.n_levels)
+        family = self.design.family
+        binomial = isinstance(family, Binomial)
+        # a binomial row's proportion counts as many times as it has trials
+        w = rows_.weights if binomial and rows_.weights is not None else np.ones(len(y))
+        totals = np.bincount(codes, weights=w, minlength=term.n_levels)
 
         def group_sd(values):
-            sums = np.apply_along_axis(lambda r: np.bincount(codes, weights=r, minlength=term.n_levels), -1, values)
-            return (sums / counts).std(axis=-1)
+            sums = np.apply_along_axis(lambda r: np.bincount(codes, weights=w * r, minlength=term.n_levels), -1, values)
+            return (sums / totals).std(axis=-1)
 
-        statistics = {
-            "mean": (np.mean, lambda r: r.mean(axis=1)),
-            "sd": (np.std, lambda r: r.std(axis=1)),
-            "min": (np.min, lambda r: r.min(axis=1)),
-            "max": (np.max, lambda r: r.max(axis=1)),
-            f"sd of {term.group} means": (group_sd, group_sd),
-        }
+        def share(condition):
+            return lambda values: condition(values).mean(axis=-1)
+
+        statistics = {"mean": lambda v: (v * w).sum(axis=-1) / w.sum()}
+        if binomial:
+            statistics["proportion of zeros"] = share(lambda v: v == 0)
+            if rows_.weights is not None:
+                statistics["proportion of ones"] = share(lambda v: v == 1)
+        elif isinstance(family, (Poisson, NegativeBinomial)):
+            statistics["variance"] = lambda v: v.var(axis=-1)
+            statistics["proportion of zeros"] = share(lambda v: v == 0)
+            statistics["max"] = lambda v: v.max(axis=-1)
+        else:
+            statistics["sd"] = lambda v: v.std(axis=-1)
+            statistics["min"] = lambda v: v.min(axis=-1)
+            statistics["max"] = lambda v: v.max(axis=-1)
+        statistics[f"sd of {term.group} {'proportions' if binomial else 'means'}"] = group_sd
         rows = []
-        for name, (observed_stat, replicated_stat) in statistics.items():
-            observed, replicated = float(observed_stat(y)), replicated_stat(rep)
+        for name, statistic in statistics.items():
+            observed, replicated = float(statistic(y)), statistic(rep)
             lo, hi = np.quantile(replicated, [0.025, 0.975])
             rows.append((name, observed, replicated.mean(), lo, hi, float((replicated >= observed).mean())))
         return pd.DataFrame(rows, columns=["statistic", "observed", "replicated_mean", "ci_lb", "ci_ub", "p_value"]).set_index("statistic")
@@ -461,7 +514,7 @@ class BayesResult(FittedModel):
         priors = {
             "intercept": dist(pr.intercept),
             "b": [[name, dist(d)] for name, d in pr.b.items()],
-            "sigma": dist(pr.sigma),
+            "dispersion": dist(pr.dispersion),
             "sd": [[label, column, dist(d)] for (label, column), d in pr.sd.items()],
             "cor": [[label, dist(d)] for label, d in pr.cor.items()],
         }
@@ -482,7 +535,8 @@ class BayesResult(FittedModel):
         if "observed_data" in tree.children:
             check_rebuilt(np.array_equal(tree["observed_data"]["y"].values, design.rows.y), "the response")
         layouts = group_layouts(design)
-        needed = (["beta"] if design.fixed_names else []) + ["sigma"] + [f"u_{layout.name}" for layout in layouts]
+        dispersion = [design.family.dispersion_name] if design.family.has_dispersion else []
+        needed = (["beta"] if design.fixed_names else []) + dispersion + [f"u_{layout.name}" for layout in layouts]
         missing = [name for name in needed if name not in posterior.data_vars]
         if missing:
             raise DataError(f"its posterior has no variable(s) {', '.join(missing)}; it was not saved whole.")
@@ -497,9 +551,10 @@ class BayesResult(FittedModel):
         priors = PriorSet(
             dist(p["intercept"]),
             {name: dist(d) for name, d in p["b"]},
-            dist(p["sigma"]),
+            dist(p["dispersion"]),
             {(label, column): dist(d) for label, column, d in p["sd"]},
             {label: dist(d) for label, d in p["cor"]},
+            design.family.dispersion_name,
         )
         settings = SamplerSettings(**json.loads(stored.attrs["settings"]))
         return cls(
@@ -523,10 +578,11 @@ class BayesResult(FittedModel):
     def __repr__(self) -> str:
         s = self.settings
         return (
-            f"<BayesResult {self.design.formula.text!r}: {s.chains} chains x {s.draws} draws ({self.method}), "
+            f"<BayesResult {self.design.formula.text!r}, {self.design.family}: {s.chains} chains x {s.draws} draws ({self.method}), "
             f"sampled in {self.sampling_seconds:.1f} s>"
         )
 
     def _repr_html_(self) -> str:
-        head = f"<p><b>Posterior</b> of <code>{self.design.formula.text}</code>: {self.settings.chains} chains x {self.settings.draws} draws</p>"
+        head = (f"<p><b>Posterior</b> of <code>{self.design.formula.text}</code>, {self.design.family} family: "
+                f"{self.settings.chains} chains x {self.settings.draws} draws</p>")
         return head + html_section("Parameters", self._table())

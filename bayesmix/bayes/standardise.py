@@ -19,6 +19,14 @@ and every prior family of :mod:`bayesmix.bayes.priors` is closed under these map
 original units are carried over exactly and the draws mapped back are exact draws of the
 posterior in the original units. Rescaling the response or a predictor rescales the draws and
 nothing else (to rounding).
+
+Only a linear mixed model's response (the Gaussian family with the identity link) is
+standardised. Any other family's response is left as it is: counts and proportions have no
+unit to change (a binomial or Poisson response divided by its SD is not binomial or Poisson),
+and the Gaussian with the log link has its scale in the intercept, whose prior is already on
+the link scale. Its columns of X and z are still scaled (a reparametrisation, exact as above
+with a = 0 and s_y = 1), so that a predictor in large units does not leave NUTS a coefficient
+of order 1e-6. An offset is in the linear predictor's units: it is divided by s_y.
 """
 
 from __future__ import annotations
@@ -60,12 +68,13 @@ class Standardisation:
     def of(cls, design: Design, priors: PriorSet) -> Standardisation:
         """The standardisation of ``design``, whose priors (in its units) are ``priors``.
 
-        The response is centred only when the intercept's prior is of a location family
-        (a shifted half-normal, say, is no longer a bayesmix prior); it is scaled in any case.
+        A linear mixed model's response is centred when the intercept's prior is of a location
+        family (a shifted half-normal, say, is no longer a bayesmix prior; a flat prior stays
+        flat) and scaled in any case; any other family's response is neither.
         """
         names = list(design.fixed_names)
         intercept = names.index("Intercept") if "Intercept" in names else None
-        mean_y, s_y = design.response_moments()
+        mean_y, s_y = design.response_moments() if design.family.has_sufficient_statistics else (0.0, 1.0)
         centre = intercept is not None and not priors.intercept.positive
         x_scale = _spread(design.x_scales(), design.x_rms())
         z_scale = []
@@ -87,6 +96,7 @@ class Standardisation:
         standard = dataclasses.replace(design, source=dataclasses.replace(
             rows,
             y=(rows.y - self.y_centre) / self.y_scale,
+            offset=None if rows.offset is None else rows.offset / self.y_scale,
             X=rows.X / self.x_scale,
             z=tuple(z / s for z, s in zip(rows.z, self.z_scale)),
         ))
@@ -105,7 +115,8 @@ class Standardisation:
                     for column, s in zip(term.columns, scales)}
         sd = {key: dist.rescaled(scale_of[key] / s_y) for key, dist in priors.sd.items()}
         intercept = None if priors.intercept is None else priors.intercept.rescaled(1.0 / s_y, self.y_centre)
-        return PriorSet(intercept, b, priors.sigma.rescaled(1.0 / s_y), sd, dict(priors.cor))
+        dispersion = None if priors.dispersion is None else priors.dispersion.rescaled(1.0 / s_y)
+        return PriorSet(intercept, b, dispersion, sd, dict(priors.cor), priors.dispersion_class)
 
     def posterior(self, posterior: xr.Dataset, design: Design, layouts: list[GroupLayout]) -> xr.Dataset:
         """Draws of the standardised parameters mapped back to the design's units."""
@@ -115,7 +126,9 @@ class Standardisation:
             shift[self.intercept] = self.y_centre
         per_coef = xr.DataArray(self.y_scale / self.x_scale, dims="coef")
         out["beta"] = posterior["beta"] * per_coef + xr.DataArray(shift, dims="coef")
-        out["sigma"] = posterior["sigma"] * self.y_scale
+        if design.family.has_dispersion:  # the Gaussian's σ; other dispersions are unscaled (s_y = 1)
+            name = design.family.dispersion_name
+            out[name] = posterior[name] * self.y_scale
         for layout in layouts:
             scale = np.concatenate([s for t, s in zip(design.terms, self.z_scale) if t.group == layout.group])
             factor = xr.DataArray(self.y_scale / scale, dims=f"{layout.name}_effect")

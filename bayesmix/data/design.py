@@ -241,8 +241,10 @@ class Design:
     @functools.cached_property
     def statistics(self) -> SufficientStatistics | None:
         """Per-group sufficient statistics when every random-effects term is on one grouping
-        factor (what both backends then read instead of the rows), else None."""
-        if len({t.group for t in self.terms}) != 1:
+        factor and the family has them (what both backends then read instead of the rows), else
+        None: for any other family they would be of rows whitened by weights that are not
+        precisions (a binomial's trials), and its column means and scales are the rows' own."""
+        if len({t.group for t in self.terms}) != 1 or not self.family.has_sufficient_statistics:
             return None
         return self.source.sufficient_statistics(self.terms)
 

@@ -25,7 +25,7 @@ from bayesmix import ArgumentError, PriorError
         (lambda: bm.StudentT(-1), r"StudentT parameter nu=-1 must be positive"),
         (lambda: bm.LKJ(-1), r"LKJ parameter eta=-1 must be positive"),
         (lambda: bm.Exponential(0), r"Exponential parameter lam=0 must be positive"),
-        (lambda: bm.prior("beta", bm.Normal()), r"Unknown prior class 'beta'; use one of Intercept, b, sigma, sd, cor"),
+        (lambda: bm.prior("beta", bm.Normal()), r"Unknown prior class 'beta'; use one of Intercept, b, sigma, shape, sd, cor"),
         (lambda: bm.prior("b", 3), r"must be a bayesmix distribution such as Normal\(0, 1\), not 3"),
         (lambda: bm.prior("sd", bm.Normal()), r"prior for 'sd' must be for a positive quantity .*not Normal"),
         (lambda: bm.prior("b", bm.LKJ()), r"LKJ only suits class 'cor'"),
