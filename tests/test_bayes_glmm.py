@@ -182,6 +182,14 @@ def test_cbpp_agrees_with_brms(cbpp):
         mean, sd = reference["posterior_mean"][theirs], reference["posterior_sd"][theirs]
         assert abs(table.loc[ours, "mean"] - mean) < 0.15 * sd, theirs
         assert table.loc[ours, "sd"] == pytest.approx(sd, rel=0.10), theirs
+    # the maximum-likelihood fit beside the posterior: flat priors on the coefficients, so their
+    # posterior means are near the ML estimates, each inside its 95% interval
+    ml = model.fit_ml()
+    compared = bm.compare(ml, post)
+    assert list(compared.columns) == ["ml", "boundary", "mean", "sd", "ci_lb", "ci_ub", "ml_in_ci"]
+    np.testing.assert_array_equal(compared.loc[list(ml.fixef().index), "ml"], ml.fixef())
+    assert compared.loc[list(ml.fixef().index), "ml_in_ci"].all()
+    assert compared.loc["sd(Intercept)", "ml"] == pytest.approx(ml.varcorr()["sdcor"].iloc[0])
 
 
 def assert_recovered(post, truth: dict[str, float]):
@@ -272,6 +280,8 @@ def test_a_negative_binomial_posterior_reports_its_shape(tmp_path):
     post = bm.Model("count ~ x + (1 | g)", frame, "negative_binomial").sample(
         draws=200, tune=300, chains=2, seed=6, progressbar=False)
     assert "shape" in post.varcorr().index
+    fit = bm.Model("count ~ x + (1 | g)", frame, "negative_binomial").fit_ml()
+    assert bm.compare(fit, post).loc["shape", "ml"] == fit.dispersion
     assert list(post.ppc(seed=1).index) == ["mean", "variance", "proportion of zeros", "max", "sd of g means"]
     post.to_netcdf(tmp_path / "nb.nc")
     assert bm.load(tmp_path / "nb.nc").priors.dispersion_class == "shape"

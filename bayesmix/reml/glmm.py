@@ -145,6 +145,11 @@ class GlmmResult(PointFit):
         """The family's estimated dispersion (θ of the negative binomial, σ of the Gaussian), or None."""
         return self.fit.dispersion
 
+    def dispersion_estimates(self) -> dict[str, float]:
+        """The family's dispersion under the name the posterior gives it (``shape`` for the
+        negative binomial, ``sigma`` for the Gaussian), or nothing."""
+        return {} if self.dispersion is None else {self.family.dispersion_name: self.dispersion}
+
     # ----- fixed effects ------------------------------------------------------------------
     def vcov(self) -> pd.DataFrame:
         """Covariance matrix of β̂: the inverse of the deviance's Hessian in (θ, β, dispersion)

@@ -154,6 +154,10 @@ class PointFit(FittedModel):
         """Rows of :meth:`varcorr` after the random effects (none by default)."""
         return []
 
+    def dispersion_estimates(self) -> dict[str, float]:
+        """The estimated dispersion, named as the posterior names it (``sigma``, ``shape``), or nothing."""
+        return {}
+
     # ----- random effects ------------------------------------------------------------------
     def _ranef_frames(self) -> dict[str, pd.DataFrame]:
         return {

@@ -97,6 +97,10 @@ class RemlResult(PointFit):
         """The residual's row of :meth:`varcorr`."""
         return [("Residual", None, None, self.sigma**2, self.sigma)]
 
+    def dispersion_estimates(self) -> dict[str, float]:
+        """``{"sigma": σ̂}``."""
+        return {"sigma": self.sigma}
+
     @cached_property
     def modes(self) -> list[np.ndarray]:
         """Conditional modes b = Λu per factor block, each (levels, q)."""

@@ -112,7 +112,7 @@ def test_interval_probabilities_are_checked(sleep_post, prob):
 
 
 def test_compare_takes_a_reml_fit_and_a_posterior(sleep_reml, sleep_post):
-    with pytest.raises(ArgumentError, match=r"compare\(reml, bayes\) takes a RemlResult and a BayesResult, not BayesResult and BayesResult"):
+    with pytest.raises(ArgumentError, match=r"compare\(fit, bayes\) takes a REML/ML fit and a BayesResult, not BayesResult and BayesResult"):
         bm.compare(sleep_post, sleep_post)
     with pytest.raises(ArgumentError, match=r"not RemlResult and int"):
         bm.compare(sleep_reml, 3)
