@@ -39,7 +39,7 @@ import pandas as pd
 from numba import carray, types
 
 from ..jit import cfunc, njit
-from ..families import log_density_row
+from ..families import BINOMIAL_CODE, log_density_row
 from ..data.layout import GroupLayout
 from .density import (
     N_DIM, N_EXPANDED, NO_PRIOR, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, natively_supported, population, population_centre, population_sections,
@@ -295,7 +295,7 @@ class FullDensity:
 
     nutpie samples it through :func:`bayesmix.bayes.nutpie_adapter.callback_model` (it is a
     :class:`~bayesmix.bayes.nutpie_adapter.CallbackDensity`). ``with_data(y=...)`` returns the
-    model for a new response (on the design's scale: proportions for the binomial).
+    model for a new response.
     """
 
     blob: np.ndarray
@@ -326,12 +326,17 @@ class FullDensity:
         callbacks()
 
     def with_data(self, **arrays) -> FullDensity:
-        """The same model with the response ``y`` replaced."""
+        """The same model with the response ``y`` replaced by the values the PyMC model observes
+        (:meth:`~bayesmix.families.Family.observed`: the binomial's successes, which become
+        proportions of the trials here)."""
         blob = self.blob.copy()
         if "y" in arrays:
+            n = int(blob[ROWS])
             y = np.asarray(arrays["y"], float).ravel()
+            if int(blob[FAMILY]) == BINOMIAL_CODE:
+                y = y / blob[int(blob[OFF_WEIGHTS]):int(blob[OFF_WEIGHTS]) + n]
             start = int(blob[OFF_Y])
-            blob[start:start + y.size] = y
+            blob[start:start + n] = y
         return dataclasses.replace(self, blob=blob)
 
 
