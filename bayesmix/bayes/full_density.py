@@ -68,7 +68,7 @@ def _effects(x, blob, sd, R):
     """u (the effects of every term, laid out as their z's) at x, and z itself."""
     nterms = int(blob[TERMS])
     z = x[int(blob[Z_START]):]
-    levels = _section(blob, OFF_LEVELS, 2 * nterms).reshape((nterms, 2))
+    levels = _section(blob, OFF_LEVELS, 3 * nterms).reshape((nterms, 3))
     tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
     u = np.empty(z.shape[0])
     for t in range(nterms):
@@ -83,9 +83,10 @@ def _effects(x, blob, sd, R):
     return u, z
 
 
-@njit(cache=True, error_model="numpy")
-def _log_density(x, blob, out):
-    """The log posterior density at an unconstrained point x (up to a constant), its gradient into ``out``."""
+@njit(inline="always", error_model="numpy")
+def _log_density(x, blob, out, family, link):
+    """The log posterior density at an unconstrained point x (up to a constant), its gradient into
+    ``out``, for the family and link of these codes (constants of the compiled kernel)."""
     beta, dispersion, sd, R, lp, grad = population(x, blob)
     has_dispersion = blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR
     if not (np.isfinite(lp) and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
@@ -93,38 +94,48 @@ def _log_density(x, blob, out):
     if has_dispersion and not 0.0 < dispersion < np.inf:
         return -np.inf
     p, q, nterms, n = int(blob[P]), int(blob[Q]), int(blob[TERMS]), int(blob[ROWS])
-    family, link, start = int(blob[FAMILY]), int(blob[LINK]), int(blob[Z_START])
+    start = int(blob[Z_START])
     y = _section(blob, OFF_Y, n)
     weights = _section(blob, OFF_WEIGHTS, n)
     offset = _section(blob, OFF_OFFSET, n)
     X = _section(blob, OFF_X, n * p).reshape((n, p))
     Z = _section(blob, OFF_Z, n * q).reshape((n, q))
     codes = _section(blob, OFF_CODES, n * nterms).reshape((n, nterms))
-    levels = _section(blob, OFF_LEVELS, 2 * nterms).reshape((nterms, 2))
+    levels = _section(blob, OFF_LEVELS, 3 * nterms).reshape((nterms, 3))
     tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
     u, z = _effects(x, blob, sd, R)
     d_u = np.zeros(u.shape[0])
     d_beta = np.zeros(p)
     d_dispersion = 0.0
+    qks, cols, starts = np.empty(nterms, np.int64), np.empty(nterms, np.int64), np.empty(nterms, np.int64)
+    unit = np.empty(nterms, np.bool_)  # a term of one column of ones, (1 | g): no multiplications
+    for t in range(nterms):
+        qks[t], cols[t], starts[t], unit[t] = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 1]), levels[t, 2] > 0
     for r in range(n):
         eta = offset[r]
         for j in range(p):
             eta += X[r, j] * beta[j]
         for t in range(nterms):
-            qk, col = int(tspec[t, 0]), int(tspec[t, 3])
-            base = int(levels[t, 1]) + int(codes[r, t]) * qk
-            for i in range(qk):
-                eta += Z[r, col + i] * u[base + i]
+            qk, col = qks[t], cols[t]
+            base = starts[t] + int(codes[r, t]) * qk
+            if unit[t]:
+                eta += u[base]
+            else:
+                for i in range(qk):
+                    eta += Z[r, col + i] * u[base + i]
         value, slope, d_disp = log_density_row(family, link, y[r], eta, weights[r], dispersion)
         lp += value
         d_dispersion += d_disp
         for j in range(p):
             d_beta[j] += slope * X[r, j]
         for t in range(nterms):
-            qk, col = int(tspec[t, 0]), int(tspec[t, 3])
-            base = int(levels[t, 1]) + int(codes[r, t]) * qk
-            for i in range(qk):
-                d_u[base + i] += slope * Z[r, col + i]
+            qk, col = qks[t], cols[t]
+            base = starts[t] + int(codes[r, t]) * qk
+            if unit[t]:
+                d_u[base] += slope
+            else:
+                for i in range(qk):
+                    d_u[base + i] += slope * Z[r, col + i]
     if not np.isfinite(lp):
         return -np.inf
     # u = z (diag(sd) R)' per level: back to z and to C = diag(sd) R; z's prior -½ z²
@@ -184,22 +195,6 @@ _EXPAND_SIGNATURE = types.int64(
 )
 
 
-def _logp_callback(dim, x_, out_, logp_, user_data):
-    blob = blob_at(user_data)
-    if dim != int(blob[N_DIM]):
-        return -1
-    x = carray(x_, (dim,))
-    out = carray(out_, (dim,))
-    value = _log_density(x, blob, out)
-    carray(logp_, (1,))[0] = value
-    if not np.isfinite(value):
-        return 4
-    for i in range(dim):
-        if not np.isfinite(out[i]):
-            return 3
-    return 0
-
-
 def _expand_callback(dim, n_expanded, x_, out_, user_data):
     blob = blob_at(user_data)
     if dim != int(blob[N_DIM]) or n_expanded != int(blob[N_EXPANDED]):
@@ -209,10 +204,45 @@ def _expand_callback(dim, n_expanded, x_, out_, user_data):
 
 
 @functools.cache
-def callbacks():
-    """The C callbacks of the log density and of the expansion, compiled on first use and cached on disk."""
-    return (cfunc(_LOGP_SIGNATURE, cache=True, error_model="numpy")(_logp_callback),
-            cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback))
+def log_density_kernel(family: int, link: int):
+    """:func:`_log_density` compiled for one family and link (codes; a closure over them only, so
+    that numba's disk cache, whose key includes the closure, finds it again in a new process):
+    the family's row function is then inlined and its branches on the codes fold away."""
+
+    @njit(cache=True, error_model="numpy")
+    def log_density(x, blob, out):
+        return _log_density(x, blob, out, family, link)
+
+    return log_density
+
+
+@functools.cache
+def callbacks(family: int, link: int):
+    """The C callbacks of the log density (for one family and link) and of the expansion,
+    compiled on first use and cached on disk."""
+    kernel = log_density_kernel(family, link)
+
+    def logp_callback(dim, x_, out_, logp_, user_data):
+        blob = blob_at(user_data)
+        if dim != int(blob[N_DIM]) or int(blob[FAMILY]) != family or int(blob[LINK]) != link:
+            return -1
+        x = carray(x_, (dim,))
+        out = carray(out_, (dim,))
+        value = kernel(x, blob, out)
+        carray(logp_, (1,))[0] = value
+        if not np.isfinite(value):
+            return 4
+        for i in range(dim):
+            if not np.isfinite(out[i]):
+                return 3
+        return 0
+
+    return cfunc(_LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback), _expand_cfunc()
+
+
+@functools.cache
+def _expand_cfunc():
+    return cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
 
 
 def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
@@ -226,8 +256,8 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
     population_part, n_population, _ = population_sections(design, priors, labels)
     q = sum(term.q for term in design.terms)
     levels, at = [], 0
-    for term in design.terms:
-        levels.append([term.n_levels, at])
+    for k, term in enumerate(design.terms):
+        levels.append([term.n_levels, at, float(term.q == 1 and bool(np.all(rows.z[k] == 1.0)))])
         at += term.n_levels * term.q
     n_effects = at
     variables = [Variable("beta", (p,), ("coef",))]
@@ -278,7 +308,7 @@ def _columns(design, k: int) -> list[int]:
 def log_density(blob: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
     """The log density and its gradient at x (for tests and benchmarks)."""
     out = np.empty(int(blob[N_DIM]))
-    value = _log_density(np.asarray(x, float), blob, out)
+    value = log_density_kernel(int(blob[FAMILY]), int(blob[LINK]))(np.asarray(x, float), blob, out)
     return value, out
 
 
@@ -319,11 +349,12 @@ class FullDensity:
 
     def callbacks(self):
         """The C callbacks of the log density and of the expansion (see :func:`callbacks`)."""
-        return callbacks()
+        return callbacks(int(self.blob[FAMILY]), int(self.blob[LINK]))
 
     def compile(self) -> None:
-        """Compile the callbacks, or load them from numba's disk cache: what happens once per installation."""
-        callbacks()
+        """Compile this model's callbacks (for its family and link), or load them from numba's disk
+        cache: what happens once per installation."""
+        self.callbacks()
 
     def with_data(self, **arrays) -> FullDensity:
         """The same model with the response ``y`` replaced by the values the PyMC model observes
