@@ -220,7 +220,6 @@ def log_density_kernel(family: int, link: int):
 def callbacks(family: int, link: int):
     """The C callbacks of the log density (for one family and link) and of the expansion,
     compiled on first use and cached on disk."""
-    kernel = log_density_kernel(family, link)
 
     def logp_callback(dim, x_, out_, logp_, user_data):
         blob = blob_at(user_data)
@@ -228,7 +227,7 @@ def callbacks(family: int, link: int):
             return -1
         x = carray(x_, (dim,))
         out = carray(out_, (dim,))
-        value = kernel(x, blob, out)
+        value = _log_density(x, blob, out, family, link)
         carray(logp_, (1,))[0] = value
         if not np.isfinite(value):
             return 4
