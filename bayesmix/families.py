@@ -216,6 +216,125 @@ def log_likelihood_derivatives_row(code, y, mu, weight, dispersion):
     return math.nan, math.nan
 
 
+#: The codes of the other families in :func:`log_density_row` (which takes every family).
+GAUSSIAN_CODE, NEGATIVE_BINOMIAL_CODE = 0, 3
+
+#: Below this count, log Γ(y + θ) - log Γ(θ) and ψ(y + θ) - ψ(θ) are summed term by term
+#: (exact at any θ); from it on, they are differences of log Γ and ψ, whose relative error
+#: grows as ε θ / y: negligible for θ below 10⁸, far beyond what a negative binomial's
+#: shape is ever estimated at (a larger θ is a Poisson response).
+NB_SERIES_COUNTS = 16
+
+_LOG_HALF = math.log(0.5)
+
+
+@njit(cache=True)
+def _softplus(x):
+    """log(1 + eˣ) without overflow or loss of precision."""
+    return x + math.log1p(math.exp(-x)) if x > 0.0 else math.log1p(math.exp(x))
+
+
+@njit(cache=True)
+def _log_normal_cdf(x):
+    """log Φ(x) and φ(x)/Φ(x) (the inverse Mills ratio), accurate in the far lower tail, where
+    Φ underflows: there the asymptotic series Φ(x) = φ(x)/|x| (1 - 1/x² + 3/x⁴ - 15/x⁶ + 105/x⁸ ...)."""
+    if x > -35.0:
+        cdf = 0.5 * math.erfc(-x * _SQRT_HALF)
+        return math.log(cdf), math.exp(-0.5 * x * x) / _SQRT_2PI / cdf
+    r = 1.0 / (x * x)
+    series = 1.0 - r * (1.0 - r * (3.0 - r * (15.0 - r * 105.0)))
+    return -0.5 * x * x - math.log(-x * _SQRT_2PI) + math.log(series), -x / series
+
+
+@njit(cache=True)
+def _log_mean_and_complement(code, eta):
+    """log μ, log(1 - μ) and their derivatives in η for a link onto (0, 1), computed from η
+    directly (no rounding of μ to 1, and no clamping of η: exact gradients in both tails)."""
+    if code == 2:  # logit: μ = 1/(1 + e^-η)
+        mu = 1.0 / (1.0 + math.exp(-eta)) if eta >= 0.0 else math.exp(eta) / (1.0 + math.exp(eta))
+        return -_softplus(-eta), -_softplus(eta), 1.0 - mu, -mu
+    if code == 3:  # probit: μ = Φ(η), 1 - μ = Φ(-η)
+        log_mu, ratio = _log_normal_cdf(eta)
+        log_rest, ratio_rest = _log_normal_cdf(-eta)
+        return log_mu, log_rest, ratio, -ratio_rest
+    # cloglog: μ = 1 - exp(-e^η), 1 - μ = exp(-e^η)
+    e = math.exp(eta)
+    if eta < -30.0:  # log(1 - exp(-e)) = log e - e/2 + O(e²), where e underflows
+        log_mu = eta - 0.5 * e
+    else:
+        log_mu = math.log1p(-math.exp(-e)) if e > -_LOG_HALF else math.log(-math.expm1(-e))
+    slope = 1.0 if e == 0.0 else (0.0 if e > 700.0 else e / math.expm1(e))
+    return log_mu, -e, slope, -e
+
+
+@njit(cache=True)
+def _digamma(x):
+    """ψ(x) for x > 0: the recurrence up to x ≥ 6, then the asymptotic series (error below 1e-15)."""
+    out = 0.0
+    while x < 6.0:
+        out -= 1.0 / x
+        x += 1.0
+    r = 1.0 / (x * x)
+    return out + math.log(x) - 0.5 / x - r * (1.0 / 12 - r * (1.0 / 120 - r * (1.0 / 252 - r * (1.0 / 240 - r / 132))))
+
+
+@njit(cache=True)
+def _rising_log_factorial(y, theta):
+    """log Γ(y + θ) - log Γ(θ) and its derivative ψ(y + θ) - ψ(θ) in θ, for a count y."""
+    if y < NB_SERIES_COUNTS:
+        value, slope = 0.0, 0.0
+        for k in range(int(y)):
+            value += math.log(theta + k)
+            slope += 1.0 / (theta + k)
+        return value, slope
+    return math.lgamma(y + theta) - math.lgamma(theta), _digamma(y + theta) - _digamma(theta)
+
+
+@njit(cache=True)
+def log_density_row(family, link, y, eta, weight, dispersion):
+    """One observation's log-likelihood as a function of the linear predictor η, without the
+    terms free of η and of the dispersion, and its derivatives in η and in the dispersion:
+    what a sampler of the posterior evaluates at every row.
+
+    ``family`` is a family's :attr:`Family.code`, ``link`` its link's code; y, the weight and
+    the dispersion as in :meth:`Family.log_likelihood` (1 for no weight, anything for no
+    dispersion). The means are the links' exact inverses (no guards, unlike
+    :func:`link_inverse_row`), written in η so that they keep their precision in both tails:
+
+    - Gaussian: -w (y - μ)²/(2σ²) - log σ;
+    - binomial: k log μ + (w - k) log(1 - μ), with k = w y successes of w trials;
+    - Poisson: w (y η - e^η);
+    - negative binomial: w (log Γ(y + θ) - log Γ(θ) - θ log(1 + μ/θ) + y (η - log(θ + μ)))
+      (see :data:`NB_SERIES_COUNTS` for the gamma terms).
+    """
+    if family == BINOMIAL_CODE:
+        k = weight * y
+        log_mu, log_rest, d_mu, d_rest = _log_mean_and_complement(link, eta)
+        value, slope = 0.0, 0.0
+        if k > 0.0:
+            value += k * log_mu
+            slope += k * d_mu
+        if weight > k:
+            value += (weight - k) * log_rest
+            slope += (weight - k) * d_rest
+        return value, slope, 0.0
+    mu = eta if link == 0 else math.exp(eta)
+    if family == POISSON_CODE:
+        return weight * (y * eta - mu), weight * (y - mu), 0.0
+    if family == NEGATIVE_BINOMIAL_CODE:
+        theta = dispersion
+        gamma_terms, d_gamma = _rising_log_factorial(y, theta)
+        log_total = math.log(theta + mu)
+        value = gamma_terms - theta * math.log1p(mu / theta) + y * (eta - log_total)
+        d_theta = d_gamma - math.log1p(mu / theta) + (mu - y) / (theta + mu)
+        return weight * value, weight * theta * (y - mu) / (theta + mu), weight * d_theta
+    # Gaussian
+    precision = weight / (dispersion * dispersion)
+    r = y - mu
+    return (-0.5 * precision * r * r - math.log(dispersion), precision * r * (1.0 if link == 0 else mu),
+            precision * r * r / dispersion - 1.0 / dispersion)
+
+
 @njit(cache=True)
 def _log_likelihood_rows(code, y, mu, weight, dispersion):
     """:func:`log_likelihood_row` over flat arrays."""
@@ -315,6 +434,9 @@ class Family(abc.ABC):
         Whether a grouping factor may have a level per row (an observation-level random
         effect, which models overdispersion in a count or binomial model); not for the
         Gaussian, whose residual it would duplicate (lme4 refuses it for ``lmer`` only).
+    code
+        The family's code in :func:`log_density_row`, the compiled log-likelihood in η that the
+        posterior's precompiled density evaluates (every family has one).
     kernel_code
         The code that selects the family's compiled log-likelihood and its derivatives
         (:func:`log_likelihood_row`, :func:`log_likelihood_derivatives_row`), or None for a
@@ -331,6 +453,7 @@ class Family(abc.ABC):
     weights_multiply_log_likelihood: ClassVar[bool] = False
     dtype_kinds: ClassVar[str] = "iuf"
     allows_observation_level_effects: ClassVar[bool] = True
+    code: ClassVar[int]
     kernel_code: ClassVar[int | None] = None
 
     def __post_init__(self):
@@ -547,6 +670,7 @@ class Gaussian(Family):
     """
 
     link: str = "identity"
+    code: ClassVar[int] = GAUSSIAN_CODE
     name: ClassVar[str] = "Gaussian"
     links: ClassVar[tuple[str, ...]] = ("identity", "log")
     canonical_link: ClassVar[str] = "identity"
@@ -635,6 +759,7 @@ class Binomial(Family):
     """
 
     link: str = "logit"
+    code: ClassVar[int] = BINOMIAL_CODE
     name: ClassVar[str] = "binomial"
     links: ClassVar[tuple[str, ...]] = ("logit", "probit", "cloglog")
     canonical_link: ClassVar[str] = "logit"
@@ -802,6 +927,7 @@ class Poisson(_Counts):
     ``glm``; predictive draws ignore them (a draw is of one observation).
     """
 
+    code: ClassVar[int] = POISSON_CODE
     name: ClassVar[str] = "Poisson"
     canonical_link: ClassVar[str] = "log"
     distribution: ClassVar[str] = "Poisson"
@@ -858,6 +984,7 @@ class NegativeBinomial(_Counts):
     is not canonical for a fixed θ. Prior weights multiply the log-likelihood, as in R.
     """
 
+    code: ClassVar[int] = NEGATIVE_BINOMIAL_CODE
     name: ClassVar[str] = "negative binomial"
     canonical_link: ClassVar[None] = None
     distribution: ClassVar[str] = "NegativeBinomial"

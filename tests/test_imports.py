@@ -76,3 +76,18 @@ def test_a_collapsed_fit_with_native_priors_never_loads_pymc():
         assert post.method.startswith("collapsed") and post.posterior.sizes["draw"] == 50
     """)
     assert loaded["nutpie"] and not loaded["pymc"] and not loaded["pytensor"]
+
+
+def test_a_glmm_fit_with_native_priors_never_loads_pymc():
+    """The precompiled full density goes to nutpie directly too, for crossed factors and every family."""
+    loaded = loaded_after(f"""
+        import warnings
+        import pandas as pd
+        import bayesmix as bm
+        warnings.simplefilter("ignore", bm.ConvergenceWarning)  # 50 draws
+        cbpp = pd.read_csv({str(shared_file("reference", "glmm", "cbpp.csv"))!r})
+        model = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, "binomial")
+        post = model.sample(draws=50, tune=50, chains=1, seed=1, progressbar=False)
+        assert post.method.startswith("full") and post.posterior.sizes["draw"] == 50
+    """)
+    assert loaded["nutpie"] and not loaded["pymc"] and not loaded["pytensor"]

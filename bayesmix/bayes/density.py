@@ -45,18 +45,23 @@ from ..linalg.collapsed import collapsed_loglik_body, draw_effects
 from .priors import Distribution, PriorSet
 
 # Prior families, by code; parameters in the order of the bayesmix constructors.
-FAMILIES = {"Normal": 0, "StudentT": 1, "HalfNormal": 2, "HalfStudentT": 3, "Exponential": 4}
-LOCATION_FAMILIES = ("Normal", "StudentT")
+FAMILIES = {"Normal": 0, "StudentT": 1, "HalfNormal": 2, "HalfStudentT": 3, "Exponential": 4, "Flat": 5}
+LOCATION_FAMILIES = ("Normal", "StudentT", "Flat")
+NO_PRIOR = -1.0
+"""The code of an absent prior: a family without a dispersion (:func:`population`)."""
 SCALE_FAMILIES = ("HalfNormal", "HalfStudentT", "Exponential")
 
-# Header of the blob: sizes, then the offset of each section.
+# Header of the blob: sizes, then the offset of each section. The fields up to OFF_SD_PRIOR,
+# which :func:`population` and :func:`chain_rule` read, begin the full density's blob too
+# (:mod:`bayesmix.bayes.full_density`); POPULATION_HEADER is their number.
 (TOTAL, P, Q, LEVELS, ROWS, INTERCEPT, TERMS, N_DIM, N_EXPANDED,
  OFF_MEANS, OFF_B_PRIOR, OFF_SIGMA_PRIOR, OFF_TERMS, OFF_SD_PRIOR, OFF_A11, OFF_A1X, OFF_AXX, OFF_SHIFT,
  HEADER) = range(19)
+POPULATION_HEADER = OFF_SD_PRIOR + 1
 
 
 @njit(cache=True, error_model="numpy")
-def _prior(spec, v):
+def prior_log_density(spec, v):
     """Log density (up to a constant) of one prior at v, and its derivative."""
     code = spec[0]
     if code == 0:  # Normal(mu, sigma)
@@ -71,14 +76,16 @@ def _prior(spec, v):
     if code == 3:  # HalfStudentT(nu, sigma)
         nu, s = spec[1], spec[2]
         return -0.5 * (nu + 1.0) * np.log1p(v * v / (nu * s * s)), -(nu + 1.0) * v / (nu * s * s + v * v)
+    if code == 5:  # Flat
+        return 0.0, 0.0
     return -spec[1] * v, -spec[1]  # Exponential(lam)
 
 
 @njit(cache=True, error_model="numpy")
-def _positive(spec, t):
+def positive_prior(spec, t):
     """Prior of v = exp(t) with the log-Jacobian t: value and derivative in t; and v."""
     v = np.exp(t)
-    value, slope = _prior(spec, v)
+    value, slope = prior_log_density(spec, v)
     return value + t, v * slope + 1.0, v
 
 
@@ -135,8 +142,12 @@ def _row_sumsq(L, i, j):
 
 
 @njit(cache=True, error_model="numpy")
-def _population(x, blob):
-    """β, σ, the SDs, the block-diagonal correlation factor, and the log prior with Jacobians."""
+def population(x, blob):
+    """β, the dispersion, the SDs, the block-diagonal correlation factor, and the log prior with
+    Jacobians (and its gradient) at x.
+
+    The dispersion (σ here) is NaN, and takes no coordinate, when its prior's code is
+    :data:`NO_PRIOR` (a family without one, in the full density)."""
     p, q, icpt, nterms = int(blob[P]), int(blob[Q]), int(blob[INTERCEPT]), int(blob[TERMS])
     means = blob[int(blob[OFF_MEANS]):int(blob[OFF_MEANS]) + p]
     bspec = blob[int(blob[OFF_B_PRIOR]):int(blob[OFF_B_PRIOR]) + 4 * p].reshape((p, 4))
@@ -146,21 +157,23 @@ def _population(x, blob):
     lp = 0.0
     beta = x[:p].copy()
     for j in range(p):
-        value, slope = _prior(bspec[j], x[j])
+        value, slope = prior_log_density(bspec[j], x[j])
         lp += value
         grad[j] = slope
         if icpt >= 0 and j != icpt:
             beta[icpt] -= means[j] * x[j]
-    value, slope, sigma = _positive(blob[int(blob[OFF_SIGMA_PRIOR]):], x[p])
-    lp += value
-    grad[p] = slope
+    sigma, pos = np.nan, p
+    if blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR:
+        value, slope, sigma = positive_prior(blob[int(blob[OFF_SIGMA_PRIOR]):], x[p])
+        lp += value
+        grad[p] = slope
+        pos += 1
     sd = np.empty(q)
     R = np.eye(q)  # block-diagonal Cholesky factor of the correlations
-    pos = p + 1
     for t in range(nterms):
         qk, correlated, eta, col = int(tspec[t, 0]), tspec[t, 1] > 0, tspec[t, 2], int(tspec[t, 3])
         for i in range(qk):
-            value, slope, v = _positive(sspec[col + i], x[pos + i])
+            value, slope, v = positive_prior(sspec[col + i], x[pos + i])
             sd[col + i] = v
             lp += value
             grad[pos + i] = slope
@@ -179,7 +192,7 @@ def _population(x, blob):
 @njit(inline="always", error_model="numpy")
 def _log_density(x, blob, out, q):
     """The log posterior density at an unconstrained point x (up to a constant), its gradient into ``out``."""
-    beta, sigma, sd, R, lp, grad = _population(x, blob)
+    beta, sigma, sd, R, lp, grad = population(x, blob)
     if not (np.isfinite(lp) and 0.0 < sigma < np.inf and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
         return -np.inf  # outside the support in floating point (far out in the tails)
     A11, A1X, AXX = _cross_products(blob)
@@ -189,7 +202,7 @@ def _log_density(x, blob, out, q):
     )
     if not np.isfinite(value):
         return -np.inf
-    _chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma)
+    chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma)
     out[:] = grad
     return lp + value
 
@@ -216,16 +229,19 @@ def _cross_products(blob):
 
 
 @njit(cache=True, error_model="numpy")
-def _chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma):
-    """Add the likelihood's gradient in (β, C, σ) to ``grad``, in the unconstrained coordinates."""
+def chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma):
+    """Add the likelihood's gradient in (β, C, σ) to ``grad``, in the unconstrained coordinates
+    (C = diag(sd) R; σ, the dispersion, when it has a coordinate: see :func:`population`)."""
     p, icpt, nterms = int(blob[P]), int(blob[INTERCEPT]), int(blob[TERMS])
     for j in range(p):
         grad[j] += d_beta[j]
         if icpt >= 0 and j != icpt:
             grad[j] -= blob[int(blob[OFF_MEANS]) + j] * d_beta[icpt]
-    grad[p] += sigma * d_sigma
+    pos = p
+    if blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR:
+        grad[p] += sigma * d_sigma
+        pos += 1
     tspec = blob[int(blob[OFF_TERMS]):int(blob[OFF_TERMS]) + 4 * nterms].reshape((nterms, 4))
-    pos = p + 1
     for t in range(nterms):
         qk, correlated, eta, col = int(tspec[t, 0]), tspec[t, 1] > 0, tspec[t, 2], int(tspec[t, 3])
         dL = np.zeros((qk, qk))
@@ -248,7 +264,7 @@ def _chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma):
 def expand(x, blob, out):
     """Fill out with β, σ, the SDs, the correlations (pairs i < j by term) and C = diag(sd) R."""
     p, q, nterms = int(blob[P]), int(blob[Q]), int(blob[TERMS])
-    beta, sigma, sd, R, _, _ = _population(x, blob)
+    beta, sigma, sd, R, _, _ = population(x, blob)
     tspec = blob[int(blob[OFF_TERMS]):int(blob[OFF_TERMS]) + 4 * nterms].reshape((nterms, 4))
     k = 0
     for j in range(p):
@@ -284,13 +300,14 @@ _EXPAND_SIGNATURE = types.int64(
 
 
 @njit(cache=True, error_model="numpy")
-def _blob_at(address):
-    total = int(carray(address, (HEADER,), dtype=np.float64)[TOTAL])
+def blob_at(address):
+    """The blob at ``address`` (nutpie's user data), as an array of its own length (its first entry)."""
+    total = int(carray(address, (1,), dtype=np.float64)[TOTAL])
     return carray(address, (total,), dtype=np.float64)
 
 
 def _expand_callback(dim, n_expanded, x_, out_, user_data):
-    blob = _blob_at(user_data)
+    blob = blob_at(user_data)
     if dim != int(blob[N_DIM]) or n_expanded != int(blob[N_EXPANDED]):
         return -1
     expand(carray(x_, (dim,)), blob, carray(out_, (n_expanded,)))
@@ -303,7 +320,7 @@ def callbacks(q: int):
     compiled on first use and cached on disk."""
 
     def logp_callback(dim, x_, out_, logp_, user_data):
-        blob = _blob_at(user_data)
+        blob = blob_at(user_data)
         if dim != int(blob[N_DIM]):
             return -1
         x = carray(x_, (dim,))
@@ -331,13 +348,37 @@ def _expand_cfunc():
 def natively_supported(priors: PriorSet) -> bool:
     """Whether every prior has a native implementation (else the PyMC model is used)."""
     location = ([priors.intercept] if priors.intercept is not None else []) + list(priors.b.values())
-    scale = [priors.dispersion, *priors.sd.values()]
+    scale = [d for d in (priors.dispersion, *priors.sd.values()) if d is not None]
     return all(d.name in LOCATION_FAMILIES for d in location) and all(d.name in SCALE_FAMILIES for d in scale)
 
 
-def _spec(dist: Distribution) -> list[float]:
-    values = [float(FAMILIES[dist.name]), *dist.params.values()]
+def prior_spec(dist: Distribution | None) -> list[float]:
+    """A prior as :func:`prior_log_density` reads it: its code and parameters (:data:`NO_PRIOR` for None)."""
+    values = [NO_PRIOR] if dist is None else [float(FAMILIES[dist.name]), *dist.params.values()]
     return values + [0.0] * (4 - len(values))
+
+
+def population_sections(design, priors: PriorSet, labels: list[str]) -> tuple[list[np.ndarray], int, int]:
+    """The blob sections that :func:`population` reads (the column means, the priors of β and of
+    the dispersion, the terms, the priors of the SDs), the number of coordinates of β, the
+    dispersion and the terms' covariances, and the number of free correlations."""
+    names = list(design.fixed_names)
+    icpt = names.index("Intercept") if "Intercept" in names else -1
+    b_spec = [prior_spec(priors.intercept if j == icpt else priors.b[n]) for j, n in enumerate(names)]
+    n_dim = len(names) + (priors.dispersion is not None)
+    terms, sd_spec, col, n_pairs = [], [], 0, 0
+    for label, term in zip(labels, design.terms):
+        correlated = term.correlated and term.q > 1
+        eta = priors.cor[label].params["eta"] if correlated else 0.0
+        terms.append([term.q, float(correlated), eta, col])
+        sd_spec += [prior_spec(priors.sd[(label, c)]) for c in term.columns]
+        m = term.q * (term.q - 1) // 2 if correlated else 0
+        n_dim += term.q + m
+        n_pairs += m
+        col += term.q
+    sections = [np.asarray(design.x_means(), float), np.ravel(b_spec), np.asarray(prior_spec(priors.dispersion)),
+                np.ravel(terms), np.ravel(sd_spec)]
+    return sections, n_dim, n_pairs
 
 
 @dataclass(frozen=True)
@@ -359,18 +400,7 @@ def pack(design, crossprod, priors: PriorSet, labels: list[str], layout, shift: 
     names = list(design.fixed_names)
     p, q = len(names), int(crossprod.A11.shape[1])
     icpt = names.index("Intercept") if "Intercept" in names else -1
-    means = design.x_means()
-    b_spec = [_spec(priors.intercept if j == icpt else priors.b[n]) for j, n in enumerate(names)]
-    terms, sd_spec, col, n_dim, n_pairs = [], [], 0, p + 1, 0
-    for label, term in zip(labels, design.terms):
-        correlated = term.correlated and term.q > 1
-        eta = priors.cor[label].params["eta"] if correlated else 0.0
-        terms.append([term.q, float(correlated), eta, col])
-        sd_spec += [_spec(priors.sd[(label, c)]) for c in term.columns]
-        m = term.q * (term.q - 1) // 2 if correlated else 0
-        n_dim += term.q + m
-        n_pairs += m
-        col += term.q
+    population_part, n_dim, n_pairs = population_sections(design, priors, labels)
     variables = [
         Variable("beta", (p,), ("coef",)),
         Variable("sigma", (), ()),
@@ -381,26 +411,33 @@ def pack(design, crossprod, priors: PriorSet, labels: list[str], layout, shift: 
     variables.append(Variable("collapsed_chol", (q, q), ("collapsed_chol_dim_0", "collapsed_chol_dim_1")))
     n_expanded = sum(int(np.prod(v.shape)) for v in variables)
     sections = [
-        np.asarray(means, float), np.ravel(b_spec), np.asarray(_spec(priors.dispersion)), np.ravel(terms),
-        np.ravel(sd_spec), crossprod.A11.ravel(), crossprod.A1X.ravel(), crossprod.AXX.ravel(),
+        *population_part, crossprod.A11.ravel(), crossprod.A1X.ravel(), crossprod.AXX.ravel(),
         np.zeros(p) if shift is None else np.asarray(shift, float),
     ]
     offsets = HEADER + np.concatenate([[0], np.cumsum([s.size for s in sections])])
-    header = [offsets[-1], p, q, crossprod.A11.shape[0], design.n, icpt, len(terms), n_dim, n_expanded, *offsets[:-1]]
+    header = [offsets[-1], p, q, crossprod.A11.shape[0], design.n, icpt, len(design.terms), n_dim, n_expanded,
+              *offsets[:-1]]
     blob = np.concatenate([np.asarray(header, float), *sections])
     return blob, variables, n_dim
 
 
-def initial_point(design, priors: PriorSet, labels: list[str], rng: np.random.Generator) -> np.ndarray:
-    """A start as PyMC's: each prior's centre (log scale for SDs) jittered by U(-1, 1)."""
+def population_centre(design, priors: PriorSet, labels: list[str]) -> np.ndarray:
+    """The centre of the priors in the coordinates of :func:`population`: each location prior's
+    location (0 for a flat one), the log of each scale prior's scale, 0 for the correlations."""
     names = list(design.fixed_names)
-    centre = [(priors.intercept if n == "Intercept" else priors.b[n]).params["mu"] for n in names]
-    centre.append(np.log(_scale_centre(priors.dispersion)))
+    centre = [(priors.intercept if n == "Intercept" else priors.b[n]).params.get("mu", 0.0) for n in names]
+    if priors.dispersion is not None:
+        centre.append(np.log(_scale_centre(priors.dispersion)))
     for label, term in zip(labels, design.terms):
         centre += [np.log(_scale_centre(priors.sd[(label, c)])) for c in term.columns]
         if term.correlated and term.q > 1:
             centre += [0.0] * (term.q * (term.q - 1) // 2)
-    centre = np.asarray(centre)
+    return np.asarray(centre)
+
+
+def initial_point(design, priors: PriorSet, labels: list[str], rng: np.random.Generator) -> np.ndarray:
+    """A start as PyMC's: each prior's centre (log scale for SDs) jittered by U(-1, 1)."""
+    centre = population_centre(design, priors, labels)
     return centre + rng.uniform(-1.0, 1.0, centre.size)
 
 

@@ -15,6 +15,7 @@ from ..errors import DataError
 from ..data.layout import coords, group_layouts, term_labels
 from ..linalg.collapsed import draw_effects
 from .density import collapsed_density, natively_supported
+from .full_density import full_density
 from .priors import Prior, resolve_priors
 from .result import BayesResult, stack_draws
 from .standardise import Standardisation
@@ -40,8 +41,10 @@ class BayesModel:
         ``"collapsed"``: the random effects are integrated out of the likelihood and drawn
         exactly afterwards (one grouping factor, a family with sufficient statistics, i.e. the
         Gaussian with the identity link (:attr:`~bayesmix.families.Family.has_sufficient_statistics`),
-        and no prior weights or offsets); ``"full"``: NUTS samples them, for every family;
-        ``"auto"`` (default): collapsed where it applies, else full.
+        and no prior weights or offsets); ``"full"``: NUTS samples them, for every family and
+        any number of grouping factors; ``"auto"`` (default): collapsed where it applies, else
+        full. Both run on a precompiled log density with nutpie (nothing is compiled per model)
+        when every prior has a native form; ``sampler="pymc"`` samples the PyMC model instead.
     parameterization
         For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
         (see :func:`bayesmix.bayes.builder.build_model`).
@@ -108,14 +111,19 @@ class BayesModel:
                 lambda: _builder().build_collapsed_model(standard, self._crossprod, priors, self._shift), ready
             )
         else:
-            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, parameterization))
+            ready = None
+            if parameterization == "noncentred" and natively_supported(priors):
+                ready = full_density(standard, priors, labels, self.layouts, coords(design, self.layouts))
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, parameterization), ready)
 
     @property
     def precompiled(self) -> bool:
-        """Whether NUTS runs on the precompiled collapsed density (no per-model compilation).
+        """Whether nutpie samples a precompiled density (no per-model compilation).
 
-        True for the collapsed method when every prior has a native form (see
-        :mod:`bayesmix.bayes.density`); otherwise nutpie compiles the PyMC model on first use.
+        True when every prior has a native form (see :mod:`bayesmix.bayes.density`), for the
+        collapsed method and for the full method with non-centred random effects
+        (:mod:`bayesmix.bayes.full_density`); otherwise nutpie compiles the PyMC model on first
+        use. ``sampler="pymc"`` always samples the PyMC model.
         """
         return self._sampler.precompiled
 

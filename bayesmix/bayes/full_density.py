@@ -1,0 +1,385 @@
+"""The full (non-centred) model's log posterior density, compiled once and for all, handed to nutpie.
+
+The same model as :func:`bayesmix.bayes.builder.build_model` (non-centred), for every family
+and link and any number of grouping factors, written as numba C callbacks that read every
+model-specific number (sizes, priors, the rows) from one float64 array, the *blob*, as the
+collapsed density does (:mod:`bayesmix.bayes.density`, whose population part, i.e. the fixed
+effects, the dispersion, the SDs and the correlations with their priors and transforms, this
+module shares). Nothing is compiled per model: building one is packing an array, and numba
+caches the callbacks on disk once per installation.
+
+Unconstrained coordinates, in order:
+
+- those of :func:`bayesmix.bayes.density.population`: θ_b (p), the log of the family's
+  dispersion (σ for the Gaussian, θ for the negative binomial; none for the binomial and
+  the Poisson), and per term the log SDs and the canonical partial correlations;
+- per term t, the standard normal z_t (ℓ_t levels x q_t, row-major).
+
+The effects are u_t = z_t (diag(sd_t) L_t)', the linear predictor
+η = X β + Σ_t Σ_j Z_tj(row) u_t[level(row), j] + offset, and the log-likelihood is
+:func:`bayesmix.families.log_density_row` of each row (the one compiled home of each family's
+log-likelihood in η). The density is the log-likelihood plus the priors and log-Jacobians of
+the population part plus -½ Σ z²: the PyMC model's (with the transform of the correlations
+Stan's rather than PyMC's, so the two agree as densities of the constrained parameters) up
+to a constant. Its gradient is exact (reverse mode by hand: rows -> η -> β and u ->
+z and C = diag(sd) L -> the population's coordinates).
+
+The posterior variables are the PyMC model's (``beta``, ``sigma`` or ``shape``, ``sd_<group>``,
+``cor_<group>``, ``u_<group>``), so that results do not depend on which sampler ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numba import carray, types
+
+from ..jit import cfunc, njit
+from ..families import BINOMIAL_CODE, log_density_row
+from ..data.layout import GroupLayout
+from .density import (
+    N_DIM, N_EXPANDED, NO_PRIOR, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, natively_supported, population, population_centre, population_sections,
+)
+from .priors import PriorSet
+
+__all__ = ["FullDensity", "full_density", "natively_supported", "pack"]
+
+# The header after the population's fields: the family and link codes, where the coordinates
+# of z begin, how many there are, then the offset of each section.
+(FAMILY, LINK, Z_START, N_EFFECTS, OFF_Y, OFF_WEIGHTS, OFF_OFFSET, OFF_X, OFF_Z, OFF_CODES,
+ OFF_LEVELS, OFF_PLAN, PLAN_ROWS, HEADER) = range(POPULATION_HEADER, POPULATION_HEADER + 14)
+
+# What each row of the expansion plan copies into the expanded variables (after β and the dispersion).
+PLAN_SD, PLAN_COR, PLAN_EFFECT = 0.0, 1.0, 2.0
+
+
+@njit(cache=True, error_model="numpy")
+def _section(blob, offset, size):
+    start = int(blob[offset])
+    return blob[start:start + size]
+
+
+@njit(cache=True, error_model="numpy")
+def _effects(x, blob, sd, R):
+    """u (the effects of every term, laid out as their z's) at x, and z itself."""
+    nterms = int(blob[TERMS])
+    z = x[int(blob[Z_START]):]
+    levels = _section(blob, OFF_LEVELS, 3 * nterms).reshape((nterms, 3))
+    tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
+    u = np.empty(z.shape[0])
+    for t in range(nterms):
+        qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
+        for level in range(n_levels):
+            base = at + level * qk
+            for i in range(qk):
+                value = 0.0
+                for j in range(i + 1):
+                    value += z[base + j] * R[col + i, col + j]
+                u[base + i] = sd[col + i] * value
+    return u, z
+
+
+@njit(inline="always", error_model="numpy")
+def _log_density(x, blob, out, family, link):
+    """The log posterior density at an unconstrained point x (up to a constant), its gradient into
+    ``out``, for the family and link of these codes (constants of the compiled kernel)."""
+    beta, dispersion, sd, R, lp, grad = population(x, blob)
+    has_dispersion = blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR
+    if not (np.isfinite(lp) and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
+        return -np.inf  # outside the support in floating point (far out in the tails)
+    if has_dispersion and not 0.0 < dispersion < np.inf:
+        return -np.inf
+    p, q, nterms, n = int(blob[P]), int(blob[Q]), int(blob[TERMS]), int(blob[ROWS])
+    start = int(blob[Z_START])
+    y = _section(blob, OFF_Y, n)
+    weights = _section(blob, OFF_WEIGHTS, n)
+    offset = _section(blob, OFF_OFFSET, n)
+    X = _section(blob, OFF_X, n * p).reshape((n, p))
+    Z = _section(blob, OFF_Z, n * q).reshape((n, q))
+    codes = _section(blob, OFF_CODES, n * nterms).reshape((n, nterms))
+    levels = _section(blob, OFF_LEVELS, 3 * nterms).reshape((nterms, 3))
+    tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
+    u, z = _effects(x, blob, sd, R)
+    d_u = np.zeros(u.shape[0])
+    d_beta = np.zeros(p)
+    d_dispersion = 0.0
+    qks, cols, starts = np.empty(nterms, np.int64), np.empty(nterms, np.int64), np.empty(nterms, np.int64)
+    unit = np.empty(nterms, np.bool_)  # a term of one column of ones, (1 | g): no multiplications
+    for t in range(nterms):
+        qks[t], cols[t], starts[t], unit[t] = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 1]), levels[t, 2] > 0
+    for r in range(n):
+        eta = offset[r]
+        for j in range(p):
+            eta += X[r, j] * beta[j]
+        for t in range(nterms):
+            qk, col = qks[t], cols[t]
+            base = starts[t] + int(codes[r, t]) * qk
+            if unit[t]:
+                eta += u[base]
+            else:
+                for i in range(qk):
+                    eta += Z[r, col + i] * u[base + i]
+        value, slope, d_disp = log_density_row(family, link, y[r], eta, weights[r], dispersion)
+        lp += value
+        d_dispersion += d_disp
+        for j in range(p):
+            d_beta[j] += slope * X[r, j]
+        for t in range(nterms):
+            qk, col = qks[t], cols[t]
+            base = starts[t] + int(codes[r, t]) * qk
+            if unit[t]:
+                d_u[base] += slope
+            else:
+                for i in range(qk):
+                    d_u[base + i] += slope * Z[r, col + i]
+    if not np.isfinite(lp):
+        return -np.inf
+    # u = z (diag(sd) R)' per level: back to z and to C = diag(sd) R; z's prior -½ z²
+    d_C = np.zeros((q, q))
+    for t in range(nterms):
+        qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
+        for level in range(n_levels):
+            base = at + level * qk
+            for i in range(qk):
+                g = d_u[base + i]
+                for j in range(i + 1):
+                    grad[start + base + j] += g * sd[col + i] * R[col + i, col + j]
+                    d_C[col + i, col + j] += g * z[base + j]
+    for k in range(z.shape[0]):
+        lp -= 0.5 * z[k] * z[k]
+        grad[start + k] -= z[k]
+    chain_rule(x, blob, grad, dispersion, sd, R, d_beta, d_C, d_dispersion)
+    out[:] = grad
+    return lp
+
+
+@njit(cache=True, error_model="numpy")
+def expand(x, blob, out):
+    """Fill out with β, the dispersion (if any), then per grouping factor its SDs, correlations
+    and effects, as the expansion plan orders them."""
+    p = int(blob[P])
+    beta, dispersion, sd, R, _, _ = population(x, blob)
+    u, _ = _effects(x, blob, sd, R)
+    k = 0
+    for j in range(p):
+        out[k] = beta[j]
+        k += 1
+    if blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR:
+        out[k] = dispersion
+        k += 1
+    plan = _section(blob, OFF_PLAN, 3 * int(blob[PLAN_ROWS])).reshape((-1, 3))
+    for row in range(plan.shape[0]):
+        kind, a = plan[row, 0], int(plan[row, 1])
+        if kind == PLAN_SD:
+            out[k] = sd[a]
+        elif kind == PLAN_EFFECT:
+            out[k] = u[a]
+        else:  # a correlation: rows a and b of the block-diagonal R (zero outside their block)
+            b = int(plan[row, 2])
+            value = 0.0
+            for c in range(R.shape[0]):
+                value += R[a, c] * R[b, c]
+            out[k] = value
+        k += 1
+
+
+_LOGP_SIGNATURE = types.int64(
+    types.uint64, types.CPointer(types.double), types.CPointer(types.double), types.CPointer(types.double), types.voidptr
+)
+_EXPAND_SIGNATURE = types.int64(
+    types.uint64, types.uint64, types.CPointer(types.double), types.CPointer(types.double), types.voidptr
+)
+
+
+def _expand_callback(dim, n_expanded, x_, out_, user_data):
+    blob = blob_at(user_data)
+    if dim != int(blob[N_DIM]) or n_expanded != int(blob[N_EXPANDED]):
+        return -1
+    expand(carray(x_, (dim,)), blob, carray(out_, (n_expanded,)))
+    return 0
+
+
+@functools.cache
+def log_density_kernel(family: int, link: int):
+    """:func:`_log_density` compiled for one family and link (codes; a closure over them only, so
+    that numba's disk cache, whose key includes the closure, finds it again in a new process):
+    the family's row function is then inlined and its branches on the codes fold away."""
+
+    @njit(cache=True, error_model="numpy")
+    def log_density(x, blob, out):
+        return _log_density(x, blob, out, family, link)
+
+    return log_density
+
+
+@functools.cache
+def callbacks(family: int, link: int):
+    """The C callbacks of the log density (for one family and link) and of the expansion,
+    compiled on first use and cached on disk."""
+
+    def logp_callback(dim, x_, out_, logp_, user_data):
+        blob = blob_at(user_data)
+        if dim != int(blob[N_DIM]) or int(blob[FAMILY]) != family or int(blob[LINK]) != link:
+            return -1
+        x = carray(x_, (dim,))
+        out = carray(out_, (dim,))
+        value = _log_density(x, blob, out, family, link)
+        carray(logp_, (1,))[0] = value
+        if not np.isfinite(value):
+            return 4
+        for i in range(dim):
+            if not np.isfinite(out[i]):
+                return 3
+        return 0
+
+    return cfunc(_LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback), _expand_cfunc()
+
+
+@functools.cache
+def _expand_cfunc():
+    return cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
+
+
+def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
+         ) -> tuple[np.ndarray, list[Variable], int]:
+    """The blob of the full model of ``design``, its expanded variables and the number of
+    unconstrained coordinates."""
+    rows, family = design.rows, design.family
+    names = list(design.fixed_names)
+    p, n = len(names), design.n
+    icpt = names.index("Intercept") if "Intercept" in names else -1
+    population_part, n_population, _ = population_sections(design, priors, labels)
+    q = sum(term.q for term in design.terms)
+    levels, at = [], 0
+    for k, term in enumerate(design.terms):
+        levels.append([term.n_levels, at, float(term.q == 1 and bool(np.all(rows.z[k] == 1.0)))])
+        at += term.n_levels * term.q
+    n_effects = at
+    variables = [Variable("beta", (p,), ("coef",))]
+    if family.has_dispersion:
+        variables.append(Variable(family.dispersion_name, (), ()))
+    plan = []
+    for layout in layouts:
+        members = [k for k, term in enumerate(design.terms) if term.group == layout.group]
+        cols = [levels_col for k in members for levels_col in _columns(design, k)]
+        plan += [[PLAN_SD, c, 0.0] for c in cols]
+        variables.append(Variable(f"sd_{layout.name}", (len(cols),), (f"{layout.name}_effect",)))
+        pairs = [[PLAN_COR, a, b] for k in members if design.terms[k].correlated
+                 for i, a in enumerate(_columns(design, k)) for b in _columns(design, k)[i + 1:]]
+        if pairs:
+            plan += pairs
+            variables.append(Variable(f"cor_{layout.name}", (len(pairs),), (f"{layout.name}_pair",)))
+        n_levels = design.terms[members[0]].n_levels
+        plan += [[PLAN_EFFECT, levels[k][1] + level * design.terms[k].q + i, 0.0]
+                 for level in range(n_levels) for k in members for i in range(design.terms[k].q)]
+        variables.append(Variable(f"u_{layout.name}", (n_levels, len(cols)),
+                                  (f"{layout.name}_level", f"{layout.name}_effect")))
+    n_expanded = sum(int(np.prod(v.shape)) for v in variables)
+    Z = np.column_stack(rows.z) if design.terms else np.zeros((n, 0))
+    codes = np.column_stack(rows.codes) if design.terms else np.zeros((n, 0))
+    sections = [
+        *population_part,
+        np.asarray(rows.y, float),
+        np.ones(n) if rows.weights is None else np.asarray(rows.weights, float),
+        np.zeros(n) if rows.offset is None else np.asarray(rows.offset, float),
+        np.asarray(rows.X, float).ravel(), np.asarray(Z, float).ravel(), np.asarray(codes, float).ravel(),
+        np.ravel(np.asarray(levels, float)), np.ravel(np.asarray(plan, float)),
+    ]
+    offsets = HEADER + np.concatenate([[0], np.cumsum([s.size for s in sections])])
+    n_dim = n_population + n_effects
+    header = [offsets[-1], p, q, 0, n, icpt, len(design.terms), n_dim, n_expanded, *offsets[:5],
+              family.code, family.link_code, n_population, n_effects, *offsets[5:-1], len(plan)]
+    blob = np.concatenate([np.asarray(header, float), *sections])
+    assert blob.size == offsets[-1] and len(header) == HEADER
+    return blob, variables, n_dim
+
+
+def _columns(design, k: int) -> list[int]:
+    """The columns of term k among all terms' (the rows of the block-diagonal R)."""
+    start = sum(term.q for term in design.terms[:k])
+    return list(range(start, start + design.terms[k].q))
+
+
+def log_density(blob: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """The log density and its gradient at x (for tests and benchmarks)."""
+    out = np.empty(int(blob[N_DIM]))
+    value = log_density_kernel(int(blob[FAMILY]), int(blob[LINK]))(np.asarray(x, float), blob, out)
+    return value, out
+
+
+def expanded(blob: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The expanded variables at x, concatenated (for tests)."""
+    out = np.empty(int(blob[N_EXPANDED]))
+    expand(np.asarray(x, float), blob, out)
+    return out
+
+
+@dataclass(frozen=True)
+class FullDensity:
+    """A full model ready for nutpie: the cached callbacks and the model's blob.
+
+    nutpie samples it through :func:`bayesmix.bayes.nutpie_adapter.callback_model` (it is a
+    :class:`~bayesmix.bayes.nutpie_adapter.CallbackDensity`). ``with_data(y=...)`` returns the
+    model for a new response.
+    """
+
+    blob: np.ndarray
+    variables: list[Variable]
+    n_unconstrained: int
+    coords: dict
+    init: object  # seed -> initial point
+
+    @property
+    def user_data(self) -> np.ndarray:
+        """What the callbacks read: the blob."""
+        return self.blob
+
+    @property
+    def n_dim(self) -> int:
+        return self.n_unconstrained
+
+    @property
+    def n_expanded(self) -> int:
+        return int(self.blob[N_EXPANDED])
+
+    def callbacks(self):
+        """The C callbacks of the log density and of the expansion (see :func:`callbacks`)."""
+        return callbacks(int(self.blob[FAMILY]), int(self.blob[LINK]))
+
+    def compile(self) -> None:
+        """Compile this model's callbacks (for its family and link), or load them from numba's disk
+        cache: what happens once per installation."""
+        self.callbacks()
+
+    def with_data(self, **arrays) -> FullDensity:
+        """The same model with the response ``y`` replaced by the values the PyMC model observes
+        (:meth:`~bayesmix.families.Family.observed`: the binomial's successes, which become
+        proportions of the trials here)."""
+        blob = self.blob.copy()
+        if "y" in arrays:
+            n = int(blob[ROWS])
+            y = np.asarray(arrays["y"], float).ravel()
+            if int(blob[FAMILY]) == BINOMIAL_CODE:
+                y = y / blob[int(blob[OFF_WEIGHTS]):int(blob[OFF_WEIGHTS]) + n]
+            start = int(blob[OFF_Y])
+            blob[start:start + n] = y
+        return dataclasses.replace(self, blob=blob)
+
+
+def full_density(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], coords: dict) -> FullDensity:
+    """The nutpie model of the full (non-centred) posterior of ``design`` (see the module docstring)."""
+    blob, variables, n_dim = pack(design, priors, labels, layouts)
+    coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
+    coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(n_dim)])
+    centre = population_centre(design, priors, labels)
+
+    def init(seed):
+        """A start as PyMC's: the priors' centres, and z = 0, jittered by U(-1, 1)."""
+        rng = np.random.default_rng(seed)
+        return np.concatenate([centre, np.zeros(n_dim - centre.size)]) + rng.uniform(-1.0, 1.0, n_dim)
+
+    return FullDensity(blob=blob, variables=variables, n_unconstrained=n_dim, coords=coords, init=init)
