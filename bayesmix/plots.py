@@ -179,7 +179,8 @@ def randomized_quantile_residuals(result: GlmmResult | BayesResult, seed: int | 
     _check_result(result, (GlmmResult, BayesResult), "randomized_quantile_residuals")
     y, replicated = _on_count_scale(result, result.design.rows.y), _on_count_scale(result, _replicated(result, seed))
     below, tied = (replicated < y).mean(axis=0), (replicated == y).mean(axis=0)
-    u = below + np.random.default_rng(seed).uniform(size=len(y)) * tied
+    noise = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # a stream apart from the replicates'
+    u = below + noise.uniform(size=len(y)) * tied
     half = 0.5 / len(replicated)
     return ndtri(np.clip(u, half, 1.0 - half))
 
@@ -239,16 +240,18 @@ def plot_rootogram(result: GlmmResult | BayesResult, style: str = "hanging", max
     _check_result(result, (GlmmResult, BayesResult), "plot_rootogram")
     if style not in ("hanging", "standing"):
         raise ArgumentError(f"style must be 'hanging' or 'standing', not {style!r}.")
+    if max_count is not None and (isinstance(max_count, bool) or not isinstance(max_count, (int, np.integer))
+                                  or max_count < 1):
+        raise ArgumentError(f"max_count must be a positive integer, not {max_count!r}.")
     observed, replicated = _counts(result, "plot_rootogram", seed)
-    top = int(max(observed.max(), replicated.max()))
+    # counts beyond twice the largest observed one (a heavy replicated tail) are not tabulated
+    top = int(max_count if max_count is not None else min(replicated.max(), 2 * observed.max() + 10))
     frequencies = _frequencies(replicated, top)
     expected = frequencies.mean(axis=0)
     if max_count is None:
         max_count = int(max(observed.max(), np.flatnonzero(expected >= 0.5).max(initial=0)))
-    elif isinstance(max_count, bool) or not isinstance(max_count, (int, np.integer)) or max_count < 1:
-        raise ArgumentError(f"max_count must be a positive integer, not {max_count!r}.")
     k = np.arange(max_count + 1)
-    root_observed = np.sqrt(np.bincount(observed, minlength=top + 1)[: max_count + 1])
+    root_observed = np.sqrt(_frequencies(observed[None, :], top)[0, : max_count + 1])
     root_expected = np.sqrt(expected[: max_count + 1])
     low, high = np.quantile(np.sqrt(frequencies[:, : max_count + 1]), [0.05, 0.95], axis=0)
 
@@ -269,10 +272,10 @@ def plot_rootogram(result: GlmmResult | BayesResult, style: str = "hanging", max
 
 
 def _frequencies(counts: np.ndarray, top: int) -> np.ndarray:
-    """Number of rows with each count 0..top, per data set: (data sets, top + 1)."""
-    sets = counts.shape[0]
-    flat = (counts + (top + 1) * np.arange(sets)[:, None]).ravel()
-    return np.bincount(flat, minlength=sets * (top + 1)).reshape(sets, top + 1)
+    """Number of rows with each count 0..top, per data set: (data sets, top + 1); larger counts are left out."""
+    sets, width = counts.shape[0], top + 2  # the last column gathers the counts above top
+    flat = (np.minimum(counts, top + 1) + width * np.arange(sets)[:, None]).ravel()
+    return np.bincount(flat, minlength=sets * width).reshape(sets, width)[:, : top + 1]
 
 
 def binned_residuals(result: GlmmResult | BayesResult, bins: int | None = None):
