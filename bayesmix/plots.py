@@ -12,7 +12,6 @@ from .bayes import BayesResult
 from .errors import ArgumentError
 from .families import Binomial, Gaussian, NegativeBinomial, Poisson
 from .reml import GlmmResult, RemlResult
-from .reml.point import PointFit
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,7 +35,8 @@ def _figure(plot_collection) -> Figure:
 def _check_result(result, kinds: tuple[type, ...], function: str) -> None:
     """ArgumentError unless ``result`` is one of ``kinds`` of fit."""
     if not isinstance(result, kinds):
-        wanted = " or ".join(k.__name__ for k in kinds)
+        names = [k.__name__ for k in kinds]
+        wanted = " or ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
         raise ArgumentError(f"{function} takes a {wanted} (a fitted model), not {type(result).__name__}.")
 
 
@@ -144,7 +144,7 @@ def qq_plot(result: RemlResult | GlmmResult | BayesResult, seed: int | None = No
     from matplotlib.figure import Figure
     from scipy import stats
 
-    _check_result(result, (PointFit, BayesResult), "qq_plot")
+    _check_result(result, (RemlResult, GlmmResult, BayesResult), "qq_plot")
     # (title, values, whether the reference line is y = x rather than the fitted line)
     if isinstance(result.design.family, Gaussian):
         panels = [("residuals", np.asarray(result.residuals(), dtype=float), False)]

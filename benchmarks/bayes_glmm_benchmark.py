@@ -3,6 +3,7 @@
 Run from the repository root (with ../shared beside it, and bambi installed: the ``bench`` extra):
 
     .venv/bin/python benchmarks/bayes_glmm_benchmark.py [--quick] [--seeds 1] [--no-large]
+    .venv/bin/python benchmarks/bayes_glmm_benchmark.py --no-small --large-caches cold   # the large model once
 
 Prints Markdown tables (paste them into benchmarks/RESULTS.md). Every run samples 4 chains x
 1000 draws after 1000 tuning steps in a child process of its own, so that nothing compiled in
@@ -178,6 +179,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="the large model at 10,000 rows and 200 groups")
     parser.add_argument("--no-large", action="store_true", help="skip the large Bernoulli model")
     parser.add_argument("--no-bambi", action="store_true")
+    parser.add_argument("--no-small", action="store_true", help="only the large model")
+    parser.add_argument("--large-caches", nargs="+", choices=["cold", "warm"], default=["cold", "warm"],
+                        help="the large model's runs (each takes minutes at full size)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -186,7 +190,7 @@ def main():
     print(versions())
     print()
     with tempfile.TemporaryDirectory(prefix="bayes-glmm-bench-") as scratch:
-        for case in CASES:
+        for case in [] if args.no_small else CASES:
             print(f"{case}: `{CASES[case][0]}` ({CASES[case][2]}), 4 chains x 1000 draws after 1000 tuning steps")
             print()
             print(HEADER)
@@ -210,13 +214,12 @@ def main():
             print(HEADER)
             caches = Path(scratch) / "bayesmix-large"
             for seed in args.seeds:
-                for cache in ("cold", "warm"):
+                for cache in args.large_caches:
                     r = child("bayesmix", "large", seed, args.quick, caches, timeout=7200)
                     print(row(f"bayesmix {r['method']}, seed {seed}", cache, r))
                     sys.stdout.flush()
-                    if cache == "warm":
-                        print()
-                        print("estimates: " + ", ".join(f"{k} {v:.3f}" for k, v in r["estimates"].items()))
+                print()
+                print("posterior means: " + ", ".join(f"{k} {v:.3f}" for k, v in r["estimates"].items()))
 
 
 if __name__ == "__main__":
