@@ -36,7 +36,8 @@ from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson
 from .formula import BarTerm, MixedFormula, parse_formula
 from .io import load
 from .model import Model
-from .plots import plot_ppc, plot_rank, plot_trace, qq_plot
+from .plots import (binned_residuals, plot_binned_residuals, plot_ppc, plot_rank, plot_rootogram, plot_trace, qq_plot,
+                    randomized_quantile_residuals)
 from .reml import GlmmResult, RemlResult, fit_glmm, fit_reml, likelihood_ratio_test
 
 __version__ = "0.1.0"
@@ -77,6 +78,7 @@ __all__ = [
     "RemlResult",
     "SeparationWarning",
     "StudentT",
+    "binned_residuals",
     "compare",
     "fit_glmm",
     "fit_reml",
@@ -84,9 +86,12 @@ __all__ = [
     "load",
     "make_design",
     "parse_formula",
+    "plot_binned_residuals",
     "plot_ppc",
     "plot_rank",
+    "plot_rootogram",
     "plot_trace",
     "prior",
     "qq_plot",
+    "randomized_quantile_residuals",
 ]

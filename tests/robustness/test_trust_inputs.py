@@ -282,7 +282,7 @@ def test_plots_and_replacement_responses_name_the_bad_argument(sleep_post, sleep
         bm.plot_rank(sleep_post, ["Day"])
     with pytest.raises(bm.ArgumentError, match=r"plot_trace: no parameter 'sd'"):
         bm.plot_trace(sleep_post, "sd")
-    with pytest.raises(bm.ArgumentError, match=r"qq_plot takes a RemlResult or BayesResult \(a fitted model\), not int"):
+    with pytest.raises(bm.ArgumentError, match=r"qq_plot takes a RemlResult, GlmmResult or BayesResult \(a fitted model\), not int"):
         bm.qq_plot(3)
     with pytest.raises(bm.ArgumentError, match=r"plot_ppc takes a BayesResult \(a fitted model\), not RemlResult"):
         bm.plot_ppc(sleep_model.fit_reml())
