@@ -402,15 +402,18 @@ def test_same_seed_gives_bitwise_the_same_draws_with_a_cold_and_a_warm_cache(tmp
         a, b, x = rng.integers(0, 6, 120), rng.integers(0, 5, 120), rng.normal(size=120)
         data = pd.DataFrame({"y": 1 + 0.5 * x + rng.normal(size=6)[a] + rng.normal(size=5)[b] + rng.normal(size=120),
                              "x": x, "a": [f"a{i}" for i in a], "b": [f"b{i}" for i in b]})
-        for formula, method in [("y ~ x + (1|a) + (1|b)", "full"), ("y ~ x + (x|a)", "collapsed")]:
-            post = bm.Model(formula, data).sample(draws=20, tune=30, chains=2, seed=7, progressbar=False, method=method)
+        cases = [("y ~ x + (1|a) + (1|b)", "full", "pymc"), ("y ~ x + (1|a) + (1|b)", "full", "nutpie"),
+                 ("y ~ x + (x|a)", "collapsed", "nutpie")]
+        for formula, method, sampler in cases:  # the PyMC model, the precompiled full density, the collapsed one
+            post = bm.Model(formula, data).sample(draws=20, tune=30, chains=2, seed=7, progressbar=False, method=method,
+                                                  sampler=sampler)
             digest = hashlib.sha256()
             for name in sorted(post.posterior.data_vars):
                 digest.update(np.ascontiguousarray(post.posterior[name].values).tobytes())
-            print(method, formula, digest.hexdigest())
+            print(method, sampler, formula, digest.hexdigest())
         """
     cold = run_python(script, env, tmp_path, timeout=600)
     assert (cache / "pytensor" / "numba").is_dir() and any((cache / "numba").iterdir())  # the first process filled the cache
     warm = run_python(script, env, tmp_path, timeout=600)
-    assert len(cold.splitlines()) == 2
+    assert len(cold.splitlines()) == 3
     assert cold == warm
