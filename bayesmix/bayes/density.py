@@ -460,12 +460,12 @@ def expanded(blob: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CollapsedDensity:
-    """A collapsed model ready for nutpie: the cached callbacks and the model's blob.
+class PackedDensity:
+    """A precompiled model ready for nutpie: the model's blob, read by cached callbacks.
 
     nutpie samples it through :func:`bayesmix.bayes.nutpie_adapter.callback_model` (it is a
-    :class:`~bayesmix.bayes.nutpie_adapter.CallbackDensity`). ``with_data(A1X=..., AXX=...)``
-    returns the model for a new response (new cross-products).
+    :class:`~bayesmix.bayes.nutpie_adapter.CallbackDensity`). Subclasses give the callbacks
+    for their blob, and ``with_data`` for a new response.
     """
 
     blob: np.ndarray
@@ -481,11 +481,19 @@ class CollapsedDensity:
 
     @property
     def n_dim(self) -> int:
+        """Number of unconstrained coordinates."""
         return self.n_unconstrained
 
     @property
     def n_expanded(self) -> int:
+        """Total size of the expanded variables."""
         return int(self.blob[N_EXPANDED])
+
+
+@dataclass(frozen=True)
+class CollapsedDensity(PackedDensity):
+    """A collapsed model ready for nutpie. ``with_data(A1X=..., AXX=...)`` returns the model for
+    a new response (new cross-products)."""
 
     def callbacks(self):
         """The C callbacks of the log density and of the expansion (see :func:`callbacks`)."""

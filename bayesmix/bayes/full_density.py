@@ -42,7 +42,7 @@ from ..jit import cfunc, njit
 from ..families import BINOMIAL_CODE, log_density_row
 from ..data.layout import GroupLayout
 from .density import (
-    N_DIM, N_EXPANDED, NO_PRIOR, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, natively_supported, population, population_centre, population_sections,
+    N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, natively_supported, population, population_centre, population_sections,
 )
 from .priors import PriorSet
 
@@ -319,32 +319,8 @@ def expanded(blob: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class FullDensity:
-    """A full model ready for nutpie: the cached callbacks and the model's blob.
-
-    nutpie samples it through :func:`bayesmix.bayes.nutpie_adapter.callback_model` (it is a
-    :class:`~bayesmix.bayes.nutpie_adapter.CallbackDensity`). ``with_data(y=...)`` returns the
-    model for a new response.
-    """
-
-    blob: np.ndarray
-    variables: list[Variable]
-    n_unconstrained: int
-    coords: dict
-    init: object  # seed -> initial point
-
-    @property
-    def user_data(self) -> np.ndarray:
-        """What the callbacks read: the blob."""
-        return self.blob
-
-    @property
-    def n_dim(self) -> int:
-        return self.n_unconstrained
-
-    @property
-    def n_expanded(self) -> int:
-        return int(self.blob[N_EXPANDED])
+class FullDensity(PackedDensity):
+    """A full model ready for nutpie. ``with_data(y=...)`` returns the model for a new response."""
 
     def callbacks(self):
         """The C callbacks of the log density and of the expansion (see :func:`callbacks`)."""
