@@ -26,6 +26,30 @@ def shared_file(*parts: str) -> Path:
     return path
 
 
+def glmm_file(name: str) -> Path:
+    """A file of the GLMM references (../shared/reference/glmm): lme4, glmmTMB and brms fits and their data."""
+    return shared_file("reference", "glmm", name)
+
+
+def glmm_reference(name: str) -> dict:
+    """One model of ``glmm_reference.json`` by its name (``"cbpp_binomial"``)."""
+    import json
+
+    models = json.loads(glmm_file("glmm_reference.json").read_text())["models"]
+    return next(m for m in models if m["name"] == name)
+
+
+def reference_values(block: dict) -> np.ndarray:
+    """A reference's named numbers (``{"(Intercept)": ..., "period2": ...}``) as an array, in order."""
+    return np.array(list(block.values()), dtype=float)
+
+
+@pytest.fixture(scope="session")
+def cbpp() -> pd.DataFrame:
+    """lme4's cbpp data, with herd and period as text (factors, as R reads them)."""
+    return pd.read_csv(glmm_file("cbpp.csv"), dtype={"herd": str, "period": str})
+
+
 @pytest.fixture(scope="session")
 def music() -> pd.DataFrame:
     return pd.read_csv(shared_file("data", "musicdata.csv"))

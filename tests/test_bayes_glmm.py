@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,14 +18,7 @@ from bayesmix.bayes.standardise import Standardisation
 from bayesmix.data.layout import group_layouts, term_labels
 from bayesmix.errors import ArgumentError, PriorError
 
-REFERENCE = Path("/work/shared/reference/glmm")
-if not REFERENCE.exists():
-    REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "glmm"
-
-
-@pytest.fixture(scope="module")
-def cbpp() -> pd.DataFrame:
-    return pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str})
+from .conftest import glmm_file
 
 
 def simulated(n_groups: int = 12, per_group: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -171,7 +163,7 @@ def brms_priors():
 
 @pytest.mark.slow
 def test_cbpp_agrees_with_brms(cbpp):
-    reference = json.loads((REFERENCE / "brms_cbpp.json").read_text())
+    reference = json.loads((glmm_file("brms_cbpp.json")).read_text())
     model = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, "binomial")
     post = model.sample(brms_priors(), draws=2000, tune=1000, chains=2, seed=1, progressbar=False)
     assert post.diagnostics()["divergences"] == 0

@@ -5,7 +5,6 @@ model and not under a misfit, and the plots of GLMM fits (ML and Bayesian) on th
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,14 +15,7 @@ from scipy import stats
 import bayesmix as bm
 from bayesmix.errors import ArgumentError
 
-REFERENCE = Path("/work/shared/reference/glmm")
-if not REFERENCE.exists():
-    REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "glmm"
-
-
-@pytest.fixture(scope="module")
-def cbpp() -> pd.DataFrame:
-    return pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str})
+from .conftest import glmm_file
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +25,7 @@ def cbpp_ml(cbpp):
 
 @pytest.fixture(scope="module")
 def grouse_ml():
-    grouse = pd.read_csv(REFERENCE / "grouseticks.csv", dtype={"YEAR": str, "BROOD": str, "INDEX": str, "LOCATION": str})
+    grouse = pd.read_csv(glmm_file("grouseticks.csv"), dtype={"YEAR": str, "BROOD": str, "INDEX": str, "LOCATION": str})
     formula = "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"
     return bm.Model(formula, grouse, family="poisson").fit_ml()
 

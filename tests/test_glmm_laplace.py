@@ -7,9 +7,7 @@ the observed information); lme4's default fits stop short of the optimum (see it
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,19 +22,7 @@ from bayesmix.linalg.factorization import effects
 from bayesmix.linalg.pirls import GlmmRows, agq_deviance, agq_gradient, laplace_gradient, pirls
 from bayesmix.reml.laplace import fit_laplace
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "glmm"
-if not REFERENCE.exists():
-    REFERENCE = Path("/work/shared/reference/glmm")
-pytestmark = pytest.mark.skipif(not (REFERENCE / "glmm_reference.json").exists(), reason="GLMM references not available")
-
-
-def reference(name: str) -> dict:
-    models = json.loads((REFERENCE / "glmm_reference.json").read_text())["models"]
-    return next(m for m in models if m["name"] == name)
-
-
-def values(block: dict) -> np.ndarray:
-    return np.array(list(block.values()), dtype=float)
+from .conftest import glmm_file, glmm_reference, reference_values
 
 
 # ----- the reference models as fit_laplace arrays, from their designs -----------------------------
@@ -50,25 +36,25 @@ def arrays_of(design, family) -> dict:
 
 
 def cbpp():
-    data = pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str})
+    data = pd.read_csv(glmm_file("cbpp.csv"), dtype={"herd": str, "period": str})
     design = make_design("cbind(incidence, size - incidence) ~ period + (1 | herd)", data, family=Binomial())
     return arrays_of(design, Binomial()), design
 
 
 def grouseticks():
-    data = pd.read_csv(REFERENCE / "grouseticks.csv", dtype={"INDEX": str, "BROOD": str, "LOCATION": str, "YEAR": str})
+    data = pd.read_csv(glmm_file("grouseticks.csv"), dtype={"INDEX": str, "BROOD": str, "LOCATION": str, "YEAR": str})
     design = make_design("TICKS ~ YEAR + HEIGHT_scaled + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", data, family=Poisson())
     return arrays_of(design, Poisson()), design
 
 
 def poisson_offset():
-    data = pd.read_csv(REFERENCE / "sim_poisson_offset.csv", dtype={"g": str})
+    data = pd.read_csv(glmm_file("sim_poisson_offset.csv"), dtype={"g": str})
     design = make_design("y ~ x + offset(log(t)) + (1 | g)", data, family=Poisson())
     return arrays_of(design, Poisson()), design
 
 
 def salamanders():
-    data = pd.read_csv(REFERENCE / "salamanders.csv")
+    data = pd.read_csv(glmm_file("salamanders.csv"))
     data["mined"] = pd.Categorical(data["mined"], ["yes", "no"])
     design = make_design("count ~ mined + (1 | site)", data, family=NegativeBinomial())
     return arrays_of(design, NegativeBinomial()), design
@@ -92,15 +78,15 @@ def fitted(request):
 
 def tight(name: str) -> dict:
     """The tight target: lme4 at tolPwrss = 1e-12, or glmmTMB for the negative binomial."""
-    ref = reference(name)
+    ref = glmm_reference(name)
     return ref if name == "salamanders_nbinom2" else ref["crosscheck"]["lme4_tolPwrss_1e12"]
 
 
 def reference_sds(name: str) -> np.ndarray:
-    ref = reference(name)
+    ref = glmm_reference(name)
     if name == "salamanders_nbinom2":
         return np.array([ref["random_effects"]["site"]["sd"]["(Intercept)"]])
-    return values(ref["crosscheck"]["lme4_tolPwrss_1e12"]["theta"])  # scalar terms: θ is the SD
+    return reference_values(ref["crosscheck"]["lme4_tolPwrss_1e12"]["theta"])  # scalar terms: θ is the SD
 
 
 def test_converged(fitted):
@@ -110,7 +96,7 @@ def test_converged(fitted):
 
 def test_log_likelihood_at_the_optimum(fitted):
     name, _, _, fit = fitted
-    target = reference(name)["logLik_full"] if fit.nagq > 1 else tight(name)["logLik"]
+    target = glmm_reference(name)["logLik_full"] if fit.nagq > 1 else tight(name)["logLik"]
     assert fit.log_likelihood >= target - 1e-6
     assert fit.log_likelihood <= target + 1e-4
 
@@ -121,8 +107,8 @@ def test_fixed_effects(fitted):
     assert len(design.fixed_names) == len(ref["fixef"])
     # grouseticks: lme4's tight fit stops 2.4e-5 short in logLik and 2.3e-4 away from glmmTMB's
     # fixed effects (the JSON's max_abs_diff_fixef_vs_tight); ours agree with glmmTMB's
-    target = reference(name)["crosscheck"]["glmmTMB"] if name == "grouseticks_poisson" else ref
-    np.testing.assert_allclose(fit.beta, values(target["fixef"]), atol=2e-4, rtol=0)
+    target = glmm_reference(name)["crosscheck"]["glmmTMB"] if name == "grouseticks_poisson" else ref
+    np.testing.assert_allclose(fit.beta, reference_values(target["fixef"]), atol=2e-4, rtol=0)
 
 
 def test_random_effect_sds(fitted):
@@ -133,7 +119,7 @@ def test_random_effect_sds(fitted):
 
 def test_standard_errors(fitted):
     name, _, _, fit = fitted
-    np.testing.assert_allclose(fit.se_beta, values(tight(name)["se"]), rtol=0.02)
+    np.testing.assert_allclose(fit.se_beta, reference_values(tight(name)["se"]), rtol=0.02)
 
 
 def test_dispersion(fitted):
@@ -141,14 +127,14 @@ def test_dispersion(fitted):
     if name != "salamanders_nbinom2":
         assert fit.dispersion is None
         return
-    ref = reference(name)
+    ref = glmm_reference(name)
     np.testing.assert_allclose(np.log(fit.dispersion), ref["log_dispersion"], atol=1e-3)
     np.testing.assert_allclose(fit.log_dispersion_se, ref["log_dispersion_se"], rtol=0.02)
 
 
 def test_information_criteria(fitted):
     name, arrays, _, fit = fitted
-    ref = reference(name)
+    ref = glmm_reference(name)
     assert fit.n_params == ref["df"]
     assert fit.aic == pytest.approx(fit.deviance + 2 * ref["df"])
     assert fit.bic == pytest.approx(fit.deviance + np.log(ref["nobs"]) * ref["df"])
@@ -161,11 +147,11 @@ def test_information_criteria(fitted):
 def test_conditional_modes_at_lme4_estimates(name):
     """PIRLS at lme4's reported (θ, β) gives lme4's conditional modes and its logLik."""
     arrays, _ = CASES[name][0]()
-    ref = reference(name)
+    ref = glmm_reference(name)
     rows = GlmmRows(arrays["structure"], arrays["X"], arrays["y"],
                     np.ones(len(arrays["y"])) if arrays["weights"] is None else arrays["weights"],
                     np.zeros(len(arrays["y"])) if arrays["offset"] is None else arrays["offset"], arrays["family"])
-    theta, beta = values(ref["theta"]), values(ref["fixef"])
+    theta, beta = reference_values(ref["theta"]), reference_values(ref["fixef"])
     mode = pirls(rows, theta, beta)
     assert mode.converged
     (group, modes), = ref["ranef_modes"].items()
@@ -181,7 +167,7 @@ def test_conditional_modes_match_glmmtmb():
     """The negative binomial's modes at our optimum against glmmTMB's at its own."""
     arrays, design = salamanders()
     fit = fit_laplace(**arrays)
-    ref = reference("salamanders_nbinom2")["ranef_modes"]["site"]
+    ref = glmm_reference("salamanders_nbinom2")["ranef_modes"]["site"]
     order = [list(design.terms[0].levels).index(level) for level in ref["levels"]]
     np.testing.assert_allclose(fit.ranef[0][order, 0], ref["modes"]["(Intercept)"], atol=1e-4, rtol=0)
     assert fit.condvar[0].shape == (23, 1, 1) and np.all(fit.condvar[0] > 0)
@@ -210,7 +196,7 @@ def test_pirls_modes_are_stationary():
     "lt ~ YEAR + HEIGHT_scaled + (1 | BROOD) + (1 + x | LOCATION)",
 ])
 def test_gaussian_laplace_is_the_ml_criterion(formula):
-    data = pd.read_csv(REFERENCE / "grouseticks.csv", dtype={"BROOD": str, "LOCATION": str, "YEAR": str})
+    data = pd.read_csv(glmm_file("grouseticks.csv"), dtype={"BROOD": str, "LOCATION": str, "YEAR": str})
     data["lt"] = np.log1p(data["TICKS"])
     data["x"] = np.random.default_rng(13).standard_normal(len(data))  # a slope varying within locations
     design = make_design(formula, data)

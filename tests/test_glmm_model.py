@@ -8,9 +8,7 @@ the binomial coefficients; a Gaussian fit with weights c equals the unweighted o
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,17 +18,7 @@ from scipy import special, stats
 import bayesmix as bm
 from bayesmix.errors import ArgumentError, DataError, SeparationWarning
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "glmm"
-pytestmark = pytest.mark.skipif(not (REFERENCE / "glmm_reference.json").exists(), reason="GLMM references not available")
-
-
-def reference(name: str) -> dict:
-    models = json.loads((REFERENCE / "glmm_reference.json").read_text())["models"]
-    return next(m for m in models if m["name"] == name)
-
-
-def values(block: dict) -> np.ndarray:
-    return np.array(list(block.values()), dtype=float)
+from .conftest import glmm_file, glmm_reference, reference_values
 
 
 def quiet(function, *args, **kwargs):
@@ -40,23 +28,18 @@ def quiet(function, *args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def cbpp() -> pd.DataFrame:
-    return pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str})
-
-
-@pytest.fixture(scope="module")
 def cbpp_fit(cbpp):
     return bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, "binomial").fit_ml()
 
 
 def models():
-    grouse = pd.read_csv(REFERENCE / "grouseticks.csv", dtype={"INDEX": str, "BROOD": str, "LOCATION": str, "YEAR": str})
-    salamanders = pd.read_csv(REFERENCE / "salamanders.csv")
+    grouse = pd.read_csv(glmm_file("grouseticks.csv"), dtype={"INDEX": str, "BROOD": str, "LOCATION": str, "YEAR": str})
+    salamanders = pd.read_csv(glmm_file("salamanders.csv"))
     salamanders["mined"] = pd.Categorical(salamanders["mined"], ["yes", "no"])  # R's level order
     return {
-        "cbpp_binomial": (pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str}), "binomial"),
+        "cbpp_binomial": (pd.read_csv(glmm_file("cbpp.csv"), dtype={"herd": str, "period": str}), "binomial"),
         "grouseticks_poisson": (grouse, "poisson"),
-        "poisson_offset": (pd.read_csv(REFERENCE / "sim_poisson_offset.csv", dtype={"g": str}), "poisson"),
+        "poisson_offset": (pd.read_csv(glmm_file("sim_poisson_offset.csv"), dtype={"g": str}), "poisson"),
         "salamanders_nbinom2": (salamanders, "negative_binomial"),
     }
 
@@ -68,19 +51,19 @@ def target(ref: dict) -> dict:
     glmmTMB's and its log-likelihood 2.4e-5 lower, so it stops short there too."""
     cross = ref["crosscheck"]
     if ref["package"] == "glmmTMB":
-        return {"fixef": values(ref["fixef"]), "se": values(ref["se"]), "logLik": ref["logLik"],
-                "sd": {g: values(r["sd"]) for g, r in ref["random_effects"].items()}}
+        return {"fixef": reference_values(ref["fixef"]), "se": reference_values(ref["se"]), "logLik": ref["logLik"],
+                "sd": {g: reference_values(r["sd"]) for g, r in ref["random_effects"].items()}}
     tight = cross["lme4_tolPwrss_1e12"]
     tmb = cross.get("glmmTMB")
-    fixef = values((tmb if ref["name"].startswith("grouse") else tight)["fixef"])
-    sd = ({g: values(s) for g, s in tmb["sd"].items()} if tmb else
-          {g: values(r["sd"]) for g, r in ref["random_effects"].items()})
-    return {"fixef": fixef, "se": values(tight["se"]), "logLik": tight["logLik"], "sd": sd}
+    fixef = reference_values((tmb if ref["name"].startswith("grouse") else tight)["fixef"])
+    sd = ({g: reference_values(s) for g, s in tmb["sd"].items()} if tmb else
+          {g: reference_values(r["sd"]) for g, r in ref["random_effects"].items()})
+    return {"fixef": fixef, "se": reference_values(tight["se"]), "logLik": tight["logLik"], "sd": sd}
 
 
 @pytest.mark.parametrize("name", ["cbpp_binomial", "grouseticks_poisson", "poisson_offset", "salamanders_nbinom2"])
 def test_reference_models_through_the_model(name):
-    ref = reference(name)
+    ref = glmm_reference(name)
     data, family = models()[name]
     formula = ref["formula"]
     fit = quiet(bm.Model(formula, data, family).fit_ml)
@@ -100,7 +83,7 @@ def test_reference_models_through_the_model(name):
 
 
 def test_quadrature_through_the_model(cbpp):
-    ref = reference("cbpp_binomial_agq25")
+    ref = glmm_reference("cbpp_binomial_agq25")
     fit = bm.Model(ref["formula"], cbpp, "binomial").fit_ml(nagq=25)
     assert abs(fit.loglik - ref["logLik_full"]) < 1e-4
     assert "Adaptive Gauss-Hermite Quadrature, nAGQ = 25" in str(fit.summary())
@@ -136,7 +119,7 @@ def test_fitted_predictions_and_residuals_follow_their_definitions(cbpp, cbpp_fi
     np.testing.assert_allclose(residuals ** 2, deviance, rtol=1e-10)
     assert (np.sign(residuals) == np.sign(y - mu)).all()
     # lme4's deviance(): the conditional deviance at its (default, slightly short) optimum
-    np.testing.assert_allclose((residuals ** 2).sum(), reference("cbpp_binomial")["deviance_lme4"], rtol=2e-3)
+    np.testing.assert_allclose((residuals ** 2).sum(), glmm_reference("cbpp_binomial")["deviance_lme4"], rtol=2e-3)
     population = cbpp_fit.predict(cbpp.assign(herd="new"), random=False, type="link")
     fixef = cbpp_fit.fixef()
     np.testing.assert_allclose(population.iloc[:4], fixef["Intercept"] + np.r_[0, fixef.iloc[1:].to_numpy()], rtol=1e-12)
@@ -204,7 +187,7 @@ def test_every_binomial_response_form_gives_the_same_fit(cbpp, cbpp_fit):
 
 
 def test_offsets_in_the_formula_and_as_an_argument_agree():
-    data = pd.read_csv(REFERENCE / "sim_poisson_offset.csv", dtype={"g": str})
+    data = pd.read_csv(glmm_file("sim_poisson_offset.csv"), dtype={"g": str})
     in_formula = bm.Model("y ~ x + offset(log(t)) + (1 | g)", data, "poisson").fit_ml()
     by_name = bm.Model("y ~ x + (1 | g)", data.assign(log_t=np.log(data["t"])), "poisson", offset="log_t").fit_ml()
     by_values = bm.Model("y ~ x + (1 | g)", data, "poisson", offset=np.log(data["t"].to_numpy())).fit_ml()
@@ -220,11 +203,6 @@ def test_offsets_in_the_formula_and_as_an_argument_agree():
 
 
 # ----- the linear model with weights and offsets -----------------------------------------------------
-@pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return pd.read_csv(Path(__file__).resolve().parents[2] / "shared" / "data" / "sleepstudy.csv")
-
-
 def test_constant_weights_rescale_the_linear_model_exactly(sleep):
     formula = "Reaction ~ Days + (Days | Subject)"
     plain = bm.Model(formula, sleep).fit_ml()
