@@ -36,7 +36,8 @@ from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson
 from .formula import BarTerm, MixedFormula, parse_formula
 from .io import load
 from .model import Model
-from .plots import (binned_residuals, plot_binned_residuals, plot_ppc, plot_rank, plot_rootogram, plot_trace, qq_plot,
+from .plots import (binned_residuals, conditional_effects, plot_binned_residuals, plot_conditional_effects, plot_ppc,
+                    plot_prior_predictive, plot_rank, plot_ranef, plot_rootogram, plot_trace, qq_plot,
                     randomized_quantile_residuals)
 from .reml import GlmmResult, RemlResult, fit_glmm, fit_reml, likelihood_ratio_test
 
@@ -80,6 +81,7 @@ __all__ = [
     "StudentT",
     "binned_residuals",
     "compare",
+    "conditional_effects",
     "fit_glmm",
     "fit_reml",
     "likelihood_ratio_test",
@@ -87,8 +89,11 @@ __all__ = [
     "make_design",
     "parse_formula",
     "plot_binned_residuals",
+    "plot_conditional_effects",
     "plot_ppc",
+    "plot_prior_predictive",
     "plot_rank",
+    "plot_ranef",
     "plot_rootogram",
     "plot_trace",
     "prior",

@@ -149,5 +149,28 @@ class Model:
             sampler=sampler, progressbar=progressbar,
         )
 
+    def sample_prior_predictive(self, priors: list[Prior] | None = None, *, draws: int = 500,
+                                seed: int | None = None):
+        """Draws from the prior and data sets replicated from them: the prior predictive check.
+
+        Parameters
+        ----------
+        priors
+            Overrides of the default priors, as for :meth:`sample`.
+        draws
+            Number of draws.
+        seed
+            The same seed gives the same draws.
+
+        Returns
+        -------
+        xarray.DataTree
+            ``prior`` (``beta``, ``sd_<group>``, ``cor_<group>``, ``u_<group>``, ``sigma``:
+            the posterior's names), ``prior_predictive`` (``y``) and ``observed_data``; see
+            :meth:`BayesModel.sample_prior_predictive`. ``bm.plot_prior_predictive`` draws the
+            replicated data against the data.
+        """
+        return self.bayes_model(priors).sample_prior_predictive(draws, seed)
+
     def __repr__(self) -> str:
         return f"Model({self.design.formula.text!r}, family={self.design.family}, n={self.design.n})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ import xarray as xr
 
 from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
+from ..data.storage import family_attrs
 from ..errors import DataError
 from ..data.layout import coords, group_layouts, term_labels
 from ..linalg.collapsed import draw_effects
@@ -192,12 +194,51 @@ class BayesModel:
         tree["posterior"] = posterior.drop_vars("collapsed_chol")
         return tree
 
-    def sample_prior_predictive(self, draws: int = 500, seed: int | None = None):
-        """Prior and prior predictive draws (a DataTree with ``prior`` and ``prior_predictive``)."""
+    def sample_prior_predictive(self, draws: int = 500, seed: int | None = None) -> xr.DataTree:
+        """Draws of the parameters from the prior, and a data set replicated from each.
+
+        Returns
+        -------
+        xarray.DataTree
+            ``prior``: the parameters named as the posterior names them (``beta``, ``sd_<group>``,
+            ``cor_<group>``, ``u_<group>``, ``sigma`` or ``shape``), (chain, draw, ...) with one
+            chain; ``prior_predictive``: ``y``, the replicated responses on the response's
+            scale (a binomial's proportions), (chain, draw, obs), drawn as the posterior's
+            predictive draws are (:meth:`BayesResult.predict`); ``observed_data``: ``y`` (and
+            the prior ``weights``, if any). Its attributes name the response and the family,
+            for :func:`bayesmix.plot_prior_predictive`.
+        """
         import pymc as pm
 
-        with _builder().build_model(self.design, self.priors, self.parameterization):
-            return pm.sample_prior_predictive(draws=draws, random_seed=seed)
+        if not self.design.in_memory:
+            raise ArgumentError("The prior predictive draws replicate every row: fit a pandas DataFrame, not dask or Parquet data.")
+        if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+            raise ArgumentError(f"draws must be a positive integer, not {draws!r}.")
+        parameters_seed, noise_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+        pymc_log = logging.getLogger("pymc")
+        level = pymc_log.level
+        pymc_log.setLevel(logging.WARNING)  # not "Sampling: [_Intercept_centred, _L_0, ...]"
+        try:
+            with _builder().build_model(self.design, self.priors, "noncentred") as model:
+                # the model's own variables (_b_1, _z_0, ...) are how it is built, not what it reports
+                names = [v.name for v in [*model.free_RVs, *model.deterministics] if not v.name.startswith("_")]
+                tree = pm.sample_prior_predictive(draws=draws, var_names=names, random_seed=parameters_seed)
+        finally:
+            pymc_log.setLevel(level)
+        prior = tree["prior"].to_dataset()
+        settings = SamplerSettings(draws=draws, chains=1, seed=seed)
+        # the prior's draws in the posterior's place: the posterior's predictive draws are then the prior's
+        as_posterior = BayesResult(self.design, xr.DataTree.from_dict({"posterior": prior}), self.priors, self.layouts,
+                                   settings, 0.0, method="prior")
+        rows = self.design.rows
+        observed = {"y": ("obs", rows.y)} | ({} if rows.weights is None else {"weights": ("obs", rows.weights)})
+        out = xr.DataTree.from_dict({
+            "prior": prior,
+            "prior_predictive": xr.Dataset({"y": as_posterior.predict(seed=noise_seed).draws}),
+            "observed_data": xr.Dataset(observed, coords={"obs": np.arange(self.design.n)}),
+        })
+        out.attrs = {"response": self.design.response, **family_attrs(self.design.family)}
+        return out
 
 
 def _builder():

@@ -139,7 +139,8 @@ class BayesResult(FittedModel):
 
     @cached_property
     def _parameters(self) -> xr.Dataset:
-        """One (chain, draw) variable per reported parameter, named readably."""
+        """One (chain, draw) variable per reported parameter, named readably; its attribute
+        ``variable`` names the posterior variable it is read from (``beta``, ``sd_id``, ...)."""
         post = self.posterior
         out = {name: post["beta"].sel(coef=name, drop=True) for name in self.design.fixed_names}
         for layout in self.layouts:
@@ -154,7 +155,8 @@ class BayesResult(FittedModel):
         name = self.design.family.dispersion_name
         if name is not None:
             out[name] = post[name]
-        return xr.Dataset(out)
+        # each parameter says which posterior variable it is read from (plots select by either name)
+        return xr.Dataset({name: values.assign_attrs(variable=values.name) for name, values in out.items()})
 
     @property
     def _dispersion_draws(self) -> np.ndarray | None:

@@ -95,8 +95,7 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
         "bayesmix_version": _version(),
         "result": result,
         "formula": design.formula.text,
-        "family": next(name for name, kind in FAMILY_NAMES.items() if isinstance(design.family, kind)),
-        "link": design.family.link,
+        **family_attrs(design.family),
         "n_dropped": int(design.n_dropped),
         "columns": len(frame.columns),
     }
@@ -321,6 +320,11 @@ def rebuild_design(stored: xr.Dataset, transforms: dict | None) -> Design:
         warnings.simplefilter("ignore", RankDeficiencyWarning)  # already reported when the model was fitted
         design = make_design(stored.attrs["formula"], frame, transforms, family, **arguments)
     return dataclasses.replace(design, n_dropped=int(stored.attrs["n_dropped"]))
+
+
+def family_attrs(family: Family) -> dict[str, str]:
+    """The attributes that name ``family`` in a file (:func:`stored_family` reads them back)."""
+    return {"family": next(name for name, kind in FAMILY_NAMES.items() if isinstance(family, kind)), "link": family.link}
 
 
 def stored_family(attrs: dict) -> Family:

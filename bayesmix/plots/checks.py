@@ -1,64 +1,26 @@
-"""Plots that return matplotlib figures: trace and rank plots, posterior predictive checks, QQ
-plots, and the checks of discrete outcomes (rootograms, binned residuals)."""
+"""Checks of a model's assumptions: QQ plots, randomized quantile residuals, and the checks of
+discrete outcomes (rootograms, binned residuals)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
-from .bayes import BayesResult
-from .errors import ArgumentError
-from .families import Binomial, Gaussian, NegativeBinomial, Poisson
-from .reml import GlmmResult, RemlResult
+from ..bayes import BayesResult
+from ..errors import ArgumentError
+from ..families import Binomial, Gaussian, NegativeBinomial, Poisson
+from ..reml import GlmmResult, RemlResult
+from .common import check_result, is_binary, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# ArviZ, Matplotlib and scipy.stats take seconds to import: each plot imports what it needs.
+# Matplotlib and scipy.stats take seconds to import: each plot imports what it needs.
 
 # replicated data sets simulated for a maximum-likelihood fit: at most this many numbers in all
 _SIMULATED_VALUES = 20_000_000
 _SIMULATIONS = 1000
-
-
-# ArviZ lays its grids out by fixed spacing, which lets long labels overlap: constrained layout
-# makes room for each axes' titles, tick and axis labels.
-_LAYOUT = {"figure_kwargs": {"layout": "constrained"}}
-
-
-def _figure(plot_collection) -> Figure:
-    return plot_collection.viz["figure"].item()
-
-
-def _check_result(result, kinds: tuple[type, ...], function: str) -> None:
-    """ArgumentError unless ``result`` is one of ``kinds`` of fit."""
-    if not isinstance(result, kinds):
-        names = [k.__name__ for k in kinds]
-        wanted = " or ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
-        raise ArgumentError(f"{function} takes a {wanted} (a fitted model), not {type(result).__name__}.")
-
-
-def _binary(result) -> bool:
-    """Whether the response is binomial with one trial per row (0/1)."""
-    weights = result.design.rows.weights
-    return isinstance(result.design.family, Binomial) and (weights is None or np.all(np.rint(weights) == 1))
-
-
-def _parameter_tree(result: BayesResult, var_names: list[str] | None, function: str) -> xr.DataTree:
-    _check_result(result, (BayesResult,), function)
-    parameters = result._parameters
-    if var_names is not None:
-        names = [var_names] if isinstance(var_names, str) else list(var_names)
-        unknown = [n for n in names if n not in parameters.data_vars]
-        if unknown:
-            raise ArgumentError(
-                f"{function}: no parameter {', '.join(map(repr, unknown))}; the posterior has "
-                f"{', '.join(map(repr, parameters.data_vars))}."
-            )
-        parameters = parameters[names]
-    return xr.DataTree.from_dict({"posterior": parameters})
 
 
 def _replicated(result: BayesResult | GlmmResult, seed: int | None) -> np.ndarray:
@@ -77,54 +39,6 @@ def _replicated(result: BayesResult | GlmmResult, seed: int | None) -> np.ndarra
     return result.family.predictive_draws(mu, result.dispersion, np.random.default_rng(seed), rows.weights)
 
 
-def plot_trace(result: BayesResult, var_names: list[str] | None = None) -> Figure:
-    """Trace and marginal density of each parameter (``arviz.plot_trace_dist``)."""
-    import arviz as az
-
-    return _figure(az.plot_trace_dist(_parameter_tree(result, var_names, "plot_trace"), backend="matplotlib",
-                                          **_LAYOUT))
-
-
-def plot_rank(result: BayesResult, var_names: list[str] | None = None) -> Figure:
-    """Rank plots per chain of each parameter (``arviz.plot_rank``): flat when chains agree."""
-    import arviz as az
-
-    return _figure(az.plot_rank(_parameter_tree(result, var_names, "plot_rank"), backend="matplotlib", **_LAYOUT))
-
-
-def plot_ppc(result: BayesResult, num_samples: int = 50, seed: int | None = None) -> Figure:
-    """The response's distribution against those of replicated data sets (``arviz.plot_ppc_dist``).
-
-    Densities for a Gaussian response; empirical CDFs for counts and binomial proportions,
-    whose values are discrete (a density smooths them into shapes the data do not have). A 0/1
-    response has no distribution to compare beyond its proportion of ones: use
-    :func:`plot_binned_residuals` and :meth:`BayesResult.ppc` instead.
-    """
-    import arviz as az
-
-    _check_result(result, (BayesResult,), "plot_ppc")
-    if _binary(result):
-        raise ArgumentError(
-            "plot_ppc: a 0/1 response has no distribution to compare beyond its proportion of ones; "
-            "check it with bm.plot_binned_residuals(result) and result.ppc()."
-        )
-    kind = "kde" if isinstance(result.design.family, Gaussian) else "ecdf"
-    result.posterior_predictive(seed)
-    figure = _figure(az.plot_ppc_dist(result.idata, kind=kind, num_samples=num_samples, backend="matplotlib",
-                                      **_LAYOUT))
-    ax = figure.axes[0]
-    ax.set(title=f"observed (black) and {num_samples} replicated data sets", xlabel=_response_label(result),
-           ylabel="density" if kind == "kde" else "empirical CDF")
-    return figure
-
-
-def _response_label(result) -> str:
-    """The response's name, saying what a binomial response's values are."""
-    if isinstance(result.design.family, Binomial):
-        return f"proportion of successes: {result.design.response}"
-    return result.design.response
-
-
 def qq_plot(result: RemlResult | GlmmResult | BayesResult, seed: int | None = None) -> Figure:
     """Normal QQ plots of the residuals and of each random-effect column.
 
@@ -141,10 +55,9 @@ def qq_plot(result: RemlResult | GlmmResult | BayesResult, seed: int | None = No
     residuals are somewhat narrower than N(0, 1) even for the right model. The random effects
     are on the link scale.
     """
-    from matplotlib.figure import Figure
     from scipy import stats
 
-    _check_result(result, (RemlResult, GlmmResult, BayesResult), "qq_plot")
+    check_result(result, (RemlResult, GlmmResult, BayesResult), "qq_plot")
     # (title, values, whether the reference line is y = x rather than the fitted line)
     if isinstance(result.design.family, Gaussian):
         panels = [("residuals", np.asarray(result.residuals(), dtype=float), False)]
@@ -155,7 +68,7 @@ def qq_plot(result: RemlResult | GlmmResult | BayesResult, seed: int | None = No
         panels += [(f"{group}: {column}", frame[column].to_numpy(), False) for column in frame.columns]
     columns = min(3, len(panels))
     rows = int(np.ceil(len(panels) / columns))
-    figure = Figure(figsize=(4 * columns, 3.5 * rows), layout="constrained")
+    figure = new_figure(figsize=(4 * columns, 3.5 * rows))
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, (title, values, identity) in zip(axes, panels):
         (theoretical, ordered), (slope, intercept, _) = stats.probplot(values, dist="norm")
@@ -176,7 +89,7 @@ def randomized_quantile_residuals(result: GlmmResult | BayesResult, seed: int | 
     """
     from scipy.special import ndtri
 
-    _check_result(result, (GlmmResult, BayesResult), "randomized_quantile_residuals")
+    check_result(result, (GlmmResult, BayesResult), "randomized_quantile_residuals")
     y, replicated = _on_count_scale(result, result.design.rows.y), _on_count_scale(result, _replicated(result, seed))
     below, tied = (replicated < y).mean(axis=0), (replicated == y).mean(axis=0)
     noise = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])  # a stream apart from the replicates'
@@ -194,7 +107,7 @@ def _on_count_scale(result, values: np.ndarray) -> np.ndarray:
 def _counts(result: GlmmResult | BayesResult, function: str, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Observed counts (successes for the binomial) and replicated counts, (data sets, rows)."""
     family = result.design.family
-    if _binary(result):
+    if is_binary(result.design):
         raise ArgumentError(
             f"{function}: a 0/1 response has only two values to count; check it with "
             "bm.plot_binned_residuals(result)."
@@ -235,9 +148,7 @@ def plot_rootogram(result: GlmmResult | BayesResult, style: str = "hanging", max
     seed
         Seed of the replicated data (a posterior's are drawn once and kept on the result).
     """
-    from matplotlib.figure import Figure
-
-    _check_result(result, (GlmmResult, BayesResult), "plot_rootogram")
+    check_result(result, (GlmmResult, BayesResult), "plot_rootogram")
     if style not in ("hanging", "standing"):
         raise ArgumentError(f"style must be 'hanging' or 'standing', not {style!r}.")
     if max_count is not None and (isinstance(max_count, bool) or not isinstance(max_count, (int, np.integer))
@@ -255,7 +166,7 @@ def plot_rootogram(result: GlmmResult | BayesResult, style: str = "hanging", max
     root_expected = np.sqrt(expected[: max_count + 1])
     low, high = np.quantile(np.sqrt(frequencies[:, : max_count + 1]), [0.05, 0.95], axis=0)
 
-    figure = Figure(figsize=(7, 4), layout="constrained")
+    figure = new_figure(figsize=(7, 4))
     ax = figure.subplots()
     bottom = root_expected - root_observed if style == "hanging" else np.zeros_like(root_observed)
     ax.bar(k, root_observed, bottom=bottom, width=0.8, color="0.75", edgecolor="0.35", label="observed")
@@ -295,7 +206,7 @@ def binned_residuals(result: GlmmResult | BayesResult, bins: int | None = None):
     """
     import pandas as pd
 
-    _check_result(result, (GlmmResult, BayesResult), "binned_residuals")
+    check_result(result, (GlmmResult, BayesResult), "binned_residuals")
     family = result.design.family
     if not isinstance(family, Binomial):
         raise ArgumentError(
@@ -332,11 +243,9 @@ def plot_binned_residuals(result: GlmmResult | BayesResult, bins: int | None = N
     maximum-likelihood one. Bins outside the lines (drawn in red) in more than about 1 in 20,
     or a pattern in the points, show where the model misfits.
     """
-    from matplotlib.figure import Figure
-
     table = binned_residuals(result, bins)
     outside = (table["residual"].abs() > 2 * table["se"]).to_numpy()
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = new_figure(figsize=(6, 4))
     ax = figure.subplots()
     ax.plot(table["fitted"], 2 * table["se"], "-", color="0.55", linewidth=1)
     ax.plot(table["fitted"], -2 * table["se"], "-", color="0.55", linewidth=1, label="±2 SE")
