@@ -217,7 +217,8 @@ def conditional_effects(result: RemlResult | GlmmResult | BayesResult, predictor
         low, high = middle - z * se, middle + z * se
     table = pd.DataFrame({predictor: values, "estimate": inverse_link(middle), "lower": inverse_link(low),
                           "upper": inverse_link(high)})
-    table.attrs["held_at"] = {name: value for name, value in held.items() if name != predictor}
+    groups = {name for bar in design.formula.bars for name in bar.group}  # not read at the population level
+    table.attrs["held_at"] = {name: value for name, value in held.items() if name != predictor and name not in groups}
     return table
 
 
