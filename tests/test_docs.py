@@ -55,7 +55,7 @@ def test_every_example_is_a_page_with_its_code(site):
 
 def test_guide_pages_are_built(site):
     for page in ["getting-started", "cli", "formula", "reml", "bayes", "bayes-glmm", "glmm", "priors", "reml-vs-bayes",
-                 "diagnostics", "predictions", "dask", "examples", "datasets", "api"]:
+                 "diagnostics", "plots", "predictions", "dask", "examples", "datasets", "api"]:
         assert (site / page / "index.html").is_file(), page
 
 

@@ -114,6 +114,17 @@ def test_no_tick_labels_overlap(figures):
                 assert not _overlaps(labels), f"{name}: tick labels overlap: {_overlaps(labels)}"
 
 
+def test_titles_and_legends_do_not_overlap(figures):
+    for name, figure in figures.items():
+        figure.draw_without_rendering()
+        texts = [figure._suptitle, figure._supxlabel, *[row._suptitle for row in figure.subfigs]]
+        boxes = [(t.get_text(), t.get_window_extent()) for t in texts if t is not None and t.get_text()]
+        boxes += [(f"legend {i}", legend.get_window_extent()) for i, legend in enumerate(figure.legends)]
+        boxes += [(ax.get_title(), ax.title.get_window_extent()) for ax in figure.axes
+                  if ax.get_visible() and ax.get_title()]
+        assert not _overlaps(boxes), f"{name}: {_overlaps(boxes)}"
+
+
 def _titles(figure) -> list[str]:
     return [sub._suptitle.get_text() for sub in figure.subfigs if sub._suptitle is not None]
 

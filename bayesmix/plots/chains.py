@@ -68,7 +68,7 @@ def plot_trace(result: BayesResult, var_names: str | list[str] | None = None) ->
     One row per parameter, titled with its name: on the left the kernel density of each
     chain's draws, on the right the draws in order. Chains that agree have overlapping
     densities and traces that look alike, like noise around a level; divergent transitions,
-    if any, are marked below the trace.
+    if any, are marked below the trace. The chains' legend is at the bottom.
 
     Parameters
     ----------
@@ -114,7 +114,7 @@ def plot_trace(result: BayesResult, var_names: str | list[str] | None = None) ->
 
         handles.append(Line2D([], [], color="C3", marker="|", linestyle="", markersize=8,
                               label=f"divergent ({int(divergent.sum())})"))
-    figure.legend(handles=handles, loc="outside upper center", ncols=len(handles), frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     figure.suptitle("Posterior draws: density and trace per chain")
     return figure
 
@@ -178,6 +178,6 @@ def plot_rank(result: BayesResult, var_names: str | list[str] | None = None, bin
         Line2D([], [], color="0.25", linestyle="--", label="flat"),
         Patch(color="0.88", label=f"{round(BAND * 100)}% for independent draws"),
     ]
-    figure.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4), frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
     figure.suptitle("Rank histograms per chain")
     return figure

@@ -110,7 +110,7 @@ def predictive_figure(observed: np.ndarray, replicated: xr.DataArray, response: 
     pad = 0.03 * (high - low) or 0.5
     ax.set_xlim(low - pad, high + pad)
     ax.set(title=f"{title}: {response}", xlabel=response_label(response, family),
-           ylabel="density" if density else "share of rows at or below")
+           ylabel="density" if density else "empirical CDF")
     ax.legend(handles=[Line2D([], [], color="black", linewidth=2, label=f"observed {response}"),
                        Line2D([], [], color="C0", alpha=0.6, label=f"{len(picked)} replicated data sets")],
               loc="best", frameon=False)

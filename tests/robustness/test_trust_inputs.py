@@ -278,7 +278,8 @@ def test_entry_points_refuse_arguments_of_the_wrong_type(frame, sleep_post):
 
 
 def test_plots_and_replacement_responses_name_the_bad_argument(sleep_post, sleep_model):
-    with pytest.raises(bm.ArgumentError, match=r"plot_rank: no parameter 'Day'; the posterior has 'Intercept', 'Days'"):
+    with pytest.raises(bm.ArgumentError, match=r"plot_rank: no parameter 'Day'\. Name parameters as the summary does "
+                       r"\('Intercept', 'Days'"):
         bm.plot_rank(sleep_post, ["Day"])
     with pytest.raises(bm.ArgumentError, match=r"plot_trace: no parameter 'sd'"):
         bm.plot_trace(sleep_post, "sd")
