@@ -18,6 +18,8 @@ from scipy import stats
 
 import bayesmix as bm
 
+from .conftest import shared_file
+
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "conditional_effects.json").read_text())
 FORMULA = "na ~ perform_type + previous + (perform_type | id)"
 BINARY = "high_anxiety ~ perform_type + previous + (1 | id)"
@@ -307,3 +309,35 @@ def test_conditional_effects_name_the_predictors(reml):
         bm.conditional_effects(reml, "id")
     with pytest.raises(bm.ArgumentError, match="prob must be a probability"):
         bm.conditional_effects(reml, "previous", prob=95)
+
+
+NOTEBOOK_PLOTS = [
+    "bm.plot_trace(post)", "bm.plot_rank(post)", "bm.plot_ppc(post, seed=1)",
+    "bm.plot_prior_predictive(model.sample_prior_predictive(draws=50, seed=1))",
+    "bm.plot_ranef(reml)", "bm.plot_ranef(post)", "bm.plot_conditional_effects(reml)", "bm.qq_plot(reml)",
+]
+
+
+@pytest.mark.slow
+def test_a_notebook_shows_each_plot_once():
+    """Each plot, the value of a cell executed by a Jupyter kernel (the inline backend), gives one image."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    root = Path(__file__).resolve().parents[1]
+    setup = (
+        f"import sys, warnings; sys.path.insert(0, {str(root)!r}); warnings.simplefilter('ignore')\n"
+        "import pandas as pd, bayesmix as bm\n"
+        f"music = pd.read_csv({str(shared_file('data', 'musicdata.csv'))!r})\n"
+        f"model = bm.Model({FORMULA!r}, music)\n"
+        "reml = model.fit_reml()\n"
+        "post = model.sample(draws=50, tune=100, chains=2, seed=1, progressbar=False)"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup)]
+                                        + [nbformat.v4.new_code_cell(code) for code in NOTEBOOK_PLOTS])
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+    assert bm.__file__.startswith(str(root))
+    for cell in notebook.cells[1:]:
+        images = [output for output in cell.outputs if "image/png" in output.get("data", {})]
+        assert len(images) == 1, f"{cell.source}: {len(images)} images, outputs {[o.output_type for o in cell.outputs]}"
+        assert images[0].output_type == "execute_result"  # the returned figure, not a second one pyplot held
