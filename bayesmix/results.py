@@ -42,6 +42,12 @@ def check_flag(name: str, value) -> None:
         raise ArgumentError(f"{name} must be True or False, not {value!r}.")
 
 
+def check_prob(name: str, value) -> None:
+    """ArgumentError unless ``value`` is a probability strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 < value < 1:
+        raise ArgumentError(f"{name} must be a probability strictly between 0 and 1, e.g. 0.95, not {value!r}.")
+
+
 def lazily(newdata, predict: Callable[[pd.DataFrame], pd.Series]):
     """For a dask DataFrame, ``predict`` mapped over its partitions (a lazy dask Series named
     ``predicted``); None for any other input."""

@@ -165,12 +165,12 @@ def test_readable_reprs(posterior):
 
 
 def test_prior_predictive_draws_on_the_data_scale(model, music):
-    prior = model.bayes_model().sample_prior_predictive(draws=400, seed=1)
-    y = prior["prior_predictive"]["y_obs"].values
+    prior = model.sample_prior_predictive(draws=400, seed=1)
+    y = prior["prior_predictive"]["y"].values
     assert y.shape[-1] == len(music)
     # default priors are scaled to the response: prior predictive draws centre near its mean
     assert abs(np.median(y) - music["na"].mean()) < 3 * music["na"].std()
-    assert set(prior["prior"].data_vars) >= {"beta", "sigma", "sd_id", "cor_id"}
+    assert set(prior["prior"].data_vars) == {"beta", "sigma", "sd_id", "cor_id", "u_id"}  # the posterior's names
 
 
 def test_loo_comparison_of_two_models(posterior, music):

@@ -14,7 +14,7 @@ import xarray as xr
 
 from ..data.design import Design
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
-from ..results import FittedModel, check_flag, lazily
+from ..results import FittedModel, check_flag, check_prob, lazily
 from ..errors import ConvergenceWarning, DataError
 from ..families import Binomial, NegativeBinomial, Poisson
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
@@ -52,7 +52,7 @@ class Prediction:
 
     def interval(self, prob: float = 0.95, predictive: bool = True) -> pd.DataFrame:
         """Equal-tailed interval per row, of the predictive draws or of μ."""
-        _check_prob(prob, "prob")
+        check_prob("prob", prob)
         values = (self.draws if predictive else self.mu).stack(sample=("chain", "draw")).values
         lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=1)
         return pd.DataFrame({"mean": self.mean.to_numpy(), "lower": lo, "upper": hi}, index=self.mean.index)
@@ -70,11 +70,6 @@ def stack_draws(posterior: xr.Dataset) -> xr.Dataset:
         v = posterior[name].transpose("chain", "draw", ...)
         stacked[name] = (("sample", *v.dims[2:]), v.values.reshape(v.shape[0] * v.shape[1], *v.shape[2:]))
     return stacked
-
-
-def _check_prob(prob, name: str) -> None:
-    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating)) or not 0 < prob < 1:
-        raise ArgumentError(f"{name} must be a probability strictly between 0 and 1, e.g. 0.95, not {prob!r}.")
 
 
 class BayesResult(FittedModel):
@@ -185,7 +180,7 @@ class BayesResult(FittedModel):
         """The table of :meth:`summary`, without its warning."""
         import arviz as az  # about 1 s to import: only when a Bayesian result is summarised
 
-        _check_prob(ci_prob, "ci_prob")
+        check_prob("ci_prob", ci_prob)
         with few_draws_allowed():
             table = az.summary(xr.DataTree.from_dict({"posterior": self._parameters}), ci_prob=ci_prob, round_to="none")
         return pd.DataFrame(table).rename(columns=lambda c: c.replace(f"eti{round(ci_prob * 100)}_", "ci_"))

@@ -14,6 +14,7 @@ from ..errors import ArgumentError
 from ..families import Binomial, NegativeBinomial, Poisson
 from ..formula.parser import variables_in
 from ..reml import GlmmResult, RemlResult
+from ..results import check_prob
 from .common import check_result, new_figure, wrap_label
 
 if TYPE_CHECKING:
@@ -22,12 +23,6 @@ if TYPE_CHECKING:
 FITS = (RemlResult, GlmmResult, BayesResult)
 GRID_POINTS = 100
 MAX_LEVEL_LABELS = 60  # more levels than this are drawn without their names
-
-
-def _check_prob(prob) -> float:
-    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating)) or not 0 < prob < 1:
-        raise ArgumentError(f"prob must be a probability strictly between 0 and 1, e.g. 0.95, not {prob!r}.")
-    return float(prob)
 
 
 def _normal_quantile(prob: float) -> float:
@@ -46,7 +41,7 @@ def ranef_intervals(result: RemlResult | GlmmResult | BayesResult, prob: float =
     posterior means and the equal-tailed ``prob`` intervals of the draws.
     """
     check_result(result, FITS, "ranef_intervals")
-    prob = _check_prob(prob)
+    check_prob("prob", prob)
     out = {}
     if isinstance(result, BayesResult):
         for layout in result.layouts:
@@ -186,7 +181,7 @@ def conditional_effects(result: RemlResult | GlmmResult | BayesResult, predictor
         says what the other columns were held at.
     """
     check_result(result, FITS, "conditional_effects")
-    prob = _check_prob(prob)
+    check_prob("prob", prob)
     design = result.design
     if not design.in_memory:
         raise ArgumentError("conditional_effects needs the fitted rows in memory: fit a pandas DataFrame, not dask or Parquet data.")
