@@ -341,3 +341,14 @@ def test_a_notebook_shows_each_plot_once():
         images = [output for output in cell.outputs if "image/png" in output.get("data", {})]
         assert len(images) == 1, f"{cell.source}: {len(images)} images, outputs {[o.output_type for o in cell.outputs]}"
         assert images[0].output_type == "execute_result"  # the returned figure, not a second one pyplot held
+
+
+def test_pyplot_keeps_the_figures_of_a_window_backend(monkeypatch, post):
+    """A script with a window backend shows the plots with plt.show(): pyplot must hold them."""
+    monkeypatch.setattr(plt, "get_backend", lambda: "QtAgg")
+    plt.close("all")
+    try:
+        figure = bm.plot_rank(post, "sigma")
+        assert plt.get_fignums() == [figure.number]
+    finally:
+        plt.close("all")

@@ -15,19 +15,26 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+# window backends: a script shows their figures with pyplot.show(), so pyplot keeps them
+WINDOW_BACKENDS = ("gtk3agg", "gtk3cairo", "gtk4agg", "gtk4cairo", "macosx", "qtagg", "qtcairo", "qt5agg", "qt5cairo",
+                   "tkagg", "tkcairo", "wx", "wxagg", "wxcairo")
+
+
 def new_figure(**kwargs) -> Figure:
-    """A figure, ``pyplot.figure(**kwargs)``, closed in pyplot at once.
+    """A figure, ``pyplot.figure(**kwargs)``, closed in pyplot at once unless it is drawn in a window.
 
     Made through pyplot, it has the active backend's canvas (in Jupyter the inline backend,
     which is what displays a figure that a cell returns); closed there, pyplot no longer
     holds it, so the notebook shows it once, as the cell's value, and not a second time when
-    the cell ends (as it shows every figure pyplot still holds). A constrained layout makes
-    room for titles, tick and axis labels unless ``kwargs`` ask otherwise.
+    the cell ends (as it shows every figure pyplot still holds). With a window backend (Qt,
+    Tk, macOS, ...) pyplot keeps it, so that ``pyplot.show()`` shows it. A constrained
+    layout makes room for titles, tick and axis labels unless ``kwargs`` ask otherwise.
     """
     import matplotlib.pyplot as plt
 
     figure = plt.figure(**{"layout": "constrained", **kwargs})
-    plt.close(figure)
+    if plt.get_backend().lower() not in WINDOW_BACKENDS:
+        plt.close(figure)
     return figure
 
 
