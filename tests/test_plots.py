@@ -352,3 +352,17 @@ def test_pyplot_keeps_the_figures_of_a_window_backend(monkeypatch, post):
         assert plt.get_fignums() == [figure.number]
     finally:
         plt.close("all")
+
+
+def test_trace_plot_marks_divergent_draws(post):
+    stats_ = post.idata["sample_stats"].to_dataset()
+    diverging = np.zeros(stats_["diverging"].shape, dtype=bool)
+    diverging[1, [7, 42]] = True
+    post.idata["sample_stats"] = stats_.assign(diverging=(stats_["diverging"].dims, diverging))
+    try:
+        figure = bm.plot_trace(post, "sigma")
+    finally:
+        post.idata["sample_stats"] = stats_
+    assert _legend_texts(figure) == ["chain 0", "chain 1", "divergent (2)"]
+    marks = figure.subfigs[0].axes[1].lines[-1]
+    np.testing.assert_array_equal(marks.get_xdata(), [7, 42])

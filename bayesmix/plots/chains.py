@@ -101,7 +101,7 @@ def plot_trace(result: BayesResult, var_names: str | list[str] | None = None) ->
             trace.plot(values["draw"].values, draws[i], color=f"C{i}", linewidth=0.7, alpha=0.8)
         if divergent.any():
             where = np.nonzero(divergent)
-            trace.plot(values["draw"].values[where[1]], np.full(len(where[1]), np.nanmin(draws)), "|", color="C3",
+            trace.plot(values["draw"].values[where[1]], np.full(len(where[1]), np.nanmin(draws)), "|", color="black",
                        markersize=8)
         density.set_yticks([])
         density.set_ylabel("density")
@@ -112,7 +112,7 @@ def plot_trace(result: BayesResult, var_names: str | list[str] | None = None) ->
     if divergent.any():
         from matplotlib.lines import Line2D
 
-        handles.append(Line2D([], [], color="C3", marker="|", linestyle="", markersize=8,
+        handles.append(Line2D([], [], color="black", marker="|", linestyle="", markersize=8,
                               label=f"divergent ({int(divergent.sum())})"))
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     figure.suptitle("Posterior draws: density and trace per chain")
