@@ -63,15 +63,15 @@ class KenwardRoger:
         L = np.atleast_2d(L)
         return self._ddf_and_scaling(L, L.shape[0])[0]
 
-    def f_test(self, L: np.ndarray, beta: np.ndarray) -> tuple[float, int, float]:
-        """Scaled F statistic, numerator df (the rank of L) and denominator df of Lβ = 0
-        (pbkrtest's ``KRmodcomp``: F = scaling x (Lβ̂)'(LΦ_AL')⁻¹(Lβ̂)/q)."""
+    def f_test(self, L: np.ndarray, beta: np.ndarray) -> tuple[float, int, float, float]:
+        """Scaled F statistic, numerator df (the rank of L), denominator df and the scaling λ of
+        Lβ = 0 (pbkrtest's ``KRmodcomp``: F = λ (Lβ̂)'(LΦ_AL')⁻¹(Lβ̂)/q)."""
         L = np.atleast_2d(L)
         q = int(np.linalg.matrix_rank(L))
         ddf, scaling = self._ddf_and_scaling(L, q)
         Lb = L @ beta
         wald = float(Lb @ np.linalg.solve(L @ self.vcov_adjusted @ L.T, Lb))
-        return scaling * wald / q, q, ddf
+        return scaling * wald / q, q, ddf, scaling
 
     def _ddf_and_scaling(self, L: np.ndarray, q: int) -> tuple[float, float]:
         """Kenward and Roger's denominator df m and the F statistic's scaling λ (pbkrtest's ``.KR_adjust``)."""
