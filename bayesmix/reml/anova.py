@@ -17,6 +17,7 @@ import pandas as pd
 from ..errors import ArgumentError
 
 DDF_METHODS = ("satterthwaite", "kenward-roger")
+DDF_NAMES = {"satterthwaite": "Satterthwaite", "kenward-roger": "Kenward-Roger"}
 
 
 def check_ddf(ddf: str, reml: bool) -> str:
@@ -127,7 +128,7 @@ def type3_hypotheses(fit) -> dict[str, np.ndarray]:
     out = {}
     for name, cols in columns.items():
         H = L[match][:, cols].T
-        H = H[np.abs(H).sum(axis=1) > 1e-8]
+        H = H[np.abs(H).sum(axis=1) > 1e-8] + 0.0  # + 0.0: no negative zeros
         if len(H):
             out[name] = H
     return out

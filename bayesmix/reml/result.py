@@ -18,8 +18,9 @@ from ..errors import ArgumentError
 from ..results import check_flag, lazily
 from ..linalg.factorization import Factorization, conditional_covariances, effects
 from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
-from .anova import check_ddf, contrast_matrix, f_row, t_table, type3_hypotheses
+from .anova import DDF_NAMES, check_ddf, contrast_matrix, f_row, t_table, type3_hypotheses
 from .criterion import profiled_criterion
+from .emmeans import MarginalMeans, marginal_functions
 from .kenward_roger import KenwardRoger, kenward_roger
 from .optimize import OptSummary
 from .point import PointFit
@@ -154,6 +155,29 @@ class RemlResult(PointFit):
             raise ArgumentError(f"anova computes type III tests (type=3), not type={type!r}.")
         rows = {term: f_row(self, L, ddf) for term, L in type3_hypotheses(self).items()}
         return pd.DataFrame.from_dict(rows, orient="index")
+
+    def emmeans(self, specs: str | list[str], ddf: str = "satterthwaite", at: dict | None = None,
+                level: float = 0.95) -> MarginalMeans:
+        """Estimated marginal means of ``specs``, as R's ``emmeans(fit, specs)``; their pairwise
+        contrasts by ``.pairs(adjust="tukey")``.
+
+        Parameters
+        ----------
+        specs
+            The categorical predictor(s) whose levels (combinations) get a mean; the other
+            categorical predictors are averaged over with equal weights, numeric ones held at
+            their means.
+        ddf
+            ``"satterthwaite"`` or ``"kenward-roger"`` (emmeans' ``lmer.df``).
+        at
+            Values at which to hold predictors instead (``{"Days": [0, 3, 6, 9]}`` gives a mean
+            per value of a numeric predictor named in ``specs``).
+        level
+            Confidence level of the intervals.
+        """
+        specs = [specs] if isinstance(specs, str) else list(specs)
+        check_ddf(ddf, self.reml)
+        return MarginalMeans(self, specs, marginal_functions(self, specs, at), ddf, level)
 
     # ----- covariance parameters and random effects -------------------------------------
     def residual_components(self) -> list[tuple]:
@@ -360,7 +384,7 @@ class RemlSummary:
         if "p_value" in fixed:
             fixed["p_value"] = fixed["p_value"].map(lambda p: f"{p:.3g}")
         fixed = fixed.to_string(float_format=lambda v: f"{v:.4f}") if len(fixed) else "none (the formula has no fixed effects)"
-        heading = "Fixed effects:" if "df" not in self.fixed else f"Fixed effects ({self.ddf.capitalize()} df):"
+        heading = "Fixed effects:" if "df" not in self.fixed else f"Fixed effects ({DDF_NAMES[check_ddf(self.ddf, fit.reml)]} df):"
         lines += ["", heading, indent(fixed)]
         if len(self.fixed) > 1:
             lines += ["", "Correlation of fixed effects:", indent(fixed_correlation_text(self.fixed_correlation))]

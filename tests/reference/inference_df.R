@@ -50,7 +50,7 @@ models <- list(
   list(name = "music", formula = "na ~ perform_type + (perform_type | id)", data = music,
        emm = "perform_type", L = rbind(c(0, 1, -1), c(1, 0.5, 0.5))),
   list(name = "sleepstudy", formula = "Reaction ~ Days + (Days | Subject)", data = sleep,
-       emm = NULL, L = rbind(c(1, 5), c(0, 1))),
+       emm = "Days", at = list(Days = c(0, 3, 6, 9)), L = rbind(c(1, 5), c(0, 1))),
   list(name = "crossed", formula = "y ~ cond + x + (x | subject) + (1 | item)", data = crossed,
        emm = "cond", L = rbind(c(0, 1, -1, 0), c(0, 0, 1, 0.5), c(1, 0, 0, 1)))
 )
@@ -85,7 +85,7 @@ for (m in models) {
                           p = kr$test["Ftest", "p.value"])
       if (!is.null(m$emm)) {
         for (method in c("satterthwaite", "kenward-roger")) {
-          e <- emmeans(fit, m$emm, lmer.df = method)
+          e <- if (is.null(m$at)) emmeans(fit, m$emm, lmer.df = method) else emmeans(fit, m$emm, at = m$at, lmer.df = method)
           r[[paste0("emmeans_", method)]] <- emm_of(e)
           for (adjust in c("tukey", "bonferroni", "none")) {
             r[[paste0("pairs_", method, "_", adjust)]] <- emm_of(pairs(e, adjust = adjust))
@@ -97,5 +97,13 @@ for (m in models) {
   }
   out$models[[length(out$models) + 1]] <- res
 }
+# type III with an interaction: lmerTest's hypotheses for the main effects are made orthogonal
+# to the interaction's
+fit <- lmerTest::lmer(y ~ cond * x + (x | subject) + (1 | item), data = crossed)
+out$interaction <- list(name = "crossed_interaction", formula = "y ~ cond * x + (x | subject) + (1 | item)",
+                        theta = as.numeric(getME(fit, "theta")),
+                        hypotheses = lapply(attr(anova(fit, type = 3), "hypotheses"), unname),
+                        anova_satterthwaite = table_of(anova(fit, type = 3, ddf = "Satterthwaite")),
+                        anova_kenward_roger = table_of(anova(fit, type = 3, ddf = "Kenward-Roger")))
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE),
            file.path(here, "inference_df.json"))
