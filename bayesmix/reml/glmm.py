@@ -27,6 +27,7 @@ from ..families import Family
 from ..linalg.pirls import GlmmRows
 from ..results import check_flag, lazily
 from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
+from .emmeans import MarginalMeans, marginal_functions
 from .laplace import LaplaceFit, at_estimates, fit_laplace
 from .point import PointFit
 from .separation import separated_coefficients
@@ -289,6 +290,17 @@ class GlmmResult(PointFit):
             converged=bool(record["converged"]), message=str(record["message"]), boundary=tuple(record["boundary"]),
         )
         return cls(design, structure, fit)
+
+    # ----- marginal means --------------------------------------------------------------------
+    def emmeans(self, specs: str | list[str], at: dict | None = None, level: float = 0.95,
+                scale: str = "link") -> MarginalMeans:
+        """Estimated marginal means of ``specs`` with asymptotic (z) intervals, as R's
+        ``emmeans(fit, specs)`` for a ``glmer`` fit; ``scale="response"`` maps them through the
+        inverse link (emmeans' ``type = "response"``); ``.pairs(adjust)`` gives their pairwise
+        contrasts (ratios on the response scale of a log or logit link). ``specs`` and ``at``
+        are as for :meth:`bayesmix.RemlResult.emmeans`."""
+        specs = [specs] if isinstance(specs, str) else list(specs)
+        return MarginalMeans(self, specs, marginal_functions(self, specs, at), None, level, scale)
 
     # ----- reporting -------------------------------------------------------------------------
     def summary(self) -> GlmmSummary:

@@ -157,7 +157,7 @@ class RemlResult(PointFit):
         return pd.DataFrame.from_dict(rows, orient="index")
 
     def emmeans(self, specs: str | list[str], ddf: str = "satterthwaite", at: dict | None = None,
-                level: float = 0.95) -> MarginalMeans:
+                level: float = 0.95, scale: str = "link") -> MarginalMeans:
         """Estimated marginal means of ``specs``, as R's ``emmeans(fit, specs)``; their pairwise
         contrasts by ``.pairs(adjust="tukey")``.
 
@@ -174,10 +174,11 @@ class RemlResult(PointFit):
             per value of a numeric predictor named in ``specs``).
         level
             Confidence level of the intervals.
+        scale
+            ``"link"`` or ``"response"``: the same for a linear mixed model (identity link).
         """
         specs = [specs] if isinstance(specs, str) else list(specs)
-        check_ddf(ddf, self.reml)
-        return MarginalMeans(self, specs, marginal_functions(self, specs, at), ddf, level)
+        return MarginalMeans(self, specs, marginal_functions(self, specs, at), check_ddf(ddf, self.reml), level, scale)
 
     # ----- covariance parameters and random effects -------------------------------------
     def residual_components(self) -> list[tuple]:
