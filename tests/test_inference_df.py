@@ -245,3 +245,12 @@ def test_glmm_response_scale_pairs_need_a_ratio_link(cbpp):
         means.pairs()
     with pytest.raises(ArgumentError, match="scale must be"):
         fit.emmeans("period", scale="probability")
+
+
+def test_kenward_roger_refuses_more_random_effects_than_its_dense_algebra_holds(data, monkeypatch):
+    import bayesmix.reml.kenward_roger as kr
+
+    fit = fit_of(data, MODELS["sleepstudy"]["formula"], "sleepstudy", True)
+    monkeypatch.setattr(kr, "MAX_RANDOM_EFFECTS", 35)  # sleepstudy has 18 x 2
+    with pytest.raises(ArgumentError, match="36 random effects"):
+        fit.coef_tests("kenward-roger")

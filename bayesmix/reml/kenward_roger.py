@@ -29,9 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
+import scipy.sparse as sp
 
 from ..data.blocks import CrossProducts
 from ..data.layout import Structure
+from ..errors import ArgumentError
+
+# the dense algebra holds about six (q + p) x (q + p) matrices: 10,000 random effects take 5 GB
+MAX_RANDOM_EFFECTS = 10_000
 
 # an index pair (a, b) stands for J_a J_b', J_a selecting one random-effect column over all levels
 Pairs = list[tuple[np.ndarray, np.ndarray]]
@@ -97,14 +102,18 @@ class KenwardRoger:
 def kenward_roger(cp: CrossProducts, structure: Structure, theta: np.ndarray, sigma: float,
                   vcov_beta: np.ndarray) -> KenwardRoger:
     """:class:`KenwardRoger` at θ and σ from the cross-products ``cp`` of a design (the response
-    column is not read); ``vcov_beta`` is Φ = σ²(R_X R_X')⁻¹ of the fit."""
+    column is not read); ``vcov_beta`` is Φ = σ²(R_X R_X')⁻¹ of the fit. ArgumentError beyond
+    MAX_RANDOM_EFFECTS random effects, whose dense algebra would not fit in memory."""
+    q = sum(b.n_levels * b.q for b in structure.blocks)
+    if q > MAX_RANDOM_EFFECTS:
+        raise ArgumentError(
+            f"Kenward-Roger's method needs dense algebra on the {q} random effects of this model (at most "
+            f"{MAX_RANDOM_EFFECTS}: it holds several q x q matrices); use ddf='satterthwaite', which scales as the fit does."
+        )
     C = _dense_cross_products(cp)
     p = cp.p
-    q = C.shape[0] - p
     Lam = _dense_lambda(structure, theta)
-    M = C[:q, :q]
-    ML = M @ Lam
-    A = Lam.T @ ML
+    A = Lam.T @ C[:q, :q] @ Lam  # Λ'Z'ZΛ + I
     A[np.diag_indices_from(A)] += 1.0
     K = Lam @ la.cho_solve(la.cho_factor(A, lower=True), Lam.T)
     KC = K @ C[:q, :]
@@ -180,8 +189,6 @@ def _variance_parameters(structure: Structure) -> list[Pairs]:
 
 def _dense_lambda(structure: Structure, theta: np.ndarray) -> np.ndarray:
     """Λ as a dense matrix over all random effects."""
-    import scipy.sparse as sp
-
     return sp.block_diag([sp.kron(sp.eye(b.n_levels), b.lambda_(theta)) for b in structure.blocks]).toarray()
 
 

@@ -33,9 +33,11 @@ import numpy as np
 from ..errors import ConvergenceWarning
 
 # Central differences start at this fraction of |θ_k| (or of 0.1 for θ_k near 0) and are halved
-# RICHARDSON_STEPS - 1 times; the extrapolation removes the h², h⁴, h⁶ error terms.
+# RICHARDSON_STEPS - 1 times; the extrapolation removes the h² and h⁴ error terms. On the test
+# models 2, 3 or 4 steps and steps of 1e-2 or 3e-2 all agree with lmerTest to 7e-7 (its own
+# numerical error); with 3, the derivatives cost 6 m² + 1 factorisations for m = dim θ.
 RELATIVE_STEP = 1e-2
-RICHARDSON_STEPS = 4
+RICHARDSON_STEPS = 3
 # eigenvalues of the deviance's Hessian below this are taken as 0 (lmerTest's tolerance)
 EIGEN_TOLERANCE = 1e-8
 
