@@ -202,6 +202,13 @@ def test_inference_arguments_are_checked(data):
         fit.contest(np.ones(2))
     with pytest.raises(ArgumentError, match="not fixed effects"):
         fit.contest(pd.DataFrame({"nope": [1.0]}))
+    with pytest.raises(ArgumentError, match="all 0"):
+        fit.contest(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    with pytest.raises(ArgumentError, match="linearly dependent"):
+        fit.contest(np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 0.0]]), ddf="kenward-roger")
+    dependent = fit.contest(np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 0.0]]))  # Satterthwaite tests the span
+    assert dependent.num_df[0] == 1
+    assert dependent.F[0] == pytest.approx(fit.tvalues().iloc[1] ** 2)
     with pytest.raises(ArgumentError, match="type III"):
         fit.anova(type=1)
     with pytest.raises(ArgumentError, match="not predictors"):

@@ -76,6 +76,11 @@ def f_row(fit, L: np.ndarray, ddf: str, rhs: np.ndarray | float = 0.0) -> dict:
         F, q, ddf_value = fit.variance_derivatives.f_test(L, beta)
         unscaled = F
     else:
+        if np.linalg.matrix_rank(L) < L.shape[0]:
+            raise ArgumentError(
+                "The rows of L are linearly dependent, and Kenward-Roger's F test (as pbkrtest's) needs independent "
+                "rows: drop the redundant ones, or use ddf='satterthwaite', which tests their span."
+            )
         F, q, ddf_value, scaling = fit.kenward_roger.f_test(L, beta)
         unscaled = F / scaling
     mean_sq = unscaled * fit.sigma**2
@@ -99,6 +104,9 @@ def contrast_matrix(fit, L) -> np.ndarray:
         )
     if not np.isfinite(L).all():
         raise ArgumentError("L has non-finite entries.")
+    zero = np.flatnonzero(~L.any(axis=1))
+    if len(zero):
+        raise ArgumentError(f"Row(s) {zero.tolist()} of L are all 0, which tests nothing: drop them.")
     return L
 
 

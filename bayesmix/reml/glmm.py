@@ -26,7 +26,8 @@ from ..errors import ArgumentError, ConvergenceWarning, FitError, SeparationWarn
 from ..families import Family
 from ..linalg.pirls import GlmmRows
 from ..results import check_flag, lazily
-from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
+from ..tables import (correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text,
+                      readable_p_values)
 from .emmeans import MarginalMeans, marginal_functions
 from .laplace import LaplaceFit, at_estimates, fit_laplace
 from .point import PointFit
@@ -370,8 +371,7 @@ class GlmmSummary:
         ]
         if fit.dispersion is not None:
             lines.append(f"Dispersion parameter of the {fit.family.name} family: {fit.dispersion:.4g}")
-        fixed = self.fixed.copy()
-        fixed["p_value"] = fixed["p_value"].map(lambda p: f"{p:.3g}")
+        fixed = readable_p_values(self.fixed)
         lines += ["", "Fixed effects:", indent(fixed.to_string(float_format=lambda v: f"{v:.4f}"))]
         if len(self.fixed) > 1:
             lines += ["", "Correlation of fixed effects:", indent(fixed_correlation_text(self.fixed_correlation))]
@@ -395,5 +395,5 @@ class GlmmSummary:
             + ("; <b>singular fit</b>" if fit.singular else "")
             + "</p>"
         )
-        return head + html_section("Random effects", self.random) + html_section("Fixed effects", self.fixed)
+        return head + html_section("Random effects", self.random) + html_section("Fixed effects", readable_p_values(self.fixed))
 

@@ -17,7 +17,8 @@ from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..errors import ArgumentError
 from ..results import check_flag, lazily
 from ..linalg.factorization import Factorization, conditional_covariances, effects
-from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
+from ..tables import (correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text,
+                      readable_p_values)
 from .anova import DDF_NAMES, check_ddf, contrast_matrix, f_row, t_table, type3_hypotheses
 from .criterion import profiled_criterion
 from .emmeans import MarginalMeans, marginal_functions
@@ -381,9 +382,7 @@ class RemlSummary:
         lines.append(indent(random_effects_text(self.random)))
         groups = ", ".join(f"{g}, {k}" for g, k in fit.ngrps.items())
         lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
-        fixed = self.fixed.copy()
-        if "p_value" in fixed:
-            fixed["p_value"] = fixed["p_value"].map(lambda p: f"{p:.3g}")
+        fixed = readable_p_values(self.fixed)
         fixed = fixed.to_string(float_format=lambda v: f"{v:.4f}") if len(fixed) else "none (the formula has no fixed effects)"
         heading = "Fixed effects:" if "df" not in self.fixed else f"Fixed effects ({DDF_NAMES[check_ddf(self.ddf, fit.reml)]} df):"
         lines += ["", heading, indent(fixed)]
@@ -407,7 +406,7 @@ class RemlSummary:
             + ("; <b>singular fit</b>" if fit.singular else "")
             + "</p>"
         )
-        return head + html_section("Random effects", self.random) + html_section("Fixed effects", self.fixed)
+        return head + html_section("Random effects", self.random) + html_section("Fixed effects", readable_p_values(self.fixed))
 
 
 def _per_partition(fit: RemlResult, function, name: str):
