@@ -150,9 +150,13 @@ def test_emmeans_and_pairs_match_emmeans(data, name, method):
             np.testing.assert_allclose(pairs[ours], theirs[column_name], rtol=1e-4)
 
 
-def test_type3_hypotheses_of_an_interaction_model(data):
-    ref = ALL["interaction"]
-    fit = at_theta(fit_of(data, ref["formula"], "crossed", True), ref["theta"])
+@pytest.mark.parametrize("which", ["interaction", "factorial"])
+def test_type3_hypotheses_of_interaction_models(data, which):
+    """A factor by covariate interaction (the covariate's main effect becomes its slope averaged
+    over the factor) and a factor by factor one."""
+    ref = ALL[which]
+    crossed = data["crossed"].assign(sign=np.where(data["crossed"]["x"] > 0, "pos", "neg"))
+    fit = at_theta(fit_of({"crossed": crossed}, ref["formula"], "crossed", True), ref["theta"])
     from bayesmix.reml.anova import type3_hypotheses
 
     hypotheses = type3_hypotheses(fit)

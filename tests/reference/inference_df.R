@@ -105,6 +105,15 @@ out$interaction <- list(name = "crossed_interaction", formula = "y ~ cond * x + 
                         hypotheses = lapply(attr(anova(fit, type = 3), "hypotheses"), unname),
                         anova_satterthwaite = table_of(anova(fit, type = 3, ddf = "Satterthwaite")),
                         anova_kenward_roger = table_of(anova(fit, type = 3, ddf = "Kenward-Roger")))
+# and of two factors, the second made from the sign of x
+crossed$sign <- factor(ifelse(crossed$x > 0, "pos", "neg"))
+fit <- lmerTest::lmer(y ~ cond * sign + (1 | subject) + (1 | item), data = crossed)
+out$factorial <- list(name = "crossed_factorial", formula = "y ~ cond * sign + (1 | subject) + (1 | item)",
+                      theta = as.numeric(getME(fit, "theta")),
+                      hypotheses = lapply(attr(anova(fit, type = 3), "hypotheses"), unname),
+                      anova_satterthwaite = table_of(anova(fit, type = 3, ddf = "Satterthwaite")),
+                      anova_kenward_roger = table_of(anova(fit, type = 3, ddf = "Kenward-Roger")))
+
 # a GLMM's marginal means and pairs, on the link and response scales (asymptotic z, df = Inf)
 cbpp <- read.csv(file.path(here, "..", "..", "..", "shared", "reference", "glmm", "cbpp.csv"),
                  colClasses = c(herd = "character", period = "character"))
