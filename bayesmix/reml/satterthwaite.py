@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConvergenceWarning
+from .criterion import profiled_criterion
 
 # Central differences start at this fraction of |θ_k| (or of 0.1 for θ_k near 0) and are halved
 # RICHARDSON_STEPS - 1 times; the extrapolation removes the h² and h⁴ error terms. On the test
@@ -97,8 +98,6 @@ def variance_derivatives(fit) -> VarianceDerivatives:
     """:class:`VarianceDerivatives` of a :class:`~bayesmix.RemlResult` (REML or ML); warns with
     :class:`~bayesmix.ConvergenceWarning`, as lmerTest does, when the deviance's Hessian has
     eigenvalues that are negative or close to 0 (a boundary fit, or not at an optimum)."""
-    from .criterion import profiled_criterion
-
     criterion = profiled_criterion(fit.design, fit.structure, fit.reml)
     p = fit.design.p
 
