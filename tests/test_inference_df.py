@@ -265,3 +265,22 @@ def test_kenward_roger_refuses_more_random_effects_than_its_dense_algebra_holds(
     monkeypatch.setattr(kr, "MAX_RANDOM_EFFECTS", 35)  # sleepstudy has 18 x 2
     with pytest.raises(ArgumentError, match="36 random effects"):
         fit.coef_tests("kenward-roger")
+
+
+def test_emmeans_average_over_another_factor_and_cross_two(data):
+    """``cond`` averaged over ``sign`` with equal weights, and the six cells (first spec fastest,
+    as emmeans orders them) with Tukey's adjustment over 15 pairs."""
+    ref = ALL["factorial"]
+    crossed = data["crossed"].assign(sign=np.where(data["crossed"]["x"] > 0, "pos", "neg"))
+    fit = at_theta(fit_of({"crossed": crossed}, ref["formula"], "crossed", True), ref["theta"])
+    for specs, ddf, means_block, pairs_block in [("cond", "satterthwaite", "emmeans_cond", "pairs_cond"),
+                                                  (["cond", "sign"], "kenward-roger", "emmeans_cells", "pairs_cells")]:
+        means, theirs = fit.emmeans(specs, ddf=ddf), ref[means_block]
+        labels = list(zip(*[theirs[s] for s in specs])) if isinstance(specs, list) else theirs[specs]
+        assert list(means.table.index) == labels
+        for ours, name in [("emmean", "emmean"), ("std_error", "SE"), ("df", "df"), ("lower", "lower.CL")]:
+            np.testing.assert_allclose(means.table[ours], theirs[name], rtol=1e-5)
+        pairs, theirs = means.pairs(), ref[pairs_block]
+        assert list(pairs.index) == theirs["contrast"]
+        for ours, name in [("estimate", "estimate"), ("std_error", "SE"), ("df", "df"), ("p_value", "p.value")]:
+            np.testing.assert_allclose(pairs[ours], theirs[name], rtol=1e-5)

@@ -137,7 +137,8 @@ class MarginalMeans:
 
 def marginal_functions(fit, specs: list[str], at: dict | None) -> pd.DataFrame:
     """The linear functions of β that are the marginal means of ``specs`` (one row per level
-    combination, indexed by it), averaged over the reference grid."""
+    combination, indexed by it, the first spec varying fastest as in emmeans), averaged over the
+    reference grid."""
     design = fit.design
     frame, levels = design.rows.frame, design.recipe.variable_levels
     at = dict(at or {})
@@ -158,7 +159,8 @@ def marginal_functions(fit, specs: list[str], at: dict | None) -> pd.DataFrame:
     table = pd.DataFrame(list(itertools.product(*grid.values())), columns=names)
     X = new_data(design, table).X
     key = table[specs].apply(tuple, axis=1)
-    order = list(dict.fromkeys(key))
+    # emmeans' order: the first of several specs varies fastest
+    order = [tuple(reversed(combination)) for combination in itertools.product(*(grid[v] for v in reversed(specs)))]
     rows = [X[(key == k).to_numpy()].mean(axis=0) for k in order]
     index = pd.MultiIndex.from_tuples(order, names=specs) if len(specs) > 1 else pd.Index([k[0] for k in order], name=specs[0])
     return pd.DataFrame(rows, index=index, columns=list(design.fixed_names))

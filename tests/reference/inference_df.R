@@ -113,6 +113,13 @@ out$factorial <- list(name = "crossed_factorial", formula = "y ~ cond * sign + (
                       hypotheses = lapply(attr(anova(fit, type = 3), "hypotheses"), unname),
                       anova_satterthwaite = table_of(anova(fit, type = 3, ddf = "Satterthwaite")),
                       anova_kenward_roger = table_of(anova(fit, type = 3, ddf = "Kenward-Roger")))
+# means of one factor averaged over the other, and of their combinations
+e <- emmeans(fit, "cond", lmer.df = "satterthwaite")
+out$factorial$emmeans_cond <- emm_of(e)
+out$factorial$pairs_cond <- emm_of(pairs(e))
+e <- emmeans(fit, c("cond", "sign"), lmer.df = "kenward-roger")
+out$factorial$emmeans_cells <- emm_of(e)
+out$factorial$pairs_cells <- emm_of(pairs(e))
 
 # a GLMM's marginal means and pairs, on the link and response scales (asymptotic z, df = Inf)
 cbpp <- read.csv(file.path(here, "..", "..", "..", "shared", "reference", "glmm", "cbpp.csv"),
