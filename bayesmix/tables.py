@@ -52,6 +52,15 @@ def parameter_name(kind: str, effects: tuple[str, ...], group: str, several_grou
     return f"{kind}({inner} | {group})" if several_groups else f"{kind}({inner})"
 
 
+def readable_p_values(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` whose ``p_value`` column (if any) is text with 3 significant digits,
+    so that small p values print as 7.24e-25 rather than 0.0000."""
+    out = table.copy()
+    if "p_value" in out:
+        out["p_value"] = out["p_value"].map(lambda p: f"{p:.3g}")
+    return out
+
+
 def indent(text: str) -> str:
     """``text`` with every line indented by one space, as lme4 indents its summary tables."""
     return "\n".join(" " + line for line in text.splitlines())

@@ -26,7 +26,9 @@ from ..errors import ArgumentError, ConvergenceWarning, FitError, SeparationWarn
 from ..families import Family
 from ..linalg.pirls import GlmmRows
 from ..results import check_flag, lazily
-from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
+from ..tables import (correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text,
+                      readable_p_values)
+from .emmeans import MarginalMeans, marginal_functions
 from .laplace import LaplaceFit, at_estimates, fit_laplace
 from .point import PointFit
 from .separation import separated_coefficients
@@ -290,6 +292,17 @@ class GlmmResult(PointFit):
         )
         return cls(design, structure, fit)
 
+    # ----- marginal means --------------------------------------------------------------------
+    def emmeans(self, specs: str | list[str], at: dict | None = None, level: float = 0.95,
+                scale: str = "link") -> MarginalMeans:
+        """Estimated marginal means of ``specs`` with asymptotic (z) intervals, as R's
+        ``emmeans(fit, specs)`` for a ``glmer`` fit; ``scale="response"`` maps them through the
+        inverse link (emmeans' ``type = "response"``); ``.pairs(adjust)`` gives their pairwise
+        contrasts (ratios on the response scale of a log or logit link). ``specs`` and ``at``
+        are as for :meth:`bayesmix.RemlResult.emmeans`."""
+        specs = [specs] if isinstance(specs, str) else list(specs)
+        return MarginalMeans(self, specs, marginal_functions(self, specs, at), None, level, scale)
+
     # ----- reporting -------------------------------------------------------------------------
     def summary(self) -> GlmmSummary:
         """glmer-like summary: text via ``print``, tables as attributes, HTML in notebooks."""
@@ -358,8 +371,7 @@ class GlmmSummary:
         ]
         if fit.dispersion is not None:
             lines.append(f"Dispersion parameter of the {fit.family.name} family: {fit.dispersion:.4g}")
-        fixed = self.fixed.copy()
-        fixed["p_value"] = fixed["p_value"].map(lambda p: f"{p:.3g}")
+        fixed = readable_p_values(self.fixed)
         lines += ["", "Fixed effects:", indent(fixed.to_string(float_format=lambda v: f"{v:.4f}"))]
         if len(self.fixed) > 1:
             lines += ["", "Correlation of fixed effects:", indent(fixed_correlation_text(self.fixed_correlation))]
@@ -383,5 +395,5 @@ class GlmmSummary:
             + ("; <b>singular fit</b>" if fit.singular else "")
             + "</p>"
         )
-        return head + html_section("Random effects", self.random) + html_section("Fixed effects", self.fixed)
+        return head + html_section("Random effects", self.random) + html_section("Fixed effects", readable_p_values(self.fixed))
 

@@ -14,12 +14,18 @@ import xarray as xr
 from ..data.design import Design
 from ..data.layout import Structure, structure_of
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
+from ..errors import ArgumentError
 from ..results import check_flag, lazily
 from ..linalg.factorization import Factorization, conditional_covariances, effects
-from ..tables import correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text
+from ..tables import (correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text,
+                      readable_p_values)
+from .anova import DDF_NAMES, check_ddf, contrast_matrix, f_row, t_table, type3_hypotheses
 from .criterion import profiled_criterion
+from .emmeans import MarginalMeans, marginal_functions
+from .kenward_roger import KenwardRoger, kenward_roger
 from .optimize import OptSummary
 from .point import PointFit
+from .satterthwaite import VarianceDerivatives, variance_derivatives
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,14 +89,97 @@ class RemlResult(PointFit):
         return self.design.p + self.structure.n_theta + 1
 
     # ----- fixed effects -------------------------------------------------------------
-    def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of β̂, σ̂² (X'V⁻¹X)⁻¹."""
+    def vcov(self, adjusted: bool = False) -> pd.DataFrame:
+        """Covariance matrix of β̂, σ̂² (X'V⁻¹X)⁻¹; with ``adjusted``, Kenward and Roger's adjusted
+        covariance (pbkrtest's ``vcovAdj``; REML fits only, see :attr:`kenward_roger`)."""
+        check_flag("adjusted", adjusted)
         names = list(self.design.fixed_names)
-        return pd.DataFrame(self.sigma**2 * self.factorization.rx_inverse, index=names, columns=names)
+        cov = self.kenward_roger.vcov_adjusted if adjusted else self.sigma**2 * self.factorization.rx_inverse
+        return pd.DataFrame(cov, index=names, columns=names)
 
     def tvalues(self) -> pd.Series:
         """β̂ / SE, lme4's t values."""
         return (self.fixef() / self.std_errors()).rename("t_value")
+
+    # ----- tests of the fixed effects (lmerTest, pbkrtest; see docs/inference.md) -------
+    @cached_property
+    def variance_derivatives(self) -> VarianceDerivatives:
+        """What Satterthwaite's degrees of freedom read: Var(β̂), its derivatives in (θ, σ) and
+        the asymptotic covariance of (θ̂, σ̂) (see :mod:`bayesmix.reml.satterthwaite`)."""
+        return variance_derivatives(self)
+
+    @cached_property
+    def kenward_roger(self) -> KenwardRoger:
+        """Kenward and Roger's adjusted covariance of β̂ and what their df read (see
+        :mod:`bayesmix.reml.kenward_roger`); ArgumentError for an ML fit."""
+        check_ddf("kenward-roger", self.reml)
+        criterion = profiled_criterion(self.design, self.structure, self.reml)
+        return kenward_roger(criterion.cp, self.structure, self.theta_values, self.sigma,
+                             self.sigma**2 * self.factorization.rx_inverse)
+
+    def coef_tests(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Per fixed effect: estimate, standard error, df, t value and two-sided p value, as
+        lmerTest's ``summary`` (``ddf="satterthwaite"``, the default) or with ``ddf="kenward-roger"``
+        (whose standard errors are the adjusted ones)."""
+        table = t_table(self, np.eye(self.design.p), ddf, names=list(self.design.fixed_names))
+        return table[["estimate", "std_error", "df", "t_value", "p_value"]]
+
+    def contest(self, L, ddf: str = "satterthwaite", joint: bool = True, rhs=0.0, level: float = 0.95) -> pd.DataFrame:
+        """Tests of the linear hypotheses Lβ = rhs, as lmerTest's ``contest``.
+
+        Parameters
+        ----------
+        L
+            The hypothesis matrix, one column per fixed effect (a vector for one hypothesis), or
+            a DataFrame whose columns name fixed effects (absent ones are 0).
+        ddf
+            ``"satterthwaite"`` or ``"kenward-roger"`` (REML fits only).
+        joint
+            One F test of all rows together (columns ``sum_sq, mean_sq, num_df, den_df, F,
+            p_value``), or a t test per row (``estimate, std_error, df, t_value, lower, upper,
+            p_value``, with a ``level`` confidence interval).
+        rhs
+            The hypothesised value(s) of Lβ.
+        """
+        check_flag("joint", joint)
+        index = list(L.index) if isinstance(L, pd.DataFrame) else None
+        L = contrast_matrix(self, L)
+        if joint:
+            return pd.DataFrame([f_row(self, L, ddf, rhs)])
+        return t_table(self, L, ddf, rhs, level, index)
+
+    def anova(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Type III F test of each fixed-effect term, as lmerTest's ``anova(m, type = 3)``; the
+        hypotheses are lmerTest's for the treatment coding (see :mod:`bayesmix.reml.anova`).
+        Columns ``sum_sq, mean_sq, num_df, den_df, F, p_value``, one row per term."""
+        if type not in (3, "3", "III"):
+            raise ArgumentError(f"anova computes type III tests (type=3), not type={type!r}.")
+        rows = {term: f_row(self, L, ddf) for term, L in type3_hypotheses(self).items()}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def emmeans(self, specs: str | list[str], ddf: str = "satterthwaite", at: dict | None = None,
+                level: float = 0.95, scale: str = "link") -> MarginalMeans:
+        """Estimated marginal means of ``specs``, as R's ``emmeans(fit, specs)``; their pairwise
+        contrasts by ``.pairs(adjust="tukey")``.
+
+        Parameters
+        ----------
+        specs
+            The categorical predictor(s) whose levels (combinations) get a mean; the other
+            categorical predictors are averaged over with equal weights, numeric ones held at
+            their means.
+        ddf
+            ``"satterthwaite"`` or ``"kenward-roger"`` (emmeans' ``lmer.df``).
+        at
+            Values at which to hold predictors instead (``{"Days": [0, 3, 6, 9]}`` gives a mean
+            per value of a numeric predictor named in ``specs``).
+        level
+            Confidence level of the intervals.
+        scale
+            ``"link"`` or ``"response"``: the same for a linear mixed model (identity link).
+        """
+        specs = [specs] if isinstance(specs, str) else list(specs)
+        return MarginalMeans(self, specs, marginal_functions(self, specs, at), check_ddf(ddf, self.reml), level, scale)
 
     # ----- covariance parameters and random effects -------------------------------------
     def residual_components(self) -> list[tuple]:
@@ -217,9 +306,14 @@ class RemlResult(PointFit):
         return cls(design, reml, structure, criterion.factorize(theta), opt, value)
 
     # ----- reporting -------------------------------------------------------------------
-    def summary(self) -> "RemlSummary":
-        """lmer-like summary: text via ``print``, tables as attributes, HTML in notebooks."""
-        return RemlSummary(self)
+    def summary(self, ddf: str | None = "satterthwaite") -> "RemlSummary":
+        """lmer-like summary: text via ``print``, tables as attributes, HTML in notebooks.
+
+        The fixed-effects table has lmerTest's df and p values by ``ddf`` (``"satterthwaite"``
+        or ``"kenward-roger"``, whose standard errors are the adjusted ones), or lme4's table
+        without them for ``ddf=None``.
+        """
+        return RemlSummary(self, ddf)
 
     def __repr__(self) -> str:
         method = "REML" if self.reml else "ML"
@@ -239,7 +333,7 @@ class RemlSummary:
     Attributes
     ----------
     fixed
-        Estimate, standard error and t value per fixed effect.
+        Estimate, standard error, t value and (unless ``ddf`` is None) df and p value per fixed effect.
     random
         Per random effect: group, name, variance, SD, and correlations with the effects above it.
     fixed_correlation
@@ -249,11 +343,13 @@ class RemlSummary:
         whose rows are not in memory).
     """
 
-    def __init__(self, fit: RemlResult):
+    def __init__(self, fit: RemlResult, ddf: str | None = "satterthwaite"):
         self.fit = fit
-        self.fixed = pd.DataFrame(
-            {"estimate": fit.fixef(), "std_error": fit.std_errors(), "t_value": fit.tvalues()}
-        )
+        self.ddf = ddf
+        if ddf is None or not fit.design.p:
+            self.fixed = pd.DataFrame({"estimate": fit.fixef(), "std_error": fit.std_errors(), "t_value": fit.tvalues()})
+        else:
+            self.fixed = fit.coef_tests(ddf)
         self.fixed_correlation = correlation_from_cov(fit.vcov())
         self.scaled_residuals = None
         if fit.design.in_memory:
@@ -286,8 +382,10 @@ class RemlSummary:
         lines.append(indent(random_effects_text(self.random)))
         groups = ", ".join(f"{g}, {k}" for g, k in fit.ngrps.items())
         lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
-        fixed = self.fixed.to_string(float_format=lambda v: f"{v:.4f}") if len(self.fixed) else "none (the formula has no fixed effects)"
-        lines += ["", "Fixed effects:", indent(fixed)]
+        fixed = readable_p_values(self.fixed)
+        fixed = fixed.to_string(float_format=lambda v: f"{v:.4f}") if len(fixed) else "none (the formula has no fixed effects)"
+        heading = "Fixed effects:" if "df" not in self.fixed else f"Fixed effects ({DDF_NAMES[check_ddf(self.ddf, fit.reml)]} df):"
+        lines += ["", heading, indent(fixed)]
         if len(self.fixed) > 1:
             lines += ["", "Correlation of fixed effects:", indent(fixed_correlation_text(self.fixed_correlation))]
         lines.append("")
@@ -308,7 +406,7 @@ class RemlSummary:
             + ("; <b>singular fit</b>" if fit.singular else "")
             + "</p>"
         )
-        return head + html_section("Random effects", self.random) + html_section("Fixed effects", self.fixed)
+        return head + html_section("Random effects", self.random) + html_section("Fixed effects", readable_p_values(self.fixed))
 
 
 def _per_partition(fit: RemlResult, function, name: str):
