@@ -6,7 +6,7 @@ the sampler is calibrated the ranks are uniform; a chi-square test over 10 bins 
 checks that, and a Bonferroni correction over a case's parameters bounds the chance of a
 false alarm at the stated level. Run from the repository root:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|binomial-slope|poisson-crossed \
+    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|binomial-slope|poisson-crossed|poisson-counts \
         [--replications 200] [--method auto|full|collapsed|...] [--draws 500] [--tune 500]
 
 ``--method`` is passed to ``BayesModel(..., method=...)`` as it is (the library checks it).
@@ -16,6 +16,9 @@ Every case states its priors and draws its parameters exactly from them:
   sd ~ HalfNormal(1), LKJ(2), sigma ~ HalfNormal(1).
 - ``binomial-slope``: ``cbind(s, n - s) ~ x + (x | g)`` (logit), 20 groups x 5 rows of 5
   trials; Intercept, b ~ Normal(0, 1), sd ~ HalfNormal(1), LKJ(2).
+- ``poisson-counts``: ``y ~ x + (1 | g)`` (log), 15 groups x 6 rows, counts of about 20, where
+  the Laplace approximation is good (for ``--method laplace``); Intercept ~ Normal(3, 0.3),
+  b ~ Normal(0, 0.3), sd ~ HalfNormal(0.5).
 - ``poisson-crossed``: ``y ~ x + (1 | a) + (1 | b)`` (log), 12 x 8 crossed levels, one row per
   cell plus 24 more at random cells; Intercept ~ Normal(1, 0.5), b ~ Normal(0, 0.5),
   sd ~ HalfNormal(0.7).
@@ -142,6 +145,24 @@ def poisson_simulate(rng, data):
     return truth, y.astype(float)
 
 
+# ----- poisson-counts: y ~ x + (1 | g), counts of about 20 (the Laplace approximation is good) -------
+COUNTS = {"groups": 15, "per_group": 6, "Intercept": (3.0, 0.3), "b": (0.0, 0.3), "sd": 0.5}
+
+
+def counts_covariates(rng):
+    g = np.repeat(np.arange(COUNTS["groups"]), COUNTS["per_group"])
+    return pd.DataFrame({"x": rng.normal(size=len(g)), "g": g})
+
+
+def counts_simulate(rng, data):
+    x, g = data["x"].to_numpy(), data["g"].to_numpy()
+    centred_intercept, slope = rng.normal(*COUNTS["Intercept"]), rng.normal(*COUNTS["b"])
+    sd = abs(rng.normal(0, COUNTS["sd"]))
+    truth = {"beta[Intercept]": intercept_of(data, centred_intercept, slope), "beta[x]": slope, "sd_g[Intercept]": sd}
+    y = rng.poisson(np.exp(truth["beta[Intercept]"] + slope * x + rng.normal(0, sd, COUNTS["groups"])[g]))
+    return truth, y.astype(float)
+
+
 CASES = {
     "gaussian": Case(
         "y ~ x + (x | g)", "gaussian",
@@ -160,6 +181,12 @@ CASES = {
         [bm.prior("Intercept", bm.Normal(*POISSON["Intercept"])), bm.prior("b", bm.Normal(*POISSON["b"])),
          bm.prior("sd", bm.HalfNormal(POISSON["sd"]))],
         poisson_covariates, poisson_simulate,
+    ),
+    "poisson-counts": Case(
+        "y ~ x + (1 | g)", "poisson",
+        [bm.prior("Intercept", bm.Normal(*COUNTS["Intercept"])), bm.prior("b", bm.Normal(*COUNTS["b"])),
+         bm.prior("sd", bm.HalfNormal(COUNTS["sd"]))],
+        counts_covariates, counts_simulate,
     ),
 }
 
