@@ -21,7 +21,7 @@ class OptSummary:
     Attributes
     ----------
     method
-        The optimiser (``"L-BFGS-B"``), with exact gradients (one grouping factor) or central differences.
+        The optimiser (``"L-BFGS-B"``, with the exact gradient of the criterion).
     initial, final
         θ at the start and at the optimum.
     fmin
@@ -94,8 +94,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
         return value, grad / scale
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower]
-    gradient = "exact gradient" if criterion.cp.single_factor else "central-difference gradient"
-    summary = OptSummary(f"L-BFGS-B ({gradient})", start / scale, start / scale, np.inf, 0, 0, False, "")
+    summary = OptSummary("L-BFGS-B (exact gradient)", start / scale, start / scale, np.inf, 0, 0, False, "")
     first = criterion(start / scale)
     if not np.isfinite(first):
         summary.evaluations, summary.fmin, summary.message = criterion.evaluations, float(first), "criterion not finite at the start"
@@ -106,13 +105,10 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
             summary,
         )
     best, fbest = start, np.inf
-    # With difference gradients, asking for more than ~1e-12 relative reduction only makes
-    # the line search fail on rounding noise.
-    ftol = 1e-13 if criterion.cp.single_factor else 1e-12
     for _ in range(2 + 2 * structure.n_theta):
         result = minimize(
             scaled, start, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": max_iter, "ftol": ftol, "gtol": 1e-10},
+            options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-10},
         )
         summary.iterations += int(result.nit)
         improved = np.isfinite(result.fun) and result.fun < fbest
