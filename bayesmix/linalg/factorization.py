@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from ..data.blocks import CrossProducts
 from ..data.layout import FactorBlock, Structure
-from .kernels import factor_first_block, rest_downdate, rest_pairs_t, selected_rest_first
+from .kernels import factor_first_block, rest_downdate, rest_pairs_t, selected_rest_first, symmetrize_lower
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,9 +175,9 @@ class Factorization:
             return first, None, None
         indptr, rows, _ = self.A21_levels
         S = np.einsum("ak,akj->aj", self.rest_first, (self.lambda1 @ first)[self._pair_levels])
-        P22 = np.tril(la.lapack.dpotri(self.L22, lower=1)[0])  # (L22 L22')⁻¹ from its factor, lower triangle
-        P22 += np.tril(P22, -1).T
+        P22 = la.lapack.dpotri(self.L22, lower=1)[0]  # (L22 L22')⁻¹ from its factor: the lower triangle (the upper is L22's, 0)
         P21, correction = selected_rest_first(indptr, rows, S, P22)
+        symmetrize_lower(P22)
         return first - correction, P21, P22
 
     @functools.cached_property
@@ -249,10 +249,12 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
         return Factorization(theta, T1, L11inv, W, np.linalg.cholesky(S), float(logdet_z), beta_shift=beta_shift)
     lam2 = RestLambda(blocks[1:], theta)
     minv = np.swapaxes(L11inv, 1, 2) @ L11inv
-    C, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22.shape[0])
-    M22 = lam2.sandwich(np.subtract(cp.A22, C, out=C))
+    M22, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22)
+    M22 = lam2.sandwich(M22)
     M22[np.diag_indices_from(M22)] += 1.0
-    L22 = np.linalg.cholesky(M22)
+    L22, info = la.lapack.dpotrf(M22, lower=1, clean=1, overwrite_a=1)  # reads the lower triangle
+    if info != 0:
+        raise np.linalg.LinAlgError("Λ'Z'ZΛ + I is not positive definite")
     logdet_z += 2.0 * np.log(np.diag(L22)).sum()
     V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True, check_finite=False)
     R = np.linalg.cholesky(S - V2.T @ V2)
@@ -283,13 +285,14 @@ class RestLambda:
         return self._apply(Y, transpose=False)
 
     def sandwich(self, A: np.ndarray) -> np.ndarray:
-        """Λ₂' A Λ₂ for a symmetric A (overwriting A when every term is scalar)."""
+        """The lower triangle of Λ₂' A Λ₂ for a symmetric A given by its lower triangle
+        (overwriting A when every term is scalar)."""
         if self.scalar:
             scale = self.scale
             A *= scale[:, None]
             A *= scale[None, :]
             return A
-        return self.t_rows(self.t_rows(A).T)
+        return self.t_rows(self.t_rows(symmetrize_lower(A)).T)
 
     def t_pairs(self, rows: np.ndarray, V: np.ndarray) -> np.ndarray:
         """Λ₂'V for V with the pattern of ``Z2'Z1`` in the pair layout of
