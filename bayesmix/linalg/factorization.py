@@ -249,8 +249,11 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
         return Factorization(theta, T1, L11inv, W, np.linalg.cholesky(S), float(logdet_z), beta_shift=beta_shift)
     lam2 = RestLambda(blocks[1:], theta)
     minv = np.swapaxes(L11inv, 1, 2) @ L11inv
-    M22, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22)
-    M22 = lam2.sandwich(M22)
+    if lam2.scalar:
+        M22, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22, lam2.scale)
+    else:
+        M22, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22, np.ones(len(cp.A22)))
+        M22 = lam2.t_rows(lam2.t_rows(symmetrize_lower(M22)).T)
     M22[np.diag_indices_from(M22)] += 1.0
     L22, info = la.lapack.dpotrf(M22, lower=1, clean=1, overwrite_a=1)  # reads the lower triangle
     if info != 0:
@@ -283,16 +286,6 @@ class RestLambda:
     def rows(self, Y: np.ndarray) -> np.ndarray:
         """Λ₂ Y."""
         return self._apply(Y, transpose=False)
-
-    def sandwich(self, A: np.ndarray) -> np.ndarray:
-        """The lower triangle of Λ₂' A Λ₂ for a symmetric A given by its lower triangle
-        (overwriting A when every term is scalar)."""
-        if self.scalar:
-            scale = self.scale
-            A *= scale[:, None]
-            A *= scale[None, :]
-            return A
-        return self.t_rows(self.t_rows(symmetrize_lower(A)).T)
 
     def t_pairs(self, rows: np.ndarray, V: np.ndarray) -> np.ndarray:
         """Λ₂'V for V with the pattern of ``Z2'Z1`` in the pair layout of

@@ -28,7 +28,7 @@ import numpy as np
 from ..data.blocks import CrossProducts
 from ..data.layout import Structure
 from .factorization import Factorization
-from .kernels import rest_pairs_trace
+from .kernels import rest_block_trace, rest_pairs_trace
 
 
 def schur_gradient(structure: Structure, cp: CrossProducts, f: Factorization, F: np.ndarray) -> np.ndarray:
@@ -52,19 +52,14 @@ def schur_gradient(structure: Structure, cp: CrossProducts, f: Factorization, F:
         K2 = cp.A2X - cp.A21 @ LG1.reshape(-1, LG1.shape[2]) - cp.A22 @ LG2
         H[0] += P21.T @ f.rest_first
         _, rows, values = cp.A21_levels
-        pos, q, factor, _ = lam2.row_templates()
+        pos, q, factor, column = lam2.row_templates()
         q_max = int(q.max())
-        pairs = rest_pairs_trace(rows, pos, q, factor, P21, values @ T1, len(blocks) - 1, q_max)
-        Y22 = lam2.t_rows(cp.A22)
+        trace = rest_pairs_trace(rows, pos, q, factor, P21, values @ T1, len(blocks) - 1, q_max)
+        trace += rest_block_trace(P22, cp.A22, pos, q, factor, column, len(blocks) - 1, q_max)
         for k, (rows_k, levels, T) in enumerate(lam2.parts):
             size = T.shape[0]
-            P = P22[rows_k].reshape(levels, size, -1)
-            Y = Y22[:, rows_k].reshape(-1, levels, size)
-            H.append(
-                pairs[k, :size, :size]
-                + np.einsum("lam,mlb->ab", P, Y)
-                - _level_sum(G2[rows_k].reshape(levels, size, -1), F, K2[rows_k].reshape(levels, size, -1))
-            )
+            G, K = G2[rows_k].reshape(levels, size, -1), K2[rows_k].reshape(levels, size, -1)
+            H.append(trace[k, :size, :size] - _level_sum(G, F, K))
     grad = np.empty(structure.n_theta)
     for block, Hk in zip(blocks, H):
         grad[block.theta_offset : block.theta_offset + block.n_theta] = 2.0 * Hk.T[block.theta_rows, block.theta_cols]

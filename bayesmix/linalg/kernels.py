@@ -236,14 +236,15 @@ def single_factor_criterion(T, A11, A1X, AXX, p, dof, reml):
 
 
 @njit(cache=True)
-def rest_downdate(indptr, rows, values, P, A1X, A22):
-    """``A22 - Σ_i A21_i P_i A21_i'`` (its lower triangle; the upper one is A22's) and
-    ``D = Σ_i A21_i P_i A1X_i`` over levels i of the first factor.
+def rest_downdate(indptr, rows, values, P, A1X, A22, scale):
+    """``diag(s) (A22 - C) diag(s)`` (its lower triangle; the upper one is A22's) with
+    ``C = Σ_i A21_i P_i A21_i'``, and ``D = Σ_i A21_i P_i A1X_i`` over levels i of the first factor.
 
     ``P_i = Λ₁ M_i⁻¹ Λ₁'``; with them ``L22 L22' = Λ₂'(A22 - C)Λ₂ + I`` and ``L21 W = Λ₂' D``,
-    so the sparse ``L21`` never has to be formed while optimising. The rows of each level are
-    sorted (:class:`~bayesmix.data.crossprod.CrossProductPlan`), so pairs b <= a fall in the
-    lower triangle. Costs Σ_i (rows touched by i)² / 2.
+    so the sparse ``L21`` never has to be formed while optimising. ``s`` is Λ₂'s diagonal when
+    every rest term is scalar (ones otherwise). The rows of each level are sorted
+    (:class:`~bayesmix.data.crossprod.CrossProductPlan`), so pairs b <= a fall in the lower
+    triangle. Costs Σ_i (rows touched by i)² / 2.
     """
     nl, q = P.shape[0], P.shape[1]
     m = A1X.shape[2]
@@ -268,6 +269,9 @@ def rest_downdate(indptr, rows, values, P, A1X, A22):
                 for j in range(q):
                     s += v[j] * A1X[lev, j, c]
                 D[ra, c] += s
+    for i in range(C.shape[0]):
+        for j in range(i + 1):
+            C[i, j] *= scale[i] * scale[j]
     return C, D
 
 
@@ -351,3 +355,27 @@ def symmetrize_lower(A):
                 for j in range(j0, min(j0 + tile, i)):
                     A[j, i] = A[i, j]
     return A
+
+
+@njit(cache=True)
+def rest_block_trace(P22, A22, pos, q, factor, column, n_factors, q_max):
+    """Per rest factor f, Σ over its levels l of (P22 Λ₂'A22)_ll:
+    out[f, a, b] = Σ_l Σ_m P22[(l, a), m] (Λ₂'A22)[m, (l, b)], with the rest rows described as
+    in :func:`rest_pairs_t` (Λ₂[m, m'] = column[m', pos[m]] for m, m' in the same level). One
+    pass over A22, whose zeros (pairs of levels no row shares) are skipped."""
+    out = np.zeros((n_factors, q_max, q_max))
+    size = A22.shape[0]
+    for c in range(size):
+        b = pos[c]
+        base = c - b
+        f = factor[c]
+        for m in range(size):
+            v = A22[c, m]  # = A22[m, c]
+            if v == 0.0:
+                continue
+            first = m - pos[m]
+            for j in range(q[m]):
+                w = column[first + j, pos[m]] * v  # Λ₂[m, m'] A22[m, c], m' = (level of m, j)
+                for a in range(q[c]):
+                    out[f, a, b] += P22[base + a, first + j] * w
+    return out

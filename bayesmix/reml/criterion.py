@@ -52,10 +52,21 @@ class ProfiledCriterion:
         self.log_weights = log_weights
         self.dof = crossprod.n - crossprod.p if reml else crossprod.n
         self.evaluations = 0
+        self._best: tuple[float, Factorization] | None = None  # the factor at the lowest criterion so far
 
     def factorize(self, theta: np.ndarray) -> Factorization:
-        """The blocked Cholesky factor at θ (raises numpy's LinAlgError if it does not exist)."""
+        """The blocked Cholesky factor at θ (raises numpy's LinAlgError if it does not exist).
+
+        The factor at the lowest criterion evaluated so far is kept, so that the fit reads
+        the optimum's factor without computing it again."""
+        theta = np.asarray(theta, dtype=float)
+        if self._best is not None and np.array_equal(self._best[1].theta, theta):
+            return self._best[1]
         return factorize(self.structure, self.cp, theta, self.beta_shift)
+
+    def _keep(self, value: float, f: Factorization) -> None:
+        if self._best is None or value < self._best[0]:
+            self._best = (value, f)
 
     def from_factorization(self, f: Factorization) -> float:
         """The criterion's value given the factor at θ."""
@@ -66,9 +77,12 @@ class ProfiledCriterion:
         """The criterion at θ (+inf where the factorisation breaks down)."""
         self.evaluations += 1
         try:
-            return self.from_factorization(self.factorize(np.asarray(theta, dtype=float)))
+            f = self.factorize(theta)
         except np.linalg.LinAlgError:
             return np.inf
+        value = self.from_factorization(f)
+        self._keep(value, f)
+        return value
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its exact gradient at θ ((inf, 0) where the factor does not exist).
@@ -93,7 +107,9 @@ class ProfiledCriterion:
         except np.linalg.LinAlgError:
             return np.inf, np.zeros_like(theta)
         value, F = schur_terms(f.R, self.cp.p, float(self.dof), self.reml)
-        return float(value + f.logdet_z) - self.log_weights, schur_gradient(self.structure, self.cp, f, F)
+        value = float(value + f.logdet_z) - self.log_weights
+        self._keep(value, f)
+        return value, schur_gradient(self.structure, self.cp, f, F)
 
 
 def profiled_criterion(design: Design, structure: Structure, reml: bool) -> ProfiledCriterion:

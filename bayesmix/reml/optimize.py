@@ -89,13 +89,19 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     diagonal = structure.diagonal()
     start = structure.initial_theta() if theta0 is None else np.asarray(theta0, dtype=float) * scale
 
+    last: dict[bytes, tuple[float, np.ndarray]] = {}  # the latest evaluation: the start is evaluated once, not twice
+
     def scaled(theta_tilde: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = criterion.value_and_gradient(theta_tilde / scale)
-        return value, grad / scale
+        key = np.asarray(theta_tilde, dtype=float).tobytes()
+        if key not in last:
+            value, grad = criterion.value_and_gradient(theta_tilde / scale)
+            last.clear()
+            last[key] = (value, grad / scale)
+        return last[key]
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower]
     summary = OptSummary("L-BFGS-B (exact gradient)", start / scale, start / scale, np.inf, 0, 0, False, "")
-    first = criterion(start / scale)
+    first = scaled(start)[0]
     if not np.isfinite(first):
         summary.evaluations, summary.fmin, summary.message = criterion.evaluations, float(first), "criterion not finite at the start"
         raise FitError(
@@ -124,7 +130,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
         if start is None:
             break
     theta = best / scale
-    fmin = criterion(theta)
+    fmin = fbest  # the criterion at θ = best / scale, where L-BFGS-B evaluated it
     if not (np.isfinite(fmin) and np.isfinite(theta).all()):
         summary.evaluations, summary.final, summary.fmin = criterion.evaluations, theta, float(fmin)
         raise FitError(
