@@ -130,7 +130,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
         if start is None:
             break
     theta = best / scale
-    fmin = fbest  # the criterion at θ = best / scale, where L-BFGS-B evaluated it
+    fmin = fbest if np.isfinite(fbest) else criterion(theta)  # L-BFGS-B's value at best, or the start's when no run returned one
     if not (np.isfinite(fmin) and np.isfinite(theta).all()):
         summary.evaluations, summary.final, summary.fmin = criterion.evaluations, theta, float(fmin)
         raise FitError(
