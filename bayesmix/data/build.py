@@ -20,6 +20,7 @@ from ..families import Family, as_family
 from ..formula import MixedFormula, parse_formula
 from ..formula.evaluation import Evaluator
 from ..formula.parser import suggest, variables_in
+from ..threads import one_blas_thread
 from .checks import (
     check_column_type,
     check_exact_fit,
@@ -33,6 +34,7 @@ from .checks import (
     warn_rank_deficient,
 )
 from .design import Design, Recipe, Rows, TermSpec
+
 from .terms import RandomTerm
 
 RANK_TOLERANCE = 1e-7  # the tolerance of R's qr(), which lme4 uses to drop fixed-effect columns
@@ -185,19 +187,22 @@ def independent_columns(X: np.ndarray, tol: float = RANK_TOLERANCE) -> np.ndarra
 
     Column j is dropped when the part of it orthogonal to the kept earlier columns has a norm
     below ``tol`` times its own norm: R's ``qr(X, tol = 1e-7)`` with limited pivoting, which
-    lme4 uses to drop fixed-effect columns.
+    lme4 uses to drop fixed-effect columns. The products are thin (n x a few columns): BLAS runs
+    them on one thread (:mod:`bayesmix.threads`; on InstEval's 73,421 rows, 4 ms instead of
+    12 to 120 ms on a busy 2-core machine).
     """
     kept = np.zeros(X.shape[1], dtype=bool)
     basis = np.empty((X.shape[0], 0))
-    for j in range(X.shape[1]):
-        x = X[:, j]
-        norm = np.linalg.norm(x)
-        r = x - basis @ (basis.T @ x)
-        r = r - basis @ (basis.T @ r)
-        rnorm = np.linalg.norm(r)
-        if norm > 0 and rnorm > tol * norm:
-            kept[j] = True
-            basis = np.column_stack([basis, r / rnorm])
+    with one_blas_thread():
+        for j in range(X.shape[1]):
+            x = X[:, j]
+            norm = np.linalg.norm(x)
+            r = x - basis @ (basis.T @ x)
+            r = r - basis @ (basis.T @ r)
+            rnorm = np.linalg.norm(r)
+            if norm > 0 and rnorm > tol * norm:
+                kept[j] = True
+                basis = np.column_stack([basis, r / rnorm])
     return kept
 
 

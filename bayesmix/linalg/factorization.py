@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from ..data.blocks import CrossProducts
 from ..data.layout import FactorBlock, Structure
-from .kernels import factor_first_block, rest_downdate
+from .kernels import factor_first_block, rest_downdate, rest_pairs_t, selected_rest_first, symmetrize_lower
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +51,9 @@ class Factorization:
         Λ of the remaining factors, the cross-product ``Z2'Z1``, the dense Cholesky factor
         of their block, and their rows of the ``[X y]`` columns of L (None with a single
         factor). ``L21 = Λ₂'A21 Λ₁ L11⁻ᵀ`` is used only through products.
+    A21_levels
+        ``Z2'Z1`` in the pair layout of :attr:`~bayesmix.data.blocks.CrossProducts.A21_levels`
+        (None with a single factor).
     R
         Lower Cholesky factor of the ``[X y]`` Schur complement, (p+1) x (p+1).
     logdet_z
@@ -71,6 +74,7 @@ class Factorization:
     L22: np.ndarray | None = None
     V2: np.ndarray | None = None
     beta_shift: np.ndarray | None = None
+    A21_levels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def p(self) -> int:
@@ -123,15 +127,22 @@ class Factorization:
         l21_w1 = self.lambda2.t_rows((self.A21 @ (_upper_solve(self.L11inv, w1) @ self.lambda1.T).ravel())[:, None])[:, 0]
         return self.back_substitute(w1, la.solve_triangular(self.L22, c2 - l21_w1, lower=True, check_finite=False))
 
+    def effects_solution(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """G = (Λ'Z'ZΛ + I)⁻¹ Λ'Z'[X y], the spherical modes of each column of ``[X y]``: the
+        first block (levels1, q1, p+1) and the rest block (Q2, p+1) (None with a single factor)."""
+        return self.back_substitute(self.W, self.V2)
+
     def back_substitute(self, rhs1: np.ndarray, rhs2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Solve L_Z' x = rhs for the lower-triangular factor L_Z of Λ'Z'ZΛ + I (split as :meth:`solve` splits):
-        with rhs standard normal, x ~ N(0, (Λ'Z'ZΛ + I)⁻¹)."""
+        """Solve L_Z' x = rhs for the lower-triangular factor L_Z of Λ'Z'ZΛ + I (rhs1 of shape
+        (levels1, q1, ...), rhs2 of shape (Q2, ...): one or several right-hand sides); with rhs
+        standard normal, x ~ N(0, (Λ'Z'ZΛ + I)⁻¹)."""
         if self.L22 is None:
             return _upper_solve(self.L11inv, rhs1), None
         x2 = la.solve_triangular(self.L22.T, rhs2, lower=False, check_finite=False)
-        levels, q = rhs1.shape
-        z = (self.A21.T @ self.lambda2.rows(x2[:, None])[:, 0]).reshape(levels, q) @ self.lambda1
-        rhs1 = rhs1 - np.einsum("lij,lj->li", self.L11inv, z)  # L21' x2 = L11⁻¹ Λ₁' A21' Λ₂ x2
+        columns = x2.reshape(len(x2), -1)
+        z = (self.A21.T @ self.lambda2.rows(columns)).reshape(*rhs1.shape[:2], -1)
+        z = np.einsum("ij,lic->ljc", self.lambda1, z).reshape(rhs1.shape)
+        rhs1 = rhs1 - np.einsum("lij,lj...->li...", self.L11inv, z)  # L21' x2 = L11⁻¹ Λ₁' A21' Λ₂ x2
         return _upper_solve(self.L11inv, rhs1), x2
 
     def spherical_variances(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -143,29 +154,55 @@ class Factorization:
         return first, rest
 
     @functools.cached_property
-    def inverse_blocks(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """P = (Λ'Z'ZΛ + I)⁻¹ where the gradient of a GLMM's Laplace deviance reads it: its
-        diagonal blocks per level of the first factor (levels1, q1, q1), its rest-by-first block
-        P21 (Q2, levels1 * q1) and its rest block P22 (Q2, Q2) (both None with a single factor).
+    def rest_first(self) -> np.ndarray | None:
+        """Λ₂'Z2'Z1 in the pair layout of ``A21_levels`` (pairs, q1); None with a single factor."""
+        if self.L22 is None:
+            return None
+        _, rows, values = self.A21_levels
+        return self.lambda2.t_pairs(rows, values)
+
+    @functools.cached_property
+    def selected_inverse(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """P = (Λ'Z'ZΛ + I)⁻¹ where Λ'Z'ZΛ has entries: its diagonal blocks per level of the
+        first factor (levels1, q1, q1), its rest-by-first block P21 on the pattern of Z2'Z1
+        (pair layout of ``A21_levels``, (pairs, q1)) and its rest block P22 (Q2, Q2) (both None
+        with a single factor).
 
         With M11 = L11 L11' (block diagonal) and the sparse S = M21 M11⁻¹ (M21 = Λ₂'A21Λ₁),
         P22 = (L22 L22')⁻¹, P21 = -P22 S and the first block's diagonal blocks are
-        M11⁻¹ + S_i'P22 S_i = M11⁻¹ - S_i'P21_i (S_i, P21_i: level i's columns).
+        M11⁻¹ + S_i'P22 S_i = M11⁻¹ - S_i'P21_i (S_i, P21_i: level i's columns). P21 is
+        computed only where S has entries (:func:`~bayesmix.linalg.kernels.selected_rest_first`).
         """
-        first = np.swapaxes(self.L11inv, 1, 2) @ self.L11inv
+        first = self._first_inverse
         if self.L22 is None:
             return first, None, None
-        levels, q, _ = self.L11inv.shape
-        S = sp.csr_array(_scale_rows(self.A21 @ _block_diagonal(self.lambda1 @ first), self.lambda2))
-        P22 = np.tril(la.lapack.dpotri(self.L22, lower=1)[0])  # (L22 L22')⁻¹ from its factor, lower triangle
-        P22 += np.tril(P22, -1).T
-        P21 = -np.asarray((S.T @ P22).T)
-        coo = S.tocoo()
-        level, a = np.divmod(coo.col, q)
-        correction = np.zeros((levels, q, q))
-        for b in range(q):
-            np.add.at(correction[:, :, b], (level, a), coo.data * P21[coo.row, level * q + b])
+        indptr, rows, _ = self.A21_levels
+        S = np.einsum("ak,akj->aj", self.rest_first, (self.lambda1 @ first)[self._pair_levels])
+        P22 = la.lapack.dpotri(self.L22, lower=1)[0]  # (L22 L22')⁻¹ from its factor: the lower triangle (the upper is L22's, 0)
+        P21, correction = selected_rest_first(indptr, rows, S, P22)
+        symmetrize_lower(P22)
         return first - correction, P21, P22
+
+    @functools.cached_property
+    def inverse_blocks(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """P = (Λ'Z'ZΛ + I)⁻¹ where the gradient of a GLMM's Laplace deviance reads it: as
+        :attr:`selected_inverse`, with the whole of P21 (Q2, levels1 * q1), P21 = -P22 S."""
+        first, _, P22 = self.selected_inverse
+        if P22 is None:
+            return first, None, None
+        S = sp.csr_array(_scale_rows(self.A21 @ _block_diagonal(self.lambda1 @ self._first_inverse), self.lambda2))
+        return first, -np.asarray((S.T @ P22).T), P22
+
+    @functools.cached_property
+    def _first_inverse(self) -> np.ndarray:
+        """M11⁻¹ per level of the first factor (levels1, q1, q1), M11 = L11 L11'."""
+        return np.swapaxes(self.L11inv, 1, 2) @ self.L11inv
+
+    @functools.cached_property
+    def _pair_levels(self) -> np.ndarray:
+        """The first factor's level of each pair of ``A21_levels``."""
+        indptr = self.A21_levels[0]
+        return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
 
 def effects(structure: Structure, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
@@ -215,14 +252,19 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
         return Factorization(theta, T1, L11inv, W, _schur_factor(S), float(logdet_z), beta_shift=beta_shift)
     lam2 = RestLambda(blocks[1:], theta)
     minv = np.swapaxes(L11inv, 1, 2) @ L11inv
-    C, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22.shape[0])
-    M22 = lam2.sandwich(np.subtract(cp.A22, C, out=C))
+    if lam2.scalar:
+        M22, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22, lam2.scale)
+    else:
+        M22, D = rest_downdate(*cp.A21_levels, T1 @ minv @ T1.T, cp.A1X, cp.A22, np.ones(len(cp.A22)))
+        M22 = lam2.t_rows(lam2.t_rows(symmetrize_lower(M22)).T)
     M22[np.diag_indices_from(M22)] += 1.0
-    L22 = np.linalg.cholesky(M22)
+    L22, info = la.lapack.dpotrf(M22, lower=1, clean=1, overwrite_a=1)  # reads the lower triangle
+    if info != 0:
+        raise np.linalg.LinAlgError("Λ'Z'ZΛ + I is not positive definite")
     logdet_z += 2.0 * np.log(np.diag(L22)).sum()
     V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True, check_finite=False)
     R = _schur_factor(S - V2.T @ V2)
-    return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, beta_shift)
+    return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, beta_shift, cp.A21_levels)
 
 
 def _schur_factor(S: np.ndarray) -> np.ndarray:
@@ -267,14 +309,37 @@ class RestLambda:
         """Λ₂ Y."""
         return self._apply(Y, transpose=False)
 
-    def sandwich(self, A: np.ndarray) -> np.ndarray:
-        """Λ₂' A Λ₂ for a symmetric A (overwriting A when every term is scalar)."""
-        if all(T.shape[0] == 1 for _, _, T in self.parts):
-            scale = np.concatenate([np.full(levels, T[0, 0]) for _, levels, T in self.parts])
-            A *= scale[:, None]
-            A *= scale[None, :]
-            return A
-        return self.t_rows(self.t_rows(A).T)
+    def t_pairs(self, rows: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Λ₂'V for V with the pattern of ``Z2'Z1`` in the pair layout of
+        :attr:`~bayesmix.data.blocks.CrossProducts.A21_levels` (pair a at rest row ``rows[a]``)."""
+        if self.scalar:
+            return V * self.scale[rows][:, None]
+        pos, q, _, column = self.row_templates()
+        return rest_pairs_t(rows, pos, q, column, V)
+
+    @property
+    def scalar(self) -> bool:
+        """Whether every rest factor has one effect per level (Λ₂ diagonal)."""
+        return all(T.shape[0] == 1 for _, _, T in self.parts)
+
+    @property
+    def scale(self) -> np.ndarray:
+        """The diagonal of Λ₂ when it is diagonal (:attr:`scalar`)."""
+        return np.concatenate([np.full(levels, T[0, 0]) for _, levels, T in self.parts])
+
+    def row_templates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per row r of the rest block: its effect's position within its level, the number of
+        effects per level of its factor, the factor's index (0 for the second factor block) and
+        ``column[r, j] = Λ₂[(level, j), r]`` (its column of Λ₂ within the level)."""
+        q_max = max(T.shape[0] for _, _, T in self.parts)
+        pos, q, factor, column = [], [], [], []
+        for k, (_, levels, T) in enumerate(self.parts):
+            size = T.shape[0]
+            pos.append(np.tile(np.arange(size), levels))
+            q.append(np.full(levels * size, size))
+            factor.append(np.full(levels * size, k))
+            column.append(np.tile(np.pad(T.T, ((0, 0), (0, q_max - size))), (levels, 1)))
+        return np.concatenate(pos), np.concatenate(q), np.concatenate(factor), np.concatenate(column)
 
     def _apply(self, Y: np.ndarray, transpose: bool) -> np.ndarray:
         out = np.empty_like(Y)
@@ -289,9 +354,8 @@ class RestLambda:
 
 def _scale_rows(A: sp.sparray, lam: RestLambda) -> sp.sparray:
     """Λ₂' A for a sparse A: a row scaling when every rest term is scalar, dense otherwise."""
-    if all(T.shape[0] == 1 for _, _, T in lam.parts):
-        scale = np.concatenate([np.full(levels, T[0, 0]) for _, levels, T in lam.parts])
-        return sp.diags_array(scale) @ A
+    if lam.scalar:
+        return sp.diags_array(lam.scale) @ A
     return lam.t_rows(A.toarray())
 
 
@@ -303,4 +367,4 @@ def _block_diagonal(blocks: np.ndarray) -> sp.bsr_array:
 
 def _upper_solve(Linv: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve L_i' u_i = rhs_i for every level, given the inverses of the L_i."""
-    return np.einsum("lji,lj->li", Linv, rhs)
+    return np.einsum("lji,lj...->li...", Linv, rhs)

@@ -184,30 +184,25 @@ def first_block_gradient(TA, Linv, W, A1X, F):
 
 
 @njit(cache=True)
-def single_factor_criterion(T, A11, A1X, AXX, p, dof, reml):
-    """Criterion and ``∂d/∂Λ`` with one grouping factor, in one compiled call.
+def schur_terms(R, p, dof, reml):
+    """The criterion's terms in the ``[X y]`` Schur complement S = R R', and ``F = ∂/∂S`` of them.
 
-    The same quantities as ``ProfiledCriterion.from_factorization`` and its gradient, without
-    the per-call overhead of numpy and scipy on matrices this small. Returns (inf, 0) when a
-    factor does not exist.
+    The terms are ν (1 + log(2π r_yy² / ν)), plus log|R_X|² for REML (ν = ``dof``); with
+    e = (-β, 1) (R_X' β = r_yX), F = ν/r_yy² e e', plus S_XX⁻¹ = (R_X R_X')⁻¹ ⊕ 0 for REML.
     """
-    q, m = T.shape[0], AXX.shape[0]
-    ok, Linv, W, TA, S, logdet = factor_first_block(T, A11, A1X, AXX)
-    R = np.zeros((m, m))
-    if not ok or not _cholesky(S, R, m):
-        return np.inf, np.zeros((q, q))
+    m = R.shape[0]
     pwrss = R[p, p] * R[p, p]
-    value = logdet + dof * (1.0 + np.log(2.0 * np.pi * pwrss / dof))
+    value = dof * (1.0 + np.log(2.0 * np.pi * pwrss / dof))
     RXinv = np.empty((p, p))
     _invert_lower(R[:p, :p].copy(), RXinv, p)
-    e = np.empty(m)  # e = (-β, 1) with R_X' β = r_yX
+    e = np.empty(m)
     for i in range(p):
         s = 0.0
         for k in range(p):
             s += RXinv[k, i] * R[p, k]
         e[i] = -s
     e[p] = 1.0
-    F = np.empty((m, m))  # F = ∂d/∂S
+    F = np.empty((m, m))
     for a in range(m):
         for b in range(m):
             F[a, b] = dof / pwrss * e[a] * e[b]
@@ -220,20 +215,41 @@ def single_factor_criterion(T, A11, A1X, AXX, p, dof, reml):
                 for k in range(p):
                     s += RXinv[k, a] * RXinv[k, b]
                 F[a, b] += s
-    return value, first_block_gradient(TA, Linv, W, A1X, F)
+    return value, F
 
 
 @njit(cache=True)
-def rest_downdate(indptr, rows, values, P, A1X, size):
-    """``C = Σ_i A21_i P_i A21_i'`` and ``D = Σ_i A21_i P_i A1X_i`` over levels i of the first factor.
+def single_factor_criterion(T, A11, A1X, AXX, p, dof, reml):
+    """Criterion and ``∂d/∂Λ`` with one grouping factor, in one compiled call.
 
-    ``P_i = Λ₁ M_i⁻¹ Λ₁'``; with them ``L21 L21' = Λ₂' C Λ₂`` and ``L21 W = Λ₂' D``, so the
-    sparse ``L21`` never has to be formed while optimising. Costs Σ_i (rows touched by i)².
+    The same quantities as ``ProfiledCriterion.from_factorization`` and its gradient, without
+    the per-call overhead of numpy and scipy on matrices this small. Returns (inf, 0) when a
+    factor does not exist.
+    """
+    q, m = T.shape[0], AXX.shape[0]
+    ok, Linv, W, TA, S, logdet = factor_first_block(T, A11, A1X, AXX)
+    R = np.zeros((m, m))
+    if not ok or not _cholesky(S, R, m):
+        return np.inf, np.zeros((q, q))
+    value, F = schur_terms(R, p, dof, reml)
+    return logdet + value, first_block_gradient(TA, Linv, W, A1X, F)
+
+
+@njit(cache=True)
+def rest_downdate(indptr, rows, values, P, A1X, A22, scale):
+    """``diag(s) (A22 - C) diag(s)`` (its lower triangle; the upper one is A22's) with
+    ``C = Σ_i A21_i P_i A21_i'``, and ``D = Σ_i A21_i P_i A1X_i`` over levels i of the first factor.
+
+    ``P_i = Λ₁ M_i⁻¹ Λ₁'``; with them ``L22 L22' = Λ₂'(A22 - C)Λ₂ + I`` and ``L21 W = Λ₂' D``,
+    so the sparse ``L21`` never has to be formed while optimising. ``s`` is Λ₂'s diagonal when
+    every rest term is scalar (ones otherwise). The rows of each level are sorted
+    (:class:`~bayesmix.data.crossprod.CrossProductPlan`), so pairs b <= a fall in the lower
+    triangle. Costs Σ_i (rows touched by i)² / 2.
     """
     nl, q = P.shape[0], P.shape[1]
     m = A1X.shape[2]
-    C = np.zeros((size, size))
-    D = np.zeros((size, m))
+    C = A22.copy()
+    D = np.zeros((A22.shape[0], m))
     v = np.empty(q)
     for lev in range(nl):
         for a in range(indptr[lev], indptr[lev + 1]):
@@ -243,14 +259,123 @@ def rest_downdate(indptr, rows, values, P, A1X, size):
                     s += values[a, k] * P[lev, k, j]
                 v[j] = s
             ra = rows[a]
-            for b in range(indptr[lev], indptr[lev + 1]):
+            for b in range(indptr[lev], a + 1):
                 s = 0.0
                 for j in range(q):
                     s += v[j] * values[b, j]
-                C[ra, rows[b]] += s
+                C[ra, rows[b]] -= s
             for c in range(m):
                 s = 0.0
                 for j in range(q):
                     s += v[j] * A1X[lev, j, c]
                 D[ra, c] += s
+    for i in range(C.shape[0]):
+        for j in range(i + 1):
+            C[i, j] *= scale[i] * scale[j]
     return C, D
+
+
+@njit(cache=True)
+def rest_pairs_t(rows, row_pos, row_q, column, V):
+    """Λ₂' applied to a matrix with the pattern of ``Z2'Z1`` in the pair layout of
+    :attr:`~bayesmix.data.blocks.CrossProducts.A21_levels` (the rows of one first-factor
+    level sorted, each level of a rest factor present with all its q rows or none).
+
+    Row r of the rest block is effect ``row_pos[r]`` of a level of a factor with ``row_q[r]``
+    effects per level, and ``column[r, j]`` = Λ₂[(level, j), r]; so
+    (Λ₂'V)[a] = Σ_j column[r, j] V[a - row_pos[r] + j] for pair a at row r.
+    """
+    out = np.zeros_like(V)
+    for a in range(V.shape[0]):
+        r = rows[a]
+        first = a - row_pos[r]
+        for j in range(row_q[r]):
+            c = column[r, j]
+            for k in range(V.shape[1]):
+                out[a, k] += c * V[first + j, k]
+    return out
+
+
+@njit(cache=True)
+def selected_rest_first(indptr, rows, S, P22):
+    """The rest-by-first block P21 = -P22 S of P = (Λ'Z'ZΛ + I)⁻¹ on the pattern of ``Z2'Z1``
+    (pair layout, as :func:`rest_pairs_t`), from S = M21 M11⁻¹ on that pattern, and the
+    per-level corrections Σ_a S_a'P21_a (levels, q1, q1) that turn M11⁻¹ into P's diagonal
+    blocks. Reads P22's lower triangle only; costs Σ_i (pairs of level i)² q1 / 2: only the
+    entries where Z2'Z1 has entries."""
+    levels, q = indptr.shape[0] - 1, S.shape[1]
+    P21 = np.zeros_like(S)
+    correction = np.zeros((levels, q, q))
+    for lev in range(levels):
+        for a in range(indptr[lev], indptr[lev + 1]):
+            ra = rows[a]
+            w = P22[ra, ra]
+            for k in range(q):
+                P21[a, k] -= w * S[a, k]
+            for b in range(indptr[lev], a):  # rows[b] < rows[a]: P22's lower triangle, used for both pairs
+                w = P22[ra, rows[b]]
+                for k in range(q):
+                    P21[a, k] -= w * S[b, k]
+                    P21[b, k] -= w * S[a, k]
+        for a in range(indptr[lev], indptr[lev + 1]):
+            for i in range(q):
+                for j in range(q):
+                    correction[lev, i, j] += S[a, i] * P21[a, j]
+    return P21, correction
+
+
+@njit(cache=True)
+def rest_pairs_trace(rows, row_pos, row_q, row_factor, P21, X, n_factors, q_max):
+    """Per rest factor f, Σ over its levels l of (P21 X')_ll, the diagonal blocks of the product
+    of two matrices with the pattern of ``Z2'Z1`` (pair layout, as :func:`rest_pairs_t`):
+    out[f, a, b] = Σ over pairs p at row (l, b) of Σ_c P21[(l, a), c] X[p, c]."""
+    out = np.zeros((n_factors, q_max, q_max))
+    for p in range(X.shape[0]):
+        r = rows[p]
+        b = row_pos[r]
+        first = p - b
+        f = row_factor[r]
+        for a in range(row_q[r]):
+            s = 0.0
+            for c in range(X.shape[1]):
+                s += P21[first + a, c] * X[p, c]
+            out[f, a, b] += s
+    return out
+
+
+@njit(cache=True)
+def symmetrize_lower(A):
+    """Copy the lower triangle of the square A onto its upper triangle, in place (in tiles, so
+    that the transposed writes stay in cache: several times faster than numpy's ``tril``)."""
+    n = A.shape[0]
+    tile = 64
+    for i0 in range(0, n, tile):
+        for j0 in range(0, i0 + 1, tile):
+            for i in range(i0, min(i0 + tile, n)):
+                for j in range(j0, min(j0 + tile, i)):
+                    A[j, i] = A[i, j]
+    return A
+
+
+@njit(cache=True)
+def rest_block_trace(P22, A22, pos, q, factor, column, n_factors, q_max):
+    """Per rest factor f, Σ over its levels l of (P22 Λ₂'A22)_ll:
+    out[f, a, b] = Σ_l Σ_m P22[(l, a), m] (Λ₂'A22)[m, (l, b)], with the rest rows described as
+    in :func:`rest_pairs_t` (Λ₂[m, m'] = column[m', pos[m]] for m, m' in the same level). One
+    pass over A22, whose zeros (pairs of levels no row shares) are skipped."""
+    out = np.zeros((n_factors, q_max, q_max))
+    size = A22.shape[0]
+    for c in range(size):
+        b = pos[c]
+        base = c - b
+        f = factor[c]
+        for m in range(size):
+            v = A22[c, m]  # = A22[m, c]
+            if v == 0.0:
+                continue
+            first = m - pos[m]
+            for j in range(q[m]):
+                w = column[first + j, pos[m]] * v  # Λ₂[m, m'] A22[m, c], m' = (level of m, j)
+                for a in range(q[c]):
+                    out[f, a, b] += P22[base + a, first + j] * w
+    return out

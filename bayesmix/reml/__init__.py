@@ -11,7 +11,7 @@ import pandas as pd
 from ..data.design import Design
 from ..errors import ArgumentError, ConvergenceWarning, FitError
 from ..families import Gaussian, check_supported
-from ..linalg.threads import one_blas_thread
+from ..threads import one_blas_thread
 from .criterion import profiled_criterion
 from .optimize import OptSummary, optimize_theta
 from .glmm import GlmmResult, GlmmSummary, fit_glmm
@@ -44,7 +44,7 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
     criterion = profiled_criterion(design, structure, reml)
-    with one_blas_thread():  # see bayesmix.linalg.threads
+    with one_blas_thread():  # see bayesmix.threads
         opt = optimize_theta(criterion)
     try:
         factorization = criterion.factorize(opt.final)

@@ -6,8 +6,8 @@ The criteria (lme4's ``REMLcrit`` and ``deviance``) are
     ML:    log|L_Z|² + n (1 + log(2π r_yy² / n))
     REML:  log|L_Z|² + log|R_X|² + (n-p) (1 + log(2π r_yy² / (n-p)))
 
-With a single grouping factor the gradient with respect to θ is exact and costs one more
-pass over the levels (see :meth:`ProfiledCriterion.value_and_gradient`).
+The gradient with respect to θ is exact for any number of grouping factors
+(see :meth:`ProfiledCriterion.value_and_gradient`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
 from ..data.layout import Structure
 from ..linalg.factorization import Factorization, factorize
-from ..linalg.kernels import single_factor_criterion
+from ..linalg.gradient import schur_gradient
+from ..linalg.kernels import schur_terms, single_factor_criterion
 
 
 class ProfiledCriterion:
@@ -51,10 +52,21 @@ class ProfiledCriterion:
         self.log_weights = log_weights
         self.dof = crossprod.n - crossprod.p if reml else crossprod.n
         self.evaluations = 0
+        self._best: tuple[float, Factorization] | None = None  # the factor at the lowest criterion so far
 
     def factorize(self, theta: np.ndarray) -> Factorization:
-        """The blocked Cholesky factor at θ (raises numpy's LinAlgError if it does not exist)."""
+        """The blocked Cholesky factor at θ (raises numpy's LinAlgError if it does not exist).
+
+        The factor at the lowest criterion evaluated so far is kept, so that the fit reads
+        the optimum's factor without computing it again."""
+        theta = np.asarray(theta, dtype=float)
+        if self._best is not None and np.array_equal(self._best[1].theta, theta):
+            return self._best[1]
         return factorize(self.structure, self.cp, theta, self.beta_shift)
+
+    def _keep(self, value: float, f: Factorization) -> None:
+        if self._best is None or value < self._best[0]:
+            self._best = (value, f)
 
     def from_factorization(self, f: Factorization) -> float:
         """The criterion's value given the factor at θ."""
@@ -65,38 +77,39 @@ class ProfiledCriterion:
         """The criterion at θ (+inf where the factorisation breaks down)."""
         self.evaluations += 1
         try:
-            return self.from_factorization(self.factorize(np.asarray(theta, dtype=float)))
+            f = self.factorize(theta)
         except np.linalg.LinAlgError:
             return np.inf
+        value = self.from_factorization(f)
+        self._keep(value, f)
+        return value
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The criterion and its gradient at θ.
+        """The criterion and its exact gradient at θ ((inf, 0) where the factor does not exist).
 
-        With one grouping factor the gradient is exact. Writing M_i = Λ'A_iΛ + I,
-        B_i = Λ'Z_i'[X y], G_i = M_i⁻¹B_i, S = [X y]'[X y] - Σ B_i'G_i and F = ∂d/∂S
-        (F = S_XX⁻¹ ⊕ 0 for the REML log-determinant plus ν/r² e e' with e = (-β, 1)),
+        Writing M = Λ'Z'ZΛ + I, B = Λ'Z'[X y], G = M⁻¹B, S = [X y]'[X y] - B'G and
+        F = ∂d/∂S (F = S_XX⁻¹ ⊕ 0 for the REML log-determinant plus ν/r² e e' with e = (-β, 1),
+        :func:`~bayesmix.linalg.kernels.schur_terms`),
 
-            ∂d/∂Λ = 2 (Σ_i M_i⁻¹Λ'A_i - Σ_i G_i F (Z_i'[X y] - A_iΛG_i)')'.
+            ∂d/∂Λ = 2 (M⁻¹Λ'Z'Z - G F (Z'[X y] - Z'ZΛG)')',
 
-        With several factors a central difference is used.
+        summed over the levels of each factor (:mod:`bayesmix.linalg.gradient`). With one
+        grouping factor, M is block-diagonal and one compiled pass over the levels gives both.
         """
         theta = np.asarray(theta, dtype=float)
-        if not self.cp.single_factor:
-            return self(theta), self._central_difference(theta)
         self.evaluations += 1
-        cp, block = self.cp, self.structure.blocks[0]
-        value, dT = single_factor_criterion(block.lambda_(theta), cp.A11, cp.A1X, cp.AXX, cp.p, float(self.dof), self.reml)
-        return float(value) - self.log_weights, dT[block.theta_rows, block.theta_cols]
-
-    def _central_difference(self, theta: np.ndarray) -> np.ndarray:
-        grad = np.empty_like(theta)
-        for k in range(len(theta)):
-            h = 1e-6 * max(1.0, abs(theta[k]))
-            up, down = theta.copy(), theta.copy()
-            up[k] += h
-            down[k] -= h
-            grad[k] = (self(up) - self(down)) / (2.0 * h)
-        return grad
+        if self.cp.single_factor:
+            cp, block = self.cp, self.structure.blocks[0]
+            value, dT = single_factor_criterion(block.lambda_(theta), cp.A11, cp.A1X, cp.AXX, cp.p, float(self.dof), self.reml)
+            return float(value) - self.log_weights, dT[block.theta_rows, block.theta_cols]
+        try:
+            f = self.factorize(theta)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros_like(theta)
+        value, F = schur_terms(f.R, self.cp.p, float(self.dof), self.reml)
+        value = float(value + f.logdet_z) - self.log_weights
+        self._keep(value, f)
+        return value, schur_gradient(self.structure, self.cp, f, F)
 
 
 def profiled_criterion(design: Design, structure: Structure, reml: bool) -> ProfiledCriterion:

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from ..data.blocks import CrossProducts
 from ..data.layout import Structure
 from ..errors import ArgumentError
-from ..linalg.threads import one_blas_thread
+from ..threads import one_blas_thread
 
 # the dense algebra holds about six (q + p) x (q + p) matrices: 10,000 random effects take 5 GB
 MAX_RANDOM_EFFECTS = 10_000
@@ -111,7 +111,7 @@ def kenward_roger(cp: CrossProducts, structure: Structure, theta: np.ndarray, si
             f"Kenward-Roger's method needs dense algebra on the {q} random effects of this model (at most "
             f"{MAX_RANDOM_EFFECTS}: it holds several q x q matrices); use ddf='satterthwaite', which scales as the fit does."
         )
-    with one_blas_thread():  # as the fits (see bayesmix.linalg.threads): 7x faster for the music model on a loaded machine
+    with one_blas_thread():  # as the fits (see bayesmix.threads): 7x faster for the music model on a loaded machine
         return _adjusted(cp, structure, theta, sigma, vcov_beta, q)
 
 

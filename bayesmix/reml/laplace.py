@@ -19,7 +19,7 @@ gives the covariance of the estimates, 2 H⁻¹ (as lme4's default ``use.hessian
 glmmTMB's ``sdreport``); lme4's ``use.hessian = FALSE`` covariance, (R_X R_X')⁻¹ from the
 weighted factor at the mode, which ignores the uncertainty in θ and the dependence of the
 weights on β, is kept beside it. The fit runs on one BLAS thread
-(:mod:`bayesmix.linalg.threads`).
+(:mod:`bayesmix.threads`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..errors import ArgumentError, FitError
 from ..families import Family
 from ..linalg.factorization import conditional_covariances, effects
 from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes, agq_deviance, agq_gradient, laplace_gradient, pirls
-from ..linalg.threads import one_blas_thread
+from ..threads import one_blas_thread
 from .optimize import BOUNDARY_TOL
 
 STEP = 1e-3  # central-difference step of the Hessian, relative to max(1, |x|): the gradient is smooth and exact to ~1e-8

@@ -21,7 +21,7 @@ class OptSummary:
     Attributes
     ----------
     method
-        The optimiser (``"L-BFGS-B"``), with exact gradients (one grouping factor) or central differences.
+        The optimiser (``"L-BFGS-B"``, with the exact gradient of the criterion).
     initial, final
         θ at the start and at the optimum.
     fmin
@@ -89,14 +89,19 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     diagonal = structure.diagonal()
     start = structure.initial_theta() if theta0 is None else np.asarray(theta0, dtype=float) * scale
 
+    last: dict[bytes, tuple[float, np.ndarray]] = {}  # the latest evaluation: the start is evaluated once, not twice
+
     def scaled(theta_tilde: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = criterion.value_and_gradient(theta_tilde / scale)
-        return value, grad / scale
+        key = np.asarray(theta_tilde, dtype=float).tobytes()
+        if key not in last:
+            value, grad = criterion.value_and_gradient(theta_tilde / scale)
+            last.clear()
+            last[key] = (value, grad / scale)
+        return last[key]
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower]
-    gradient = "exact gradient" if criterion.cp.single_factor else "central-difference gradient"
-    summary = OptSummary(f"L-BFGS-B ({gradient})", start / scale, start / scale, np.inf, 0, 0, False, "")
-    first = criterion(start / scale)
+    summary = OptSummary("L-BFGS-B (exact gradient)", start / scale, start / scale, np.inf, 0, 0, False, "")
+    first = scaled(start)[0]
     if not np.isfinite(first):
         summary.evaluations, summary.fmin, summary.message = criterion.evaluations, float(first), "criterion not finite at the start"
         raise FitError(
@@ -106,13 +111,10 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
             summary,
         )
     best, fbest = start, np.inf
-    # With difference gradients, asking for more than ~1e-12 relative reduction only makes
-    # the line search fail on rounding noise.
-    ftol = 1e-13 if criterion.cp.single_factor else 1e-12
     for _ in range(2 + 2 * structure.n_theta):
         result = minimize(
             scaled, start, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": max_iter, "ftol": ftol, "gtol": 1e-10},
+            options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-10},
         )
         summary.iterations += int(result.nit)
         improved = np.isfinite(result.fun) and result.fun < fbest
@@ -128,7 +130,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
         if start is None:
             break
     theta = best / scale
-    fmin = criterion(theta)
+    fmin = fbest if np.isfinite(fbest) else criterion(theta)  # L-BFGS-B's value at best, or the start's when no run returned one
     if not (np.isfinite(fmin) and np.isfinite(theta).all()):
         summary.evaluations, summary.final, summary.fmin = criterion.evaluations, theta, float(fmin)
         raise FitError(

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConvergenceWarning
-from ..linalg.threads import one_blas_thread
+from ..threads import one_blas_thread
 from .criterion import profiled_criterion
 
 # Central differences start at this fraction of |θ_k| (or of 0.1 for θ_k near 0) and are halved
@@ -108,7 +108,7 @@ def variance_derivatives(fit) -> VarianceDerivatives:
         return np.concatenate([[log_det, f.pwrss], f.rx_inverse.ravel()])
 
     theta = fit.theta_values
-    with one_blas_thread():  # the factorisations of small blocks, as in the fit (see bayesmix.linalg.threads)
+    with one_blas_thread():  # the factorisations of small blocks, as in the fit (see bayesmix.threads)
         value, gradient, hessian = richardson(parts, theta)
     sigma, rss, nu = fit.sigma, value[1], criterion.dof
     k = len(theta) + 1

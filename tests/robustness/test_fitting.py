@@ -30,6 +30,7 @@ START = [1.0, 0.0, 1.0 / np.sqrt(np.mean(np.arange(10.0) ** 2))]
 
 def test_criterion_nan_at_the_start_raises_with_the_record(sleep_model, monkeypatch):
     monkeypatch.setattr(ProfiledCriterion, "__call__", lambda self, theta: np.nan)
+    monkeypatch.setattr(ProfiledCriterion, "value_and_gradient", lambda self, theta: (np.nan, np.full(len(theta), np.nan)))
     with pytest.raises(FitError, match=r"criterion is nan at the starting θ \[1.0, 0.0, 0.187317\].*rescale.*Optimiser record: L-BFGS-B") as info:
         sleep_model.fit_reml()
     record = info.value.optsummary

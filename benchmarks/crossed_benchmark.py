@@ -1,0 +1,196 @@
+"""Crossed REML at InstEval's size: bayesmix against lme4 (run by Rscript in the same script).
+
+Run from the repository root:
+
+    Rscript benchmarks/insteval_export.R --out /tmp/insteval.csv     # lme4's InstEval, not committed
+    PYTHONPATH=. .venv/bin/python benchmarks/crossed_benchmark.py --data /tmp/insteval.csv [--profile]
+
+Without ``--data`` a data set of InstEval's shape is simulated (73,421 rows; 2,972 students s,
+1,128 instructors d, each in one of 14 departments; a binary ``service``). Models:
+
+- ``y ~ service + (1 | s) + (1 | d) + (1 | dept:service)`` (MixedModels.jl's InstEval benchmark);
+- ``y ~ 1 + (1 | s) + (1 | d) + (1 | dept)``.
+
+For each: bayesmix's REML fit on a built design ("fit", median of ``--repeats``) and from the
+DataFrame ("end to end": formula, design, fit), with the CPU time of the fit beside its wall
+time (the machine is shared: CPU time is nearer what the fit takes on an idle core), its
+criterion evaluations with the exact gradient, and the same optimiser driven by central
+differences of the criterion (the gradient bayesmix used before issue 15) for the count of
+evaluations and the time; lme4 1.1's ``lmer``
+(``benchmarks/crossed_lme4.R``: fit on data already read, and end to end from the CSV). The
+data are read once, as strings; end to end starts from that DataFrame. statsmodels' MixedLM has
+no crossed random effects (only variance components within one group, here a single group of
+73,421 rows with dense n x n algebra), so it is not run. ``--profile`` prints the top of
+cProfile for one fit. Prints Markdown rows for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import bayesmix as bm
+from bayesmix.data.layout import structure_of
+from bayesmix.threads import one_blas_thread
+from bayesmix.reml.criterion import ProfiledCriterion, profiled_criterion
+from bayesmix.reml.optimize import optimize_theta
+
+HERE = Path(__file__).resolve().parent
+MODELS = (
+    "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)",
+    "y ~ 1 + (1 | s) + (1 | d) + (1 | dept)",
+)
+COLUMNS = {"s": str, "d": str, "dept": str, "service": str}
+
+
+def simulate(seed: int = 1, n: int = 73_421, students: int = 2_972, instructors: int = 1_128, departments: int = 14) -> pd.DataFrame:
+    """A data set of InstEval's shape: random student-instructor pairs, instructors in departments."""
+    rng = np.random.default_rng(seed)
+    s, d = rng.integers(0, students, n), rng.integers(0, instructors, n)
+    dept = rng.integers(0, departments, instructors)[d]
+    service = rng.random(n) < 0.43
+    y = 3.2 - 0.07 * service + rng.normal(0, 0.32, students)[s] + rng.normal(0, 0.51, instructors)[d]
+    y += rng.normal(0, 0.11, (departments, 2))[dept, service.astype(int)] + rng.normal(0, 1.18, n)
+    return pd.DataFrame({"s": s.astype(str), "d": d.astype(str), "dept": dept.astype(str),
+                         "service": service.astype(int).astype(str), "y": y})
+
+
+class CentralDifferences(ProfiledCriterion):
+    """The criterion with its gradient by central differences (2 dim(θ) more evaluations)."""
+
+    def value_and_gradient(self, theta):
+        theta = np.asarray(theta, dtype=float)
+        grad = np.empty_like(theta)
+        for k in range(len(theta)):
+            h = 1e-6 * max(1.0, abs(theta[k]))
+            up, down = theta.copy(), theta.copy()
+            up[k] += h
+            down[k] -= h
+            grad[k] = (self(up) - self(down)) / (2.0 * h)
+        return self(theta), grad
+
+
+def median_time(fn, repeats: int, clock=time.perf_counter):
+    times, out = [], None
+    for _ in range(repeats):
+        start = clock()
+        out = fn()
+        times.append(clock() - start)
+    return statistics.median(times), out
+
+
+def bayesmix_runs(formula: str, data: pd.DataFrame, repeats: int) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        design = bm.make_design(formula, data)
+        bm.fit_reml(design)  # load the compiled kernels
+        fit_s, fit = median_time(lambda: bm.fit_reml(design), repeats)
+        cpu_s, _ = median_time(lambda: bm.fit_reml(design), repeats, time.process_time)
+        e2e_s, _ = median_time(lambda: bm.fit_reml(bm.make_design(formula, data)), repeats)
+        structure = structure_of(design)
+        exact = profiled_criterion(design, structure, True)
+        start = time.perf_counter()
+        base = profiled_criterion(design, structure, True)
+        central = CentralDifferences(structure, base.cp, True, base.beta_shift, base.log_weights)
+        with one_blas_thread():
+            central_summary = optimize_theta(central)
+        central_s = time.perf_counter() - start
+        with one_blas_thread():  # one evaluation, and one with the gradient, near the optimum (medians of 5)
+            value_s = statistics.median(
+                median_time(lambda: exact(fit.optsummary.final * (1.0 + 1e-3 * k)), 1)[0] for k in range(1, 6)
+            )  # distinct points: the criterion keeps the factor at its lowest value
+            gradient_s = statistics.median(
+                median_time(lambda: exact.value_and_gradient(fit.optsummary.final * (1.0 - 1e-3 * k)), 1)[0] for k in range(1, 6)
+            )
+    return {
+        "fit_s": fit_s, "cpu_s": cpu_s, "e2e_s": e2e_s, "criterion": fit.optsummary.fmin, "evaluations": fit.optsummary.evaluations,
+        "iterations": fit.optsummary.iterations, "method": fit.optsummary.method,
+        "central_s": central_s, "central_evaluations": central_summary.evaluations, "central_criterion": central_summary.fmin,
+        "value_ms": 1e3 * value_s, "value_gradient_ms": 1e3 * gradient_s, "theta": fit.optsummary.final,
+    }
+
+
+def lme4_run(formula: str, csv: Path, repeats: int) -> dict:
+    out = subprocess.run(["Rscript", str(HERE / "crossed_lme4.R"), str(csv), formula, str(repeats)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def profile(formula: str, data: pd.DataFrame, top: int = 15) -> str:
+    design = bm.make_design(formula, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bm.fit_reml(design)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        bm.fit_reml(bm.make_design(formula, data))
+        profiler.disable()
+    stream = io.StringIO()
+    pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(top)
+    return stream.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="InstEval as CSV (benchmarks/insteval_export.R); simulated when absent")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lme4-repeats", type=int, default=1)
+    parser.add_argument("--skip-lme4", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions for one end-to-end fit")
+    args = parser.parse_args()
+    if args.data is None:
+        data = simulate()
+        handle, name = tempfile.mkstemp(suffix=".csv")
+        os.close(handle)
+        csv = Path(name)
+        data.to_csv(csv, index=False)
+        source = "simulated, InstEval's shape"
+    else:
+        csv = args.data
+        data = pd.read_csv(csv, dtype=COLUMNS)
+        source = "lme4's InstEval"
+    data = data[list(COLUMNS) + ["y"]]
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()} {platform.processor() or ''}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; Python {platform.python_version()}, "
+          f"numpy {np.__version__}, bayesmix {bm.__version__}; data: {source} ({len(data)} rows, "
+          f"{data.s.nunique()} s x {data.d.nunique()} d, {data.dept.nunique()} dept)\n")
+    print("| model | bayesmix fit (CPU) | bayesmix end to end | evaluations (exact gradient) | one evaluation / with gradient "
+          "| central differences: evaluations, fit | lme4 fit (CPU) | lme4 end to end | lme4 evaluations | REML criterion "
+          "(bayesmix / lme4) | speed-up (fit, end to end) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for formula in MODELS:
+        ours = bayesmix_runs(formula, data, args.repeats)
+        theirs = None if args.skip_lme4 else lme4_run(formula, csv, args.lme4_repeats)
+        lme4_cols = ("not run",) * 3 if theirs is None else (
+            f"{theirs['fit_seconds']:.2f} s ({theirs['fit_cpu_seconds']:.2f} s)", f"{theirs['end_to_end_seconds']:.2f} s", str(theirs["evaluations"]))
+        crit = f"{ours['criterion']:.4f}" + ("" if theirs is None else f" / {theirs['criterion']:.4f}")
+        speed = "" if theirs is None else (f"{theirs['fit_seconds'] / ours['fit_s']:.0f}x ({theirs['fit_cpu_seconds'] / ours['cpu_s']:.0f}x CPU), "
+                                           f"{theirs['end_to_end_seconds'] / ours['e2e_s']:.0f}x")
+        cell = formula.replace("|", "\\|")  # a bar inside a table cell
+        print(f"| `{cell}` | {ours['fit_s']:.2f} s ({ours['cpu_s']:.2f} s) | {ours['e2e_s']:.2f} s | {ours['evaluations']} ({ours['iterations']} iterations) "
+              f"| {ours['value_ms']:.0f} ms / {ours['value_gradient_ms']:.0f} ms | {ours['central_evaluations']}, {ours['central_s']:.2f} s "
+              f"| {' | '.join(lme4_cols)} | {crit} | {speed} |", flush=True)
+    if args.profile:
+        print("\ncProfile of one end-to-end fit of", MODELS[0])
+        print(profile(MODELS[0], data))
+    if args.data is None:
+        csv.unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
