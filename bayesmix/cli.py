@@ -1,22 +1,25 @@
-"""The ``bayesmix`` command line: ``bayesmix demo``, ``bayesmix fit`` and ``bayesmix design``."""
+"""The ``bayesmix`` command line: ``bayesmix demo``, ``bayesmix fit`` and ``bayesmix design``.
+
+``bayesmix --help`` imports nothing but argparse: each subcommand's arguments (which need the
+families' and the sampler's defaults) are added when that subcommand is parsed or its help is
+asked for, and the modelling stack is imported when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .bayes.sampling import SamplerSettings
-from .compare import compare
-from .datasets import simulate_music
-from .data.dask_data import is_parquet_path
 from .errors import BayesmixError
-from .model import Model
-from .families import FAMILY_NAMES
+
+if TYPE_CHECKING:
+    from .model import Model
 
 DEMO_FORMULA = "na ~ perform_type + (perform_type | id)"
 
@@ -26,6 +29,29 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """An argument parser whose arguments ``arguments(parser)`` adds when it is first used."""
+
+    def __init__(self, *args, arguments: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pending = arguments
+
+    def _add_pending(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._add_pending()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._add_pending()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._add_pending()
+        return super().format_help()
+
     def error(self, message: str):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
@@ -40,8 +66,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-# the sampler's own defaults (one home: SamplerSettings); --out has none
-_NUTS_DEFAULTS = {"draws": SamplerSettings.draws, "chains": SamplerSettings.chains, "seed": SamplerSettings.seed, "out": None}
+@functools.cache
+def _nuts_defaults() -> dict:
+    """The sampler's own defaults (one home: SamplerSettings); --out has none."""
+    from .bayes.sampling import SamplerSettings
+
+    return {"draws": SamplerSettings.draws, "chains": SamplerSettings.chains, "seed": SamplerSettings.seed, "out": None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,20 +79,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bayesmix", description="Mixed-effects models with lme4 formulas, fitted by REML or NUTS.")
     parser.add_argument("--version", action="version", version=f"bayesmix {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,fit,design}", parser_class=_Parser)
-    demo = commands.add_parser(
+    commands.add_parser(
         "demo",
+        arguments=_demo_arguments,
         help="REML and Bayesian fits of simulated music-anxiety data, side by side",
         description="Simulate diaries with the music study's design, fit "
-        f"'{DEMO_FORMULA}' by REML and by NUTS, and print both.",
+        f"'{DEMO_FORMULA}' by REML and by NUTS, and print both beside the simulation's true values.",
     )
-    demo.add_argument("--seed", type=int, default=0, help="seed of the simulated data and the sampler (default 0)")
-    demo.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
-    fit = commands.add_parser(
+    commands.add_parser(
         "fit",
+        arguments=_fit_arguments,
         help="fit FORMULA to a CSV file and print the summary",
         description="Fit an lme4-style formula to a CSV file by REML (default), ML or NUTS and print the summary.",
         epilog="example: bayesmix fit 'na ~ perform_type + (perform_type | id)' --data musicdata.csv --method nuts",
     )
+    commands.add_parser(
+        "design",
+        arguments=_design_arguments,
+        help="print the parsed design of FORMULA on a CSV file",
+        description="Parse FORMULA, build its design on a CSV file and print it (no fitting).",
+    )
+    return parser
+
+
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--seed", type=int, default=0, help="seed of the simulated data and the sampler (default 0)")
+    demo.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
+
+
+def _fit_arguments(fit: argparse.ArgumentParser) -> None:
+    defaults = _nuts_defaults()
     fit.add_argument("formula", help="lme4-style formula, e.g. 'y ~ x + (x | g)'")
     fit.add_argument("--data", required=True,
                      help="CSV file with the formula's columns, or a Parquet file, directory or glob (read with dask)")
@@ -72,27 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--nagq", type=_positive_int, default=1,
                      help="quadrature points per group for --method ml of a GLMM with one scalar random-effect term "
                           "(default 1: the Laplace approximation)")
-    fit.add_argument("--draws", type=_positive_int, default=_NUTS_DEFAULTS["draws"],
-                     help=f"NUTS draws per chain (default {_NUTS_DEFAULTS['draws']})")
-    fit.add_argument("--chains", type=_positive_int, default=_NUTS_DEFAULTS["chains"],
-                     help=f"NUTS chains (default {_NUTS_DEFAULTS['chains']})")
+    fit.add_argument("--draws", type=_positive_int, default=defaults["draws"],
+                     help=f"NUTS draws per chain (default {defaults['draws']})")
+    fit.add_argument("--chains", type=_positive_int, default=defaults["chains"],
+                     help=f"NUTS chains (default {defaults['chains']})")
     fit.add_argument("--seed", type=int, default=None, help="NUTS seed")
     fit.add_argument("--out", help="save the NUTS posterior to this netCDF file")
     fit.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
-    design = commands.add_parser(
-        "design",
-        help="print the parsed design of FORMULA on a CSV file",
-        description="Parse FORMULA, build its design on a CSV file and print it (no fitting).",
-    )
+
+
+def _design_arguments(design: argparse.ArgumentParser) -> None:
     design.add_argument("formula", help="lme4-style formula, e.g. 'y ~ x + (x | g)'")
     design.add_argument("--data", required=True,
                         help="CSV file with the formula's columns, or a Parquet file, directory or glob (read with dask)")
     _model_arguments(design)
-    return parser
 
 
 def _model_arguments(command: argparse.ArgumentParser) -> None:
     """The response family, its link, prior weights and an offset, as ``bm.Model`` takes them."""
+    from .families import FAMILY_NAMES
+
     command.add_argument("--family", choices=list(FAMILY_NAMES), default="gaussian",
                          help="response family (default gaussian); binomial responses as cbind(successes, failures)")
     command.add_argument("--link", help="the family's link, e.g. probit for binomial (default: the family's first)")
@@ -101,6 +146,9 @@ def _model_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def _model(args: argparse.Namespace) -> Model:
+    from .families import FAMILY_NAMES
+    from .model import Model
+
     kind = FAMILY_NAMES[args.family]
     family = kind() if args.link is None else kind(link=args.link)
     return Model(args.formula, _read(args.data), family, weights=args.weights, offset=args.offset)
@@ -126,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bayesmix: error: the {args.family} family is fitted by maximum likelihood: use --method ml", file=sys.stderr)
         return 2
     if args.command == "fit" and args.method != "nuts":
-        ignored = [f"--{name}" for name in ("draws", "chains", "seed", "out") if getattr(args, name) != _NUTS_DEFAULTS[name]]
+        ignored = [f"--{name}" for name in ("draws", "chains", "seed", "out") if getattr(args, name) != _nuts_defaults()[name]]
         if ignored:
             verb = "apply" if len(ignored) > 1 else "applies"
             print(f"bayesmix: error: {', '.join(ignored)} {verb} only to --method nuts", file=sys.stderr)
@@ -152,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "demo":
+        from .compare import compare
+        from .datasets import simulate_music
+        from .model import Model
+
         data = simulate_music(seed=args.seed)
         print(f"Simulated music-anxiety data: {len(data)} diaries of {data['id'].nunique()} musicians.\n")
         model = Model(DEMO_FORMULA, data)
@@ -161,8 +213,10 @@ def _run(args: argparse.Namespace) -> None:
         print(f"\nPosterior ({post.method}; {post.settings.chains} chains x {post.settings.draws} draws, "
               f"compiled in {post.compile_seconds:.1f} s, sampled in {post.sampling_seconds:.1f} s):")
         print(post.summary().round(3).to_string())
-        print("\nREML estimates beside the posterior:")
-        print(compare(reml, post).round(3).to_string())
+        print("\nThe simulation's true values beside the REML estimates and the posterior:")
+        table = compare(reml, post)
+        table.insert(0, "truth", _music_truth(model))
+        print(table.round(3).to_string())
     elif args.command == "fit":
         model = _model(args)
         if args.method == "nuts":
@@ -183,8 +237,29 @@ def _run(args: argparse.Namespace) -> None:
         print(_model(args).design)
 
 
+def _music_truth(model: Model):
+    """The parameters ``simulate_music`` draws from (its defaults), named as the summaries name them."""
+    import pandas as pd
+
+    from .datasets import MUSIC_REML
+    from .tables import parameter_name
+
+    (term,) = model.design.terms
+    columns, q = term.columns, term.q
+    truth = dict(zip(model.design.fixed_names, MUSIC_REML["beta"]))
+    truth |= {parameter_name("sd", (c,), term.group, False): v for c, v in zip(columns, MUSIC_REML["sd"])}
+    truth |= {parameter_name("cor", (columns[i], columns[j]), term.group, False): MUSIC_REML["corr"][i][j]
+              for i in range(q) for j in range(i + 1, q)}
+    truth["sigma"] = MUSIC_REML["sigma"]
+    return pd.Series(truth)
+
+
 def _read(path: str):
     """A CSV file as a DataFrame; a Parquet dataset as its path (Model reads it with dask, one pass)."""
+    import pandas as pd
+
+    from .data.dask_data import is_parquet_path
+
     if is_parquet_path(path):
         return path
     try:

@@ -8,6 +8,12 @@ that still leaves a usable answer (a singular fit, divergences, high R-hat) is a
 
 from __future__ import annotations
 
+import os
+import warnings
+
+#: The directory of the bayesmix package: frames in it are not where a warning is shown.
+PACKAGE_DIRECTORY = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 class BayesmixError(Exception):
     """Base class of every error bayesmix raises on purpose."""
@@ -95,3 +101,11 @@ class SeparationWarning(BayesmixWarning):
     """The data separate some fixed effects of a binomial or count model: a linear combination
     of them predicts every response at its bound (all successes or all failures, or zero
     counts), so their maximum-likelihood estimates are infinite."""
+
+
+def warn(message: str | Warning, category: type[Warning] | None = None) -> None:
+    """Issue a warning attributed to the caller's own code: the first frame outside the bayesmix
+    package (the notebook cell or script line that called bayesmix), however deep inside bayesmix
+    the warning is raised. The one way bayesmix warns (``warnings.warn`` with
+    ``skip_file_prefixes``; a ``message`` that is a Warning instance carries its category)."""
+    warnings.warn(message, category, skip_file_prefixes=(PACKAGE_DIRECTORY,))

@@ -21,13 +21,19 @@ import os
 import shutil
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numba
+from numba.core import event
 from numba.core.caching import FunctionCache
 
-from .errors import BayesmixWarning
+from .errors import BayesmixWarning, warn
+
+COMPILE_NOTICE = (
+    "bayesmix: compiling numba kernels for this kind of model; this happens once (they are cached on disk) and "
+    "can take 10-30 s"
+)
+"""The line printed, once per process, when a bayesmix kernel is first compiled rather than loaded from the cache."""
 
 
 def njit(*args, cache: bool = False, **options):
@@ -75,16 +81,34 @@ def _pytensor_directory() -> None:
         _warn_no_cache()
 
 
+class _CompileNotice(event.Listener):
+    """Prints :data:`COMPILE_NOTICE` to stderr when numba starts compiling a bayesmix function, the
+    first time in the process. numba announces each compiler pass it runs (the event
+    ``numba:run_pass``) and runs none for a function it loads from its disk cache, so the line
+    appears exactly when the cache is cold (or cannot be kept), whatever the kernel."""
+
+    def __init__(self):
+        self.said = False
+
+    def on_start(self, happening: event.Event) -> None:
+        if not self.said and str((happening.data or {}).get("module", "")).startswith(f"{__package__}."):
+            self.said = True
+            print(COMPILE_NOTICE, file=sys.stderr, flush=True)
+
+    def on_end(self, happening: event.Event) -> None:
+        pass
+
+
 @functools.cache
 def _warn_no_cache() -> None:
     """The warning, once per process."""
-    warnings.warn(
+    warn(
         "Compiled code cannot be kept on disk here (numba and PyTensor find no writable cache directory: "
         "a read-only installation or home directory), so bayesmix compiles in memory, again in every process. "
         "Set NUMBA_CACHE_DIR and PYTENSOR_FLAGS=base_compiledir=... to writable directories to keep it.",
         BayesmixWarning,
-        stacklevel=4,
     )
 
 
 _pytensor_directory()
+event.register("numba:run_pass", _CompileNotice())

@@ -22,7 +22,8 @@ class Model:
     formula
         E.g. ``"na ~ perform_type + (perform_type | id)"``; see the formula syntax reference.
     data
-        The data: a pandas DataFrame; or, for models whose random effects are all on one
+        The data: a pandas DataFrame (or a polars DataFrame or pyarrow Table, converted to pandas
+        once); or, for models whose random effects are all on one
         grouping factor, a dask DataFrame or the path of a Parquet dataset, which is read once
         (in parallel by the active dask scheduler) into per-group sufficient statistics (see
         ``bayesmix.dask_data``). Rows with missing values in used columns are dropped with a warning.
@@ -174,3 +175,6 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.design.formula.text!r}, family={self.design.family}, n={self.design.n})"
+
+    def _repr_html_(self) -> str:
+        return self.design._repr_html_("Model")

@@ -26,7 +26,7 @@ class FittedModel:
         """``newdata`` materialised like the fitted rows; DataError naming the first grouping factor
         with levels not in the fitted data when ``random`` effects are asked for and
         ``unseen_allowed`` is False (``remedy`` says which argument allows them)."""
-        new = new_data(self.design, newdata)
+        new = new_data(self.design, newdata, random)
         if random and new.unseen and not unseen_allowed:
             group, levels = next(iter(new.unseen.items()))
             raise DataError(

@@ -1,4 +1,10 @@
-"""Shared fixtures: the data sets in ../shared/data, a small hand-checkable frame, and fits that tests only read.
+"""Shared fixtures: the data sets and references of ../shared, a small hand-checkable frame, and fits that tests only read.
+
+The data and reference files are read from ../shared (beside the project root), as in CI;
+they are not copied into the repository (the project's rule for ../shared). From a plain
+clone the music data are read from where ``load_music()`` finds them (``BAYESMIX_MUSIC_CSV``
+or its cache), and a test whose file is nowhere is skipped, saying so and how to get it. With
+``BAYESMIX_REQUIRE_SHARED=1`` (as .ci/run sets it) ../shared must be there: a missing file fails.
 
 A fit that several test modules read is made once per session here (sampling is what makes
 the suite slow); a test that changes a result makes its own."""
@@ -11,6 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import os  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -19,11 +27,32 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def shared_file(*parts: str) -> Path:
-    """A file under ../shared (beside the project root); fails loudly when it is absent."""
+    """A file of ../shared by its path there (``"data", "sleepstudy.csv"``): from ../shared when it
+    is present, else for the music data the file ``load_music()`` would read; the test is
+    skipped when there is none (it fails instead under ``BAYESMIX_REQUIRE_SHARED=1``)."""
     path = SHARED.joinpath(*parts)
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the tests read ../shared beside the project root")
-    return path
+    if path.is_file():
+        return path
+    if os.environ.get("BAYESMIX_REQUIRE_SHARED"):
+        pytest.fail(f"{path} is missing: with BAYESMIX_REQUIRE_SHARED set the tests read ../shared beside the project root")
+    candidates = []
+    if parts == ("data", "musicdata.csv"):
+        from bayesmix.datasets import data_dir
+
+        candidates = [Path(p) for p in [os.environ.get("BAYESMIX_MUSIC_CSV")] if p] + [data_dir() / "musicdata.csv"]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        pytest.skip(f"{'/'.join(parts)} is not in ../shared beside the project root"
+                    + (": set BAYESMIX_MUSIC_CSV, or run bayesmix.datasets.load_music() once to cache it"
+                       if parts[-1] == "musicdata.csv" else
+                       ": the project's data and references are not copied into the repository; put the shared "
+                       "folder beside the project root"), allow_module_level=True)
+    return found
+
+
+def shared_directory(*parts: str) -> Path:
+    """A directory of ../shared (``"reference", "glmm"``)."""
+    return SHARED.joinpath(*parts)
 
 
 def glmm_file(name: str) -> Path:

@@ -15,9 +15,15 @@ from .conftest import shared_file
 
 @pytest.mark.slow  # REML and Bayesian fits of a simulated study
 def test_demo_fits_simulated_music_data(capsys):
-    assert main(["demo"]) == 0
+    assert main(["demo", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "497 diaries of 37 musicians" in out and "REML criterion at convergence" in out
+    # the truth column holds simulate_music's parameters (lme4's REML fit of the real study)
+    table = out.split("The simulation's true values beside the REML estimates and the posterior:\n", 1)[1]
+    assert table.splitlines()[0].split()[:3] == ["truth", "reml", "boundary"]
+    truth = {line.rsplit(None, 8)[0].strip(): float(line.rsplit(None, 8)[1]) for line in table.splitlines()[2:12]}
+    assert truth["Intercept"] == 15.050 and truth["sd(perform_type[Solo])"] == 1.008 and truth["sigma"] == 4.614
+    assert truth["cor(Intercept, perform_type[Solo])"] == 0.743
 
 
 def test_fit_prints_the_summary(capsys):

@@ -161,7 +161,7 @@ def test_data_errors_name_the_column(small, change, message):
 def test_duplicate_columns_and_non_frames(small):
     with pytest.raises(DataError, match="duplicate column name.*'x'"):
         bm.make_design("y ~ x + (1 | g)", pd.concat([small, small[["x"]]], axis=1))
-    with pytest.raises(DataError, match="must be a pandas DataFrame, not dict"):
+    with pytest.raises(DataError, match=r"must be a data frame \(pandas or polars DataFrame, pyarrow Table\), not dict"):
         bm.make_design("y ~ x + (1 | g)", small.to_dict())
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SHARED, shared_file
+from .conftest import shared_directory, shared_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
@@ -41,7 +41,7 @@ def test_example_runs_in_quick_mode(script, tmp_path):
         "BAYESMIX_EXAMPLES_OUT": str(tmp_path / "figures"),
         "BAYESMIX_MUSIC_CSV": str(shared_file("data", "musicdata.csv")),
         "BAYESMIX_DATA_DIR": str(tmp_path / "cache"),  # never touch the user's cache
-        "BAYESMIX_GLMM_DIR": str(SHARED / "reference" / "glmm"),  # lme4's numbers; the example skips them if absent
+        "BAYESMIX_GLMM_DIR": str(shared_directory("reference", "glmm")),  # lme4's numbers; the example skips them if absent
         "MPLBACKEND": "Agg",
     }
     done = subprocess.run([sys.executable, str(script)], check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)

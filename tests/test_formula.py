@@ -242,3 +242,88 @@ def test_a_part_that_is_not_one_finite_number_per_row_is_refused():
         evaluator.values("pair(size)", data)
     with pytest.raises(FormulaError, match="reserved"):
         evaluator.values("__import__('os')", data)
+
+
+# ----- R's conveniences: '.' for every other column, factor(x) for C(x) -----
+COLUMNS = ("y", "a", "b", "g", "w", "my col", "t")
+# formula, columns excluded besides the formula's own (the weights= column), expanded formula
+DOTS = [
+    ("y ~ . + (1 | g)", (), "y ~ a + b + w + `my col` + t + (1 | g)"),
+    ("y ~ . + (1 | g)", ("w",), "y ~ a + b + `my col` + t + (1 | g)"),
+    ("y ~ (1 | g) + .", ("w",), "y ~ (1 | g) + a + b + `my col` + t"),
+    ("y ~ . - a + (1 | g)", ("w",), "y ~ a + b + `my col` + t - a + (1 | g)"),
+    ("y ~ .^2 + (1 | g)", ("w",), "y ~ (a + b + `my col` + t)^2 + (1 | g)"),
+    ("y ~ (.)^2 + (1 | g)", ("w",), "y ~ (a + b + `my col` + t)^2 + (1 | g)"),
+    ("y ~ . * a + (a | g)", ("w",), "y ~ (a + b + `my col` + t) * a + (a | g)"),
+    ("y ~ . + offset(np.log(t)) + (1 | g)", ("w",), "y ~ a + b + `my col` + offset(np.log(t)) + (1 | g)"),
+    ("cbind(a, b - a) ~ . + (1 | g)", ("w",), "cbind(a, b - a) ~ y + `my col` + t + (1 | g)"),
+    ("y ~ . + (1 | g/w)", (), "y ~ a + b + `my col` + t + (1 | g/w)"),
+    ("y ~ . + (1 | g) + (1 | a:b)", ("w", "my col"), "y ~ t + (1 | g) + (1 | a:b)"),
+    ("y ~ np.log(a) + . + (1 | g)", ("w",), "y ~ np.log(a) + a + b + `my col` + t + (1 | g)"),
+    ("y ~ np.log(a) + (1 | g)", (), "y ~ np.log(a) + (1 | g)"),  # np.log's dot is no '.'
+]
+
+
+@pytest.mark.parametrize(("text", "exclude", "expanded"), DOTS, ids=[f"{v[0]} {v[1]}" for v in DOTS])
+def test_dot_is_every_other_column(text, exclude, expanded):
+    # as R's terms(y ~ ., data) (the response left out), and the grouping factors, offsets and weights too
+    assert parse_formula(text, columns=COLUMNS, exclude=exclude).text == expanded
+
+
+# formula, message pattern, caret position
+DOT_INVALID = [
+    (". ~ x + (1 | g)", "belongs on the right of '~'", 0),
+    ("y ~ x + (. | g)", "name the columns of a random-effects term", 9),
+    ("y ~ x + (1 + . | g)", "name the columns of a random-effects term", 13),
+    ("y ~ np.log(.) + (1 | g)", "not for a function's argument", 11),
+    ("y ~ I(. + 1) + (1 | g)", "not for a function's argument", 6),
+    ("y ~ {. + 1} + (1 | g)", "not for a function's argument", 5),
+]
+
+
+@pytest.mark.parametrize(("text", "message", "position"), DOT_INVALID, ids=[v[0] for v in DOT_INVALID])
+def test_a_dot_where_it_cannot_mean_the_other_columns(text, message, position):
+    test_invalid_formulas(text, message, position)  # without the data's columns
+    with pytest.raises(FormulaError, match=message):
+        parse_formula(text, columns=COLUMNS)
+
+
+def test_a_dot_needs_the_data():
+    with pytest.raises(FormulaError, match=r"which the formula alone does not know: .*bm.Model\(formula, data\)"):
+        parse_formula("y ~ . + (1 | g)")
+    with pytest.raises(FormulaError, match="there is none left"):
+        parse_formula("y ~ . + offset(t) + (1 | g)", columns=["y", "g", "t", "w"], exclude=["w"])
+    with pytest.raises(FormulaError, match="column 0 cannot be written in a formula"):
+        parse_formula("y ~ . + (1 | g)", columns=["y", "g", 0])
+
+
+@pytest.mark.filterwarnings("ignore:boundary")
+def test_a_model_with_a_dot_is_the_model_with_the_columns_written_out(small):
+    import bayesmix as bm
+
+    data = small[["y", "x", "z", "f", "g"]].assign(w=np.linspace(1.0, 2.0, len(small)))
+    dotted = bm.Model("y ~ . + (1 | g)", data, weights="w")
+    written = bm.Model("y ~ x + z + f + (1 | g)", data, weights="w")
+    assert dotted.formula.text == "y ~ x + z + f + (1 | g)"
+    assert dotted.design.fixed_names == written.design.fixed_names == ("Intercept", "x", "z", "f[lo]", "f[mid]")
+    np.testing.assert_array_equal(dotted.design.rows.X, written.design.rows.X)
+    new = data.head(4)
+    pd.testing.assert_series_equal(dotted.fit_reml().predict(new), written.fit_reml().predict(new))
+
+
+def test_factor_is_c(small):
+    import bayesmix as bm
+
+    parsed = parse_formula("y ~ factor(k) + (factor(h) | g)")
+    assert parsed.numeric == ("y",)  # k and h are read as categories, not as numbers
+    as_factor = bm.Model("y ~ factor(k) + x + (1 | g)", small).design
+    as_c = bm.Model("y ~ C(k) + x + (1 | g)", small).design
+    assert as_factor.fixed_names == ("Intercept", "factor(k)[2]", "x")
+    np.testing.assert_array_equal(as_factor.rows.X, as_c.rows.X)
+    levels = bm.Model("y ~ factor(f, levels=['mid', 'lo', 'hi']) + (1 | g)", small).design.fixed_names
+    assert levels == ("Intercept", "factor(f, levels=['mid', 'lo', 'hi'])[lo]", "factor(f, levels=['mid', 'lo', 'hi'])[hi]")
+    with pytest.raises(FormulaError, match=r"factor\(k\) makes a categorical factor") as info:
+        parse_formula("y ~ x + offset(factor(k)) + (1 | g)")
+    assert info.value.position == 15
+    with pytest.raises(ValueError, match="is a built-in formula function already"):
+        user_transforms({"factor": print})

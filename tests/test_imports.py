@@ -55,8 +55,8 @@ def test_building_a_pymc_model_loads_pymc_after_bayesmix_jit():
         import sys
         import pandas as pd
         import bayesmix as bm
-        assert "bayesmix.jit" in sys.modules and "pytensor" not in sys.modules
         model = bm.Model("Reaction ~ Days + (Days | Subject)", pd.read_csv({str(shared_file("data", "sleepstudy.csv"))!r}))
+        assert "bayesmix.jit" in sys.modules and "pytensor" not in sys.modules
         bayes = model.bayes_model(method="full")
         assert "pymc" not in sys.modules  # a BayesModel builds its PyMC model on first use
         assert {{"beta", "sigma"}} <= set(bayes.pymc_model.named_vars)

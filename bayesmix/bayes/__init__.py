@@ -7,6 +7,7 @@ model is first built or sampled, ArviZ when a result is summarised.
 
 from __future__ import annotations
 
+from .. import jit  # noqa: F401 - first: it may choose PyTensor's directory before PyTensor is imported
 from .model import METHODS, BayesModel, sample
 from .priors import (
     LKJ,

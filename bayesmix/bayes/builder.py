@@ -34,7 +34,7 @@ Posterior variables, named for users:
 This module imports PyMC and PyTensor, so it is imported only when a PyMC model is built
 (``BayesModel.pymc_model``, sampling with ``sampler="pymc"``, the full model with nutpie, priors
 without a native form), never by ``import bayesmix``; :mod:`bayesmix.jit`, which may choose
-PyTensor's compile directory, has run by then (``bayesmix/__init__.py`` imports it first).
+PyTensor's compile directory, has run by then (``bayesmix/bayes/__init__.py`` imports it first).
 """
 
 from __future__ import annotations

@@ -60,6 +60,14 @@ SCALE_FAMILIES = ("HalfNormal", "HalfStudentT", "Exponential")
 POPULATION_HEADER = OFF_SD_PRIOR + 1
 
 
+@njit(cache=True)
+def copy_into(out, values):
+    """``out[:] = values`` for 1-D arrays, element by element: numba compiles a slice assignment
+    from an array with its shape-mismatch message, seconds of string formatting on a cold cache."""
+    for i in range(values.shape[0]):
+        out[i] = values[i]
+
+
 @njit(cache=True, error_model="numpy")
 def prior_log_density(spec, v):
     """Log density (up to a constant) of one prior at v, and its derivative."""
@@ -184,7 +192,9 @@ def population(x, blob):
             lp += _corr_cholesky(x[pos:pos + m], qk, block)
             for i in range(1, qk):
                 lp += (qk - i - 1 + 2.0 * eta - 2.0) * np.log(block[i, i])
-            R[col:col + qk, col:col + qk] = block
+            for i in range(qk):  # element by element: a slice assignment compiles numba's shape-error message (seconds)
+                for j in range(qk):
+                    R[col + i, col + j] = block[i, j]
             pos += m
     return beta, sigma, sd, R, lp, grad
 
@@ -203,7 +213,7 @@ def _log_density(x, blob, out, q):
     if not np.isfinite(value):
         return -np.inf
     chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma)
-    out[:] = grad
+    copy_into(out, grad)
     return lp + value
 
 
@@ -256,7 +266,8 @@ def chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma):
             m = qk * (qk - 1) // 2
             dy = np.empty(m)
             _corr_cholesky_backward(x[pos:pos + m], qk, R[col:col + qk, col:col + qk], dL, eta, dy)
-            grad[pos:pos + m] += dy
+            for k in range(m):
+                grad[pos + k] += dy[k]
             pos += m
 
 

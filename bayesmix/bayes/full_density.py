@@ -42,7 +42,7 @@ from ..jit import cfunc, njit
 from ..families import BINOMIAL_CODE, log_density_row
 from ..data.layout import GroupLayout
 from .density import (
-    N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, natively_supported, population, population_centre, population_sections,
+    N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, copy_into, natively_supported, population, population_centre, population_sections,
 )
 from .priors import PriorSet
 
@@ -153,7 +153,7 @@ def _log_density(x, blob, out, family, link):
         lp -= 0.5 * z[k] * z[k]
         grad[start + k] -= z[k]
     chain_rule(x, blob, grad, dispersion, sd, R, d_beta, d_C, d_dispersion)
-    out[:] = grad
+    copy_into(out, grad)
     return lp
 
 

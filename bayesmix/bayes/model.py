@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -155,6 +156,16 @@ class BayesModel:
         if self.method == "laplace":
             return "laplace (random effects integrated out by the Laplace approximation, drawn from it)"
         return f"full ({self.parameterization} random effects)"
+
+    def __repr__(self) -> str:
+        return (f"<BayesModel {self.design.formula.text!r}, {self.design.family}: {self.description}"
+                f"{', precompiled' if self.precompiled else ''}>\n{self.priors!r}")
+
+    def _repr_html_(self) -> str:
+        return (f"<p><b>Bayesian model</b> <code>{html.escape(self.design.formula.text)}</code>, "
+                f"{html.escape(str(self.design.family))}: sampled {html.escape(self.description)}"
+                f"{', precompiled (nothing to compile per model)' if self.precompiled else ''}</p>"
+                + self.priors._repr_html_())
 
     def sample(self, y=None, **settings) -> BayesResult:
         """Sample the posterior; ``settings`` are those of :class:`SamplerSettings`.

@@ -229,6 +229,12 @@ class PriorSet:
             rows.append((self.dispersion_class, "", "", str(self.dispersion)))
         return pd.DataFrame(rows, columns=["class", "group", "coef", "prior"])
 
+    def __repr__(self) -> str:
+        return "Priors:\n" + self.table().to_string(index=False)
+
+    def _repr_html_(self) -> str:
+        return "<p><b>Priors</b></p>" + self.table().to_html(index=False)
+
 
 def resolve_priors(design: Design, term_labels: list[str], overrides: list[Prior] | None = None) -> PriorSet:
     """Default priors for ``design`` with ``overrides`` applied (the most specific wins).

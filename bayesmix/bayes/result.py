@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,7 +15,7 @@ import xarray as xr
 from ..data.design import Design
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..results import FittedModel, check_flag, check_prob, lazily
-from ..errors import ConvergenceWarning, DataError
+from ..errors import ConvergenceWarning, DataError, warn
 from ..families import Binomial, NegativeBinomial, Poisson
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
 from ..data.layout import GroupLayout, group_layouts, pair_label
@@ -45,18 +45,57 @@ class Prediction:
     draws
         Posterior predictive draws of the response (drawn from the family given μ: a Gaussian's
         noise, a binomial proportion of the row's trials, a count), (chain, draw, obs).
+    scale
+        ``"response"`` when ``mean`` and ``mu`` are of μ, ``"link"`` when of η.
     """
 
     mean: pd.Series
     mu: xr.DataArray
     draws: xr.DataArray
+    scale: str = "response"
+
+    #: Rows a repr shows: the first and last half of them when there are more.
+    SHOWN = 10
 
     def interval(self, prob: float = 0.95, predictive: bool = True) -> pd.DataFrame:
         """Equal-tailed interval per row, of the predictive draws or of μ."""
         check_prob("prob", prob)
-        values = (self.draws if predictive else self.mu).stack(sample=("chain", "draw")).values
+        return self._interval(slice(None), prob, predictive)
+
+    def _interval(self, rows, prob: float, predictive: bool) -> pd.DataFrame:
+        """:meth:`interval` of the rows at positions ``rows``."""
+        values = (self.draws if predictive else self.mu).isel(obs=rows).stack(sample=("chain", "draw")).values
         lo, hi = np.quantile(values, [(1 - prob) / 2, (1 + prob) / 2], axis=1)
-        return pd.DataFrame({"mean": self.mean.to_numpy(), "lower": lo, "upper": hi}, index=self.mean.index)
+        return pd.DataFrame({"mean": self.mean.to_numpy()[rows], "lower": lo, "upper": hi}, index=self.mean.index[rows])
+
+    def _shown(self) -> tuple[str, pd.DataFrame, int]:
+        """What a repr shows: a heading, the table of the first and last rows, and how many rows it leaves out."""
+        n, half = len(self.mean), self.SHOWN // 2
+        rows = np.arange(n) if n <= self.SHOWN else np.r_[:half, n - half:n]
+        response = self.scale == "response"
+        heading = (f"Prediction of {n} row{'s' * (n != 1)} ({self.mu.sizes['chain']} chains x {self.mu.sizes['draw']} "
+                   "draws): " + ("posterior mean of μ, 95% interval of the predictive draws" if response else
+                                 "posterior mean and 95% interval of the linear predictor η"))
+        return heading, self._interval(rows, 0.95, response), n - len(rows)
+
+    def __repr__(self) -> str:
+        heading, table, hidden = self._shown()
+        text = table.to_string(float_format=lambda v: f"{v:.4g}")
+        if hidden:
+            lines = text.splitlines()
+            half = self.SHOWN // 2
+            text = "\n".join([*lines[: half + 1], f"... {hidden} more rows ...", *lines[half + 1 :]])
+        return f"{heading}\n{text}\n(.mean, .mu, .draws; .interval() for every row)"
+
+    def _repr_html_(self) -> str:
+        heading, table, hidden = self._shown()
+        if hidden:
+            half = self.SHOWN // 2
+            gap = pd.DataFrame({c: [np.nan] for c in table.columns}, index=pd.Index([f"... {hidden} more rows"]))
+            table = pd.concat([table.iloc[:half].set_axis(table.index[:half].astype(str)), gap,
+                               table.iloc[half:].set_axis(table.index[half:].astype(str))])
+        return (f"<p>{html.escape(heading)}</p>" + table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="")
+                + "<p><code>.mean</code>, <code>.mu</code>, <code>.draws</code>; <code>.interval()</code> for every row</p>")
 
 
 def stack_draws(posterior: xr.Dataset) -> xr.Dataset:
@@ -175,7 +214,7 @@ class BayesResult(FittedModel):
         table = self._table(ci_prob)
         undefined = self._undefined_diagnostics(table)
         if undefined:
-            warnings.warn(undefined, ConvergenceWarning, stacklevel=2)
+            warn(undefined, ConvergenceWarning)
         return table
 
     def _table(self, ci_prob: float = 0.95) -> pd.DataFrame:
@@ -342,7 +381,8 @@ class BayesResult(FittedModel):
         shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"], len(index))
         coords = {"chain": self.posterior["chain"].values, "draw": self.posterior["draw"].values, "obs": np.arange(len(index))}
         as_array = lambda a, name: xr.DataArray(a.reshape(shape), dims=("chain", "draw", "obs"), coords=coords, name=name)
-        return Prediction(pd.Series(mu.mean(axis=0), index=index, name="predicted"), as_array(mu, "mu"), as_array(draws, "y"))
+        return Prediction(pd.Series(mu.mean(axis=0), index=index, name="predicted"), as_array(mu, "mu"), as_array(draws, "y"),
+                          type)
 
     def fitted(self) -> pd.Series:
         """Posterior mean of μ for the fitted rows (a lazy dask Series for dask or Parquet data)."""
@@ -492,7 +532,7 @@ class BayesResult(FittedModel):
         if self.importance is not None and not self.importance.trustworthy:
             problems.append(f"{self.importance}")
         for problem in problems:
-            warnings.warn(problem, ConvergenceWarning, stacklevel=3)
+            warn(problem, ConvergenceWarning)
         return problems
 
     # ----- saving and display ----------------------------------------------------------------------

@@ -77,9 +77,9 @@ def make_design(
         When ``family`` is not a bayesmix family.
     """
     family = as_family(family)
-    evaluator = evaluator_of(formula, transforms)
-    parsed = evaluator.formula
     data = check_frame(data, "data")
+    evaluator = evaluator_of(formula, transforms, data.columns, [a for a in (weights, offset) if isinstance(a, str)])
+    parsed = evaluator.formula
     for name in parsed.variables:
         if name not in data.columns:
             raise FormulaError(
@@ -93,7 +93,7 @@ def make_design(
     dropped = missing.any(axis=1)
     n_dropped = int(dropped.sum())
     if n_dropped:
-        warn_missing(n_dropped, len(data), missing.sum().to_dict(), stacklevel=3)
+        warn_missing(n_dropped, len(data), missing.sum().to_dict())
         data = data.loc[~dropped.to_numpy()]
         arguments = arguments.loc[~dropped.to_numpy()]
         if data.empty:
@@ -123,7 +123,7 @@ def make_design(
     if family.has_sufficient_statistics:  # a residual variance to estimate
         check_exact_fit(y, X[:, kept], parsed.response)
     if dropped_columns:
-        warn_rank_deficient(dropped_columns, stacklevel=3)
+        warn_rank_deficient(dropped_columns)
 
     terms: list[RandomTerm] = []
     codes_of: list[np.ndarray] = []
@@ -175,10 +175,14 @@ def make_design(
     )
 
 
-def evaluator_of(formula: str | MixedFormula, transforms: dict | None) -> Evaluator:
-    """The :class:`~bayesmix.formula.evaluation.Evaluator` of ``formula`` (text or parsed) with the user's ``transforms``."""
+def evaluator_of(
+    formula: str | MixedFormula, transforms: dict | None, columns=None, exclude: list[str] | tuple[str, ...] = ()
+) -> Evaluator:
+    """The :class:`~bayesmix.formula.evaluation.Evaluator` of ``formula`` (text or parsed) with the user's
+    ``transforms``; ``columns`` (the data's) and ``exclude`` (the weights' and offset's columns) give a
+    ``.`` in the formula its meaning (:func:`~bayesmix.formula.parser.expand_dot`)."""
     names = tuple(transforms) if isinstance(transforms, dict) else ()
-    parsed = formula if isinstance(formula, MixedFormula) else parse_formula(formula, names)
+    parsed = formula if isinstance(formula, MixedFormula) else parse_formula(formula, names, columns, exclude)
     return Evaluator.of(parsed, transforms)
 
 
@@ -406,10 +410,9 @@ def evaluation_error(exc: Exception, what: str, text: str) -> FormulaError | Dat
         )
     if isinstance(cause, NameError):
         missing = getattr(cause, "name", None) or str(cause)
-        hint = " For R's factor(x) write C(x)." if missing == "factor" else ""
         return FormulaError(
             f"Cannot evaluate {culprit!r} in the {what}: {missing!r} is neither a column nor a known function. "
-            f"Use numpy functions as np.log(x), and C(x), scale(x), center(x), poly(x, 2), bs(x).{hint}",
+            f"Use numpy functions as np.log(x), and C(x), scale(x), center(x), poly(x, 2), bs(x).",
             text,
             position if position >= 0 else None,
         )

@@ -5,13 +5,12 @@ column, term or value and the fix, or warns of statistical trouble."""
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, MissingDataWarning, RankDeficiencyWarning
+from ..errors import DataError, MissingDataWarning, RankDeficiencyWarning, warn
 from ..formula import BarTerm
 from .crossprod import least_squares
 from .terms import RandomTerm
@@ -26,23 +25,21 @@ MAX_MAGNITUDE = 1e100
 MIN_MAGNITUDE = 1e-100
 
 
-def warn_missing(n_dropped: int, n_rows: int, per_column: dict, stacklevel: int) -> None:
+def warn_missing(n_dropped: int, n_rows: int, per_column: dict) -> None:
     """MissingDataWarning: how many of the rows were dropped, and the missing values per column."""
     counts = ", ".join(f"{c} ({int(k)})" for c, k in per_column.items() if k)
-    warnings.warn(
+    warn(
         f"Dropped {n_dropped} of {n_rows} rows with missing values in {counts}; fill or remove them first to keep those rows.",
         MissingDataWarning,
-        stacklevel=stacklevel + 1,
     )
 
 
-def warn_rank_deficient(dropped_columns: tuple[str, ...], stacklevel: int) -> None:
+def warn_rank_deficient(dropped_columns: tuple[str, ...]) -> None:
     """RankDeficiencyWarning naming the fixed-effect columns dropped as combinations of earlier ones."""
-    warnings.warn(
+    warn(
         f"The fixed-effects model matrix is rank deficient, so {len(dropped_columns)} column(s) were dropped "
         f"(linear combinations of earlier columns): {', '.join(dropped_columns)}.",
         RankDeficiencyWarning,
-        stacklevel=stacklevel + 1,
     )
 
 
@@ -63,14 +60,43 @@ def check_grouping(bar: BarTerm, n_levels: int, n: int, level_per_row: bool = Fa
 
 
 def check_frame(data, what: str) -> pd.DataFrame:
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"{what} must be a pandas DataFrame, not {type(data).__name__}.")
+    """``data`` as a pandas DataFrame (:func:`as_pandas`), with unique column names and rows."""
+    data = as_pandas(data, what)
     duplicated = data.columns[data.columns.duplicated()]
     if len(duplicated):
         raise DataError(f"{what} has duplicate column name(s) {', '.join(map(repr, pd.unique(duplicated)))}; rename them.")
     if data.empty:
         raise DataError(f"{what} has no rows.")
     return data
+
+
+def as_pandas(data, what: str) -> pd.DataFrame:
+    """``data`` itself when it is a pandas DataFrame; a polars DataFrame, a pyarrow Table or another
+    eager data frame that narwhals reads, converted to pandas: the one place where other frames
+    enter, so that everything after it (and every result) is the same as for the pandas frame
+    with the same columns. A polars Categorical column, whose order is that in which its values
+    first appear, is read as text (levels sorted, as for a pandas column of strings); a polars
+    Enum and a pyarrow dictionary keep their order of categories, as a pandas Categorical does.
+    DataError for anything else, saying what to pass."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    import narwhals as nw
+
+    frame = nw.from_native(data, pass_through=True)
+    if isinstance(frame, nw.LazyFrame):
+        raise DataError(f"{what} is a lazy {type(data).__name__}: collect it first (e.g. {what}.collect()), or pass a "
+                        "pandas or polars DataFrame or a pyarrow Table.")
+    if not isinstance(frame, nw.DataFrame):
+        raise DataError(f"{what} must be a data frame (pandas or polars DataFrame, pyarrow Table), not "
+                        f"{type(data).__name__}.")
+    if frame.implementation.is_polars():  # a polars Categorical has no order of its own: read it as the text it holds
+        text = [name for name, dtype in frame.schema.items() if dtype == nw.Categorical]
+        frame = frame.with_columns(nw.col(*text).cast(nw.String)) if text else frame
+    try:
+        return frame.to_pandas()
+    except ModuleNotFoundError as error:  # polars converts through pyarrow
+        raise DataError(f"Reading a {type(data).__module__.split('.')[0]} {type(data).__name__} needs {error.name}: "
+                        f"pip install {error.name}, or pass {what}.to_pandas().") from None
 
 
 def check_finite(M: np.ndarray, names: list[str], what: str) -> None:
@@ -203,11 +229,10 @@ def warn_constant_within_groups(terms: list[RandomTerm], codes: list[np.ndarray]
                 values = z[k][order, j]
                 spread = np.maximum.reduceat(values, starts) - np.minimum.reduceat(values, starts)
                 if (spread <= 1e-12 * np.abs(values).max()).all():
-                    warnings.warn(
+                    warn(
                         f"{column!r} is constant within every level of {group!r}, so its random slope on {group!r} "
                         f"is confounded with the random intercept of {group!r} (told apart only by how the variance "
                         f"changes with {column!r} across groups). Consider dropping it from the random part "
                         f"(keep {column!r} as a fixed effect).",
                         RankDeficiencyWarning,
-                        stacklevel=3,
                     )

@@ -75,7 +75,7 @@ def dask_design(
             f"Dask or Parquet input is fitted from per-group sufficient statistics, which the {family} family does not "
             "have. Load the data into pandas (ddf.compute(), or a sample of it) and pass the pandas DataFrame."
         )
-    evaluator = evaluator_of(formula, transforms)
+    evaluator = evaluator_of(formula, transforms, data.columns)
     parsed = evaluator.formula
     for name in parsed.variables:
         if name not in data.columns:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import html
 from dataclasses import dataclass, field
 
 import formulaic
@@ -25,6 +26,7 @@ from ..errors import DataError
 from ..families import Family, Gaussian
 from ..formula import BarTerm, MixedFormula
 from ..formula.evaluation import Evaluator
+from ..tables import html_section
 from .statistics import SufficientStatistics, column_scale
 from .terms import RandomTerm
 
@@ -287,17 +289,32 @@ class Design:
         start = sum(t.q for t in self.terms[:term])
         return slice(start, start + self.terms[term].q)
 
-    def __repr__(self) -> str:
+    def _described(self) -> tuple[list[tuple[str, str]], pd.DataFrame]:
+        """What the reprs show: (what, value) lines and the random-effects terms as a table."""
         lines = [
-            f"Design: {self.formula.text}",
-            f"  observations: {self.n}" + (f" ({self.n_dropped} dropped for missing values)" if self.n_dropped else ""),
-            f"  response: {self.response} ({self.family})",
-            f"  fixed effects ({self.p}): {', '.join(self.fixed_names) or 'none'}",
+            ("observations", f"{self.n}" + (f" ({self.n_dropped} dropped for missing values)" if self.n_dropped else "")),
+            ("response", f"{self.response} ({self.family})"),
+            (f"fixed effects ({self.p})", ", ".join(self.fixed_names) or "none"),
         ]
         if self.dropped_columns:
-            lines.append(f"  dropped (rank deficient): {', '.join(self.dropped_columns)}")
-        lines.append("  random effects:")
-        for t in self.terms:
-            kind = "correlated" if t.correlated and t.q > 1 else ("uncorrelated" if not t.correlated else "scalar")
-            lines.append(f"    {t.group} ({t.n_levels} levels): {', '.join(t.columns)} [{kind}]")
-        return "\n".join(lines)
+            lines.append(("dropped (rank deficient)", ", ".join(self.dropped_columns)))
+        terms = pd.DataFrame(
+            [(t.group, t.n_levels, ", ".join(t.columns),
+              "correlated" if t.correlated and t.q > 1 else ("uncorrelated" if not t.correlated else "scalar"))
+             for t in self.terms],
+            columns=["group", "levels", "columns", "kind"],
+        )
+        return lines, terms
+
+    def __repr__(self) -> str:
+        lines, terms = self._described()
+        text = [f"Design: {self.formula.text}", *(f"  {what}: {value}" for what, value in lines), "  random effects:"]
+        text += [f"    {t.group} ({t.levels} levels): {t.columns} [{t.kind}]" for t in terms.itertuples()]
+        return "\n".join(text)
+
+    def _repr_html_(self, title: str = "Design") -> str:
+        lines, terms = self._described()
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(what)}</th><td style='text-align:left'>"
+                       f"{html.escape(value)}</td></tr>" for what, value in lines)
+        return (f"<p><b>{html.escape(title)}</b> <code>{html.escape(self.formula.text)}</code></p><table>{rows}</table>"
+                + html_section("Random effects", terms))

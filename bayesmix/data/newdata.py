@@ -53,11 +53,13 @@ def check_like_training(name: str, column: pd.Series, levels: set | None) -> Non
         )
 
 
-def new_data(design: Design, data: pd.DataFrame) -> Rows:
+def new_data(design: Design, data: pd.DataFrame, random: bool = True) -> Rows:
     """Materialise ``data`` with the design's columns, contrasts and transform state.
 
     Levels of a grouping factor not seen in fitting get code -1 and are listed in
-    :attr:`Rows.unseen`; what to do with them is the caller's choice. The rows' offset is that
+    :attr:`Rows.unseen`; what to do with them is the caller's choice. Without ``random``
+    effects only the fixed part and the offsets are materialised (the rows have no ``codes``
+    and ``z``), so ``data`` needs neither the grouping columns nor the terms' own columns. The rows' offset is that
     of the formula's ``offset()`` terms (as lme4's ``predict``, an ``offset=`` argument given
     when fitting is not part of it). Missing values,
     missing columns, unseen levels of categorical predictors, a column whose kind of values
@@ -66,11 +68,12 @@ def new_data(design: Design, data: pd.DataFrame) -> Rows:
     """
     recipe = design.recipe
     data = check_frame(data, "newdata")
-    needed = list(design.formula.predictor_variables)
+    needed = list(design.formula.predictor_variables if random else design.formula.fixed_variables)
     missing = [v for v in needed if v not in data.columns]
     if missing:
         raise DataError(
-            f"newdata lacks column(s) {', '.join(map(repr, missing))} used by the formula."
+            f"newdata lacks column(s) {', '.join(map(repr, missing))} used by the formula"
+            + ("" if random else " (the fixed part, which predict(random=False) reads)") + "."
             + suggest(missing[0], data.columns)
         )
     for name in needed:
@@ -93,7 +96,7 @@ def new_data(design: Design, data: pd.DataFrame) -> Rows:
     X = fixed.to_numpy(dtype=float)[:, recipe.kept]
     check_finite(X, [n for n, k in zip(map(clean_name, fixed.columns), recipe.kept) if k], "newdata predictor")
     codes, zs, unseen = [], [], {}
-    for spec, term in zip(recipe.term_specs, design.terms):
+    for spec, term in zip(recipe.term_specs, design.terms) if random else ():
         z = term_matrix(recipe.evaluator, spec, data)
         check_finite(z, list(term.columns), f"newdata column of term {spec.bar}")
         code, new_keys = group_codes(design, data, spec.bar.group, term)

@@ -33,7 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from ..families import FAMILY_NAMES, Family
-from ..errors import ArgumentError, BayesmixError, BayesmixWarning, DataError, RankDeficiencyWarning
+from ..errors import ArgumentError, BayesmixError, BayesmixWarning, DataError, RankDeficiencyWarning, warn
 from .build import ARGUMENT_COLUMNS, argument, make_design, response_values
 from .design import Design
 
@@ -83,10 +83,9 @@ def design_dataset(design: Design, result: str, attrs: dict) -> xr.Dataset:
     try:
         values, meta = _encode(pd.Series(rows.index), "row labels")
     except DataError:
-        warnings.warn(
+        warn(
             "The row labels (index) of the data cannot be saved; the loaded result numbers its rows 0, 1, ... instead.",
             BayesmixWarning,
-            stacklevel=3,
         )
         values, meta = np.arange(len(rows.index)), {"pandas_dtype": "int64", "kind": "number"}
     variables["row_label"] = xr.Variable("row", values, attrs=meta)

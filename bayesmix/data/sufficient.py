@@ -140,13 +140,13 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
         raise DataError("No rows are left after dropping rows with missing values in the formula's columns."
                         if n_dropped else "data has no rows.")
     if n_dropped:
-        warn_missing(n_dropped, stats.n + n_dropped, stats.n_missing, stacklevel=4)
+        warn_missing(n_dropped, stats.n + n_dropped, stats.n_missing)
     plan.family.check_varies(formula.response, stats.y_min, stats.y_max)
     names = [clean_name(c) for c in plan.fixed_spec.column_names]
     kept = independent_columns(_gram_root(value(stats.AXX[:-1, :-1])))
     dropped_columns = tuple(n for n, k in zip(names, kept) if not k)
     if dropped_columns:
-        warn_rank_deficient(dropped_columns, stacklevel=4)
+        warn_rank_deficient(dropped_columns)
     kept_stats, p = stats.select(kept), int(kept.sum())
     residual = value(kept_stats.AXX[-1, -1]) if p == 0 or p >= stats.n else \
         kept_stats.cross_products(p, kept_stats.ols_coefficients()).AXX[-1, -1]

@@ -19,9 +19,12 @@ from ..jit import njit
 _SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitter for float64
 
 
-@njit(cache=True, inline="always")
 def two_product(a, b):
-    """a·b = p + e exactly (Dekker); elementwise on arrays too."""
+    """a·b = p + e exactly (Dekker); elementwise on arrays too.
+
+    Plain Python, run by numpy on arrays (numba would compile an array version for each number of
+    dimensions, seconds each on a cold cache), and compiled for the scalar loop of
+    :func:`level_products`: the same operations, rounded alike."""
     p = a * b
     c = _SPLIT * a
     a_hi = c - (c - a)
@@ -32,12 +35,15 @@ def two_product(a, b):
     return p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
 
 
-@njit(cache=True, inline="always")
 def two_sum(a, b):
-    """a + b = s + e exactly (Knuth); elementwise on arrays too."""
+    """a + b = s + e exactly (Knuth); elementwise on arrays too (plain Python, as :func:`two_product`)."""
     s = a + b
     v = s - a
     return s, (a - (s - v)) + (b - v)
+
+
+_two_product = njit(cache=True, inline="always")(two_product)
+_two_sum = njit(cache=True, inline="always")(two_sum)
 
 
 @njit(cache=True)
@@ -51,8 +57,8 @@ def level_products(codes, a, b, n_levels):
         for j in range(ka):
             x = a[r, j]
             for k in range(kb):
-                p, e = two_product(x, b[r, k])
-                s, t = two_sum(hi[level, j, k], p)
+                p, e = _two_product(x, b[r, k])
+                s, t = _two_sum(hi[level, j, k], p)
                 hi[level, j, k] = s
                 lo[level, j, k] += t + e
     return hi, lo

@@ -34,11 +34,15 @@ NUMPY_FUNCTIONS = frozenset({
 })
 #: numpy's constants a formula may read as ``np.pi`` and ``np.e``.
 NUMPY_CONSTANTS = frozenset({"pi", "e"})
-#: formulaic's transforms and contrast codings a formula may call (see docs/formula.md).
+#: R's names of formulaic's transforms, read as them: ``factor(x)`` is ``C(x)``.
+R_ALIASES = {"factor": "C"}
+#: formulaic's transforms and contrast codings a formula may call (see docs/formula.md), and R's names of them.
 TRANSFORMS = frozenset({
     "I", "C", "Q", "scale", "center", "standardize", "poly", "bs", "cr", "cs", "cc", "lag",
     "Treatment", "Sum", "Helmert", "Diff", "Poly",
-})
+}) | R_ALIASES.keys()
+#: The calls whose first argument is read as a categorical factor, not as a number.
+CATEGORICAL = frozenset({"C"} | {alias for alias, name in R_ALIASES.items() if name == "C"})
 #: The codings a formula may name as ``contr.treatment`` etc.
 CONTRASTS = frozenset({"treatment", "sum", "helmert", "diff", "poly"})
 _NAMESPACES = dict(zip(NAMESPACES, (NUMPY_FUNCTIONS | NUMPY_CONSTANTS, CONTRASTS)))
@@ -51,7 +55,7 @@ LEARNING_TRANSFORMS = frozenset({"scale", "center", "standardize", "poly", "bs",
 #: response and ``offset(x)`` as a term (see :mod:`bayesmix.formula.parser`).
 FORMULA_SYNTAX = frozenset({"cbind", "offset"})
 
-_R_HINTS = {"factor": " For R's factor(x) write C(x).", "ns": " For R's ns(x, df) write cr(x, df)."}
+_R_HINTS = {"ns": " For R's ns(x, df) write cr(x, df)."}
 
 _OPERATORS = (
     ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.BitAnd, ast.BitOr,
@@ -77,7 +81,7 @@ class Usage:
     values
         Data columns read as values (arithmetic, transforms, plain terms).
     factors
-        Data columns read only as ``C(x, ...)``'s first argument (a categorical coding).
+        Data columns read only as ``C(x, ...)``'s (or ``factor(x)``'s) first argument (a categorical coding).
     functions
         Function and namespace names called or read (``np``, ``C``, a user's transform).
     """
@@ -195,7 +199,7 @@ class _Checker(ast.NodeVisitor):
             self._quoted(node)
             return
         for k, arg in enumerate(node.args):
-            if k == 0 and isinstance(func, ast.Name) and func.id == "C" and isinstance(arg, ast.Name):
+            if k == 0 and isinstance(func, ast.Name) and func.id in CATEGORICAL and isinstance(arg, ast.Name):
                 name = self._name(arg.id)
                 if name not in self.callable:
                     self.usage.factors[name] = None
@@ -272,6 +276,7 @@ def evaluation_context(transforms: Mapping[str, Callable] | None = None) -> dict
 def _builtin_context() -> dict:
     context = {name: getattr(np, name) for name in NUMPY_FUNCTIONS}
     context |= {name: _FORMULAIC_TRANSFORMS[name] for name in BUILTIN_FUNCTIONS & _FORMULAIC_TRANSFORMS.keys()}
+    context |= {alias: context[name] for alias, name in R_ALIASES.items()}
     context["np"] = types.SimpleNamespace(**{name: getattr(np, name) for name in _NAMESPACES["np"]})
     context["contr"] = types.SimpleNamespace(
         **{name: getattr(_FORMULAIC_TRANSFORMS["contr"], name) for name in CONTRASTS}

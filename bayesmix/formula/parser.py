@@ -22,6 +22,7 @@ import functools
 import itertools
 import keyword
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import formulaic
@@ -29,6 +30,7 @@ from formulaic.errors import FormulaicError
 
 from ..errors import FormulaError
 from .allowlist import (
+    CATEGORICAL,
     FORMULA_SYNTAX,
     LEARNING_TRANSFORMS,
     UnsafeExpression,
@@ -36,7 +38,7 @@ from .allowlist import (
     check_expression,
     check_lookup,
 )
-from .tokens import Token, depths, matching_close, tokenize
+from .tokens import OPENING, Token, depths, matching_close, tokenize
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,17 @@ class MixedFormula:
         """The columns the right-hand side reads (the fixed part, offsets, random-effects terms
         and grouping factors): what new data must hold to be predicted."""
         parts = [self.fixed, *self.offsets, *(bar.expr for bar in self.bars)]
-        names = {name for part in parts for name in variables_in(part)} | {g for bar in self.bars for g in bar.group}
+        return self._reading(parts, {g for bar in self.bars for g in bar.group})
+
+    @property
+    def fixed_variables(self) -> tuple[str, ...]:
+        """The columns the fixed part and the offsets read: what new data must hold to be
+        predicted at the population level (without the random effects)."""
+        return self._reading([self.fixed, *self.offsets], set())
+
+    def _reading(self, parts: list[str], names: set[str]) -> tuple[str, ...]:
+        """The variables, in order, that ``parts`` (Wilkinson expressions) read, or in ``names``."""
+        names = names | {name for part in parts for name in variables_in(part)}
         return tuple(v for v in self.variables if v in names)
 
     def __str__(self) -> str:
@@ -131,11 +143,16 @@ class MixedFormula:
 _NOT_VARIABLES = set(keyword.kwlist) | {"True", "False", "None"}
 
 
-def parse_formula(text: str, transforms: tuple[str, ...] = ()) -> MixedFormula:
+def parse_formula(
+    text: str, transforms: tuple[str, ...] = (), columns: Iterable | None = None, exclude: Iterable[str] = ()
+) -> MixedFormula:
     """Parse lme4-style formula ``text`` (results are cached: a MixedFormula is immutable).
 
     ``transforms`` names the user's own functions the formula may call besides the built-in
-    allow-list (see :mod:`bayesmix.formula.allowlist`).
+    allow-list (see :mod:`bayesmix.formula.allowlist`). ``columns``, the data's column names,
+    give R's ``.`` its meaning, every other column (:func:`expand_dot`; ``exclude`` names the
+    columns the model uses otherwise, its ``weights=`` and ``offset=`` arguments); the parsed
+    formula's ``text`` is then the expanded one.
 
     Raises
     ------
@@ -145,11 +162,109 @@ def parse_formula(text: str, transforms: tuple[str, ...] = ()) -> MixedFormula:
         allow-list, or a response that also appears on the right-hand side; a ``cbind()``
         other than the whole response with two arguments, an ``offset()`` other than a term of the
         fixed part with one argument, or either one's argument calling a transform that learns
-        from the data (``scale``, ``poly``, ...).
+        from the data (``scale``, ``poly``, ...); a ``.`` where it cannot stand for the other
+        columns, or without ``columns``.
     """
     if not isinstance(text, str):
         raise FormulaError(f"The formula must be a string such as 'y ~ x + (1 | g)', not {type(text).__name__}.")
+    if columns is not None:
+        text = expand_dot(text, columns, exclude)
     return _parse(text, tuple(sorted(transforms)))
+
+
+def expand_dot(text: str, columns: Iterable, exclude: Iterable[str] = ()) -> str:
+    """``text`` with R's ``.`` written out as the data's other columns, in the data's order.
+
+    As in R, ``y ~ . + (1 | g)`` reads every column of the data as a fixed-effect term except
+    the response's; unlike R (whose ``.`` knows nothing of bars), the grouping factors, the
+    columns of ``offset()`` terms and ``exclude`` (the ``weights=`` and ``offset=`` columns) are
+    left out too. A ``.`` that is a term of its own becomes ``a + b + c``; one inside an
+    expression of terms (``.^2``, ``. * x``, ``x - .``) becomes ``(a + b + c)``. ``text``
+    without a ``.`` is returned as it is.
+
+    Raises
+    ------
+    FormulaError
+        For a ``.`` on the left of ``~``, in a random-effects term, or inside a function call,
+        where it cannot stand for terms; for a column name a formula cannot quote (non-string,
+        or holding a backtick); and when no other column is left.
+    """
+    tokens = tokenize(text)
+    tildes = [i for i, t in enumerate(tokens) if t.text == "~" and t.kind == "op" and depths(tokens)[i] == 0]
+    if len(tildes) != 1 or not (dots := _placed_dots(text, tokens, tildes[0])):
+        return text  # nothing to expand, or a formula the parser refuses with its own message
+    split = tildes[0]
+    used = set(_variables(tokens[:split])) | set(exclude)
+    whole = set()
+    for sign, chunk in _additive_chunks(text, tokens, split + 1, len(tokens)):
+        if _is_bar(tokens, chunk):
+            used |= {name for group in _grouping(text, tokens[_bar_index(tokens, chunk) + 1 : chunk[1] - 1])
+                     for name in group}
+        elif _call_at(tokens, chunk, "offset"):
+            used |= set(_variables(tokens[chunk[0] : chunk[1]]))
+        elif chunk[1] - chunk[0] == 1 and sign == "+":
+            whole.add(chunk[0])
+    others = [_quoted(name, text, tokens[dots[0]].start) for name in columns if name not in used]
+    if not others:
+        raise FormulaError(
+            "'.' stands for every column of the data that the formula does not use otherwise, but there is none "
+            "left: every column is the response, a grouping factor, an offset or the weights. Remove the '.'.",
+            text,
+            tokens[dots[0]].start,
+        )
+    terms = " + ".join(others)
+    for k in reversed(dots):
+        bare = k in whole or len(others) == 1 or tokens[k - 1].text == "(" and tokens[k + 1].text == ")"
+        text = text[: tokens[k].start] + (terms if bare else f"({terms})") + text[tokens[k].end :]
+    return text
+
+
+def _placed_dots(text: str, tokens: list[Token], split: int) -> list[int]:
+    """Indices of the tokens that are R's ``.`` (a ``.`` standing alone, not a member access as in
+    ``np.log``), after checking that each stands where it can mean the other columns: among the
+    terms of the fixed part, not on the left of ``~``, in a bar or inside a call."""
+    depth = depths(tokens)
+    dots = [k for k, tok in enumerate(tokens) if tok.kind == "op" and tok.text == "."
+            and (k == 0 or tokens[k - 1].kind == "op" and tokens[k - 1].text != "." or tokens[k - 1].text in OPENING)]
+    for k in dots:
+        if k < split:
+            raise FormulaError(
+                "'.' means every other column of the data, which belongs on the right of '~': write the response "
+                "on the left, e.g. 'y ~ . + (1 | g)'.", text, tokens[k].start,
+            )
+        opening = [j for j in range(split + 1, k) if tokens[j].text in OPENING and matching_close(tokens, j) > k]
+        outer = next((j for j in opening if depth[j] == 0), None)
+        if outer is not None and _is_bar(tokens, (outer, matching_close(tokens, outer) + 1)):
+            raise FormulaError(
+                "'.' (every other column) is a shorthand for the fixed part only: name the columns of a "
+                "random-effects term, e.g. (1 + x | g).", text, tokens[k].start,
+            )
+        call = next((j for j in opening if tokens[j].text == "{" or j > 0 and tokens[j - 1].kind in ("name", "backtick")),
+                    None)
+        if call is not None:
+            raise FormulaError(
+                "'.' stands for terms (every other column), not for a function's argument: apply the function to "
+                "each column by name, e.g. np.log(a) + np.log(b).", text, tokens[k].start,
+            )
+    return dots
+
+
+def _bar_index(tokens: list[Token], chunk: tuple[int, int]) -> int:
+    """The index of the ``|`` or ``||`` of the bar term tokens[chunk]."""
+    inner = depths(tokens[chunk[0] + 1 : chunk[1] - 1])
+    return next(chunk[0] + 1 + k for k, d in enumerate(inner) if d == 0 and tokens[chunk[0] + 1 + k].text in ("|", "||"))
+
+
+def _quoted(name, text: str, position: int) -> str:
+    """A column ``name`` as a formula writes it: as it is when it is an identifier, else in backticks."""
+    if not isinstance(name, str) or "`" in name:
+        raise FormulaError(
+            f"'.' stands for every other column, but column {name!r} cannot be written in a formula "
+            f"({'its name is not a string' if not isinstance(name, str) else 'its name holds a backtick'}): "
+            "rename it (data.columns = data.columns.astype(str)), or name the columns instead of '.'.",
+            text, position,
+        )
+    return name if name.isidentifier() and name not in _NOT_VARIABLES else f"`{name}`"
 
 
 @functools.lru_cache(maxsize=256)
@@ -171,6 +286,11 @@ def _parse(text: str, transforms: tuple[str, ...]) -> MixedFormula:
         raise FormulaError("The response (left of '~') is empty: write e.g. 'y ~ x + (1 | g)'.", text, 0)
     if split == len(tokens) - 1:
         raise FormulaError("The right side of '~' is empty: add predictors and a term like (1 | g).", text, len(text))
+    if dots := _placed_dots(text, tokens, split):
+        raise FormulaError(
+            "'.' means every other column of the data, which the formula alone does not know: give the formula with "
+            "its data, bm.Model(formula, data), or name the columns.", text, tokens[dots[0]].start,
+        )
     chunks = list(_additive_chunks(text, tokens, split + 1, len(tokens)))
     cbind = _call_at(tokens, (0, split), "cbind")
     offset_chunks = [chunk for _, chunk in chunks if _call_at(tokens, chunk, "offset")]
@@ -318,10 +438,11 @@ def _expression(
         )
     if used.factors:
         name = next(iter(used.factors))
+        coding = next(f for f in used.functions if f in CATEGORICAL)
         raise FormulaError(
-            f"{call}() takes numbers, but C({name}) makes a categorical factor. Use the numeric column itself.",
+            f"{call}() takes numbers, but {coding}({name}) makes a categorical factor. Use the numeric column itself.",
             text,
-            _locate(text, "C(", start),
+            _locate(text, f"{coding}(", start),
         )
     usage.update(used)
     return piece, tuple(used.values)

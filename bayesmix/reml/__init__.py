@@ -56,13 +56,7 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
         ) from None
     result = RemlResult(design, reml, structure, factorization, opt, opt.fmin)
     _check_finite_result(result)
-    if result.singular:
-        warnings.warn(
-            "boundary (singular) fit: a random-effect variance is (nearly) 0 or a correlation is +-1; "
-            "consider a simpler random-effects structure.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+    result.warn_if_singular()
     return result
 
 

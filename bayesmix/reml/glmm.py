@@ -10,7 +10,6 @@ link or the response scale, Pearson, deviance and response residuals, and saving
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -22,7 +21,7 @@ import xarray as xr
 from ..data.design import Design
 from ..data.layout import Structure, structure_of
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
-from ..errors import ArgumentError, ConvergenceWarning, FitError, SeparationWarning
+from ..errors import ArgumentError, ConvergenceWarning, FitError, SeparationWarning, warn
 from ..families import Family
 from ..linalg.pirls import GlmmRows
 from ..results import check_flag, lazily
@@ -50,13 +49,12 @@ def fit_glmm(design: Design, nagq: int = 1) -> GlmmResult:
     structure = structure_of(design)
     separated = separated_coefficients(design)
     if separated:
-        warnings.warn(
+        warn(
             f"The data separate the fixed effect(s) {', '.join(map(repr, separated))}: some linear combination of them "
             f"predicts every response at its bound (all successes or all failures, or only zero counts), so their "
             "maximum-likelihood estimates are infinite and the reported values and standard errors are meaningless. "
             "Drop or merge the levels involved, or use a prior (model.sample()).",
             SeparationWarning,
-            stacklevel=3,
         )
     try:
         fit = fit_laplace(structure, rows.X, rows.y, rows.weights, rows.offset, design.family, nagq)
@@ -66,14 +64,8 @@ def fit_glmm(design: Design, nagq: int = 1) -> GlmmResult:
         raise FitError(f"The GLMM fit failed ({exc}): {cause}. Simplify the model or merge levels.", None) from None
     result = GlmmResult(design, structure, fit)
     if not fit.converged:
-        warnings.warn(f"The GLMM fit did not converge: {fit.message}.", ConvergenceWarning, stacklevel=3)
-    if result.singular:
-        warnings.warn(
-            "boundary (singular) fit: a random-effect variance is (nearly) 0 or a correlation is +-1; "
-            "consider a simpler random-effects structure.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+        warn(f"The GLMM fit did not converge: {fit.message}.", ConvergenceWarning)
+    result.warn_if_singular()
     return result
 
 
@@ -187,7 +179,7 @@ class GlmmResult(PointFit):
         Parameters
         ----------
         newdata
-            Rows to predict (a pandas DataFrame, or a dask DataFrame: the result is then a lazy
+            Rows to predict (a pandas or polars DataFrame or pyarrow Table, or a dask DataFrame: the result is then a lazy
             dask Series); the fitted rows when omitted. Their offset is the formula's ``offset()``
             terms evaluated on them.
         type
@@ -378,7 +370,7 @@ class GlmmSummary:
         lines += ["", f"optimizer: {opt.evaluations} deviance evaluations, {opt.pirls_iterations} PIRLS steps; "
                       f"{'converged' if opt.converged else 'NOT converged'} ({opt.message})"]
         if fit.singular:
-            lines.append("boundary (singular) fit: a variance is 0 or a correlation is +-1 (see GlmmResult.singular)")
+            lines.append(fit.singular_message())
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConvergenceWarning, FitError
+from ..errors import ConvergenceWarning, FitError, warn
 from .criterion import ProfiledCriterion
 
 BOUNDARY_TOL = 1e-5  # lme4's boundary.tol: diagonal θ this close to 0 are tried at 0
@@ -149,7 +148,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     summary.final, summary.fmin, summary.boundary = theta, fmin, tuple(on_bound)
     summary.evaluations = criterion.evaluations
     if not summary.converged:
-        warnings.warn(ConvergenceWarning(f"The optimiser did not report convergence: {summary}", summary), stacklevel=3)
+        warn(ConvergenceWarning(f"The optimiser did not report convergence: {summary}", summary))
     return summary
 
 

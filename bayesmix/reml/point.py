@@ -16,9 +16,14 @@ import pandas as pd
 
 from ..data.design import Rows
 from ..data.layout import Structure, term_labels
+from ..errors import ConvergenceWarning, warn
 from ..results import FittedModel
 from ..tables import coef_table, correlation_from_cov, ranef_by_group
-from .optimize import is_singular
+from .optimize import SINGULAR_TOL, is_singular
+
+#: How close to ±1 a correlation of an effect on the boundary must be to be reported as ±1 (an
+#: effect with a zero diagonal in Λ is exactly proportional to one earlier effect or to none).
+CORRELATION_TOL = 1e-6
 
 
 class PointFit(FittedModel):
@@ -97,6 +102,52 @@ class PointFit(FittedModel):
         answer does not depend on the units of the predictors (lme4 tests θ itself).
         """
         return is_singular(self.theta_values, self.structure.diagonal(), scale=self.structure.row_scale)
+
+    def boundary(self) -> list[str]:
+        """What lies on the boundary of the variance parameters' space (what makes the fit
+        :attr:`singular`), in words: an SD that is 0 (``sd(Solo | id) is 0``), a correlation
+        of +1 or -1, or a covariance matrix that is rank-deficient without either (an effect is
+        a linear combination of several others of its term).
+
+        A term's Cholesky factor Λ (with θ scaled as :attr:`singular` tests it) has a diagonal
+        element below lme4's tolerance: when the rest of its row is below it too, that effect
+        has SD 0; else the effect is a combination of the earlier ones, which is a correlation of
+        ±1 when it is proportional to one of them.
+        """
+        scaled = self.theta_values * self.structure.row_scale
+        found = []
+        for block in self.structure.blocks:
+            lam = block.lambda_(scaled)
+            for cols in block.term_slices:
+                L, names = lam[cols, cols], block.columns[cols]
+                corr = correlation_from_cov(L @ L.T)
+                for i in range(len(names)):
+                    if L[i, i] >= SINGULAR_TOL:
+                        continue
+                    effect = f"{names[i]} | {block.group}"
+                    if np.all(np.abs(L[i, :i]) < SINGULAR_TOL):
+                        found.append(f"sd({effect}) is 0")
+                        continue
+                    twins = [j for j in range(i) if abs(corr[i, j]) > 1 - CORRELATION_TOL]
+                    if twins:
+                        found += [f"cor({names[j]}, {effect}) is {corr[i, j]:+.0f}" for j in twins]
+                    else:
+                        found.append(
+                            f"the covariance matrix of ({', '.join(names)} | {block.group}) is rank-deficient: the "
+                            f"{names[i]} effects are a linear combination of the {_listed(names[:i])} effects "
+                            "(no correlation is ±1)"
+                        )
+        return found
+
+    def singular_message(self) -> str:
+        """The warning of a :attr:`singular` fit, naming what is on the boundary (:meth:`boundary`)."""
+        return (f"boundary (singular) fit: {'; '.join(self.boundary())}. Consider a simpler random-effects structure "
+                "(drop that effect, or make the term uncorrelated with ||).")
+
+    def warn_if_singular(self) -> None:
+        """Warn (ConvergenceWarning) with :meth:`singular_message` when the fit is :attr:`singular`."""
+        if self.singular:
+            warn(self.singular_message(), ConvergenceWarning)
 
     # ----- fixed effects ---------------------------------------------------------------------
     def fixef(self) -> pd.Series:
@@ -197,3 +248,8 @@ class PointFit(FittedModel):
                 b = np.where((codes >= 0)[:, None], self.modes[block][np.maximum(codes, 0)][:, cols], 0.0)
                 eta = eta + np.einsum("ij,ij->i", z, b)
         return eta
+
+
+def _listed(names) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

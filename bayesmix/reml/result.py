@@ -233,7 +233,7 @@ class RemlResult(PointFit):
         Parameters
         ----------
         newdata
-            Rows to predict (a pandas DataFrame, or a dask DataFrame: the result is then a lazy
+            Rows to predict (a pandas or polars DataFrame or pyarrow Table, or a dask DataFrame: the result is then a lazy
             dask Series); the fitted rows when omitted.
         random
             Include the random effects (conditional prediction); False gives the
@@ -391,7 +391,7 @@ class RemlSummary:
         lines.append("")
         lines.append(f"optimizer: {fit.optsummary}")
         if fit.singular:
-            lines.append("boundary (singular) fit: a variance is 0 or a correlation is +-1 (see RemlResult.singular)")
+            lines.append(fit.singular_message())
         return "\n".join(lines)
 
     def __repr__(self) -> str:

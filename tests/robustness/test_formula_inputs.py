@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import bayesmix as bm
@@ -64,11 +65,11 @@ def test_unknown_column_without_close_match_says_only_that(sleep):
         bm.Model("Reaction ~ zzz + (1 | Subject)", sleep)
 
 
-def test_r_factor_function_points_to_c(sleep):
-    # formulaic has no factor(): refused by the allow-list before anything is evaluated
-    with pytest.raises(FormulaError, match=r"'factor' is not a function a formula may call\. For R's factor\(x\) write C\(x\)") as info:
-        bm.Model("Reaction ~ factor(Days) + (1 | Subject)", sleep)
-    assert info.value.position == 11
+def test_r_factor_function_is_c(sleep):
+    # R's factor(x) is the allow-list's name for formulaic's C(x): the days become ten levels
+    design = bm.Model("Reaction ~ factor(Days) + (1 | Subject)", sleep).design
+    assert design.fixed_names == ("Intercept", *(f"factor(Days)[{d}]" for d in range(1, 10)))
+    np.testing.assert_array_equal(design.rows.X, bm.Model("Reaction ~ C(Days) + (1 | Subject)", sleep).design.rows.X)
 
 
 def test_unknown_function_in_a_random_term(sleep):

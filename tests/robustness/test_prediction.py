@@ -111,7 +111,7 @@ def test_non_numeric_values_for_a_numeric_predictor(result, days, dtype):
         (NEW.assign(Days=[1.0, np.inf, 3.0]), r"newdata predictor 'Days' has infinite or undefined values"),
         (NEW.iloc[:0], r"^newdata has no rows\.$"),
         (pd.concat([NEW, NEW[["Days"]]], axis=1), r"newdata has duplicate column name\(s\) 'Days'"),
-        (NEW.to_dict(), r"newdata must be a pandas DataFrame, not dict"),
+        (NEW.to_dict(), r"newdata must be a data frame \(pandas or polars DataFrame, pyarrow Table\), not dict"),
     ],
 )
 def test_bad_newdata(result, newdata, message):
