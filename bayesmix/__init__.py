@@ -39,6 +39,7 @@ from .model import Model
 from .plots import (binned_residuals, plot_binned_residuals, plot_ppc, plot_rank, plot_rootogram, plot_trace, qq_plot,
                     randomized_quantile_residuals)
 from .reml import GlmmResult, RemlResult, fit_glmm, fit_reml, likelihood_ratio_test
+from .reml.bootstrap import BootstrapResult, bootstrap
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "BayesResult",
     "BayesmixError",
     "BayesmixWarning",
+    "BootstrapResult",
     "Binomial",
     "ConvergenceWarning",
     "DataError",
@@ -79,6 +81,7 @@ __all__ = [
     "SeparationWarning",
     "StudentT",
     "binned_residuals",
+    "bootstrap",
     "compare",
     "fit_glmm",
     "fit_reml",

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..data.design import Rows
 from ..data.layout import Structure, term_labels
-from ..results import FittedModel
+from ..results import FittedModel, check_flag
 from ..tables import coef_table, correlation_from_cov, ranef_by_group
 from .optimize import is_singular
 
@@ -158,6 +158,37 @@ class PointFit(FittedModel):
         """The estimated dispersion, named as the posterior names it (``sigma``, ``shape``), or nothing."""
         return {}
 
+    # ----- simulation, refits and intervals ----------------------------------------------------
+    def simulate(self, nsim: int = 1, seed: int | None = None, random: bool = True) -> pd.DataFrame:
+        """Responses simulated from the fit, as lme4's ``simulate.merMod``: one column per
+        simulation (``sim_1``, ...), one row per fitted row.
+
+        ``random`` draws new random effects for each simulation (lme4's default,
+        ``use.u = FALSE``); False holds them at their conditional modes (``use.u = TRUE``). The
+        response is drawn from the family given the mean (N(μ, σ̂²/w) for a linear model).
+        """
+        from .simulate import check_nsim, simulate_responses
+
+        check_flag("random", random)
+        draws = simulate_responses(self, check_nsim(nsim), np.random.default_rng(seed), random)
+        return pd.DataFrame(draws.T, index=self.design.rows.index, columns=[f"sim_{k + 1}" for k in range(len(draws))])
+
+    def refit(self, y) -> "PointFit":
+        """The same model fitted to the response ``y`` (one value per fitted row, e.g. a column of
+        :meth:`simulate`), on this fit's design: no formula or design is rebuilt (lme4's ``refit``)."""
+        from .refit import refitter
+
+        return refitter(self)(y)
+
+    def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 500, seed: int | None = None,
+                n_jobs: int | None = None, progress: bool = False) -> pd.DataFrame:
+        """Confidence intervals of every parameter, as lme4's ``confint.merMod``: ``method`` is
+        ``"profile"`` (default), ``"wald"`` or ``"bootstrap"``; see
+        :func:`bayesmix.reml.intervals.confint` for the rows and their names."""
+        from .intervals import confint
+
+        return confint(self, method, level, nsim, seed, n_jobs, progress)
+
     # ----- random effects ------------------------------------------------------------------
     def _ranef_frames(self) -> dict[str, pd.DataFrame]:
         return {
@@ -192,8 +223,16 @@ class PointFit(FittedModel):
         if rows.offset is not None:
             eta = eta + rows.offset
         if random:
-            for k, (codes, z) in enumerate(zip(rows.codes, rows.z)):
-                block, cols = self.structure.locate(k)
-                b = np.where((codes >= 0)[:, None], self.modes[block][np.maximum(codes, 0)][:, cols], 0.0)
-                eta = eta + np.einsum("ij,ij->i", z, b)
+            eta = eta + random_part(self.structure, rows, [m[None] for m in self.modes])[0]
         return eta
+
+
+def random_part(structure: Structure, rows: Rows, effects: list[np.ndarray]) -> np.ndarray:
+    """Z b for several sets of random effects b: ``effects`` holds per factor block an array
+    (sets, levels, q); the result is (sets, rows). A level not seen in fitting (code -1) gets 0."""
+    out = np.zeros((len(effects[0]), rows.n))
+    for k, (codes, z) in enumerate(zip(rows.codes, rows.z)):
+        block, cols = structure.locate(k)
+        b = effects[block][:, np.maximum(codes, 0)][:, :, cols]
+        out += np.einsum("ij,sij->si", np.where((codes >= 0)[:, None], z, 0.0), b)
+    return out
