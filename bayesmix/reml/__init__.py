@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.design import Design
-from ..errors import ArgumentError, ConvergenceWarning, FitError
+from ..errors import ArgumentError, ConvergenceWarning
 from ..families import Gaussian, check_supported
 from .criterion import profiled_criterion
 from .optimize import OptSummary
