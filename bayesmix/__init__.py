@@ -39,7 +39,7 @@ from .model import Model
 from .plots import (binned_residuals, plot_binned_residuals, plot_ppc, plot_rank, plot_rootogram, plot_trace, qq_plot,
                     randomized_quantile_residuals)
 from .reml import GlmmResult, RemlResult, fit_glmm, fit_reml, likelihood_ratio_test
-from .reml.bootstrap import BootstrapResult, bootstrap
+from .reml.bootstrap import BootstrapResult, ParametricBootstrapTest, bootstrap, pb_test
 
 __version__ = "0.1.0"
 
@@ -72,6 +72,7 @@ __all__ = [
     "OutOfCore",
     "Rows",
     "Normal",
+    "ParametricBootstrapTest",
     "Poisson",
     "Prediction",
     "PriorError",
@@ -89,6 +90,7 @@ __all__ = [
     "load",
     "make_design",
     "parse_formula",
+    "pb_test",
     "plot_binned_residuals",
     "plot_ppc",
     "plot_rank",

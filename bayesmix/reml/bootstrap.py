@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import ArgumentError, BayesmixError, ConvergenceWarning
 from ..linalg.threads import one_blas_thread
 from .point import PointFit
-from .refit import refitter
+from .refit import maximum_likelihood, refitter
 from .simulate import check_nsim, simulate_responses
 
 Statistic = Callable[[PointFit], "pd.Series | float | np.ndarray"]
@@ -106,33 +106,82 @@ def as_series(value, names: pd.Index | None = None) -> pd.Series:
     return pd.Series(values, index=index)
 
 
-# The refit machinery and statistic of the running bootstrap, inherited by forked workers.
+# The refit job of the running bootstrap, inherited by forked workers.
 _JOB: dict = {}
 
 
-def _refit_chunk(chunk: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, int, int, int]:
-    """Refit the responses of one chunk: (its start, the statistics, failed, singular, unconverged)."""
+def _run_chunk(chunk: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, int, int, int]:
+    """Run the job on the responses of one chunk: (its start, the values, failed, singular, unconverged)."""
     start, ys = chunk
-    refit, statistic, width = _JOB["refit"], _JOB["statistic"], _JOB["width"]
+    job, width = _JOB["job"], _JOB["width"]
     out = np.full((len(ys), width), np.nan)
     failed = singular = unconverged = 0
     with one_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for k, y in enumerate(ys):
             try:
-                new = refit(y, warn=False)
+                values, fits = job(y)
             except BayesmixError:
                 failed += 1
                 continue
-            singular += bool(new.singular)
-            unconverged += not _converged(new)
-            out[k] = np.asarray(statistic(new), dtype=float).ravel()
+            singular += any(f.singular for f in fits)
+            unconverged += not all(_converged(f) for f in fits)
+            out[k] = values
     return start, out, failed, singular, unconverged
 
 
 def _converged(fit: PointFit) -> bool:
     opt = getattr(fit, "optsummary", None)
     return bool(opt.converged) if opt is not None else bool(fit.fit.converged)
+
+
+def check_jobs(n_jobs) -> int:
+    """``n_jobs`` (None: the machine's cores, at most 8) as a positive int, or ArgumentError."""
+    if n_jobs is None:
+        return min(os.cpu_count() or 1, 8)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise ArgumentError(f"n_jobs must be a positive integer (worker processes), not {n_jobs!r}.")
+    return int(n_jobs)
+
+
+def run_refits(job, ys: np.ndarray, width: int, n_jobs: int, progress: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """``job(y)`` -> (``width`` values, the refits) for each simulated response ``ys[k]``, in
+    ``n_jobs`` forked processes: the values (NaN rows for failed refits) and the numbers of
+    failed, singular and unconverged runs."""
+    nsim = len(ys)
+    size = max(1, min(50, -(-nsim // (4 * n_jobs))))
+    chunks = [(k, ys[k : k + size]) for k in range(0, nsim, size)]
+    values = np.full((nsim, width), np.nan)
+    counts = np.zeros(3, dtype=int)
+    _JOB.update(job=job, width=width)
+    pool = None
+    try:
+        if n_jobs == 1:
+            results = map(_run_chunk, chunks)
+        else:
+            with warnings.catch_warnings():
+                # Python warns that forking a process with threads (BLAS's idle pool) may deadlock; the
+                # workers only refit, holding no lock those threads could hold, and fork is what lets
+                # them inherit the job (any statistic, a lambda too) without pickling it.
+                warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+                pool = multiprocessing.get_context("fork").Pool(n_jobs)
+            results = pool.imap_unordered(_run_chunk, chunks)
+        done = 0
+        for start, chunk_values, *flags in results:
+            values[start : start + len(chunk_values)] = chunk_values
+            counts += flags
+            done += len(chunk_values)
+            if progress:
+                print(f"\rbootstrap: {done}/{nsim} refits", end="", file=sys.stderr, flush=True)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        _JOB.clear()
+        if progress:
+            print(file=sys.stderr)
+    failed, singular, unconverged = (int(c) for c in counts)
+    return values, (failed, singular, unconverged)
 
 
 def bootstrap(fit: PointFit, statistic: Statistic | None = None, nsim: int = 1000, seed: int | None = None,
@@ -155,8 +204,8 @@ def bootstrap(fit: PointFit, statistic: Statistic | None = None, nsim: int = 100
         Draw new random effects for each simulation (lme4's default, ``use.u = FALSE``); False
         holds them at the conditional modes (``use.u = TRUE``).
     n_jobs
-        Worker processes for the refits (default: the machine's cores, at most 2 to 8 as
-        available); 1 refits in this process.
+        Worker processes for the refits (default: the machine's cores, at most 8); 1 refits
+        in this process.
     progress
         Show a progress line on standard error.
 
@@ -175,43 +224,104 @@ def bootstrap(fit: PointFit, statistic: Statistic | None = None, nsim: int = 100
         statistic = parameter_estimates
     if not callable(statistic):
         raise ArgumentError(f"statistic must be a function of a fit (e.g. lambda f: f.fixef()), not {statistic!r}.")
-    if n_jobs is None:
-        n_jobs = min(os.cpu_count() or 1, 8)
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
-        raise ArgumentError(f"n_jobs must be a positive integer (worker processes), not {n_jobs!r}.")
+    n_jobs = check_jobs(n_jobs)
     t0 = time.perf_counter()
     original = as_series(statistic(fit))
     refit = refitter(fit)
+
+    def job(y):
+        new = refit(y, warn=False)
+        return np.asarray(statistic(new), dtype=float).ravel(), (new,)
+
     ys = simulate_responses(fit, nsim, np.random.default_rng(seed), random=random)
-    size = max(1, min(50, -(-nsim // (4 * n_jobs))))
-    chunks = [(k, ys[k : k + size]) for k in range(0, nsim, size)]
-    draws = np.full((nsim, len(original)), np.nan)
-    counts = np.zeros(3, dtype=int)
-    _JOB.update(refit=refit, statistic=statistic, width=len(original))
-    try:
-        if n_jobs == 1:
-            results = map(_refit_chunk, chunks)
-            pool = None
-        else:
-            pool = multiprocessing.get_context("fork").Pool(n_jobs)
-            results = pool.imap_unordered(_refit_chunk, chunks)
-        done = 0
-        for start, values, *flags in results:
-            draws[start : start + len(values)] = values
-            counts += flags
-            done += len(values)
-            if progress:
-                print(f"\rbootstrap: {done}/{nsim} refits", end="", file=sys.stderr, flush=True)
-        if pool is not None:
-            pool.close()
-            pool.join()
-    finally:
-        _JOB.clear()
-    if progress:
-        print(file=sys.stderr)
-    failed, singular, unconverged = (int(c) for c in counts)
+    draws, (failed, singular, unconverged) = run_refits(job, ys, len(original), n_jobs, progress)
     if failed:
         warnings.warn(f"{failed} of {nsim} bootstrap refits failed; their draws are NaN and left out of the intervals.",
                       ConvergenceWarning, stacklevel=2)
     return BootstrapResult(original, pd.DataFrame(draws, columns=original.index), failed, singular, unconverged,
                            seed, bool(random), time.perf_counter() - t0)
+
+
+@dataclass(frozen=True, eq=False)
+class ParametricBootstrapTest:
+    """A likelihood-ratio test between nested models with a parametric-bootstrap reference
+    distribution (pbkrtest's ``PBmodcomp``).
+
+    Attributes
+    ----------
+    statistic
+        The likelihood-ratio statistic 2 (ℓ_large - ℓ_small) of the maximum-likelihood fits.
+    df
+        The difference in the numbers of parameters.
+    p_chisq
+        The p value from the χ²(df) distribution (wrong for variances on the boundary, where
+        the bootstrap's is the one to read).
+    p_bootstrap
+        (1 + #{reference ≥ statistic}) / (1 + number of valid references), as pbkrtest.
+    reference
+        The statistic on responses simulated from the small model (NaN where a refit failed).
+    n_failed
+        Simulations where a refit failed.
+    """
+
+    statistic: float
+    df: int
+    p_chisq: float
+    p_bootstrap: float
+    reference: np.ndarray
+    n_failed: int
+
+    def table(self) -> pd.DataFrame:
+        """pbkrtest's table: rows ``LRT`` and ``PBtest``, columns ``stat``, ``df``, ``p_value``."""
+        return pd.DataFrame({"stat": [self.statistic, self.statistic], "df": [self.df, np.nan],
+                             "p_value": [self.p_chisq, self.p_bootstrap]}, index=["LRT", "PBtest"])
+
+    def __repr__(self) -> str:
+        valid = int(np.isfinite(self.reference).sum())
+        return (f"<ParametricBootstrapTest: {valid} simulations ({self.n_failed} failed)>\n"
+                + self.table().to_string(float_format=lambda v: f"{v:.5g}"))
+
+
+def pb_test(small: PointFit, large: PointFit, nsim: int = 1000, seed: int | None = None, n_jobs: int | None = None,
+            progress: bool = True) -> ParametricBootstrapTest:
+    """Parametric-bootstrap likelihood-ratio test of ``small`` against the larger model ``large``
+    that contains it (pbkrtest's ``PBmodcomp``): useful where the χ² reference fails, as for a
+    variance on the boundary of its space (e.g. a random slope against a random intercept).
+
+    Both models are fitted by maximum likelihood (REML fits are refitted); ``nsim`` responses are
+    simulated from the small model's fit, new random effects each time, and both models refitted
+    to each.
+
+    Raises
+    ------
+    ArgumentError
+        Unless both fits are of one family and the same data, and ``large`` has more parameters
+        (as :func:`~bayesmix.likelihood_ratio_test`).
+    """
+    from . import likelihood_ratio_test  # checks the fits are comparable
+    from scipy.stats import chi2
+
+    for name, fit in (("small", small), ("large", large)):
+        if not isinstance(fit, PointFit):
+            raise ArgumentError(f"pb_test takes REML/ML or GLMM fits; {name} is a {type(fit).__name__}.")
+    nsim = check_nsim(nsim)
+    n_jobs = check_jobs(n_jobs)
+    likelihood_ratio_test(small, large)
+    small_ml, large_ml = maximum_likelihood(small), maximum_likelihood(large)
+    df = large_ml.n_params - small_ml.n_params
+    if df <= 0:
+        raise ArgumentError(f"pb_test(small, large): the large model must have more parameters than the small one "
+                            f"({large_ml.n_params} and {small_ml.n_params}); swap the arguments.")
+    statistic = max(2.0 * (large_ml.loglik - small_ml.loglik), 0.0)
+    refit_small, refit_large = refitter(small_ml), refitter(large_ml)
+
+    def job(y):
+        s, g = refit_small(y, warn=False), refit_large(y, warn=False)
+        return np.array([max(2.0 * (g.loglik - s.loglik), 0.0)]), (s, g)
+
+    ys = simulate_responses(small_ml, nsim, np.random.default_rng(seed), random=True)
+    reference, (failed, _, _) = run_refits(job, ys, 1, n_jobs, progress)
+    reference = reference[:, 0]
+    valid = reference[np.isfinite(reference)]
+    p_boot = (1.0 + np.sum(valid >= statistic)) / (1.0 + len(valid))
+    return ParametricBootstrapTest(statistic, int(df), float(chi2.sf(statistic, df)), float(p_boot), reference, failed)

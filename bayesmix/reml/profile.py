@@ -30,7 +30,7 @@ from ..linalg.kernels import single_factor_criterion
 from .criterion import ProfiledCriterion, profiled_criterion
 from .intervals import normal_quantile, parameter_estimates, sd_cor
 from .optimize import optimize_theta
-from .refit import fit_profiled
+from .refit import maximum_likelihood
 from .result import RemlResult
 
 CORRELATION_EDGE = 1.0 - 1e-6  # a correlation's profile is evaluated this close to ±1 for its bound
@@ -55,9 +55,8 @@ class DevianceProfile:
 
     def __init__(self, fit: RemlResult):
         design, structure = fit.design, fit.structure
-        criterion = profiled_criterion(design, structure, reml=False)
-        self.ml = fit if not fit.reml else fit_profiled(design, structure, criterion, theta0=fit.theta_values, warn=False)
-        self.criterion = criterion
+        self.ml = maximum_likelihood(fit)
+        self.criterion = profiled_criterion(design, structure, reml=False)
         self.structure = structure
         self.n = design.n
         self.scale = structure.row_scale

@@ -22,7 +22,7 @@ from ..data.design import Design
 from ..data.layout import Structure
 from ..errors import ArgumentError, ConvergenceWarning, FitError
 from ..linalg.threads import one_blas_thread
-from .criterion import ProfiledCriterion
+from .criterion import ProfiledCriterion, profiled_criterion
 from .glmm import GlmmResult, fit_glmm
 from .optimize import optimize_theta
 from .point import PointFit
@@ -30,9 +30,10 @@ from .result import RemlResult
 
 
 def fit_profiled(design: Design, structure: Structure, criterion: ProfiledCriterion,
-                 theta0: np.ndarray | None = None, warn: bool = True) -> RemlResult:
+                 theta0: np.ndarray | None = None, warn: bool = True, stacklevel: int = 3) -> RemlResult:
     """Optimise ``criterion`` over θ (from ``theta0``, else lme4's start), factor it at the optimum
-    and read the fit; warn for a singular fit when ``warn``. Raises FitError for a factor that does
+    and read the fit; warn for a singular fit when ``warn`` (``stacklevel`` as ``warnings.warn``'s,
+    counted from this function). Raises FitError for a factor that does
     not exist at the optimum or non-finite estimates."""
     with one_blas_thread():  # see bayesmix.linalg.threads
         opt = optimize_theta(criterion, theta0)
@@ -51,9 +52,18 @@ def fit_profiled(design: Design, structure: Structure, criterion: ProfiledCriter
             "boundary (singular) fit: a random-effect variance is (nearly) 0 or a correlation is +-1; "
             "consider a simpler random-effects structure.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return result
+
+
+def maximum_likelihood(fit: PointFit) -> PointFit:
+    """``fit`` itself unless it is a REML fit, which is refitted by maximum likelihood from its θ̂
+    (lme4's ``refitML``)."""
+    if not getattr(fit, "reml", False):
+        return fit
+    criterion = profiled_criterion(fit.design, fit.structure, reml=False)
+    return fit_profiled(fit.design, fit.structure, criterion, theta0=fit.theta_values, warn=False)
 
 
 def check_finite_result(result: RemlResult) -> None:
@@ -165,7 +175,7 @@ class LinearRefit:
         criterion = ProfiledCriterion(self.structure, crossprod, reml=self.fit.reml, beta_shift=shift,
                                       log_weights=self.log_weights)
         return fit_profiled(with_response(self.fit.design, y), self.structure, criterion,
-                            theta0=self.fit.theta_values, warn=warn)
+                            theta0=self.fit.theta_values, warn=warn, stacklevel=4)  # the caller of fit.refit
 
 
 class GlmmRefit:
