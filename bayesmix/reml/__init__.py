@@ -43,7 +43,7 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     if not isinstance(reml, (bool, np.bool_)):
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
-    return fit_profiled(design, structure, profiled_criterion(design, structure, reml))
+    return fit_profiled(RemlResult, design, structure, profiled_criterion(design, structure, reml))
 
 
 def _data_difference(a: Design, b: Design) -> str | None:

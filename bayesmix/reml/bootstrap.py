@@ -16,17 +16,21 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, BayesmixError, ConvergenceWarning
 from ..linalg.threads import one_blas_thread
-from .point import PointFit
-from .refit import maximum_likelihood, refitter
+from .parameters import parameter_estimates, parameter_values
+from .refit import maximum_likelihood
 from .simulate import check_nsim, simulate_responses
 
-Statistic = Callable[[PointFit], "pd.Series | float | np.ndarray"]
+if TYPE_CHECKING:
+    from .point import PointFit
+
+Statistic = Callable[["PointFit"], "pd.Series | float | np.ndarray"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +94,13 @@ class BootstrapResult:
         return "\n".join(lines)
 
 
+def check_point_fit(function: str, name: str, fit) -> None:
+    """ArgumentError unless ``fit`` is a point-estimate fit (it can refit itself)."""
+    if not callable(getattr(fit, "refitter", None)):
+        raise ArgumentError(f"{function} takes a REML/ML or GLMM fit (model.fit_reml(), fit_ml()); {name} is a "
+                            f"{type(fit).__name__}.")
+
+
 def check_level(level) -> float:
     """``level`` as a float in (0, 1), or ArgumentError."""
     if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
@@ -97,13 +108,12 @@ def check_level(level) -> float:
     return float(level)
 
 
-def as_series(value, names: pd.Index | None = None) -> pd.Series:
-    """A statistic's value as a float Series (named ``stat1``, ... when it has no names)."""
+def as_series(value) -> pd.Series:
+    """A statistic's value as a float Series (named ``stat1``, ``stat2``, ... unless it is a Series)."""
     if isinstance(value, pd.Series):
         return value.astype(float)
     values = np.atleast_1d(np.asarray(value, dtype=float)).ravel()
-    index = names if names is not None and len(names) == len(values) else [f"stat{k + 1}" for k in range(len(values))]
-    return pd.Series(values, index=index)
+    return pd.Series(values, index=[f"stat{k + 1}" for k in range(len(values))])
 
 
 # The refit job of the running bootstrap, inherited by forked workers.
@@ -195,7 +205,7 @@ def bootstrap(fit: PointFit, statistic: Statistic | None = None, nsim: int = 100
     statistic
         A function of a fit returning a number, an array or a pandas Series (whose index names
         the columns of the draws); by default every parameter: the fixed effects, the random
-        effects' SDs and correlations and σ (:func:`~bayesmix.reml.intervals.parameter_estimates`).
+        effects' SDs and correlations and σ, named as the rows of ``fit.confint()``.
     nsim
         Number of simulated responses.
     seed
@@ -215,19 +225,17 @@ def bootstrap(fit: PointFit, statistic: Statistic | None = None, nsim: int = 100
         The statistic of ``fit`` and its ``nsim`` draws, with counts of failed, singular and
         unconverged refits; ``percentile_intervals(level)`` gives percentile intervals.
     """
-    from .intervals import parameter_estimates
-
-    if not isinstance(fit, PointFit):
-        raise ArgumentError(f"bootstrap takes a REML/ML or GLMM fit (model.fit_reml()), not {type(fit).__name__}.")
+    check_point_fit("bootstrap", "fit", fit)
     nsim = check_nsim(nsim)
-    if statistic is None:
-        statistic = parameter_estimates
-    if not callable(statistic):
+    if statistic is not None and not callable(statistic):
         raise ArgumentError(f"statistic must be a function of a fit (e.g. lambda f: f.fixef()), not {statistic!r}.")
     n_jobs = check_jobs(n_jobs)
     t0 = time.perf_counter()
-    original = as_series(statistic(fit))
-    refit = refitter(fit)
+    if statistic is None:  # every parameter, as confint's rows
+        statistic, original = parameter_values, parameter_estimates(fit)
+    else:
+        original = as_series(statistic(fit))
+    refit = fit.refitter()
 
     def job(y):
         new = refit(y, warn=False)
@@ -302,8 +310,7 @@ def pb_test(small: PointFit, large: PointFit, nsim: int = 1000, seed: int | None
     from scipy.stats import chi2
 
     for name, fit in (("small", small), ("large", large)):
-        if not isinstance(fit, PointFit):
-            raise ArgumentError(f"pb_test takes REML/ML or GLMM fits; {name} is a {type(fit).__name__}.")
+        check_point_fit("pb_test", name, fit)
     nsim = check_nsim(nsim)
     n_jobs = check_jobs(n_jobs)
     likelihood_ratio_test(small, large)
@@ -313,7 +320,7 @@ def pb_test(small: PointFit, large: PointFit, nsim: int = 1000, seed: int | None
         raise ArgumentError(f"pb_test(small, large): the large model must have more parameters than the small one "
                             f"({large_ml.n_params} and {small_ml.n_params}); swap the arguments.")
     statistic = max(2.0 * (large_ml.loglik - small_ml.loglik), 0.0)
-    refit_small, refit_large = refitter(small_ml), refitter(large_ml)
+    refit_small, refit_large = small_ml.refitter(), large_ml.refitter()
 
     def job(y):
         s, g = refit_small(y, warn=False), refit_large(y, warn=False)

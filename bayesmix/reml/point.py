@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.design import Rows
-from ..data.layout import Structure, term_labels
+from ..data.layout import Structure, random_part, term_labels
 from ..results import FittedModel, check_flag
 from ..tables import coef_table, correlation_from_cov, ranef_by_group
 from .optimize import is_singular
@@ -176,9 +176,12 @@ class PointFit(FittedModel):
     def refit(self, y) -> "PointFit":
         """The same model fitted to the response ``y`` (one value per fitted row, e.g. a column of
         :meth:`simulate`), on this fit's design: no formula or design is rebuilt (lme4's ``refit``)."""
-        from .refit import refitter
+        return self.refitter()(y)
 
-        return refitter(self)(y)
+    def refitter(self):
+        """A callable ``(y, warn=True) -> fit`` refitting this model to new responses (what
+        :meth:`refit` and the bootstrap call), set up once."""
+        raise NotImplementedError
 
     def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 500, seed: int | None = None,
                 n_jobs: int | None = None, progress: bool = False) -> pd.DataFrame:
@@ -226,13 +229,3 @@ class PointFit(FittedModel):
             eta = eta + random_part(self.structure, rows, [m[None] for m in self.modes])[0]
         return eta
 
-
-def random_part(structure: Structure, rows: Rows, effects: list[np.ndarray]) -> np.ndarray:
-    """Z b for several sets of random effects b: ``effects`` holds per factor block an array
-    (sets, levels, q); the result is (sets, rows). A level not seen in fitting (code -1) gets 0."""
-    out = np.zeros((len(effects[0]), rows.n))
-    for k, (codes, z) in enumerate(zip(rows.codes, rows.z)):
-        block, cols = structure.locate(k)
-        b = effects[block][:, np.maximum(codes, 0)][:, :, cols]
-        out += np.einsum("ij,sij->si", np.where((codes >= 0)[:, None], z, 0.0), b)
-    return out

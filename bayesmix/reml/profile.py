@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,10 +29,12 @@ from ..errors import ArgumentError, ConvergenceWarning
 from ..linalg.threads import one_blas_thread
 from ..linalg.kernels import single_factor_criterion
 from .criterion import ProfiledCriterion, profiled_criterion
-from .intervals import normal_quantile, parameter_estimates, sd_cor
+from .parameters import normal_quantile, parameter_estimates, sd_cor
 from .optimize import optimize_theta
 from .refit import maximum_likelihood
-from .result import RemlResult
+
+if TYPE_CHECKING:
+    from .result import RemlResult
 
 CORRELATION_EDGE = 1.0 - 1e-6  # a correlation's profile is evaluated this close to ±1 for its bound
 MAX_DOUBLINGS = 40
@@ -335,8 +338,8 @@ class CorrelationChart:
 
 def profile_intervals(fit: RemlResult, level: float) -> pd.DataFrame:
     """Profile-likelihood intervals of every parameter of ``fit`` (rows as
-    :func:`~bayesmix.reml.intervals.parameter_estimates`); see the module docstring."""
-    if not isinstance(fit, RemlResult):
+    :func:`~bayesmix.reml.parameters.parameter_estimates`); see the module docstring."""
+    if not hasattr(fit, "factorization"):  # a GLMM fit
         raise ArgumentError(
             f"Profile intervals are computed for linear mixed models (REML/ML fits), not a {type(fit).__name__}; "
             "use method='wald' or method='bootstrap'."

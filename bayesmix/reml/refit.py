@@ -6,13 +6,14 @@ response, only ``Z'W r``, ``X'W r`` and ``r'W r`` of its residual r from the lea
 on X (the shift that keeps the cross-products precise, as
 :func:`~bayesmix.data.crossprod.shifted_cross_products`), then optimises θ from the fitted θ̂
 (lme4's ``refit`` starts there too). A GLMM is refitted by :func:`~bayesmix.reml.glmm.fit_glmm`
-on the same design with the new response.
+on the same design with the new response (:meth:`GlmmResult.refitter`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,16 +24,17 @@ from ..data.layout import Structure
 from ..errors import ArgumentError, ConvergenceWarning, FitError
 from ..linalg.threads import one_blas_thread
 from .criterion import ProfiledCriterion, profiled_criterion
-from .glmm import GlmmResult, fit_glmm
 from .optimize import optimize_theta
-from .point import PointFit
-from .result import RemlResult
+
+if TYPE_CHECKING:
+    from .point import PointFit
+    from .result import RemlResult
 
 
-def fit_profiled(design: Design, structure: Structure, criterion: ProfiledCriterion,
+def fit_profiled(result_type: type[RemlResult], design: Design, structure: Structure, criterion: ProfiledCriterion,
                  theta0: np.ndarray | None = None, warn: bool = True, stacklevel: int = 3) -> RemlResult:
     """Optimise ``criterion`` over θ (from ``theta0``, else lme4's start), factor it at the optimum
-    and read the fit; warn for a singular fit when ``warn`` (``stacklevel`` as ``warnings.warn``'s,
+    and read the fit as ``result_type`` (:class:`~bayesmix.RemlResult`); warn for a singular fit when ``warn`` (``stacklevel`` as ``warnings.warn``'s,
     counted from this function). Raises FitError for a factor that does
     not exist at the optimum or non-finite estimates."""
     with one_blas_thread():  # see bayesmix.linalg.threads
@@ -45,7 +47,7 @@ def fit_profiled(design: Design, structure: Structure, criterion: ProfiledCriter
             f"and predictors, or simplify the random effects. Optimiser record: {opt}",
             opt,
         ) from None
-    result = RemlResult(design, criterion.reml, structure, factorization, opt, opt.fmin)
+    result = result_type(design, criterion.reml, structure, factorization, opt, opt.fmin)
     check_finite_result(result)
     if warn and result.singular:
         warnings.warn(
@@ -63,7 +65,7 @@ def maximum_likelihood(fit: PointFit) -> PointFit:
     if not getattr(fit, "reml", False):
         return fit
     criterion = profiled_criterion(fit.design, fit.structure, reml=False)
-    return fit_profiled(fit.design, fit.structure, criterion, theta0=fit.theta_values, warn=False)
+    return fit_profiled(type(fit), fit.design, fit.structure, criterion, theta0=fit.theta_values, warn=False)
 
 
 def check_finite_result(result: RemlResult) -> None:
@@ -174,35 +176,5 @@ class LinearRefit:
         crossprod, shift = self.cross_products(y)
         criterion = ProfiledCriterion(self.structure, crossprod, reml=self.fit.reml, beta_shift=shift,
                                       log_weights=self.log_weights)
-        return fit_profiled(with_response(self.fit.design, y), self.structure, criterion,
+        return fit_profiled(type(self.fit), with_response(self.fit.design, y), self.structure, criterion,
                             theta0=self.fit.theta_values, warn=warn, stacklevel=4)  # the caller of fit.refit
-
-
-class GlmmRefit:
-    """Refits of a GLMM (:class:`~bayesmix.GlmmResult`) to new responses, by maximum likelihood
-    on the same design with the fit's number of quadrature points."""
-
-    def __init__(self, fit: GlmmResult):
-        self.fit = fit
-
-    def __call__(self, y, warn: bool = True) -> GlmmResult:
-        """The fit of the same model to the response ``y`` (as the family reads it: proportions
-        of successes for a binomial with trials, counts for Poisson)."""
-        y = checked_response(self.fit, y)
-        design = self.fit.design
-        design.family.check_values(design.response, y, design.rows.weights)
-        with warnings.catch_warnings():
-            if not warn:
-                warnings.simplefilter("ignore", ConvergenceWarning)
-            return fit_glmm(with_response(design, y), self.fit.fit.nagq)
-
-
-def refitter(fit: PointFit) -> LinearRefit | GlmmRefit:
-    """The refit machinery for ``fit``: :class:`LinearRefit` or :class:`GlmmRefit`."""
-    if isinstance(fit, RemlResult):
-        if not fit.design.in_memory:
-            raise ArgumentError("refit and simulate need the rows in memory; this fit was made from dask or Parquet data.")
-        return LinearRefit(fit)
-    if isinstance(fit, GlmmResult):
-        return GlmmRefit(fit)
-    raise ArgumentError(f"refit takes a REML/ML or GLMM fit, not {type(fit).__name__}.")

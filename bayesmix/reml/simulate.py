@@ -8,10 +8,15 @@ model N(μ, σ̂²/w)). Conditionally (``use.u = TRUE``): b is held at the condi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import ArgumentError
-from .point import PointFit, random_part
+from ..data.layout import random_part
+
+if TYPE_CHECKING:
+    from .point import PointFit
 
 
 def check_nsim(nsim) -> int:
