@@ -125,7 +125,6 @@ class LinearRefit:
         rows = design.rows
         self.fit = fit
         self.structure = structure = fit.structure
-        self.weights = rows.weights
         self.offset = rows.offset
         root = np.ones(rows.n) if rows.weights is None else np.sqrt(rows.weights)
         self.log_weights = 0.0 if rows.weights is None else float(np.sum(np.log(rows.weights)))
