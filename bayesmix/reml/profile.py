@@ -204,22 +204,27 @@ class DevianceProfile:
         """Limits of variance parameter k at ζ = ±z."""
         estimate = self.psi_hat[k] if k < len(self.psi_hat) else float(np.exp(self.x_hat[-1]))
         is_cor = k < len(self.psi_hat) and not self._is_sd(k)
-        cache = {"x": self.x_hat.copy()}
+        solved: dict[float, np.ndarray] = {}
 
         def zeta_of(v: float) -> float:
             if not is_cor and v <= 0:
-                profiled = self._at_zero_sd(k)
-            else:
-                profiled, x = self.variance_profile(k, v, cache["x"])
-                if np.isnan(profiled):  # once more from the optimum
-                    profiled, x = self.variance_profile(k, v, self.x_hat)
-                if np.isfinite(profiled):
-                    cache["x"] = x
-            return self.zeta(profiled, v, estimate)
+                return self.zeta(self._at_zero_sd(k), v, estimate)
+            # from the optimum and from the nearest point solved: the profile is a minimum, and a warm
+            # start alone can stay in another basin (e.g. where an SD is 0 and a correlation is free)
+            starts = [self.x_hat]
+            if solved:
+                starts.append(solved[min(solved, key=lambda u: abs(u - v))])
+            best, best_x = np.nan, None
+            for start in starts:
+                profiled, x = self.variance_profile(k, v, start)
+                if np.isfinite(profiled) and not profiled >= best:
+                    best, best_x = profiled, x
+            if best_x is not None:
+                solved[v] = best_x
+            return self.zeta(best, v, estimate)
 
         out = []
         for direction in (-1, 1):
-            cache["x"] = self.x_hat.copy()
             if is_cor:
                 bound, step = direction * CORRELATION_EDGE, 0.1
                 step = min(step, max(abs(bound - estimate) / 2, 1e-8))
