@@ -245,3 +245,21 @@ def test_arguments_are_checked(fits, cbpp):
     with pytest.raises(bm.ArgumentError, match="swap the arguments"):
         bm.pb_test(fits["music"], reml_fit("na ~ perform_type + (1 | id)", fits["music"].design.rows.frame),
                    nsim=2, progress=False)
+
+
+def test_profile_limits_are_crossings_where_the_profile_flattens(fits):
+    """A simulated sleepstudy data set whose correlation profile flattens below -0.85 (there an SD
+    goes to 0 and the correlation is free): every limit is finite, and the profiled deviance there
+    is the cutoff z² above the minimum (or, at a bound, below it)."""
+    fit = fits["sleep"].refit(fits["sleep"].simulate(200, seed=2026)["sim_1"])  # the first of the coverage study
+    ci = fit.confint("profile")
+    assert np.isfinite(ci[["lower", "upper"]].to_numpy()).all()
+    profile = DevianceProfile(fit)
+    for k in range(n_variance(fit)):
+        for side in ("lower", "upper"):
+            limit = ci.iloc[k][side]
+            if k < fit.structure.n_theta and abs(limit) in (0.0, 1.0):  # a bound: the profile stays below z²
+                continue
+            deviance = min(profile.variance_profile(k, limit, profile.x_hat)[0] - profile.minimum,
+                           profile.variance_profile(k, limit, profile.x_hat * 0.9)[0] - profile.minimum)
+            assert deviance == pytest.approx(Z**2, abs=1e-4), (ci.index[k], side)
