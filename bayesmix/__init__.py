@@ -59,6 +59,7 @@ if TYPE_CHECKING:
                         plot_prior_predictive, plot_rank, plot_ranef, plot_rootogram, plot_trace, qq_plot,
                         randomized_quantile_residuals)
     from .reml import GlmmResult, RemlResult, fit_glmm, fit_reml, likelihood_ratio_test
+    from .reml.bootstrap import BootstrapResult, ParametricBootstrapTest, bootstrap, pb_test
 
 
 @functools.cache
@@ -77,7 +78,9 @@ __all__ = [
     "BayesResult",
     "BayesmixError",
     "BayesmixWarning",
+    "BootstrapResult",
     "Binomial",
+    "BootstrapResult",
     "ConvergenceWarning",
     "DataError",
     "Design",
@@ -95,8 +98,10 @@ __all__ = [
     "Model",
     "NegativeBinomial",
     "OutOfCore",
+    "ParametricBootstrapTest",
     "Rows",
     "Normal",
+    "ParametricBootstrapTest",
     "Poisson",
     "Prediction",
     "PriorError",
@@ -106,6 +111,8 @@ __all__ = [
     "SeparationWarning",
     "StudentT",
     "binned_residuals",
+    "bootstrap",
+    "bootstrap",
     "compare",
     "conditional_effects",
     "fit_glmm",
@@ -114,6 +121,8 @@ __all__ = [
     "load",
     "make_design",
     "parse_formula",
+    "pb_test",
+    "pb_test",
     "plot_binned_residuals",
     "plot_conditional_effects",
     "plot_ppc",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from .terms import GroupedColumns, RandomTerm
 
 if TYPE_CHECKING:
-    from .design import Design
+    from .design import Design, Rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,3 +239,14 @@ def _template(term: RandomTerm) -> tuple[np.ndarray, np.ndarray]:
         return diagonal, diagonal
     cols, rows = np.triu_indices(term.q)  # column-major order of the lower triangle
     return rows, cols
+
+
+def random_part(structure: Structure, rows: "Rows", effects: list[np.ndarray]) -> np.ndarray:
+    """Z b for several sets of random effects b: ``effects`` holds per factor block an array
+    (sets, levels, q); the result is (sets, rows). A level not seen in fitting (code -1) gets 0."""
+    out = np.zeros((len(effects[0]), rows.n))
+    for k, (codes, z) in enumerate(zip(rows.codes, rows.z)):
+        block, cols = structure.locate(k)
+        b = effects[block][:, np.maximum(codes, 0)][:, :, cols]
+        out += np.einsum("ij,sij->si", np.where((codes >= 0)[:, None], z, 0.0), b)
+    return out

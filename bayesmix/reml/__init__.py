@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 
 from ..data.design import Design
-from ..errors import ArgumentError, ConvergenceWarning, FitError
+from ..errors import ArgumentError, ConvergenceWarning
 from ..families import Gaussian, check_supported
-from ..threads import one_blas_thread
 from .criterion import profiled_criterion
-from .optimize import OptSummary, optimize_theta
+from .optimize import OptSummary
 from .glmm import GlmmResult, GlmmSummary, fit_glmm
 from .point import PointFit
+from .refit import fit_profiled
 from .result import RemlResult, RemlSummary
 from ..data.layout import structure_of
 
@@ -43,40 +43,7 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     if not isinstance(reml, (bool, np.bool_)):
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
-    criterion = profiled_criterion(design, structure, reml)
-    with one_blas_thread():  # see bayesmix.threads
-        opt = optimize_theta(criterion)
-    try:
-        factorization = criterion.factorize(opt.final)
-    except np.linalg.LinAlgError as exc:
-        raise FitError(
-            f"The Cholesky factor does not exist at the optimum θ = {opt.final.tolist()} ({exc}). Rescale the response "
-            f"and predictors, or simplify the random effects. Optimiser record: {opt}",
-            opt,
-        ) from None
-    result = RemlResult(design, reml, structure, factorization, opt, opt.fmin)
-    _check_finite_result(result)
-    result.warn_if_singular()
-    return result
-
-
-def _check_finite_result(result: RemlResult) -> None:
-    """FitError naming the non-finite estimates, so that no NaN leaves a fit silently."""
-    f = result.factorization
-    estimates = {"criterion": [result.criterion], "theta": f.theta, "Cholesky factor R": f.R}
-    if np.isfinite(f.R).all():  # β and σ are computed from R
-        try:
-            estimates["beta"] = f.beta
-        except np.linalg.LinAlgError:  # a zero on R's diagonal
-            estimates["beta"] = [np.nan]
-        estimates["sigma"] = [result.sigma]
-    bad = [name for name, values in estimates.items() if not np.isfinite(values).all()]
-    if bad:
-        raise FitError(
-            f"The fit produced non-finite {', '.join(bad)} (the cross-products are numerically singular or overflow). "
-            f"Rescale the response and predictors, and check for near-duplicate columns. Optimiser record: {result.optsummary}",
-            result.optsummary,
-        )
+    return fit_profiled(RemlResult, design, structure, profiled_criterion(design, structure, reml))
 
 
 def _data_difference(a: Design, b: Design) -> str | None:

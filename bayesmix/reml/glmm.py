@@ -10,6 +10,7 @@ link or the response scale, Pearson, deviance and response residuals, and saving
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -30,6 +31,7 @@ from ..tables import (correlation_from_cov, fixed_correlation_text, html_section
 from .emmeans import MarginalMeans, marginal_functions
 from .laplace import LaplaceFit, at_estimates, fit_laplace
 from .point import PointFit
+from .refit import checked_response, with_response
 from .separation import separated_coefficients
 
 RESIDUAL_TYPES = ("deviance", "pearson", "response")
@@ -143,6 +145,22 @@ class GlmmResult(PointFit):
         """The family's dispersion under the name the posterior gives it (``shape`` for the
         negative binomial, ``sigma`` for the Gaussian), or nothing."""
         return {} if self.dispersion is None else {self.family.dispersion_name: self.dispersion}
+
+    def refitter(self):
+        """Refits of this model to new responses by maximum likelihood on the same design, with
+        this fit's number of quadrature points: a callable ``(y, warn=True) -> GlmmResult`` taking
+        the response as the family reads it (proportions of successes for a binomial with trials)."""
+        design, nagq = self.design, self.fit.nagq
+
+        def refit(y, warn: bool = True) -> GlmmResult:
+            y = checked_response(self, y)
+            design.family.check_values(design.response, y, design.rows.weights)
+            with warnings.catch_warnings():
+                if not warn:
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                return fit_glmm(with_response(design, y), nagq)
+
+        return refit
 
     # ----- fixed effects ------------------------------------------------------------------
     def vcov(self) -> pd.DataFrame:

@@ -13,8 +13,8 @@ import xarray as xr
 
 from ..data.design import Design
 from ..data.layout import Structure, structure_of
-from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..errors import ArgumentError
+from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..results import check_flag, lazily
 from ..linalg.factorization import Factorization, conditional_covariances, effects
 from ..tables import (correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text,
@@ -26,6 +26,7 @@ from .kenward_roger import KenwardRoger, kenward_roger
 from .optimize import OptSummary
 from .point import PointFit
 from .satterthwaite import VarianceDerivatives, variance_derivatives
+from .refit import LinearRefit
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,6 +258,12 @@ class RemlResult(PointFit):
             "pass allow_new_levels=True to predict them at the population level (random effect 0).",
         )
         return pd.Series(self.linear_predictor(new, random), index=new.index, name="predicted")
+
+    def refitter(self) -> "LinearRefit":
+        """Refits of this model to new responses, reusing its cross-products (:class:`~bayesmix.reml.refit.LinearRefit`)."""
+        if not self.design.in_memory:
+            raise ArgumentError("refit and simulate need the rows in memory; this fit was made from dask or Parquet data.")
+        return LinearRefit(self)
 
     # ----- saving ----------------------------------------------------------------------
     def to_netcdf(self, path) -> None:

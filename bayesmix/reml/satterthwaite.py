@@ -25,12 +25,11 @@ Satterthwaite ν_m, and the denominator df is 2E/(E - q) with E = Σ ν_m/(ν_m 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConvergenceWarning
+from ..errors import ConvergenceWarning, warn
 from ..threads import one_blas_thread
 from .criterion import profiled_criterion
 
@@ -126,13 +125,10 @@ def _positive_inverse(H: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(H)
     small = np.abs(values) <= EIGEN_TOLERANCE
     if np.any(values < -EIGEN_TOLERANCE) or np.any(small):
-        warnings.warn(
+        warn(
             f"The Hessian of the deviance in (theta, sigma) has eigenvalue(s) {values[values <= EIGEN_TOLERANCE].tolist()} "
             "that are negative or close to 0: the fit may be on a boundary or not at an optimum, and Satterthwaite's "
-            "degrees of freedom leave those directions out (as lmerTest does).",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+            "degrees of freedom leave those directions out (as lmerTest does).", ConvergenceWarning)
     keep = values > EIGEN_TOLERANCE
     return (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
 
