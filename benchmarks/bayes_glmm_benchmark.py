@@ -2,8 +2,13 @@
 
 Run from the repository root (with ../shared beside it, and bambi installed: the ``bench`` extra):
 
-    .venv/bin/python benchmarks/bayes_glmm_benchmark.py [--quick] [--seeds 1] [--no-large]
-    .venv/bin/python benchmarks/bayes_glmm_benchmark.py --no-small --large-caches cold   # the large model once
+    PYTHONPATH=. .venv/bin/python benchmarks/bayes_glmm_benchmark.py [--quick] [--seeds 1] [--cases cbpp grouseticks crossed large]
+    PYTHONPATH=. .venv/bin/python benchmarks/bayes_glmm_benchmark.py --cases large --large-caches cold  # the large model once
+    PYTHONPATH=. .venv/bin/python benchmarks/bayes_glmm_benchmark.py --cases crossed --method full laplace
+
+``--method`` (default ``auto``) is passed to ``bm.Model.sample(method=...)``: one bayesmix row
+per method, each beside the same peer runs, with its ESS per second as a multiple of the peer's
+in the same cache state ("ESS/s vs peer").
 
 Prints Markdown tables (paste them into benchmarks/RESULTS.md). Every run samples 4 chains x
 1000 draws after 1000 tuning steps in a child process of its own, so that nothing compiled in
@@ -22,9 +27,15 @@ sampling; not importing the packages).
   the parameters both estimate (fixed effects and random-effect SDs) divided by the wall time.
   brms 2.18's recorded cbpp run (``brms_cbpp.json``, the same sampler settings, R on this
   kind of machine) is printed beside them.
+- a crossed Gaussian model ``y ~ x + (1 | a) + (1 | b)`` (20,000 rows, 300 x 100 levels;
+  truth β = (1, 0.5), SDs (1, 0.5), σ = 1) against the same model as bayesmix sampled it before
+  the precompiled full density ("PyMC path"): the benchmark hands ``BayesModel.pymc_model`` to
+  ``nutpie.compile_pymc_model`` (numba backend, without fast-math, as bayesmix compiled it) and
+  samples that with the same settings. ESS is the minimum bulk ESS over β, σ and the SDs; the
+  PyMC path's draws are on bayesmix's internal standardised scale, an increasing affine map of
+  each parameter, which leaves the (rank-based) bulk ESS unchanged.
 - a Bernoulli model ``y ~ x + (x | g)`` with 100,000 rows and 2,000 groups (a correlated
-  random intercept and slope), bayesmix only (bambi cannot estimate the correlation), warm
-  caches; the goal of issue 14 is under 3 minutes with a bulk ESS of at least 400.
+  random intercept and slope), bayesmix only (bambi cannot estimate the correlation); the goal of issue 14 is under 3 minutes with a bulk ESS of at least 400.
   ``--quick``: 10,000 rows and 200 groups.
 """
 
@@ -44,14 +55,16 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "glmm"
 SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4}
 
-# case -> (bayesmix formula, bambi formula, family)
+# case -> (bayesmix formula, family, peer, bambi formula or None)
 CASES = {
-    "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "p(incidence, size) ~ period + (1|herd)",
-             "binomial"),
-    "grouseticks": ("TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
-                    "TICKS ~ YEAR + HEIGHT_scaled + (1|BROOD) + (1|INDEX) + (1|LOCATION)", "poisson"),
+    "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial", "bambi",
+             "p(incidence, size) ~ period + (1|herd)"),
+    "grouseticks": ("TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", "poisson", "bambi",
+                    "TICKS ~ YEAR + HEIGHT_scaled + (1|BROOD) + (1|INDEX) + (1|LOCATION)"),
+    "crossed": ("y ~ x + (1 | a) + (1 | b)", "gaussian", "pymc-path", None),
+    "large": ("y ~ x + (x | g)", "binomial", None, None),
 }
-LARGE_FORMULA = "y ~ x + (x | g)"
+PEER_LABELS = {"bambi": "bambi (PyMC NUTS)", "pymc-path": "PyMC path (nutpie compiling the PyMC model)"}
 
 
 def load(case: str, quick: bool = False):
@@ -62,6 +75,13 @@ def load(case: str, quick: bool = False):
         return pd.read_csv(REFERENCE / "cbpp.csv", dtype={"herd": str, "period": str})
     if case == "grouseticks":
         return pd.read_csv(REFERENCE / "grouseticks.csv", dtype={"YEAR": str, "BROOD": str, "INDEX": str, "LOCATION": str})
+    if case == "crossed":
+        rng = np.random.default_rng(14)
+        n, levels_a, levels_b = 20_000, 300, 100
+        a, b = rng.integers(0, levels_a, n), rng.integers(0, levels_b, n)
+        x = rng.normal(size=n)
+        y = 1.0 + 0.5 * x + rng.normal(0, 1.0, levels_a)[a] + rng.normal(0, 0.5, levels_b)[b] + rng.normal(0, 1.0, n)
+        return pd.DataFrame({"y": y, "x": x, "a": a.astype(str), "b": b.astype(str)})
     n, groups = (10_000, 200) if quick else (100_000, 2_000)
     rng = np.random.default_rng(14)
     g = rng.integers(0, groups, n)
@@ -83,13 +103,19 @@ def diagnostics_of(posterior, sample_stats) -> dict:
             "divergences": int(sample_stats["diverging"].sum())}
 
 
-def run_bayesmix(case: str, seed: int, quick: bool) -> dict:
+def population_variables(posterior) -> list[str]:
+    """β, the SDs, the correlations and the dispersion: the parameters whose ESS is compared."""
+    return [v for v in posterior.data_vars if v == "beta" or str(v).startswith(("sd_", "cor_"))
+            or posterior[v].dims == ("chain", "draw")]
+
+
+def run_bayesmix(case: str, seed: int, quick: bool, method: str = "auto") -> dict:
     import bayesmix as bm
 
     data = load(case, quick)
-    formula, family = (LARGE_FORMULA, "binomial") if case == "large" else (CASES[case][0], CASES[case][2])
+    formula, family = CASES[case][:2]
     start = time.perf_counter()
-    post = bm.Model(formula, data, family=family).sample(seed=seed, progressbar=False, **SETTINGS)
+    post = bm.Model(formula, data, family=family).sample(seed=seed, progressbar=False, method=method, **SETTINGS)
     wall = time.perf_counter() - start
     d = post.diagnostics()
     return {"wall": wall, "ess": d["min_ess_bulk"], "rhat": d["max_rhat"], "divergences": d["divergences"],
@@ -97,12 +123,34 @@ def run_bayesmix(case: str, seed: int, quick: bool) -> dict:
             "estimates": {name: float(v) for name, v in post.summary()["mean"].items()}}
 
 
-def run_bambi(case: str, seed: int, quick: bool) -> dict:
+def run_pymc_path(case: str, seed: int, quick: bool, method: str = "full") -> dict:
+    """The model bayesmix sampled before the precompiled density: nutpie compiling its PyMC model."""
+    import bayesmix as bm
+    import nutpie
+    import pytensor
+
+    data = load(case, quick)
+    formula, family = CASES[case][:2]
+    start = time.perf_counter()
+    bayes_model = bm.Model(formula, data, family=family).bayes_model(method=method)
+    with pytensor.config.change_flags(numba__fastmath=False):
+        compiled = nutpie.compile_pymc_model(bayes_model.pymc_model)
+    compile_seconds = time.perf_counter() - start
+    tree = nutpie.sample(compiled, seed=seed, progress_bar=False, cores=min(SETTINGS["chains"], os.cpu_count() or 1),
+                         **SETTINGS)
+    wall = time.perf_counter() - start
+    posterior = tree["posterior"].to_dataset()
+    result = diagnostics_of(posterior[population_variables(posterior)], tree["sample_stats"].to_dataset())
+    return {**result, "wall": wall, "compile": compile_seconds, "sampling": wall - compile_seconds,
+            "method": "nutpie compiling the PyMC model"}
+
+
+def run_bambi(case: str, seed: int, quick: bool, method: str = "") -> dict:
     import bambi as bmb
 
     data = load(case, quick)
     start = time.perf_counter()
-    model = bmb.Model(CASES[case][1], data, family=CASES[case][2])
+    model = bmb.Model(CASES[case][3], data, family=CASES[case][1])
     idata = model.fit(draws=SETTINGS["draws"], tune=SETTINGS["tune"], chains=SETTINGS["chains"], random_seed=seed,
                       progressbar=False)
     wall = time.perf_counter() - start
@@ -121,17 +169,18 @@ def worker(arguments: str) -> None:
     spec = json.loads(arguments)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        runner = run_bayesmix if spec["tool"] == "bayesmix" else run_bambi
-        result = runner(spec["case"], spec["seed"], spec["quick"])
+        runner = {"bayesmix": run_bayesmix, "bambi": run_bambi, "pymc-path": run_pymc_path}[spec["tool"]]
+        result = runner(spec["case"], spec["seed"], spec["quick"], spec["method"])
     result["load"] = os.getloadavg()[0]
     print("RESULT " + json.dumps(result))
 
 
-def child(tool: str, case: str, seed: int, quick: bool, caches: Path, timeout: float = 3600) -> dict:
+def child(tool: str, case: str, seed: int, quick: bool, caches: Path, method: str = "auto",
+          timeout: float = 3600) -> dict:
     """Run one case in a fresh process whose numba and PyTensor caches live in ``caches``."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(caches / "numba"),
            "PYTENSOR_FLAGS": f"base_compiledir={caches / 'pytensor'}"}
-    spec = json.dumps({"tool": tool, "case": case, "seed": seed, "quick": quick})
+    spec = json.dumps({"tool": tool, "case": case, "seed": seed, "quick": quick, "method": method})
     load_before = os.getloadavg()[0]
     done = subprocess.run([sys.executable, __file__, "--worker", spec], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
@@ -153,11 +202,18 @@ def versions() -> str:
             f"{platform.python_version()}; " + ", ".join(f"{p} {version(p)}" for p in packages))
 
 
-def row(label: str, cache: str, r: dict) -> str:
+
+HEADER = ("| run | numba/PyTensor cache | wall s (formula to posterior) | compile s | sampling s | min bulk ESS | "
+          "ESS/s | ESS/s vs peer | divergences | max R-hat | load before |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def row(label: str, cache: str, r: dict, peer: dict | None) -> str:
     compile_ = "" if r["compile"] != r["compile"] else f"{r['compile']:.1f}"
     sampling = "" if r["sampling"] != r["sampling"] else f"{r['sampling']:.1f}"
+    ratio = "" if peer is None else f"{(r['ess'] / r['wall']) / (peer['ess'] / peer['wall']):.1f}x"
     return (f"| {label} | {cache} | {r['wall']:.1f} | {compile_} | {sampling} | {r['ess']:.0f} | "
-            f"{r['ess'] / r['wall']:.1f} | {r['divergences']} | {r['rhat']:.3f} | {r['load_before']:.1f} |")
+            f"{r['ess'] / r['wall']:.1f} | {ratio} | {r['divergences']} | {r['rhat']:.3f} | {r['load_before']:.1f} |")
 
 
 def brms_row() -> str:
@@ -165,21 +221,26 @@ def brms_row() -> str:
     ess, wall = min(brms["ess_bulk"].values()), brms["wall_time_total_s"]
     load = float(brms["load_at_start"].split()[0])
     return (f"| brms {brms['versions']['brms']} (recorded, rstan, cores = {brms['cores']}) | its own | {wall:.1f} | "
-            f"{brms['wall_time_compile_s']:.1f} | {brms['wall_time_sampling_s']:.1f} | {ess:.0f} | {ess / wall:.1f} | "
+            f"{brms['wall_time_compile_s']:.1f} | {brms['wall_time_sampling_s']:.1f} | {ess:.0f} | {ess / wall:.1f} | | "
             f"{brms['n_divergent']} | {max(brms['rhat'].values()):.3f} | {load:.1f} |")
 
 
-HEADER = ("| run | numba/PyTensor cache | wall s (formula to posterior) | compile s | sampling s | min bulk ESS | "
-          "ESS/s | divergences | max R-hat | load before |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+def describe(case: str, quick: bool) -> str:
+    formula, family = CASES[case][:2]
+    what = {"crossed": "20,000 rows, 300 x 100 levels (truth: beta = (1, 0.5), SDs (1, 0.5), sigma 1)",
+            "large": f"{'10,000 rows, 200 groups' if quick else '100,000 rows, 2,000 groups'}, correlated intercept "
+                     "and slope (truth: beta = (-0.5, 1), SDs (1, 0.5), rho = 0.3)"}.get(case, "")
+    return f"{case}: `{formula}` ({family}{', ' + what if what else ''}), 4 chains x 1000 draws after 1000 tuning steps"
 
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", nargs="*", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--method", nargs="+", default=["auto"],
+                        help="bayesmix's methods, one row each (passed to bm.Model.sample(method=...))")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--quick", action="store_true", help="the large model at 10,000 rows and 200 groups")
-    parser.add_argument("--no-large", action="store_true", help="skip the large Bernoulli model")
-    parser.add_argument("--no-bambi", action="store_true")
-    parser.add_argument("--no-small", action="store_true", help="only the large model")
+    parser.add_argument("--no-peer", action="store_true", help="bayesmix only (no bambi, no PyMC path)")
     parser.add_argument("--large-caches", nargs="+", choices=["cold", "warm"], default=["cold", "warm"],
                         help="the large model's runs (each takes minutes at full size)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -190,36 +251,34 @@ def main():
     print(versions())
     print()
     with tempfile.TemporaryDirectory(prefix="bayes-glmm-bench-") as scratch:
-        for case in [] if args.no_small else CASES:
-            print(f"{case}: `{CASES[case][0]}` ({CASES[case][2]}), 4 chains x 1000 draws after 1000 tuning steps")
+        for case in args.cases:
+            peer = None if args.no_peer else CASES[case][2]
+            print(describe(case, args.quick))
             print()
             print(HEADER)
             if case == "cbpp":
                 print(brms_row())
+            caches_states = args.large_caches if case == "large" else ["cold", "warm"]
             for seed in args.seeds:
-                tools = ["bayesmix"] + ([] if args.no_bambi else ["bambi"])
-                for tool in tools:
-                    caches = Path(scratch) / f"{tool}-{case}-{seed}"
-                    for cache in ("cold", "warm"):
-                        r = child(tool, case, seed, False, caches)
-                        label = f"bayesmix {r['method']}" if tool == "bayesmix" else "bambi (PyMC NUTS)"
-                        print(row(f"{label}, seed {seed}", cache, r))
+                peer_results = {}
+                if peer is not None:  # first, so that every bayesmix row can be set beside it
+                    for cache in caches_states:
+                        peer_results[cache] = child(peer, case, seed, args.quick, Path(scratch) / f"{peer}-{case}-{seed}",
+                                                    method="full")
+                for method in args.method:
+                    caches = Path(scratch) / f"bayesmix-{case}-{seed}-{method}"
+                    for cache in caches_states:
+                        r = child("bayesmix", case, seed, args.quick, caches, method=method, timeout=7200)
+                        label = f"bayesmix {r['method']} (method={method!r}), seed {seed}"
+                        print(row(label, cache, r, peer_results.get(cache)))
                         sys.stdout.flush()
+                for cache, r in peer_results.items():
+                    print(row(f"{PEER_LABELS[peer]}, seed {seed}", cache, r, None))
+                if case == "large":
+                    print()
+                    print("posterior means: " + ", ".join(f"{k} {v:.3f}" for k, v in r["estimates"].items()))
             print()
-        if not args.no_large:
-            size = "10,000 rows, 200 groups" if args.quick else "100,000 rows, 2,000 groups"
-            print(f"large: Bernoulli `{LARGE_FORMULA}`, {size}, correlated intercept and slope "
-                  f"(truth: beta = (-0.5, 1), SDs (1, 0.5), rho = 0.3)")
-            print()
-            print(HEADER)
-            caches = Path(scratch) / "bayesmix-large"
-            for seed in args.seeds:
-                for cache in args.large_caches:
-                    r = child("bayesmix", "large", seed, args.quick, caches, timeout=7200)
-                    print(row(f"bayesmix {r['method']}, seed {seed}", cache, r))
-                    sys.stdout.flush()
-                print()
-                print("posterior means: " + ", ".join(f"{k} {v:.3f}" for k, v in r["estimates"].items()))
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from .density import (
 )
 from .priors import PriorSet
 
-__all__ = ["FullDensity", "full_density", "natively_supported", "pack"]
+__all__ = ["FullDensity", "N_EFFECTS", "expanded", "full_density", "natively_supported", "pack", "term_levels"]
 
 # The header after the population's fields: the family and link codes, where the coordinates
 # of z begin, how many there are, then the offset of each section.
@@ -298,6 +298,12 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
     return blob, variables, n_dim
 
 
+def term_levels(blob: np.ndarray) -> np.ndarray:
+    """Per term (rows): its number of levels, where its effects begin among z, and whether it is
+    a term of one column of ones."""
+    return _section(blob, OFF_LEVELS, 3 * int(blob[TERMS])).reshape((-1, 3))
+
+
 def _columns(design, k: int) -> list[int]:
     """The columns of term k among all terms' (the rows of the block-diagonal R)."""
     start = sum(term.q for term in design.terms[:k])
@@ -312,7 +318,7 @@ def log_density(blob: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def expanded(blob: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The expanded variables at x, concatenated (for tests)."""
+    """The expanded variables at x, concatenated (what the expansion callback writes)."""
     out = np.empty(int(blob[N_EXPANDED]))
     expand(np.asarray(x, float), blob, out)
     return out

@@ -15,6 +15,8 @@ from ..errors import DataError
 from ..data.layout import coords, group_layouts, term_labels
 from ..linalg.collapsed import draw_effects
 from .density import collapsed_density, natively_supported
+from .embedded_laplace import laplace_density
+from .importance import LOG_WEIGHT
 from .full_density import full_density
 from .priors import Prior, resolve_priors
 from .result import BayesResult, stack_draws
@@ -24,7 +26,7 @@ from .sampling import ArgumentError, CompiledSampler, SamplerSettings
 if TYPE_CHECKING:
     import pymc as pm
 
-METHODS = ("auto", "collapsed", "full")
+METHODS = ("auto", "collapsed", "full", "laplace")
 PARAMETERIZATIONS = ("noncentred", "centred")
 
 
@@ -43,8 +45,12 @@ class BayesModel:
         Gaussian with the identity link (:attr:`~bayesmix.families.Family.has_sufficient_statistics`),
         and no prior weights or offsets); ``"full"``: NUTS samples them, for every family and
         any number of grouping factors; ``"auto"`` (default): collapsed where it applies, else
-        full. Both run on a precompiled log density with nutpie (nothing is compiled per model)
-        when every prior has a native form; ``sampler="pymc"`` samples the PyMC model instead.
+        full; ``"laplace"``: NUTS samples the population parameters on the Laplace-approximated
+        marginal posterior and the random effects are drawn from the Gaussian approximation, with
+        importance weights against the exact joint (:mod:`bayesmix.bayes.embedded_laplace`;
+        only when asked). All run on a precompiled log density with nutpie (nothing is compiled
+        per model) when every prior has a native form; ``sampler="pymc"`` samples the PyMC model
+        instead (not for ``"laplace"``).
     parameterization
         For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
         (see :func:`bayesmix.bayes.builder.build_model`).
@@ -86,11 +92,14 @@ class BayesModel:
                 "method='collapsed' needs every random-effects term on one grouping factor; this model has "
                 f"{', '.join(repr(l.group) for l in self.layouts)}: use method='full'."
             )
-        self.method = "collapsed" if method == "collapsed" or (method == "auto" and collapsible) else "full"
-        if self.method == "full" and not design.in_memory:
+        if method == "laplace":
+            self.method = "laplace"
+        else:
+            self.method = "collapsed" if method == "collapsed" or (method == "auto" and collapsible) else "full"
+        if self.method in ("full", "laplace") and not design.in_memory:
             raise ArgumentError(
-                "method='full' samples every row's likelihood, and this design was built from dask or Parquet data "
-                "(sufficient statistics only): use method='collapsed', or fit a pandas DataFrame."
+                f"method={self.method!r} reads every row's likelihood, and this design was built from dask or Parquet "
+                "data (sufficient statistics only): use method='collapsed', or fit a pandas DataFrame."
             )
         self.parameterization = parameterization
         # NUTS works on the data in units of their spread (see bayesmix.bayes.standardise)
@@ -110,6 +119,9 @@ class BayesModel:
             self._sampler = CompiledSampler(
                 lambda: _builder().build_collapsed_model(standard, self._crossprod, priors, self._shift), ready
             )
+        elif self.method == "laplace":
+            ready = laplace_density(standard, priors, labels, self.layouts, coords(design, self.layouts))
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, parameterization), ready)
         else:
             ready = None
             if parameterization == "noncentred" and natively_supported(priors):
@@ -129,7 +141,8 @@ class BayesModel:
 
     @property
     def pymc_model(self) -> pm.Model:
-        """The PyMC model (for the collapsed method: with the random effects integrated out)."""
+        """The PyMC model (for the collapsed method: with the random effects integrated out; for
+        the Laplace method: the full model it approximates)."""
         return self._sampler.model
 
     @property
@@ -137,6 +150,8 @@ class BayesModel:
         """How the posterior is sampled, as reported on results."""
         if self.method == "collapsed":
             return "collapsed (random effects integrated out, drawn exactly)"
+        if self.method == "laplace":
+            return "laplace (random effects integrated out by the Laplace approximation, drawn from it)"
         return f"full ({self.parameterization} random effects)"
 
     def sample(self, y=None, **settings) -> BayesResult:
@@ -146,13 +161,19 @@ class BayesModel:
         simulation-based calibration needs.
         """
         settings = SamplerSettings(**settings)
+        if self.method == "laplace" and settings.sampler != "nutpie":
+            raise ArgumentError("method='laplace' runs on nutpie only: drop sampler='pymc', or use method='full'.")
         if y is not None and not self.design.in_memory:
             raise ArgumentError("A replacement response y needs the rows in memory; this design was built from dask or Parquet data.")
         design = self.design if y is None else _with_response(self.design, y)
         standard = self._standard_design if y is None else self._standard.design(design)
-        if self.method == "full":
+        if self.method in ("full", "laplace"):
             observed = {} if y is None else {"y": design.family.observed(standard.rows.y, standard.rows.weights)}
             tree, seconds = self._sampler.sample(settings, **observed)
+            if self.method == "laplace":  # the importance weights are a diagnostic, not a parameter
+                posterior = tree["posterior"].to_dataset()
+                tree["sample_stats"] = tree["sample_stats"].to_dataset().assign({LOG_WEIGHT: posterior[LOG_WEIGHT]})
+                tree["posterior"] = posterior.drop_vars(LOG_WEIGHT)
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y
             cp = self._crossprod if y is None else standard.statistics.cross_products(design.p, self._shift)
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"A1X": cp.A1X, "AXX": cp.AXX}))

@@ -10,6 +10,8 @@ model, part of nutpie's private interface:
   ``ExpandFunc``, ``PyVariable.new_variables`` and ``PyMcModel``, which take C callbacks of
   exactly the signatures that the numba path of ``nutpie.compile_pymc_model`` hands them;
 - ``nutpie.transform_adapter.make_transform_adapter`` (normalizing flows);
+- ``nutpie.compiled_pyfunc.from_pyfunc``, for a density given as Python functions (the
+  Laplace-approximated posterior of :mod:`bayesmix.bayes.embedded_laplace`);
 - a Rust panic inside nutpie surfaces as pyo3's ``PanicException``, a ``BaseException``
   from the module ``pyo3_runtime``.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import nutpie
 from nutpie import _lib
 from nutpie.sample import CompiledModel
@@ -56,6 +59,48 @@ def compile_pymc(model):
 def callback_model(density: CallbackDensity) -> CompiledModel:
     """What ``nutpie.sample`` takes for a density given as C callbacks."""
     return _CallbackModel(dims={v.name: v.dims for v in density.variables}, density=density)
+
+
+class PythonDensity(Protocol):
+    """A log density given as Python functions (:class:`bayesmix.bayes.embedded_laplace.LaplaceDensity`).
+
+    nutpie calls ``make_logp()`` and ``make_expand(seed1, seed2, chain)`` once per chain; the
+    functions they return take the unconstrained point and return (logp, gradient) and a dict
+    of the expanded variables.
+    """
+
+    variables: list  # objects with name, shape and dims: the expanded variables
+    coords: dict  # dim name -> pd.Index
+    n_dim: int  # number of unconstrained coordinates
+
+    def make_logp(self): ...
+
+    def make_expand(self, seed1: int, seed2: int, chain: int): ...
+
+    def init(self, seed) -> object:
+        """An initial point for a chain."""
+
+
+def python_model(density: PythonDensity) -> CompiledModel:
+    """What ``nutpie.sample`` takes for a density given as Python functions (nutpie's ``from_pyfunc``)."""
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    return from_pyfunc(
+        density.n_dim,
+        density.make_logp,
+        density.make_expand,
+        [np.dtype("float64")] * len(density.variables),
+        [v.shape for v in density.variables],
+        [v.name for v in density.variables],
+        coords=dict(density.coords),
+        dims={v.name: v.dims for v in density.variables},
+        make_initial_point_fn=density.init,
+    )
+
+
+def ready_model(density: CallbackDensity | PythonDensity) -> CompiledModel:
+    """What ``nutpie.sample`` takes for a precompiled density of either kind."""
+    return python_model(density) if hasattr(density, "make_logp") else callback_model(density)
 
 
 def start_sampling(model: CompiledModel, settings, cores: int):

@@ -19,6 +19,7 @@ from ..errors import ConvergenceWarning, DataError
 from ..families import Binomial, NegativeBinomial, Poisson
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
 from ..data.layout import GroupLayout, group_layouts, pair_label
+from .importance import LOG_WEIGHT, ImportanceDiagnostics, importance_diagnostics
 from .priors import Distribution, PriorSet
 from .sampling import ArgumentError, SamplerSettings, few_draws_allowed
 
@@ -95,8 +96,9 @@ class BayesResult(FittedModel):
     sampling_seconds, compile_seconds
         Wall time spent sampling and (once per model) compiling.
     method
-        How the posterior was sampled: ``"collapsed (random effects integrated out, drawn exactly)"``
-        or ``"full (noncentred random effects)"`` (``centred`` with that parameterization).
+        How the posterior was sampled: ``"collapsed (random effects integrated out, drawn exactly)"``,
+        ``"full (noncentred random effects)"`` (``centred`` with that parameterization) or
+        ``"laplace (...)"`` (:mod:`bayesmix.bayes.embedded_laplace`).
     """
 
     def __init__(
@@ -447,12 +449,21 @@ class BayesResult(FittedModel):
         return pd.DataFrame(rows, columns=["statistic", "observed", "replicated_mean", "ci_lb", "ci_ub", "p_value"]).set_index("statistic")
 
     def diagnostics(self) -> dict:
-        """Divergences, tree-depth saturation, worst R-hat and smallest bulk/tail ESS.
+        """Divergences, tree-depth saturation, worst R-hat and smallest bulk/tail ESS; for
+        ``method="laplace"`` also the Pareto k̂ of the importance weights (``laplace_khat``).
 
         R-hat and ESS are NaN when they could not be computed for some parameter
         (:meth:`check` says why).
         """
         return self._diagnostics(self._table())
+
+    @cached_property
+    def importance(self) -> ImportanceDiagnostics | None:
+        """For ``method="laplace"``: how well the Laplace approximation matches the exact joint
+        posterior at the draws (PSIS k̂ and the weights' ESS; see
+        :func:`~bayesmix.bayes.embedded_laplace.importance_diagnostics`); None otherwise."""
+        stats_ = self.idata["sample_stats"]
+        return importance_diagnostics(stats_[LOG_WEIGHT].values) if LOG_WEIGHT in stats_ else None
 
     def _diagnostics(self, table: pd.DataFrame) -> dict:
         stats_ = self.idata["sample_stats"]
@@ -463,7 +474,7 @@ class BayesResult(FittedModel):
             "max_rhat": float(np.max(table["r_hat"].to_numpy())),  # numpy's max and min keep a NaN
             "min_ess_bulk": float(np.min(table["ess_bulk"].to_numpy())),
             "min_ess_tail": float(np.min(table["ess_tail"].to_numpy())),
-        }
+        } | ({} if self.importance is None else {"laplace_khat": self.importance.khat})
 
     def check(self) -> list[str]:
         """Warn (``ConvergenceWarning``) about divergences, high R-hat, low ESS, saturated trees,
@@ -481,6 +492,8 @@ class BayesResult(FittedModel):
             problems.append(f"ESS as low as {ess:.0f} < {ESS_MIN}: draw more")
         if d["treedepth_hits"]:
             problems.append(f"{d['treedepth_hits']} draws hit the maximum tree depth")
+        if self.importance is not None and not self.importance.trustworthy:
+            problems.append(f"{self.importance}")
         for problem in problems:
             warnings.warn(problem, ConvergenceWarning, stacklevel=3)
         return problems
@@ -585,4 +598,5 @@ class BayesResult(FittedModel):
     def _repr_html_(self) -> str:
         head = (f"<p><b>Posterior</b> of <code>{self.design.formula.text}</code>, {self.design.family} family: "
                 f"{self.settings.chains} chains x {self.settings.draws} draws</p>")
-        return head + html_section("Parameters", self._table())
+        check = "" if self.importance is None else f"<p>{self.importance}</p>"
+        return head + check + html_section("Parameters", self._table())

@@ -181,8 +181,8 @@ class CompiledSampler:
         from . import nutpie_adapter
 
         compiled = self._compiled.with_data(**data) if data else self._compiled
-        if self._ready:  # the collapsed density: C callbacks, no PyMC model
-            compiled = nutpie_adapter.callback_model(compiled)
+        if self._ready:  # a precompiled density (C callbacks or Python functions), no PyMC model
+            compiled = nutpie_adapter.ready_model(compiled)
         sampler = nutpie_adapter.start_sampling(compiled, settings, cores=min(settings.chains, os.cpu_count() or 1))
         try:
             return sampler.wait()

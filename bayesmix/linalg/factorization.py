@@ -100,6 +100,8 @@ class Factorization:
     def _factored_beta(self) -> np.ndarray:
         """β of the response the cross-products were computed from."""
         p = self.p
+        if p == 0:  # PIRLS with β given
+            return np.zeros(0)
         return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False, check_finite=False)
 
     @property
@@ -113,26 +115,27 @@ class Factorization:
         p = self.p
         rhs1 = self.W[:, :, p] - self.W[:, :, :p] @ self._factored_beta
         rhs2 = None if self.L22 is None else self.V2[:, p] - self.V2[:, :p] @ self._factored_beta
-        return self._back_substitute(rhs1, rhs2)
+        return self.back_substitute(rhs1, rhs2)
 
     def solve(self, c1: np.ndarray, c2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """(Λ'Z'ZΛ + I)⁻¹ c, with c and the result split as the first block (levels1, q1) and
         the rest block (Q2,) (None with a single factor)."""
         w1 = np.einsum("lij,lj->li", self.L11inv, c1)  # L11⁻¹ c1
         if self.L22 is None:
-            return self._back_substitute(w1, None)
+            return self.back_substitute(w1, None)
         # L21 w1 = Λ₂' A21 Λ₁ L11⁻ᵀ w1
         l21_w1 = self.lambda2.t_rows((self.A21 @ (_upper_solve(self.L11inv, w1) @ self.lambda1.T).ravel())[:, None])[:, 0]
-        return self._back_substitute(w1, la.solve_triangular(self.L22, c2 - l21_w1, lower=True, check_finite=False))
+        return self.back_substitute(w1, la.solve_triangular(self.L22, c2 - l21_w1, lower=True, check_finite=False))
 
     def effects_solution(self) -> tuple[np.ndarray, np.ndarray | None]:
         """G = (Λ'Z'ZΛ + I)⁻¹ Λ'Z'[X y], the spherical modes of each column of ``[X y]``: the
         first block (levels1, q1, p+1) and the rest block (Q2, p+1) (None with a single factor)."""
-        return self._back_substitute(self.W, self.V2)
+        return self.back_substitute(self.W, self.V2)
 
-    def _back_substitute(self, rhs1: np.ndarray, rhs2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def back_substitute(self, rhs1: np.ndarray, rhs2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Solve L_Z' x = rhs for the lower-triangular factor L_Z of Λ'Z'ZΛ + I (rhs1 of shape
-        (levels1, q1, ...), rhs2 of shape (Q2, ...): one or several right-hand sides)."""
+        (levels1, q1, ...), rhs2 of shape (Q2, ...): one or several right-hand sides, split as
+        :meth:`solve` splits): with rhs standard normal, x ~ N(0, (Λ'Z'ZΛ + I)⁻¹)."""
         if self.L22 is None:
             return _upper_solve(self.L11inv, rhs1), None
         x2 = la.solve_triangular(self.L22.T, rhs2, lower=False, check_finite=False)
@@ -246,7 +249,7 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
     if not ok:
         raise np.linalg.LinAlgError("Λ'Z'ZΛ + I or the [X y] Schur complement is not positive definite")
     if cp.single_factor:
-        return Factorization(theta, T1, L11inv, W, np.linalg.cholesky(S), float(logdet_z), beta_shift=beta_shift)
+        return Factorization(theta, T1, L11inv, W, _schur_factor(S), float(logdet_z), beta_shift=beta_shift)
     lam2 = RestLambda(blocks[1:], theta)
     minv = np.swapaxes(L11inv, 1, 2) @ L11inv
     if lam2.scalar:
@@ -260,8 +263,27 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
         raise np.linalg.LinAlgError("Λ'Z'ZΛ + I is not positive definite")
     logdet_z += 2.0 * np.log(np.diag(L22)).sum()
     V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True, check_finite=False)
-    R = np.linalg.cholesky(S - V2.T @ V2)
+    R = _schur_factor(S - V2.T @ V2)
     return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, beta_shift, cp.A21_levels)
+
+
+def _schur_factor(S: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor R of the ``[X y]`` Schur complement S.
+
+    With negative working weights (PIRLS for a link whose observed information is negative in
+    places, such as the Gaussian's log link) r_yy² may be negative while the X block and the
+    y row, all that PIRLS reads, exist: r_yy is then NaN rather than the factor failing.
+    """
+    try:
+        return np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        p = S.shape[0] - 1
+        R = np.zeros_like(S)
+        R[:p, :p] = np.linalg.cholesky(S[:p, :p])
+        R[p, :p] = la.solve_triangular(R[:p, :p], S[:p, p], lower=True, check_finite=False)
+        rest = S[p, p] - R[p, :p] @ R[p, :p]
+        R[p, p] = np.sqrt(rest) if rest >= 0 else np.nan
+        return R
 
 
 class RestLambda:

@@ -86,6 +86,20 @@ class GlmmRows:
     offset: np.ndarray
     family: Family
 
+    @classmethod
+    def of(cls, structure: Structure, X, y, weights, offset, family: Family) -> GlmmRows:
+        """The rows from arrays as a design holds them: ``weights`` None for unit weights,
+        ``offset`` None for none."""
+        n = len(y)
+        return cls(
+            structure,
+            np.asarray(X, dtype=float),
+            np.asarray(y, dtype=float),
+            np.ones(n) if weights is None else np.asarray(weights, dtype=float),
+            np.zeros(n) if offset is None else np.asarray(offset, dtype=float),
+            family,
+        )
+
     @functools.cached_property
     def plan(self) -> CrossProductPlan:
         """The layout of the weighted cross-products, shared by every PIRLS step."""
@@ -118,14 +132,21 @@ class GlmmRows:
         shape (n,), or (k, n) for k linear predictors at once)."""
         family = self.family
         if family.kernel_code is not None:
-            values = log_likelihood_rows(family.kernel_code, family.link_code, np.broadcast_to(self.y, eta.shape).ravel(),
-                                         np.broadcast_to(self.weights, eta.shape).ravel(), np.ascontiguousarray(eta).ravel(),
+            y, weights = self._rows_like(eta)
+            values = log_likelihood_rows(family.kernel_code, family.link_code, y, weights, np.ascontiguousarray(eta).ravel(),
                                          np.nan if dispersion is None else dispersion)
             return values.reshape(eta.shape)
         return family.log_likelihood(self.y, family.inverse_link(eta), dispersion, self.weights)
 
-    def working(self, eta: np.ndarray, dispersion: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """∂ℓ_i/∂η_i and the observed information -∂²ℓ_i/∂η_i² at η (shape (n,), or (k, n)).
+    def _rows_like(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """y and the weights repeated for each row of a (k, n) η, flat (as they are for one η)."""
+        if eta.ndim == 1:
+            return self.y, self.weights
+        return np.broadcast_to(self.y, eta.shape).ravel(), np.broadcast_to(self.weights, eta.shape).ravel()
+
+    def working(self, eta: np.ndarray, dispersion: float | None, fisher: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """∂ℓ_i/∂η_i and the observed information -∂²ℓ_i/∂η_i² at η (shape (n,), or (k, n));
+        with ``fisher`` the Fisher information instead (the same for a canonical link).
 
         For a canonical link the observed information is the Fisher information
         μ_η² E[-∂²ℓ/∂μ²], which is -∂²ℓ/∂μ² at y = μ. Otherwise it is
@@ -136,16 +157,16 @@ class GlmmRows:
         """
         family = self.family
         if family.kernel_code is not None:
+            y, weights = self._rows_like(eta)
             score, information = working_rows(
-                family.kernel_code, family.link_code, family.canonical, np.broadcast_to(self.y, eta.shape).ravel(),
-                np.broadcast_to(self.weights, eta.shape).ravel(), np.ascontiguousarray(eta).ravel(),
+                family.kernel_code, family.link_code, family.canonical or fisher, y, weights, np.ascontiguousarray(eta).ravel(),
                 np.nan if dispersion is None else dispersion, LINK_STEP,
             )
             return score.reshape(eta.shape), information.reshape(eta.shape)
         mu = family.inverse_link(eta)
         mu_eta = family.inverse_link_derivative(eta)
         first, second = family.log_likelihood_derivatives(self.y, mu, dispersion, self.weights)
-        if family.canonical:
+        if family.canonical or fisher:
             information = -family.log_likelihood_derivatives(mu, mu, dispersion, self.weights)[1] * mu_eta**2
         else:
             h = LINK_STEP * np.maximum(1.0, np.abs(eta))
@@ -165,6 +186,15 @@ class GlmmRows:
         loglik = (self.log_likelihood(eta, up) - self.log_likelihood(eta, down)) / (2.0 * LINK_STEP)
         (score_up, info_up), (score_down, info_down) = self.working(eta, up), self.working(eta, down)
         return loglik, (score_up - score_down) / (2.0 * LINK_STEP), (info_up - info_down) / (2.0 * LINK_STEP)
+
+    def per_block(self, u: np.ndarray) -> list[np.ndarray]:
+        """A flat effects vector (:class:`PirlsMode` order) per factor block, shape (levels, q)."""
+        out, start = [], 0
+        for block in self.structure.blocks:
+            size = block.n_levels * block.q
+            out.append(u[start : start + size].reshape(block.n_levels, block.q))
+            start += size
+        return out
 
     def level_sums(self, values: np.ndarray) -> list[np.ndarray]:
         """Z'v per factor block, each of shape (levels, q): Σ over a level's rows of v_i z_i."""
@@ -277,12 +307,21 @@ def pirls(
     while True:
         first, information = rows.working(eta, dispersion)
         base = eta - rows.offset if joint else eta - fixed
-        f = factorize(rows.structure, rows.plan.products(X, base + first / information, information), theta)
+        try:
+            f = factorize(rows.structure, rows.plan.products(X, base + first / information, information), theta)
+        except np.linalg.LinAlgError:
+            if converged or steps == MAX_STEPS:  # no mode with a positive definite Hessian
+                raise
+            f = None
         if converged or steps == MAX_STEPS:
             break
-        u1, u2 = f.spherical_modes()
+        step = f
+        if step is None:  # the observed information is not positive definite here: a Fisher-scoring step
+            fisher = rows.working(eta, dispersion, fisher=True)[1]
+            step = factorize(rows.structure, rows.plan.products(X, base + first / fisher, fisher), theta)
+        u1, u2 = step.spherical_modes()
         new_u = u1.ravel() if u2 is None else np.concatenate([u1.ravel(), u2])
-        new_beta = f.beta if joint else beta
+        new_beta = step.beta if joint else beta
         step_u, step_beta = new_u - u, new_beta - beta
         scale = 1.0
         for _ in range(MAX_HALVINGS):
@@ -305,6 +344,51 @@ def pirls(
     return PirlsMode(theta, beta, dispersion, u, eta, f, loglik, steps, converged)
 
 
+class WarmModes:
+    """PIRLS modes at a sequence of nearby parameters (an optimiser's or a sampler's path), each
+    started from the last accepted mode corrected to first order for the change of the
+    parameters (:func:`predicted_modes`), or from u = 0 where that start leads PIRLS astray (no
+    factor, or no finite deviance: far from the last point, with a log link).
+
+    Attributes
+    ----------
+    rows
+        The data.
+    mode
+        The last accepted mode (None before the first): the start of the next solve.
+    evaluations, iterations, all_converged
+        Solves so far, PIRLS steps they took, and whether every one converged.
+    """
+
+    def __init__(self, rows: GlmmRows):
+        self.rows = rows
+        self.mode: PirlsMode | None = None
+        self.evaluations = 0
+        self.iterations = 0
+        self.all_converged = True
+
+    def solve(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
+        """The mode at (θ, β, φ), not yet accepted. Raises numpy's LinAlgError when no start
+        gives the weighted problem a Cholesky factor."""
+        rows = self.rows
+        try:
+            if self.mode is None:
+                mode = pirls(rows, theta, beta, dispersion)
+            else:
+                start = predicted_modes(rows, self.mode, theta, beta, dispersion)
+                mode = pirls(rows, theta, beta, dispersion, start, fallback=self.mode.u)
+        except np.linalg.LinAlgError:
+            mode = None
+        if self.mode is not None and (mode is None or not np.isfinite(mode.laplace_deviance)):
+            mode = pirls(rows, theta, beta, dispersion)
+        if mode is None:
+            raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
+        self.evaluations += 1
+        self.iterations += mode.iterations
+        self.all_converged &= mode.converged
+        return mode
+
+
 def predicted_modes(rows: GlmmRows, mode: PirlsMode, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> np.ndarray:
     """A start for PIRLS at (θ, β, φ) from the mode at nearby parameters: û there, corrected to
     first order in the change of the parameters.
@@ -321,7 +405,7 @@ def predicted_modes(rows: GlmmRows, mode: PirlsMode, theta: np.ndarray, beta: np
     eta = rows.offset + rows.X @ beta + rows.random_predictor(theta, mode.u)
     score = rows.working(eta, dispersion)[0]
     blocks = rows.structure.blocks
-    gradient = [s @ block.lambda_(theta) - u for s, block, u in zip(rows.level_sums(score), blocks, _split(rows, mode.u))]
+    gradient = [s @ block.lambda_(theta) - u for s, block, u in zip(rows.level_sums(score), blocks, rows.per_block(mode.u))]
     d1, d2 = mode.factorization.solve(gradient[0], None if len(blocks) == 1 else np.concatenate([g.ravel() for g in gradient[1:]]))
     step = d1.ravel() if d2 is None else np.concatenate([d1.ravel(), d2])
     return mode.u + step
@@ -429,7 +513,7 @@ def laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
     e = -2.0 * score + v - information * Ar
     grad_theta = np.zeros(rows.structure.n_theta)
     e_sums, score_sums = rows.level_sums(e), rows.level_sums(score)
-    u_blocks, r_blocks = _split(rows, mode.u), _split(rows, r)
+    u_blocks, r_blocks = rows.per_block(mode.u), rows.per_block(r)
     for k, block in enumerate(blocks):
         trace = (block.z * information[:, None]).T @ Pa[k]
         G = e_sums[k].T @ u_blocks[k] + score_sums[k].T @ r_blocks[k] + 2.0 * trace
@@ -439,16 +523,6 @@ def laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
         dl, dscore, dinfo = rows.dispersion_slopes(eta, dispersion)
         grad_dispersion = float(-2.0 * dl.sum() + leverage @ dinfo + Ar @ dscore)
     return LaplaceGradient(grad_theta, rows.X.T @ e, grad_dispersion)
-
-
-def _split(rows: GlmmRows, u: np.ndarray) -> list[np.ndarray]:
-    """A flat effects vector (:class:`PirlsMode` order) per factor block, shape (levels, q)."""
-    out, start = [], 0
-    for block in rows.structure.blocks:
-        size = block.n_levels * block.q
-        out.append(u[start : start + size].reshape(block.n_levels, block.q))
-        start += size
-    return out
 
 
 def _selected_products(rows: GlmmRows, f: Factorization, a: list[np.ndarray]) -> list[np.ndarray]:

@@ -273,8 +273,7 @@ class GlmmResult(PointFit):
         dispersion = json.loads(stored.attrs["dispersion"])
         check_rebuilt(dispersion is None or isinstance(dispersion, float), "the dispersion")
         rows = design.rows
-        glmm_rows = GlmmRows(structure, rows.X, rows.y, np.ones(design.n) if rows.weights is None else rows.weights,
-                             np.zeros(design.n) if rows.offset is None else rows.offset, design.family)
+        glmm_rows = GlmmRows.of(structure, rows.X, rows.y, rows.weights, rows.offset, design.family)
         nagq = int(record["nagq"])
         estimates = at_estimates(glmm_rows, theta, beta, dispersion, nagq)
         saved = float(stored.attrs["log_likelihood"])

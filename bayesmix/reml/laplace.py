@@ -32,7 +32,7 @@ from ..data.layout import Structure
 from ..errors import ArgumentError, FitError
 from ..families import Family
 from ..linalg.factorization import conditional_covariances, effects
-from ..linalg.pirls import GlmmRows, PirlsMode, agq_deviance, agq_gradient, laplace_gradient, pirls, predicted_modes
+from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes, agq_deviance, agq_gradient, laplace_gradient, pirls
 from ..linalg.threads import one_blas_thread
 from .optimize import BOUNDARY_TOL
 
@@ -153,7 +153,8 @@ class LaplaceFit:
 
 class _Deviance:
     """d(x) and its gradient for the free parameters x = (θ̃, β, log φ), warm-starting PIRLS
-    from the last mode, corrected to first order for the change of x (:func:`predicted_modes`)."""
+    from the last mode (:class:`~bayesmix.linalg.pirls.WarmModes`, whose accepted mode is
+    the last one with a finite deviance)."""
 
     def __init__(self, rows: GlmmRows, nagq: int, free_theta: np.ndarray, theta_fixed: np.ndarray):
         self.rows = rows
@@ -162,10 +163,7 @@ class _Deviance:
         self.free_theta = free_theta
         self.theta_fixed = theta_fixed
         self.has_dispersion = rows.family.has_dispersion
-        self.evaluations = 0
-        self.iterations = 0
-        self.all_converged = True
-        self.mode: PirlsMode | None = None
+        self.modes = WarmModes(rows)
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
         """θ, β and φ from x."""
@@ -177,23 +175,8 @@ class _Deviance:
         return theta, x[k : k + p], dispersion
 
     def solve(self, x: np.ndarray) -> PirlsMode:
-        """The PIRLS mode at x, from the last mode, or from u = 0 where that start leads PIRLS
-        astray (no factor, or no finite deviance: far from the last point, with a log link)."""
-        theta, beta, dispersion = self.split(np.asarray(x, dtype=float))
-        try:
-            if self.mode is None:
-                mode = pirls(self.rows, theta, beta, dispersion)
-            else:
-                start = predicted_modes(self.rows, self.mode, theta, beta, dispersion)
-                mode = pirls(self.rows, theta, beta, dispersion, start, fallback=self.mode.u)
-        except np.linalg.LinAlgError:
-            mode = None
-        if self.mode is not None and (mode is None or not np.isfinite(mode.laplace_deviance)):
-            mode = pirls(self.rows, theta, beta, dispersion)
-        self.evaluations += 1
-        self.iterations += mode.iterations
-        self.all_converged &= mode.converged
-        return mode
+        """The PIRLS mode at x, warm-started (:class:`~bayesmix.linalg.pirls.WarmModes`)."""
+        return self.modes.solve(*self.split(np.asarray(x, dtype=float)))
 
     def __call__(self, x: np.ndarray) -> float:
         """d(x) (inf where PIRLS has no factor or the deviance is not finite)."""
@@ -204,7 +187,7 @@ class _Deviance:
         value = mode.laplace_deviance if self.nagq == 1 else agq_deviance(self.rows, mode, self.nagq)
         if not np.isfinite(value):
             return np.inf
-        self.mode = mode
+        self.modes.mode = mode
         return value
 
     def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -216,7 +199,7 @@ class _Deviance:
         value = mode.laplace_deviance if self.nagq == 1 else agq_deviance(self.rows, mode, self.nagq)
         if not np.isfinite(value):
             return np.inf, np.zeros_like(x)
-        self.mode = mode
+        self.modes.mode = mode
         grad = laplace_gradient(self.rows, mode) if self.nagq == 1 else agq_gradient(self.rows, mode, self.nagq)
         parts = [grad.theta[self.free_theta] / self.scale[self.free_theta], grad.beta]
         if self.has_dispersion:
@@ -280,15 +263,7 @@ def fit_laplace(
     """
     if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or not 1 <= nagq <= 100:
         raise ArgumentError(f"nagq must be an integer from 1 (Laplace) to 100, not {nagq!r}.")
-    n = len(y)
-    rows = GlmmRows(
-        structure,
-        np.asarray(X, dtype=float),
-        np.asarray(y, dtype=float),
-        np.ones(n) if weights is None else np.asarray(weights, dtype=float),
-        np.zeros(n) if offset is None else np.asarray(offset, dtype=float),
-        family,
-    )
+    rows = GlmmRows.of(structure, X, y, weights, offset, family)
     if nagq > 1 and (len(structure.blocks) != 1 or structure.blocks[0].q != 1):
         raise ArgumentError(
             f"nagq={nagq} (adaptive Gauss-Hermite quadrature) needs a single scalar random-effect term such as (1 | g), "
@@ -318,7 +293,7 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
         dispersion0 = family.initial_dispersion(rows.y, family.inverse_link(start_mode.eta), rows.weights)
     start = np.concatenate([theta0 * scale, start_mode.beta, np.log([dispersion0] * family.has_dispersion)])
     stage1 = _Deviance(rows, nagq, np.ones(k, dtype=bool), np.zeros(k))
-    stage1.mode = start_mode
+    stage1.modes.mode = start_mode
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower] + [(None, None)] * (rows.p + family.has_dispersion)
     # stage 1: quasi-Newton with the exact gradient
     result = minimize(stage1.with_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -329,8 +304,7 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     on_bound = diagonal & (x1[:k] < BOUNDARY_TOL)
     free = ~on_bound
     deviance = _Deviance(rows, nagq, free, np.where(on_bound, 0.0, x1[:k] / scale))
-    deviance.mode = stage1.mode
-    deviance.evaluations, deviance.iterations, deviance.all_converged = stage1.evaluations, stage1.iterations, stage1.all_converged
+    deviance.modes = stage1.modes
     x = np.concatenate([x1[:k][free], x1[k:]])
     names = [n for n, f in zip(structure.names, free) if f] + [f"beta[{j}]" for j in range(rows.p)]
     names += ["log_dispersion"] * family.has_dispersion
@@ -363,15 +337,15 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     covariance = 2.0 * np.linalg.inv(hess)
     k_free = int(free.sum())
     return LaplaceFit(
-        **at_estimates(rows, theta, beta, dispersion, nagq, deviance.mode.u),
+        **at_estimates(rows, theta, beta, dispersion, nagq, deviance.modes.mode.u),
         vcov_beta=covariance[k_free : k_free + rows.p, k_free : k_free + rows.p],
         hessian=hess,
         parameters=tuple(names),
         log_dispersion_se=float(np.sqrt(covariance[-1, -1])) if family.has_dispersion else None,
         nagq=nagq,
-        evaluations=deviance.evaluations,
-        pirls_iterations=deviance.iterations,
-        converged=converged and deviance.all_converged,
+        evaluations=deviance.modes.evaluations,
+        pirls_iterations=deviance.modes.iterations,
+        converged=converged and deviance.modes.all_converged,
         message=message,
         boundary=tuple(name for name, b in zip(structure.names, on_bound) if b),
     )
