@@ -165,3 +165,66 @@ def test_method_choice():
         BayesModel(crossed, not_native, method="collapsed")
     with pytest.raises(ArgumentError, match="nutpie only"):
         BayesModel(crossed).sample(sampler="pymc", draws=10, tune=10, chains=1)
+
+
+def simulated(kind: str, seed: int = 15) -> pd.DataFrame:
+    """Crossed: 25 x 12 levels, about 3 rows per cell at random; nested: 12 schools x 4 classes,
+    8-20 pupils per class; a random intercept and slope on the first factor (correlated)."""
+    rng = np.random.default_rng(seed)
+    if kind == "crossed":
+        n = 900
+        a, b = rng.integers(0, 25, n), rng.integers(0, 12, n)
+    else:
+        sizes = rng.integers(8, 21, 48)
+        cls = np.repeat(np.arange(48), sizes)
+        a, b = cls // 4, cls
+        n = cls.size
+    x = rng.normal(size=n)
+    ua = rng.multivariate_normal([0, 0], [[1.0, 0.3], [0.3, 0.36]], size=a.max() + 1)
+    ub = rng.normal(0, 0.7, b.max() + 1)
+    y = 1 + 0.5 * x + ua[a, 0] + ua[a, 1] * x + ub[b] + rng.normal(0, 0.8, n)
+    return pd.DataFrame({"y": y, "x": x, "a": [f"a{i}" for i in a], "b": [f"b{i}" for i in b]})
+
+
+SIMULATED = {
+    "crossed": ("y ~ x + (x | a) + (1 | b)", "crossed"),
+    "nested": ("y ~ x + (x | a) + (1 | a:b)", "nested"),
+}
+
+
+@pytest.fixture(scope="module")
+def posteriors():
+    """Full and collapsed posteriors of the simulated crossed and nested designs (4 x 2000 draws after 1000 tuning steps)."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for name, (formula, kind) in SIMULATED.items():
+            design = bm.make_design(formula, simulated(kind))
+            settings = dict(draws=2000, tune=1000, chains=4, progressbar=False)
+            full = BayesModel(design, method="full").sample(seed=11, **settings)
+            collapsed = BayesModel(design, method="collapsed").sample(seed=12, **settings)
+            out[name] = (full, collapsed)
+    return out
+
+
+@pytest.mark.slow  # four posteriors of 4 x 2000 draws
+@pytest.mark.parametrize("name", list(SIMULATED))
+def test_collapsed_and_full_posteriors_agree(posteriors, name):
+    """Means within 4 combined MCSE and SDs within 10 % for every parameter and random effect."""
+    full, collapsed = posteriors[name]
+    assert collapsed.method.startswith("collapsed") and full.method.startswith("full")
+    assert collapsed.diagnostics()["divergences"] == 0
+    a, b = full.summary(), collapsed.summary()
+    combined = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
+    assert ((a["mean"] - b["mean"]).abs() <= 4 * combined).all(), pd.concat([a["mean"], b["mean"], combined], axis=1)
+    assert ((a["sd"] / b["sd"] - 1).abs() <= 0.10).all(), pd.concat([a["sd"], b["sd"]], axis=1)
+    effects = [v for v in full.posterior.data_vars if str(v).startswith("u_")]
+    assert effects == [v for v in collapsed.posterior.data_vars if str(v).startswith("u_")] and len(effects) == 2
+    for var in effects:
+        f, c = full.posterior[var], collapsed.posterior[var]
+        assert f.dims == c.dims and (f.coords[f.dims[2]].values == c.coords[c.dims[2]].values).all()
+        mcse = np.sqrt(az.mcse(f).values ** 2 + az.mcse(c).values ** 2)
+        diff = np.abs(f.mean(("chain", "draw")).values - c.mean(("chain", "draw")).values)
+        assert (diff <= 4 * mcse).all(), var
+        ratio = f.std(("chain", "draw")).values / c.std(("chain", "draw")).values
+        assert (np.abs(ratio - 1) <= 0.10).all(), var
