@@ -21,7 +21,7 @@ from bayesmix.bayes.priors import resolve_priors
 from bayesmix.data.crossprod import shifted_cross_products
 from bayesmix.data.layout import coords, group_layouts, structure_of, term_labels
 from bayesmix.linalg.collapsed import draw_factored_effects
-from bayesmix.linalg.factorization import effects, factorize
+from bayesmix.linalg.factorization import factorize
 
 from .test_reml_lme4 import DATA
 

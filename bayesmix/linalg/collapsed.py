@@ -24,6 +24,11 @@ Cholesky factor, Σ_i log|M_i| is its log|L_Z|², and RSS(β) - Σ_i w_i'g_i is 
 residual sum of squares at the given β instead of at β̂ (where REML adds log|R_X|² and
 minimises over β). Both share the per-level factorisation kernel
 :func:`~bayesmix.linalg.kernels.level_factor`.
+
+With several grouping factors (crossed or nested) the same likelihood comes from the blocked
+factor itself: :func:`factored_loglik` (its gradient through
+:func:`~bayesmix.linalg.gradient.schur_gradient`) and :func:`draw_factored_effects` (all the
+effects jointly, one back-substitution).
 """
 
 from __future__ import annotations
