@@ -228,3 +228,18 @@ def test_collapsed_and_full_posteriors_agree(posteriors, name):
         assert (diff <= 4 * mcse).all(), var
         ratio = f.std(("chain", "draw")).values / c.std(("chain", "draw")).values
         assert (np.abs(ratio - 1) <= 0.10).all(), var
+
+
+def test_a_replacement_response_reuses_the_model_and_repeats_with_the_seed():
+    """sample(y=...) recomputes the cross-products only; the same response and seed give the same draws."""
+    design = bm.make_design(CASES["crossed, independent slopes"][1], DATA["crossed"]())
+    model = BayesModel(design)
+    settings = dict(draws=30, tune=30, chains=2, seed=5, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = model.sample(**settings)
+        b = model.sample(y=design.rows.y.copy(), **settings)
+        c = model.sample(y=design.rows.y + 10.0, **settings)
+    for var in ("beta", "sigma", "u_a", "u_b"):
+        assert a.posterior[var].equals(b.posterior[var]), var
+    assert not a.posterior["beta"].equals(c.posterior["beta"])
