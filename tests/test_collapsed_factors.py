@@ -164,7 +164,17 @@ def test_method_choice():
     with pytest.raises(ArgumentError, match="several grouping factors.*'a', 'b'.*native form.*method='full'"):
         BayesModel(crossed, not_native, method="collapsed")
     with pytest.raises(ArgumentError, match="nutpie only"):
-        BayesModel(crossed).sample(sampler="pymc", draws=10, tune=10, chains=1)
+        BayesModel(crossed, method="collapsed").sample(sampler="pymc", draws=10, tune=10, chains=1)
+
+
+def test_auto_samples_the_full_model_with_pymc():
+    """The collapsed density for several factors runs on nutpie only: with sampler="pymc",
+    method="auto" samples the full PyMC model instead."""
+    crossed = bm.make_design(CASES["crossed, independent slopes"][1], DATA["crossed"]())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        post = BayesModel(crossed).sample(sampler="pymc", draws=20, tune=20, chains=1, seed=1, progressbar=False)
+    assert post.method.startswith("full") and post.posterior["u_b"].shape[-1] == 2
 
 
 def simulated(kind: str, seed: int = 15) -> pd.DataFrame:

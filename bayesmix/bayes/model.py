@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,7 @@ class BayesModel:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
         self.design = design
         self.priors = resolve_priors(design, term_labels(design), priors)
+        self._arguments = (priors, method, parameterization)
         self.layouts = group_layouts(design)
         if method == "collapsed" and not design.family.has_sufficient_statistics:
             raise ArgumentError(
@@ -177,13 +179,15 @@ class BayesModel:
         ``y`` replaces the response (same length), reusing the compiled model: what
         simulation-based calibration needs.
         """
-        settings = SamplerSettings(**settings)
+        arguments, settings = settings, SamplerSettings(**settings)
+        if self._structure is not None and settings.sampler != "nutpie" and self._arguments[1] == "auto":
+            return self._full_model.sample(y, **arguments)  # the collapsed density for several factors is nutpie's
         if self.method == "laplace" and settings.sampler != "nutpie":
             raise ArgumentError("method='laplace' runs on nutpie only: drop sampler='pymc', or use method='full'.")
         if self._structure is not None and settings.sampler != "nutpie":
             raise ArgumentError(
                 "method='collapsed' with several grouping factors runs on nutpie only: drop sampler='pymc', or use "
-                "method='full'."
+                "method='full' (which method='auto' then uses)."
             )
         if y is not None and not self.design.in_memory:
             raise ArgumentError("A replacement response y needs the rows in memory; this design was built from dask or Parquet data.")
@@ -214,6 +218,13 @@ class BayesModel:
         )
         result.check()
         return result
+
+    @functools.cached_property
+    def _full_model(self) -> BayesModel:
+        """The full model of the same design and priors: what ``sampler="pymc"`` samples when
+        ``method="auto"`` chose the collapsed density for several factors, which runs on nutpie only."""
+        priors, _, parameterization = self._arguments
+        return BayesModel(self.design, priors, "full", parameterization)
 
     def _add_effects(self, tree, cp, seed: int | None):
         """Draw the random effects exactly for every posterior draw and add ``u_<group>``."""
