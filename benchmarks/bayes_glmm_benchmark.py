@@ -193,13 +193,21 @@ def child(tool: str, case: str, seed: int, quick: bool, caches: Path, method: st
 
 
 def versions() -> str:
-    from importlib.metadata import version
-
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     packages = ["bayesmix", "pymc", "pytensor", "nutpie", "numba", "bambi", "arviz"]
     return (f"{time.strftime('%Y-%m-%d')}, {platform.machine()} {cpu}, {os.cpu_count()} cores; Python "
-            f"{platform.python_version()}; " + ", ".join(f"{p} {version(p)}" for p in packages))
+            f"{platform.python_version()}; " + ", ".join(f"{p} {_version(p)}" for p in packages))
+
+
+def _version(package: str) -> str:
+    """The installed version of ``package`` ("not installed" for bambi without the bench extra, with --no-peer)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 

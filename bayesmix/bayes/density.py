@@ -542,3 +542,45 @@ def collapsed_density(design, crossprod, priors: PriorSet, labels: list[str], la
         return initial_point(design, priors, labels, np.random.default_rng(seed))
 
     return CollapsedDensity(blob=blob, variables=variables, n_unconstrained=n_dim, coords=coords, init=init)
+
+
+@dataclass(frozen=True, eq=False)
+class ThetaMap:
+    """Where θ of a :class:`~bayesmix.data.layout.Structure` sits in C = diag(sd) R, the
+    block-diagonal factor (one row and column per effect, terms in formula order) of
+    :func:`population`: the one home of the mapping between the densities' C and the blocked
+    factorisation's θ (per factor block, θ lists the entries of Λ = C restricted to the block's
+    terms, in the block's order).
+
+    Attributes
+    ----------
+    structure
+        θ's layout.
+    columns
+        Per factor block, the columns of C of its effects (in the block's order).
+    """
+
+    structure: object
+    columns: tuple[np.ndarray, ...]
+
+    @classmethod
+    def of(cls, design, structure) -> "ThetaMap":
+        """The map for ``design`` and its structure (:func:`~bayesmix.data.layout.structure_of`)."""
+        starts = np.cumsum([0] + [term.q for term in design.terms])
+        columns = tuple(np.concatenate([np.arange(starts[t], starts[t] + design.terms[t].q) for t in block.terms])
+                        for block in structure.blocks)
+        return cls(structure, columns)
+
+    def theta(self, C: np.ndarray) -> np.ndarray:
+        """θ with the entries of C (Λ = C per factor block)."""
+        theta = np.empty(self.structure.n_theta)
+        for block, cols in zip(self.structure.blocks, self.columns):
+            theta[block.theta_offset : block.theta_offset + block.n_theta] = C[cols[block.theta_rows], cols[block.theta_cols]]
+        return theta
+
+    def d_C(self, d_theta: np.ndarray, q: int) -> np.ndarray:
+        """A gradient in θ as one in C (q x q, zero off the terms' templates)."""
+        d_C = np.zeros((q, q))
+        for block, cols in zip(self.structure.blocks, self.columns):
+            d_C[cols[block.theta_rows], cols[block.theta_cols]] += d_theta[block.theta_offset : block.theta_offset + block.n_theta]
+        return d_C

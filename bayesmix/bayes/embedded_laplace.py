@@ -53,7 +53,7 @@ import pandas as pd
 from ..data.layout import GroupLayout, structure_of
 from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes, laplace_gradient
 from . import full_density
-from .density import Variable, chain_rule, population, population_centre
+from .density import ThetaMap, Variable, chain_rule, population, population_centre
 from .importance import LOG_WEIGHT
 from .priors import PriorSet
 
@@ -74,9 +74,8 @@ class LaplaceDensity:
         The posterior's coordinates.
     n_population
         Number of unconstrained coordinates (β, the dispersion, the SDs and correlations).
-    columns
-        Per factor block, the columns of the full density's block-diagonal correlation factor
-        (one per effect, in the block's order): where Λ of the block sits in diag(sd) L.
+    theta_map
+        Where θ of the factorisation sits in C = diag(sd) L (:class:`~bayesmix.bayes.density.ThetaMap`).
     init
         seed -> initial point (the priors' centres, jittered by U(-1, 1) as PyMC does).
     """
@@ -86,7 +85,7 @@ class LaplaceDensity:
     variables: list[Variable]
     coords: dict
     n_population: int
-    columns: tuple[np.ndarray, ...]
+    theta_map: ThetaMap
     init: object
 
     @property
@@ -118,10 +117,7 @@ class LaplaceDensity:
         """β, the dispersion (None without one), the SDs, the correlation factor, θ, and the log
         prior with its gradient, at x."""
         beta, dispersion, sd, R, lp, grad = population(np.asarray(x, float), self.blob)
-        C = sd[:, None] * R
-        theta = np.empty(self.rows.structure.n_theta)
-        for block, cols in zip(self.rows.structure.blocks, self.columns):
-            theta[block.theta_offset : block.theta_offset + block.n_theta] = C[cols[block.theta_rows], cols[block.theta_cols]]
+        theta = self.theta_map.theta(sd[:, None] * R)
         return beta, (dispersion if self.has_dispersion else None), sd, R, theta, lp, grad
 
     def log_density(self, x: np.ndarray, modes: WarmModes) -> tuple[float, np.ndarray]:
@@ -142,9 +138,7 @@ class LaplaceDensity:
             return invalid
         modes.mode = mode
         g = laplace_gradient(self.rows, mode)
-        d_C = np.zeros((sd.size, sd.size))
-        for block, cols in zip(self.rows.structure.blocks, self.columns):
-            d_C[cols[block.theta_rows], cols[block.theta_cols]] -= 0.5 * g.theta[block.theta_offset : block.theta_offset + block.n_theta]
+        d_C = self.theta_map.d_C(-0.5 * g.theta, sd.size)
         d_dispersion = -0.5 * g.log_dispersion / dispersion if self.has_dispersion else 0.0
         chain_rule(np.asarray(x, float), self.blob, grad, np.nan if dispersion is None else dispersion, sd, R,
                    -0.5 * g.beta, d_C, d_dispersion)
@@ -161,14 +155,7 @@ class LaplaceDensity:
         mode = modes.solve(theta, beta, dispersion)
         modes.mode = mode
         u, log_weight = self.effects_draw(mode, rng)
-        z = np.empty(int(self.blob[full_density.N_EFFECTS]))
-        per_block = self.rows.per_block(u)
-        levels = full_density.term_levels(self.blob)
-        for t in range(levels.shape[0]):
-            k, columns = self.rows.structure.locate(t)
-            values = per_block[k][:, columns]
-            at = int(levels[t, 1])
-            z[at : at + values.size] = values.ravel()
+        z = full_density.effect_coordinates(self.blob, self.rows.structure, self.rows.per_block(u))
         out = full_density.expanded(self.blob, np.concatenate([x, z]))
         draws, start = {}, 0
         for v in self.variables[:-1]:
@@ -219,9 +206,6 @@ def laplace_density(design, priors: PriorSet, labels: list[str], layouts: list[G
     structure = structure_of(design)
     rows = design.rows
     glmm_rows = GlmmRows.of(structure, rows.X, rows.y, rows.weights, rows.offset, design.family)
-    starts = np.cumsum([0] + [term.q for term in design.terms])
-    columns = tuple(np.concatenate([np.arange(starts[t], starts[t] + design.terms[t].q) for t in block.terms])
-                    for block in structure.blocks)
     coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
     centre = population_centre(design, priors, labels)
     coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(centre.size)])
@@ -231,5 +215,5 @@ def laplace_density(design, priors: PriorSet, labels: list[str], layouts: list[G
 
     return LaplaceDensity(
         rows=glmm_rows, blob=blob, variables=[*variables, Variable(LOG_WEIGHT, (), ())], coords=coords,
-        n_population=centre.size, columns=columns, init=init,
+        n_population=centre.size, theta_map=ThetaMap.of(design, structure), init=init,
     )

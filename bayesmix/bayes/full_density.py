@@ -46,7 +46,7 @@ from .density import (
 )
 from .priors import PriorSet
 
-__all__ = ["FullDensity", "N_EFFECTS", "expanded", "full_density", "natively_supported", "pack", "term_levels"]
+__all__ = ["FullDensity", "N_EFFECTS", "effect_coordinates", "expanded", "full_density", "natively_supported", "pack", "term_levels"]
 
 # The header after the population's fields: the family and link codes, where the coordinates
 # of z begin, how many there are, then the offset of each section.
@@ -365,3 +365,17 @@ def full_density(design, priors: PriorSet, labels: list[str], layouts: list[Grou
         return np.concatenate([centre, np.zeros(n_dim - centre.size)]) + rng.uniform(-1.0, 1.0, n_dim)
 
     return FullDensity(blob=blob, variables=variables, n_unconstrained=n_dim, coords=coords, init=init)
+
+
+def effect_coordinates(blob: np.ndarray, structure, per_block: list[np.ndarray]) -> np.ndarray:
+    """The coordinates z of the effects (b_t = z_t (diag(sd_t) L_t)', per term levels x q_t,
+    row-major, as :func:`expand` reads them after the population's) from per factor block
+    arrays (levels, q) in the block's column order (:class:`~bayesmix.data.layout.Structure`)."""
+    z = np.empty(int(blob[N_EFFECTS]))
+    levels = term_levels(blob)
+    for t in range(levels.shape[0]):
+        k, columns = structure.locate(t)
+        values = per_block[k][:, columns]
+        at = int(levels[t, 1])
+        z[at : at + values.size] = values.ravel()
+    return z

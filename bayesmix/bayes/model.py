@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import logging
 import time
@@ -11,12 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from ..data.crossprod import shifted_cross_products
+from ..data.crossprod import cross_products, shifted_cross_products
 from ..data.design import Design
 from ..data.storage import family_attrs
 from ..errors import DataError
-from ..data.layout import coords, group_layouts, term_labels
+from ..data.layout import coords, group_layouts, structure_of, term_labels
 from ..linalg.collapsed import draw_effects
+from ..threads import one_blas_thread
+from .collapsed_factors import factors_density
 from .density import collapsed_density, natively_supported
 from .embedded_laplace import laplace_density
 from .importance import LOG_WEIGHT
@@ -44,9 +47,10 @@ class BayesModel:
         Overrides of the default priors (see :func:`prior`).
     method
         ``"collapsed"``: the random effects are integrated out of the likelihood and drawn
-        exactly afterwards (one grouping factor, a family with sufficient statistics, i.e. the
-        Gaussian with the identity link (:attr:`~bayesmix.families.Family.has_sufficient_statistics`),
-        and no prior weights or offsets); ``"full"``: NUTS samples them, for every family and
+        exactly afterwards (a family with sufficient statistics, i.e. the Gaussian with the
+        identity link (:attr:`~bayesmix.families.Family.has_sufficient_statistics`), and no prior
+        weights or offsets; with crossed or nested grouping factors, priors of a native form and
+        the rows in memory: :mod:`bayesmix.bayes.collapsed_factors`); ``"full"``: NUTS samples them, for every family and
         any number of grouping factors; ``"auto"`` (default): collapsed where it applies, else
         full; ``"laplace"``: NUTS samples the population parameters on the Laplace-approximated
         marginal posterior and the random effects are drawn from the Gaussian approximation, with
@@ -77,6 +81,7 @@ class BayesModel:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
         self.design = design
         self.priors = resolve_priors(design, term_labels(design), priors)
+        self._arguments = (priors, method, parameterization)
         self.layouts = group_layouts(design)
         if method == "collapsed" and not design.family.has_sufficient_statistics:
             raise ArgumentError(
@@ -89,12 +94,17 @@ class BayesModel:
                 "method='collapsed' does not take prior weights or offsets yet: use method='full' (or drop weights=, "
                 "offset= and offset() terms)."
             )
-        collapsible = len(self.layouts) == 1 and design.family.has_sufficient_statistics and not weighted
-        if method == "collapsed" and not collapsible:
+        # several grouping factors: the marginal likelihood through the blocked factor, a Python density
+        several = len(self.layouts) > 1
+        if method == "collapsed" and several and not (design.in_memory and natively_supported(self.priors)):
             raise ArgumentError(
-                "method='collapsed' needs every random-effects term on one grouping factor; this model has "
-                f"{', '.join(repr(l.group) for l in self.layouts)}: use method='full'."
+                "method='collapsed' with several grouping factors "
+                f"({', '.join(repr(l.group) for l in self.layouts)}) needs the rows in memory and priors of a "
+                "native form (Normal, StudentT or Flat for the fixed effects; HalfNormal, HalfStudentT or "
+                "Exponential for σ and the SDs): use method='full', or change the priors."
             )
+        collapsible = (design.family.has_sufficient_statistics and not weighted
+                       and (not several or (design.in_memory and natively_supported(self.priors))))
         if method == "laplace":
             self.method = "laplace"
         else:
@@ -110,7 +120,15 @@ class BayesModel:
         self._standard = Standardisation.of(design, self.priors)
         standard, priors = self._standard.design(design), self._standard.priors(self.priors, design, labels)
         self._standard_design = standard
-        if self.method == "collapsed":
+        self._structure = None
+        if self.method == "collapsed" and several:
+            self._structure = structure_of(standard)
+            self._crossprod, shift = shifted_cross_products(standard, self._structure)
+            self._shift = np.zeros(design.p) if shift is None else shift
+            ready = factors_density(standard, self._structure, self._crossprod, self._shift, priors, labels,
+                                    self.layouts, coords(design, self.layouts))
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, parameterization), ready)
+        elif self.method == "collapsed":
             # the likelihood reads y only through cross-products; those of y - X c (c: least squares,
             # in double-double) keep their precision when Xβ explains most of y (a large mean)
             self._crossprod, shift = shifted_cross_products(standard)
@@ -144,8 +162,9 @@ class BayesModel:
 
     @property
     def pymc_model(self) -> pm.Model:
-        """The PyMC model (for the collapsed method: with the random effects integrated out; for
-        the Laplace method: the full model it approximates)."""
+        """The PyMC model (for the collapsed method: with the random effects integrated out, or with
+        several grouping factors the full model; for the Laplace method: the full model it
+        approximates)."""
         return self._sampler.model
 
     @property
@@ -173,9 +192,16 @@ class BayesModel:
         ``y`` replaces the response (same length), reusing the compiled model: what
         simulation-based calibration needs.
         """
-        settings = SamplerSettings(**settings)
+        arguments, settings = settings, SamplerSettings(**settings)
+        if self._structure is not None and settings.sampler != "nutpie" and self._arguments[1] == "auto":
+            return self._full_model.sample(y, **arguments)  # the collapsed density for several factors is nutpie's
         if self.method == "laplace" and settings.sampler != "nutpie":
             raise ArgumentError("method='laplace' runs on nutpie only: drop sampler='pymc', or use method='full'.")
+        if self._structure is not None and settings.sampler != "nutpie":
+            raise ArgumentError(
+                "method='collapsed' with several grouping factors runs on nutpie only: drop sampler='pymc', or use "
+                "method='full' (which method='auto' then uses)."
+            )
         if y is not None and not self.design.in_memory:
             raise ArgumentError("A replacement response y needs the rows in memory; this design was built from dask or Parquet data.")
         design = self.design if y is None else _with_response(self.design, y)
@@ -187,6 +213,11 @@ class BayesModel:
                 posterior = tree["posterior"].to_dataset()
                 tree["sample_stats"] = tree["sample_stats"].to_dataset().assign({LOG_WEIGHT: posterior[LOG_WEIGHT]})
                 tree["posterior"] = posterior.drop_vars(LOG_WEIGHT)
+        elif self._structure is not None:  # the effects are drawn with each draw, by the density's expansion
+            rows = standard.rows
+            cp = None if y is None else cross_products(self._structure, rows.X, rows.y - rows.X @ self._shift)
+            with one_blas_thread():  # each evaluation is small dense algebra: see bayesmix.threads
+                tree, seconds = self._sampler.sample(settings, **({} if y is None else {"cross_products": cp}))
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y
             cp = self._crossprod if y is None else standard.statistics.cross_products(design.p, self._shift)
             tree, seconds = self._sampler.sample(settings, **({} if y is None else {"A1X": cp.A1X, "AXX": cp.AXX}))
@@ -200,6 +231,13 @@ class BayesModel:
         )
         result.check()
         return result
+
+    @functools.cached_property
+    def _full_model(self) -> BayesModel:
+        """The full model of the same design and priors: what ``sampler="pymc"`` samples when
+        ``method="auto"`` chose the collapsed density for several factors, which runs on nutpie only."""
+        priors, _, parameterization = self._arguments
+        return BayesModel(self.design, priors, "full", parameterization)
 
     def _add_effects(self, tree, cp, seed: int | None):
         """Draw the random effects exactly for every posterior draw and add ``u_<group>``."""

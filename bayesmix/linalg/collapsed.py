@@ -24,6 +24,11 @@ Cholesky factor, Σ_i log|M_i| is its log|L_Z|², and RSS(β) - Σ_i w_i'g_i is 
 residual sum of squares at the given β instead of at β̂ (where REML adds log|R_X|² and
 minimises over β). Both share the per-level factorisation kernel
 :func:`~bayesmix.linalg.kernels.level_factor`.
+
+With several grouping factors (crossed or nested) the same likelihood comes from the blocked
+factor itself: :func:`factored_loglik` (its gradient through
+:func:`~bayesmix.linalg.gradient.schur_gradient`) and :func:`draw_factored_effects` (all the
+effects jointly, one back-substitution).
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ import functools
 import numpy as np
 from numba import prange
 
+from ..data.blocks import CrossProducts
+from ..data.layout import Structure
 from ..jit import njit
+from .factorization import Factorization, factorize
+from .gradient import schur_gradient
 from .kernels import level_factor
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -219,3 +228,46 @@ def _draw_effects(beta, C, sigma, A11, A1X, seeds, out, q):
                 for k in range(q):
                     acc += T[i, k] * v[k]
                 out[s_, lev, i] = acc
+
+
+def factored_loglik(structure: Structure, cp: CrossProducts, beta: np.ndarray, theta_c: np.ndarray, sigma: float):
+    """:func:`collapsed_loglik` for any number of grouping factors, through the blocked factor.
+
+    ``theta_c`` holds the entries of C (the Cholesky factors of the random effects'
+    covariances) in θ's layout (:class:`~bayesmix.data.layout.Structure`), so that the relative
+    factor is Λ = C / σ, θ = ``theta_c`` / σ. With M = Λ'Z'ZΛ + I factored from the
+    cross-products (:func:`~bayesmix.linalg.factorization.factorize`) and v = [-β, 1],
+
+        log p(y | β, C, σ) = -½ [ n log(2πσ²) + log|M| + r²(β) / σ² ],    r²(β) = v'Sv,
+
+    S the ``[X y]`` Schur complement (S = RR'): r²(β) is the penalised residual sum of squares
+    at β (not profiled), the single-factor algebra of this module's docstring. Its gradient:
+    ∂/∂β = (Sv)_β / σ²; ∂/∂θ is -½ that of log|M| + h(S), h(S) = v'Sv / σ², given by
+    :func:`~bayesmix.linalg.gradient.schur_gradient` with F = vv' / σ²; then ∂/∂C = ∂/∂θ / σ and
+    ∂/∂σ = -n/σ + r²/σ³ - ⟨∂/∂θ, θ⟩ / σ.
+
+    Returns (value, d_beta, d_theta_c, d_sigma, factorization); numpy's LinAlgError where the
+    factor does not exist.
+    """
+    theta = theta_c / sigma
+    f = factorize(structure, cp, theta)
+    v = np.append(-beta, 1.0)
+    Rv = f.R.T @ v
+    r2, s2 = float(Rv @ Rv), sigma * sigma
+    value = -0.5 * (cp.n * (LOG_2PI + np.log(s2)) + f.logdet_z + r2 / s2)
+    d_beta = (f.R @ Rv)[:-1] / s2
+    d_theta = -0.5 * schur_gradient(structure, cp, f, np.outer(v, v) / s2)
+    d_sigma = -cp.n / sigma + r2 / (s2 * sigma) - float(theta @ d_theta) / sigma
+    return value, d_beta, d_theta / sigma, d_sigma, f
+
+
+def draw_factored_effects(f: Factorization, beta: np.ndarray, sigma: float, rng: np.random.Generator
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+    """One exact joint draw of the spherical random effects given (β, σ) and θ (the factor ``f``
+    at θ = C / σ): u = L_Z'⁻¹ (L_Z⁻¹ Λ'Z'(y - Xβ) + σ ε), i.e. u ~ N(û(β), σ² M⁻¹), laid out
+    as :meth:`~bayesmix.linalg.factorization.Factorization.back_substitute` lays it out (the
+    effects are b = Λu: :func:`~bayesmix.linalg.factorization.effects`)."""
+    v = np.append(-beta, 1.0)
+    rhs1 = f.W @ v + sigma * rng.standard_normal(f.W.shape[:2])
+    rhs2 = None if f.V2 is None else f.V2 @ v + sigma * rng.standard_normal(f.V2.shape[0])
+    return f.back_substitute(rhs1, rhs2)

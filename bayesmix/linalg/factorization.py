@@ -134,8 +134,8 @@ class Factorization:
 
     def back_substitute(self, rhs1: np.ndarray, rhs2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Solve L_Z' x = rhs for the lower-triangular factor L_Z of Λ'Z'ZΛ + I (rhs1 of shape
-        (levels1, q1, ...), rhs2 of shape (Q2, ...): one or several right-hand sides); with rhs
-        standard normal, x ~ N(0, (Λ'Z'ZΛ + I)⁻¹)."""
+        (levels1, q1, ...), rhs2 of shape (Q2, ...): one or several right-hand sides, split as
+        :meth:`solve` splits): with rhs standard normal, x ~ N(0, (Λ'Z'ZΛ + I)⁻¹)."""
         if self.L22 is None:
             return _upper_solve(self.L11inv, rhs1), None
         x2 = la.solve_triangular(self.L22.T, rhs2, lower=False, check_finite=False)
