@@ -17,7 +17,7 @@ import scipy.optimize
 from scipy.optimize import OptimizeResult
 
 import bayesmix as bm
-import bayesmix.reml as reml_module
+import bayesmix.reml.refit as refit_module
 from bayesmix import ArgumentError, ConvergenceWarning, FitError
 from bayesmix.reml import OptSummary
 from bayesmix.reml.criterion import ProfiledCriterion
@@ -68,7 +68,7 @@ def test_failed_lbfgsb_warns_with_its_message(sleep_model, monkeypatch):
 
 
 def _corrupt_final_factor(monkeypatch, corrupt):
-    real = reml_module.optimize_theta
+    real = refit_module.optimize_theta
 
     def optimize_then_corrupt(criterion, *args, **kwargs):
         summary = real(criterion, *args, **kwargs)
@@ -76,7 +76,7 @@ def _corrupt_final_factor(monkeypatch, corrupt):
         criterion.factorize = lambda theta: corrupt(factorize(theta))
         return summary
 
-    monkeypatch.setattr(reml_module, "optimize_theta", optimize_then_corrupt)
+    monkeypatch.setattr(refit_module, "optimize_theta", optimize_then_corrupt)
 
 
 def test_non_finite_estimates_raise_instead_of_returning_nan(sleep_model, monkeypatch):
