@@ -49,6 +49,7 @@ from ..data.layout import Structure
 from ..errors import ArgumentError
 from ..families import Family
 from .factorization import Factorization, effects, factorize
+from .levelwise import LevelRows, level_gradient, level_modes
 from .working import add_level_products, level_matrix_products, level_sums, log_likelihood_rows, working_rows
 
 MAX_STEPS = 200  # PIRLS steps before giving up
@@ -104,6 +105,17 @@ class GlmmRows:
     def plan(self) -> CrossProductPlan:
         """The layout of the weighted cross-products, shared by every PIRLS step."""
         return CrossProductPlan(self.structure)
+
+    @functools.cached_property
+    def level_rows(self) -> LevelRows:
+        """The rows in the order of the first factor's levels (for :func:`level_pirls`)."""
+        block = self.structure.blocks[0]
+        return LevelRows.of(block.codes, block.n_levels, self.X, self.y, self.weights, self.offset, block.z)
+
+    @property
+    def single_factor(self) -> bool:
+        """Whether the model has one grouping factor (one factor block)."""
+        return len(self.structure.blocks) == 1
 
     @property
     def n(self) -> int:
@@ -344,24 +356,98 @@ def pirls(
     return PirlsMode(theta, beta, dispersion, u, eta, f, loglik, steps, converged)
 
 
+def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion: float | None,
+                u: np.ndarray | None = None) -> PirlsMode:
+    """The conditional mode û at (θ, β, φ) of a model with one grouping factor, level by level
+    (:func:`~bayesmix.linalg.levelwise.level_modes`): the mode of :func:`pirls` with β given,
+    in one compiled pass.
+
+    Parameters
+    ----------
+    rows
+        The data (one factor block).
+    theta, beta, dispersion
+        As for :func:`pirls` (β required).
+    u
+        Starting value of u (a nearby mode); zero by default. A level whose start leads to no
+        mode starts again from zero.
+
+    Returns
+    -------
+    PirlsMode
+        The mode, with the factor at it (the per-level blocks of L_Z and the working response's
+        column, as :func:`~bayesmix.linalg.factorization.factorize` makes them with β given);
+        ``iterations`` is the most Newton steps any level took. Raises numpy's LinAlgError when
+        some level has no positive definite M_j.
+    """
+    block = rows.structure.blocks[0]
+    level_rows, family = rows.level_rows, rows.family
+    theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
+    T = block.lambda_(theta)
+    start = np.zeros((block.n_levels, block.q)) if u is None else np.array(u, dtype=float).reshape(block.n_levels, block.q)
+    ok, modes, eta, loglik, logdet, Linv, Wy, schur, steps, converged = level_modes(
+        family.code, family.link_code, family.canonical, level_rows.starts, level_rows.X, level_rows.y, level_rows.weights,
+        level_rows.offset, level_rows.z, level_rows.order, T, beta, np.nan if dispersion is None else dispersion, start,
+        MAX_STEPS, MAX_HALVINGS, STEP_TOL, NEWTON_TOL, LINK_STEP,
+    )
+    if not ok:
+        raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
+    R = np.array([[np.sqrt(schur) if schur >= 0.0 else np.nan]])  # as _schur_factor with no X
+    f = Factorization(theta, T, Linv, Wy[:, :, None], R, float(logdet))
+    return PirlsMode(theta, beta, dispersion, modes.ravel(), eta, f, float(loglik), int(steps), bool(converged))
+
+
+def level_laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
+    """:func:`laplace_gradient` for a model with one grouping factor, level by level in one
+    compiled pass (:func:`~bayesmix.linalg.levelwise.level_gradient`)."""
+    block = rows.structure.blocks[0]
+    level_rows, family = rows.level_rows, rows.family
+    dispersion = mode.dispersion
+    G, grad_beta, grad_dispersion = level_gradient(
+        family.code, family.link_code, family.canonical, family.has_dispersion, level_rows.starts, level_rows.X, level_rows.y,
+        level_rows.weights, level_rows.offset, level_rows.z, block.lambda_(mode.theta), np.asarray(mode.beta, dtype=float),
+        np.nan if dispersion is None else dispersion, mode.u.reshape(block.n_levels, block.q), LINK_STEP,
+    )
+    return LaplaceGradient(G[block.theta_rows, block.theta_cols], grad_beta,
+                           float(grad_dispersion) if family.has_dispersion else None)
+
+
 class WarmModes:
-    """PIRLS modes at a sequence of nearby parameters (an optimiser's or a sampler's path), each
-    started from the last accepted mode corrected to first order for the change of the
-    parameters (:func:`predicted_modes`), or from u = 0 where that start leads PIRLS astray (no
-    factor, or no finite deviance: far from the last point, with a log link).
+    """PIRLS modes at a sequence of nearby parameters (an optimiser's or a sampler's path), and
+    the gradient of the Laplace deviance at them: the one home of the deviance evaluations of
+    the ML fit (:mod:`bayesmix.reml.laplace`) and of ``method="laplace"``
+    (:mod:`bayesmix.bayes.embedded_laplace`).
+
+    With one grouping factor, each solve is :func:`level_pirls` from the last accepted mode and
+    the gradient :func:`level_laplace_gradient`. Otherwise each solve is :func:`pirls` started
+    from the last accepted mode corrected to first order for the change of the parameters
+    (:func:`predicted_modes`), or from u = 0 where that start leads PIRLS astray (no factor, or
+    no finite deviance: far from the last point, with a log link), and the gradient
+    :func:`laplace_gradient`.
+
+    Parameters
+    ----------
+    rows
+        The data.
+    levelwise
+        Use the per-level path when the model has one grouping factor (False: the general
+        path always, as a reference).
 
     Attributes
     ----------
     rows
         The data.
+    levelwise
+        Whether the per-level path is used.
     mode
         The last accepted mode (None before the first): the start of the next solve.
     evaluations, iterations, all_converged
         Solves so far, PIRLS steps they took, and whether every one converged.
     """
 
-    def __init__(self, rows: GlmmRows):
+    def __init__(self, rows: GlmmRows, levelwise: bool = True):
         self.rows = rows
+        self.levelwise = levelwise and rows.single_factor
         self.mode: PirlsMode | None = None
         self.evaluations = 0
         self.iterations = 0
@@ -370,6 +456,20 @@ class WarmModes:
     def solve(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
         """The mode at (θ, β, φ), not yet accepted. Raises numpy's LinAlgError when no start
         gives the weighted problem a Cholesky factor."""
+        mode = self._levelwise(theta, beta, dispersion) if self.levelwise else self._general(theta, beta, dispersion)
+        self.evaluations += 1
+        self.iterations += mode.iterations
+        self.all_converged &= mode.converged
+        return mode
+
+    def gradient(self, mode: PirlsMode) -> LaplaceGradient:
+        """The gradient of the Laplace deviance at a mode :meth:`solve` returned."""
+        return level_laplace_gradient(self.rows, mode) if self.levelwise else laplace_gradient(self.rows, mode)
+
+    def _levelwise(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
+        return level_pirls(self.rows, theta, beta, dispersion, None if self.mode is None else self.mode.u)
+
+    def _general(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
         rows = self.rows
         try:
             if self.mode is None:
@@ -383,9 +483,6 @@ class WarmModes:
             mode = pirls(rows, theta, beta, dispersion)
         if mode is None:
             raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
-        self.evaluations += 1
-        self.iterations += mode.iterations
-        self.all_converged &= mode.converged
         return mode
 
 

@@ -22,37 +22,45 @@ from ..jit import njit
 
 
 @njit(cache=True)
+def log_likelihood_at(family, link, y, weight, eta, dispersion):
+    """ℓ(η) of one row: the family's log-likelihood at μ = g⁻¹(η)."""
+    return log_likelihood_row(family, y, link_inverse_row(link, eta)[0], weight, dispersion)
+
+
+@njit(cache=True)
 def log_likelihood_rows(family, link, y, weights, eta, dispersion):
-    """ℓ_i(η_i) for each row: the family's log-likelihood at μ_i = g⁻¹(η_i)."""
+    """ℓ_i(η_i) for each row (:func:`log_likelihood_at`)."""
     out = np.empty(eta.size)
     for i in range(eta.size):
-        mu = link_inverse_row(link, eta[i])[0]
-        out[i] = log_likelihood_row(family, y[i], mu, weights[i], dispersion)
+        out[i] = log_likelihood_at(family, link, y[i], weights[i], eta[i], dispersion)
     return out
 
 
 @njit(cache=True)
-def working_rows(family, link, canonical, y, weights, eta, dispersion, link_step):
-    """The score ∂ℓ_i/∂η_i and the observed information W_i = -∂²ℓ_i/∂η_i² of each row.
+def working_row(family, link, canonical, y, weight, eta, dispersion, link_step):
+    """The score ∂ℓ/∂η and the observed information W = -∂²ℓ/∂η² of one row.
 
     With μ_η = dμ/dη: the score is ℓ'(μ) μ_η. For a canonical link the information is the
     Fisher information -ℓ''(μ; y = μ) μ_η² (equal to the observed one there); otherwise it
     is -(ℓ''(μ) μ_η² + ℓ'(μ) μ_ηη), with μ_ηη by a central difference of μ_η with step
     ``link_step`` max(1, |η|).
     """
+    mu, mu_eta = link_inverse_row(link, eta)
+    first, second = log_likelihood_derivatives_row(family, y, mu, weight, dispersion)
+    if canonical:
+        return first * mu_eta, -log_likelihood_derivatives_row(family, mu, mu, weight, dispersion)[1] * mu_eta * mu_eta
+    h = link_step * max(1.0, abs(eta))
+    mu_eta_eta = (link_inverse_row(link, eta + h)[1] - link_inverse_row(link, eta - h)[1]) / (2.0 * h)
+    return first * mu_eta, -(second * mu_eta * mu_eta + first * mu_eta_eta)
+
+
+@njit(cache=True)
+def working_rows(family, link, canonical, y, weights, eta, dispersion, link_step):
+    """The score and the observed information of each row (:func:`working_row`)."""
     n = eta.size
     score, information = np.empty(n), np.empty(n)
     for i in range(n):
-        e = eta[i]
-        mu, mu_eta = link_inverse_row(link, e)
-        first, second = log_likelihood_derivatives_row(family, y[i], mu, weights[i], dispersion)
-        score[i] = first * mu_eta
-        if canonical:
-            information[i] = -log_likelihood_derivatives_row(family, mu, mu, weights[i], dispersion)[1] * mu_eta * mu_eta
-        else:
-            h = link_step * max(1.0, abs(e))
-            mu_eta_eta = (link_inverse_row(link, e + h)[1] - link_inverse_row(link, e - h)[1]) / (2.0 * h)
-            information[i] = -(second * mu_eta * mu_eta + first * mu_eta_eta)
+        score[i], information[i] = working_row(family, link, canonical, y[i], weights[i], eta[i], dispersion, link_step)
     return score, information
 
 
