@@ -34,7 +34,7 @@ import numpy as np
 
 from ..jit import njit
 from .kernels import level_factor
-from .working import log_likelihood_at, working_row
+from .working import log_likelihood_at, row_terms, working_row
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,35 +91,27 @@ def _level_effects(T, u, b):
 
 
 @njit(cache=True, error_model="numpy")
-def _penalised(family, link, y, weights, fixed, z, lo, hi, b, u, dispersion, eta):
-    """g_j(u) = -2 Σ ℓ_i(η_i) + |u|² over level j's rows lo:hi, with η_i = fixed_i + z_i'b (b = Λu)
-    written into ``eta``."""
-    q = u.size
-    total = 0.0
+def _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, dispersion, link_step, eta, b, A, B, s, c):
+    """Level j at the effects u, in one pass over its rows lo:hi: η_i = fixed_i + z_i'Λu (into
+    ``eta``), the weighted cross-products A = Σ W_i z_i z_i', B = Σ W_i z_i x_i', s = Σ ℓ'_i z_i
+    and, for the working response ỹ_i = η_i - fixed_i + ℓ'_i/W_i, c = Σ W_i ỹ_i z_i (into A, B,
+    s, c; ``canonical`` True for the Fisher information). Returns g_j(u) = -2 Σ ℓ_i + |u|² and
+    Σ W_i ỹ_i²."""
+    q, p = u.size, X.shape[1]
+    _level_effects(T, u, b)
+    A[:, :] = 0.0
+    B[:, :] = 0.0
+    s[:] = 0.0
+    c[:] = 0.0
+    total, yy = 0.0, 0.0
     for i in range(lo, hi):
         e = fixed[i]
         for k in range(q):
             e += z[i, k] * b[k]
         eta[i] = e
-        total += log_likelihood_at(family, link, y[i], weights[i], e, dispersion)
-    norm = 0.0
-    for k in range(q):
-        norm += u[k] * u[k]
-    return -2.0 * total + norm
-
-
-@njit(cache=True, error_model="numpy")
-def _weighted_products(family, link, canonical, y, weights, fixed, z, lo, hi, eta, dispersion, link_step, A, s, c):
-    """Level j's weighted cross-products at η: A = Σ W_i z_i z_i', s = Σ ℓ'_i z_i and, for the
-    working response ỹ_i = η_i - fixed_i + ℓ'_i/W_i, c = Σ W_i ỹ_i z_i; returns Σ W_i ỹ_i²."""
-    q = s.size
-    A[:, :] = 0.0
-    s[:] = 0.0
-    c[:] = 0.0
-    yy = 0.0
-    for i in range(lo, hi):
-        score, information = working_row(family, link, canonical, y[i], weights[i], eta[i], dispersion, link_step)
-        base = eta[i] - fixed[i]
+        loglik, score, information = row_terms(family, link, canonical, y[i], weights[i], e, dispersion, link_step)
+        total += loglik
+        base = e - fixed[i]
         response = information * base + score  # W ỹ
         yy += response * (base + score / information)
         for k in range(q):
@@ -128,40 +120,45 @@ def _weighted_products(family, link, canonical, y, weights, fixed, z, lo, hi, et
             c[k] += response * zk
             for m in range(k + 1):
                 A[k, m] += information * zk * z[i, m]
+            for m in range(p):
+                B[k, m] += information * zk * X[i, m]
+    norm = 0.0
     for k in range(q):
+        norm += u[k] * u[k]
         for m in range(k):
             A[m, k] = A[k, m]
-    return yy
+    return -2.0 * total + norm, yy
 
 
 @njit(cache=True, error_model="numpy")
-def _solve_level(family, link, canonical, y, weights, fixed, z, lo, hi, T, u, dispersion, eta, trial_eta, Linv, Wy,
+def _solve_level(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, dispersion, eta, trial_eta, Linv, Wy, A, B, s,
                  max_steps, max_halvings, step_tol, newton_tol, link_step):
     """Newton's method with step halving on level j's g_j from ``u`` (overwritten by the mode),
     as :func:`~bayesmix.linalg.pirls.pirls` on the whole of u, but for one thing: a full step
     below the Newton tolerance is taken without testing that g_j decreases. Its decrease, of
     order |step|², is then below g_j's rounding, so that the test would fail at random and
     halve the step to nothing, stopping up to 1e-8 short of the mode; the step itself leaves
-    an error of order 1e-12 (quadratic convergence).
+    an error of order 1e-12 (quadratic convergence). Each trial point is evaluated in one pass
+    (:func:`_evaluate`), which also gives the next step's cross-products.
 
     Returns (ok, g_j, log|M_j|, Σ W_i ỹ_i², steps, converged); ``ok`` is False when M_j is not
     positive definite at the end (nor, during the iterations, with the Fisher information).
-    Writes η at the mode into ``eta``, L_j⁻¹ into ``Linv`` and L_j⁻¹Λ'c into ``Wy``.
+    Writes η at the mode into ``eta``, L_j⁻¹ into ``Linv``, L_j⁻¹Λ'c into ``Wy`` and the
+    cross-products A, B and s of :func:`_evaluate` at the mode into ``A``, ``B`` and ``s``.
     """
-    q = u.size
-    A, TA, M, L = np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
-    s, c, b = np.empty(q), np.empty(q), np.empty(q)
-    gradient, half, step, trial = np.empty(q), np.empty(q), np.empty(q), np.empty(q)
-    _level_effects(T, u, b)
-    g = _penalised(family, link, y, weights, fixed, z, lo, hi, b, u, dispersion, eta)
+    q, p = u.size, X.shape[1]
+    TA, M, L, trial_A = np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
+    trial_B, c, trial_s, trial_c = np.empty((q, p)), np.empty(q), np.empty(q), np.empty(q)
+    b, gradient, half, step, trial = np.empty(q), np.empty(q), np.empty(q), np.empty(q), np.empty(q)
+    g, yy = _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, dispersion, link_step, eta, b, A, B, s, c)
     steps, converged = 0, False
     while True:
-        yy = _weighted_products(family, link, canonical, y, weights, fixed, z, lo, hi, eta, dispersion, link_step, A, s, c)
         ok = level_factor(T, A, TA, M, L, Linv, q)
         if converged or steps == max_steps:
             break
-        if not ok:  # the observed information is not positive definite here: a Fisher-scoring step
-            _weighted_products(family, link, True, y, weights, fixed, z, lo, hi, eta, dispersion, link_step, A, s, c)
+        fisher = not ok
+        if fisher:  # the observed information is not positive definite here: a Fisher-scoring step
+            _evaluate(family, link, True, X, y, weights, fixed, z, lo, hi, T, u, dispersion, link_step, trial_eta, b, A, B, s, c)
             if not level_factor(T, A, TA, M, L, Linv, q):
                 return False, g, 0.0, 0.0, steps, False
         # the Newton step -M⁻¹(u - Λ'Z'ℓ') = -L'⁻¹L⁻¹ (∂g/∂u)/2
@@ -175,41 +172,41 @@ def _solve_level(family, link, canonical, y, weights, fixed, z, lo, hi, T, u, di
             for m in range(k + 1):
                 t += Linv[k, m] * gradient[m]
             half[k] = t
+        full = 0.0
         for k in range(q):
             t = 0.0
             for m in range(k, q):
                 t += Linv[m, k] * half[m]
             step[k] = -t
-        full = 0.0
-        for k in range(q):
-            full = max(full, abs(step[k]) / (1.0 + abs(u[k])))
+            full = max(full, abs(t) / (1.0 + abs(u[k])))
         # a full step this small changes g_j by less than its rounding: taken without the test
         scale = 1.0
-        accepted = full < newton_tol
-        if accepted:
-            for k in range(q):
-                trial[k] = u[k] + step[k]
-            _level_effects(T, trial, b)
-            trial_g = _penalised(family, link, y, weights, fixed, z, lo, hi, b, trial, dispersion, trial_eta)
-        for _ in range(0 if accepted else max_halvings):
+        accepted = False
+        for _ in range(max_halvings):
             for k in range(q):
                 trial[k] = u[k] + scale * step[k]
-            _level_effects(T, trial, b)
-            trial_g = _penalised(family, link, y, weights, fixed, z, lo, hi, b, trial, dispersion, trial_eta)
-            if trial_g <= g:
+            trial_g, trial_yy = _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, trial, dispersion, link_step,
+                                          trial_eta, b, trial_A, trial_B, trial_s, trial_c)
+            if trial_g <= g or full < newton_tol:
                 accepted = True
                 break
             scale *= 0.5
         if not accepted:  # no decrease at all: the mode is as exact as rounding allows
             converged = True
+            if fisher:  # the cross-products at u, with the observed information again
+                _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, dispersion, link_step, eta, b, A, B, s, c)
             continue
         steps += 1
-        size = full * scale
         for k in range(q):
             u[k] = trial[k]
         for i in range(lo, hi):
             eta[i] = trial_eta[i]
-        g = trial_g
+        g, yy = trial_g, trial_yy
+        A[:, :] = trial_A
+        B[:, :] = trial_B
+        s[:] = trial_s
+        c[:] = trial_c
+        size = full * scale
         # a full Newton step of size s leaves an error of order s² (quadratic convergence)
         converged = size < step_tol or (scale == 1.0 and size < newton_tol)
     if not ok:
@@ -218,7 +215,7 @@ def _solve_level(family, link, canonical, y, weights, fixed, z, lo, hi, T, u, di
     for k in range(q):
         logdet += 2.0 * np.log(L[k, k])
         t = 0.0
-        for m in range(q):
+        for m in range(k, q):
             t += T[m, k] * c[m]
         half[k] = t
     for k in range(q):
@@ -230,8 +227,54 @@ def _solve_level(family, link, canonical, y, weights, fixed, z, lo, hi, T, u, di
 
 
 @njit(cache=True, error_model="numpy")
+def _predicted(T, T0, u0, A0, B0, s0, beta_change, out):
+    """The start of one level's Newton iterations from its mode û₀ at nearby parameters (Λ₀, β₀):
+    one Newton step from û₀ on the gradient linearised about the old mode,
+
+        u = û₀ - M̃⁻¹ (û₀ - Λ'[s₀ - B₀Δβ - A₀(Λ - Λ₀)û₀]),   M̃ = Λ'A₀Λ + I,
+
+    with A₀ = Σ W_i z_i z_i', B₀ = Σ W_i z_i x_i' and s₀ = Σ ℓ'_i z_i at the old mode: the
+    implicit-function theorem's first-order prediction (error of order |Δψ|², as
+    :func:`~bayesmix.linalg.pirls.predicted_modes`), from per-level sums alone, without a pass
+    over the rows. û₀ itself where M̃ is not positive definite."""
+    q, p = u0.size, beta_change.size
+    TA, M, L, Linv = np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
+    moved, score, gradient, half = np.empty(q), np.empty(q), np.empty(q), np.empty(q)
+    out[:] = u0
+    if not level_factor(T, A0, TA, M, L, Linv, q):
+        return
+    for k in range(q):  # (Λ - Λ₀)û₀
+        t = 0.0
+        for m in range(k + 1):
+            t += (T[k, m] - T0[k, m]) * u0[m]
+        moved[k] = t
+    for k in range(q):  # the score's sum, linearised
+        t = s0[k]
+        for m in range(p):
+            t -= B0[k, m] * beta_change[m]
+        for m in range(q):
+            t -= A0[k, m] * moved[m]
+        score[k] = t
+    for k in range(q):
+        t = u0[k]
+        for m in range(k, q):
+            t -= T[m, k] * score[m]
+        gradient[k] = t
+    for k in range(q):
+        t = 0.0
+        for m in range(k + 1):
+            t += Linv[k, m] * gradient[m]
+        half[k] = t
+    for k in range(q):
+        t = 0.0
+        for m in range(k, q):
+            t += Linv[m, k] * half[m]
+        out[k] = u0[k] - t
+
+
+@njit(cache=True, error_model="numpy")
 def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order, T, beta, dispersion, u0,
-                max_steps, max_halvings, step_tol, newton_tol, link_step):
+                predict, T0, beta0, A0, B0, s0, max_steps, max_halvings, step_tol, newton_tol, link_step):
     """The conditional modes of every level (see the module docstring) and what the Laplace
     deviance and its factor need.
 
@@ -247,38 +290,49 @@ def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order
         β and the dispersion (NaN for none).
     u0
         Starting effects (levels, q).
+    predict, T0, beta0, A0, B0, s0
+        With ``predict``, u0 is the mode at Λ₀ = T0 and β₀ with the cross-products A₀, B₀, s₀
+        there (as this function returns them), and each level starts from its first-order
+        prediction (:func:`_predicted`).
     max_steps, max_halvings, step_tol, newton_tol, link_step
         PIRLS's limits and tolerances (:mod:`bayesmix.linalg.pirls`).
 
     Returns
     -------
-    ok, u, eta, log_likelihood, logdet, Linv, Wy, schur, steps, converged
+    ok, u, eta, log_likelihood, logdet, Linv, Wy, schur, A, B, s, steps, converged
         ``ok`` False when some level has no positive definite M_j from either start; û
         (levels, q); η̂ in the rows' own order; Σ ℓ_i(η̂_i); log|M| = Σ_j log|M_j|; L_j⁻¹
         (levels, q, q); L_j⁻¹Λ'c_j (levels, q) and Σ W_i ỹ_i² - Σ_j |L_j⁻¹Λ'c_j|², the working
-        response's column of the factor and its Schur complement; the most Newton steps any
-        level took; whether every level converged.
+        response's column of the factor and its Schur complement; the cross-products at the
+        mode per level, Σ W_i z_i z_i' (levels, q, q), Σ W_i z_i x_i' (levels, q, p) and
+        Σ ℓ'_i z_i (levels, q); the most Newton steps any level took; whether every level
+        converged.
     """
     levels = starts.size - 1
     n, q = z.shape
+    p = beta.size
     u = u0.copy()
     fixed, sorted_eta, trial_eta = np.empty(n), np.empty(n), np.empty(n)
     Linv, Wy = np.empty((levels, q, q)), np.empty((levels, q))
+    A, B, s = np.empty((levels, q, q)), np.empty((levels, q, p)), np.empty((levels, q))
+    beta_change = beta - beta0
     log_likelihood, logdet, schur = 0.0, 0.0, 0.0
     most_steps, converged = 0, True
     for j in range(levels):
         lo, hi = starts[j], starts[j + 1]
         _fixed_part(X, offset, beta, lo, hi, fixed)
+        if predict:
+            _predicted(T, T0, u0[j], A0[j], B0[j], s0[j], beta_change, u[j])
         ok, g, logdet_j, yy, steps, converged_j = _solve_level(
-            family, link, canonical, y, weights, fixed, z, lo, hi, T, u[j], dispersion, sorted_eta, trial_eta, Linv[j], Wy[j],
-            max_steps, max_halvings, step_tol, newton_tol, link_step)
+            family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u[j], dispersion, sorted_eta, trial_eta, Linv[j], Wy[j],
+            A[j], B[j], s[j], max_steps, max_halvings, step_tol, newton_tol, link_step)
         if not (ok and np.isfinite(g + logdet_j)) and np.any(u0[j] != 0.0):  # the start led astray: from zero
             u[j, :] = 0.0
             ok, g, logdet_j, yy, steps, converged_j = _solve_level(
-                family, link, canonical, y, weights, fixed, z, lo, hi, T, u[j], dispersion, sorted_eta, trial_eta, Linv[j],
-                Wy[j], max_steps, max_halvings, step_tol, newton_tol, link_step)
+                family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u[j], dispersion, sorted_eta, trial_eta, Linv[j],
+                Wy[j], A[j], B[j], s[j], max_steps, max_halvings, step_tol, newton_tol, link_step)
         if not ok:
-            return False, u, sorted_eta, np.nan, np.nan, Linv, Wy, np.nan, most_steps, False
+            return False, u, sorted_eta, np.nan, np.nan, Linv, Wy, np.nan, A, B, s, most_steps, False
         norm = 0.0
         for k in range(q):
             norm += u[j, k] * u[j, k]
@@ -291,7 +345,7 @@ def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order
     eta = np.empty(n)
     for i in range(n):
         eta[order[i]] = sorted_eta[i]
-    return True, u, eta, log_likelihood, logdet, Linv, Wy, schur, most_steps, converged
+    return True, u, eta, log_likelihood, logdet, Linv, Wy, schur, A, B, s, most_steps, converged
 
 
 @njit(cache=True, error_model="numpy")

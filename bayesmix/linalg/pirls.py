@@ -235,6 +235,10 @@ class PirlsMode:
         PIRLS steps taken.
     converged
         Whether the step fell below the tolerance within ``MAX_STEPS``.
+    level_products
+        For a mode of :func:`level_pirls`, per level Σ W_i z_i z_i' (levels, q, q),
+        Σ W_i z_i x_i' (levels, q, p) and Σ ℓ'_i z_i (levels, q) at the mode, from which the
+        next solve at nearby parameters predicts its start; None otherwise.
     """
 
     theta: np.ndarray
@@ -246,6 +250,7 @@ class PirlsMode:
     log_likelihood: float
     iterations: int
     converged: bool
+    level_products: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def penalised_deviance(self) -> float:
@@ -357,7 +362,7 @@ def pirls(
 
 
 def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion: float | None,
-                u: np.ndarray | None = None) -> PirlsMode:
+                u: np.ndarray | None = None, near: PirlsMode | None = None) -> PirlsMode:
     """The conditional mode û at (θ, β, φ) of a model with one grouping factor, level by level
     (:func:`~bayesmix.linalg.levelwise.level_modes`): the mode of :func:`pirls` with β given,
     in one compiled pass.
@@ -371,6 +376,11 @@ def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion:
     u
         Starting value of u (a nearby mode); zero by default. A level whose start leads to no
         mode starts again from zero.
+    near
+        Instead of ``u``, a mode of :func:`level_pirls` at nearby parameters: each level starts
+        from that mode corrected to first order for the change of Λ and β (from the mode's
+        :attr:`~PirlsMode.level_products`, without a pass over the rows;
+        :func:`~bayesmix.linalg.levelwise.level_modes`).
 
     Returns
     -------
@@ -384,17 +394,24 @@ def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion:
     level_rows, family = rows.level_rows, rows.family
     theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
     T = block.lambda_(theta)
-    start = np.zeros((block.n_levels, block.q)) if u is None else np.array(u, dtype=float).reshape(block.n_levels, block.q)
-    ok, modes, eta, loglik, logdet, Linv, Wy, schur, steps, converged = level_modes(
+    shape = (block.n_levels, block.q)
+    predict = near is not None and near.level_products is not None
+    if predict:
+        start, T0, beta0 = near.u.reshape(shape), block.lambda_(near.theta), np.asarray(near.beta, dtype=float)
+        A0, B0, s0 = near.level_products
+    else:
+        start = np.zeros(shape) if u is None else np.array(u, dtype=float).reshape(shape)
+        T0, beta0, A0, B0, s0 = T, beta, np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1))
+    ok, modes, eta, loglik, logdet, Linv, Wy, schur, A, B, s, steps, converged = level_modes(
         family.code, family.link_code, family.canonical, level_rows.starts, level_rows.X, level_rows.y, level_rows.weights,
         level_rows.offset, level_rows.z, level_rows.order, T, beta, np.nan if dispersion is None else dispersion, start,
-        MAX_STEPS, MAX_HALVINGS, STEP_TOL, NEWTON_TOL, LINK_STEP,
+        predict, T0, beta0, A0, B0, s0, MAX_STEPS, MAX_HALVINGS, STEP_TOL, NEWTON_TOL, LINK_STEP,
     )
     if not ok:
         raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
     R = np.array([[np.sqrt(schur) if schur >= 0.0 else np.nan]])  # as _schur_factor with no X
     f = Factorization(theta, T, Linv, Wy[:, :, None], R, float(logdet))
-    return PirlsMode(theta, beta, dispersion, modes.ravel(), eta, f, float(loglik), int(steps), bool(converged))
+    return PirlsMode(theta, beta, dispersion, modes.ravel(), eta, f, float(loglik), int(steps), bool(converged), (A, B, s))
 
 
 def level_laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
@@ -418,8 +435,10 @@ class WarmModes:
     the ML fit (:mod:`bayesmix.reml.laplace`) and of ``method="laplace"``
     (:mod:`bayesmix.bayes.embedded_laplace`).
 
-    With one grouping factor, each solve is :func:`level_pirls` from the last accepted mode and
-    the gradient :func:`level_laplace_gradient`. Otherwise each solve is :func:`pirls` started
+    With one grouping factor, each solve is :func:`level_pirls` from the last accepted mode
+    corrected to first order for the change of the parameters, or from its u where that mode
+    is not one of :func:`level_pirls` (the ML fit's first, with β updated jointly), and the
+    gradient :func:`level_laplace_gradient`. Otherwise each solve is :func:`pirls` started
     from the last accepted mode corrected to first order for the change of the parameters
     (:func:`predicted_modes`), or from u = 0 where that start leads PIRLS astray (no factor, or
     no finite deviance: far from the last point, with a log link), and the gradient
@@ -467,7 +486,7 @@ class WarmModes:
         return level_laplace_gradient(self.rows, mode) if self.levelwise else laplace_gradient(self.rows, mode)
 
     def _levelwise(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
-        return level_pirls(self.rows, theta, beta, dispersion, None if self.mode is None else self.mode.u)
+        return level_pirls(self.rows, theta, beta, dispersion, None if self.mode is None else self.mode.u, self.mode)
 
     def _general(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
         rows = self.rows

@@ -21,7 +21,7 @@ from ..families import link_inverse_row, log_likelihood_derivatives_row, log_lik
 from ..jit import njit
 
 
-@njit(cache=True)
+@njit(inline="always")
 def log_likelihood_at(family, link, y, weight, eta, dispersion):
     """ℓ(η) of one row: the family's log-likelihood at μ = g⁻¹(η)."""
     return log_likelihood_row(family, y, link_inverse_row(link, eta)[0], weight, dispersion)
@@ -36,7 +36,18 @@ def log_likelihood_rows(family, link, y, weights, eta, dispersion):
     return out
 
 
-@njit(cache=True)
+@njit(inline="always")
+def _score_information(family, link, canonical, y, weight, eta, mu, mu_eta, dispersion, link_step):
+    """:func:`working_row` given μ and μ_η at η."""
+    first, second = log_likelihood_derivatives_row(family, y, mu, weight, dispersion)
+    if canonical:
+        return first * mu_eta, -log_likelihood_derivatives_row(family, mu, mu, weight, dispersion)[1] * mu_eta * mu_eta
+    h = link_step * max(1.0, abs(eta))
+    mu_eta_eta = (link_inverse_row(link, eta + h)[1] - link_inverse_row(link, eta - h)[1]) / (2.0 * h)
+    return first * mu_eta, -(second * mu_eta * mu_eta + first * mu_eta_eta)
+
+
+@njit(inline="always")
 def working_row(family, link, canonical, y, weight, eta, dispersion, link_step):
     """The score ∂ℓ/∂η and the observed information W = -∂²ℓ/∂η² of one row.
 
@@ -46,12 +57,16 @@ def working_row(family, link, canonical, y, weight, eta, dispersion, link_step):
     ``link_step`` max(1, |η|).
     """
     mu, mu_eta = link_inverse_row(link, eta)
-    first, second = log_likelihood_derivatives_row(family, y, mu, weight, dispersion)
-    if canonical:
-        return first * mu_eta, -log_likelihood_derivatives_row(family, mu, mu, weight, dispersion)[1] * mu_eta * mu_eta
-    h = link_step * max(1.0, abs(eta))
-    mu_eta_eta = (link_inverse_row(link, eta + h)[1] - link_inverse_row(link, eta - h)[1]) / (2.0 * h)
-    return first * mu_eta, -(second * mu_eta * mu_eta + first * mu_eta_eta)
+    return _score_information(family, link, canonical, y, weight, eta, mu, mu_eta, dispersion, link_step)
+
+
+@njit(inline="always")
+def row_terms(family, link, canonical, y, weight, eta, dispersion, link_step):
+    """ℓ(η) (:func:`log_likelihood_at`) and the score and information (:func:`working_row`) of
+    one row, from one evaluation of the link's inverse."""
+    mu, mu_eta = link_inverse_row(link, eta)
+    score, information = _score_information(family, link, canonical, y, weight, eta, mu, mu_eta, dispersion, link_step)
+    return log_likelihood_row(family, y, mu, weight, dispersion), score, information
 
 
 @njit(cache=True)
