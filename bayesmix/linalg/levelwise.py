@@ -132,7 +132,7 @@ def _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, di
 
 @njit(cache=True, error_model="numpy")
 def _solve_level(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, dispersion, eta, trial_eta, Linv, Wy, A, B, s,
-                 max_steps, max_halvings, step_tol, newton_tol, link_step):
+                 matrices, trial_B, vectors, max_steps, max_halvings, step_tol, newton_tol, link_step):
     """Newton's method with step halving on level j's g_j from ``u`` (overwritten by the mode),
     as :func:`~bayesmix.linalg.pirls.pirls` on the whole of u, but for one thing: a full step
     below the Newton tolerance is taken without testing that g_j decreases. Its decrease, of
@@ -145,11 +145,12 @@ def _solve_level(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u,
     positive definite at the end (nor, during the iterations, with the Fisher information).
     Writes η at the mode into ``eta``, L_j⁻¹ into ``Linv``, L_j⁻¹Λ'c into ``Wy`` and the
     cross-products A, B and s of :func:`_evaluate` at the mode into ``A``, ``B`` and ``s``.
+    ``matrices`` (4, q, q), ``trial_B`` (q, p) and ``vectors`` (8, q) are scratch space.
     """
-    q, p = u.size, X.shape[1]
-    TA, M, L, trial_A = np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
-    trial_B, c, trial_s, trial_c = np.empty((q, p)), np.empty(q), np.empty(q), np.empty(q)
-    b, gradient, half, step, trial = np.empty(q), np.empty(q), np.empty(q), np.empty(q), np.empty(q)
+    q = u.size
+    TA, M, L, trial_A = matrices[0], matrices[1], matrices[2], matrices[3]
+    c, trial_s, trial_c, b = vectors[0], vectors[1], vectors[2], vectors[3]
+    gradient, half, step, trial = vectors[4], vectors[5], vectors[6], vectors[7]
     g, yy = _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, dispersion, link_step, eta, b, A, B, s, c)
     steps, converged = 0, False
     while True:
@@ -227,7 +228,7 @@ def _solve_level(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u,
 
 
 @njit(cache=True, error_model="numpy")
-def _predicted(T, T0, u0, A0, B0, s0, beta_change, out):
+def _predicted(T, T0, u0, A0, B0, s0, beta_change, out, matrices, vectors):
     """The start of one level's Newton iterations from its mode û₀ at nearby parameters (Λ₀, β₀):
     one Newton step from û₀ on the gradient linearised about the old mode,
 
@@ -236,10 +237,11 @@ def _predicted(T, T0, u0, A0, B0, s0, beta_change, out):
     with A₀ = Σ W_i z_i z_i', B₀ = Σ W_i z_i x_i' and s₀ = Σ ℓ'_i z_i at the old mode: the
     implicit-function theorem's first-order prediction (error of order |Δψ|², as
     :func:`~bayesmix.linalg.pirls.predicted_modes`), from per-level sums alone, without a pass
-    over the rows. û₀ itself where M̃ is not positive definite."""
+    over the rows. û₀ itself where M̃ is not positive definite. ``matrices`` (4, q, q) and
+    ``vectors`` (4, q) are scratch space."""
     q, p = u0.size, beta_change.size
-    TA, M, L, Linv = np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
-    moved, score, gradient, half = np.empty(q), np.empty(q), np.empty(q), np.empty(q)
+    TA, M, L, Linv = matrices[0], matrices[1], matrices[2], matrices[3]
+    moved, score, gradient, half = vectors[0], vectors[1], vectors[2], vectors[3]
     out[:] = u0
     if not level_factor(T, A0, TA, M, L, Linv, q):
         return
@@ -315,6 +317,7 @@ def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order
     fixed, sorted_eta, trial_eta = np.empty(n), np.empty(n), np.empty(n)
     Linv, Wy = np.empty((levels, q, q)), np.empty((levels, q))
     A, B, s = np.empty((levels, q, q)), np.empty((levels, q, p)), np.empty((levels, q))
+    matrices, trial_B, vectors = np.empty((4, q, q)), np.empty((q, p)), np.empty((8, q))
     beta_change = beta - beta0
     log_likelihood, logdet, schur = 0.0, 0.0, 0.0
     most_steps, converged = 0, True
@@ -322,15 +325,15 @@ def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order
         lo, hi = starts[j], starts[j + 1]
         _fixed_part(X, offset, beta, lo, hi, fixed)
         if predict:
-            _predicted(T, T0, u0[j], A0[j], B0[j], s0[j], beta_change, u[j])
+            _predicted(T, T0, u0[j], A0[j], B0[j], s0[j], beta_change, u[j], matrices, vectors)
         ok, g, logdet_j, yy, steps, converged_j = _solve_level(
             family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u[j], dispersion, sorted_eta, trial_eta, Linv[j], Wy[j],
-            A[j], B[j], s[j], max_steps, max_halvings, step_tol, newton_tol, link_step)
+            A[j], B[j], s[j], matrices, trial_B, vectors, max_steps, max_halvings, step_tol, newton_tol, link_step)
         if not (ok and np.isfinite(g + logdet_j)) and np.any(u0[j] != 0.0):  # the start led astray: from zero
             u[j, :] = 0.0
             ok, g, logdet_j, yy, steps, converged_j = _solve_level(
                 family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u[j], dispersion, sorted_eta, trial_eta, Linv[j],
-                Wy[j], A[j], B[j], s[j], max_steps, max_halvings, step_tol, newton_tol, link_step)
+                Wy[j], A[j], B[j], s[j], matrices, trial_B, vectors, max_steps, max_halvings, step_tol, newton_tol, link_step)
         if not ok:
             return False, u, sorted_eta, np.nan, np.nan, Linv, Wy, np.nan, A, B, s, most_steps, False
         norm = 0.0

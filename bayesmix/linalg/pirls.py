@@ -32,6 +32,11 @@ below 1e-6, after which Newton's quadratic convergence leaves an error of order 
 given, u alone is updated (lme4's second stage); without it, β and u jointly (lme4's first
 stage, whose β is then the maximiser of the penalised likelihood, not of d).
 
+With a single grouping factor and β given (the ML fit's evaluations and ``method="laplace"``'s),
+the problem decouples by level: :func:`level_pirls` and :func:`level_laplace_gradient` solve
+each level's Newton problem and take its part of the gradient in one compiled pass over rows
+sorted by level (:mod:`bayesmix.linalg.levelwise`), and :class:`WarmModes` takes that path.
+
 Adaptive Gauss-Hermite quadrature (lme4's ``nAGQ``) applies to models with a single scalar
 random-effect term, where the integral over u factorises by level: each level's integral is
 taken with K nodes centred at its conditional mode and scaled by its conditional SD.
