@@ -192,6 +192,10 @@ def _xlogy(x, y):
 BINOMIAL_CODE, POISSON_CODE = 1, 2
 GAUSSIAN_CODE, NEGATIVE_BINOMIAL_CODE = 0, 3
 
+#: The family codes for which :func:`log_likelihood_row` and :func:`log_likelihood_derivatives_row`
+#: are written (what the per-level PIRLS of :mod:`bayesmix.linalg.levelwise` needs).
+ROW_LIKELIHOOD_CODES = frozenset({GAUSSIAN_CODE, BINOMIAL_CODE, POISSON_CODE, NEGATIVE_BINOMIAL_CODE})
+
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 

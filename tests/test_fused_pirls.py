@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import bayesmix as bm
 from bayesmix.data.layout import structure_of
+from bayesmix.families import GAUSSIAN_CODE, NEGATIVE_BINOMIAL_CODE, log_likelihood_derivatives_row, log_likelihood_row
 from bayesmix.linalg.pirls import GlmmRows, WarmModes, laplace_gradient, level_laplace_gradient, level_pirls, pirls
 
 from .test_full_density import FAMILIES, frame
@@ -79,7 +81,7 @@ CASES = [(f, s) for f in FAMILIES for s in STRUCTURES]
 @pytest.mark.parametrize(("family_case", "structure"), CASES)
 def test_levelwise_mode_deviance_and_gradient_equal_the_general_path(family_case, structure):
     rows = glmm_rows(family_case, structure)
-    assert rows.single_factor
+    assert rows.levelwise
     for theta, beta, dispersion in points(rows, family_case, 3):
         general = general_mode(rows, theta, beta, dispersion)
         fused = level_pirls(rows, theta, beta, dispersion)
@@ -135,4 +137,27 @@ def test_two_factors_take_the_general_path():
     design = bm.make_design("hit ~ x + (1 | a) + (1 | b)", frame(), family=bm.Binomial())
     rows = design.rows
     glmm = GlmmRows.of(structure_of(design), rows.X, rows.y, rows.weights, rows.offset, design.family)
-    assert not glmm.single_factor and not WarmModes(glmm).levelwise
+    assert not glmm.levelwise and not WarmModes(glmm).levelwise
+
+
+def test_compiled_gaussian_and_negative_binomial_rows_equal_scipy():
+    """The row functions the per-level path calls for the two families whose numpy methods use
+    scipy: log N(y; μ, σ/√w) and w log NB(y; μ, θ), and their first two derivatives in μ
+    against central differences (of the log-likelihood, and of the first derivative)."""
+    rng = np.random.default_rng(3)
+    y, mu, w = rng.gamma(2.0, 2.0, 50), rng.gamma(2.0, 2.0, 50), rng.uniform(0.5, 2.0, 50)
+    counts = rng.poisson(4.0, 50).astype(float)
+    counts[:5] = [0.0, 1.0, 15.0, 16.0, 40.0]  # both sides of the series' threshold
+    sigma, theta, h = 1.3, 2.7, 1e-5
+    cases = [(GAUSSIAN_CODE, y, sigma, stats.norm.logpdf(y, mu, sigma / np.sqrt(w))),
+             (NEGATIVE_BINOMIAL_CODE, counts, theta, w * stats.nbinom.logpmf(counts, theta, theta / (theta + mu)))]
+    for code, response, dispersion, expected in cases:
+        def loglik(m, code=code, response=response, dispersion=dispersion):
+            return np.array([log_likelihood_row(code, a, b, c, dispersion) for a, b, c in zip(response, m, w)])
+        def derivatives(m, code=code, response=response, dispersion=dispersion):
+            return np.array([log_likelihood_derivatives_row(code, a, b, c, dispersion) for a, b, c in zip(response, m, w)]).T
+
+        np.testing.assert_allclose(loglik(mu), expected, rtol=1e-12)
+        first, second = derivatives(mu)
+        np.testing.assert_allclose(first, (loglik(mu + h) - loglik(mu - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(second, (derivatives(mu + h)[0] - derivatives(mu - h)[0]) / (2 * h), rtol=1e-6, atol=1e-8)

@@ -52,7 +52,7 @@ import numpy as np
 from ..data.crossprod import CrossProductPlan
 from ..data.layout import Structure
 from ..errors import ArgumentError
-from ..families import Family
+from ..families import ROW_LIKELIHOOD_CODES, Family
 from .factorization import Factorization, effects, factorize
 from .levelwise import LevelRows, level_gradient, level_modes
 from .working import add_level_products, level_matrix_products, level_sums, log_likelihood_rows, working_rows
@@ -118,9 +118,11 @@ class GlmmRows:
         return LevelRows.of(block.codes, block.n_levels, self.X, self.y, self.weights, self.offset, block.z)
 
     @property
-    def single_factor(self) -> bool:
-        """Whether the model has one grouping factor (one factor block)."""
-        return len(self.structure.blocks) == 1
+    def levelwise(self) -> bool:
+        """Whether :func:`level_pirls` applies: one grouping factor (one factor block) and a
+        family with compiled functions for one observation
+        (:data:`~bayesmix.families.ROW_LIKELIHOOD_CODES`)."""
+        return len(self.structure.blocks) == 1 and self.family.code in ROW_LIKELIHOOD_CODES
 
     @property
     def n(self) -> int:
@@ -440,7 +442,7 @@ class WarmModes:
     the ML fit (:mod:`bayesmix.reml.laplace`) and of ``method="laplace"``
     (:mod:`bayesmix.bayes.embedded_laplace`).
 
-    With one grouping factor, each solve is :func:`level_pirls` from the last accepted mode
+    With one grouping factor (:attr:`GlmmRows.levelwise`), each solve is :func:`level_pirls` from the last accepted mode
     corrected to first order for the change of the parameters, or from its u where that mode
     is not one of :func:`level_pirls` (the ML fit's first, with β updated jointly), and the
     gradient :func:`level_laplace_gradient`. Otherwise each solve is :func:`pirls` started
@@ -454,8 +456,8 @@ class WarmModes:
     rows
         The data.
     levelwise
-        Use the per-level path when the model has one grouping factor (False: the general
-        path always, as a reference).
+        Use the per-level path where it applies (:attr:`GlmmRows.levelwise`; False: the
+        general path always, as a reference).
 
     Attributes
     ----------
@@ -471,7 +473,7 @@ class WarmModes:
 
     def __init__(self, rows: GlmmRows, levelwise: bool = True):
         self.rows = rows
-        self.levelwise = levelwise and rows.single_factor
+        self.levelwise = levelwise and rows.levelwise
         self.mode: PirlsMode | None = None
         self.evaluations = 0
         self.iterations = 0
