@@ -202,29 +202,50 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 @njit(cache=True)
 def log_likelihood_row(code, y, mu, weight, dispersion):
     """ℓ(y; μ, φ, w) of one observation for the family with code ``code``, with its normalising
-    constants (see each family's :meth:`Family.log_likelihood`).
+    constants (see each family's :meth:`Family.log_likelihood`): the sum of
+    :func:`log_likelihood_kernel_row` and :func:`log_likelihood_constant_row`.
 
     The binomial's and the Poisson's numpy methods apply it; the Gaussian's and the negative
     binomial's keep scipy's (whose log-coefficient of the negative binomial, through ``betaln``,
     stays exact at any θ, where the one here has the relative error of
     :data:`NB_SERIES_COUNTS`), and the per-level PIRLS of one grouping factor
-    (:mod:`bayesmix.linalg.levelwise`) calls it for every family.
+    (:mod:`bayesmix.linalg.levelwise`) calls its two parts for every family.
     """
+    return log_likelihood_kernel_row(code, y, mu, weight, dispersion) + log_likelihood_constant_row(code, y, weight)
+
+
+@njit(cache=True)
+def log_likelihood_constant_row(code, y, weight):
+    """The terms of ℓ free of μ and of the dispersion: log C(w, k) of the binomial (k = w y
+    successes of w trials), -w log y! of the Poisson and the negative binomial, and
+    (log w - log 2π)/2 of the Gaussian."""
+    if code == BINOMIAL_CODE:
+        k = weight * y
+        if k > 0.0 and k < weight:  # log C(n, 0) = log C(n, n) = 0: every row of a 0/1 response
+            return math.lgamma(weight + 1.0) - math.lgamma(k + 1.0) - math.lgamma(weight - k + 1.0)
+        return 0.0
+    if code == POISSON_CODE or code == NEGATIVE_BINOMIAL_CODE:
+        return -weight * math.lgamma(y + 1.0)
+    if code == GAUSSIAN_CODE:
+        return 0.5 * math.log(weight) - _LOG_SQRT_2PI
+    return math.nan
+
+
+@njit(cache=True)
+def log_likelihood_kernel_row(code, y, mu, weight, dispersion):
+    """The terms of ℓ that depend on μ or the dispersion (:func:`log_likelihood_row` without
+    :func:`log_likelihood_constant_row`)."""
     if code == BINOMIAL_CODE:
         k, rest = weight * y, weight * (1.0 - y)
-        out = _xlogy(k, mu) + (0.0 if rest == 0.0 else rest * math.log1p(-mu))
-        if k > 0.0 and k < weight:  # log C(n, 0) = log C(n, n) = 0: every row of a 0/1 response
-            out += math.lgamma(weight + 1.0) - math.lgamma(k + 1.0) - math.lgamma(weight - k + 1.0)
-        return out
+        return _xlogy(k, mu) + (0.0 if rest == 0.0 else rest * math.log1p(-mu))
     if code == POISSON_CODE:
-        return weight * (_xlogy(y, mu) - mu - math.lgamma(y + 1.0))
+        return weight * (_xlogy(y, mu) - mu)
     if code == NEGATIVE_BINOMIAL_CODE:
         theta = dispersion
-        return weight * (_rising_log_factorial(y, theta)[0] - math.lgamma(y + 1.0) - theta * math.log1p(mu / theta)
-                         + _xlogy(y, mu / (mu + theta)))
+        return weight * (_rising_log_factorial(y, theta)[0] - theta * math.log1p(mu / theta) + _xlogy(y, mu / (mu + theta)))
     if code == GAUSSIAN_CODE:
         r = y - mu
-        return -0.5 * weight * r * r / (dispersion * dispersion) - math.log(dispersion) + 0.5 * math.log(weight) - _LOG_SQRT_2PI
+        return -0.5 * weight * r * r / (dispersion * dispersion) - math.log(dispersion)
     return math.nan
 
 

@@ -15,8 +15,9 @@ The rows are read in level order (:class:`LevelRows`, made once per data set), s
 level's rows are contiguous and its Newton iterations run in cache: one call does what the
 general PIRLS does in some fifteen numpy and numba passes over all the rows. ℓ, the score and
 W come from the families' row functions exactly as the general path computes them
-(:func:`~bayesmix.linalg.working.working_row`, :func:`~bayesmix.linalg.working.log_likelihood_at`,
-called with the family's :attr:`~bayesmix.families.Family.code`), and ∂W/∂η and the derivatives
+(:func:`~bayesmix.linalg.working.row_terms`, :func:`~bayesmix.linalg.working.working_row`,
+called with the family's :attr:`~bayesmix.families.Family.code`; the terms of ℓ free of η and
+of the dispersion, log C(n, k) and log y!, are summed per level once per data set), and ∂W/∂η and the derivatives
 in log φ by the same central differences as :class:`~bayesmix.linalg.pirls.GlmmRows`.
 
 Each level starts from the given effects (the last mode along an optimiser's or a sampler's
@@ -34,7 +35,8 @@ import numpy as np
 
 from ..jit import njit
 from .kernels import level_factor
-from .working import log_likelihood_at, row_terms, working_row
+from ..families import log_likelihood_constant_row
+from .working import row_terms, working_row
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +52,9 @@ class LevelRows:
     X, y, weights, offset, z
         The fixed-effects matrix (n, p), the response, the prior weights, the offset and the
         factor's random-effects matrix (n, q), in level order.
+    constants
+        Per level, the sum over its rows of the terms of ℓ free of η and of the dispersion
+        (:func:`~bayesmix.families.log_likelihood_constant_row`).
     """
 
     order: np.ndarray
@@ -59,14 +64,27 @@ class LevelRows:
     weights: np.ndarray
     offset: np.ndarray
     z: np.ndarray
+    constants: np.ndarray
 
     @classmethod
-    def of(cls, codes: np.ndarray, levels: int, X, y, weights, offset, z) -> LevelRows:
-        """The rows sorted by their level codes (stably: each level keeps its rows' order)."""
+    def of(cls, codes: np.ndarray, levels: int, X, y, weights, offset, z, family: int) -> LevelRows:
+        """The rows sorted by their level codes (stably: each level keeps its rows' order), for
+        the family with code ``family``."""
         order = np.argsort(codes, kind="stable")
         starts = np.zeros(levels + 1, dtype=np.int64)
         np.cumsum(np.bincount(codes, minlength=levels), out=starts[1:])
-        return cls(order, starts, *(np.ascontiguousarray(np.asarray(a, dtype=float)[order]) for a in (X, y, weights, offset, z)))
+        X, y, weights, offset, z = (np.ascontiguousarray(np.asarray(a, dtype=float)[order]) for a in (X, y, weights, offset, z))
+        return cls(order, starts, X, y, weights, offset, z, _level_constants(family, starts, y, weights))
+
+
+@njit(cache=True, error_model="numpy")
+def _level_constants(family, starts, y, weights):
+    """Per level, Σ of :func:`~bayesmix.families.log_likelihood_constant_row` over its rows."""
+    out = np.zeros(starts.size - 1)
+    for j in range(out.size):
+        for i in range(starts[j], starts[j + 1]):
+            out[j] += log_likelihood_constant_row(family, y[i], weights[i])
+    return out
 
 
 @njit(cache=True, error_model="numpy")
@@ -95,8 +113,8 @@ def _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, di
     """Level j at the effects u, in one pass over its rows lo:hi: η_i = fixed_i + z_i'Λu (into
     ``eta``), the weighted cross-products A = Σ W_i z_i z_i', B = Σ W_i z_i x_i', s = Σ ℓ'_i z_i
     and, for the working response ỹ_i = η_i - fixed_i + ℓ'_i/W_i, c = Σ W_i ỹ_i z_i (into A, B,
-    s, c; ``canonical`` True for the Fisher information). Returns g_j(u) = -2 Σ ℓ_i + |u|² and
-    Σ W_i ỹ_i²."""
+    s, c; ``canonical`` True for the Fisher information). Returns g_j(u) = -2 Σ ℓ_i + |u|²
+    (without the level's constant terms, :attr:`LevelRows.constants`) and Σ W_i ỹ_i²."""
     q, p = u.size, X.shape[1]
     _level_effects(T, u, b)
     A[:, :] = 0.0
@@ -275,7 +293,7 @@ def _predicted(T, T0, u0, A0, B0, s0, beta_change, out, matrices, vectors):
 
 
 @njit(cache=True, error_model="numpy")
-def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order, T, beta, dispersion, u0,
+def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order, constants, T, beta, dispersion, u0,
                 predict, T0, beta0, A0, B0, s0, max_steps, max_halvings, step_tol, newton_tol, link_step):
     """The conditional modes of every level (see the module docstring) and what the Laplace
     deviance and its factor need.
@@ -284,7 +302,7 @@ def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order
     ----------
     family, link, canonical
         The family's :attr:`~bayesmix.families.Family.code`, its link's code, and whether the link is canonical.
-    starts, X, y, weights, offset, z, order
+    starts, X, y, weights, offset, z, order, constants
         The rows in level order (:class:`LevelRows`).
     T
         Λ (q x q, lower triangular).
@@ -340,7 +358,7 @@ def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order
         for k in range(q):
             norm += u[j, k] * u[j, k]
             schur -= Wy[j, k] * Wy[j, k]
-        log_likelihood += -0.5 * (g - norm)
+        log_likelihood += constants[j] - 0.5 * (g - norm)
         logdet += logdet_j
         schur += yy
         most_steps = max(most_steps, steps)
@@ -432,10 +450,11 @@ def level_gradient(family, link, canonical, has_dispersion, starts, X, y, weight
                 for m in range(q):
                     G[k, m] += 2.0 * information[i] * z[i, k] * Pa[m]
             if has_dispersion:
-                score_up, information_up = working_row(family, link, canonical, y[i], weights[i], eta[i], up, link_step)
-                score_down, information_down = working_row(family, link, canonical, y[i], weights[i], eta[i], down, link_step)
-                dl = (log_likelihood_at(family, link, y[i], weights[i], eta[i], up)
-                      - log_likelihood_at(family, link, y[i], weights[i], eta[i], down)) / (2.0 * link_step)
+                # the terms of ℓ free of the dispersion cancel in its differences
+                loglik_up, score_up, information_up = row_terms(family, link, canonical, y[i], weights[i], eta[i], up, link_step)
+                loglik_down, score_down, information_down = row_terms(family, link, canonical, y[i], weights[i], eta[i], down,
+                                                                      link_step)
+                dl = (loglik_up - loglik_down) / (2.0 * link_step)
                 dispersion_gradient += (-2.0 * dl + leverage * (information_up - information_down) / (2.0 * link_step)
                                         + Ar * (score_up - score_down) / (2.0 * link_step))
         for k in range(q):

@@ -115,7 +115,7 @@ class GlmmRows:
     def level_rows(self) -> LevelRows:
         """The rows in the order of the first factor's levels (for :func:`level_pirls`)."""
         block = self.structure.blocks[0]
-        return LevelRows.of(block.codes, block.n_levels, self.X, self.y, self.weights, self.offset, block.z)
+        return LevelRows.of(block.codes, block.n_levels, self.X, self.y, self.weights, self.offset, block.z, self.family.code)
 
     @property
     def levelwise(self) -> bool:
@@ -411,7 +411,8 @@ def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion:
         T0, beta0, A0, B0, s0 = T, beta, np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1))
     ok, modes, eta, loglik, logdet, Linv, Wy, schur, A, B, s, steps, converged = level_modes(
         family.code, family.link_code, family.canonical, level_rows.starts, level_rows.X, level_rows.y, level_rows.weights,
-        level_rows.offset, level_rows.z, level_rows.order, T, beta, np.nan if dispersion is None else dispersion, start,
+        level_rows.offset, level_rows.z, level_rows.order, level_rows.constants, T, beta, np.nan if dispersion is None else dispersion,
+        start,
         predict, T0, beta0, A0, B0, s0, MAX_STEPS, MAX_HALVINGS, STEP_TOL, NEWTON_TOL, LINK_STEP,
     )
     if not ok:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..families import link_inverse_row, log_likelihood_derivatives_row, log_likelihood_row
+from ..families import link_inverse_row, log_likelihood_derivatives_row, log_likelihood_kernel_row, log_likelihood_row
 from ..jit import njit
 
 
@@ -62,11 +62,12 @@ def working_row(family, link, canonical, y, weight, eta, dispersion, link_step):
 
 @njit(inline="always")
 def row_terms(family, link, canonical, y, weight, eta, dispersion, link_step):
-    """ℓ(η) (:func:`log_likelihood_at`) and the score and information (:func:`working_row`) of
-    one row, from one evaluation of the link's inverse."""
+    """ℓ(η) without its terms free of η and of the dispersion
+    (:func:`~bayesmix.families.log_likelihood_kernel_row`), and the score and information
+    (:func:`working_row`) of one row, from one evaluation of the link's inverse."""
     mu, mu_eta = link_inverse_row(link, eta)
     score, information = _score_information(family, link, canonical, y, weight, eta, mu, mu_eta, dispersion, link_step)
-    return log_likelihood_row(family, y, mu, weight, dispersion), score, information
+    return log_likelihood_kernel_row(family, y, mu, weight, dispersion), score, information
 
 
 @njit(cache=True)
