@@ -14,6 +14,9 @@ groups (correlated intercept and slope). For each:
   estimates in (θ, β) (steps of 0.01 per coordinate, as along a sampler's trajectory), each
   warm-started from the last mode; the median over the walk. The two paths take the same walk,
   in alternating blocks of 50 evaluations (so that both see the same load);
+- one evaluation of ``method="laplace"``'s log density and its gradient
+  (:meth:`~bayesmix.bayes.embedded_laplace.LaplaceDensity.log_density`, what NUTS calls) along
+  a random walk from the priors' centre in the unconstrained coordinates (steps of 0.02);
 - the ML fit, ``bm.Model(...).fit_ml()``: the median over ``--fits`` fits of each path,
   alternating, after one untimed round; the old path by giving the fit a
   ``WarmModes(levelwise=False)``.
@@ -38,7 +41,9 @@ import numpy as np
 import pandas as pd
 
 import bayesmix as bm
-from bayesmix.data.layout import structure_of
+from bayesmix.bayes.embedded_laplace import laplace_density
+from bayesmix.bayes.priors import resolve_priors
+from bayesmix.data.layout import coords, group_layouts, structure_of, term_labels
 from bayesmix.linalg.pirls import GlmmRows, WarmModes
 from bayesmix.reml import laplace
 
@@ -93,6 +98,27 @@ def evaluation_times(rows: GlmmRows, points) -> dict[bool, list[float]]:
     return times
 
 
+def density_times(design, count: int, seed: int = 0) -> dict[bool, list[float]]:
+    """Seconds per evaluation of method="laplace"'s log density for each path, in alternating blocks."""
+    labels, layouts = term_labels(design), group_layouts(design)
+    density = laplace_density(design, resolve_priors(design, labels, None), labels, layouts, coords(design, layouts))
+    rng = np.random.default_rng(seed)
+    points = [density.init(seed) * 0.3]
+    for _ in range(count - 1):
+        points.append(points[-1] + rng.normal(0.0, 0.02, points[-1].size))
+    modes = {True: WarmModes(density.rows), False: WarmModes(density.rows, levelwise=False)}
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for levelwise in (True, False):
+        density.log_density(points[0], modes[levelwise])
+    for start in range(0, count, BLOCK):
+        for levelwise in (True, False):
+            for x in points[start : start + BLOCK]:
+                t0 = time.process_time()
+                density.log_density(x, modes[levelwise])
+                times[levelwise].append(time.process_time() - t0)
+    return times
+
+
 def fit_times(model: bm.Model, fits: int) -> tuple[dict[bool, list[float]], dict[bool, object]]:
     times: dict[bool, list[float]] = {True: [], False: []}
     results = {}
@@ -120,8 +146,9 @@ def main() -> None:
           f"numpy {np.__version__}, numba {numba.__version__}")
     print()
     print("| case | evaluation, general (median) | evaluation, per level (median) | ratio | PIRLS steps per evaluation (general / per level) "
+          "| log density, general | log density, per level | ratio "
           "| ML fit, general (median) | ML fit, per level (median) | ratio | logLik general / per level |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for case, large in ((cbpp(), False), (bernoulli(), True)):
         name, formula, data, family = case
         model = bm.Model(formula, data, family=family)
@@ -138,9 +165,12 @@ def main() -> None:
             for theta, beta in walk(fit.theta, fit.beta, min(count, 200)):
                 warm.mode = warm.solve(theta, beta, None)
             steps[levelwise] = warm.iterations / warm.evaluations
+        dtimes = density_times(design, count)
         old, new = statistics.median(etimes[False]), statistics.median(etimes[True])
+        dold, dnew = statistics.median(dtimes[False]), statistics.median(dtimes[True])
         fold, fnew = statistics.median(ftimes[False]), statistics.median(ftimes[True])
         print(f"| {name} | {old * 1e3:.3f} ms | {new * 1e3:.3f} ms | {old / new:.1f}x | {steps[False]:.2f} / {steps[True]:.2f} "
+              f"| {dold * 1e3:.3f} ms | {dnew * 1e3:.3f} ms | {dold / dnew:.1f}x "
               f"| {fold * 1e3:.0f} ms | {fnew * 1e3:.0f} ms | {fold / fnew:.1f}x "
               f"| {results[False].fit.log_likelihood:.6f} / {results[True].fit.log_likelihood:.6f} |")
     print()

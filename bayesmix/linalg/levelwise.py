@@ -17,14 +17,15 @@ general PIRLS does in some fifteen numpy and numba passes over all the rows. ℓ
 W come from the families' row functions exactly as the general path computes them
 (:func:`~bayesmix.linalg.working.row_terms`, :func:`~bayesmix.linalg.working.working_row`,
 called with the family's :attr:`~bayesmix.families.Family.code`; the terms of ℓ free of η and
-of the dispersion, log C(n, k) and log y!, are summed per level once per data set), and ∂W/∂η and the derivatives
-in log φ by the same central differences as :class:`~bayesmix.linalg.pirls.GlmmRows`.
+of the dispersion, log C(n, k) and log y!, are summed per level once per data set), and ∂W/∂η
+and the derivatives in log φ by the same central differences as
+:class:`~bayesmix.linalg.pirls.GlmmRows`.
 
-Each level starts from the given effects (the last mode along an optimiser's or a sampler's
-path) and, when that start leads nowhere (no positive definite M_j at its end, or no finite
-deviance), from zero, level by level. A first-order prediction of the start
-(:func:`~bayesmix.linalg.pirls.predicted_modes`) would cost a pass over the level's rows, as
-much as the Newton step from the last mode that it would replace.
+Each level starts from the given effects, or from the mode at nearby parameters (the last one
+along an optimiser's or a sampler's path) corrected to first order for the change of Λ and β
+from per-level sums kept with that mode (:func:`_predicted`: no pass over the rows), and, when
+that start leads nowhere (no positive definite M_j at its end, or no finite deviance), from
+zero, level by level.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..families import log_likelihood_constant_row
 from ..jit import njit
 from .kernels import level_factor
-from ..families import log_likelihood_constant_row
 from .working import row_terms, working_row
 
 

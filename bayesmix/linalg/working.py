@@ -21,18 +21,13 @@ from ..families import link_inverse_row, log_likelihood_derivatives_row, log_lik
 from ..jit import njit
 
 
-@njit(inline="always")
-def log_likelihood_at(family, link, y, weight, eta, dispersion):
-    """ℓ(η) of one row: the family's log-likelihood at μ = g⁻¹(η)."""
-    return log_likelihood_row(family, y, link_inverse_row(link, eta)[0], weight, dispersion)
-
-
 @njit(cache=True)
 def log_likelihood_rows(family, link, y, weights, eta, dispersion):
-    """ℓ_i(η_i) for each row (:func:`log_likelihood_at`)."""
+    """ℓ_i(η_i) for each row: the family's log-likelihood at μ_i = g⁻¹(η_i)."""
     out = np.empty(eta.size)
     for i in range(eta.size):
-        out[i] = log_likelihood_at(family, link, y[i], weights[i], eta[i], dispersion)
+        mu = link_inverse_row(link, eta[i])[0]
+        out[i] = log_likelihood_row(family, y[i], mu, weights[i], dispersion)
     return out
 
 
