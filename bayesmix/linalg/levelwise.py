@@ -11,6 +11,9 @@ effects, and the Laplace deviance is Σ_j [g_j(û_j) + log|M_j|]. The adjoint gr
 (:func:`level_gradient`): P_j = M_j⁻¹, the leverages h_i = a_i'P_j a_i, v_i = h_i ∂W_i/∂η_i,
 r_j = P_j Σ_i a_i v_i and e_i = -2ℓ'_i + v_i - W_i a_i'r_j, all within a level.
 
+The two kernels release the GIL, so that the chains of a sampler running in threads
+(nutpie's) evaluate their densities in parallel.
+
 The rows are read in level order (:class:`LevelRows`, made once per data set), so that each
 level's rows are contiguous and its Newton iterations run in cache: one call does what the
 general PIRLS does in some fifteen numpy and numba passes over all the rows. ℓ, the score and
@@ -293,7 +296,7 @@ def _predicted(T, T0, u0, A0, B0, s0, beta_change, out, matrices, vectors):
         out[k] = u0[k] - t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order, constants, T, beta, dispersion, u0,
                 predict, T0, beta0, A0, B0, s0, max_steps, max_halvings, step_tol, newton_tol, link_step):
     """The conditional modes of every level (see the module docstring) and what the Laplace
@@ -370,7 +373,7 @@ def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order
     return True, u, eta, log_likelihood, logdet, Linv, Wy, schur, A, B, s, most_steps, converged
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def level_gradient(family, link, canonical, has_dispersion, starts, X, y, weights, offset, z, T, beta, dispersion, u, link_step):
     """The gradient of the Laplace deviance at the modes ``u`` (levels, q), level by level: the
     adjoint formulas of :func:`~bayesmix.linalg.pirls.laplace_gradient` with one factor.
