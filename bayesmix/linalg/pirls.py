@@ -372,7 +372,7 @@ def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion:
                 u: np.ndarray | None = None, near: PirlsMode | None = None) -> PirlsMode:
     """The conditional mode û at (θ, β, φ) of a model with one grouping factor, level by level
     (:func:`~bayesmix.linalg.levelwise.level_modes`): the mode of :func:`pirls` with β given,
-    in one compiled pass.
+    in one compiled call.
 
     Parameters
     ----------
@@ -411,9 +411,9 @@ def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion:
         T0, beta0, A0, B0, s0 = T, beta, np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1))
     ok, modes, eta, loglik, logdet, Linv, Wy, schur, A, B, s, steps, converged = level_modes(
         family.code, family.link_code, family.canonical, level_rows.starts, level_rows.X, level_rows.y, level_rows.weights,
-        level_rows.offset, level_rows.z, level_rows.order, level_rows.constants, T, beta, np.nan if dispersion is None else dispersion,
-        start,
-        predict, T0, beta0, A0, B0, s0, MAX_STEPS, MAX_HALVINGS, STEP_TOL, NEWTON_TOL, LINK_STEP,
+        level_rows.offset, level_rows.z, level_rows.order, level_rows.constants, T, beta,
+        np.nan if dispersion is None else dispersion, start, predict, T0, beta0, A0, B0, s0,
+        MAX_STEPS, MAX_HALVINGS, STEP_TOL, NEWTON_TOL, LINK_STEP,
     )
     if not ok:
         raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
@@ -424,7 +424,7 @@ def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion:
 
 def level_laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
     """:func:`laplace_gradient` for a model with one grouping factor, level by level in one
-    compiled pass (:func:`~bayesmix.linalg.levelwise.level_gradient`)."""
+    compiled call (:func:`~bayesmix.linalg.levelwise.level_gradient`)."""
     block = rows.structure.blocks[0]
     level_rows, family = rows.level_rows, rows.family
     dispersion = mode.dispersion
@@ -443,10 +443,10 @@ class WarmModes:
     the ML fit (:mod:`bayesmix.reml.laplace`) and of ``method="laplace"``
     (:mod:`bayesmix.bayes.embedded_laplace`).
 
-    With one grouping factor (:attr:`GlmmRows.levelwise`), each solve is :func:`level_pirls` from the last accepted mode
-    corrected to first order for the change of the parameters, or from its u where that mode
-    is not one of :func:`level_pirls` (the ML fit's first, with β updated jointly), and the
-    gradient :func:`level_laplace_gradient`. Otherwise each solve is :func:`pirls` started
+    With one grouping factor (:attr:`GlmmRows.levelwise`), each solve is :func:`level_pirls`
+    from the last accepted mode corrected to first order for the change of the parameters, or
+    from its u where that mode is not one of :func:`level_pirls` (the ML fit's first, with β
+    updated jointly), and the gradient :func:`level_laplace_gradient`. Otherwise each solve is :func:`pirls` started
     from the last accepted mode corrected to first order for the change of the parameters
     (:func:`predicted_modes`), or from u = 0 where that start leads PIRLS astray (no factor, or
     no finite deviance: far from the last point, with a log link), and the gradient
