@@ -187,22 +187,65 @@ def _xlogy(x, y):
     return 0.0 if x == 0.0 and not math.isnan(y) else x * math.log(y)
 
 
-#: The code of each family with compiled likelihood functions (:func:`log_likelihood_row`).
+#: The code of each family in the compiled likelihood functions (:func:`log_likelihood_row`,
+#: :func:`log_likelihood_derivatives_row`, :func:`log_density_row`).
 BINOMIAL_CODE, POISSON_CODE = 1, 2
+GAUSSIAN_CODE, NEGATIVE_BINOMIAL_CODE = 0, 3
+
+#: The family codes for which :func:`log_likelihood_row` and :func:`log_likelihood_derivatives_row`
+#: are written (what the per-level PIRLS of :mod:`bayesmix.linalg.levelwise` needs).
+ROW_LIKELIHOOD_CODES = frozenset({GAUSSIAN_CODE, BINOMIAL_CODE, POISSON_CODE, NEGATIVE_BINOMIAL_CODE})
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @njit(cache=True)
 def log_likelihood_row(code, y, mu, weight, dispersion):
     """ℓ(y; μ, φ, w) of one observation for the family with code ``code``, with its normalising
-    constants (see each family's :meth:`Family.log_likelihood`)."""
+    constants (see each family's :meth:`Family.log_likelihood`): the sum of
+    :func:`log_likelihood_kernel_row` and :func:`log_likelihood_constant_row`.
+
+    The binomial's and the Poisson's numpy methods apply it; the Gaussian's and the negative
+    binomial's keep scipy's (whose log-coefficient of the negative binomial, through ``betaln``,
+    stays exact at any θ, where the one here has the relative error of
+    :data:`NB_SERIES_COUNTS`), and the per-level PIRLS of one grouping factor
+    (:mod:`bayesmix.linalg.levelwise`) calls its two parts for every family.
+    """
+    return log_likelihood_kernel_row(code, y, mu, weight, dispersion) + log_likelihood_constant_row(code, y, weight)
+
+
+@njit(cache=True)
+def log_likelihood_constant_row(code, y, weight):
+    """The terms of ℓ free of μ and of the dispersion: log C(w, k) of the binomial (k = w y
+    successes of w trials), -w log y! of the Poisson and the negative binomial, and
+    (log w - log 2π)/2 of the Gaussian."""
+    if code == BINOMIAL_CODE:
+        k = weight * y
+        if k > 0.0 and k < weight:  # log C(n, 0) = log C(n, n) = 0: every row of a 0/1 response
+            return math.lgamma(weight + 1.0) - math.lgamma(k + 1.0) - math.lgamma(weight - k + 1.0)
+        return 0.0
+    if code == POISSON_CODE or code == NEGATIVE_BINOMIAL_CODE:
+        return -weight * math.lgamma(y + 1.0)
+    if code == GAUSSIAN_CODE:
+        return 0.5 * math.log(weight) - _LOG_SQRT_2PI
+    return math.nan
+
+
+@njit(cache=True)
+def log_likelihood_kernel_row(code, y, mu, weight, dispersion):
+    """The terms of ℓ that depend on μ or the dispersion (:func:`log_likelihood_row` without
+    :func:`log_likelihood_constant_row`)."""
     if code == BINOMIAL_CODE:
         k, rest = weight * y, weight * (1.0 - y)
-        out = _xlogy(k, mu) + (0.0 if rest == 0.0 else rest * math.log1p(-mu))
-        if k > 0.0 and k < weight:  # log C(n, 0) = log C(n, n) = 0: every row of a 0/1 response
-            out += math.lgamma(weight + 1.0) - math.lgamma(k + 1.0) - math.lgamma(weight - k + 1.0)
-        return out
+        return _xlogy(k, mu) + (0.0 if rest == 0.0 else rest * math.log1p(-mu))
     if code == POISSON_CODE:
-        return weight * (_xlogy(y, mu) - mu - math.lgamma(y + 1.0))
+        return weight * (_xlogy(y, mu) - mu)
+    if code == NEGATIVE_BINOMIAL_CODE:
+        theta = dispersion
+        return weight * (_rising_log_factorial(y, theta)[0] - theta * math.log1p(mu / theta) + _xlogy(y, mu / (mu + theta)))
+    if code == GAUSSIAN_CODE:
+        r = y - mu
+        return -0.5 * weight * r * r / (dispersion * dispersion) - math.log(dispersion)
     return math.nan
 
 
@@ -213,11 +256,14 @@ def log_likelihood_derivatives_row(code, y, mu, weight, dispersion):
         return weight * (y - mu) / (mu * (1.0 - mu)), -weight * (y / (mu * mu) + (1.0 - y) / ((1.0 - mu) * (1.0 - mu)))
     if code == POISSON_CODE:
         return weight * (y / mu - 1.0), -weight * y / (mu * mu)
+    if code == NEGATIVE_BINOMIAL_CODE:
+        total = mu + dispersion
+        return weight * (y / mu - (y + dispersion) / total), weight * ((y + dispersion) / (total * total) - y / (mu * mu))
+    if code == GAUSSIAN_CODE:
+        precision = weight / (dispersion * dispersion)
+        return precision * (y - mu), -precision
     return math.nan, math.nan
 
-
-#: The codes of the other families in :func:`log_density_row` (which takes every family).
-GAUSSIAN_CODE, NEGATIVE_BINOMIAL_CODE = 0, 3
 
 #: Below this count, log Γ(y + θ) - log Γ(θ) and ψ(y + θ) - ψ(θ) are summed term by term
 #: (exact at any θ); from it on, they are differences of log Γ and ψ, whose relative error
@@ -438,9 +484,10 @@ class Family(abc.ABC):
         The family's code in :func:`log_density_row`, the compiled log-likelihood in η that the
         posterior's precompiled density evaluates (every family has one).
     kernel_code
-        The code that selects the family's compiled log-likelihood and its derivatives
-        (:func:`log_likelihood_row`, :func:`log_likelihood_derivatives_row`), or None for a
-        family whose likelihood is computed by its numpy methods only.
+        The code with which the family's numpy methods and the general PIRLS call its compiled
+        log-likelihood and its derivatives (:func:`log_likelihood_row`,
+        :func:`log_likelihood_derivatives_row`), or None for a family whose numpy methods
+        compute them (the per-level PIRLS calls the compiled ones with :attr:`code` for every family).
     """
 
     link: str

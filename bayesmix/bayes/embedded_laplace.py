@@ -14,7 +14,8 @@ Laplace). For each evaluation the conditional mode û is found by PIRLS (Newton)
 from the last mode, corrected to first order for the change of ψ
 (:class:`~bayesmix.linalg.pirls.WarmModes`), and the gradient is the exact adjoint one of
 :func:`~bayesmix.linalg.pirls.laplace_gradient` (the implicit-function theorem at the mode;
-nothing is differentiated through the iterations). θ is the relative covariance factor of the
+nothing is differentiated through the iterations). With one grouping factor both run level by
+level in compiled code (:mod:`bayesmix.linalg.levelwise`). θ is the relative covariance factor of the
 ML fit, Λ = diag(sd) L per level (L the Cholesky factor of the correlations), so
 ∂d/∂θ is carried to the SDs and correlations by the full density's chain rule
 (:func:`bayesmix.bayes.density.chain_rule`).
@@ -51,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.layout import GroupLayout, structure_of
-from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes, laplace_gradient
+from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes
 from . import full_density
 from .density import ThetaMap, Variable, chain_rule, population, population_centre
 from .importance import LOG_WEIGHT
@@ -137,7 +138,7 @@ class LaplaceDensity:
         if not np.isfinite(deviance):
             return invalid
         modes.mode = mode
-        g = laplace_gradient(self.rows, mode)
+        g = modes.gradient(mode)
         d_C = self.theta_map.d_C(-0.5 * g.theta, sd.size)
         d_dispersion = -0.5 * g.log_dispersion / dispersion if self.has_dispersion else 0.0
         chain_rule(np.asarray(x, float), self.blob, grad, np.nan if dispersion is None else dispersion, sd, R,

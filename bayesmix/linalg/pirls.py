@@ -32,6 +32,11 @@ below 1e-6, after which Newton's quadratic convergence leaves an error of order 
 given, u alone is updated (lme4's second stage); without it, β and u jointly (lme4's first
 stage, whose β is then the maximiser of the penalised likelihood, not of d).
 
+With a single grouping factor and β given (the ML fit's evaluations and ``method="laplace"``'s),
+the problem decouples by level: :func:`level_pirls` and :func:`level_laplace_gradient` solve
+each level's Newton problem and take its part of the gradient in one compiled pass over rows
+sorted by level (:mod:`bayesmix.linalg.levelwise`), and :class:`WarmModes` takes that path.
+
 Adaptive Gauss-Hermite quadrature (lme4's ``nAGQ``) applies to models with a single scalar
 random-effect term, where the integral over u factorises by level: each level's integral is
 taken with K nodes centred at its conditional mode and scaled by its conditional SD.
@@ -47,8 +52,9 @@ import numpy as np
 from ..data.crossprod import CrossProductPlan
 from ..data.layout import Structure
 from ..errors import ArgumentError
-from ..families import Family
+from ..families import ROW_LIKELIHOOD_CODES, Family
 from .factorization import Factorization, effects, factorize
+from .levelwise import LevelRows, level_gradient, level_modes
 from .working import add_level_products, level_matrix_products, level_sums, log_likelihood_rows, working_rows
 
 MAX_STEPS = 200  # PIRLS steps before giving up
@@ -104,6 +110,19 @@ class GlmmRows:
     def plan(self) -> CrossProductPlan:
         """The layout of the weighted cross-products, shared by every PIRLS step."""
         return CrossProductPlan(self.structure)
+
+    @functools.cached_property
+    def level_rows(self) -> LevelRows:
+        """The rows in the order of the first factor's levels (for :func:`level_pirls`)."""
+        block = self.structure.blocks[0]
+        return LevelRows.of(block.codes, block.n_levels, self.X, self.y, self.weights, self.offset, block.z, self.family.code)
+
+    @property
+    def levelwise(self) -> bool:
+        """Whether :func:`level_pirls` applies: one grouping factor (one factor block) and a
+        family with compiled functions for one observation
+        (:data:`~bayesmix.families.ROW_LIKELIHOOD_CODES`)."""
+        return len(self.structure.blocks) == 1 and self.family.code in ROW_LIKELIHOOD_CODES
 
     @property
     def n(self) -> int:
@@ -223,6 +242,10 @@ class PirlsMode:
         PIRLS steps taken.
     converged
         Whether the step fell below the tolerance within ``MAX_STEPS``.
+    level_products
+        For a mode of :func:`level_pirls`, per level Σ W_i z_i z_i' (levels, q, q),
+        Σ W_i z_i x_i' (levels, q, p) and Σ ℓ'_i z_i (levels, q) at the mode, from which the
+        next solve at nearby parameters predicts its start; None otherwise.
     """
 
     theta: np.ndarray
@@ -234,6 +257,7 @@ class PirlsMode:
     log_likelihood: float
     iterations: int
     converged: bool
+    level_products: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def penalised_deviance(self) -> float:
@@ -344,24 +368,113 @@ def pirls(
     return PirlsMode(theta, beta, dispersion, u, eta, f, loglik, steps, converged)
 
 
+def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion: float | None,
+                u: np.ndarray | None = None, near: PirlsMode | None = None) -> PirlsMode:
+    """The conditional mode û at (θ, β, φ) of a model with one grouping factor, level by level
+    (:func:`~bayesmix.linalg.levelwise.level_modes`): the mode of :func:`pirls` with β given,
+    in one compiled call.
+
+    Parameters
+    ----------
+    rows
+        The data (one factor block).
+    theta, beta, dispersion
+        As for :func:`pirls` (β required).
+    u
+        Starting value of u (a nearby mode); zero by default. A level whose start leads to no
+        mode starts again from zero.
+    near
+        Instead of ``u``, a mode of :func:`level_pirls` at nearby parameters: each level starts
+        from that mode corrected to first order for the change of Λ and β (from the mode's
+        :attr:`~PirlsMode.level_products`, without a pass over the rows;
+        :func:`~bayesmix.linalg.levelwise.level_modes`).
+
+    Returns
+    -------
+    PirlsMode
+        The mode, with the factor at it (the per-level blocks of L_Z and the working response's
+        column, as :func:`~bayesmix.linalg.factorization.factorize` makes them with β given);
+        ``iterations`` is the most Newton steps any level took. Raises numpy's LinAlgError when
+        some level has no positive definite M_j.
+    """
+    block = rows.structure.blocks[0]
+    level_rows, family = rows.level_rows, rows.family
+    theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
+    T = block.lambda_(theta)
+    shape = (block.n_levels, block.q)
+    predict = near is not None and near.level_products is not None
+    if predict:
+        start, T0, beta0 = near.u.reshape(shape), block.lambda_(near.theta), np.asarray(near.beta, dtype=float)
+        A0, B0, s0 = near.level_products
+    else:
+        start = np.zeros(shape) if u is None else np.array(u, dtype=float).reshape(shape)
+        T0, beta0, A0, B0, s0 = T, beta, np.zeros((1, 1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1))
+    ok, modes, eta, loglik, logdet, Linv, Wy, schur, A, B, s, steps, converged = level_modes(
+        family.code, family.link_code, family.canonical, level_rows.starts, level_rows.X, level_rows.y, level_rows.weights,
+        level_rows.offset, level_rows.z, level_rows.order, level_rows.constants, T, beta,
+        np.nan if dispersion is None else dispersion, start, predict, T0, beta0, A0, B0, s0,
+        MAX_STEPS, MAX_HALVINGS, STEP_TOL, NEWTON_TOL, LINK_STEP,
+    )
+    if not ok:
+        raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
+    R = np.array([[np.sqrt(schur) if schur >= 0.0 else np.nan]])  # as _schur_factor with no X
+    f = Factorization(theta, T, Linv, Wy[:, :, None], R, float(logdet))
+    return PirlsMode(theta, beta, dispersion, modes.ravel(), eta, f, float(loglik), int(steps), bool(converged), (A, B, s))
+
+
+def level_laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
+    """:func:`laplace_gradient` for a model with one grouping factor, level by level in one
+    compiled call (:func:`~bayesmix.linalg.levelwise.level_gradient`)."""
+    block = rows.structure.blocks[0]
+    level_rows, family = rows.level_rows, rows.family
+    dispersion = mode.dispersion
+    G, grad_beta, grad_dispersion = level_gradient(
+        family.code, family.link_code, family.canonical, family.has_dispersion, level_rows.starts, level_rows.X, level_rows.y,
+        level_rows.weights, level_rows.offset, level_rows.z, block.lambda_(mode.theta), np.asarray(mode.beta, dtype=float),
+        np.nan if dispersion is None else dispersion, mode.u.reshape(block.n_levels, block.q), LINK_STEP,
+    )
+    return LaplaceGradient(G[block.theta_rows, block.theta_cols], grad_beta,
+                           float(grad_dispersion) if family.has_dispersion else None)
+
+
 class WarmModes:
-    """PIRLS modes at a sequence of nearby parameters (an optimiser's or a sampler's path), each
-    started from the last accepted mode corrected to first order for the change of the
-    parameters (:func:`predicted_modes`), or from u = 0 where that start leads PIRLS astray (no
-    factor, or no finite deviance: far from the last point, with a log link).
+    """PIRLS modes at a sequence of nearby parameters (an optimiser's or a sampler's path), and
+    the gradient of the Laplace deviance at them: the one home of the deviance evaluations of
+    the ML fit (:mod:`bayesmix.reml.laplace`) and of ``method="laplace"``
+    (:mod:`bayesmix.bayes.embedded_laplace`).
+
+    With one grouping factor (:attr:`GlmmRows.levelwise`), each solve is :func:`level_pirls`
+    from the last accepted mode corrected to first order for the change of the parameters, or
+    from its u where that mode is not one of :func:`level_pirls` (the ML fit's first, with β
+    updated jointly), and the gradient :func:`level_laplace_gradient`. Otherwise each solve is :func:`pirls` started
+    from the last accepted mode corrected to first order for the change of the parameters
+    (:func:`predicted_modes`), or from u = 0 where that start leads PIRLS astray (no factor, or
+    no finite deviance: far from the last point, with a log link), and the gradient
+    :func:`laplace_gradient`.
+
+    Parameters
+    ----------
+    rows
+        The data.
+    levelwise
+        Use the per-level path where it applies (:attr:`GlmmRows.levelwise`; False: the
+        general path always, as a reference).
 
     Attributes
     ----------
     rows
         The data.
+    levelwise
+        Whether the per-level path is used.
     mode
         The last accepted mode (None before the first): the start of the next solve.
     evaluations, iterations, all_converged
         Solves so far, PIRLS steps they took, and whether every one converged.
     """
 
-    def __init__(self, rows: GlmmRows):
+    def __init__(self, rows: GlmmRows, levelwise: bool = True):
         self.rows = rows
+        self.levelwise = levelwise and rows.levelwise
         self.mode: PirlsMode | None = None
         self.evaluations = 0
         self.iterations = 0
@@ -370,6 +483,20 @@ class WarmModes:
     def solve(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
         """The mode at (θ, β, φ), not yet accepted. Raises numpy's LinAlgError when no start
         gives the weighted problem a Cholesky factor."""
+        mode = self._levelwise(theta, beta, dispersion) if self.levelwise else self._general(theta, beta, dispersion)
+        self.evaluations += 1
+        self.iterations += mode.iterations
+        self.all_converged &= mode.converged
+        return mode
+
+    def gradient(self, mode: PirlsMode) -> LaplaceGradient:
+        """The gradient of the Laplace deviance at a mode :meth:`solve` returned."""
+        return level_laplace_gradient(self.rows, mode) if self.levelwise else laplace_gradient(self.rows, mode)
+
+    def _levelwise(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
+        return level_pirls(self.rows, theta, beta, dispersion, None if self.mode is None else self.mode.u, self.mode)
+
+    def _general(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
         rows = self.rows
         try:
             if self.mode is None:
@@ -383,9 +510,6 @@ class WarmModes:
             mode = pirls(rows, theta, beta, dispersion)
         if mode is None:
             raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
-        self.evaluations += 1
-        self.iterations += mode.iterations
-        self.all_converged &= mode.converged
         return mode
 
 

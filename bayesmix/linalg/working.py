@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..families import link_inverse_row, log_likelihood_derivatives_row, log_likelihood_row
+from ..families import link_inverse_row, log_likelihood_derivatives_row, log_likelihood_kernel_row, log_likelihood_row
 from ..jit import njit
 
 
@@ -31,28 +31,47 @@ def log_likelihood_rows(family, link, y, weights, eta, dispersion):
     return out
 
 
-@njit(cache=True)
-def working_rows(family, link, canonical, y, weights, eta, dispersion, link_step):
-    """The score ∂ℓ_i/∂η_i and the observed information W_i = -∂²ℓ_i/∂η_i² of each row.
+@njit(inline="always")
+def _score_information(family, link, canonical, y, weight, eta, mu, mu_eta, dispersion, link_step):
+    """:func:`working_row` given μ and μ_η at η."""
+    first, second = log_likelihood_derivatives_row(family, y, mu, weight, dispersion)
+    if canonical:
+        return first * mu_eta, -log_likelihood_derivatives_row(family, mu, mu, weight, dispersion)[1] * mu_eta * mu_eta
+    h = link_step * max(1.0, abs(eta))
+    mu_eta_eta = (link_inverse_row(link, eta + h)[1] - link_inverse_row(link, eta - h)[1]) / (2.0 * h)
+    return first * mu_eta, -(second * mu_eta * mu_eta + first * mu_eta_eta)
+
+
+@njit(inline="always")
+def working_row(family, link, canonical, y, weight, eta, dispersion, link_step):
+    """The score ∂ℓ/∂η and the observed information W = -∂²ℓ/∂η² of one row.
 
     With μ_η = dμ/dη: the score is ℓ'(μ) μ_η. For a canonical link the information is the
     Fisher information -ℓ''(μ; y = μ) μ_η² (equal to the observed one there); otherwise it
     is -(ℓ''(μ) μ_η² + ℓ'(μ) μ_ηη), with μ_ηη by a central difference of μ_η with step
     ``link_step`` max(1, |η|).
     """
+    mu, mu_eta = link_inverse_row(link, eta)
+    return _score_information(family, link, canonical, y, weight, eta, mu, mu_eta, dispersion, link_step)
+
+
+@njit(inline="always")
+def row_terms(family, link, canonical, y, weight, eta, dispersion, link_step):
+    """ℓ(η) without its terms free of η and of the dispersion
+    (:func:`~bayesmix.families.log_likelihood_kernel_row`), and the score and information
+    (:func:`working_row`) of one row, from one evaluation of the link's inverse."""
+    mu, mu_eta = link_inverse_row(link, eta)
+    score, information = _score_information(family, link, canonical, y, weight, eta, mu, mu_eta, dispersion, link_step)
+    return log_likelihood_kernel_row(family, y, mu, weight, dispersion), score, information
+
+
+@njit(cache=True)
+def working_rows(family, link, canonical, y, weights, eta, dispersion, link_step):
+    """The score and the observed information of each row (:func:`working_row`)."""
     n = eta.size
     score, information = np.empty(n), np.empty(n)
     for i in range(n):
-        e = eta[i]
-        mu, mu_eta = link_inverse_row(link, e)
-        first, second = log_likelihood_derivatives_row(family, y[i], mu, weights[i], dispersion)
-        score[i] = first * mu_eta
-        if canonical:
-            information[i] = -log_likelihood_derivatives_row(family, mu, mu, weights[i], dispersion)[1] * mu_eta * mu_eta
-        else:
-            h = link_step * max(1.0, abs(e))
-            mu_eta_eta = (link_inverse_row(link, e + h)[1] - link_inverse_row(link, e - h)[1]) / (2.0 * h)
-            information[i] = -(second * mu_eta * mu_eta + first * mu_eta_eta)
+        score[i], information[i] = working_row(family, link, canonical, y[i], weights[i], eta[i], dispersion, link_step)
     return score, information
 
 

@@ -32,7 +32,7 @@ from ..data.layout import Structure
 from ..errors import ArgumentError, FitError
 from ..families import Family
 from ..linalg.factorization import conditional_covariances, effects
-from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes, agq_deviance, agq_gradient, laplace_gradient, pirls
+from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes, agq_deviance, agq_gradient, pirls
 from ..threads import one_blas_thread
 from .optimize import BOUNDARY_TOL
 
@@ -191,7 +191,7 @@ class _Deviance:
         return value
 
     def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """d(x) and its exact gradient (:func:`laplace_gradient`, :func:`agq_gradient`)."""
+        """d(x) and its exact gradient (:meth:`~bayesmix.linalg.pirls.WarmModes.gradient`, :func:`agq_gradient`)."""
         try:
             mode = self.solve(x)
         except np.linalg.LinAlgError:
@@ -200,7 +200,7 @@ class _Deviance:
         if not np.isfinite(value):
             return np.inf, np.zeros_like(x)
         self.modes.mode = mode
-        grad = laplace_gradient(self.rows, mode) if self.nagq == 1 else agq_gradient(self.rows, mode, self.nagq)
+        grad = self.modes.gradient(mode) if self.nagq == 1 else agq_gradient(self.rows, mode, self.nagq)
         parts = [grad.theta[self.free_theta] / self.scale[self.free_theta], grad.beta]
         if self.has_dispersion:
             parts.append([grad.log_dispersion])
