@@ -21,16 +21,11 @@ from bayesmix.data.layout import coords, group_layouts, term_labels
 from bayesmix.errors import ArgumentError
 from bayesmix.linalg.pirls import WarmModes
 
-from .test_full_density import FAMILIES, STRUCTURES, frame
+from .test_full_density import FAMILIES, STRUCTURES, family_design
 
 
 def build(family_case: str, structure: str):
-    family, response, kwargs = FAMILIES[family_case]
-    data = frame()
-    kwargs = {k: data[v].to_numpy() if k == "weights" else np.log(data[v].to_numpy()) for k, v in kwargs.items()}
-    if family_case == "gaussian-identity" and "offset" in kwargs:
-        kwargs["offset"] = data["t"].to_numpy()
-    design = bm.make_design(f"{response} ~ {STRUCTURES[structure]}", data, family=family, **kwargs)
+    design = family_design(family_case, STRUCTURES[structure])
     labels, layouts = term_labels(design), group_layouts(design)
     priors = resolve_priors(design, labels, None)
     return design, laplace_density(design, priors, labels, layouts, coords(design, layouts))

@@ -57,13 +57,18 @@ CUSTOM = [bm.prior("b", bm.StudentT(4, 0.5, 2.0)), bm.prior("Intercept", bm.Flat
           bm.prior("cor", bm.LKJ(1.5))]
 
 
-def build(family_case: str, structure: str, overrides=None):
+def family_design(family_case: str, predictors: str):
+    """The design of ``response ~ predictors`` for one of :data:`FAMILIES` on :func:`frame`."""
     family, response, kwargs = FAMILIES[family_case]
     data = frame()
     kwargs = {k: data[v].to_numpy() if k == "weights" else np.log(data[v].to_numpy()) for k, v in kwargs.items()}
     if family_case == "gaussian-identity" and "offset" in kwargs:  # the offset in the response's units
         kwargs["offset"] = data["t"].to_numpy()
-    design = bm.make_design(f"{response} ~ {STRUCTURES[structure]}", data, family=family, **kwargs)
+    return bm.make_design(f"{response} ~ {predictors}", data, family=family, **kwargs)
+
+
+def build(family_case: str, structure: str, overrides=None):
+    design = family_design(family_case, STRUCTURES[structure])
     labels, layouts = term_labels(design), group_layouts(design)
     priors = resolve_priors(design, labels, overrides)
     blob, variables, n_dim = full_density.pack(design, priors, labels, layouts)

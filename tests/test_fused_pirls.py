@@ -9,26 +9,20 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import bayesmix as bm
 from bayesmix.data.layout import structure_of
 from bayesmix.families import GAUSSIAN_CODE, NEGATIVE_BINOMIAL_CODE, log_likelihood_derivatives_row, log_likelihood_row
 from bayesmix.linalg.pirls import GlmmRows, WarmModes, laplace_gradient, level_laplace_gradient, level_pirls, pirls
 
-from .test_full_density import FAMILIES, frame
+from .test_full_density import FAMILIES, family_design
 
 STRUCTURES = {"correlated": "x + (x | a)", "scalar": "x + (1 | a)", "uncorrelated": "x + (x || a)"}
 DISPERSION = {"negative-binomial": 3.0, "gaussian-identity": 1.3, "gaussian-log": 1.1}
 
 
 def glmm_rows(family_case: str, structure: str) -> GlmmRows:
-    family, response, kwargs = FAMILIES[family_case]
-    data = frame()
-    kwargs = {k: data[v].to_numpy() if k == "weights" else np.log(data[v].to_numpy()) for k, v in kwargs.items()}
-    if family_case == "gaussian-identity" and "offset" in kwargs:
-        kwargs["offset"] = data["t"].to_numpy()
-    design = bm.make_design(f"{response} ~ {STRUCTURES[structure]}", data, family=family, **kwargs)
+    design = family_design(family_case, STRUCTURES[structure])
     rows = design.rows
-    return GlmmRows.of(structure_of(design), rows.X, rows.y, rows.weights, rows.offset, family)
+    return GlmmRows.of(structure_of(design), rows.X, rows.y, rows.weights, rows.offset, design.family)
 
 
 def points(rows: GlmmRows, family_case: str, count: int, seed: int = 1):
@@ -134,7 +128,7 @@ def test_a_start_far_from_the_mode_is_abandoned_for_zero():
 
 
 def test_two_factors_take_the_general_path():
-    design = bm.make_design("hit ~ x + (1 | a) + (1 | b)", frame(), family=bm.Binomial())
+    design = family_design("bernoulli-logit", "x + (1 | a) + (1 | b)")
     rows = design.rows
     glmm = GlmmRows.of(structure_of(design), rows.X, rows.y, rows.weights, rows.offset, design.family)
     assert not glmm.levelwise and not WarmModes(glmm).levelwise

@@ -153,6 +153,29 @@ def _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, di
 
 
 @njit(cache=True, error_model="numpy")
+def _newton_direction(T, Linv, u, s, gradient, half, out):
+    """out = M⁻¹(u - Λ's) = L'⁻¹L⁻¹ (u - Λ's) for one level (M = L L', Linv = L⁻¹; s its score's
+    sum Z'ℓ'): the Newton direction of the level's penalised deviance (``gradient`` and ``half``
+    are work arrays of length q)."""
+    q = u.shape[0]
+    for k in range(q):
+        t = u[k]
+        for m in range(k, q):
+            t -= T[m, k] * s[m]
+        gradient[k] = t
+    for k in range(q):
+        t = 0.0
+        for m in range(k + 1):
+            t += Linv[k, m] * gradient[m]
+        half[k] = t
+    for k in range(q):
+        t = 0.0
+        for m in range(k, q):
+            t += Linv[m, k] * half[m]
+        out[k] = t
+
+
+@njit(cache=True, error_model="numpy")
 def _solve_level(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, dispersion, eta, trial_eta, Linv, Wy, A, B, s,
                  matrices, trial_B, vectors, max_steps, max_halvings, step_tol, newton_tol, link_step):
     """Newton's method with step halving on level j's g_j from ``u`` (overwritten by the mode),
@@ -185,23 +208,11 @@ def _solve_level(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u,
             if not level_factor(T, A, TA, M, L, Linv, q):
                 return False, g, 0.0, 0.0, steps, False
         # the Newton step -M⁻¹(u - Λ'Z'ℓ') = -L'⁻¹L⁻¹ (∂g/∂u)/2
-        for k in range(q):
-            t = u[k]
-            for m in range(k, q):
-                t -= T[m, k] * s[m]
-            gradient[k] = t
-        for k in range(q):
-            t = 0.0
-            for m in range(k + 1):
-                t += Linv[k, m] * gradient[m]
-            half[k] = t
+        _newton_direction(T, Linv, u, s, gradient, half, step)
         full = 0.0
         for k in range(q):
-            t = 0.0
-            for m in range(k, q):
-                t += Linv[m, k] * half[m]
-            step[k] = -t
-            full = max(full, abs(t) / (1.0 + abs(u[k])))
+            full = max(full, abs(step[k]) / (1.0 + abs(u[k])))
+            step[k] = -step[k]
         # a full step this small changes g_j by less than its rounding: taken without the test
         scale = 1.0
         accepted = False
@@ -279,21 +290,9 @@ def _predicted(T, T0, u0, A0, B0, s0, beta_change, out, matrices, vectors):
         for m in range(q):
             t -= A0[k, m] * moved[m]
         score[k] = t
+    _newton_direction(T, Linv, u0, score, gradient, half, out)
     for k in range(q):
-        t = u0[k]
-        for m in range(k, q):
-            t -= T[m, k] * score[m]
-        gradient[k] = t
-    for k in range(q):
-        t = 0.0
-        for m in range(k + 1):
-            t += Linv[k, m] * gradient[m]
-        half[k] = t
-    for k in range(q):
-        t = 0.0
-        for m in range(k, q):
-            t += Linv[m, k] * half[m]
-        out[k] = u0[k] - t
+        out[k] = u0[k] - out[k]
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
