@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +27,11 @@ def site(tmp_path_factory):
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(out)],
         check=False,
         cwd=ROOT,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        # the lecture notebook is executed in the build and reads the music data
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "BAYESMIX_MUSIC_CSV": str(shared_file("data", "musicdata.csv"))},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return out
@@ -50,7 +52,48 @@ def test_every_example_is_a_page_with_its_code(site):
         page = site / "examples" / script.stem / "index.html"
         assert page.is_file(), f"{script.name} has no page"
         html = page.read_text(encoding="utf-8")
-        assert "<h1" in html and html.count('class="highlight"') >= 3 and ">assert<" in html
+        assert "<h1" in html and html.count('class="highlight') >= 3 and ">assert<" in html  # highlight-ipynb: a notebook
+
+
+LECTURE_TABLES, LECTURE_FIGURES = 7, 3  # the notebook's data frames and results; rank, caterpillar and effects plots
+
+
+def test_the_lecture_notebook_page_has_its_outputs(site):
+    """The page of examples/music_lecture.ipynb carries its executed outputs: tables, figures, no errors."""
+    html = (site / "examples" / "music_lecture" / "index.html").read_text(encoding="utf-8")
+    assert html.count("<table") == LECTURE_TABLES
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', html)) == LECTURE_FIGURES
+    assert "music_lecture: all checks passed" in html and "Traceback" not in html
+    assert (site / "examples" / "music_lecture" / "music_lecture.ipynb").is_file()  # the download link's target
+
+
+def _chromium() -> str | None:
+    """A Chromium for playwright: the system's (Debian's package, as .ci/run installs it) or playwright's own."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def test_the_lecture_notebook_page_shows_its_tables_and_figures_in_a_browser(site):
+    """Headless Chromium opens the page: the figures decode to images of their size and the tables have rows."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+    if executable is None:
+        pytest.skip("no Chromium: `apt-get install chromium` (as .ci/run does when it runs as root)")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto((site / "examples" / "music_lecture" / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate(
+            "() => [...document.images].filter(i => i.src.startsWith('data:image/png'))"
+            ".map(i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width])"
+        )
+        tables = page.evaluate("() => [...document.querySelectorAll('table')].map(t => [t.rows.length, t.getBoundingClientRect().width])")
+        browser.close()
+    assert len(images) == LECTURE_FIGURES and all(w > 300 and h > 300 and shown > 300 for w, h, shown in images), images
+    assert len(tables) == LECTURE_TABLES and all(rows >= 4 and width > 100 for rows, width in tables), tables
 
 
 def test_guide_pages_are_built(site):
