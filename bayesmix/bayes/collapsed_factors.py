@@ -122,15 +122,9 @@ class FactorsDensity:
         beta, sigma, _, _, theta_c, _, _ = self.parameters(x)
         f = factorize(self.structure, self.cross_products, theta_c / sigma)
         u1, u2 = draw_factored_effects(f, beta - self.shift, sigma, rng)
+        u = u1.ravel() if u2 is None else np.concatenate([u1.ravel(), u2])
         # the full density's z, b = C z per level with C = σΛ: z = u / σ
-        z = full_density.effect_coordinates(self.blob, self.structure, _per_block(self.structure, u1, u2, 1.0 / sigma))
-        out = full_density.expanded(self.blob, np.concatenate([x, z]))
-        draws, start = {}, 0
-        for v in self.variables:
-            size = int(np.prod(v.shape))
-            draws[v.name] = out[start : start + size].reshape(v.shape)
-            start += size
-        return draws
+        return full_density.posterior_variables(self.blob, self.variables, self.structure, x, u / sigma)
 
     # ----- nutpie's interface ------------------------------------------------------------------
     def make_logp(self):
@@ -163,14 +157,3 @@ def factors_density(design, structure: Structure, cross_products: CrossProducts,
 
     return FactorsDensity(structure, cross_products, np.asarray(shift, float), blob, variables, coords,
                           ThetaMap.of(design, structure), init)
-
-
-def _per_block(structure: Structure, u1: np.ndarray, u2: np.ndarray | None, scale: float) -> list[np.ndarray]:
-    """Spherical effects laid out as the factorisation lays them out, times ``scale``, per
-    factor block (levels, q)."""
-    out, start = [u1 * scale], 0
-    for block in structure.blocks[1:]:
-        size = block.n_levels * block.q
-        out.append(u2[start : start + size].reshape(block.n_levels, block.q) * scale)
-        start += size
-    return out

@@ -54,7 +54,7 @@ import pandas as pd
 from ..data.layout import GroupLayout, structure_of
 from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes
 from . import full_density
-from .density import ThetaMap, Variable, chain_rule, population, population_centre
+from .density import ThetaMap, Variable, chain_rule, initial_point, population
 from .importance import LOG_WEIGHT
 from .priors import PriorSet
 
@@ -156,13 +156,7 @@ class LaplaceDensity:
         mode = modes.solve(theta, beta, dispersion)
         modes.mode = mode
         u, log_weight = self.effects_draw(mode, rng)
-        z = full_density.effect_coordinates(self.blob, self.rows.structure, self.rows.per_block(u))
-        out = full_density.expanded(self.blob, np.concatenate([x, z]))
-        draws, start = {}, 0
-        for v in self.variables[:-1]:
-            size = int(np.prod(v.shape))
-            draws[v.name] = out[start : start + size].reshape(v.shape)
-            start += size
+        draws = full_density.posterior_variables(self.blob, self.variables[:-1], self.rows.structure, x, u)
         draws[LOG_WEIGHT] = np.asarray(log_weight)
         return draws
 
@@ -208,13 +202,13 @@ def laplace_density(design, priors: PriorSet, labels: list[str], layouts: list[G
     rows = design.rows
     glmm_rows = GlmmRows.of(structure, rows.X, rows.y, rows.weights, rows.offset, design.family)
     coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
-    centre = population_centre(design, priors, labels)
-    coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(centre.size)])
+    n_population = int(blob[full_density.Z_START])
+    coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(n_population)])
 
     def init(seed):
-        return centre + np.random.default_rng(seed).uniform(-1.0, 1.0, centre.size)
+        return initial_point(design, priors, labels, np.random.default_rng(seed))
 
     return LaplaceDensity(
         rows=glmm_rows, blob=blob, variables=[*variables, Variable(LOG_WEIGHT, (), ())], coords=coords,
-        n_population=centre.size, theta_map=ThetaMap.of(design, structure), init=init,
+        n_population=n_population, theta_map=ThetaMap.of(design, structure), init=init,
     )

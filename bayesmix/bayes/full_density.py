@@ -367,10 +367,11 @@ def full_density(design, priors: PriorSet, labels: list[str], layouts: list[Grou
     return FullDensity(blob=blob, variables=variables, n_unconstrained=n_dim, coords=coords, init=init)
 
 
-def effect_coordinates(blob: np.ndarray, structure, per_block: list[np.ndarray]) -> np.ndarray:
+def effect_coordinates(blob: np.ndarray, structure, u: np.ndarray) -> np.ndarray:
     """The coordinates z of the effects (b_t = z_t (diag(sd_t) L_t)', per term levels x q_t,
-    row-major, as :func:`expand` reads them after the population's) from per factor block
-    arrays (levels, q) in the block's column order (:class:`~bayesmix.data.layout.Structure`)."""
+    row-major, as :func:`expand` reads them after the population's) from the spherical effects
+    u laid out as the blocked factorisation lays them out (:meth:`~bayesmix.data.layout.Structure.per_block`)."""
+    per_block = structure.per_block(u)
     z = np.empty(int(blob[N_EFFECTS]))
     levels = term_levels(blob)
     for t in range(levels.shape[0]):
@@ -379,3 +380,17 @@ def effect_coordinates(blob: np.ndarray, structure, per_block: list[np.ndarray])
         at = int(levels[t, 1])
         z[at : at + values.size] = values.ravel()
     return z
+
+
+def posterior_variables(blob: np.ndarray, variables: list[Variable], structure, x: np.ndarray, u: np.ndarray
+                        ) -> dict[str, np.ndarray]:
+    """The posterior variables (β, the dispersion, SDs, correlations, effects) at the population
+    coordinates x with the spherical effects u (see :func:`effect_coordinates`), by name: what a
+    sampler that draws the effects itself reports for each draw."""
+    out = expanded(blob, np.concatenate([x, effect_coordinates(blob, structure, u)]))
+    draws, start = {}, 0
+    for v in variables:
+        size = int(np.prod(v.shape))
+        draws[v.name] = out[start : start + size].reshape(v.shape)
+        start += size
+    return draws

@@ -117,6 +117,16 @@ class Structure:
                 return k, block.term_slices[block.terms.index(term)]
         raise IndexError(term)
 
+    def per_block(self, u: np.ndarray) -> list[np.ndarray]:
+        """A flat vector of effects laid out as the blocked factorisation lays them out (each
+        factor block level-major, the blocks in order) per factor block, shape (levels, q)."""
+        out, start = [], 0
+        for block in self.blocks:
+            size = block.n_levels * block.q
+            out.append(u[start : start + size].reshape(block.n_levels, block.q))
+            start += size
+        return out
+
     def initial_theta(self) -> np.ndarray:
         """lme4's starting point: identity templates (1 on diagonals, 0 elsewhere)."""
         return np.where(np.isfinite(self.lower), 1.0, 0.0)

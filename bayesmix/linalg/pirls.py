@@ -206,15 +206,6 @@ class GlmmRows:
         (score_up, info_up), (score_down, info_down) = self.working(eta, up), self.working(eta, down)
         return loglik, (score_up - score_down) / (2.0 * LINK_STEP), (info_up - info_down) / (2.0 * LINK_STEP)
 
-    def per_block(self, u: np.ndarray) -> list[np.ndarray]:
-        """A flat effects vector (:class:`PirlsMode` order) per factor block, shape (levels, q)."""
-        out, start = [], 0
-        for block in self.structure.blocks:
-            size = block.n_levels * block.q
-            out.append(u[start : start + size].reshape(block.n_levels, block.q))
-            start += size
-        return out
-
     def level_sums(self, values: np.ndarray) -> list[np.ndarray]:
         """Z'v per factor block, each of shape (levels, q): Σ over a level's rows of v_i z_i."""
         return [level_sums(block.codes, values, block.z, block.n_levels) for block in self.structure.blocks]
@@ -529,7 +520,7 @@ def predicted_modes(rows: GlmmRows, mode: PirlsMode, theta: np.ndarray, beta: np
     eta = rows.offset + rows.X @ beta + rows.random_predictor(theta, mode.u)
     score = rows.working(eta, dispersion)[0]
     blocks = rows.structure.blocks
-    gradient = [s @ block.lambda_(theta) - u for s, block, u in zip(rows.level_sums(score), blocks, rows.per_block(mode.u))]
+    gradient = [s @ block.lambda_(theta) - u for s, block, u in zip(rows.level_sums(score), blocks, rows.structure.per_block(mode.u))]
     d1, d2 = mode.factorization.solve(gradient[0], None if len(blocks) == 1 else np.concatenate([g.ravel() for g in gradient[1:]]))
     step = d1.ravel() if d2 is None else np.concatenate([d1.ravel(), d2])
     return mode.u + step
@@ -637,7 +628,7 @@ def laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
     e = -2.0 * score + v - information * Ar
     grad_theta = np.zeros(rows.structure.n_theta)
     e_sums, score_sums = rows.level_sums(e), rows.level_sums(score)
-    u_blocks, r_blocks = rows.per_block(mode.u), rows.per_block(r)
+    u_blocks, r_blocks = rows.structure.per_block(mode.u), rows.structure.per_block(r)
     for k, block in enumerate(blocks):
         trace = (block.z * information[:, None]).T @ Pa[k]
         G = e_sums[k].T @ u_blocks[k] + score_sums[k].T @ r_blocks[k] + 2.0 * trace
