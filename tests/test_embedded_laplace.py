@@ -162,6 +162,8 @@ def test_importance_diagnostics_of_known_weights():
     assert light.khat < 0.3 and light.ess > 3500
     heavy = importance_diagnostics(np.log(rng.pareto(1.0, 4000) + 1.0))  # tail index 1: k = 1
     assert heavy.khat > 0.7 and not heavy.trustworthy
+    broken = importance_diagnostics(np.r_[rng.normal(0, 0.1, 100), np.nan])  # a weight that overflowed
+    assert np.isnan(broken.khat) and not broken.trustworthy and "could not be computed" in str(broken)
 
 
 def test_laplace_runs_on_nutpie_only(sleep):

@@ -36,11 +36,15 @@ class ImportanceDiagnostics:
 
     @property
     def trustworthy(self) -> bool:
-        """Whether k̂ is below :data:`KHAT_GOOD`."""
-        return bool(self.khat < KHAT_GOOD) or not np.isfinite(self.khat)
+        """Whether k̂ is below :data:`KHAT_GOOD` (-inf for an exact approximation; NaN, weights
+        that are not all finite, is not)."""
+        return bool(self.khat < KHAT_GOOD)
 
     def __str__(self) -> str:
-        khat = "-inf (exact)" if not np.isfinite(self.khat) else f"{self.khat:.2f}"
+        if np.isnan(self.khat):
+            return ("Laplace importance check: Pareto k could not be computed (some importance weights are not finite): "
+                    "the approximation cannot be trusted; use method='full'")
+        khat = "-inf (exact)" if self.khat == -np.inf else f"{self.khat:.2f}"
         verdict = "the approximation is good" if self.trustworthy else "the approximation is poor: use method='full'"
         return f"Laplace importance check: Pareto k = {khat}, weights' ESS {self.ess:.0f} of {self.n} ({verdict})"
 
@@ -51,6 +55,8 @@ def importance_diagnostics(log_weights) -> ImportanceDiagnostics:
     Weights that are constant (an exact approximation: the Gaussian family) give k̂ = -inf."""
     values = np.asarray(log_weights, float).ravel()
     n = values.size
+    if not np.all(np.isfinite(values)):
+        return ImportanceDiagnostics(np.nan, np.nan, n)
     spread = np.ptp(values) if n else 0.0
     if spread < 1e-8:
         return ImportanceDiagnostics(-np.inf, float(n), n)
