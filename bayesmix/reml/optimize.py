@@ -104,10 +104,10 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     The minimiser (L-BFGS-B by default) works on θ̃ = θ * row_scale (see :class:`Structure`)
     from lme4's start (identity templates). A diagonal element that ends exactly at its bound 0
     may sit on a saddle: the criterion is even in it, so its gradient there is 0. Each such
-    element is moved to ``ESCAPE_STEP`` (or along its template column's direction of negative
-    curvature, or the column is mirrored: :func:`_escape`); if that lowers the criterion, the
-    minimiser restarts from there. Finally, diagonal elements within ``BOUNDARY_TOL`` of 0 are set to 0 when that
-    does not raise the criterion (lme4's boundary check).
+    element is moved to ``ESCAPE_STEP``, or its template column mirrored (:func:`_escape`); if
+    that lowers the criterion, the minimiser restarts from there. Finally, diagonal elements
+    within ``BOUNDARY_TOL`` of 0 are set to 0 when that does not raise the criterion (lme4's
+    boundary check).
 
     ``minimizer`` is :class:`LBFGSB` on ``criterion`` unless given (the refits' compiled
     :class:`~bayesmix.reml.quasi_newton.CompiledBFGS`); the starts, escapes and checks here
@@ -196,13 +196,11 @@ def _escape(scaled, structure: Structure, best: np.ndarray, fbest: float) -> np.
     """A point to restart from off the bound of a diagonal element at 0, or None if there is none.
 
     For each diagonal element at 0, in turn: the element moved to ``ESCAPE_STEP``, if that
-    lowers the criterion (a saddle on the bound); when the rest of its template column is 0 too
-    (where the criterion is even in the column, so its gradient there is 0), a step of that
-    length along the column's direction of most negative curvature, if that lowers the
-    criterion; otherwise the mirror image of ``best`` with the elements below the diagonal in
-    its column negated. That is the same model (Λ with a column negated has the same ΛΛ'), and
-    if the criterion falls from ``best`` into the element's negative values, it falls from the
-    mirror image into its positive ones: a way down that ``best`` hides behind the bound.
+    lowers the criterion (a saddle on the bound); otherwise the mirror image of ``best`` with
+    the elements below the diagonal in its template column negated, if the criterion falls from
+    there into the element's positive values. The mirror image is the same model (Λ with a
+    column negated has the same ΛΛ'), so this is where the criterion falls from ``best`` into
+    the element's negative values: a way down that the bound hides.
     """
     for k in np.flatnonzero(structure.diagonal() & (best <= 0)):
         trial = best.copy()
@@ -210,39 +208,12 @@ def _escape(scaled, structure: Structure, best: np.ndarray, fbest: float) -> np.
         if scaled(trial)[0] < fbest - 1e-10 * abs(fbest):
             return trial
         below = _column_below(structure, k)
-        if not below.size:
-            continue
-        if not (best[below] != 0).any():
-            trial = _curvature_step(scaled, best, np.concatenate([[k], below]))
-            if trial is not None and scaled(trial)[0] < fbest - 1e-10 * abs(fbest):
-                return trial
-            continue
-        mirror = best.copy()
-        mirror[below] = -best[below]
-        if scaled(mirror)[1][k] < -ESCAPE_SLOPE:
-            return mirror
+        if (best[below] != 0).any():
+            mirror = best.copy()
+            mirror[below] = -best[below]
+            if scaled(mirror)[1][k] < -ESCAPE_SLOPE:
+                return mirror
     return None
-
-
-def _curvature_step(scaled, best: np.ndarray, column: np.ndarray) -> np.ndarray | None:
-    """``best`` moved by ``ESCAPE_STEP`` along the direction of most negative curvature of the
-    criterion in the elements ``column`` (a template column, diagonal first, all 0 in ``best``),
-    its diagonal element made positive; None if the curvature there is not negative. The
-    criterion is even in the column, so its gradient a step h along element j is h times the
-    Hessian's column j."""
-    h = 1e-4
-    hessian = np.empty((len(column), len(column)))
-    for j, element in enumerate(column):
-        trial = best.copy()
-        trial[element] = h
-        hessian[:, j] = scaled(trial)[1][column] / h
-    values, vectors = np.linalg.eigh((hessian + hessian.T) / 2)
-    if not values[0] < 0:
-        return None
-    direction = vectors[:, 0] if vectors[0, 0] >= 0 else -vectors[:, 0]
-    trial = best.copy()
-    trial[column] = ESCAPE_STEP * direction
-    return trial
 
 
 def _column_below(structure: Structure, k: int) -> np.ndarray:
