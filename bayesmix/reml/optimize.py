@@ -178,14 +178,9 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
             on_bound.append(structure.names[k])
     summary.final, summary.fmin, summary.boundary = theta, fmin, tuple(on_bound)
     summary.evaluations = criterion.evaluations
-    warn_unconverged(summary)
-    return summary
-
-
-def warn_unconverged(summary: OptSummary) -> None:
-    """ConvergenceWarning, holding the record, if the optimiser did not report convergence."""
     if not summary.converged:
         warn(ConvergenceWarning(f"The optimiser did not report convergence: {summary}", summary))
+    return summary
 
 
 ESCAPE_STEP = 0.1  # on the θ̃ scale: the diagonal value tried when leaving a bound at 0

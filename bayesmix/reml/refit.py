@@ -12,7 +12,6 @@ on the same design with the new response (:meth:`GlmmResult.refitter`).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,11 +20,11 @@ from ..data.blocks import CrossProducts
 from ..data.crossprod import CrossProductPlan
 from ..data.design import Design
 from ..data.layout import Structure
-from ..errors import ArgumentError, ConvergenceWarning, FitError
+from ..errors import ArgumentError, FitError
 from ..linalg.factorization import Factorization
 from ..threads import one_blas_thread
 from .criterion import ProfiledCriterion, profiled_criterion
-from .optimize import OptSummary, is_singular, optimize_theta, warn_unconverged
+from .optimize import OptSummary, is_singular, optimize_theta
 from .parameters import parameter_vector
 from .quasi_newton import CompiledBFGS, start_hessian
 
@@ -157,12 +156,8 @@ class LinearRefit:
             self.rest_width = plan.rest_columns.shape[1]
             self.rest_size = plan.size
         self.hessian = None
-        self.starts = [fit.theta_values]
-        if len(structure.blocks) == 1:  # the compiled optimiser (see optimum), from the fit's Hessian
+        if len(structure.blocks) == 1:  # the compiled optimiser (see optimum) starts from the fit's Hessian
             self.hessian = start_hessian(self.criterion(self.cross_products(rows.y)), fit.theta_values)
-            bound = structure.diagonal() & (fit.theta_values <= 0)
-            if bound.any():
-                self.starts.append(np.where(bound, 1.0 / structure.row_scale, fit.theta_values))
 
     def cross_products(self, y: np.ndarray) -> tuple[CrossProducts, np.ndarray | None]:
         """The cross-products of ``[Z X, y - offset - X c]`` and the shift c, from the stored
@@ -191,22 +186,12 @@ class LinearRefit:
                                  log_weights=self.log_weights)
 
     def optimum(self, criterion: ProfiledCriterion) -> OptSummary:
-        """The optimiser's record of a refit. With several grouping factors, L-BFGS-B from the
-        fit's θ̂ (:func:`~bayesmix.reml.optimize.optimize_theta`). With one, the compiled projected
-        BFGS (:mod:`bayesmix.reml.quasi_newton`) from θ̂ and, if θ̂ is on the boundary, also from
-        θ̂ with its diagonal elements at 0 moved to lme4's start value (1 on the θ̃ scale); the
-        lower optimum is kept. A singular fit's refits have local optima on the boundary: from
-        θ̂ alone, L-BFGS-B misses the lower one in about 2% of the music model's refits."""
+        """The optimiser's record of a refit, from the fit's θ̂: with one grouping factor by the
+        compiled projected BFGS (:mod:`bayesmix.reml.quasi_newton`), from the fit's Hessian; with
+        several by L-BFGS-B (:func:`~bayesmix.reml.optimize.optimize_theta`)."""
+        minimizer = None if self.hessian is None else CompiledBFGS(criterion, self.hessian)
         with one_blas_thread():  # see bayesmix.threads
-            if self.hessian is None:
-                return optimize_theta(criterion, self.fit.theta_values)
-            minimizer = CompiledBFGS(criterion, self.hessian)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                runs = [optimize_theta(criterion, start, minimizer=minimizer) for start in self.starts]
-        opt = min(runs, key=lambda run: run.fmin)
-        warn_unconverged(opt)
-        return opt
+            return optimize_theta(criterion, self.fit.theta_values, minimizer=minimizer)
 
     def __call__(self, y, warn: bool = True) -> RemlResult:
         """The fit of the same model to the response ``y`` (one value per fitted row)."""
