@@ -167,9 +167,8 @@ def check_jobs(n_jobs) -> int:
 
 def run_refits(job, ys: np.ndarray, width: int, n_jobs: int, progress: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
     """``job(y)`` -> (``width`` values, whether a refit was singular, whether all converged) for
-    each simulated response ``ys[k]``, in
-    ``n_jobs`` forked processes: the values (NaN rows for failed refits) and the numbers of
-    failed, singular and unconverged runs."""
+    each simulated response ``ys[k]``, in ``n_jobs`` forked processes: the values (NaN rows for
+    failed refits) and the numbers of failed, singular and unconverged runs."""
     nsim = len(ys)
     size = max(1, min(50, -(-nsim // (4 * n_jobs))))
     chunks = [(k, ys[k : k + size]) for k in range(0, nsim, size)]
