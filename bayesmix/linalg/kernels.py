@@ -13,7 +13,7 @@ from ..jit import njit
 
 
 @njit(inline="always")
-def _cholesky(A, out, n):
+def cholesky_into(A, out, n):
     """Lower Cholesky factor of the n x n matrix A into ``out``; False if A is not positive definite.
 
     The kernels here take the sizes as arguments and are inlined, so that a caller passing
@@ -71,7 +71,7 @@ def level_factor(T, A, TA, M, L, Linv, q):
                 s += TA[i, k] * T[k, j]
             M[i, j] = s
             M[j, i] = s
-    if not _cholesky(M, L, q):
+    if not cholesky_into(M, L, q):
         return False
     _invert_lower(L, Linv, q)
     return True
@@ -229,7 +229,7 @@ def single_factor_criterion(T, A11, A1X, AXX, p, dof, reml):
     q, m = T.shape[0], AXX.shape[0]
     ok, Linv, W, TA, S, logdet = factor_first_block(T, A11, A1X, AXX)
     R = np.zeros((m, m))
-    if not ok or not _cholesky(S, R, m):
+    if not ok or not cholesky_into(S, R, m):
         return np.inf, np.zeros((q, q))
     value, F = schur_terms(R, p, dof, reml)
     return logdet + value, first_block_gradient(TA, Linv, W, A1X, F)

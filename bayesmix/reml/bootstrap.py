@@ -24,7 +24,7 @@ import pandas as pd
 from ..errors import ArgumentError, BayesmixError, ConvergenceWarning, warn
 from ..threads import one_blas_thread
 from .parameters import parameter_estimates, parameter_values
-from .refit import maximum_likelihood
+from .refit import LinearRefit, maximum_likelihood
 from .simulate import check_nsim, simulate_responses
 
 if TYPE_CHECKING:
@@ -130,12 +130,12 @@ def _run_chunk(chunk: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, int, int
         warnings.simplefilter("ignore", ConvergenceWarning)
         for k, y in enumerate(ys):
             try:
-                values, fits = job(y)
+                values, is_singular, converged = job(y)
             except BayesmixError:
                 failed += 1
                 continue
-            singular += any(f.singular for f in fits)
-            unconverged += not all(_converged(f) for f in fits)
+            singular += is_singular
+            unconverged += not converged
             out[k] = values
     return start, out, failed, singular, unconverged
 
@@ -143,6 +143,17 @@ def _run_chunk(chunk: tuple[int, np.ndarray]) -> tuple[int, np.ndarray, int, int
 def _converged(fit: PointFit) -> bool:
     opt = getattr(fit, "optsummary", None)
     return bool(opt.converged) if opt is not None else bool(fit.fit.converged)
+
+
+def refit_loglik(refit, y: np.ndarray) -> tuple[float, bool, bool]:
+    """The log-likelihood of the refit to ``y`` by ``refit`` (a fit's :meth:`refitter`), whether
+    it is singular and whether its optimiser converged; a linear model's without building the fit
+    (:meth:`LinearRefit.estimates`)."""
+    if isinstance(refit, LinearRefit):
+        estimates = refit.estimates(y)
+        return -estimates.criterion / 2.0, estimates.singular, estimates.converged
+    fit = refit(y, warn=False)
+    return fit.loglik, fit.singular, _converged(fit)
 
 
 def check_jobs(n_jobs) -> int:
@@ -155,9 +166,9 @@ def check_jobs(n_jobs) -> int:
 
 
 def run_refits(job, ys: np.ndarray, width: int, n_jobs: int, progress: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """``job(y)`` -> (``width`` values, the refits) for each simulated response ``ys[k]``, in
-    ``n_jobs`` forked processes: the values (NaN rows for failed refits) and the numbers of
-    failed, singular and unconverged runs."""
+    """``job(y)`` -> (``width`` values, whether a refit was singular, whether all converged) for
+    each simulated response ``ys[k]``, in ``n_jobs`` forked processes: the values (NaN rows for
+    failed refits) and the numbers of failed, singular and unconverged runs."""
     nsim = len(ys)
     size = max(1, min(50, -(-nsim // (4 * n_jobs))))
     chunks = [(k, ys[k : k + size]) for k in range(0, nsim, size)]
@@ -231,15 +242,20 @@ def bootstrap(fit: PointFit, statistic: Statistic | None = None, nsim: int = 100
         raise ArgumentError(f"statistic must be a function of a fit (e.g. lambda f: f.fixef()), not {statistic!r}.")
     n_jobs = check_jobs(n_jobs)
     t0 = time.perf_counter()
-    if statistic is None:  # every parameter, as confint's rows
+    refit = fit.refitter()
+    # every parameter (confint's rows) by default: a linear model's read off each optimum, no fit object built
+    lean = statistic is None and isinstance(refit, LinearRefit)
+    if statistic is None:
         statistic, original = parameter_values, parameter_estimates(fit)
     else:
         original = as_series(statistic(fit))
-    refit = fit.refitter()
 
     def job(y):
+        if lean:
+            estimates = refit.estimates(y)
+            return estimates.parameters, estimates.singular, estimates.converged
         new = refit(y, warn=False)
-        return np.asarray(statistic(new), dtype=float).ravel(), (new,)
+        return np.asarray(statistic(new), dtype=float).ravel(), new.singular, _converged(new)
 
     ys = simulate_responses(fit, nsim, np.random.default_rng(seed), random=random)
     draws, (failed, singular, unconverged) = run_refits(job, ys, len(original), n_jobs, progress)
@@ -322,8 +338,10 @@ def pb_test(small: PointFit, large: PointFit, nsim: int = 1000, seed: int | None
     refit_small, refit_large = small_ml.refitter(), large_ml.refitter()
 
     def job(y):
-        s, g = refit_small(y, warn=False), refit_large(y, warn=False)
-        return np.array([max(2.0 * (g.loglik - s.loglik), 0.0)]), (s, g)
+        (small_loglik, small_singular, small_converged), (large_loglik, large_singular, large_converged) = (
+            refit_loglik(refit_small, y), refit_loglik(refit_large, y))
+        return (np.array([max(2.0 * (large_loglik - small_loglik), 0.0)]), small_singular or large_singular,
+                small_converged and large_converged)
 
     ys = simulate_responses(small_ml, nsim, np.random.default_rng(seed), random=True)
     reference, (failed, _, _) = run_refits(job, ys, 1, n_jobs, progress)

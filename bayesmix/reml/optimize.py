@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConvergenceWarning, FitError, warn
+from ..data.layout import Structure
 from .criterion import ProfiledCriterion
 
 BOUNDARY_TOL = 1e-5  # lme4's boundary.tol: diagonal θ this close to 0 are tried at 0
@@ -20,7 +21,7 @@ class OptSummary:
     Attributes
     ----------
     method
-        The optimiser (``"L-BFGS-B"``, with the exact gradient of the criterion).
+        The optimiser (``"L-BFGS-B (exact gradient)"`` unless a refit used the compiled projected BFGS).
     initial, final
         θ at the start and at the optimum.
     fmin
@@ -57,15 +58,60 @@ class OptSummary:
         )
 
 
-def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = None, max_iter: int = 2000) -> OptSummary:
+FTOL, GTOL = 1e-13, 1e-10  # the minimiser's relative reduction of the criterion and projected gradient tolerances
+
+
+class LBFGSB:
+    """scipy's L-BFGS-B on the criterion in θ̃ = θ * row_scale with its exact gradient: the
+    minimiser of :func:`optimize_theta` unless it is given another.
+
+    A minimiser has a ``method`` (its name in the record), ``scaled(θ̃)`` -> (criterion,
+    gradient in θ̃) and ``run(start, max_iter, ftol, gtol)`` -> (θ̃, criterion, iterations,
+    converged, message), one run from θ̃ = ``start`` within the bounds of θ̃.
+    """
+
+    method = "L-BFGS-B (exact gradient)"
+
+    def __init__(self, criterion: ProfiledCriterion):
+        self.criterion = criterion
+        self.scale = criterion.structure.row_scale
+        self.bounds = [(lo if np.isfinite(lo) else None, None) for lo in criterion.structure.lower]
+        self.last: dict[bytes, tuple[float, np.ndarray]] = {}  # the latest evaluation: the start is evaluated once, not twice
+
+    def scaled(self, theta_tilde: np.ndarray) -> tuple[float, np.ndarray]:
+        """The criterion and its gradient at θ̃."""
+        key = np.asarray(theta_tilde, dtype=float).tobytes()
+        if key not in self.last:
+            value, grad = self.criterion.value_and_gradient(theta_tilde / self.scale)
+            self.last.clear()
+            self.last[key] = (value, grad / self.scale)
+        return self.last[key]
+
+    def run(self, start: np.ndarray, max_iter: int, ftol: float, gtol: float):
+        """One run of L-BFGS-B from θ̃ = ``start``: (θ̃, criterion, iterations, converged, message)."""
+        from scipy.optimize import minimize  # a quarter of a second to import: on the first fit, not on import
+
+        result = minimize(self.scaled, start, jac=True, method="L-BFGS-B", bounds=self.bounds,
+                          options={"maxiter": max_iter, "ftol": ftol, "gtol": gtol})
+        return (np.asarray(result.x, dtype=float), float(result.fun), int(result.nit), bool(result.success),
+                str(result.message))
+
+
+def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = None, max_iter: int = 2000,
+                   minimizer=None) -> OptSummary:
     """Minimise the criterion over θ within its bounds and return the record.
 
-    L-BFGS-B works on θ̃ = θ * row_scale (see :class:`Structure`) from lme4's start
-    (identity templates). A diagonal element that ends exactly at its bound 0 may sit on a
-    saddle: the criterion is even in it, so its gradient there is 0. Each such element is
-    moved to ``ESCAPE_STEP``; if that lowers the criterion, L-BFGS-B restarts from there.
-    Finally, diagonal elements within ``BOUNDARY_TOL`` of 0 are set to 0 when that does not
-    raise the criterion (lme4's boundary check).
+    The minimiser (L-BFGS-B by default) works on θ̃ = θ * row_scale (see :class:`Structure`)
+    from lme4's start (identity templates). A diagonal element that ends exactly at its bound 0
+    may sit on a saddle: the criterion is even in it, so its gradient there is 0. Each such
+    element is moved to ``ESCAPE_STEP``, or its template column mirrored (:func:`_escape`); if
+    that lowers the criterion, the minimiser restarts from there. Finally, diagonal elements
+    within ``BOUNDARY_TOL`` of 0 are set to 0 when that does not raise the criterion (lme4's
+    boundary check).
+
+    ``minimizer`` is :class:`LBFGSB` on ``criterion`` unless given (the refits' compiled
+    :class:`~bayesmix.reml.quasi_newton.CompiledBFGS`); the starts, escapes and checks here
+    evaluate the criterion through its ``scaled``.
 
     The boundary check and the convergence test work on θ̃, so they do not depend on the
     units of the predictors (a slope of x and of x * 1e8 give the same θ̃).
@@ -81,25 +127,13 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     ConvergenceWarning
         When the optimiser did not report convergence; ``optsummary`` holds the record.
     """
-    from scipy.optimize import minimize  # a quarter of a second to import: on the first fit, not on import
-
     structure = criterion.structure
     scale = structure.row_scale
     diagonal = structure.diagonal()
     start = structure.initial_theta() if theta0 is None else np.asarray(theta0, dtype=float) * scale
-
-    last: dict[bytes, tuple[float, np.ndarray]] = {}  # the latest evaluation: the start is evaluated once, not twice
-
-    def scaled(theta_tilde: np.ndarray) -> tuple[float, np.ndarray]:
-        key = np.asarray(theta_tilde, dtype=float).tobytes()
-        if key not in last:
-            value, grad = criterion.value_and_gradient(theta_tilde / scale)
-            last.clear()
-            last[key] = (value, grad / scale)
-        return last[key]
-
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower]
-    summary = OptSummary("L-BFGS-B (exact gradient)", start / scale, start / scale, np.inf, 0, 0, False, "")
+    minimizer = LBFGSB(criterion) if minimizer is None else minimizer
+    scaled = minimizer.scaled
+    summary = OptSummary(minimizer.method, start / scale, start / scale, np.inf, 0, 0, False, "")
     first = scaled(start)[0]
     if not np.isfinite(first):
         summary.evaluations, summary.fmin, summary.message = criterion.evaluations, float(first), "criterion not finite at the start"
@@ -111,21 +145,18 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
         )
     best, fbest = start, np.inf
     for _ in range(2 + 2 * structure.n_theta):
-        result = minimize(
-            scaled, start, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-10},
-        )
-        summary.iterations += int(result.nit)
-        improved = np.isfinite(result.fun) and result.fun < fbest
+        x, value, iterations, success, message = minimizer.run(start, max_iter, FTOL, GTOL)
+        summary.iterations += iterations
+        improved = np.isfinite(value) and value < fbest
         if improved:
-            best, fbest = np.asarray(result.x, dtype=float), float(result.fun)
+            best, fbest = x, value
             summary.path.append(fbest)
-            summary.converged = bool(result.success) or _stationary(criterion, best / scale)
-            summary.message = str(result.message)
-        if improved and not result.success:
+            summary.converged = success or _stationary(criterion, best / scale)
+            summary.message = message
+        if improved and not success:
             start = best  # stopped early while still improving: continue from there
             continue
-        start = _escape(scaled, best, fbest, diagonal)  # converged or stalled: leave a saddle on the bound
+        start = _escape(scaled, structure, best, fbest)  # converged or stalled: leave a saddle on the bound
         if start is None:
             break
     theta = best / scale
@@ -153,16 +184,41 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
 
 
 ESCAPE_STEP = 0.1  # on the θ̃ scale: the diagonal value tried when leaving a bound at 0
+ESCAPE_SLOPE = 1e-6  # the criterion's slope into a diagonal element at 0 below which a mirrored point is left
 
 
-def _escape(scaled, best: np.ndarray, fbest: float, diagonal: np.ndarray) -> np.ndarray | None:
-    """A point off a saddle on the bound with a lower criterion, or None if there is none."""
-    for k in np.flatnonzero(diagonal & (best <= 0)):
+def _escape(scaled, structure: Structure, best: np.ndarray, fbest: float) -> np.ndarray | None:
+    """A point to restart from off the bound of a diagonal element at 0, or None if there is none.
+
+    For each diagonal element at 0, in turn: the element moved to ``ESCAPE_STEP``, if that
+    lowers the criterion (a saddle on the bound); otherwise the mirror image of ``best`` with
+    the elements below the diagonal in its template column negated, if the criterion falls from
+    there into the element's positive values. The mirror image is the same model (Λ with a
+    column negated has the same ΛΛ'), so this is where the criterion falls from ``best`` into
+    the element's negative values: a way down that the bound hides.
+    """
+    for k in np.flatnonzero(structure.diagonal() & (best <= 0)):
         trial = best.copy()
         trial[k] = ESCAPE_STEP
         if scaled(trial)[0] < fbest - 1e-10 * abs(fbest):
             return trial
+        below = _column_below(structure, k)
+        if (best[below] != 0).any():
+            mirror = best.copy()
+            mirror[below] = -best[below]
+            if scaled(mirror)[1][k] < -ESCAPE_SLOPE:
+                return mirror
     return None
+
+
+def _column_below(structure: Structure, k: int) -> np.ndarray:
+    """Indices in θ of the elements below diagonal element ``k`` in its template's column."""
+    for block in structure.blocks:
+        local = k - block.theta_offset
+        if 0 <= local < block.n_theta:
+            column = block.theta_cols[local]
+            return block.theta_offset + np.flatnonzero((block.theta_cols == column) & (block.theta_rows > column))
+    raise IndexError(k)
 
 
 def is_singular(theta: np.ndarray, diagonal: np.ndarray, tol: float = SINGULAR_TOL, scale: np.ndarray | None = None) -> bool:

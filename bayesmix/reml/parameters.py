@@ -56,8 +56,14 @@ def sd_cor(structure: Structure, theta: np.ndarray, scale: float) -> np.ndarray:
 def parameter_values(fit: PointFit) -> np.ndarray:
     """The values of :func:`parameter_estimates`, without building a Series (the bootstrap's
     default statistic, read off every refit)."""
-    values = sd_cor(fit.structure, fit.theta_values, np.sqrt(fit.effect_scale))
-    return np.concatenate([values, list(fit.dispersion_estimates().values()), fit.beta_values])
+    return parameter_vector(fit.structure, fit.theta_values, np.sqrt(fit.effect_scale),
+                            list(fit.dispersion_estimates().values()), fit.beta_values)
+
+
+def parameter_vector(structure: Structure, theta: np.ndarray, scale: float, dispersion, beta: np.ndarray) -> np.ndarray:
+    """The values of :func:`parameter_estimates` from θ, the scale of Λ (σ for a linear model),
+    the dispersion parameters and β."""
+    return np.concatenate([sd_cor(structure, theta, scale), dispersion, beta])
 
 
 def parameter_estimates(fit: PointFit) -> pd.Series:

@@ -21,9 +21,12 @@ from ..data.crossprod import CrossProductPlan
 from ..data.design import Design
 from ..data.layout import Structure
 from ..errors import ArgumentError, FitError
+from ..linalg.factorization import Factorization
 from ..threads import one_blas_thread
 from .criterion import ProfiledCriterion, profiled_criterion
-from .optimize import optimize_theta
+from .optimize import OptSummary, is_singular, optimize_theta
+from .parameters import parameter_vector
+from .quasi_newton import CompiledBFGS, start_hessian
 
 if TYPE_CHECKING:
     from .point import PointFit
@@ -32,25 +35,35 @@ if TYPE_CHECKING:
 
 def fit_profiled(result_type: type[RemlResult], design: Design, structure: Structure, criterion: ProfiledCriterion,
                  theta0: np.ndarray | None = None, warn: bool = True) -> RemlResult:
-    """Optimise ``criterion`` over θ (from ``theta0``, else lme4's start), factor it at the optimum
-    and read the fit as ``result_type`` (:class:`~bayesmix.RemlResult`); warn for a singular fit
-    when ``warn``. Raises FitError for a factor that does not exist at the optimum or non-finite
-    estimates."""
+    """Optimise ``criterion`` over θ (from ``theta0``, else lme4's start) and read the fit
+    (:func:`profiled_result`)."""
     with one_blas_thread():  # see bayesmix.threads
         opt = optimize_theta(criterion, theta0)
+    return profiled_result(result_type, design, structure, criterion, opt, warn)
+
+
+def profiled_result(result_type: type[RemlResult], design: Design, structure: Structure, criterion: ProfiledCriterion,
+                    opt: OptSummary, warn: bool = True) -> RemlResult:
+    """Factor ``criterion`` at the optimum ``opt`` and read the fit as ``result_type``
+    (:class:`~bayesmix.RemlResult`); warn for a singular fit when ``warn``. Raises FitError for
+    a factor that does not exist at the optimum or non-finite estimates."""
+    result = result_type(design, criterion.reml, structure, factor_at_optimum(criterion, opt), opt, opt.fmin)
+    check_finite_result(result)
+    if warn:
+        result.warn_if_singular()
+    return result
+
+
+def factor_at_optimum(criterion: ProfiledCriterion, opt: OptSummary) -> Factorization:
+    """The factor of ``criterion`` at the optimiser's θ, or FitError if it does not exist."""
     try:
-        factorization = criterion.factorize(opt.final)
+        return criterion.factorize(opt.final)
     except np.linalg.LinAlgError as exc:
         raise FitError(
             f"The Cholesky factor does not exist at the optimum θ = {opt.final.tolist()} ({exc}). Rescale the response "
             f"and predictors, or simplify the random effects. Optimiser record: {opt}",
             opt,
         ) from None
-    result = result_type(design, criterion.reml, structure, factorization, opt, opt.fmin)
-    check_finite_result(result)
-    if warn:
-        result.warn_if_singular()
-    return result
 
 
 def maximum_likelihood(fit: PointFit) -> PointFit:
@@ -142,6 +155,9 @@ class LinearRefit:
             self.rest_values = (w[:, None] * plan.rest_values).ravel()
             self.rest_width = plan.rest_columns.shape[1]
             self.rest_size = plan.size
+        self.hessian = None
+        if len(structure.blocks) == 1:  # the compiled optimiser (see optimum) starts from the fit's Hessian
+            self.hessian = start_hessian(self.criterion(self.cross_products(rows.y)), fit.theta_values)
 
     def cross_products(self, y: np.ndarray) -> tuple[CrossProducts, np.ndarray | None]:
         """The cross-products of ``[Z X, y - offset - X c]`` and the shift c, from the stored
@@ -163,11 +179,61 @@ class LinearRefit:
             A2X[:, p] = np.bincount(self.rest_index, self.rest_values * np.repeat(r, self.rest_width), minlength=self.rest_size)
         return dataclasses.replace(base, A1X=A1X, AXX=AXX, A2X=A2X), shift
 
+    def criterion(self, products: tuple[CrossProducts, np.ndarray | None]) -> ProfiledCriterion:
+        """The fit's criterion (REML or ML) on the cross-products and shift of :meth:`cross_products`."""
+        crossprod, shift = products
+        return ProfiledCriterion(self.structure, crossprod, reml=self.fit.reml, beta_shift=shift,
+                                 log_weights=self.log_weights)
+
+    def optimum(self, criterion: ProfiledCriterion) -> OptSummary:
+        """The optimiser's record of a refit, from the fit's θ̂: with one grouping factor by the
+        compiled projected BFGS (:mod:`bayesmix.reml.quasi_newton`), from the fit's Hessian; with
+        several by L-BFGS-B (:func:`~bayesmix.reml.optimize.optimize_theta`)."""
+        minimizer = None if self.hessian is None else CompiledBFGS(criterion, self.hessian)
+        with one_blas_thread():  # see bayesmix.threads
+            return optimize_theta(criterion, self.fit.theta_values, minimizer=minimizer)
+
     def __call__(self, y, warn: bool = True) -> RemlResult:
         """The fit of the same model to the response ``y`` (one value per fitted row)."""
         y = checked_response(self.fit, y)
-        crossprod, shift = self.cross_products(y)
-        criterion = ProfiledCriterion(self.structure, crossprod, reml=self.fit.reml, beta_shift=shift,
-                                      log_weights=self.log_weights)
-        return fit_profiled(type(self.fit), with_response(self.fit.design, y), self.structure, criterion,
-                            theta0=self.fit.theta_values, warn=warn)
+        criterion = self.criterion(self.cross_products(y))
+        return profiled_result(type(self.fit), with_response(self.fit.design, y), self.structure, criterion,
+                               self.optimum(criterion), warn)
+
+    def estimates(self, y: np.ndarray) -> RefitEstimates:
+        """The estimates of the refit to ``y`` (one finite value per fitted row, unchecked) without
+        building its fit object, for the bootstrap's default statistic: those of :meth:`__call__`.
+        Raises FitError as a fit does; ConvergenceWarning when the optimiser did not report
+        convergence."""
+        criterion = self.criterion(self.cross_products(y))
+        opt = self.optimum(criterion)
+        f = factor_at_optimum(criterion, opt)
+        sigma = float(np.sqrt(f.pwrss / criterion.dof))
+        beta = f.beta
+        if not (np.isfinite(sigma) and np.isfinite(beta).all()):
+            raise FitError(f"The refit produced a non-finite σ or β (σ = {sigma}, β = {beta.tolist()}). Rescale the "
+                           f"response and predictors. Optimiser record: {opt}", opt)
+        parameters = parameter_vector(self.structure, opt.final, sigma, [sigma], beta)
+        singular = is_singular(opt.final, self.structure.diagonal(), scale=self.structure.row_scale)
+        return RefitEstimates(parameters, opt.fmin, singular, opt.converged)
+
+
+@dataclasses.dataclass(frozen=True)
+class RefitEstimates:
+    """What :meth:`LinearRefit.estimates` reads off a refit.
+
+    Attributes
+    ----------
+    parameters
+        Every parameter, as :func:`~bayesmix.reml.parameters.parameter_values` of the refit.
+    criterion
+        The REML criterion or deviance at the optimum.
+    singular, converged
+        Whether the refit is singular (:attr:`PointFit.singular`), and whether its optimiser
+        reported convergence.
+    """
+
+    parameters: np.ndarray
+    criterion: float
+    singular: bool
+    converged: bool
