@@ -1,5 +1,5 @@
 # Reference numbers for bayesmix's profile-likelihood intervals of GLMM fits (issue 16):
-# lme4's confint(fit, method = "profile") for glmer fits (nAGQ = 1, the Laplace deviance).
+# lme4's confint(fit, method = "profile") for glmer fits (the Laplace deviance, and nAGQ = 25 for cbpp).
 #
 #   cd tests/reference && Rscript glmm_profile.R
 #
@@ -20,7 +20,7 @@ tight <- glmerControl(tolPwrss = 1e-12)
 
 describe <- function(name, formula, fit) {
   ci <- confint(fit, method = "profile", level = 0.95)
-  list(name = name, formula = formula, family = family(fit)$family,
+  list(name = name, formula = formula, family = family(fit)$family, nAGQ = fit@devcomp$dims[["nAGQ"]],
        theta = as.numeric(getME(fit, "theta")), fixef = as.list(fixef(fit)),
        logLik = as.numeric(logLik(fit)),
        parameters = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2]))
@@ -30,13 +30,15 @@ cbpp <- read.csv(file.path(glmm_dir, "cbpp.csv"), colClasses = c(herd = "charact
 f_cbpp <- "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 models <- list(
   describe("cbpp", f_cbpp, glmer(as.formula(f_cbpp), data = cbpp, family = binomial, control = tight)),
-  describe("cbpp_default_control", f_cbpp, glmer(as.formula(f_cbpp), data = cbpp, family = binomial))
+  describe("cbpp_default_control", f_cbpp, glmer(as.formula(f_cbpp), data = cbpp, family = binomial)),
+  # adaptive Gauss-Hermite quadrature: the profile is of the nAGQ = 25 deviance
+  describe("cbpp_agq25", f_cbpp, glmer(as.formula(f_cbpp), data = cbpp, family = binomial, nAGQ = 25, control = tight))
 )
 
 ticks <- read.csv(file.path(glmm_dir, "grouseticks.csv"),
                   colClasses = c(INDEX = "character", BROOD = "character", YEAR = "character", LOCATION = "character"))
 f_ticks <- "TICKS ~ YEAR + (1 | BROOD)"
-models[[3]] <- describe("grouseticks", f_ticks, glmer(as.formula(f_ticks), data = ticks, family = poisson, control = tight))
+models[[4]] <- describe("grouseticks", f_ticks, glmer(as.formula(f_ticks), data = ticks, family = poisson, control = tight))
 
 # a correlated random intercept and slope: 30 groups of 12 binomial rows (5-15 trials)
 set.seed(16)
@@ -52,7 +54,7 @@ slopes <- data.frame(k = k, size = size, x = x, g = g)
 write.csv(slopes, file.path(here, "data", "glmm_slopes.csv"), row.names = FALSE)
 slopes <- read.csv(file.path(here, "data", "glmm_slopes.csv"))  # the values as written
 f_slopes <- "cbind(k, size - k) ~ x + (x | g)"
-models[[4]] <- describe("slopes", f_slopes, glmer(as.formula(f_slopes), data = slopes, family = binomial, control = tight))
+models[[5]] <- describe("slopes", f_slopes, glmer(as.formula(f_slopes), data = slopes, family = binomial, control = tight))
 
 out <- list(versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4"))),
             note = paste("confint(fit, method = 'profile'): rows .sig01.. (SDs and correlations in theta's order),",
