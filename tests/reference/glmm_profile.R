@@ -61,6 +61,19 @@ slopes <- read.csv(file.path(here, "data", "glmm_slopes.csv"))  # the values as 
 f_slopes <- "cbind(k, size - k) ~ x + (x | g)"
 models[[6]] <- describe("slopes", f_slopes, glmer(as.formula(f_slopes), data = slopes, family = binomial, control = tight))
 
+# a singular fit: Bernoulli rows with no group effect, whose sd(g) is estimated at 0 (the lower
+# limit is the bound 0, the upper one where the profile from 0 reaches z)
+set.seed(19)  # the first seed from 17 whose fit is exactly singular (theta = 0)
+n <- 300
+singular <- data.frame(x = round(rnorm(n), 4), g = sprintf("g%02d", sample(1:20, n, replace = TRUE)))
+singular$y <- rbinom(n, 1, plogis(0.2 + 0.5 * singular$x))
+write.csv(singular, file.path(here, "data", "glmm_singular.csv"), row.names = FALSE)
+singular <- read.csv(file.path(here, "data", "glmm_singular.csv"))
+f_singular <- "y ~ x + (1 | g)"
+fit <- glmer(as.formula(f_singular), data = singular, family = binomial, control = tight)
+stopifnot(getME(fit, "theta") == 0)
+models[[7]] <- describe("singular", f_singular, fit)
+
 out <- list(versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4"))),
             note = paste("confint(fit, method = 'profile'): rows .sig01.. (SDs and correlations in theta's order),",
                          "then the fixed effects; lme4 interpolates a spline through its profile points."),
