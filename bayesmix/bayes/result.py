@@ -13,15 +13,17 @@ import pandas as pd
 import xarray as xr
 
 from ..data.design import Design
+from ..data.reference_grid import as_specs, marginal_functions
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..results import FittedModel, check_flag, check_prob, lazily
 from ..errors import ConvergenceWarning, DataError, warn
 from ..families import Binomial, NegativeBinomial, Poisson
 from ..tables import coef_table, html_section, parameter_name, ranef_by_group
 from ..data.layout import GroupLayout, group_layouts, pair_label
+from .emmeans import PosteriorMarginalMeans
 from .importance import LOG_WEIGHT, ImportanceDiagnostics, importance_diagnostics
 from .priors import Distribution, PriorSet
-from .sampling import ArgumentError, SamplerSettings, few_draws_allowed
+from .sampling import ArgumentError, SamplerSettings, summarise_draws
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -219,12 +221,8 @@ class BayesResult(FittedModel):
 
     def _table(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """The table of :meth:`summary`, without its warning."""
-        import arviz as az  # about 1 s to import: only when a Bayesian result is summarised
-
         check_prob("ci_prob", ci_prob)
-        with few_draws_allowed():
-            table = az.summary(xr.DataTree.from_dict({"posterior": self._parameters}), ci_prob=ci_prob, round_to="none")
-        return pd.DataFrame(table).rename(columns=lambda c: c.replace(f"eti{round(ci_prob * 100)}_", "ci_"))
+        return summarise_draws(self._parameters, ci_prob)
 
     def _undefined_diagnostics(self, table: pd.DataFrame) -> str | None:
         """Which convergence diagnostics of ``table`` are NaN, for which parameters and why; None if none is."""
@@ -276,6 +274,37 @@ class BayesResult(FittedModel):
         u = self.posterior[f"u_{layout.name}"].rename({f"{layout.name}_effect": "coef"})
         beta = self.posterior["beta"]
         return (beta + u.reindex(coef=beta["coef"].values, fill_value=0.0)).rename({f"{layout.name}_level": "level"})
+
+    # ----- marginal means -------------------------------------------------------------------
+    def emmeans(self, specs: str | list[str], at: dict | None = None, ci_prob: float = 0.95,
+                scale: str = "link") -> PosteriorMarginalMeans:
+        """The posterior of the estimated marginal means of ``specs``: the quantities of the point
+        fits' ``emmeans`` (R's ``emmeans(fit, specs)``), summarised draw by draw; their pairwise
+        contrasts, with the probability that one mean exceeds the other, by ``.pairs()``.
+
+        Parameters
+        ----------
+        specs
+            The categorical predictor(s) whose levels (combinations) get a mean; the other
+            categorical predictors are averaged over with equal weights, numeric ones held at
+            their means (the reference grid of :mod:`bayesmix.data.reference_grid`).
+        at
+            Values at which to hold predictors instead (``{"Days": [0, 3, 6, 9]}`` gives a mean
+            per value of a numeric predictor named in ``specs``).
+        ci_prob
+            Probability of the equal-tailed intervals.
+        scale
+            ``"link"`` or ``"response"``: on the response scale the inverse link is applied to
+            each draw (the means are posterior means of g⁻¹(l'β), and the pairs of a log or logit
+            link are ratios exp(l_a'β - l_b'β)); the same for a linear model (identity link).
+
+        Returns
+        -------
+        PosteriorMarginalMeans
+            See :mod:`bayesmix.bayes.emmeans`.
+        """
+        specs = as_specs(specs)
+        return PosteriorMarginalMeans(self, specs, marginal_functions(self.design, specs, at), ci_prob, scale)
 
     # ----- predictions -------------------------------------------------------------------
     def _eta(self, X: np.ndarray, codes, z, offset, new_levels: str, rng: np.random.Generator) -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ..errors import ArgumentError, FitError
@@ -108,6 +109,17 @@ def few_draws_allowed():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Found chain dimension to be longer than draw dimension")
         yield
+
+
+def summarise_draws(draws: xr.Dataset, ci_prob: float) -> pd.DataFrame:
+    """ArviZ's summary of each (chain, draw) variable of ``draws``, one row per variable: the
+    posterior mean and SD, the equal-tailed ``ci_prob`` interval (``ci_lb``, ``ci_ub``), bulk and
+    tail ESS, R-hat and the Monte Carlo standard errors of the mean and SD."""
+    import arviz as az  # about 1 s to import: only when a posterior is summarised
+
+    with few_draws_allowed():
+        table = az.summary(xr.DataTree.from_dict({"posterior": draws}), ci_prob=ci_prob, round_to="none")
+    return pd.DataFrame(table).rename(columns=lambda c: c.replace(f"eti{round(ci_prob * 100)}_", "ci_"))
 
 
 class CompiledSampler:

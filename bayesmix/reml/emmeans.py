@@ -1,10 +1,10 @@
 """Estimated marginal means and their pairwise contrasts, as R's emmeans computes them for a
 linear mixed model.
 
-The reference grid crosses every level of every categorical predictor of the fixed effects with
-each numeric predictor at its mean over the fitted rows (or at the values given in ``at``). The
-marginal mean of a level of ``specs`` is the average, with equal weights, of the grid's linear
-predictors X_g β̂ over the other predictors' levels: a linear function l'β̂, whose standard
+The marginal mean of a level of ``specs`` is the average, with equal weights, of the reference
+grid's linear predictors X_g β̂ over the other predictors' levels
+(:mod:`bayesmix.data.reference_grid`, shared with the posterior's means): a linear function
+l'β̂, whose standard
 error and degrees of freedom come from the fit's method (Satterthwaite or Kenward-Roger, as
 ``lmer.df`` in emmeans; for a GLMM, asymptotic z tests). Pairwise contrasts are differences of
 those functions; their p values are adjusted for multiplicity by Tukey's studentized range
@@ -14,17 +14,14 @@ read on the response scale (emmeans' ``type = "response"``).
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pandas as pd
 
-from ..data.newdata import new_data
+from ..data.reference_grid import check_scale, contrasts_are_ratios, pairwise_differences
 from ..errors import ArgumentError
 from .anova import DDF_NAMES
 
 ADJUSTMENTS = ("tukey", "bonferroni", "none")
-SCALES = ("link", "response")
 
 
 class MarginalMeans:
@@ -47,8 +44,7 @@ class MarginalMeans:
     """
 
     def __init__(self, fit, specs: list[str], L: pd.DataFrame, ddf: str | None, level: float, scale: str = "link"):
-        if scale not in SCALES:
-            raise ArgumentError(f"scale must be one of {SCALES}, not {scale!r}.")
+        check_scale(scale)
         self.fit, self.specs, self.L, self.ddf, self.level, self.scale = fit, specs, L, ddf, level, scale
         tests = self._tests(L, level)
         table = pd.DataFrame(
@@ -91,26 +87,14 @@ class MarginalMeans:
 
         if adjust not in ADJUSTMENTS:
             raise ArgumentError(f"adjust must be one of {ADJUSTMENTS}, not {adjust!r}.")
-        link = self.fit.design.family.link
-        ratios = self.scale == "response" and link != "identity"
-        if ratios and link not in ("log", "logit"):
-            raise ArgumentError(
-                f"Pairwise contrasts on the response scale are ratios for the log and logit links; this fit's link is "
-                f"{link!r}: use scale='link'."
-            )
-        names = [_label(i) for i in self.L.index]
-        pairs = list(itertools.combinations(range(len(names)), 2))
-        if not pairs:
-            raise ArgumentError("Pairwise contrasts need at least two means; specs has one level here.")
-        D = pd.DataFrame([self.L.iloc[i].to_numpy() - self.L.iloc[j].to_numpy() for i, j in pairs],
-                         columns=self.L.columns, index=[f"{names[i]} / {names[j]}" if ratios else f"{names[i]} - {names[j]}"
-                                                        for i, j in pairs])
+        ratios = contrasts_are_ratios(self.scale, self.fit.design.family.link)
+        D = pairwise_differences(self.L, ratios)
         tests = self._tests(D, self.level)
         p = tests["p_value"].to_numpy()
         if adjust == "tukey":
-            p = studentized_range.sf(np.sqrt(2.0) * np.abs(tests["t_value"].to_numpy()), len(names), tests["df"].to_numpy())
+            p = studentized_range.sf(np.sqrt(2.0) * np.abs(tests["t_value"].to_numpy()), len(self.L), tests["df"].to_numpy())
         elif adjust == "bonferroni":
-            p = np.minimum(1.0, p * len(pairs))
+            p = np.minimum(1.0, p * len(D))
         out = tests[["estimate", "std_error", "df", "t_value"]].copy()
         if ratios:
             out["estimate"] = np.exp(out["estimate"])
@@ -133,38 +117,3 @@ class MarginalMeans:
         from ..tables import html_section
 
         return html_section(self._title(), self.table)
-
-
-def marginal_functions(fit, specs: list[str], at: dict | None) -> pd.DataFrame:
-    """The linear functions of β that are the marginal means of ``specs`` (one row per level
-    combination, indexed by it, the first spec varying fastest as in emmeans), averaged over the
-    reference grid."""
-    design = fit.design
-    frame, levels = design.rows.frame, design.recipe.variable_levels
-    at = dict(at or {})
-    unknown = [v for v in list(specs) + list(at) if v not in levels]
-    if unknown:
-        raise ArgumentError(
-            f"{unknown} are not predictors of the fixed effects; the predictors are {sorted(levels)}."
-        )
-    grid = {}
-    for name in design.formula.predictor_variables:
-        if name in at:
-            grid[name] = list(np.atleast_1d(at[name]))
-        elif name in levels:
-            grid[name] = [float(frame[name].mean())] if levels[name] is None else sorted(levels[name])
-        else:  # a grouping factor, which the fixed effects do not read
-            grid[name] = [frame[name].iloc[0]]
-    names = list(grid)
-    table = pd.DataFrame(list(itertools.product(*grid.values())), columns=names)
-    X = new_data(design, table).X
-    key = table[specs].apply(tuple, axis=1)
-    # emmeans' order: the first of several specs varies fastest
-    order = [tuple(reversed(combination)) for combination in itertools.product(*(grid[v] for v in reversed(specs)))]
-    rows = [X[(key == k).to_numpy()].mean(axis=0) for k in order]
-    index = pd.MultiIndex.from_tuples(order, names=specs) if len(specs) > 1 else pd.Index([k[0] for k in order], name=specs[0])
-    return pd.DataFrame(rows, index=index, columns=list(design.fixed_names))
-
-
-def _label(key) -> str:
-    return " ".join(map(str, key)) if isinstance(key, tuple) else str(key)

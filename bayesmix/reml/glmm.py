@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from ..data.design import Design
+from ..data.reference_grid import as_specs, marginal_functions
 from ..data.layout import Structure, structure_of
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
 from ..errors import ArgumentError, ConvergenceWarning, FitError, SeparationWarning, warn
@@ -28,7 +29,7 @@ from ..linalg.pirls import GlmmRows
 from ..results import check_flag, lazily
 from ..tables import (correlation_from_cov, fixed_correlation_text, html_section, indent, random_effects_text,
                       readable_p_values)
-from .emmeans import MarginalMeans, marginal_functions
+from .emmeans import MarginalMeans
 from .laplace import LaplaceFit, at_estimates, fit_laplace
 from .point import PointFit
 from .refit import checked_response, with_response
@@ -309,8 +310,8 @@ class GlmmResult(PointFit):
         inverse link (emmeans' ``type = "response"``); ``.pairs(adjust)`` gives their pairwise
         contrasts (ratios on the response scale of a log or logit link). ``specs`` and ``at``
         are as for :meth:`bayesmix.RemlResult.emmeans`."""
-        specs = [specs] if isinstance(specs, str) else list(specs)
-        return MarginalMeans(self, specs, marginal_functions(self, specs, at), None, level, scale)
+        specs = as_specs(specs)
+        return MarginalMeans(self, specs, marginal_functions(self.design, specs, at), None, level, scale)
 
     # ----- reporting -------------------------------------------------------------------------
     def summary(self) -> GlmmSummary:

@@ -7,7 +7,8 @@ deviations and correlations in θ's order (lme4's ``.sig01``, ``.sig02``, ...), 
 ``cor(Intercept, Days)`` (with ``| group`` when the model has several grouping factors), ``sigma``.
 
 - ``wald``: β̂ ± z SE(β̂) for the fixed effects (NaN for the variance parameters, as lme4);
-- ``profile``: the likelihood-ratio profile of each parameter (:mod:`bayesmix.reml.profile`);
+- ``profile``: the likelihood-ratio profile of each parameter (:mod:`bayesmix.reml.profile`; for a GLMM
+  :mod:`bayesmix.reml.laplace_profile`);
 - ``bootstrap``: percentile intervals of a parametric bootstrap (:mod:`bayesmix.reml.bootstrap`).
 """
 
@@ -46,8 +47,8 @@ def confint(fit: PointFit, method: str = "profile", level: float = 0.95, nsim: i
     Parameters
     ----------
     fit
-        A REML/ML fit of a linear mixed model (``profile`` and ``bootstrap`` also take a GLMM for
-        ``bootstrap``; ``wald`` takes either).
+        A REML/ML fit of a linear mixed model or a GLMM fit (``profile`` needs a GLMM family
+        without a dispersion parameter, as lme4's).
     method
         ``"profile"`` (lme4's default), ``"wald"`` or ``"bootstrap"``.
     level
@@ -72,7 +73,9 @@ def confint(fit: PointFit, method: str = "profile", level: float = 0.95, nsim: i
     elif method == "bootstrap":
         table = bootstrap(fit, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress).percentile_intervals(level)
     else:
-        from .profile import profile_intervals
+        from .laplace_profile import LaplaceProfile
+        from .profile import DevianceProfile, profile_intervals
 
-        table = profile_intervals(fit, level)
+        linear = hasattr(fit, "factorization")  # a REML/ML fit of a linear mixed model, not a GLMM
+        table = profile_intervals(fit, level, DevianceProfile if linear else LaplaceProfile)
     return pd.concat([parameter_estimates(fit), table], axis=1)

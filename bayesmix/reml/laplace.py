@@ -151,7 +151,7 @@ class LaplaceFit:
         return tuple(out)
 
 
-class _Deviance:
+class LaplaceDeviance:
     """d(x) and its gradient for the free parameters x = (θ̃, β, log φ), warm-starting PIRLS
     from the last mode (:class:`~bayesmix.linalg.pirls.WarmModes`, whose accepted mode is
     the last one with a finite deviance)."""
@@ -292,7 +292,7 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     if family.has_dispersion:  # again, from the means of the first mode
         dispersion0 = family.initial_dispersion(rows.y, family.inverse_link(start_mode.eta), rows.weights)
     start = np.concatenate([theta0 * scale, start_mode.beta, np.log([dispersion0] * family.has_dispersion)])
-    stage1 = _Deviance(rows, nagq, np.ones(k, dtype=bool), np.zeros(k))
+    stage1 = LaplaceDeviance(rows, nagq, np.ones(k, dtype=bool), np.zeros(k))
     stage1.modes.mode = start_mode
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in structure.lower] + [(None, None)] * (rows.p + family.has_dispersion)
     # stage 1: quasi-Newton with the exact gradient
@@ -303,7 +303,7 @@ def _fit(rows: GlmmRows, nagq: int) -> LaplaceFit:
     diagonal = structure.diagonal()
     on_bound = diagonal & (x1[:k] < BOUNDARY_TOL)
     free = ~on_bound
-    deviance = _Deviance(rows, nagq, free, np.where(on_bound, 0.0, x1[:k] / scale))
+    deviance = LaplaceDeviance(rows, nagq, free, np.where(on_bound, 0.0, x1[:k] / scale))
     deviance.modes = stage1.modes
     x = np.concatenate([x1[:k][free], x1[k:]])
     names = [n for n, f in zip(structure.names, free) if f] + [f"beta[{j}]" for j in range(rows.p)]

@@ -14,6 +14,9 @@ x_j b in the offset), minimised over θ. The signed root ζ(v) = sign(v - ψ̂) 
 is solved for ζ = ±z by root finding, where lme4 interpolates a spline through a grid of
 profile points; where the profile does not reach ±z before the parameter's bound (0 for an
 SD, ±1 for a correlation), the bound is the limit, as in lme4.
+
+:class:`LikelihoodProfile` holds that root finding, which a GLMM's profiles
+(:mod:`bayesmix.reml.laplace_profile`) share; :class:`DevianceProfile` is the linear model's.
 """
 
 from __future__ import annotations
@@ -34,13 +37,158 @@ from .optimize import optimize_theta
 from .refit import maximum_likelihood
 
 if TYPE_CHECKING:
+    from .point import PointFit
     from .result import RemlResult
 
 CORRELATION_EDGE = 1.0 - 1e-6  # a correlation's profile is evaluated this close to ±1 for its bound
 MAX_DOUBLINGS = 40
 
 
-class DevianceProfile:
+class LikelihoodProfile:
+    """The profiles of a deviance D(x) over the parameters of a fit and the intervals where
+    their signed roots ζ reach ±z (see the module docstring); what is generic in them.
+
+    A subclass gives the deviance in its coordinates x, whose first ``structure.n_theta``
+    elements are θ̃ = θ * row_scale, and its profiles.
+
+    Attributes
+    ----------
+    ml
+        The maximum-likelihood fit whose parameters are profiled.
+    minimum
+        D at the optimum.
+    x_hat
+        The optimum in x.
+    psi_hat
+        The SDs and correlations of the random effects there, one per θ element.
+    variance_hat
+        ``psi_hat`` and then the dispersion (σ of a linear model) where it is profiled.
+    step_scale
+        The scale of the first step from an SD of 0 (σ̂ of a linear model, 1 for a GLMM).
+    bounds
+        Bounds of x for the optimiser (0 below for a diagonal θ element).
+    """
+
+    ml: object
+    structure: object
+    minimum: float
+    x_hat: np.ndarray
+    psi_hat: np.ndarray
+    variance_hat: np.ndarray
+    diagonal: np.ndarray
+    step_scale: float
+    bounds: list
+
+    def deviance_and_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """D and its gradient in x."""
+        raise NotImplementedError
+
+    def variance_profile(self, k: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """min D over x with variance parameter k at ``value``, from ``start``: (the minimum, its x)."""
+        raise NotImplementedError
+
+    def fixed_profile(self, j: int, b: float) -> float:
+        """min D with β_j = b."""
+        raise NotImplementedError
+
+    # ----- intervals ---------------------------------------------------------------------------
+    def zeta(self, profiled: float, value: float, estimate: float) -> float:
+        """The signed root of the deviance difference (NaN where the profile failed)."""
+        if np.isnan(profiled):
+            return np.nan
+        return float(np.sign(value - estimate) * np.sqrt(max(profiled - self.minimum, 0.0)))
+
+    def limit(self, zeta_of, estimate: float, step: float, z: float, direction: int, bound: float | None) -> float:
+        """The value where ζ = direction * z, searched from the estimate in steps that double,
+        up to ``bound`` (returned when the profile does not reach z before it)."""
+        from scipy.optimize import brentq
+
+        target = direction * z
+        inner, outer = estimate, estimate + direction * step
+        for _ in range(MAX_DOUBLINGS):
+            if bound is not None and direction * (outer - bound) >= 0:
+                outer = bound
+            value = zeta_of(outer)
+            if not np.isfinite(value):
+                return np.nan
+            if direction * (value - target) >= 0:
+                try:
+                    return float(brentq(lambda v: zeta_of(v) - target, inner, outer, xtol=1e-9 * max(1.0, abs(estimate)),
+                                        rtol=1e-10))
+                except ValueError:  # a NaN on the way: the profile could not be computed there
+                    return np.nan
+            if bound is not None and outer == bound:
+                return float(bound if abs(bound) != CORRELATION_EDGE else np.sign(bound))
+            inner, outer = outer, estimate + 2.0 * (outer - estimate)
+        return np.nan
+
+    def variance_interval(self, k: int, z: float) -> tuple[float, float]:
+        """Limits of variance parameter k at ζ = ±z."""
+        estimate = float(self.variance_hat[k])
+        is_cor = k < len(self.psi_hat) and not self._is_sd(k)
+        solved: dict[float, np.ndarray] = {}
+
+        def zeta_of(v: float) -> float:
+            if not is_cor and v <= 0:
+                return self.zeta(self._at_zero_sd(k), v, estimate)
+            # from the optimum and from the nearest point solved: the profile is a minimum, and a warm
+            # start alone can stay in another basin (e.g. where an SD is 0 and a correlation is free)
+            starts = [self.x_hat]
+            if solved:
+                starts.append(solved[min(solved, key=lambda u: abs(u - v))])
+            best, best_x = np.nan, None
+            for start in starts:
+                profiled, x = self.variance_profile(k, v, start)
+                if np.isfinite(profiled) and not profiled >= best:
+                    best, best_x = profiled, x
+            if best_x is not None:
+                solved[v] = best_x
+            return self.zeta(best, v, estimate)
+
+        out = []
+        for direction in (-1, 1):
+            if is_cor:
+                bound, step = direction * CORRELATION_EDGE, 0.1
+                step = min(step, max(abs(bound - estimate) / 2, 1e-8))
+            else:
+                bound, step = (0.0 if direction < 0 else None), 0.2 * max(estimate, 1e-3 * self.step_scale)
+            if is_cor and abs(estimate - bound) < 1e-8:
+                out.append(float(direction))
+                continue
+            out.append(self.limit(zeta_of, estimate, step, z, direction, bound))
+        return out[0], out[1]
+
+    def fixed_interval(self, j: int, z: float) -> tuple[float, float]:
+        """Limits of fixed effect j at ζ = ±z."""
+        estimate = float(self.ml.beta_values[j])
+        se = float(np.sqrt(self.ml.vcov().to_numpy()[j, j]))
+
+        def zeta_of(b: float) -> float:
+            return self.zeta(self.fixed_profile(j, b), b, estimate)
+
+        return tuple(self.limit(zeta_of, estimate, se, z, direction, None) for direction in (-1, 1))
+
+    def _is_sd(self, k: int) -> bool:
+        """Whether variance parameter k is an SD (a diagonal θ element)."""
+        return bool(self.diagonal[k])
+
+    def _at_zero_sd(self, k: int) -> float:
+        """min D with SD k at 0: the θ elements of its row of Λ held at 0."""
+        from scipy.optimize import minimize
+
+        block = next(b for b in self.structure.blocks if b.theta_offset <= k < b.theta_offset + b.n_theta)
+        row = block.theta_rows[k - block.theta_offset]
+        held = np.zeros(len(self.x_hat), dtype=bool)
+        held[block.theta_offset + np.flatnonzero(block.theta_rows == row)] = True
+        bounds = [(0.0, 0.0) if h else b for h, b in zip(held, self.bounds)]
+        start = np.where(held, 0.0, self.x_hat)
+        result = minimize(self.deviance_and_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                          options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
+        return float(result.fun)
+
+
+
+class DevianceProfile(LikelihoodProfile):
     """The ML deviance D(θ, σ) of a linear mixed model and its profiles; see the module docstring.
 
     Parameters
@@ -67,6 +215,9 @@ class DevianceProfile:
         self.minimum = self.ml.criterion
         self.x_hat = np.append(self.ml.theta_values * self.scale, np.log(self.ml.sigma))
         self.psi_hat = sd_cor(structure, self.ml.theta_values, self.ml.sigma)
+        self.variance_hat = np.append(self.psi_hat, self.ml.sigma)
+        self.step_scale = float(self.ml.sigma)
+        self.bounds = [(0.0, None) if d else (None, None) for d in self.diagonal] + [(None, None)]
 
     # ----- the deviance in x = (θ̃, log σ) ------------------------------------------------------
     def deviance(self, x: np.ndarray) -> float:
@@ -115,7 +266,7 @@ class DevianceProfile:
         """min D over x with parameter k at ``value``, from ``start``: (the minimum, its x)."""
         from scipy.optimize import minimize
 
-        bounds = [(0.0, None) if d else (None, None) for d in self.diagonal] + [(None, None)]
+        bounds = self.bounds
         if k == len(self.psi_hat):  # σ held: minimise over θ alone
             fixed = np.log(value)
             def held(t):
@@ -168,103 +319,6 @@ class DevianceProfile:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return optimize_theta(self.fixed_criterion(j, b), self.ml.theta_values).fmin
-
-    # ----- intervals ---------------------------------------------------------------------------
-    def zeta(self, profiled: float, value: float, estimate: float) -> float:
-        """The signed root of the deviance difference (NaN where the profile failed)."""
-        if np.isnan(profiled):
-            return np.nan
-        return float(np.sign(value - estimate) * np.sqrt(max(profiled - self.minimum, 0.0)))
-
-    def limit(self, zeta_of, estimate: float, step: float, z: float, direction: int, bound: float | None) -> float:
-        """The value where ζ = direction * z, searched from the estimate in steps that double,
-        up to ``bound`` (returned when the profile does not reach z before it)."""
-        from scipy.optimize import brentq
-
-        target = direction * z
-        inner, outer = estimate, estimate + direction * step
-        for _ in range(MAX_DOUBLINGS):
-            if bound is not None and direction * (outer - bound) >= 0:
-                outer = bound
-            value = zeta_of(outer)
-            if not np.isfinite(value):
-                return np.nan
-            if direction * (value - target) >= 0:
-                try:
-                    return float(brentq(lambda v: zeta_of(v) - target, inner, outer, xtol=1e-9 * max(1.0, abs(estimate)),
-                                        rtol=1e-10))
-                except ValueError:  # a NaN on the way: the profile could not be computed there
-                    return np.nan
-            if bound is not None and outer == bound:
-                return float(bound if abs(bound) != CORRELATION_EDGE else np.sign(bound))
-            inner, outer = outer, estimate + 2.0 * (outer - estimate)
-        return np.nan
-
-    def variance_interval(self, k: int, z: float) -> tuple[float, float]:
-        """Limits of variance parameter k at ζ = ±z."""
-        estimate = self.psi_hat[k] if k < len(self.psi_hat) else float(np.exp(self.x_hat[-1]))
-        is_cor = k < len(self.psi_hat) and not self._is_sd(k)
-        solved: dict[float, np.ndarray] = {}
-
-        def zeta_of(v: float) -> float:
-            if not is_cor and v <= 0:
-                return self.zeta(self._at_zero_sd(k), v, estimate)
-            # from the optimum and from the nearest point solved: the profile is a minimum, and a warm
-            # start alone can stay in another basin (e.g. where an SD is 0 and a correlation is free)
-            starts = [self.x_hat]
-            if solved:
-                starts.append(solved[min(solved, key=lambda u: abs(u - v))])
-            best, best_x = np.nan, None
-            for start in starts:
-                profiled, x = self.variance_profile(k, v, start)
-                if np.isfinite(profiled) and not profiled >= best:
-                    best, best_x = profiled, x
-            if best_x is not None:
-                solved[v] = best_x
-            return self.zeta(best, v, estimate)
-
-        out = []
-        for direction in (-1, 1):
-            if is_cor:
-                bound, step = direction * CORRELATION_EDGE, 0.1
-                step = min(step, max(abs(bound - estimate) / 2, 1e-8))
-            else:
-                bound, step = (0.0 if direction < 0 else None), 0.2 * max(estimate, 1e-3 * np.exp(self.x_hat[-1]))
-            if is_cor and abs(estimate - bound) < 1e-8:
-                out.append(float(direction))
-                continue
-            out.append(self.limit(zeta_of, estimate, step, z, direction, bound))
-        return out[0], out[1]
-
-    def fixed_interval(self, j: int, z: float) -> tuple[float, float]:
-        """Limits of fixed effect j at ζ = ±z."""
-        estimate = float(self.ml.beta_values[j])
-        se = float(np.sqrt(self.ml.vcov().to_numpy()[j, j]))
-
-        def zeta_of(b: float) -> float:
-            return self.zeta(self.fixed_profile(j, b), b, estimate)
-
-        return tuple(self.limit(zeta_of, estimate, se, z, direction, None) for direction in (-1, 1))
-
-    def _is_sd(self, k: int) -> bool:
-        """Whether variance parameter k is an SD (a diagonal θ element)."""
-        return bool(self.diagonal[k])
-
-    def _at_zero_sd(self, k: int) -> float:
-        """min D with SD k at 0: the θ elements of its row of Λ held at 0."""
-        from scipy.optimize import minimize
-
-        block = next(b for b in self.structure.blocks if b.theta_offset <= k < b.theta_offset + b.n_theta)
-        row = block.theta_rows[k - block.theta_offset]
-        held = np.zeros(len(self.x_hat), dtype=bool)
-        held[block.theta_offset + np.flatnonzero(block.theta_rows == row)] = True
-        bounds = [(0.0, 0.0) if h else ((0.0, None) if d else (None, None))
-                  for h, d in zip(held, np.append(self.diagonal, False))]
-        start = np.where(held, 0.0, self.x_hat)
-        result = minimize(self.deviance_and_gradient, start, jac=True, method="L-BFGS-B", bounds=bounds,
-                          options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
-        return float(result.fun)
-
 
 class CorrelationChart:
     """Coordinates in which one correlation of a correlated term is one free coordinate.
@@ -341,21 +395,18 @@ class CorrelationChart:
         return np.concatenate([x[:-1][self.others], [x[-1]], sd, angles[1:]])
 
 
-def profile_intervals(fit: RemlResult, level: float) -> pd.DataFrame:
+def profile_intervals(fit: PointFit, level: float, profile_type: type[LikelihoodProfile]) -> pd.DataFrame:
     """Profile-likelihood intervals of every parameter of ``fit`` (rows as
-    :func:`~bayesmix.reml.parameters.parameter_estimates`); see the module docstring."""
-    if not hasattr(fit, "factorization"):  # a GLMM fit
-        raise ArgumentError(
-            f"Profile intervals are computed for linear mixed models (REML/ML fits), not a {type(fit).__name__}; "
-            "use method='wald' or method='bootstrap'."
-        )
+    :func:`~bayesmix.reml.parameters.parameter_estimates`), from the profiles of ``profile_type``
+    (:class:`DevianceProfile` for a linear mixed model,
+    :class:`~bayesmix.reml.laplace_profile.LaplaceProfile` for a GLMM); see the module docstring."""
     if not fit.design.in_memory:
         raise ArgumentError("Profile intervals need the rows in memory; this fit was made from dask or Parquet data.")
     z = normal_quantile(level)
     names = parameter_estimates(fit).index
     with one_blas_thread():
-        profile = DevianceProfile(fit)
-        limits = [profile.variance_interval(k, z) for k in range(len(profile.psi_hat) + 1)]
+        profile = profile_type(fit)
+        limits = [profile.variance_interval(k, z) for k in range(len(profile.variance_hat))]
         limits += [profile.fixed_interval(j, z) for j in range(fit.design.p)]
     table = pd.DataFrame(limits, index=names, columns=["lower", "upper"])
     bad = table.index[table.isna().any(axis=1)]

@@ -12,6 +12,7 @@ import pandas as pd
 import xarray as xr
 
 from ..data.design import Design
+from ..data.reference_grid import as_specs, marginal_functions
 from ..data.layout import Structure, structure_of
 from ..errors import ArgumentError
 from ..data.storage import StoredSchema, check_rebuilt, design_dataset, write
@@ -21,7 +22,7 @@ from ..tables import (correlation_from_cov, fixed_correlation_text, html_section
                       readable_p_values)
 from .anova import DDF_NAMES, check_ddf, contrast_matrix, f_row, t_table, type3_hypotheses
 from .criterion import profiled_criterion
-from .emmeans import MarginalMeans, marginal_functions
+from .emmeans import MarginalMeans
 from .kenward_roger import KenwardRoger, kenward_roger
 from .optimize import OptSummary
 from .point import PointFit
@@ -179,8 +180,8 @@ class RemlResult(PointFit):
         scale
             ``"link"`` or ``"response"``: the same for a linear mixed model (identity link).
         """
-        specs = [specs] if isinstance(specs, str) else list(specs)
-        return MarginalMeans(self, specs, marginal_functions(self, specs, at), check_ddf(ddf, self.reml), level, scale)
+        specs = as_specs(specs)
+        return MarginalMeans(self, specs, marginal_functions(self.design, specs, at), check_ddf(ddf, self.reml), level, scale)
 
     # ----- covariance parameters and random effects -------------------------------------
     def residual_components(self) -> list[tuple]:
