@@ -11,7 +11,6 @@ from __future__ import annotations
 
 
 import numpy as np
-import scipy.sparse as sp
 
 from typing import TYPE_CHECKING
 
