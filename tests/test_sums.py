@@ -23,21 +23,47 @@ def test_products_are_correctly_rounded_sums(rng):
 
 
 def test_statistics_do_not_depend_on_the_partition_of_the_rows(rng):
-    n, levels = 3000, 40
-    codes = rng.integers(0, levels, n)
-    z = np.column_stack([np.ones(n), rng.normal(size=n) * 1e3])
+    """Also for two crossed factors: the per-pair sums of Z_a'Z_b merge exactly across partitions."""
+    n, levels = 3000, (40, 9)
+    codes = (rng.integers(0, levels[0], n), rng.integers(0, levels[1], n))
+    z = np.column_stack([np.ones(n), rng.normal(size=n) * 1e3, rng.normal(size=n)])
+    columns = (np.array([0, 1]), np.array([2]))
     X = np.column_stack([np.ones(n), rng.normal(size=n), rng.exponential(size=n) * 1e-4])
     y = rng.normal(size=n) * 1e5 + 3e7
-    whole = SufficientStatistics.of(codes, z, X, y, levels)
+    whole = SufficientStatistics.of(codes, z, columns, X, y, levels)
+    assert len(whole.pairs[0].keys) == len(np.unique(codes[0] * levels[1] + codes[1]))
     for parts in (2, 7, 31):
         cuts = np.sort(rng.choice(np.arange(1, n), parts - 1, replace=False))
         order = rng.permutation(n)
-        pieces = [SufficientStatistics.of(codes[i], z[i], X[i], y[i], levels) for i in np.split(order, cuts)]
+        pieces = [SufficientStatistics.of((codes[0][i], codes[1][i]), z[i], columns, X[i], y[i], levels)
+                  for i in np.split(order, cuts)]
         split = reduce(lambda s, t: s + t, pieces)
-        for name in ("A11", "A1X", "AXX", "xy_sum", "zz", "z_sum"):
+        for name in ("AXX", "xy_sum", "zz", "z_sum"):
             np.testing.assert_array_equal(value(getattr(split, name)), value(getattr(whole, name)), err_msg=name)
+        for k in range(2):
+            np.testing.assert_array_equal(value(split.AZZ[k]), value(whole.AZZ[k]))
+            np.testing.assert_array_equal(value(split.AZX[k]), value(whole.AZX[k]))
+        np.testing.assert_array_equal(split.pairs[0].keys, whole.pairs[0].keys)
+        np.testing.assert_array_equal(value(split.pairs[0].values), value(whole.pairs[0].values))
         assert split.response_moments() == whole.response_moments()
         np.testing.assert_array_equal(split.x_scales(), whole.x_scales())
+
+
+def test_pair_sums_are_the_off_diagonal_block(rng):
+    """Z_a'Z_b from the pair sums is the dense product of the indicator-expanded columns."""
+    n, levels = 500, (7, 5)
+    codes = (rng.integers(0, levels[0], n), rng.integers(0, levels[1], n))
+    z = np.column_stack([np.ones(n), rng.normal(size=n), rng.normal(size=n)])
+    stats = SufficientStatistics.of(codes, z, (np.array([0, 1]), np.array([2])), np.ones((n, 1)), rng.normal(size=n), levels)
+    Za = (np.eye(levels[0])[codes[0]][:, :, None] * z[:, None, :2]).reshape(n, -1)
+    Zb = np.eye(levels[1])[codes[1]] * z[:, 2:]
+    dense = np.zeros((levels[0] * 2, levels[1]))
+    i, j = stats.pairs[0].levels()
+    dense.reshape(levels[0], 2, levels[1])[i, :, j] = value(stats.pairs[0].values)[:, :, 0]
+    np.testing.assert_allclose(dense, Za.T @ Zb, rtol=1e-13, atol=1e-12)
+    cp = stats.cross_products(1)  # the rest block is factor b: Z2'Z1 = (Z_a'Z_b)'
+    np.testing.assert_allclose(cp.A21.toarray(), (Za.T @ Zb).T, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(cp.A22, Zb.T @ Zb, rtol=1e-13)
 
 
 def test_variance_has_no_cancellation_for_a_large_mean(rng):

@@ -40,6 +40,7 @@ from numba import carray, types
 
 from ..jit import cfunc, njit
 from ..families import BINOMIAL_CODE, log_density_row
+from ..data.design import Rows
 from ..data.layout import GroupLayout
 from .density import (
     N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, copy_into, natively_supported, population, population_centre, population_sections,
@@ -247,10 +248,13 @@ def _expand_cfunc():
 def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
          ) -> tuple[np.ndarray, list[Variable], int]:
     """The blob of the full model of ``design``, its expanded variables and the number of
-    unconstrained coordinates."""
-    rows, family = design.rows, design.family
+    unconstrained coordinates. A design without rows in memory (dask, Parquet) gets a blob
+    without rows: its population part and expansion plan, what the collapsed density of
+    several factors reads (:mod:`bayesmix.bayes.collapsed_factors`)."""
+    family = design.family
+    rows = design.rows if design.in_memory else _no_rows(design)
     names = list(design.fixed_names)
-    p, n = len(names), design.n
+    p, n = len(names), rows.n
     icpt = names.index("Intercept") if "Intercept" in names else -1
     population_part, n_population, _ = population_sections(design, priors, labels)
     q = sum(term.q for term in design.terms)
@@ -296,6 +300,12 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
     blob = np.concatenate([np.asarray(header, float), *sections])
     assert blob.size == offsets[-1] and len(header) == HEADER
     return blob, variables, n_dim
+
+
+def _no_rows(design) -> Rows:
+    """Zero rows with the design's columns: what :func:`pack` stores for a design without rows."""
+    return Rows(np.zeros((0, design.p)), tuple(np.zeros(0, np.intp) for _ in design.terms),
+                tuple(np.zeros((0, term.q)) for term in design.terms), pd.RangeIndex(0), y=np.zeros(0))
 
 
 def term_levels(blob: np.ndarray) -> np.ndarray:

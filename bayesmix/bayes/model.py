@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from ..data.crossprod import cross_products, shifted_cross_products
+from ..data.crossprod import shifted_cross_products
 from ..data.design import Design
 from ..data.storage import family_attrs
 from ..errors import DataError
@@ -49,8 +49,8 @@ class BayesModel:
         ``"collapsed"``: the random effects are integrated out of the likelihood and drawn
         exactly afterwards (a family with sufficient statistics, i.e. the Gaussian with the
         identity link (:attr:`~bayesmix.families.Family.has_sufficient_statistics`), and no prior
-        weights or offsets; with crossed or nested grouping factors, priors of a native form and
-        the rows in memory: :mod:`bayesmix.bayes.collapsed_factors`); ``"full"``: NUTS samples them, for every family and
+        weights or offsets; with crossed or nested grouping factors, priors of a native form:
+        :mod:`bayesmix.bayes.collapsed_factors`); ``"full"``: NUTS samples them, for every family and
         any number of grouping factors; ``"auto"`` (default): collapsed where it applies, else
         full; ``"laplace"``: NUTS samples the population parameters on the Laplace-approximated
         marginal posterior and the random effects are drawn from the Gaussian approximation, with
@@ -96,15 +96,15 @@ class BayesModel:
             )
         # several grouping factors: the marginal likelihood through the blocked factor, a Python density
         several = len(self.layouts) > 1
-        if method == "collapsed" and several and not (design.in_memory and natively_supported(self.priors)):
+        if method == "collapsed" and several and not natively_supported(self.priors):
             raise ArgumentError(
                 "method='collapsed' with several grouping factors "
-                f"({', '.join(repr(l.group) for l in self.layouts)}) needs the rows in memory and priors of a "
+                f"({', '.join(repr(l.group) for l in self.layouts)}) needs priors of a "
                 "native form (Normal, StudentT or Flat for the fixed effects; HalfNormal, HalfStudentT or "
                 "Exponential for σ and the SDs): use method='full', or change the priors."
             )
         collapsible = (design.family.has_sufficient_statistics and not weighted
-                       and (not several or (design.in_memory and natively_supported(self.priors))))
+                       and (not several or natively_supported(self.priors)))
         if method == "laplace":
             self.method = "laplace"
         else:
@@ -214,8 +214,7 @@ class BayesModel:
                 tree["sample_stats"] = tree["sample_stats"].to_dataset().assign({LOG_WEIGHT: posterior[LOG_WEIGHT]})
                 tree["posterior"] = posterior.drop_vars(LOG_WEIGHT)
         elif self._structure is not None:  # the effects are drawn with each draw, by the density's expansion
-            rows = standard.rows
-            cp = None if y is None else cross_products(self._structure, rows.X, rows.y - rows.X @ self._shift)
+            cp = None if y is None else standard.statistics.cross_products(design.p, self._shift)
             with one_blas_thread():  # each evaluation is small dense algebra: see bayesmix.threads
                 tree, seconds = self._sampler.sample(settings, **({} if y is None else {"cross_products": cp}))
         else:  # the data enter only through cross-products: one pass over the rows, and none without a new y

@@ -86,7 +86,7 @@ class Standardisation:
 
     def design(self, design: Design) -> Design:
         """The standardised design: its rows, or for a design of sufficient statistics, its statistics."""
-        stats = design.statistics  # None for several grouping factors
+        stats = design.statistics  # None for a family without sufficient statistics
         if stats is not None:
             stats = stats.rescaled(self.x_scale, self.y_centre, self.y_scale, np.concatenate(self.z_scale),
                                    self.intercept)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 
 import numpy as np
-import scipy.sparse as sp
 
 from typing import TYPE_CHECKING
 
 from ..jit import njit
-from .blocks import CrossProducts
+from .blocks import CrossPattern, CrossProducts
 from .layout import Structure
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ class CrossProductPlan:
     Each row of Z has the same number r of entries among the factors after the first (one
     per column of each of their terms), at columns ``rest_columns`` (n, r) of the rest block
     with values ``rest_values``; its entries in ``Z2'Z1`` land in the slots ``rest_slots``
-    (n, r) of :attr:`CrossProducts.A21_levels`.
+    (n, r) of the pairs of ``pattern`` (:class:`~bayesmix.data.blocks.CrossPattern`).
     """
 
     def __init__(self, structure: Structure):
@@ -60,16 +59,7 @@ class CrossProductPlan:
         pairs, slots = np.unique(key, return_inverse=True)
         self.rest_slots = slots.reshape(key.shape).astype(np.int64)
         level, row = np.divmod(pairs, start)
-        self.indptr = np.searchsorted(level, np.arange(first.n_levels + 1)).astype(np.int64)
-        self.pair_rows = row.astype(np.int64)
-        # Z2'Z1 as CSR: entry (pair, k) sits at row pair_rows[pair], column level * q1 + k
-        q1 = first.q
-        coo_rows = np.repeat(self.pair_rows, q1)
-        coo_cols = (level[:, None] * q1 + np.arange(q1)).ravel()
-        self.csr_order = np.lexsort((coo_cols, coo_rows))
-        self.csr_indices = coo_cols[self.csr_order].astype(np.int32)
-        self.csr_indptr = np.searchsorted(coo_rows[self.csr_order], np.arange(start + 1)).astype(np.int32)
-        self.first_levels_q = first.n_levels * q1
+        self.pattern = CrossPattern.of(level, row, first.n_levels, first.q, start)
 
     def products(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> CrossProducts:
         """The blocks of ``[Z X y]' W [Z X y]`` (W = I without ``weights``)."""
@@ -81,14 +71,10 @@ class CrossProductPlan:
         XY = np.column_stack([X, y])
         A22, A2X, values = rest_crossproducts(
             self.rest_columns, self.rest_values, self.rest_slots, w, np.ascontiguousarray(first.z, dtype=float),
-            np.ascontiguousarray(XY), self.size, len(self.pair_rows),
+            np.ascontiguousarray(XY), self.size, len(self.pattern.rows),
         )
-        A21 = sp.csr_array(
-            (values.ravel()[self.csr_order], self.csr_indices, self.csr_indptr), shape=(self.size, self.first_levels_q)
-        )
-        return CrossProducts(
-            len(y), X.shape[1], A11, A1X, AXX, A21=A21, A21_levels=(self.indptr, self.pair_rows, values), A22=A22, A2X=A2X,
-        )
+        A21, A21_levels = self.pattern.blocks(values)
+        return CrossProducts(len(y), X.shape[1], A11, A1X, AXX, A21=A21, A21_levels=A21_levels, A22=A22, A2X=A2X)
 
 
 @njit(cache=True)
@@ -158,9 +144,10 @@ def shifted_cross_products(design: Design, structure: Structure | None = None) -
     Subtracting X c changes neither the (RE)ML criterion nor θ̂, nor the collapsed likelihood
     once β is shifted by c, and it keeps the precision of the cross-products when y has a large
     mean relative to its spread (y = 1e8 + a few units loses most digits in y'y otherwise).
-    With one grouping factor, c and the shifted cross-products come from the design's
-    double-double sufficient statistics, so that a pandas and a dask fit of the same rows stay
-    identical; otherwise from the rows, laid out by ``structure``. Prior weights and an offset
+    For a family with sufficient statistics (the Gaussian), c and the shifted cross-products
+    come from the design's double-double statistics, for one grouping factor or several, so
+    that a pandas and a dask fit of the same rows stay identical; otherwise from the rows,
+    laid out by ``structure``. Prior weights and an offset
     enter as in :meth:`~bayesmix.data.design.Rows.whitened`: the products are those of the
     whitened rows, and c is the weighted least-squares fit of y - offset.
     """

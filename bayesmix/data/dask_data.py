@@ -5,14 +5,15 @@
 (:class:`~bayesmix.data.design.OutOfCore`) in two passes over the data, both run by
 whatever dask scheduler is active (threads, or a ``dask.distributed`` cluster):
 
-1. a cheap pre-pass: the levels of the grouping factor and the categories of categorical
-   predictors, over the rows without missing values;
+1. a cheap pre-pass: the sorted levels of every grouping factor and the categories of
+   categorical predictors, over the rows without missing values;
 2. the statistics of each partition (:func:`~bayesmix.data.sufficient.partition_statistics`),
-   summed pairwise in a tree. Only these small arrays reach the client.
+   summed pairwise in a tree. Only these arrays reach the client: per level of each factor,
+   and for crossed or nested factors per distinct pair of levels that occurs (the sparse
+   ``Z_a'Z_b``), so their size is bounded by the number of levels and of distinct pairs,
+   never by the number of rows.
 
-Models that need every row (random effects on several grouping factors, crossed or nested)
-are refused with an error naming the alternative. Dask is an optional dependency
-(``pip install bayesmix[dask]``).
+Dask is an optional dependency (``pip install bayesmix[dask]``).
 """
 
 from __future__ import annotations
@@ -86,32 +87,29 @@ def dask_design(
             "Dask or Parquet input does not take offset() terms yet: load the data into pandas (ddf.compute(), or a "
             "sample of it) and pass the pandas DataFrame."
         )
-    groups = {bar.group for bar in parsed.bars}
-    if len(groups) != 1:
-        found = ", ".join(sorted({b.group_name for b in parsed.bars})) or "none"
-        raise DataError(
-            "Dask or Parquet input is fitted from per-group sufficient statistics, which needs every random-effects "
-            f"term on one grouping factor (this formula has: {found}). Crossed or nested factors need every row: "
-            "load the data into pandas (ddf.compute(), or a sample of it) and pass the pandas DataFrame."
-        )
     response = data._meta[parsed.response] if parsed.response in data.columns else None
     if response is not None:
         response_values(evaluator, response.to_frame().iloc[:0], family)  # dtype check on the schema
     used = data[list(parsed.variables)]
     complete = used.dropna()
-    group = parsed.bars[0].group
-    discrete = [c for c in parsed.variables if c not in group and levels_of(data._meta[c]) is not None]
-    uniques = dask.compute(complete[list(group)].drop_duplicates(), *[complete[c].drop_duplicates() for c in discrete])
-    levels = grouping_factor(uniques[0], group)[1] if len(uniques[0]) else pd.Index([])
-    categories = {c: _sorted(u) for c, u in zip(discrete, uniques[1:])}
+    groups = {bar.group_name: bar.group for bar in parsed.bars}
+    grouping = {c for group in groups.values() for c in group}
+    discrete = [c for c in parsed.variables if c not in grouping and levels_of(data._meta[c]) is not None]
+    uniques = dask.compute(*[complete[list(group)].drop_duplicates() for group in groups.values()],
+                           *[complete[c].drop_duplicates() for c in discrete])
+    levels = {name: grouping_factor(u, group)[1] if len(u) else pd.Index([])
+              for (name, group), u in zip(groups.items(), uniques)}
+    categories = {c: _sorted(u) for c, u in zip(discrete, uniques[len(groups):])}
     categorical = {c: v for c, v in categories.items() if not pd.api.types.is_bool_dtype(data._meta[c])}
-    plan = make_plan(evaluator, family, _prototype(data._meta[list(parsed.variables)], categories, uniques[0]), levels, categorical)
+    group_values = {c: u[c].drop_duplicates().tolist() for u in uniques[:len(groups)] for c in u.columns}
+    plan = make_plan(evaluator, family, _prototype(data._meta[list(parsed.variables)], categories, group_values),
+                     levels, categorical)
     parts = [delayed(partition_statistics)(part, plan) for part in used.to_delayed()]
     while len(parts) > 1:  # pairwise tree sum: only small arrays travel
         parts = [delayed(_add)(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
     (stats,) = dask.compute(parts[0])
     variable_levels = {c: (set(categories[c]) if c in categories else None)
-                       for c in parsed.variables if c != parsed.response and c not in group}
+                       for c in parsed.variables if c != parsed.response and c not in grouping}
     return design_from_statistics(plan, stats, variable_levels, frame=data)
 
 
@@ -126,21 +124,23 @@ def _sorted(values: pd.Series) -> list:
         return sorted(values.tolist(), key=str)
 
 
-def _prototype(meta: pd.DataFrame, categories: dict, group_levels: pd.DataFrame) -> pd.DataFrame:
+def _prototype(meta: pd.DataFrame, categories: dict, group_values: dict) -> pd.DataFrame:
     """A few rows with the schema of the data and every category of each discrete column.
 
     formulaic learns the columns of each categorical predictor from it; numeric columns hold
-    1, 2, ..., k (their values do not matter, as stateful transforms are refused).
+    1, 2, ..., k (their values do not matter, as stateful transforms are refused), and the
+    grouping columns some of their values (``group_values``).
     """
-    k = max([2, len(group_levels), *map(len, categories.values())])
+    k = max([2, *map(len, group_values.values()), *map(len, categories.values())])
     frame = {}
     for column in meta.columns:
         if column in categories:
             values = categories[column]
             cycle = [values[i % len(values)] for i in range(k)] if values else [None] * k
             frame[column] = pd.Categorical(cycle, categories=values) if not pd.api.types.is_bool_dtype(meta[column]) else cycle
-        elif column in group_levels.columns and len(group_levels):
-            frame[column] = [group_levels[column].iloc[i % len(group_levels)] for i in range(k)]
+        elif group_values.get(column):
+            values = group_values[column]
+            frame[column] = [values[i % len(values)] for i in range(k)]
         else:
             numbers = pd.Series(np.arange(1.0, k + 1.0))
             frame[column] = numbers.astype(meta[column].dtype) if pd.api.types.is_numeric_dtype(meta[column]) else numbers

@@ -27,6 +27,7 @@ from ..families import Family, Gaussian
 from ..formula import BarTerm, MixedFormula
 from ..formula.evaluation import Evaluator
 from ..tables import html_section
+from .layout import factor_columns, factor_groups
 from .statistics import SufficientStatistics, column_scale
 from .terms import RandomTerm
 
@@ -90,9 +91,16 @@ class Rows:
                                    weights=None, offset=None)
 
     def sufficient_statistics(self, terms: tuple[RandomTerm, ...]) -> SufficientStatistics:
-        """The per-group sums of the :meth:`whitened` rows of ``terms``, all on one grouping factor."""
+        """The per-group sums of the :meth:`whitened` rows of ``terms``, per grouping factor and
+        per distinct pair of levels of two factors."""
         rows = self.whitened()
-        return SufficientStatistics.of(rows.codes[0], np.column_stack(rows.z), rows.X, rows.y, terms[0].n_levels)
+        factors = factor_groups([t.group for t in terms], [t.n_levels for t in terms])
+        qs = [t.q for t in terms]
+        return SufficientStatistics.of(
+            tuple(rows.codes[members[0]] for _, members in factors), np.column_stack(rows.z),
+            tuple(factor_columns(qs, members) for _, members in factors), rows.X, rows.y,
+            tuple(terms[members[0]].n_levels for _, members in factors),
+        )
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ class OutOfCore:
         return self.statistics.n
 
     def sufficient_statistics(self, terms: tuple[RandomTerm, ...]) -> SufficientStatistics:
-        """The summed statistics (``terms`` all share one grouping factor, or the design could not be built)."""
+        """The summed statistics (of ``terms``, or the design could not have been built)."""
         return self.statistics
 
     def __getstate__(self):
@@ -242,11 +250,11 @@ class Design:
 
     @functools.cached_property
     def statistics(self) -> SufficientStatistics | None:
-        """Per-group sufficient statistics when every random-effects term is on one grouping
-        factor and the family has them (what both backends then read instead of the rows), else
+        """Per-group sufficient statistics when the family has them (what both backends then
+        read instead of the rows, for one grouping factor or several, crossed or nested), else
         None: for any other family they would be of rows whitened by weights that are not
         precisions (a binomial's trials), and its column means and scales are the rows' own."""
-        if len({t.group for t in self.terms}) != 1 or not self.family.has_sufficient_statistics:
+        if not self.terms or not self.family.has_sufficient_statistics:
             return None
         return self.source.sufficient_statistics(self.terms)
 

@@ -136,18 +136,31 @@ class Structure:
         return np.isfinite(self.lower)
 
 
+def factor_groups(groups: list[str], n_levels: list[int]) -> list[tuple[str, list[int]]]:
+    """The grouping factors of terms on factors ``groups`` with ``n_levels`` levels each, in the
+    order of the factor blocks (most levels first; ties in order of first appearance), each
+    with the indices of its terms: the one order of the blocks, of :class:`Structure` and of
+    the sufficient statistics (:class:`~bayesmix.data.statistics.SufficientStatistics`)."""
+    by_group: dict[str, list[int]] = {}
+    for k, group in enumerate(groups):
+        by_group.setdefault(group, []).append(k)
+    return [(group, by_group[group]) for group in sorted(by_group, key=lambda g: -n_levels[by_group[g][0]])]
+
+
+def factor_columns(qs: list[int], members: list[int]) -> np.ndarray:
+    """The columns of the terms ``members`` among all terms' columns side by side (term k has ``qs[k]``)."""
+    starts = np.cumsum([0, *qs])
+    return np.concatenate([np.arange(starts[k], starts[k + 1]) for k in members]).astype(np.intp)
+
+
 def structure_of(design: Design) -> Structure:
     """Group the design's terms by grouping factor and lay out θ (with each block's codes and z
     when the design's rows are in memory)."""
     data = design.rows if design.in_memory else None
-    by_group: dict[str, list[int]] = {}
-    for k, term in enumerate(design.terms):
-        by_group.setdefault(term.group, []).append(k)
-    order = sorted(by_group, key=lambda g: -design.terms[by_group[g][0]].n_levels)
     blocks, lower, names, scale = [], [], [], []
     offset = 0
-    for group in order:
-        members = [design.terms[k] for k in by_group[group]]
+    for group, member_terms in factor_groups([t.group for t in design.terms], [t.n_levels for t in design.terms]):
+        members = [design.terms[k] for k in member_terms]
         rows, cols, slices = [], [], []
         start = 0
         for term in members:
@@ -163,16 +176,16 @@ def structure_of(design: Design) -> Structure:
             start += term.q
         block = FactorBlock(
             group=group,
-            codes=None if data is None else data.codes[by_group[group][0]],
+            codes=None if data is None else data.codes[member_terms[0]],
             levels=members[0].levels,
-            z=None if data is None else np.column_stack([data.z[k] for k in by_group[group]]),
+            z=None if data is None else np.column_stack([data.z[k] for k in member_terms]),
             columns=tuple(c for t in members for c in t.columns),
-            terms=tuple(by_group[group]),
+            terms=tuple(member_terms),
             term_slices=tuple(slices),
             theta_rows=np.concatenate(rows),
             theta_cols=np.concatenate(cols),
             theta_offset=offset,
-            rms=np.concatenate([design.z_rms(k) for k in by_group[group]]),
+            rms=np.concatenate([design.z_rms(k) for k in member_terms]),
         )
         offset += block.n_theta
         blocks.append(block)

@@ -1,14 +1,23 @@
-"""Per-group sufficient statistics of a one-factor Gaussian mixed model, summed reproducibly.
+"""Per-group sufficient statistics of a Gaussian mixed model, summed reproducibly.
 
-For a model whose random-effects terms all share one grouping factor, the REML criterion,
-the collapsed sampler and the default priors read the data only through sums over rows:
+For a Gaussian model with the identity link, the REML criterion, the collapsed samplers and
+the default priors read the data only through sums over rows. Per grouping factor k, with
+z_k the columns of its terms (the factor's block of Z, one level per row):
 
-    A11_i = Z_i'Z_i,   A1X_i = Z_i'[X_i y_i]   (per level i),   AXX = [X y]'[X y],
+    A_kk[i] = Z_k,i'Z_k,i,   A_kX[i] = Z_k,i'[X y]   (per level i of factor k),
 
-and the column sums and sums of squares of [X y] and of z. They add up over any partition of
-the rows (:meth:`SufficientStatistics.__add__`), and are accumulated in double-double
-(:mod:`bayesmix.sums`), so that a pandas DataFrame and any partitioning of it into dask
-partitions give the same float64 statistics, hence the same fit and the same draws.
+per pair of factors (a, b), for each *distinct pair of levels* (i, j) that occurs in the rows,
+
+    A_ab[i, j] = Σ_{rows of level i of a and j of b} z_a z_b'
+
+(the sparse off-diagonal block ``Z_a'Z_b``: at most one entry per distinct pair, whatever the
+number of rows), ``[X y]'[X y]``, and the column sums and sums of squares of [X y] and of z.
+They add up over any partition of the rows (:meth:`SufficientStatistics.__add__`), and are
+accumulated in double-double (:mod:`bayesmix.sums`), so that a pandas DataFrame and any
+partitioning of it into dask partitions give the same float64 statistics, hence the same fit
+and the same draws. :meth:`SufficientStatistics.cross_products` lays them out as the
+:class:`~bayesmix.data.blocks.CrossProducts` the factorisations read: for one factor the
+level-wise blocks, for several the first factor's level-wise blocks, ``Z2'Z1`` and the rest block.
 """
 
 from __future__ import annotations
@@ -18,8 +27,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blocks import CrossProducts
+from .blocks import CrossPattern, CrossProducts
 from .sums import two_product, two_sum, dd_add, products, value, variance
+
+
+@dataclass(frozen=True, eq=False)
+class PairSums:
+    """``Σ z_a z_b'`` over the rows of each distinct pair of levels of two grouping factors a, b.
+
+    Attributes
+    ----------
+    keys
+        The pairs that occur, as ``level_a * levels_b + level_b``, sorted (int64).
+    values
+        ``(pairs, q_a, q_b, 2)``: the double-double sums, in the order of ``keys``.
+    levels_b
+        Number of levels of factor b.
+    """
+
+    keys: np.ndarray
+    values: np.ndarray
+    levels_b: int
+
+    @classmethod
+    def of(cls, codes_a: np.ndarray, codes_b: np.ndarray, z_a: np.ndarray, z_b: np.ndarray, levels_b: int) -> PairSums:
+        """The sums of rows with level codes ``codes_a``, ``codes_b`` and columns ``z_a``, ``z_b``."""
+        keys, slots = np.unique(codes_a.astype(np.int64) * levels_b + codes_b, return_inverse=True)
+        return cls(keys, products(z_a, z_b, slots.ravel(), len(keys)), levels_b)
+
+    def __add__(self, other: PairSums) -> PairSums:
+        keys = np.union1d(self.keys, other.keys)
+        values = np.zeros((len(keys), *self.values.shape[1:]))
+        values[np.searchsorted(keys, self.keys)] = self.values
+        at = np.searchsorted(keys, other.keys)
+        values[at] = dd_add(values[at], other.values)  # adding to an exact 0 leaves other's sums as they are
+        return PairSums(keys, values, self.levels_b)
+
+    def levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The levels of a and of b of each pair."""
+        return np.divmod(self.keys, self.levels_b)
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,16 +73,25 @@ class SufficientStatistics:
     """Sums over rows; the arrays are double-double, with a last axis (hi, lo).
 
     Columns are those of ``[X y]`` (m = p + 1; X before or after rank-deficient columns are
-    dropped, see :meth:`select`) and the q columns of the factor's terms side by side.
+    dropped, see :meth:`select`) and the columns of the random-effects terms side by side,
+    in term order (z, Q columns). The grouping factors are in the order of the factor blocks
+    (:func:`~bayesmix.data.layout.factor_groups`: most levels first).
 
     Attributes
     ----------
     n, n_dropped, n_missing
         Rows used, rows dropped for missing values, and missing values per column of the formula.
-    A11, A1X, AXX
-        ``(levels, q, q)``, ``(levels, q, m)`` and ``(m, m)`` cross-products.
+    AZZ, AZX
+        Per factor k, ``(levels_k, q_k, q_k)`` and ``(levels_k, q_k, m)`` cross-products per level.
+    pairs
+        Per pair of factors (a, b), a < b, in the order (0, 1), (0, 2), ..., (1, 2), ...:
+        their :class:`PairSums` (empty for one factor).
+    columns
+        Per factor, its columns among the Q columns of z.
+    AXX
+        ``(m, m)`` cross-products of ``[X y]``.
     xy_sum, zz, z_sum
-        Column sums of ``[X y]``; ``Σ z z'`` (q, q) and the column sums of z.
+        Column sums of ``[X y]``; ``Σ z z'`` (Q, Q) and the column sums of z.
     x_binary, z_binary
         Whether each column of X, of z, takes only the values 0 and 1.
     y_min, y_max
@@ -46,8 +101,10 @@ class SufficientStatistics:
     n: int
     n_dropped: int
     n_missing: dict
-    A11: np.ndarray
-    A1X: np.ndarray
+    AZZ: tuple[np.ndarray, ...]
+    AZX: tuple[np.ndarray, ...]
+    pairs: tuple[PairSums, ...]
+    columns: tuple[np.ndarray, ...]
     AXX: np.ndarray
     xy_sum: np.ndarray
     zz: np.ndarray
@@ -58,33 +115,50 @@ class SufficientStatistics:
     y_max: float
 
     @classmethod
-    def of(cls, codes: np.ndarray, z: np.ndarray, X: np.ndarray, y: np.ndarray, n_levels: int,
-           n_dropped: int = 0, n_missing: dict | None = None) -> SufficientStatistics:
-        """The statistics of rows with level codes, term columns z, fixed-effects columns X and response y."""
+    def of(cls, codes: tuple[np.ndarray, ...], z: np.ndarray, columns: tuple[np.ndarray, ...], X: np.ndarray,
+           y: np.ndarray, n_levels: tuple[int, ...], n_dropped: int = 0, n_missing: dict | None = None
+           ) -> SufficientStatistics:
+        """The statistics of rows with, per grouping factor, level ``codes``, its ``columns``
+        among the terms' columns z and ``n_levels``; fixed-effects columns X and response y."""
         XY = np.column_stack([X, y])
         ones = np.ones((len(y), 1))
+        z_of = [np.ascontiguousarray(z[:, c]) for c in columns]
         return cls(
             n=len(y), n_dropped=n_dropped, n_missing=n_missing or {},
-            A11=products(z, z, codes, n_levels), A1X=products(z, XY, codes, n_levels), AXX=products(XY, XY)[0],
-            xy_sum=products(XY, ones)[0, :, 0], zz=products(z, z)[0], z_sum=products(z, ones)[0, :, 0],
+            AZZ=tuple(products(zk, zk, c, L) for zk, c, L in zip(z_of, codes, n_levels)),
+            AZX=tuple(products(zk, XY, c, L) for zk, c, L in zip(z_of, codes, n_levels)),
+            pairs=tuple(PairSums.of(codes[a], codes[b], z_of[a], z_of[b], n_levels[b])
+                        for a, b in _factor_pairs(len(codes))),
+            columns=tuple(np.asarray(c, dtype=np.intp) for c in columns),
+            AXX=products(XY, XY)[0], xy_sum=products(XY, ones)[0, :, 0], zz=products(z, z)[0],
+            z_sum=products(z, ones)[0, :, 0],
             x_binary=np.isin(X, (0.0, 1.0)).all(axis=0), z_binary=np.isin(z, (0.0, 1.0)).all(axis=0),
             y_min=float(y.min()) if len(y) else np.inf, y_max=float(y.max()) if len(y) else -np.inf,
         )
 
     @classmethod
-    def empty(cls, n_levels: int, q: int, m: int, n_dropped: int, n_missing: dict) -> SufficientStatistics:
+    def empty(cls, n_levels: tuple[int, ...], columns: tuple[np.ndarray, ...], m: int, n_dropped: int,
+              n_missing: dict) -> SufficientStatistics:
         """The statistics of no rows (a partition whose rows were all dropped)."""
         z = np.zeros
-        return cls(0, n_dropped, n_missing, z((n_levels, q, q, 2)), z((n_levels, q, m, 2)), z((m, m, 2)), z((m, 2)),
-                   z((q, q, 2)), z((q, 2)), np.ones(m - 1, bool), np.ones(q, bool), np.inf, -np.inf)
+        q = sum(len(c) for c in columns)
+        qs = [len(c) for c in columns]
+        return cls(
+            0, n_dropped, n_missing, tuple(z((L, k, k, 2)) for L, k in zip(n_levels, qs)),
+            tuple(z((L, k, m, 2)) for L, k in zip(n_levels, qs)),
+            tuple(PairSums(np.zeros(0, np.int64), z((0, qs[a], qs[b], 2)), n_levels[b]) for a, b in _factor_pairs(len(qs))),
+            tuple(np.asarray(c, dtype=np.intp) for c in columns),
+            z((m, m, 2)), z((m, 2)), z((q, q, 2)), z((q, 2)), np.ones(m - 1, bool), np.ones(q, bool), np.inf, -np.inf,
+        )
 
     def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
         missing = {k: self.n_missing.get(k, 0) + other.n_missing.get(k, 0) for k in self.n_missing | other.n_missing}
         return SufficientStatistics(
             self.n + other.n, self.n_dropped + other.n_dropped, missing,
-            dd_add(self.A11, other.A11), dd_add(self.A1X, other.A1X), dd_add(self.AXX, other.AXX),
-            dd_add(self.xy_sum, other.xy_sum), dd_add(self.zz, other.zz), dd_add(self.z_sum, other.z_sum),
-            self.x_binary & other.x_binary, self.z_binary & other.z_binary,
+            tuple(map(dd_add, self.AZZ, other.AZZ)), tuple(map(dd_add, self.AZX, other.AZX)),
+            tuple(a + b for a, b in zip(self.pairs, other.pairs)), self.columns,
+            dd_add(self.AXX, other.AXX), dd_add(self.xy_sum, other.xy_sum), dd_add(self.zz, other.zz),
+            dd_add(self.z_sum, other.z_sum), self.x_binary & other.x_binary, self.z_binary & other.z_binary,
             min(self.y_min, other.y_min), max(self.y_max, other.y_max),
         )
 
@@ -92,19 +166,56 @@ class SufficientStatistics:
         """The statistics with only the kept columns of X (the response column stays last)."""
         cols = np.append(np.flatnonzero(kept), len(kept))
         return dataclasses.replace(
-            self, A1X=self.A1X[:, :, cols], AXX=self.AXX[np.ix_(cols, cols)], xy_sum=self.xy_sum[cols],
-            x_binary=self.x_binary[kept],
+            self, AZX=tuple(A[:, :, cols] for A in self.AZX), AXX=self.AXX[np.ix_(cols, cols)],
+            xy_sum=self.xy_sum[cols], x_binary=self.x_binary[kept],
         )
 
     def cross_products(self, p: int, shift: np.ndarray | None = None) -> CrossProducts:
-        """The :class:`~bayesmix.data.blocks.CrossProducts` of one factor.
+        """The :class:`~bayesmix.data.blocks.CrossProducts` of the factor blocks in order.
 
         With ``shift`` = c, the cross-products of ``[X, y - X c]``, taken in double-double
         before rounding, so that a response with a large mean loses no precision (see
         :func:`bayesmix.reml.profiled_criterion`).
         """
-        A1X, AXX = (self.A1X, self.AXX) if shift is None else _shift_response(self.A1X, self.AXX, np.asarray(shift, float))
-        return CrossProducts(self.n, p, value(self.A11), value(A1X), value(AXX))
+        AZX, AXX = self.AZX, self.AXX
+        if shift is not None:
+            shift = np.asarray(shift, float)
+            AZX, AXX = tuple(_shift_response(A, shift) for A in AZX), _shift_gram(AXX, shift)
+        A11, A1X = value(self.AZZ[0]), value(AZX[0])
+        if len(self.AZZ) == 1:
+            return CrossProducts(self.n, p, A11, A1X, value(AXX))
+        n_levels, qs = [len(A) for A in self.AZZ], [A.shape[1] for A in self.AZZ]
+        # the rest block: the factors after the first, each level-major, side by side
+        starts = np.cumsum([0] + [L * q for L, q in zip(n_levels[1:], qs[1:])])
+        size = int(starts[-1])
+        A22, A2X = np.zeros((size, size)), np.zeros((size, AXX.shape[0]))
+        for k in range(1, len(qs)):
+            at = starts[k - 1] + np.arange(n_levels[k] * qs[k]).reshape(n_levels[k], qs[k])
+            A22[at[:, :, None], at[:, None, :]] = value(self.AZZ[k])
+            A2X[at.ravel()] = value(AZX[k]).reshape(-1, AXX.shape[0])
+        level, row, values = [], [], []
+        for (a, b), pair in zip(_factor_pairs(len(qs)), self.pairs):
+            i, j = pair.levels()
+            v = value(pair.values)
+            rows_b = starts[b - 1] + j[:, None] * qs[b] + np.arange(qs[b])  # (pairs, q_b)
+            if a == 0:  # Z2'Z1: one (level of the first factor, rest row) per pair and column of b
+                level.append(np.repeat(i, qs[b]))
+                row.append(rows_b.ravel())
+                values.append(v.transpose(0, 2, 1).reshape(-1, qs[0]))
+            else:
+                rows_a = starts[a - 1] + i[:, None] * qs[a] + np.arange(qs[a])
+                A22[rows_a[:, :, None], rows_b[:, None, :]] = v
+                A22[rows_b[:, :, None], rows_a[:, None, :]] = v.transpose(0, 2, 1)
+        level, row, values = np.concatenate(level), np.concatenate(row), np.concatenate(values)
+        order = np.lexsort((row, level))
+        pattern = CrossPattern.of(level[order], row[order], n_levels[0], qs[0], size)
+        A21, A21_levels = pattern.blocks(np.ascontiguousarray(values[order]))
+        return CrossProducts(self.n, p, A11, A1X, value(AXX), A21=A21, A21_levels=A21_levels, A22=A22, A2X=A2X)
+
+    @property
+    def n_levels(self) -> tuple[int, ...]:
+        """Number of levels of each grouping factor."""
+        return tuple(len(A) for A in self.AZZ)
 
     def ols_coefficients(self) -> np.ndarray:
         """Least-squares coefficients of the response on X, from X'X and X'y."""
@@ -147,7 +258,7 @@ class SufficientStatistics:
     def rescaled(self, x_scale: np.ndarray, y_centre: float, y_scale: float, z_scale: np.ndarray,
                  intercept: int | None) -> SufficientStatistics:
         """The statistics of ``[X / x_scale, (y - y_centre) / y_scale]`` and ``z / z_scale``
-        (column by column), in double-double: what standardising the data does to them.
+        (column by column, z's in term order), in double-double: what standardising the data does to them.
 
         Centring reads the sums of 1 from the intercept column X[:, intercept] (so a
         nonzero ``y_centre`` needs one).
@@ -155,19 +266,29 @@ class SufficientStatistics:
         shift = np.zeros(len(self.x_binary))
         if y_centre:
             shift[intercept] = y_centre
-        A1X, AXX = _shift_response(self.A1X, self.AXX, shift)
+        AZX, AXX = tuple(_shift_response(A, shift) for A in self.AZX), _shift_gram(self.AXX, shift)
         xy_sum = self.xy_sum.copy()
         if y_centre:
             xy_sum[-1:] = _minus_scaled(xy_sum[-1:], self.xy_sum[intercept:intercept + 1], y_centre)
         xy = 1.0 / np.append(x_scale, y_scale)
         z = 1.0 / np.asarray(z_scale, float)
+        zk = [z[c] for c in self.columns]
         return SufficientStatistics(
             self.n, self.n_dropped, self.n_missing,
-            _times(self.A11, np.outer(z, z)), _times(A1X, np.outer(z, xy)), _times(AXX, np.outer(xy, xy)),
+            tuple(_times(A, np.outer(f, f)) for A, f in zip(self.AZZ, zk)),
+            tuple(_times(A, np.outer(f, xy)) for A, f in zip(AZX, zk)),
+            tuple(dataclasses.replace(pair, values=_times(pair.values, np.outer(zk[a], zk[b])))
+                  for (a, b), pair in zip(_factor_pairs(len(zk)), self.pairs)),
+            self.columns, _times(AXX, np.outer(xy, xy)),
             _times(xy_sum, xy), _times(self.zz, np.outer(z, z)), _times(self.z_sum, z),
             self.x_binary & (xy[:-1] == 1.0), self.z_binary & (z == 1.0),
             (self.y_min - y_centre) / y_scale, (self.y_max - y_centre) / y_scale,
         )
+
+
+def _factor_pairs(k: int) -> list[tuple[int, int]]:
+    """The pairs (a, b), a < b, of k factors, in the order of :attr:`SufficientStatistics.pairs`."""
+    return [(a, b) for a in range(k) for b in range(a + 1, k)]
 
 
 def _times(x: np.ndarray, factor: np.ndarray) -> np.ndarray:
@@ -186,18 +307,25 @@ def _minus_scaled(y: np.ndarray, x: np.ndarray, a: float) -> np.ndarray:
     return np.stack([s, y[..., 1] - e + t], axis=-1)
 
 
-def _shift_response(A1X: np.ndarray, AXX: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The statistics of ``[X, y - X c]`` from those of ``[X y]``: the last column of A1X, and
-    the last row and column of AXX (M'AXX M with M = [[I, -c], [0, 1]]), in double-double."""
+def _shift_response(AZX: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """The last column of ``Z'[X, y - X c]`` from ``Z'[X y]`` (c = ``shift``), in double-double."""
     p = len(shift)
-    A1X, AXX = A1X.copy(), AXX.copy()
+    AZX = AZX.copy()
     for j in range(p):
-        A1X[:, :, p] = _minus_scaled(A1X[:, :, p], A1X[:, :, j], shift[j])
+        AZX[:, :, p] = _minus_scaled(AZX[:, :, p], AZX[:, :, j], shift[j])
+    return AZX
+
+
+def _shift_gram(AXX: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """The statistics of ``[X, y - X c]`` from those of ``[X y]``: the last row and column of
+    AXX (M'AXX M with M = [[I, -c], [0, 1]]), in double-double."""
+    p = len(shift)
+    AXX = AXX.copy()
     for j in range(p):
         AXX[:, p] = _minus_scaled(AXX[:, p], AXX[:, j], shift[j])
     for j in range(p):
         AXX[p, :] = _minus_scaled(AXX[p, :], AXX[j, :], shift[j])
-    return A1X, AXX
+    return AXX
 
 
 def _scales(binary: np.ndarray, var: np.ndarray) -> np.ndarray:

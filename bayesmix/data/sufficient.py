@@ -1,14 +1,14 @@
 """Designs from sufficient statistics, for data that need not fit in memory.
 
-For a model whose random-effects terms all share one grouping factor, both backends read the
-data only through sums over rows (:class:`~bayesmix.statistics.SufficientStatistics`), which
-add up over any partition of the rows: one pass, partition by partition
-(:func:`partition_statistics`, with one :class:`Plan` so that every partition gets the same
-columns and levels), then a sum. :func:`design_from_statistics` builds a
-:class:`~bayesmix.data.design.Design` whose source is those statistics
-(:class:`~bayesmix.data.design.OutOfCore`): it has no rows in memory, but the same formula,
-columns, levels and model specs, so both backends fit it and its results predict new data
-like any other.
+For a Gaussian model (identity link), both backends read the data only through sums over
+rows (:class:`~bayesmix.data.statistics.SufficientStatistics`: per level of each grouping
+factor, per distinct pair of levels of two factors, and of ``[X y]``), which add up over any
+partition of the rows: one pass, partition by partition (:func:`partition_statistics`, with
+one :class:`Plan` so that every partition gets the same columns and levels), then a sum.
+:func:`design_from_statistics` builds a :class:`~bayesmix.data.design.Design` whose source is
+those statistics (:class:`~bayesmix.data.design.OutOfCore`): it has no rows in memory, but the
+same formula, columns, levels and model specs, so both backends fit it and its results
+predict new data like any other.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 from .build import clean_name, group_keys, independent_columns, response_values, term_matrix
 from .checks import check_finite, check_grouping, check_magnitude, check_residual, warn_missing, warn_rank_deficient
 from .design import Design, OutOfCore, Recipe, TermSpec
+from .layout import factor_columns, factor_groups
 from .terms import RandomTerm
 from ..errors import DataError, FormulaError
 from ..families import Family
@@ -38,7 +39,7 @@ class Plan:
     Attributes
     ----------
     evaluator
-        The parsed formula (its terms all on one grouping factor) and how its parts are evaluated.
+        The parsed formula and how its parts are evaluated.
     family
         The response family, which checks each partition's response.
     fixed_spec
@@ -47,7 +48,8 @@ class Plan:
     term_specs
         One per random-effects term (``||`` split), as in :class:`~bayesmix.design.Design`.
     levels
-        The grouping factor's levels over all partitions, sorted as :func:`make_design` sorts them.
+        Per grouping factor (by its name, ``"a:b"`` for an interaction), its levels over all
+        partitions, sorted as :func:`make_design` sorts them.
     categories
         The categories of each categorical predictor over all partitions: each partition's
         column is cast to them, so that every partition gets the same dummy columns.
@@ -57,7 +59,7 @@ class Plan:
     family: Family
     fixed_spec: formulaic.ModelSpec
     term_specs: tuple[TermSpec, ...]
-    levels: pd.Index
+    levels: dict
     categories: dict = field(default_factory=dict)
 
     @property
@@ -66,9 +68,16 @@ class Plan:
         return self.evaluator.formula
 
     @property
-    def group(self) -> tuple[str, ...]:
-        """The grouping factor's column name(s)."""
-        return self.formula.bars[0].group
+    def factors(self) -> list[tuple[str, list[int]]]:
+        """The grouping factors in the order of the factor blocks, each with the indices of its
+        terms (:func:`~bayesmix.data.layout.factor_groups`)."""
+        names = [spec.bar.group_name for spec in self.term_specs]
+        return factor_groups(names, [len(self.levels[name]) for name in names])
+
+    def factor_columns(self) -> tuple[np.ndarray, ...]:
+        """Per grouping factor, its columns among the terms' columns side by side."""
+        qs = [len(_term_columns(spec)) for spec in self.term_specs]
+        return tuple(factor_columns(qs, members) for _, members in self.factors)
 
 
 def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistics:
@@ -81,9 +90,11 @@ def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistic
     )
     n_missing = {c: int(k) for c, k in missing.sum().items()}
     fixed_names = [clean_name(c) for c in plan.fixed_spec.column_names]
-    q = sum(len(_term_columns(spec)) for spec in plan.term_specs)
+    factors = plan.factors
+    n_levels = tuple(len(plan.levels[name]) for name, _ in factors)
     if data.empty:
-        return SufficientStatistics.empty(len(plan.levels), q, len(fixed_names) + 1, int(dropped.sum()), n_missing)
+        return SufficientStatistics.empty(n_levels, plan.factor_columns(), len(fixed_names) + 1, int(dropped.sum()),
+                                          n_missing)
     y, _ = response_values(plan.evaluator, data, plan.family)  # the Gaussian's: no weights
     X = plan.evaluator.model_matrix(plan.fixed_spec, data).to_numpy(dtype=float)
     check_finite(X, fixed_names, "predictor")
@@ -92,8 +103,9 @@ def partition_statistics(frame: pd.DataFrame, plan: Plan) -> SufficientStatistic
     z_names = [c for spec in plan.term_specs for c in _term_columns(spec)]
     check_finite(z, z_names, "random-effects column")
     check_magnitude(z, z_names, "random-effects column")
-    codes = plan.levels.get_indexer(group_keys(data, plan.group))
-    return SufficientStatistics.of(codes, z, X, y, len(plan.levels), int(dropped.sum()), n_missing)
+    codes = tuple(plan.levels[name].get_indexer(group_keys(data, plan.term_specs[members[0]].bar.group))
+                  for name, members in factors)
+    return SufficientStatistics.of(codes, z, plan.factor_columns(), X, y, n_levels, int(dropped.sum()), n_missing)
 
 
 def _term_columns(spec: TermSpec) -> list[str]:
@@ -101,7 +113,7 @@ def _term_columns(spec: TermSpec) -> list[str]:
     return names if spec.column is None else names[spec.column : spec.column + 1]
 
 
-def make_plan(evaluator: Evaluator, family: Family, prototype: pd.DataFrame, levels: pd.Index, categories: dict) -> Plan:
+def make_plan(evaluator: Evaluator, family: Family, prototype: pd.DataFrame, levels: dict, categories: dict) -> Plan:
     """The plan of the evaluator's formula and response ``family``, with formulaic's specs learnt on ``prototype``.
 
     ``prototype`` must hold each categorical predictor as a ``pd.Categorical`` with all its
@@ -152,9 +164,10 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
         kept_stats.cross_products(p, kept_stats.ols_coefficients()).AXX[-1, -1]
     check_residual(p, stats.n, float(np.sqrt(max(residual, 0.0))), float(np.sqrt(value(stats.AXX[-1, -1]))),
                    formula.response)
-    check_grouping(formula.bars[0], len(plan.levels), stats.n)
+    for bar in formula.bars:
+        check_grouping(bar, len(plan.levels[bar.group_name]), stats.n)
     terms = tuple(
-        RandomTerm(spec.bar.group_name, plan.levels, tuple(_term_columns(spec)), spec.bar.correlated)
+        RandomTerm(spec.bar.group_name, plan.levels[spec.bar.group_name], tuple(_term_columns(spec)), spec.bar.correlated)
         for spec in plan.term_specs
     )
     return Design(
