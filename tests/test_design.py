@@ -105,6 +105,14 @@ def test_music_design(music):
     assert d.groups == {"id": 37}
 
 
+def test_missing_values_of_a_grouping_column_named_by_a_python_keyword_are_dropped(small):
+    data = small.assign(**{"class": small["g"]})
+    data.loc[4, "class"] = None
+    with pytest.warns(MissingDataWarning, match=r"Dropped 1 of 9 rows.*class \(1\)"):
+        d = bm.make_design("y ~ x + (1 | class)", data)
+    assert d.n == 8 and 4 not in d.rows.index
+
+
 @pytest.mark.parametrize(
     ("formula", "message"),
     [

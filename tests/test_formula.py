@@ -53,6 +53,10 @@ def test_variables_are_the_data_columns_named():
     parsed = parse_formula("np.log(y) ~ scale(x) + C(f, contr.sum) + poly(z, degree=2) + (w | a/b)")
     assert parsed.variables == ("y", "x", "f", "z", "w", "a", "b")
     assert parse_formula("y ~ x + (1 | `my group`)").variables == ("y", "x", "my group")
+    # a grouping column named by a Python keyword is a column all the same (it was left out, so its
+    # missing values went unnoticed)
+    assert parse_formula("y ~ x + (1 | school/class)").variables == ("y", "x", "school", "class")
+    assert parse_formula("y ~ x + (1 | class)").variables == ("y", "x", "class")
 
 
 def test_bar_term_text():

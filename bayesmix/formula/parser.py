@@ -340,7 +340,8 @@ def _parse(text: str, transforms: tuple[str, ...]) -> MixedFormula:
         )
     fixed = " + ".join(added or ["1"]) + "".join(f" - {part}" for part in removed)
     named = _variables(tokens)
-    variables = named + tuple(v for v in usage.values if v not in named)
+    grouping = (name for bar in bars for name in bar.group)  # a grouping column may be a Python keyword
+    variables = named + tuple(dict.fromkeys(v for v in (*usage.values, *grouping) if v not in named))
     _check_response_not_predictor(text, tokens[split + 1 :], counts, bars, binomial=bool(cbind))
     _check_generated_names(text, tokens[split + 1 :], bars)
     numeric = tuple(v for v in usage.values if v in variables)
