@@ -96,6 +96,23 @@ def test_sparse_fit_equals_blocked_fit(source, formula):
     np.testing.assert_allclose(sparse.fixef(), blocked.fixef(), rtol=1e-6)
 
 
+def test_column_counts_equal_a_dense_factor(rng):
+    """The elimination-tree column counts behind the automatic choice equal the non-zeros per
+    column of the dense Cholesky factor of a matrix with Z'Z's pattern under CHOLMOD's ordering."""
+    require_cholmod()
+    design = design_of("crossed", "y ~ x + (x | a) + (1 | b)")
+    structure = structure_of(design)
+    sparse = profiled_criterion(design, structure, True, "sparse")
+    pattern = sparse.cp.pattern
+    M = pattern.symmetric(rng.uniform(0.1, 1.0, pattern.nnz)).toarray()
+    M = M + M.T + 2 * pattern.size * np.eye(pattern.size)  # positive definite, Z'Z's pattern
+    perm = sparse.cholesky.symbolic.P()
+    L = np.linalg.cholesky(M[np.ix_(perm, perm)])
+    counts = sparse.cholesky.column_counts
+    np.testing.assert_array_equal(counts, (L != 0).sum(axis=0))
+    assert sparse.cholesky.work == float(counts @ counts)
+
+
 def test_auto_choice_follows_the_dense_block(monkeypatch):
     design = design_of("crossed", "y ~ x + (1 | a) + (1 | b)")
     structure = structure_of(design)
@@ -105,7 +122,11 @@ def test_auto_choice_follows_the_dense_block(monkeypatch):
     assert choose_factorization(structure, "blocked") == "blocked"
     monkeypatch.setattr(criterion_module, "SPARSE_FROM", size - 1)
     monkeypatch.setattr(criterion_module, "cholmod_available", lambda: True)
-    assert choose_factorization(structure) == "sparse"
+    cheap, dear = 0.5 * size**3 / criterion_module.SPARSE_COST, 2.0 * size**3 / criterion_module.SPARSE_COST
+    assert choose_factorization(structure, "auto", cheap) == "sparse"
+    assert choose_factorization(structure, "auto", dear) == "blocked"
+    monkeypatch.setattr(criterion_module, "_available_memory", lambda: 1.0)  # the dense blocks would not fit
+    assert choose_factorization(structure, "auto", dear) == "sparse"
     with pytest.raises(bm.ArgumentError, match="factorization must be one of"):
         choose_factorization(structure, "dense")
 
@@ -117,7 +138,7 @@ def test_without_cholmod_the_messages_say_how_to_install(monkeypatch):
     with pytest.raises(FitError, match=r'pip install "bayesmix\[sparse\]".*libsuitesparse-dev'):
         choose_factorization(structure, "sparse")
     monkeypatch.setattr(criterion_module, "SPARSE_FROM", 0)
-    with pytest.warns(BayesmixWarning, match=r'sparse factorisation would be faster.*bayesmix\[sparse\]'):
+    with pytest.warns(BayesmixWarning, match=r'sparse factorisation may be much faster.*bayesmix\[sparse\]'):
         assert choose_factorization(structure) == "blocked"
     monkeypatch.setattr(criterion_module, "_available_memory", lambda: 1.0)  # the dense block would not fit
     with pytest.raises(FitError, match=r"needs the sparse factorisation.*bayesmix\[sparse\]"):

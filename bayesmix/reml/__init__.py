@@ -28,8 +28,9 @@ def fit_reml(design: Design, reml: bool = True, factorization: str = "auto") -> 
 
     ``factorization`` chooses how Λ'Z'ZΛ + I is factored: ``"blocked"`` (a dense block for the
     grouping factors after the first), ``"sparse"`` (CHOLMOD, the extra ``bayesmix[sparse]``)
-    or ``"auto"``: sparse when that dense block would have more than 3,000 rows and CHOLMOD is
-    installed (see docs/reml.md). ``fit.optsummary.factorization`` says which was used.
+    or ``"auto"``: sparse when that dense block would have more than 2,000 rows, CHOLMOD is
+    installed and its fill-reduced factor is cheap enough, or the dense block would not fit in
+    memory (see docs/reml.md). ``fit.optsummary.factorization`` says which was used.
 
     Warns with :class:`~bayesmix.ConvergenceWarning` for a singular (boundary) fit or when
     the optimiser did not report convergence. Raises :class:`~bayesmix.FitError` (with the

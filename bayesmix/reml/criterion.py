@@ -150,7 +150,8 @@ class SparseProfiledCriterion(ProfiledCriterion):
 
 
 FACTORIZATIONS = ("auto", "blocked", "sparse")
-SPARSE_FROM = 3000  # the dense block's size Q2 above which "auto" factors sparsely (docs/reml.md)
+SPARSE_FROM = 2000  # the dense block's size Q2 from which "auto" considers the sparse path (docs/reml.md)
+SPARSE_COST = 50  # measured cost of one unit of sparse work Σc² (CHOLMOD and the Takahashi recurrences) per unit of Q2³ dense
 DENSE_MEMORY = 3  # matrices of Q2 x Q2 doubles the blocked path holds at once (Z2'Z2, its factor, the inverse)
 
 
@@ -159,13 +160,16 @@ def dense_block_size(structure: Structure) -> int:
     return sum(block.n_levels * block.q for block in structure.blocks[1:])
 
 
-def choose_factorization(structure: Structure, factorization: str = "auto") -> str:
+def choose_factorization(structure: Structure, factorization: str = "auto", sparse_work: "float | None" = None) -> str:
     """``"blocked"`` or ``"sparse"`` for ``structure``.
 
-    ``"auto"`` takes the sparse path when the dense block would have more than
-    :data:`SPARSE_FROM` rows and CHOLMOD is installed. Without CHOLMOD it keeps the blocked path
-    and warns, or raises :class:`~bayesmix.FitError` when the block would not fit in memory;
-    both say how to install it. ``"sparse"`` without CHOLMOD raises the same.
+    ``"auto"`` keeps the blocked path while the dense block has at most :data:`SPARSE_FROM`
+    rows. Above, with CHOLMOD installed, it takes the sparse path when the fill-reduced factor's
+    work Σc² (``sparse_work``, :attr:`~bayesmix.linalg.sparse.SparseCholesky.work`) times
+    :data:`SPARSE_COST` is below the dense block's Q2³, or when the dense blocks would not fit in
+    memory. Without CHOLMOD it keeps the blocked path and warns, or raises
+    :class:`~bayesmix.FitError` when the dense blocks would not fit in memory; both say how to
+    install it. ``"sparse"`` without CHOLMOD raises the same.
     """
     if factorization not in FACTORIZATIONS:
         raise ArgumentError(f"factorization must be one of {FACTORIZATIONS}, not {factorization!r}.")
@@ -174,18 +178,21 @@ def choose_factorization(structure: Structure, factorization: str = "auto") -> s
     size = dense_block_size(structure)
     if factorization == "auto" and size <= SPARSE_FROM:
         return "blocked"
-    if cholmod_available():
-        return "sparse"
     need = DENSE_MEMORY * 8.0 * size**2
-    if factorization == "sparse" or need > _available_memory():
+    fits = need <= _available_memory()
+    if cholmod_available():
+        if factorization == "sparse" or sparse_work is None or not fits:
+            return "sparse"
+        return "sparse" if SPARSE_COST * sparse_work < float(size) ** 3 else "blocked"
+    if factorization == "sparse" or not fits:
         raise FitError(
-            f"This design needs the sparse factorisation (factorization={factorization!r}: the dense block of the "
+            f"This design needs the sparse factorisation (factorization={factorization!r}: the dense blocks of the "
             f"factors after the first, {size} x {size}, would take {need / 2**30:.1f} GiB), and CHOLMOD is not "
             f"installed: {INSTALL_HINT}."
         )
     warn(BayesmixWarning(
         f"The dense block of the factors after the first is {size} x {size} ({need / 2**30:.1f} GiB, about "
-        f"{size**3 / 1e9:.0f} GFLOP per evaluation): the sparse factorisation would be faster, but CHOLMOD is not "
+        f"{size**3 / 1e9:.0f} GFLOP per evaluation): the sparse factorisation may be much faster, but CHOLMOD is not "
         f"installed: {INSTALL_HINT}."
     ))
     return "blocked"
@@ -204,14 +211,16 @@ def profiled_criterion(design: Design, structure: Structure, reml: bool, factori
     least-squares fit on X (:func:`~bayesmix.data.crossprod.shifted_cross_products`): the
     criterion and θ̂ are unchanged, and the factorisations add the shift back to β̂. Prior
     weights enter through the cross-products and the criterion's Σ log w. ``factorization``
-    (``"auto"``, ``"blocked"`` or ``"sparse"``) as :func:`choose_factorization`; a design
-    without its rows in memory (dask) is factored blocked."""
+    (``"auto"``, ``"blocked"`` or ``"sparse"``) as :func:`choose_factorization`, which for
+    ``"auto"`` reads the work of the sparse factor from CHOLMOD's ordering of this design; a
+    design without its rows in memory (dask) is factored blocked."""
     weights = design.rows.weights if design.in_memory else None
     log_weights = 0.0 if weights is None else float(np.sum(np.log(weights)))
     if design.in_memory and choose_factorization(structure, factorization) == "sparse":
         X, y, weights, shift = shifted_rows(design)
         crossprod = sparse_cross_products(structure, X, y, weights)
-        return SparseProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift, log_weights=log_weights)
+        sparse = SparseProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift, log_weights=log_weights)
+        if factorization == "sparse" or choose_factorization(structure, factorization, sparse.cholesky.work) == "sparse":
+            return sparse
     crossprod, shift = shifted_cross_products(design, structure)
     return ProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift, log_weights=log_weights)
-
