@@ -12,8 +12,9 @@ as in the blocked path.
 
 The exact gradient (:mod:`bayesmix.linalg.gradient` for the algebra) needs P = M⁻¹ where Z'Z
 has entries. CHOLMOD has no selected inverse: :func:`takahashi` computes P on the pattern of
-the factor L (which holds that of M) by the Takahashi recurrences, column by column from the
-last (Takahashi, Fagan and Chen 1973; Erisman and Tinney 1975).
+the factor L (which holds that of M) by the Takahashi recurrences, supernode by supernode from
+the last, with dense products inside each (Takahashi, Fagan and Chen 1973; Erisman and Tinney
+1975; Lin et al.'s SelInv, 2011).
 
 The sparse path needs the optional extra ``bayesmix[sparse]`` (scikit-sparse, built against
 SuiteSparse: Debian's ``libsuitesparse-dev``, conda's ``suitesparse``); :func:`cholmod_available`
@@ -294,43 +295,64 @@ def inverse_trace(P, A, T, pair_row, pair_column, pair_offset, pair_rows, node_q
 @njit(cache=True)
 def takahashi(Lp, Li, Lx):
     """M⁻¹ on the pattern of its lower Cholesky factor L (CSC, rows sorted, diagonal first; M = LL'),
-    by the Takahashi recurrences from the last column: with L̃ = L diag(L)⁻¹ and D = diag(L)²,
+    by the Takahashi recurrences, one supernode at a time from the last.
 
-        Z_ij = -Σ_{k>j} L̃_kj Z_ik  (i > j),    Z_jj = 1/D_j - Σ_{k>j} L̃_kj Z_kj,
+    A supernode is a run of columns J whose patterns nest (column j's is j and column j+1's); its
+    rows below J are the same set S for every column. With L_JJ, L_SJ its dense blocks,
+    U = L_SJ L_JJ⁻¹ and M⁻¹ already known on S x S (which the pattern holds whole),
 
-    the sums over the pattern of column j. Z_ik (i, k in that pattern) is in the pattern of
-    column min(i, k), found by one merge walk per k. Returns None if it is not (a pattern not
-    closed under fill-in)."""
+        Z_SJ = -Z_SS U,    Z_JJ = L_JJ⁻ᵀ L_JJ⁻¹ - U' Z_SJ,
+
+    (from Z L = L⁻ᵀ, upper triangular), dense products. Returns None if some entry of S x S is not
+    in the pattern (a pattern not closed under fill-in)."""
     n = len(Lp) - 1
     Z = np.zeros(len(Lx))
-    acc = np.empty(n)
-    for j in range(n - 1, -1, -1):
-        p0, p1 = Lp[j], Lp[j + 1]
-        d = Lx[p0]
-        m = p1 - p0 - 1
-        for t in range(m):
-            acc[t] = 0.0
-        for t in range(m):
-            k = Li[p0 + 1 + t]
-            lk = Lx[p0 + 1 + t] / d
-            q = Lp[k]
-            acc[t] += lk * Z[q]  # Z_kk
+    last = n
+    while last > 0:
+        first = last - 1  # extend the supernode J = [first, last) while the columns nest
+        while first > 0 and Lp[first] - Lp[first - 1] == Lp[first + 1] - Lp[first] + 1 and Li[Lp[first - 1] + 1] == first:
+            first -= 1
+        ns = last - first
+        S = Li[Lp[last - 1] + 1 : Lp[last]]
+        m = len(S)
+        LJJ = np.zeros((ns, ns))
+        LSJ = np.empty((m, ns))
+        for c in range(ns):
+            p = Lp[first + c]
+            for r in range(c, ns):
+                LJJ[r, c] = Lx[p + r - c]
+            for a in range(m):
+                LSJ[a, c] = Lx[p + ns - c + a]
+        ZSS = np.empty((m, m))
+        for b in range(m):
+            q, end = Lp[S[b]], Lp[S[b] + 1]
+            ZSS[b, b] = Z[q]
             q += 1
-            end = Lp[k + 1]
-            for t2 in range(t + 1, m):
-                i = Li[p0 + 1 + t2]
-                while q < end and Li[q] < i:
+            for a in range(b + 1, m):
+                while q < end and Li[q] < S[a]:
                     q += 1
-                if q == end or Li[q] != i:
+                if q == end or Li[q] != S[a]:
                     return None
-                zik = Z[q]
-                acc[t2] += lk * zik
-                acc[t] += Lx[p0 + 1 + t2] / d * zik
-        s = 1.0 / (d * d)
-        for t in range(m):
-            Z[p0 + 1 + t] = -acc[t]
-            s += Lx[p0 + 1 + t] / d * acc[t]
-        Z[p0] = s
+                ZSS[a, b] = Z[q]
+                ZSS[b, a] = Z[q]
+        Linv = np.zeros((ns, ns))  # L_JJ⁻¹, lower triangular
+        for i in range(ns):
+            Linv[i, i] = 1.0 / LJJ[i, i]
+            for j in range(i):
+                t = 0.0
+                for k in range(j, i):
+                    t += LJJ[i, k] * Linv[k, j]
+                Linv[i, j] = -t / LJJ[i, i]
+        U = LSJ @ Linv
+        ZSJ = -(ZSS @ U)
+        ZJJ = Linv.T @ Linv - U.T @ ZSJ
+        for c in range(ns):
+            p = Lp[first + c]
+            for r in range(c, ns):
+                Z[p + r - c] = ZJJ[r, c]
+            for a in range(m):
+                Z[p + ns - c + a] = ZSJ[a, c]
+        last = first
     return Z
 
 
