@@ -152,7 +152,6 @@ def large_runs(args) -> None:
               f"| {r['evaluations']} ({r['iterations']} iterations) | {r['criterion']:.4f} |", flush=True)
     if not args.skip_lme4:
         for key in ("scaled", "large"):
-            start = time.perf_counter()
             text, peak = measured(["Rscript", str(HERE / "crossed_lme4.R"), str(csvs[key]), LARGE_MODEL, "1"])
             r = json.loads(text)
             data = rows[key]
