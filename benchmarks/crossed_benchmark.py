@@ -22,6 +22,16 @@ data are read once, as strings; end to end starts from that DataFrame. statsmode
 no crossed random effects (only variance components within one group, here a single group of
 73,421 rows with dense n x n algebra), so it is not run. ``--profile`` prints the top of
 cProfile for one fit. Prints Markdown rows for benchmarks/RESULTS.md.
+
+``--large`` runs the case of 1,000,000 rows with 20,000 students x 20,000 instructors instead
+(simulated, seed fixed; :func:`simulate_large`): each department has 100 students and 100
+instructors, and a student's ratings are of instructors of their department but for a fraction
+``--across`` (default 0.002) of instructors anywhere. The dense block of the blocked path would be
+20,000 x 20,000 (3.2 GB, three of them at once), so bayesmix takes the sparse path (CHOLMOD);
+each fit runs in its own process, for its peak resident memory (``ru_maxrss``): bayesmix's REML
+fit ("fit": on a built design; "end to end": from the DataFrame) and lme4's ``lmer`` on the same
+data written to /tmp; and, as a peer that both paths can handle, the same design scaled down
+(``--scaled-levels``, default 4,000 x 4,000 on 200,000 rows) by the blocked and the sparse path.
 """
 
 from __future__ import annotations
@@ -68,6 +78,88 @@ def simulate(seed: int = 1, n: int = 73_421, students: int = 2_972, instructors:
     y += rng.normal(0, 0.11, (departments, 2))[dept, service.astype(int)] + rng.normal(0, 1.18, n)
     return pd.DataFrame({"s": s.astype(str), "d": d.astype(str), "dept": dept.astype(str),
                          "service": service.astype(int).astype(str), "y": y})
+
+
+def simulate_large(seed: int = 2, n: int = 1_000_000, students: int = 20_000, instructors: int = 20_000,
+                   departments: int = 200, across: float = 0.002) -> pd.DataFrame:
+    """Students x instructors within departments (``students / departments`` of each per
+    department), a fraction ``across`` of the ratings given to an instructor of any department;
+    ``y ~ service + (1 | s) + (1 | d)`` with InstEval's variance components."""
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, students, n)
+    per = instructors // departments
+    home = s * departments // students
+    d = np.where(rng.random(n) < across, rng.integers(0, instructors, n), home * per + rng.integers(0, per, n))
+    service = rng.random(n) < 0.43
+    y = 3.2 - 0.07 * service + rng.normal(0, 0.32, students)[s] + rng.normal(0, 0.51, instructors)[d] + rng.normal(0, 1.18, n)
+    return pd.DataFrame({"s": s.astype(str), "d": d.astype(str), "dept": (d // per).astype(str),
+                         "service": service.astype(int).astype(str), "y": y})
+
+
+LARGE_MODEL = "y ~ service + (1 | s) + (1 | d)"
+
+
+def large_child(csv: Path, factorization: str) -> dict:
+    """One bayesmix REML fit of ``LARGE_MODEL`` on the CSV (run in a child process of its own):
+    the design's time, the fit's wall and CPU time, the end-to-end time, and what the fit found."""
+    data = pd.read_csv(csv, dtype=COLUMNS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        design = bm.make_design(LARGE_MODEL, data)
+        design_s = time.perf_counter() - start
+        wall, cpu = time.perf_counter(), time.process_time()
+        fit = bm.fit_reml(design, factorization=factorization)
+        fit_s, fit_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    opt = fit.optsummary
+    return {"design_s": design_s, "fit_s": fit_s, "fit_cpu_s": fit_cpu, "e2e_s": design_s + fit_s, "criterion": opt.fmin,
+            "evaluations": opt.evaluations, "iterations": opt.iterations, "factorization": opt.factorization,
+            "theta": opt.final.tolist(), "sigma": fit.sigma}
+
+
+def measured(command: list[str]) -> tuple[str, float]:
+    """Run ``command`` in a child of a child and return its output and its peak resident memory in GB."""
+    wrapper = ("import resource, subprocess, sys; out = subprocess.run(sys.argv[1:], capture_output=True, text=True, check=True); "
+               "sys.stdout.write(out.stdout); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+    lines = out.stdout.strip().splitlines()
+    return lines[-2], int(lines[-1]) / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def large_runs(args) -> None:
+    """The 1,000,000-row case and its peers (see the module docstring); prints Markdown rows."""
+    rows = {"large": simulate_large(across=args.across)}
+    levels = args.scaled_levels
+    rows["scaled"] = simulate_large(n=50 * levels, students=levels, instructors=levels, departments=levels // 100, across=args.across)
+    csvs = {}
+    for key, data in rows.items():
+        csvs[key] = Path(tempfile.gettempdir()) / f"bayesmix_crossed_{key}.csv"
+        data.to_csv(csvs[key], index=False)
+    large = rows["large"]
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, numpy {np.__version__}; `{LARGE_MODEL}`, "
+          f"{len(large)} rows, {large.s.nunique()} s x {large.d.nunique()} d, across = {args.across}\n")
+    print("| data | run | factorisation | design | fit (CPU) | end to end | peak memory | evaluations | REML criterion |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    runs = [("large", "sparse"), ("scaled", "sparse"), ("scaled", "blocked")]
+    for key, factorization in runs:
+        text, peak = measured([sys.executable, str(Path(__file__).resolve()), "--child", str(csvs[key]), factorization])
+        r = json.loads(text)
+        data = rows[key]
+        print(f"| {len(data):,} rows, {data.s.nunique():,} x {data.d.nunique():,} | bayesmix | {r['factorization']} "
+              f"| {r['design_s']:.1f} s | {r['fit_s']:.1f} s ({r['fit_cpu_s']:.1f} s) | {r['e2e_s']:.1f} s | {peak:.2f} GB "
+              f"| {r['evaluations']} ({r['iterations']} iterations) | {r['criterion']:.4f} |", flush=True)
+    if not args.skip_lme4:
+        for key in ("scaled", "large"):
+            text, peak = measured(["Rscript", str(HERE / "crossed_lme4.R"), str(csvs[key]), LARGE_MODEL, "1"])
+            r = json.loads(text)
+            data = rows[key]
+            print(f"| {len(data):,} rows, {data.s.nunique():,} x {data.d.nunique():,} | lme4 {r['lme4']} | CHOLMOD (Matrix) "
+                  f"| | {r['fit_seconds']:.1f} s ({r['fit_cpu_seconds']:.1f} s) | {r['end_to_end_seconds']:.1f} s "
+                  f"| {peak:.2f} GB | {r['evaluations']} | {r['criterion']:.4f} |", flush=True)
+    for csv in csvs.values():
+        csv.unlink()
 
 
 class CentralDifferences(ProfiledCriterion):
@@ -152,7 +244,17 @@ def main() -> None:
     parser.add_argument("--lme4-repeats", type=int, default=1)
     parser.add_argument("--skip-lme4", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions for one end-to-end fit")
+    parser.add_argument("--large", action="store_true", help="the 1,000,000-row case with 20,000 x 20,000 crossed levels")
+    parser.add_argument("--across", type=float, default=0.002, help="--large: fraction of ratings across departments")
+    parser.add_argument("--scaled-levels", type=int, default=4_000, help="--large: levels of each factor in the scaled-down peer")
+    parser.add_argument("--child", nargs=2, metavar=("CSV", "FACTORIZATION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(large_child(Path(args.child[0]), args.child[1])))
+        return
+    if args.large:
+        large_runs(args)
+        return
     if args.data is None:
         data = simulate()
         handle, name = tempfile.mkstemp(suffix=".csv")

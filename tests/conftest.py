@@ -26,6 +26,18 @@ import pytest  # noqa: E402
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+def require_cholmod() -> None:
+    """Skip the calling test without CHOLMOD (the extra ``bayesmix[sparse]``); under
+    ``BAYESMIX_REQUIRE_SPARSE=1`` (as .ci/run sets it) fail instead, so CI tests the sparse path."""
+    from bayesmix.linalg.sparse import INSTALL_HINT, cholmod_available
+
+    if cholmod_available():
+        return
+    if os.environ.get("BAYESMIX_REQUIRE_SPARSE"):
+        pytest.fail(f"scikit-sparse is not installed, and BAYESMIX_REQUIRE_SPARSE is set: {INSTALL_HINT}")
+    pytest.skip(f"the sparse factorisation needs scikit-sparse: {INSTALL_HINT}")
+
+
 def shared_file(*parts: str) -> Path:
     """A file of ../shared by its path there (``"data", "sleepstudy.csv"``): from ../shared when it
     is present, else for the music data the file ``load_music()`` would read; the test is

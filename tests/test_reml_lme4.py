@@ -1,4 +1,5 @@
-"""REML/ML fits against lme4 1.1-31 at its optimum (../shared/reference and tests/reference)."""
+"""REML/ML fits against lme4 1.1-31 at its optimum (../shared/reference and tests/reference), through
+the automatic choice of factorisation (blocked for all of these) and through the sparse one (CHOLMOD)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import bayesmix as bm
 from bayesmix import ConvergenceWarning
 
-from .conftest import shared_file
+from .conftest import require_cholmod, shared_file
 
 HERE = Path(__file__).parent / "reference"
 SHARED_MODELS = json.loads(shared_file("reference", "lme4_reference.json").read_text())
@@ -50,17 +51,22 @@ def our_level(group: str, level: str) -> str:
     return ":".join(reversed(level.split(":"))) if group == "class:school" else level
 
 
-@pytest.fixture(scope="module")
-def fits():
+@pytest.fixture(scope="module", params=["auto", "sparse"])
+def fits(request):
+    factorization = request.param
     cache = {}
 
     def fit(name):
+        if factorization == "sparse":
+            require_cholmod()
         if name not in cache:
             ref = MODELS[name]
             design = bm.make_design(ref["formula"], DATA[SOURCE[name]]())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                cache[name] = bm.fit_reml(design, reml=ref["REML"])
+                cache[name] = bm.fit_reml(design, reml=ref["REML"], factorization=factorization)
+            expected = "sparse (CHOLMOD)" if factorization == "sparse" else "blocked"
+            assert cache[name].optsummary.factorization == expected
         return cache[name], MODELS[name]
 
     return fit

@@ -155,10 +155,18 @@ def shifted_cross_products(design: Design, structure: Structure | None = None) -
     if stats is not None:
         shift = stats.ols_coefficients() if design.p else None
         return stats.cross_products(design.p, shift), shift
+    X, y, weights, shift = shifted_rows(design)
+    return cross_products(structure, X, y, weights), shift
+
+
+def shifted_rows(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """X, y - offset - X c, the prior weights and c of a design in memory, as
+    :func:`shifted_cross_products` takes their cross-products (c: the weighted least-squares
+    coefficients of y - offset on X; None without fixed effects)."""
     rows, white = design.rows, design.rows.whitened()
     shift = least_squares(white.X, white.y) if design.p else None
     y = rows.y if rows.offset is None else rows.y - rows.offset
     if shift is not None:
         y = y - rows.X @ shift
-    return cross_products(structure, rows.X, y, rows.weights), shift
+    return rows.X, y, rows.weights, shift
 

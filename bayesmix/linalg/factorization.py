@@ -33,8 +33,52 @@ from ..data.layout import FactorBlock, Structure
 from .kernels import factor_first_block, rest_downdate, rest_pairs_t, selected_rest_first, symmetrize_lower
 
 
+class SchurFactor:
+    """What the fits read from the Cholesky factor R of the ``[X y]`` Schur complement, whichever
+    factorisation of Λ'Z'ZΛ + I (blocked here, sparse in :mod:`bayesmix.linalg.sparse`) gave it.
+    Subclasses have the attributes ``R`` ((p+1) x (p+1), lower), ``beta_shift`` and ``theta``."""
+
+    R: np.ndarray
+    beta_shift: np.ndarray | None
+
+    @property
+    def p(self) -> int:
+        """Number of fixed effects."""
+        return self.R.shape[0] - 1
+
+    @property
+    def pwrss(self) -> float:
+        """Penalised weighted residual sum of squares r_yy²."""
+        return float(self.R[-1, -1] ** 2)
+
+    @property
+    def logdet_x(self) -> float:
+        """log|R_X|² = log|X'V⁻¹X| with V scaled by 1/σ²."""
+        return float(2.0 * np.log(np.diag(self.R)[:-1]).sum())
+
+    @property
+    def beta(self) -> np.ndarray:
+        """The GLS estimate of β given θ."""
+        return self.factored_beta if self.beta_shift is None else self.factored_beta + self.beta_shift
+
+    @property
+    def factored_beta(self) -> np.ndarray:
+        """β of the response the cross-products were computed from."""
+        p = self.p
+        if p == 0:  # PIRLS with β given
+            return np.zeros(0)
+        return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False, check_finite=False)
+
+    @property
+    def rx_inverse(self) -> np.ndarray:
+        """(R_X R_X')⁻¹, which times σ² is the covariance of β̂."""
+        p = self.p
+        return la.cho_solve((self.R[:p, :p], True), np.eye(p))
+
+
+
 @dataclass(frozen=True, eq=False)
-class Factorization:
+class Factorization(SchurFactor):
     """The blocked Cholesky factor at one θ, and what the results need from it.
 
     Attributes
@@ -76,45 +120,11 @@ class Factorization:
     beta_shift: np.ndarray | None = None
     A21_levels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    @property
-    def p(self) -> int:
-        """Number of fixed effects."""
-        return self.R.shape[0] - 1
-
-    @property
-    def pwrss(self) -> float:
-        """Penalised weighted residual sum of squares r_yy²."""
-        return float(self.R[-1, -1] ** 2)
-
-    @property
-    def logdet_x(self) -> float:
-        """log|R_X|² = log|X'V⁻¹X| with V scaled by 1/σ²."""
-        return float(2.0 * np.log(np.diag(self.R)[:-1]).sum())
-
-    @property
-    def beta(self) -> np.ndarray:
-        """The GLS estimate of β given θ."""
-        return self._factored_beta if self.beta_shift is None else self._factored_beta + self.beta_shift
-
-    @property
-    def _factored_beta(self) -> np.ndarray:
-        """β of the response the cross-products were computed from."""
-        p = self.p
-        if p == 0:  # PIRLS with β given
-            return np.zeros(0)
-        return la.solve_triangular(self.R[:p, :p].T, self.R[p, :p], lower=False, check_finite=False)
-
-    @property
-    def rx_inverse(self) -> np.ndarray:
-        """(R_X R_X')⁻¹, which times σ² is the covariance of β̂."""
-        p = self.p
-        return la.cho_solve((self.R[:p, :p], True), np.eye(p))
-
     def spherical_modes(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Conditional modes of the spherical effects u (b = Λu): first block, rest block."""
         p = self.p
-        rhs1 = self.W[:, :, p] - self.W[:, :, :p] @ self._factored_beta
-        rhs2 = None if self.L22 is None else self.V2[:, p] - self.V2[:, :p] @ self._factored_beta
+        rhs1 = self.W[:, :, p] - self.W[:, :, :p] @ self.factored_beta
+        rhs2 = None if self.L22 is None else self.V2[:, p] - self.V2[:, :p] @ self.factored_beta
         return self.back_substitute(rhs1, rhs2)
 
     def solve(self, c1: np.ndarray, c2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -145,13 +155,18 @@ class Factorization:
         rhs1 = rhs1 - np.einsum("lij,lj...->li...", self.L11inv, z)  # L21' x2 = L11⁻¹ Λ₁' A21' Λ₂ x2
         return _upper_solve(self.L11inv, rhs1), x2
 
-    def spherical_variances(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Diagonal blocks of (L_Z L_Z')⁻¹: per level of the first block, and the rest block.
+    def level_variances(self) -> list[np.ndarray]:
+        """The diagonal blocks of (L_Z L_Z')⁻¹ per level, for each factor block (levels, q, q).
 
         Times σ² and pre/post-multiplied by Λ, these are lme4's conditional variances.
         """
-        first, _, rest = self.inverse_blocks
-        return first, rest
+        first, _, rest = self.selected_inverse
+        out = [first]
+        if rest is not None:
+            for rows, levels, T in self.lambda2.parts:
+                idx = rows.start + np.arange(levels * T.shape[0]).reshape(levels, T.shape[0])
+                out.append(rest[idx[:, :, None], idx[:, None, :]])
+        return out
 
     @functools.cached_property
     def rest_first(self) -> np.ndarray | None:
@@ -225,19 +240,10 @@ def effects(structure: Structure, theta: np.ndarray, u: np.ndarray) -> list[np.n
 
 def conditional_covariances(structure: Structure, f: Factorization) -> list[np.ndarray]:
     """Per factor block, Λ [(L_Z L_Z')⁻¹]_level Λ' for each level, (levels, q, q): the conditional
-    covariances of the random effects b = Λu (lme4's ``condVar``, times σ² for a linear model)."""
-    first, rest = f.spherical_variances()
-    out, start = [], 0
-    for k, block in enumerate(structure.blocks):
-        lam = block.lambda_(f.theta)
-        if k == 0:
-            spherical = first
-        else:
-            idx = start + np.arange(block.n_levels * block.q).reshape(block.n_levels, block.q)
-            spherical = rest[idx[:, :, None], idx[:, None, :]]
-            start += block.n_levels * block.q
-        out.append(lam @ spherical @ lam.T)
-    return out
+    covariances of the random effects b = Λu (lme4's ``condVar``, times σ² for a linear model),
+    from ``f``'s :meth:`level_variances` (the blocked or the sparse factorisation)."""
+    return [block.lambda_(f.theta) @ spherical @ block.lambda_(f.theta).T
+            for block, spherical in zip(structure.blocks, f.level_variances())]
 
 
 def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_shift: np.ndarray | None = None) -> Factorization:
@@ -249,7 +255,7 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
     if not ok:
         raise np.linalg.LinAlgError("Λ'Z'ZΛ + I or the [X y] Schur complement is not positive definite")
     if cp.single_factor:
-        return Factorization(theta, T1, L11inv, W, _schur_factor(S), float(logdet_z), beta_shift=beta_shift)
+        return Factorization(theta, T1, L11inv, W, schur_factor(S), float(logdet_z), beta_shift=beta_shift)
     lam2 = RestLambda(blocks[1:], theta)
     minv = np.swapaxes(L11inv, 1, 2) @ L11inv
     if lam2.scalar:
@@ -263,11 +269,11 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
         raise np.linalg.LinAlgError("Λ'Z'ZΛ + I is not positive definite")
     logdet_z += 2.0 * np.log(np.diag(L22)).sum()
     V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True, check_finite=False)
-    R = _schur_factor(S - V2.T @ V2)
+    R = schur_factor(S - V2.T @ V2)
     return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, beta_shift, cp.A21_levels)
 
 
-def _schur_factor(S: np.ndarray) -> np.ndarray:
+def schur_factor(S: np.ndarray) -> np.ndarray:
     """The lower Cholesky factor R of the ``[X y]`` Schur complement S.
 
     With negative working weights (PIRLS for a link whose observed information is negative in

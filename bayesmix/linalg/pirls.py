@@ -408,7 +408,7 @@ def level_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion:
     )
     if not ok:
         raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
-    R = np.array([[np.sqrt(schur) if schur >= 0.0 else np.nan]])  # as _schur_factor with no X
+    R = np.array([[np.sqrt(schur) if schur >= 0.0 else np.nan]])  # as schur_factor with no X
     f = Factorization(theta, T, Linv, Wy[:, :, None], R, float(logdet))
     return PirlsMode(theta, beta, dispersion, modes.ravel(), eta, f, float(loglik), int(steps), bool(converged), (A, B, s))
 

@@ -23,8 +23,14 @@ __all__ = ["GlmmResult", "GlmmSummary", "OptSummary", "RemlResult", "RemlSummary
            "likelihood_ratio_test"]
 
 
-def fit_reml(design: Design, reml: bool = True) -> RemlResult:
+def fit_reml(design: Design, reml: bool = True, factorization: str = "auto") -> RemlResult:
     """Fit ``design`` by REML (default) or maximum likelihood, as lme4's ``lmer``.
+
+    ``factorization`` chooses how Λ'Z'ZΛ + I is factored: ``"blocked"`` (a dense block for the
+    grouping factors after the first), ``"sparse"`` (CHOLMOD, the extra ``bayesmix[sparse]``)
+    or ``"auto"``: sparse when that dense block would have more than 2,000 rows, CHOLMOD is
+    installed and its fill-reduced factor is cheap enough, or the dense block would not fit in
+    memory (see docs/reml.md). ``fit.optsummary.factorization`` says which was used.
 
     Warns with :class:`~bayesmix.ConvergenceWarning` for a singular (boundary) fit or when
     the optimiser did not report convergence. Raises :class:`~bayesmix.FitError` (with the
@@ -43,7 +49,7 @@ def fit_reml(design: Design, reml: bool = True) -> RemlResult:
     if not isinstance(reml, (bool, np.bool_)):
         raise ArgumentError(f"reml must be True (REML) or False (maximum likelihood), not {reml!r}.")
     structure = structure_of(design)
-    return fit_profiled(RemlResult, design, structure, profiled_criterion(design, structure, reml))
+    return fit_profiled(RemlResult, design, structure, profiled_criterion(design, structure, reml, factorization))
 
 
 def _data_difference(a: Design, b: Design) -> str | None:

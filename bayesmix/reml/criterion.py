@@ -8,19 +8,29 @@ The criteria (lme4's ``REMLcrit`` and ``deviance``) are
 
 The gradient with respect to θ is exact for any number of grouping factors
 (see :meth:`ProfiledCriterion.value_and_gradient`).
+
+Two factorisations of Λ'Z'ZΛ + I compute it: the blocked one
+(:mod:`bayesmix.linalg.factorization`, a dense block for the factors after the first) and the
+sparse one (:mod:`bayesmix.linalg.sparse`, CHOLMOD), which :func:`profiled_criterion` chooses
+when that dense block would be large (:func:`choose_factorization`).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..data.blocks import CrossProducts
-from ..data.crossprod import shifted_cross_products
+from ..data.crossprod import shifted_cross_products, shifted_rows
 from ..data.design import Design
 from ..data.layout import Structure
+from ..data.sparse_crossprod import SparseCrossProducts, sparse_cross_products
+from ..errors import ArgumentError, BayesmixWarning, FitError, warn
 from ..linalg.factorization import Factorization, factorize
 from ..linalg.gradient import schur_gradient
 from ..linalg.kernels import schur_terms, single_factor_criterion
+from ..linalg.sparse import INSTALL_HINT, SparseCholesky, SparseFactorization, cholmod_available
 
 
 class ProfiledCriterion:
@@ -54,15 +64,23 @@ class ProfiledCriterion:
         self.evaluations = 0
         self._best: tuple[float, Factorization] | None = None  # the factor at the lowest criterion so far
 
+    kind = "blocked"  # the factorisation, as the optimiser's summary reports it
+
     def factorize(self, theta: np.ndarray) -> Factorization:
-        """The blocked Cholesky factor at θ (raises numpy's LinAlgError if it does not exist).
+        """The Cholesky factor at θ (raises numpy's LinAlgError if it does not exist).
 
         The factor at the lowest criterion evaluated so far is kept, so that the fit reads
         the optimum's factor without computing it again."""
         theta = np.asarray(theta, dtype=float)
         if self._best is not None and np.array_equal(self._best[1].theta, theta):
             return self._best[1]
+        return self._factorize(theta)
+
+    def _factorize(self, theta: np.ndarray) -> Factorization:
         return factorize(self.structure, self.cp, theta, self.beta_shift)
+
+    def _gradient(self, f: Factorization, F: np.ndarray) -> np.ndarray:
+        return schur_gradient(self.structure, self.cp, f, F)
 
     def _keep(self, value: float, f: Factorization) -> None:
         if self._best is None or value < self._best[0]:
@@ -98,7 +116,7 @@ class ProfiledCriterion:
         """
         theta = np.asarray(theta, dtype=float)
         self.evaluations += 1
-        if self.cp.single_factor:
+        if self.kind == "blocked" and self.cp.single_factor:
             cp, block = self.cp, self.structure.blocks[0]
             value, dT = single_factor_criterion(block.lambda_(theta), cp.A11, cp.A1X, cp.AXX, cp.p, float(self.dof), self.reml)
             return float(value) - self.log_weights, dT[block.theta_rows, block.theta_cols]
@@ -109,16 +127,100 @@ class ProfiledCriterion:
         value, F = schur_terms(f.R, self.cp.p, float(self.dof), self.reml)
         value = float(value + f.logdet_z) - self.log_weights
         self._keep(value, f)
-        return value, schur_gradient(self.structure, self.cp, f, F)
+        return value, self._gradient(f, F)
 
 
-def profiled_criterion(design: Design, structure: Structure, reml: bool) -> ProfiledCriterion:
+class SparseProfiledCriterion(ProfiledCriterion):
+    """The profiled criterion through the sparse factorisation (:mod:`bayesmix.linalg.sparse`):
+    the same parameters as :class:`ProfiledCriterion`, with sparse cross-products; CHOLMOD's
+    symbolic analysis is done here, once."""
+
+    kind = "sparse (CHOLMOD)"
+
+    def __init__(self, structure: Structure, crossprod: SparseCrossProducts, reml: bool = True,
+                 beta_shift: np.ndarray | None = None, log_weights: float = 0.0):
+        super().__init__(structure, crossprod, reml, beta_shift, log_weights)
+        self.cholesky = SparseCholesky(structure, crossprod, beta_shift)
+
+    def _factorize(self, theta: np.ndarray) -> SparseFactorization:
+        return self.cholesky.factorize(theta)
+
+    def _gradient(self, f: SparseFactorization, F: np.ndarray) -> np.ndarray:
+        return f.gradient(F)
+
+
+FACTORIZATIONS = ("auto", "blocked", "sparse")
+SPARSE_FROM = 2000  # the dense block's size Q2 from which "auto" considers the sparse path (docs/reml.md)
+SPARSE_COST = 50  # measured cost of one unit of sparse work Σc² (CHOLMOD and the Takahashi recurrences) per unit of Q2³ dense
+DENSE_MEMORY = 3  # matrices of Q2 x Q2 doubles the blocked path holds at once (Z2'Z2, its factor, the inverse)
+
+
+def dense_block_size(structure: Structure) -> int:
+    """Q2 = Σ levels x q over the factor blocks after the first: the blocked path's dense block."""
+    return sum(block.n_levels * block.q for block in structure.blocks[1:])
+
+
+def choose_factorization(structure: Structure, factorization: str = "auto", sparse_work: "float | None" = None) -> str:
+    """``"blocked"`` or ``"sparse"`` for ``structure``.
+
+    ``"auto"`` keeps the blocked path while the dense block has at most :data:`SPARSE_FROM`
+    rows. Above, with CHOLMOD installed, it takes the sparse path when the fill-reduced factor's
+    work Σc² (``sparse_work``, :attr:`~bayesmix.linalg.sparse.SparseCholesky.work`) times
+    :data:`SPARSE_COST` is below the dense block's Q2³, or when the dense blocks would not fit in
+    memory. Without CHOLMOD it keeps the blocked path and warns, or raises
+    :class:`~bayesmix.FitError` when the dense blocks would not fit in memory; both say how to
+    install it. ``"sparse"`` without CHOLMOD raises the same.
+    """
+    if factorization not in FACTORIZATIONS:
+        raise ArgumentError(f"factorization must be one of {FACTORIZATIONS}, not {factorization!r}.")
+    if factorization == "blocked":
+        return "blocked"
+    size = dense_block_size(structure)
+    if factorization == "auto" and size <= SPARSE_FROM:
+        return "blocked"
+    need = DENSE_MEMORY * 8.0 * size**2
+    fits = need <= _available_memory()
+    if cholmod_available():
+        if factorization == "sparse" or sparse_work is None or not fits:
+            return "sparse"
+        return "sparse" if SPARSE_COST * sparse_work < float(size) ** 3 else "blocked"
+    if factorization == "sparse" or not fits:
+        raise FitError(
+            f"This design needs the sparse factorisation (factorization={factorization!r}: the dense blocks of the "
+            f"factors after the first, {size} x {size}, would take {need / 2**30:.1f} GiB), and CHOLMOD is not "
+            f"installed: {INSTALL_HINT}."
+        )
+    warn(BayesmixWarning(
+        f"The dense block of the factors after the first is {size} x {size} ({need / 2**30:.1f} GiB, about "
+        f"{size**3 / 1e9:.0f} GFLOP per evaluation): the sparse factorisation may be much faster, but CHOLMOD is not "
+        f"installed: {INSTALL_HINT}."
+    ))
+    return "blocked"
+
+
+def _available_memory() -> float:
+    """Physical memory in bytes (inf where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def profiled_criterion(design: Design, structure: Structure, reml: bool, factorization: str = "auto") -> ProfiledCriterion:
     """The (RE)ML criterion of ``design``, from the cross-products of the response minus its
     least-squares fit on X (:func:`~bayesmix.data.crossprod.shifted_cross_products`): the
     criterion and θ̂ are unchanged, and the factorisations add the shift back to β̂. Prior
-    weights enter through the cross-products and the criterion's Σ log w."""
-    crossprod, shift = shifted_cross_products(design, structure)
+    weights enter through the cross-products and the criterion's Σ log w. ``factorization``
+    (``"auto"``, ``"blocked"`` or ``"sparse"``) as :func:`choose_factorization`, which for
+    ``"auto"`` reads the work of the sparse factor from CHOLMOD's ordering of this design; a
+    design without its rows in memory (dask) is factored blocked."""
     weights = design.rows.weights if design.in_memory else None
     log_weights = 0.0 if weights is None else float(np.sum(np.log(weights)))
+    if design.in_memory and choose_factorization(structure, factorization) == "sparse":
+        X, y, weights, shift = shifted_rows(design)
+        crossprod = sparse_cross_products(structure, X, y, weights)
+        sparse = SparseProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift, log_weights=log_weights)
+        if factorization == "sparse" or choose_factorization(structure, factorization, sparse.cholesky.work) == "sparse":
+            return sparse
+    crossprod, shift = shifted_cross_products(design, structure)
     return ProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift, log_weights=log_weights)
-

@@ -38,6 +38,9 @@ class OptSummary:
         Names of θ elements set to their bound by the boundary check.
     path
         Criterion after each optimiser run (the first, then the polishing restart).
+    factorization
+        Which factorisation of Λ'Z'ZΛ + I computed the criterion: ``"blocked"`` (dense block
+        for the factors after the first) or ``"sparse (CHOLMOD)"``.
     """
 
     method: str
@@ -50,10 +53,11 @@ class OptSummary:
     message: str
     boundary: tuple[str, ...] = ()
     path: list[float] = field(default_factory=list)
+    factorization: str = "blocked"
 
     def __str__(self) -> str:
         return (
-            f"{self.method}: criterion {self.fmin:.10g} after {self.evaluations} evaluations, "
+            f"{self.method}, {self.factorization} factorisation: criterion {self.fmin:.10g} after {self.evaluations} evaluations, "
             f"{self.iterations} iterations; {'converged' if self.converged else 'NOT converged'} ({self.message})"
         )
 
@@ -133,7 +137,8 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     start = structure.initial_theta() if theta0 is None else np.asarray(theta0, dtype=float) * scale
     minimizer = LBFGSB(criterion) if minimizer is None else minimizer
     scaled = minimizer.scaled
-    summary = OptSummary(minimizer.method, start / scale, start / scale, np.inf, 0, 0, False, "")
+    summary = OptSummary(minimizer.method, start / scale, start / scale, np.inf, 0, 0, False, "",
+                          factorization=criterion.kind)
     first = scaled(start)[0]
     if not np.isfinite(first):
         summary.evaluations, summary.fmin, summary.message = criterion.evaluations, float(first), "criterion not finite at the start"

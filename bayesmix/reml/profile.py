@@ -207,7 +207,7 @@ class DevianceProfile(LikelihoodProfile):
     def __init__(self, fit: RemlResult):
         design, structure = fit.design, fit.structure
         self.ml = maximum_likelihood(fit)
-        self.criterion = profiled_criterion(design, structure, reml=False)
+        self.criterion = profiled_criterion(design, structure, reml=False, factorization="blocked")  # fixed_criterion edits its cross-products
         self.structure = structure
         self.n = design.n
         self.scale = structure.row_scale

@@ -115,7 +115,7 @@ class RemlResult(PointFit):
         """Kenward and Roger's adjusted covariance of β̂ and what their df read (see
         :mod:`bayesmix.reml.kenward_roger`); ArgumentError for an ML fit."""
         check_ddf("kenward-roger", self.reml)
-        criterion = profiled_criterion(self.design, self.structure, self.reml)
+        criterion = profiled_criterion(self.design, self.structure, self.reml, factorization="blocked")  # reads the dense blocks
         return kenward_roger(criterion.cp, self.structure, self.theta_values, self.sigma,
                              self.sigma**2 * self.factorization.rx_inverse)
 
