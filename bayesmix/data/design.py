@@ -27,7 +27,7 @@ from ..families import Family, Gaussian
 from ..formula import BarTerm, MixedFormula
 from ..formula.evaluation import Evaluator
 from ..tables import html_section
-from .layout import factor_columns, factor_groups
+from .terms import factor_columns, factor_groups
 from .statistics import SufficientStatistics, column_scale
 from .terms import RandomTerm
 

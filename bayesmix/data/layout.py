@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from typing import TYPE_CHECKING
 
-from .terms import GroupedColumns, RandomTerm
+from .terms import GroupedColumns, RandomTerm, factor_groups
 
 if TYPE_CHECKING:
     from .design import Design, Rows
@@ -134,23 +134,6 @@ class Structure:
     def diagonal(self) -> np.ndarray:
         """Mask of the θ elements on a template's diagonal."""
         return np.isfinite(self.lower)
-
-
-def factor_groups(groups: list[str], n_levels: list[int]) -> list[tuple[str, list[int]]]:
-    """The grouping factors of terms on factors ``groups`` with ``n_levels`` levels each, in the
-    order of the factor blocks (most levels first; ties in order of first appearance), each
-    with the indices of its terms: the one order of the blocks, of :class:`Structure` and of
-    the sufficient statistics (:class:`~bayesmix.data.statistics.SufficientStatistics`)."""
-    by_group: dict[str, list[int]] = {}
-    for k, group in enumerate(groups):
-        by_group.setdefault(group, []).append(k)
-    return [(group, by_group[group]) for group in sorted(by_group, key=lambda g: -n_levels[by_group[g][0]])]
-
-
-def factor_columns(qs: list[int], members: list[int]) -> np.ndarray:
-    """The columns of the terms ``members`` among all terms' columns side by side (term k has ``qs[k]``)."""
-    starts = np.cumsum([0, *qs])
-    return np.concatenate([np.arange(starts[k], starts[k + 1]) for k in members]).astype(np.intp)
 
 
 def structure_of(design: Design) -> Structure:

@@ -75,7 +75,7 @@ class SufficientStatistics:
     Columns are those of ``[X y]`` (m = p + 1; X before or after rank-deficient columns are
     dropped, see :meth:`select`) and the columns of the random-effects terms side by side,
     in term order (z, Q columns). The grouping factors are in the order of the factor blocks
-    (:func:`~bayesmix.data.layout.factor_groups`: most levels first).
+    (:func:`~bayesmix.data.terms.factor_groups`: most levels first).
 
     Attributes
     ----------

@@ -22,7 +22,7 @@ import pandas as pd
 from .build import clean_name, group_keys, independent_columns, response_values, term_matrix
 from .checks import check_finite, check_grouping, check_magnitude, check_residual, warn_missing, warn_rank_deficient
 from .design import Design, OutOfCore, Recipe, TermSpec
-from .layout import factor_columns, factor_groups
+from .terms import factor_columns, factor_groups
 from .terms import RandomTerm
 from ..errors import DataError, FormulaError
 from ..families import Family
@@ -70,7 +70,7 @@ class Plan:
     @property
     def factors(self) -> list[tuple[str, list[int]]]:
         """The grouping factors in the order of the factor blocks, each with the indices of its
-        terms (:func:`~bayesmix.data.layout.factor_groups`)."""
+        terms (:func:`~bayesmix.data.terms.factor_groups`)."""
         names = [spec.bar.group_name for spec in self.term_specs]
         return factor_groups(names, [len(self.levels[name]) for name in names])
 
