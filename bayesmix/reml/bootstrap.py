@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..errors import ArgumentError, BayesmixError, ConvergenceWarning, warn
 from ..threads import one_blas_thread
+from .comparison import likelihood_ratio_test
 from .parameters import parameter_estimates, parameter_values
 from .refit import LinearRefit, maximum_likelihood
 from .simulate import check_nsim, simulate_responses
@@ -321,7 +322,6 @@ def pb_test(small: PointFit, large: PointFit, nsim: int = 1000, seed: int | None
         Unless both fits are of one family and the same data, and ``large`` has more parameters
         (as :func:`~bayesmix.likelihood_ratio_test`).
     """
-    from . import likelihood_ratio_test  # checks the fits are comparable
     from scipy.stats import chi2
 
     for name, fit in (("small", small), ("large", large)):

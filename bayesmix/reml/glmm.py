@@ -31,7 +31,7 @@ from ..tables import (correlation_from_cov, fixed_correlation_text, html_section
                       readable_p_values)
 from .emmeans import MarginalMeans
 from .laplace import LaplaceFit, at_estimates, fit_laplace
-from .point import PointFit
+from .inference import InferableFit
 from .refit import checked_response, with_response
 from .separation import separated_coefficients
 
@@ -73,7 +73,7 @@ def fit_glmm(design: Design, nagq: int = 1) -> GlmmResult:
 
 
 @dataclass(frozen=True, eq=False)
-class GlmmResult(PointFit):
+class GlmmResult(InferableFit):
     """A maximum-likelihood fit of a generalised linear mixed model, read like lme4's ``glmerMod``.
 
     Attributes

@@ -26,7 +26,7 @@ from .parameters import sd_cor
 from .profile import LikelihoodProfile
 
 if TYPE_CHECKING:
-    from .glmm import GlmmResult
+    from .point import PointFit
 
 OPTIONS = {"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000}
 
@@ -46,7 +46,7 @@ class LaplaceProfile(LikelihoodProfile):
         For a family with a dispersion parameter (negative binomial, Gaussian with a non-identity link).
     """
 
-    def __init__(self, fit: GlmmResult):
+    def __init__(self, fit: PointFit):
         design, structure = fit.design, fit.structure
         family = design.family
         if family.has_dispersion:

@@ -17,7 +17,7 @@ import pandas as pd
 from ..data.design import Rows
 from ..data.layout import Structure, random_part, term_labels
 from ..errors import ConvergenceWarning, warn
-from ..results import FittedModel, check_flag
+from ..results import FittedModel
 from ..tables import coef_table, correlation_from_cov, ranef_by_group
 from .optimize import SINGULAR_TOL, is_singular
 
@@ -209,21 +209,7 @@ class PointFit(FittedModel):
         """The estimated dispersion, named as the posterior names it (``sigma``, ``shape``), or nothing."""
         return {}
 
-    # ----- simulation, refits and intervals ----------------------------------------------------
-    def simulate(self, nsim: int = 1, seed: int | None = None, random: bool = True) -> pd.DataFrame:
-        """Responses simulated from the fit, as lme4's ``simulate.merMod``: one column per
-        simulation (``sim_1``, ...), one row per fitted row.
-
-        ``random`` draws new random effects for each simulation (lme4's default,
-        ``use.u = FALSE``); False holds them at their conditional modes (``use.u = TRUE``). The
-        response is drawn from the family given the mean (N(μ, σ̂²/w) for a linear model).
-        """
-        from .simulate import check_nsim, simulate_responses
-
-        check_flag("random", random)
-        draws = simulate_responses(self, check_nsim(nsim), np.random.default_rng(seed), random)
-        return pd.DataFrame(draws.T, index=self.design.rows.index, columns=[f"sim_{k + 1}" for k in range(len(draws))])
-
+    # ----- refits ------------------------------------------------------------------------
     def refit(self, y) -> "PointFit":
         """The same model fitted to the response ``y`` (one value per fitted row, e.g. a column of
         :meth:`simulate`), on this fit's design: no formula or design is rebuilt (lme4's ``refit``)."""
@@ -233,15 +219,6 @@ class PointFit(FittedModel):
         """A callable ``(y, warn=True) -> fit`` refitting this model to new responses (what
         :meth:`refit` and the bootstrap call), set up once."""
         raise NotImplementedError
-
-    def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 500, seed: int | None = None,
-                n_jobs: int | None = None, progress: bool = False) -> pd.DataFrame:
-        """Confidence intervals of every parameter, as lme4's ``confint.merMod``: ``method`` is
-        ``"profile"`` (default), ``"wald"`` or ``"bootstrap"``; see
-        :func:`bayesmix.reml.intervals.confint` for the rows and their names."""
-        from .intervals import confint
-
-        return confint(self, method, level, nsim, seed, n_jobs, progress)
 
     # ----- random effects ------------------------------------------------------------------
     def _ranef_frames(self) -> dict[str, pd.DataFrame]:

@@ -38,7 +38,6 @@ from .refit import maximum_likelihood
 
 if TYPE_CHECKING:
     from .point import PointFit
-    from .result import RemlResult
 
 CORRELATION_EDGE = 1.0 - 1e-6  # a correlation's profile is evaluated this close to ±1 for its bound
 MAX_DOUBLINGS = 40
@@ -204,7 +203,7 @@ class DevianceProfile(LikelihoodProfile):
         Its profiled ML criterion (σ and β profiled out).
     """
 
-    def __init__(self, fit: RemlResult):
+    def __init__(self, fit: PointFit):
         design, structure = fit.design, fit.structure
         self.ml = maximum_likelihood(fit)
         self.criterion = profiled_criterion(design, structure, reml=False, factorization="blocked")  # fixed_criterion edits its cross-products

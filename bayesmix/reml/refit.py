@@ -30,11 +30,10 @@ from .quasi_newton import CompiledBFGS, start_hessian
 
 if TYPE_CHECKING:
     from .point import PointFit
-    from .result import RemlResult
 
 
-def fit_profiled(result_type: type[RemlResult], design: Design, structure: Structure, criterion: ProfiledCriterion,
-                 theta0: np.ndarray | None = None, warn: bool = True) -> RemlResult:
+def fit_profiled(result_type: type[PointFit], design: Design, structure: Structure, criterion: ProfiledCriterion,
+                 theta0: np.ndarray | None = None, warn: bool = True) -> PointFit:
     """Optimise ``criterion`` over θ (from ``theta0``, else lme4's start) and read the fit
     (:func:`profiled_result`)."""
     with one_blas_thread():  # see bayesmix.threads
@@ -42,8 +41,8 @@ def fit_profiled(result_type: type[RemlResult], design: Design, structure: Struc
     return profiled_result(result_type, design, structure, criterion, opt, warn)
 
 
-def profiled_result(result_type: type[RemlResult], design: Design, structure: Structure, criterion: ProfiledCriterion,
-                    opt: OptSummary, warn: bool = True) -> RemlResult:
+def profiled_result(result_type: type[PointFit], design: Design, structure: Structure, criterion: ProfiledCriterion,
+                    opt: OptSummary, warn: bool = True) -> PointFit:
     """Factor ``criterion`` at the optimum ``opt`` and read the fit as ``result_type``
     (:class:`~bayesmix.RemlResult`); warn for a singular fit when ``warn``. Raises FitError for
     a factor that does not exist at the optimum or non-finite estimates."""
@@ -75,7 +74,7 @@ def maximum_likelihood(fit: PointFit) -> PointFit:
     return fit_profiled(type(fit), fit.design, fit.structure, criterion, theta0=fit.theta_values, warn=False)
 
 
-def check_finite_result(result: RemlResult) -> None:
+def check_finite_result(result: PointFit) -> None:
     """FitError naming the non-finite estimates, so that no NaN leaves a fit silently."""
     f = result.factorization
     estimates = {"criterion": [result.criterion], "theta": f.theta, "Cholesky factor R": f.R}
@@ -127,7 +126,7 @@ class LinearRefit:
         The fit whose design, criterion (REML or ML) and θ̂ the refits start from.
     """
 
-    def __init__(self, fit: RemlResult):
+    def __init__(self, fit: PointFit):
         design = fit.design
         rows = design.rows
         self.fit = fit
@@ -193,7 +192,7 @@ class LinearRefit:
         with one_blas_thread():  # see bayesmix.threads
             return optimize_theta(criterion, self.fit.theta_values, minimizer=minimizer)
 
-    def __call__(self, y, warn: bool = True) -> RemlResult:
+    def __call__(self, y, warn: bool = True) -> PointFit:
         """The fit of the same model to the response ``y`` (one value per fitted row)."""
         y = checked_response(self.fit, y)
         criterion = self.criterion(self.cross_products(y))

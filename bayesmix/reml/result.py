@@ -25,13 +25,13 @@ from .criterion import profiled_criterion
 from .emmeans import MarginalMeans
 from .kenward_roger import KenwardRoger, kenward_roger
 from .optimize import OptSummary
-from .point import PointFit
+from .inference import InferableFit
 from .satterthwaite import VarianceDerivatives, variance_derivatives
 from .refit import LinearRefit
 
 
 @dataclass(frozen=True, eq=False)
-class RemlResult(PointFit):
+class RemlResult(InferableFit):
     """A REML or ML fit of a linear mixed model, read like lme4's ``merMod``.
 
     Attributes
