@@ -83,12 +83,15 @@ class CrossProductPlan:
             self.rest_columns, self.rest_values, self.rest_slots, w, np.ascontiguousarray(first.z, dtype=float),
             np.ascontiguousarray(XY), self.size, len(self.pair_rows),
         )
-        A21 = sp.csr_array(
-            (values.ravel()[self.csr_order], self.csr_indices, self.csr_indptr), shape=(self.size, self.first_levels_q)
-        )
         return CrossProducts(
-            len(y), X.shape[1], A11, A1X, AXX, A21=A21, A21_levels=(self.indptr, self.pair_rows, values), A22=A22, A2X=A2X,
+            len(y), X.shape[1], A11, A1X, AXX, A21=self.rest_first(values), A21_levels=(self.indptr, self.pair_rows, values),
+            A22=A22, A2X=A2X,
         )
+
+    def rest_first(self, values: np.ndarray) -> sp.csr_array:
+        """``Z2'WZ1`` as a sparse matrix (rest rows x first-block columns) from its entries in
+        the pair layout, (pairs, q1)."""
+        return sp.csr_array((values.ravel()[self.csr_order], self.csr_indices, self.csr_indptr), shape=(self.size, self.first_levels_q))
 
 
 @njit(cache=True)
