@@ -276,10 +276,9 @@ def _factor(T1, rest, scalar, indptr, pair_rows, A11, A21, A22, L11inv, P1):
 
 
 @njit(cache=True, error_model="numpy")
-def _level_solve(Linv, v, out):
-    """out = M_l⁻¹v = L_l⁻ᵀL_l⁻¹v for one level's block."""
+def _level_solve(Linv, v, out, half):
+    """out = M_l⁻¹v = L_l⁻ᵀL_l⁻¹v for one level's block (``half`` scratch of length q)."""
     q = v.size
-    half = np.empty(q)
     for k in range(q):
         t = 0.0
         for m in range(k + 1):
@@ -298,10 +297,10 @@ def _forward(T1, rest, indptr, pair_rows, A21, L11inv, L22, r1, r2, y1, w1, w2):
     level, and w2 = L22⁻¹(r2 - M21 y1) (M21 y1 = Λ₂'Σ_pairs A21 Λ₁ y1), into y1, w1, w2."""
     levels, q1 = r1.shape
     size = r2.size
-    t1 = np.empty(q1)
+    t1, half = np.empty(q1), np.empty(q1)
     raw = np.zeros(size)
     for j in range(levels):
-        _level_solve(L11inv[j], r1[j], y1[j])
+        _level_solve(L11inv[j], r1[j], y1[j], half)
         for k in range(q1):
             t = 0.0
             for m in range(k + 1):
@@ -335,7 +334,7 @@ def _solve(T1, rest, indptr, pair_rows, A21, L11inv, L22, r1, r2, x1, x2):
             x2[m] -= L22[c, m] * x2[c]
     b2 = np.empty(size)
     _rest_effects(rest, x2, b2)
-    raw, t1 = np.empty(q1), np.empty(q1)
+    raw, t1, half = np.empty(q1), np.empty(q1), np.empty(q1)
     for j in range(levels):  # M12 x2 at level j: Λ₁'Σ_pairs A21'(Λ₂x2)
         raw[:] = 0.0
         for a in range(indptr[j], indptr[j + 1]):
@@ -346,7 +345,7 @@ def _solve(T1, rest, indptr, pair_rows, A21, L11inv, L22, r1, r2, x1, x2):
             for m in range(k, q1):
                 t -= T1[m, k] * raw[m]
             t1[k] = t
-        _level_solve(L11inv[j], t1, x1[j])
+        _level_solve(L11inv[j], t1, x1[j], half)
 
 
 @njit(cache=True, error_model="numpy")
