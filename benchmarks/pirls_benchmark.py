@@ -208,7 +208,7 @@ def main() -> None:
         dold, dnew = statistics.median(dtimes[False]), statistics.median(dtimes[True])
         dthreads = f"{statistics.median(dtimes['threads']) * 1e3:.3f} ms" if several else "(no dense block)"
         fold, fnew = statistics.median(ftimes[False]), statistics.median(ftimes[True])
-        print(f"| {name} | {WarmModes(rows).path} | {old * 1e3:.3f} ms | {new * 1e3:.3f} ms | {old / new:.1f}x "
+        print(f"| {name.replace('|', chr(92) + '|')} | {WarmModes(rows).path} | {old * 1e3:.3f} ms | {new * 1e3:.3f} ms | {old / new:.1f}x "
               f"| {steps[False]:.2f} / {steps[True]:.2f} "
               f"| {dthreads} | {dold * 1e3:.3f} ms | {dnew * 1e3:.3f} ms | {dold / dnew:.1f}x "
               f"| {fold * 1e3:.0f} ms | {fnew * 1e3:.0f} ms | {fold / fnew:.1f}x "
