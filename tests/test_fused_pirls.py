@@ -1,7 +1,8 @@
-"""The per-level compiled PIRLS and Laplace gradient of one grouping factor
-(:mod:`bayesmix.linalg.levelwise`) against the general path (:func:`~bayesmix.linalg.pirls.pirls`,
+"""The compiled PIRLS and Laplace gradient, per level for one grouping factor
+(:mod:`bayesmix.linalg.levelwise`) and on the blocked factor for several
+(:mod:`bayesmix.linalg.blockwise`), against the general path (:func:`~bayesmix.linalg.pirls.pirls`,
 :func:`~bayesmix.linalg.pirls.laplace_gradient`): every family and link, correlated, scalar and
-uncorrelated effects, with weights and offsets."""
+uncorrelated effects, crossed and nested factors, with weights and offsets."""
 
 from __future__ import annotations
 
@@ -11,16 +12,27 @@ from scipy import stats
 
 from bayesmix.data.layout import structure_of
 from bayesmix.families import GAUSSIAN_CODE, NEGATIVE_BINOMIAL_CODE, log_likelihood_derivatives_row, log_likelihood_row
-from bayesmix.linalg.pirls import GlmmRows, WarmModes, laplace_gradient, level_laplace_gradient, level_pirls, pirls
+from bayesmix.linalg.pirls import (
+    GlmmRows,
+    WarmModes,
+    blocked_laplace_gradient,
+    blocked_pirls,
+    laplace_gradient,
+    level_laplace_gradient,
+    level_pirls,
+    pirls,
+)
 
 from .test_full_density import FAMILIES, family_design
 
 STRUCTURES = {"correlated": "x + (x | a)", "scalar": "x + (1 | a)", "uncorrelated": "x + (x || a)"}
+SEVERAL = {"two crossed": "x + (1 | a) + (1 | b)", "crossed, uncorrelated slope": "x + (1 | a) + (x || b)",
+           "nested, correlated": "x + (x | a) + (1 | a:c)", "three crossed": "x + (1 | a) + (1 | b) + (1 | c)"}
 DISPERSION = {"negative-binomial": 3.0, "gaussian-identity": 1.3, "gaussian-log": 1.1}
 
 
 def glmm_rows(family_case: str, structure: str) -> GlmmRows:
-    design = family_design(family_case, STRUCTURES[structure])
+    design = family_design(family_case, {**STRUCTURES, **SEVERAL}[structure])
     rows = design.rows
     return GlmmRows.of(structure_of(design), rows.X, rows.y, rows.weights, rows.offset, design.family)
 
@@ -42,11 +54,14 @@ def points(rows: GlmmRows, family_case: str, count: int, seed: int = 1):
 
 
 def stationarity(rows: GlmmRows, mode) -> np.ndarray:
-    """The Newton step from the mode to the exact one, M⁻¹(u - Λ'Z'ℓ'(η)) (M⁻¹ ∂g/∂u / 2)."""
-    block = rows.structure.blocks[0]
+    """The Newton step from the mode to the exact one, M⁻¹(u - Λ'Z'ℓ'(η)) (M⁻¹ ∂g/∂u / 2), flat."""
+    structure = rows.structure
     score = rows.working(mode.eta, mode.dispersion)[0]
-    residual = mode.u.reshape(block.n_levels, block.q) - rows.level_sums(score)[0] @ block.lambda_(mode.theta)
-    return mode.factorization.solve(residual)[0]
+    residual = [u - s @ block.lambda_(mode.theta)
+                for u, s, block in zip(structure.per_block(mode.u), rows.level_sums(score), structure.blocks)]
+    rest = None if len(residual) == 1 else np.concatenate([r.ravel() for r in residual[1:]])
+    first, second = mode.factorization.solve(residual[0], rest)
+    return first.ravel() if second is None else np.concatenate([first.ravel(), second])
 
 
 def general_mode(rows: GlmmRows, theta, beta, dispersion):
@@ -55,7 +70,7 @@ def general_mode(rows: GlmmRows, theta, beta, dispersion):
     the rounding of g), then :func:`pirls` again from that mode plus its Newton correction
     (:func:`stationarity`), which it keeps."""
     rough = pirls(rows, theta, beta, dispersion)
-    mode = pirls(rows, theta, beta, dispersion, rough.u - stationarity(rows, rough).ravel())
+    mode = pirls(rows, theta, beta, dispersion, rough.u - stationarity(rows, rough))
     np.testing.assert_allclose(stationarity(rows, mode), 0.0, atol=1e-11)
     return mode
 
@@ -103,7 +118,7 @@ def test_warm_modes_along_a_path_equal_the_general_path(family_case):
     of the mode, its gradient then off by 1e-6 relative: not the reference here.)"""
     rows = glmm_rows(family_case, "correlated")
     warm = WarmModes(rows)
-    assert warm.levelwise and not WarmModes(rows, levelwise=False).levelwise
+    assert warm.path == "levelwise" and WarmModes(rows, compiled=False).path == "general"
     for theta, beta, dispersion in points(rows, family_case, 6, seed=2):
         mode = warm.solve(theta, beta, dispersion)
         warm.mode = mode
@@ -127,11 +142,61 @@ def test_a_start_far_from_the_mode_is_abandoned_for_zero():
     np.testing.assert_allclose(fused.laplace_deviance, general.laplace_deviance, rtol=1e-9)
 
 
-def test_two_factors_take_the_general_path():
-    design = family_design("bernoulli-logit", "x + (1 | a) + (1 | b)")
-    rows = design.rows
-    glmm = GlmmRows.of(structure_of(design), rows.X, rows.y, rows.weights, rows.offset, design.family)
-    assert not glmm.levelwise and not WarmModes(glmm).levelwise
+@pytest.mark.parametrize(("family_case", "structure"), [(f, s) for f in FAMILIES for s in SEVERAL])
+def test_blocked_mode_deviance_and_gradient_equal_the_general_path(family_case, structure):
+    """Several factors: the compiled PIRLS on the blocked factor reaches the general path's
+    exact mode, deviance and factor, and its gradient equals the general adjoint gradient."""
+    rows = glmm_rows(family_case, structure)
+    assert rows.blocked and not rows.levelwise
+    for theta, beta, dispersion in points(rows, family_case, 2):
+        general = general_mode(rows, theta, beta, dispersion)
+        fused = blocked_pirls(rows, theta, beta, dispersion)
+        assert general.converged and fused.converged
+        np.testing.assert_allclose(stationarity(rows, fused), 0.0, atol=1e-11)
+        np.testing.assert_allclose(fused.u, general.u, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(fused.eta, general.eta, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(fused.laplace_deviance, general.laplace_deviance, rtol=1e-10)
+        np.testing.assert_allclose(fused.log_likelihood, general.log_likelihood, rtol=1e-10)
+        f, g = fused.factorization, general.factorization
+        np.testing.assert_allclose(f.logdet_z, g.logdet_z, rtol=1e-10)
+        np.testing.assert_allclose(f.L22, g.L22, rtol=1e-8, atol=1e-10)
+        rng = np.random.default_rng(0)
+        eps1, eps2 = rng.standard_normal(f.L11inv.shape[:2]), rng.standard_normal(f.L22.shape[0])
+        for a, b in zip(f.back_substitute(eps1, eps2), g.back_substitute(eps1, eps2)):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+        # the working response's column: spherical_modes gives û back
+        np.testing.assert_allclose(np.concatenate([p.ravel() for p in f.spherical_modes()]), fused.u, rtol=0, atol=1e-8)
+        # the same formulas; ∂W/∂η (and μ_ηη of a non-canonical link) by central differences of
+        # step 1e-4 turn rounding-level differences of W (the general path's Gaussian and negative
+        # binomial W are scipy's, the compiled paths' their row functions) into up to 1e-8 of the gradient
+        assert_same_gradient(blocked_laplace_gradient(rows, fused), laplace_gradient(rows, general))
+
+
+@pytest.mark.parametrize("family_case", ["bernoulli-logit", "poisson", "negative-binomial", "gaussian-log"])
+def test_blocked_warm_modes_along_a_path_equal_the_general_path(family_case):
+    """A sampler's path with several factors, each solve warm-started from the last mode's
+    chord-step prediction: the mode, deviance and gradient of the general path started afresh."""
+    rows = glmm_rows(family_case, "nested, correlated")
+    warm = WarmModes(rows)
+    assert warm.path == "blocked" and WarmModes(rows, compiled=False).path == "general"
+    for theta, beta, dispersion in points(rows, family_case, 6, seed=2):
+        mode = warm.solve(theta, beta, dispersion)
+        warm.mode = mode
+        general = general_mode(rows, theta, beta, dispersion)
+        np.testing.assert_allclose(stationarity(rows, mode), 0.0, atol=1e-11)
+        np.testing.assert_allclose(mode.u, general.u, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(mode.laplace_deviance, general.laplace_deviance, rtol=1e-10)
+        assert_same_gradient(warm.gradient(mode), laplace_gradient(rows, general))
+    assert warm.all_converged and warm.evaluations == 6
+
+
+def test_a_far_start_with_several_factors_is_abandoned_for_zero():
+    rows = glmm_rows("poisson", "two crossed")
+    theta, beta, _ = points(rows, "poisson", 1)[0]
+    fused = blocked_pirls(rows, theta, beta, None, np.full(rows.n_effects, 2000.0))
+    general = general_mode(rows, theta, beta, None)
+    np.testing.assert_allclose(fused.u, general.u, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(fused.laplace_deviance, general.laplace_deviance, rtol=1e-10)
 
 
 def test_compiled_gaussian_and_negative_binomial_rows_equal_scipy():

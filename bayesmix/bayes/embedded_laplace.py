@@ -15,7 +15,8 @@ from the last mode, corrected to first order for the change of ψ
 (:class:`~bayesmix.linalg.pirls.WarmModes`), and the gradient is the exact adjoint one of
 :func:`~bayesmix.linalg.pirls.laplace_gradient` (the implicit-function theorem at the mode;
 nothing is differentiated through the iterations). With one grouping factor both run level by
-level in compiled code (:mod:`bayesmix.linalg.levelwise`). θ is the relative covariance factor of the
+level in compiled code (:mod:`bayesmix.linalg.levelwise`), with several on the blocked factor
+(:mod:`bayesmix.linalg.blockwise`). θ is the relative covariance factor of the
 ML fit, Λ = diag(sd) L per level (L the Cholesky factor of the correlations), so
 ∂d/∂θ is carried to the SDs and correlations by the full density's chain rule
 (:func:`bayesmix.bayes.density.chain_rule`).

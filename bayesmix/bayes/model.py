@@ -208,7 +208,8 @@ class BayesModel:
         standard = self._standard_design if y is None else self._standard.design(design)
         if self.method in ("full", "laplace"):
             observed = {} if y is None else {"y": design.family.observed(standard.rows.y, standard.rows.weights)}
-            tree, seconds = self._sampler.sample(settings, **observed)
+            with one_blas_thread():  # the Laplace method factors a dense block per evaluation: see bayesmix.threads
+                tree, seconds = self._sampler.sample(settings, **observed)
             if self.method == "laplace":  # the importance weights are a diagnostic, not a parameter
                 posterior = tree["posterior"].to_dataset()
                 tree["sample_stats"] = tree["sample_stats"].to_dataset().assign({LOG_WEIGHT: posterior[LOG_WEIGHT]})

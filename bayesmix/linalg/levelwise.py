@@ -40,7 +40,7 @@ import numpy as np
 from ..families import log_likelihood_constant_row
 from ..jit import njit
 from .kernels import level_factor
-from .working import row_terms, working_row
+from .working import dispersion_slopes_row, fixed_part, information_slope_row, level_effects, row_terms, working_row
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,38 +78,17 @@ class LevelRows:
         starts = np.zeros(levels + 1, dtype=np.int64)
         np.cumsum(np.bincount(codes, minlength=levels), out=starts[1:])
         X, y, weights, offset, z = (np.ascontiguousarray(np.asarray(a, dtype=float)[order]) for a in (X, y, weights, offset, z))
-        return cls(order, starts, X, y, weights, offset, z, _level_constants(family, starts, y, weights))
+        return cls(order, starts, X, y, weights, offset, z, level_constants(family, starts, y, weights))
 
 
 @njit(cache=True, error_model="numpy")
-def _level_constants(family, starts, y, weights):
+def level_constants(family, starts, y, weights):
     """Per level, Σ of :func:`~bayesmix.families.log_likelihood_constant_row` over its rows."""
     out = np.zeros(starts.size - 1)
     for j in range(out.size):
         for i in range(starts[j], starts[j + 1]):
             out[j] += log_likelihood_constant_row(family, y[i], weights[i])
     return out
-
-
-@njit(cache=True, error_model="numpy")
-def _fixed_part(X, offset, beta, lo, hi, out):
-    """offset_i + x_i'β for the rows lo:hi, into ``out``."""
-    for i in range(lo, hi):
-        s = offset[i]
-        for k in range(beta.size):
-            s += X[i, k] * beta[k]
-        out[i] = s
-
-
-@njit(cache=True, error_model="numpy")
-def _level_effects(T, u, b):
-    """b = Λu for one level."""
-    q = u.size
-    for k in range(q):
-        s = 0.0
-        for m in range(k + 1):
-            s += T[k, m] * u[m]
-        b[k] = s
 
 
 @njit(cache=True, error_model="numpy")
@@ -120,7 +99,7 @@ def _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, di
     s, c; ``canonical`` True for the Fisher information). Returns g_j(u) = -2 Σ ℓ_i + |u|²
     (without the level's constant terms, :attr:`LevelRows.constants`) and Σ W_i ỹ_i²."""
     q, p = u.size, X.shape[1]
-    _level_effects(T, u, b)
+    level_effects(T, u, b)
     A[:, :] = 0.0
     B[:, :] = 0.0
     s[:] = 0.0
@@ -344,7 +323,7 @@ def level_modes(family, link, canonical, starts, X, y, weights, offset, z, order
     most_steps, converged = 0, True
     for j in range(levels):
         lo, hi = starts[j], starts[j + 1]
-        _fixed_part(X, offset, beta, lo, hi, fixed)
+        fixed_part(X, offset, beta, lo, hi, fixed)
         if predict:
             _predicted(T, T0, u0[j], A0[j], B0[j], s0[j], beta_change, u[j], matrices, vectors)
         ok, g, logdet_j, yy, steps, converged_j = _solve_level(
@@ -392,15 +371,14 @@ def level_gradient(family, link, canonical, has_dispersion, starts, X, y, weight
     G = np.zeros((q, q))
     beta_gradient = np.zeros(p)
     dispersion_gradient = 0.0
-    up, down = dispersion * np.exp(link_step), dispersion * np.exp(-link_step)
     fixed, eta = np.empty(n), np.empty(n)
     score, information, slope = np.empty(n), np.empty(n), np.empty(n)
     A, TA, M, L, Linv, P = np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
     b, a, Pa, c, r, e_sum, score_sum = np.empty(q), np.empty(q), np.empty(q), np.empty(q), np.empty(q), np.empty(q), np.empty(q)
     for j in range(levels):
         lo, hi = starts[j], starts[j + 1]
-        _fixed_part(X, offset, beta, lo, hi, fixed)
-        _level_effects(T, u[j], b)
+        fixed_part(X, offset, beta, lo, hi, fixed)
+        level_effects(T, u[j], b)
         A[:, :] = 0.0
         for i in range(lo, hi):
             e = fixed[i]
@@ -408,9 +386,7 @@ def level_gradient(family, link, canonical, has_dispersion, starts, X, y, weight
                 e += z[i, k] * b[k]
             eta[i] = e
             score[i], information[i] = working_row(family, link, canonical, y[i], weights[i], e, dispersion, link_step)
-            h = link_step * max(1.0, abs(e))
-            slope[i] = (working_row(family, link, canonical, y[i], weights[i], e + h, dispersion, link_step)[1]
-                        - working_row(family, link, canonical, y[i], weights[i], e - h, dispersion, link_step)[1]) / (2.0 * h)
+            slope[i] = information_slope_row(family, link, canonical, y[i], weights[i], e, dispersion, link_step)
             for k in range(q):
                 for m in range(k + 1):
                     A[k, m] += information[i] * z[i, k] * z[i, m]
@@ -453,13 +429,9 @@ def level_gradient(family, link, canonical, has_dispersion, starts, X, y, weight
                 for m in range(q):
                     G[k, m] += 2.0 * information[i] * z[i, k] * Pa[m]
             if has_dispersion:
-                # the terms of ℓ free of the dispersion cancel in its differences
-                loglik_up, score_up, information_up = row_terms(family, link, canonical, y[i], weights[i], eta[i], up, link_step)
-                loglik_down, score_down, information_down = row_terms(family, link, canonical, y[i], weights[i], eta[i], down,
-                                                                      link_step)
-                dl = (loglik_up - loglik_down) / (2.0 * link_step)
-                dispersion_gradient += (-2.0 * dl + leverage * (information_up - information_down) / (2.0 * link_step)
-                                        + Ar * (score_up - score_down) / (2.0 * link_step))
+                dl, dscore, dinformation = dispersion_slopes_row(family, link, canonical, y[i], weights[i], eta[i], dispersion,
+                                                                 link_step)
+                dispersion_gradient += -2.0 * dl + leverage * dinformation + Ar * dscore
         for k in range(q):
             for m in range(q):
                 G[k, m] += e_sum[k] * u[j, m] + score_sum[k] * r[m]

@@ -36,6 +36,10 @@ With a single grouping factor and β given (the ML fit's evaluations and ``metho
 the problem decouples by level: :func:`level_pirls` and :func:`level_laplace_gradient` solve
 each level's Newton problem and take its part of the gradient in one compiled pass over rows
 sorted by level (:mod:`bayesmix.linalg.levelwise`), and :class:`WarmModes` takes that path.
+With several grouping factors and β given, :func:`blocked_pirls` and
+:func:`blocked_laplace_gradient` run the whole of PIRLS and the adjoint gradient in compiled
+code on the blocked factor (:mod:`bayesmix.linalg.blockwise`), and :class:`WarmModes` takes that
+path.
 
 Adaptive Gauss-Hermite quadrature (lme4's ``nAGQ``) applies to models with a single scalar
 random-effect term, where the integral over u factorises by level: each level's integral is
@@ -53,7 +57,8 @@ from ..data.crossprod import CrossProductPlan
 from ..data.layout import Structure
 from ..errors import ArgumentError
 from ..families import ROW_LIKELIHOOD_CODES, Family
-from .factorization import Factorization, effects, factorize
+from .blockwise import BlockedRows, blocked_gradient, blocked_modes
+from .factorization import Factorization, RestLambda, effects, factorize
 from .levelwise import LevelRows, level_gradient, level_modes
 from .working import add_level_products, level_matrix_products, level_sums, log_likelihood_rows, working_rows
 
@@ -117,12 +122,23 @@ class GlmmRows:
         block = self.structure.blocks[0]
         return LevelRows.of(block.codes, block.n_levels, self.X, self.y, self.weights, self.offset, block.z, self.family.code)
 
+    @functools.cached_property
+    def blocked_rows(self) -> BlockedRows:
+        """The rows as :func:`blocked_pirls` reads them (several factor blocks)."""
+        return BlockedRows.of(self.structure, self.plan, self.X, self.y, self.weights, self.offset, self.family.code)
+
     @property
     def levelwise(self) -> bool:
         """Whether :func:`level_pirls` applies: one grouping factor (one factor block) and a
         family with compiled functions for one observation
         (:data:`~bayesmix.families.ROW_LIKELIHOOD_CODES`)."""
         return len(self.structure.blocks) == 1 and self.family.code in ROW_LIKELIHOOD_CODES
+
+    @property
+    def blocked(self) -> bool:
+        """Whether :func:`blocked_pirls` applies: several factor blocks and a family with
+        compiled functions for one observation."""
+        return len(self.structure.blocks) > 1 and self.family.code in ROW_LIKELIHOOD_CODES
 
     @property
     def n(self) -> int:
@@ -428,44 +444,122 @@ def level_laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
                            float(grad_dispersion) if family.has_dispersion else None)
 
 
+def blocked_pirls(rows: GlmmRows, theta: np.ndarray, beta: np.ndarray, dispersion: float | None,
+                  u: np.ndarray | None = None, near: PirlsMode | None = None) -> PirlsMode:
+    """The conditional mode û at (θ, β, φ) of a model with several grouping factors, in one
+    compiled call (:func:`~bayesmix.linalg.blockwise.blocked_modes`): the mode of :func:`pirls`
+    with β given.
+
+    Parameters
+    ----------
+    rows
+        The data (several factor blocks).
+    theta, beta, dispersion
+        As for :func:`pirls` (β required).
+    u
+        Starting value of u; zero by default. Where it leads to no mode, PIRLS starts again
+        from zero.
+    near
+        Instead of ``u``, a mode at nearby parameters (of this function or of :func:`pirls`):
+        PIRLS starts from that mode corrected to first order for the change of the parameters
+        by one chord step with its factor (:func:`predicted_modes`), or from that mode itself
+        where its penalised deviance is lower.
+
+    Returns
+    -------
+    PirlsMode
+        The mode, with the blocked factor at it (as :func:`~bayesmix.linalg.factorization.factorize`
+        makes it from the weighted cross-products with β given). Raises numpy's LinAlgError when
+        PIRLS reaches no positive definite M.
+    """
+    structure, blocked, family = rows.structure, rows.blocked_rows, rows.family
+    theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
+    first = structure.blocks[0]
+    T1, rest = first.lambda_(theta), blocked.rest(structure, theta)
+    scalar = all(block.q == 1 for block in structure.blocks[1:])
+    if near is not None:
+        f0 = near.factorization
+        start, predict = near.u, True
+        T1_0, rest_0, A21_0, L11inv_0, L22_0 = f0.lambda1, blocked.rest(structure, f0.theta), f0.A21_levels[2], f0.L11inv, f0.L22
+    else:
+        start = np.zeros(rows.n_effects) if u is None else np.asarray(u, dtype=float)
+        predict, T1_0, rest_0, L22_0 = False, T1, rest, np.zeros((0, 0))
+        A21_0, L11inv_0 = np.zeros((len(blocked.pair_rows), first.q)), np.zeros((first.n_levels, first.q, first.q))
+    ok, modes, eta, loglik, logdet, L11inv, L22, A21, w1, w2, schur, steps, converged = blocked_modes(
+        family.code, family.link_code, family.canonical, blocked.data(), T1, rest, scalar, beta,
+        np.nan if dispersion is None else dispersion, np.ascontiguousarray(start, dtype=float), predict, T1_0, rest_0, A21_0,
+        L11inv_0, L22_0, MAX_STEPS, MAX_HALVINGS, STEP_TOL, NEWTON_TOL, LINK_STEP, blocked.constant,
+    )
+    if not ok:
+        raise np.linalg.LinAlgError("PIRLS found no mode with a positive definite Hessian")
+    A21_sparse, A21_levels = rows.plan.pattern.blocks(A21)
+    R = np.array([[np.sqrt(schur) if schur >= 0.0 else np.nan]])  # as _schur_factor with no X
+    f = Factorization(theta, T1, L11inv, w1[:, :, None], R, float(logdet), RestLambda(structure.blocks[1:], theta),
+                      A21_sparse, L22, w2[:, None], A21_levels=A21_levels)
+    return PirlsMode(theta, beta, dispersion, modes, eta, f, float(loglik), int(steps), bool(converged))
+
+
+def blocked_laplace_gradient(rows: GlmmRows, mode: PirlsMode) -> LaplaceGradient:
+    """:func:`laplace_gradient` for a model with several grouping factors, in one compiled call
+    (:func:`~bayesmix.linalg.blockwise.blocked_gradient`) given the selected inverse of M at the
+    mode."""
+    structure, blocked, family, f = rows.structure, rows.blocked_rows, rows.family, mode.factorization
+    dispersion = mode.dispersion
+    P11, P21, P22 = f.selected_inverse
+    G1, G2, grad_beta, grad_dispersion = blocked_gradient(
+        family.code, family.link_code, family.canonical, family.has_dispersion, blocked.data(), f.lambda1,
+        blocked.rest(structure, mode.theta), np.asarray(mode.beta, dtype=float), np.nan if dispersion is None else dispersion,
+        mode.u, f.L11inv, f.L22, f.A21_levels[2], P11, P21, P22, LINK_STEP,
+    )
+    grad_theta = np.zeros(structure.n_theta)
+    for block, G in zip(structure.blocks, [G1, *G2]):
+        grad_theta[block.theta_offset : block.theta_offset + block.n_theta] = G[block.theta_rows, block.theta_cols]
+    return LaplaceGradient(grad_theta, grad_beta, float(grad_dispersion) if family.has_dispersion else None)
+
+
 class WarmModes:
     """PIRLS modes at a sequence of nearby parameters (an optimiser's or a sampler's path), and
     the gradient of the Laplace deviance at them: the one home of the deviance evaluations of
     the ML fit (:mod:`bayesmix.reml.laplace`) and of ``method="laplace"``
     (:mod:`bayesmix.bayes.embedded_laplace`).
 
-    With one grouping factor (:attr:`GlmmRows.levelwise`), each solve is :func:`level_pirls`
-    from the last accepted mode corrected to first order for the change of the parameters, or
-    from its u where that mode is not one of :func:`level_pirls` (the ML fit's first, with β
-    updated jointly), and the gradient :func:`level_laplace_gradient`. Otherwise each solve is :func:`pirls` started
-    from the last accepted mode corrected to first order for the change of the parameters
-    (:func:`predicted_modes`), or from u = 0 where that start leads PIRLS astray (no factor, or
-    no finite deviance: far from the last point, with a log link), and the gradient
-    :func:`laplace_gradient`.
+    Three paths, by the design (families with compiled functions for one observation take the
+    compiled ones):
+
+    - ``"levelwise"``, one grouping factor (:attr:`GlmmRows.levelwise`): each solve is
+      :func:`level_pirls` from the last accepted mode corrected to first order for the change
+      of the parameters, or from its u where that mode is not one of :func:`level_pirls` (the
+      ML fit's first, with β updated jointly), and the gradient :func:`level_laplace_gradient`;
+    - ``"blocked"``, several grouping factors (:attr:`GlmmRows.blocked`): each solve is
+      :func:`blocked_pirls` from the last accepted mode's chord-step prediction (or that mode,
+      or zero), and the gradient :func:`blocked_laplace_gradient`;
+    - ``"general"``, otherwise: each solve is :func:`pirls` started from the last accepted
+      mode corrected to first order for the change of the parameters (:func:`predicted_modes`),
+      or from u = 0 where that start leads PIRLS astray (no factor, or no finite deviance: far
+      from the last point, with a log link), and the gradient :func:`laplace_gradient`.
 
     Parameters
     ----------
     rows
         The data.
-    levelwise
-        Use the per-level path where it applies (:attr:`GlmmRows.levelwise`; False: the
-        general path always, as a reference).
+    compiled
+        Use a compiled path where one applies (False: the general path always, as a reference).
 
     Attributes
     ----------
     rows
         The data.
-    levelwise
-        Whether the per-level path is used.
+    path
+        ``"levelwise"``, ``"blocked"`` or ``"general"``.
     mode
         The last accepted mode (None before the first): the start of the next solve.
     evaluations, iterations, all_converged
         Solves so far, PIRLS steps they took, and whether every one converged.
     """
 
-    def __init__(self, rows: GlmmRows, levelwise: bool = True):
+    def __init__(self, rows: GlmmRows, compiled: bool = True):
         self.rows = rows
-        self.levelwise = levelwise and rows.levelwise
+        self.path = "levelwise" if compiled and rows.levelwise else "blocked" if compiled and rows.blocked else "general"
         self.mode: PirlsMode | None = None
         self.evaluations = 0
         self.iterations = 0
@@ -474,7 +568,12 @@ class WarmModes:
     def solve(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
         """The mode at (θ, β, φ), not yet accepted. Raises numpy's LinAlgError when no start
         gives the weighted problem a Cholesky factor."""
-        mode = self._levelwise(theta, beta, dispersion) if self.levelwise else self._general(theta, beta, dispersion)
+        if self.path == "levelwise":
+            mode = level_pirls(self.rows, theta, beta, dispersion, None if self.mode is None else self.mode.u, self.mode)
+        elif self.path == "blocked":
+            mode = blocked_pirls(self.rows, theta, beta, dispersion, near=self.mode)
+        else:
+            mode = self._general(theta, beta, dispersion)
         self.evaluations += 1
         self.iterations += mode.iterations
         self.all_converged &= mode.converged
@@ -482,10 +581,11 @@ class WarmModes:
 
     def gradient(self, mode: PirlsMode) -> LaplaceGradient:
         """The gradient of the Laplace deviance at a mode :meth:`solve` returned."""
-        return level_laplace_gradient(self.rows, mode) if self.levelwise else laplace_gradient(self.rows, mode)
-
-    def _levelwise(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
-        return level_pirls(self.rows, theta, beta, dispersion, None if self.mode is None else self.mode.u, self.mode)
+        if self.path == "levelwise":
+            return level_laplace_gradient(self.rows, mode)
+        if self.path == "blocked":
+            return blocked_laplace_gradient(self.rows, mode)
+        return laplace_gradient(self.rows, mode)
 
     def _general(self, theta: np.ndarray, beta: np.ndarray, dispersion: float | None) -> PirlsMode:
         rows = self.rows

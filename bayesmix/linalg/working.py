@@ -112,3 +112,45 @@ def level_matrix_products(codes, P, a):
                 s += P[level, j, k] * a[i, k]
             out[i, j] = s
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def fixed_part(X, offset, beta, lo, hi, out):
+    """offset_i + x_i'β for the rows lo:hi, into ``out``."""
+    for i in range(lo, hi):
+        s = offset[i]
+        for k in range(beta.size):
+            s += X[i, k] * beta[k]
+        out[i] = s
+
+
+@njit(cache=True, error_model="numpy")
+def level_effects(T, u, b):
+    """b = Λu for one level (Λ = T lower triangular, q x q)."""
+    q = u.size
+    for k in range(q):
+        s = 0.0
+        for m in range(k + 1):
+            s += T[k, m] * u[m]
+        b[k] = s
+
+
+@njit(inline="always")
+def information_slope_row(family, link, canonical, y, weight, eta, dispersion, link_step):
+    """∂W/∂η of one row, W its observed information (:func:`working_row`), by a central difference
+    with step ``link_step`` max(1, |η|), as :meth:`~bayesmix.linalg.pirls.GlmmRows.information_slope`."""
+    h = link_step * max(1.0, abs(eta))
+    return (working_row(family, link, canonical, y, weight, eta + h, dispersion, link_step)[1]
+            - working_row(family, link, canonical, y, weight, eta - h, dispersion, link_step)[1]) / (2.0 * h)
+
+
+@njit(inline="always")
+def dispersion_slopes_row(family, link, canonical, y, weight, eta, dispersion, link_step):
+    """∂/∂log φ of ℓ, of the score and of W for one row, by central differences in log φ, as
+    :meth:`~bayesmix.linalg.pirls.GlmmRows.dispersion_slopes` (the terms of ℓ free of the
+    dispersion cancel in the differences)."""
+    up, down = dispersion * np.exp(link_step), dispersion * np.exp(-link_step)
+    loglik_up, score_up, information_up = row_terms(family, link, canonical, y, weight, eta, up, link_step)
+    loglik_down, score_down, information_down = row_terms(family, link, canonical, y, weight, eta, down, link_step)
+    step = 2.0 * link_step
+    return (loglik_up - loglik_down) / step, (score_up - score_down) / step, (information_up - information_down) / step
