@@ -5,7 +5,7 @@ Run from the repository root:
 
     Rscript benchmarks/insteval_export.R --out /tmp/insteval.csv     # lme4's InstEval, not committed
     PYTHONPATH=. .venv/bin/python benchmarks/bayes_crossed_benchmark.py --data /tmp/insteval.csv \
-        [--evaluations] [--sample collapsed full] [--tune 1000] [--full-draws 200 --full-tune 200]
+        [--evaluations] [--sample collapsed full] [--draws 1000 --tune 1000] [--full-draws 200 --full-tune 200]
 
 Without ``--data`` a data set of InstEval's shape is simulated (``crossed_benchmark.simulate``).
 The model is MixedModels.jl's ``y ~ service + (1 | s) + (1 | d) + (1 | dept:service)``
@@ -25,7 +25,7 @@ the posterior variables at a draw, with the random effects drawn (a factorisatio
 back-substitution; the compiled density reuses the factor of its last evaluation when that was
 at the draw's θ, which here it is not).
 
-``--sample``: 4 chains x 1000 draws of the collapsed sampler (``method="collapsed"``, what
+``--sample``: 4 chains x ``--draws`` (1000) draws of the collapsed sampler (``method="collapsed"``, what
 ``"auto"`` chooses) and of the full non-centred sampler on the same model, the latter with
 ``--full-draws`` and ``--full-tune`` (it is slow at this size: ESS per second is what is
 compared). Minimum bulk ESS over the population parameters (β, σ, the SDs) and over every
@@ -177,6 +177,7 @@ def main():
     parser.add_argument("--data", type=Path, help="InstEval as CSV (benchmarks/insteval_export.R); simulated when absent")
     parser.add_argument("--evaluations", action="store_true")
     parser.add_argument("--sample", nargs="*", choices=["collapsed", "full"], default=[])
+    parser.add_argument("--draws", type=int, default=1000, help="per chain, collapsed")
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--full-draws", type=int, default=200)
     parser.add_argument("--full-tune", type=int, default=200)
@@ -194,7 +195,7 @@ def main():
         print()
     results = {}
     for method in args.sample:
-        draws, tune = (1000, args.tune) if method == "collapsed" else (args.full_draws, args.full_tune)
+        draws, tune = (args.draws, args.tune) if method == "collapsed" else (args.full_draws, args.full_tune)
         results[method] = r = sample(data, method, draws, tune, args.seed)
         print(method, r)
         sys.stdout.flush()

@@ -16,15 +16,18 @@ rows. The gradient in θ (the entries of C per factor block, :class:`~bayesmix.b
 is carried to the unconstrained coordinates by :func:`~bayesmix.bayes.density.chain_rule`.
 
 For each posterior draw all random effects are drawn jointly and exactly,
-u = û(β) + σ L_Z'⁻¹ ε, b = Λu (:func:`~bayesmix.linalg.collapsed.draw_factored_effects`: one
-factorisation and one back-substitution per draw), and reported as the full model's
-``u_<group>`` (with the full density's expansion, :func:`bayesmix.bayes.full_density.expanded`),
+u = û(β) + σ L_Z'⁻¹ ε, b = Λu (one back-substitution with the factor at the draw's θ: that of
+the chain's last evaluation when it was there, else a new one), and reported as the full
+model's ``u_<group>`` (with the full density's expansion, :func:`bayesmix.bayes.full_density.expanded`),
 so that results do not depend on which sampler ran. With one grouping factor the compiled
 density of :mod:`bayesmix.bayes.density` is used instead.
 
-The density runs as Python functions handed to nutpie (its ``from_pyfunc`` interface,
-:func:`bayesmix.bayes.nutpie_adapter.python_model`), with numpy and the numba kernels of the
-factorisation inside, compiled once per installation: nothing is compiled per model.
+The whole evaluation (priors and transforms, factor, log-likelihood, gradient, chain rule) is
+one compiled call, :func:`log_density_kernel` (the likelihood by :mod:`bayesmix.linalg.factored`),
+which releases the GIL: nutpie calls it through its ``from_pyfunc`` interface
+(:func:`bayesmix.bayes.nutpie_adapter.python_model`) from one thread per chain, and the chains
+evaluate in parallel. The kernels are compiled once per installation: nothing is compiled per
+model.
 """
 
 from __future__ import annotations
@@ -132,7 +135,9 @@ class FactorsDensity:
 
     def compile(self) -> None:
         """Load (or compile, once per installation) the numba kernels this density calls."""
-        self.draw(self.init(0), np.random.default_rng(0))
+        x = self.init(0)
+        self.log_density(x)
+        self.draw(x, np.random.default_rng(0))
 
     def with_data(self, cross_products: CrossProducts | None = None) -> FactorsDensity:
         """The same model with the cross-products of a new response."""

@@ -74,8 +74,6 @@ class FactoredModel:
     @classmethod
     def of(cls, structure: Structure, cp: CrossProducts) -> FactoredModel:
         """The arrays of ``cp`` (several grouping factors) laid out by ``structure``."""
-        if cp.single_factor:
-            raise ValueError("FactoredModel is for several grouping factors; one factor has bayesmix.linalg.collapsed")
         indptr, rows, values = cp.A21_levels
         pair_level = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
         blocks = structure.blocks
