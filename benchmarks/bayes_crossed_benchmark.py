@@ -25,10 +25,12 @@ the posterior variables at a draw, with the random effects drawn (a factorisatio
 back-substitution; the compiled density reuses the factor of its last evaluation when that was
 at the draw's θ, which here it is not).
 
-``--sample``: 4 chains x ``--draws`` (1000) draws of the collapsed sampler (``method="collapsed"``, what
-``"auto"`` chooses) and of the full non-centred sampler on the same model, the latter with
-``--full-draws`` and ``--full-tune`` (it is slow at this size: ESS per second is what is
-compared). Minimum bulk ESS over the population parameters (β, σ, the SDs) and over every
+``--sample``: 4 chains x ``--draws`` (1000) draws of the collapsed sampler (``collapsed``:
+``method="collapsed"``, what ``"auto"`` chooses), of the same sampler with the Python path as its
+density (``collapsed-python``: the sampler as it was) and of the full non-centred sampler on the
+same model (``full``), the latter with ``--full-draws`` and ``--full-tune`` (it is slow at this
+size: ESS per second is what is compared), on the InstEval model or (``--design crossed``) the
+300 x 100 crossed design. Minimum bulk ESS over the population parameters (β, σ, the SDs) and over every
 parameter and random effect, divergences, R-hat, wall and CPU time.
 Prints Markdown rows for benchmarks/RESULTS.md.
 """
@@ -36,6 +38,7 @@ Prints Markdown rows for benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 import os
 import statistics
 import sys
@@ -49,6 +52,7 @@ import pandas as pd
 
 import bayesmix as bm
 from bayesmix.bayes import BayesModel, full_density
+from bayesmix.bayes.collapsed_factors import FactorsDensity
 from bayesmix.bayes.density import chain_rule, population
 from bayesmix.linalg.collapsed import draw_factored_effects, factored_loglik
 from bayesmix.linalg.factorization import factorize
@@ -117,7 +121,7 @@ def threaded_wall(fn, points, threads: int = 4) -> float:
 
 def evaluations(designs: dict, counts: dict) -> None:
     print("| design | path | CPU ms / evaluation | wall ms / evaluation | wall ms / evaluation, 4 threads | "
-          "ms / effects draw (wall) | load before |")
+          "CPU ms / draw of the posterior variables | load before |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, (formula, data) in designs.items():
         density = BayesModel(bm.make_design(formula, data))._sampler._compiled
@@ -141,10 +145,10 @@ def evaluations(designs: dict, counts: dict) -> None:
             draws = {}
             for label, draw in (("compiled", lambda x: density.draw(x, rng)), ("Python", lambda x: python_draw(density, x, rng))):
                 draw(points[-1])  # a θ other than the last evaluation's: the draws below factor again
-                start = time.perf_counter()
-                for x in points[:5]:
+                start = time.process_time()
+                for x in points[:10]:
                     draw(x)
-                draws[label] = (time.perf_counter() - start) / 5 * 1e3
+                draws[label] = (time.process_time() - start) / 10 * 1e3
         for label, runs in results.items():
             cpu = statistics.median(r[0] for r in runs)
             wall = statistics.median(r[1] for r in runs)
@@ -153,30 +157,51 @@ def evaluations(designs: dict, counts: dict) -> None:
         sys.stdout.flush()
 
 
-def sample(data: pd.DataFrame, method: str, draws: int, tune: int, seed: int) -> dict:
+class PythonPathDensity(FactorsDensity):
+    """The collapsed density as it was before :mod:`bayesmix.linalg.factored` (the peer of the
+    before/after comparison): :func:`python_log_density` and :func:`python_draw`."""
+
+    def log_density(self, x):
+        return python_log_density(self, np.asarray(x, float))
+
+    def draw(self, x, rng):
+        return python_draw(self, np.asarray(x, float), rng)
+
+
+SAMPLERS = {"collapsed": "collapsed", "collapsed-python": "collapsed", "full": "full"}
+
+
+def sample(formula: str, data: pd.DataFrame, sampler: str, draws: int, tune: int, seed: int) -> dict:
     load_before = os.getloadavg()[0]
     start, cpu = time.perf_counter(), cpu_seconds()
+    model = BayesModel(bm.make_design(formula, data), method=SAMPLERS[sampler])
+    if sampler == "collapsed-python":
+        density = model._sampler._compiled
+        model._sampler._compiled = PythonPathDensity(**{f.name: getattr(density, f.name) for f in fields(density) if f.init})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        post = bm.Model(FORMULA, data).sample(method=method, draws=draws, tune=tune, chains=4, seed=seed,
-                                              progressbar=False)
+        post = model.sample(draws=draws, tune=tune, chains=4, seed=seed, progressbar=False)
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    summary = post.summary()
-    population = [i for i in summary.index if i.startswith(("beta", "sd_", "sigma"))]
+    summary = post.summary()  # the population parameters: fixed effects, SDs, sigma
     d = post.diagnostics()
-    return {"method": post.method, "draws": draws, "tune": tune, "wall": wall, "cpu": cpu,
+    steps = post.idata["sample_stats"]["n_steps"].values
+    return {"sampler": sampler, "steps_per_draw": float(steps.mean()), "draws": draws, "tune": tune, "wall": wall, "cpu": cpu,
             "sampling": post.sampling_seconds, "compile": post.compile_seconds,
-            "ess_population": float(summary.loc[population, "ess_bulk"].min()), "ess_all": d["min_ess_bulk"],
-            "rhat": d["max_rhat"], "divergences": d["divergences"], "load_before": load_before,
+            "ess_population": float(summary["ess_bulk"].min()), "ess_all": d["min_ess_bulk"],
+            "rhat_population": float(summary["r_hat"].max()), "rhat": d["max_rhat"], "divergences": d["divergences"],
+            "load_before": load_before,
             "load_after": os.getloadavg()[0],
-            "means": {i: float(summary.loc[i, "mean"]) for i in population}}
+            "means": summary["mean"].to_dict()}
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, help="InstEval as CSV (benchmarks/insteval_export.R); simulated when absent")
     parser.add_argument("--evaluations", action="store_true")
-    parser.add_argument("--sample", nargs="*", choices=["collapsed", "full"], default=[])
+    parser.add_argument("--design", choices=["insteval", "crossed"], default="insteval",
+                        help="what --sample samples: the InstEval model, or the 300 x 100 crossed design")
+    parser.add_argument("--sample", nargs="*", choices=list(SAMPLERS), default=[],
+                        help="collapsed (compiled), collapsed-python (the path it replaced), full")
     parser.add_argument("--draws", type=int, default=1000, help="per chain, collapsed")
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--full-draws", type=int, default=200)
@@ -185,32 +210,37 @@ def main():
     args = parser.parse_args()
     data = simulate() if args.data is None else pd.read_csv(args.data, dtype=COLUMNS)
     source = "simulated, InstEval's shape" if args.data is None else "lme4's InstEval"
+    crossed = ("y ~ x + (1 | a) + (1 | b)", load("crossed"))
     print(versions())
     print(f"InstEval model `{FORMULA}` ({source}, {len(data)} rows)")
     print()
     if args.evaluations:
-        evaluations({"crossed 300 x 100 (20,000 rows)": ("y ~ x + (1 | a) + (1 | b)", load("crossed")),
-                     "InstEval": (FORMULA, data)},
+        evaluations({"crossed 300 x 100 (20,000 rows)": crossed, "InstEval": (FORMULA, data)},
                     {"crossed 300 x 100 (20,000 rows)": 200, "InstEval": 12})
         print()
+    formula, frame = (FORMULA, data) if args.design == "insteval" else crossed
     results = {}
-    for method in args.sample:
-        draws, tune = (args.draws, args.tune) if method == "collapsed" else (args.full_draws, args.full_tune)
-        results[method] = r = sample(data, method, draws, tune, args.seed)
-        print(method, r)
+    for sampler in args.sample:
+        draws, tune = (args.full_draws, args.full_tune) if sampler == "full" else (args.draws, args.tune)
+        results[sampler] = r = sample(formula, frame, sampler, draws, tune, args.seed)
+        print(sampler, r)
         sys.stdout.flush()
     if results:
         print()
+        print(f"`{formula}`, {len(frame)} rows, seed {args.seed}")
+        print()
         print("| sampler | draws x chains (tuning) | wall s | compile s | sampling s | CPU s | min bulk ESS, population | "
-              "min bulk ESS, all | ESS/s (population) | ESS/s vs full | divergences | max R-hat | load before, after |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+              "min bulk ESS, all | ESS/s (population, wall) | ESS per CPU s | ESS/s vs full | divergences | max R-hat | "
+              "load before, after |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         full = results.get("full")
-        for method, r in results.items():
+        for sampler, r in results.items():
             rate = r["ess_population"] / r["wall"]
             ratio = "" if full is None else f"{rate / (full['ess_population'] / full['wall']):.1f}x"
-            print(f"| {r['method']} | {r['draws']} x 4 ({r['tune']}) | {r['wall']:.0f} | {r['compile']:.1f} | "
+            print(f"| {sampler} | {r['draws']} x 4 ({r['tune']}) | {r['wall']:.0f} | {r['compile']:.1f} | "
                   f"{r['sampling']:.0f} | {r['cpu']:.0f} | {r['ess_population']:.0f} | {r['ess_all']:.0f} | {rate:.2f} | "
-                  f"{ratio} | {r['divergences']} | {r['rhat']:.3f} | {r['load_before']:.1f}, {r['load_after']:.1f} |")
+                  f"{r['ess_population'] / r['cpu']:.2f} | {ratio} | {r['divergences']} | {r['rhat_population']:.3f} | {r['rhat']:.3f} | "
+                  f"{r['load_before']:.1f}, {r['load_after']:.1f} |")
 
 
 if __name__ == "__main__":
