@@ -6,7 +6,7 @@ the sampler is calibrated the ranks are uniform; a chi-square test over 10 bins 
 checks that, and a Bonferroni correction over a case's parameters bounds the chance of a
 false alarm at the stated level. Run from the repository root:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|binomial-slope|poisson-crossed|poisson-counts \
+    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|gaussian-crossed|binomial-slope|poisson-crossed|poisson-counts \
         [--replications 200] [--method auto|full|collapsed|...] [--draws 500] [--tune 500]
 
 ``--method`` is passed to ``BayesModel(..., method=...)`` as it is (the library checks it).
@@ -14,6 +14,9 @@ Every case states its priors and draws its parameters exactly from them:
 
 - ``gaussian``: ``y ~ x + (x | g)``, 20 groups x 6 rows; Intercept, b ~ Normal(0, 1),
   sd ~ HalfNormal(1), LKJ(2), sigma ~ HalfNormal(1).
+- ``gaussian-crossed``: ``y ~ x + (1 | a) + (1 | b)``, the crossed design of ``poisson-crossed``
+  (for ``--method collapsed``, the sampler of several grouping factors); Intercept, b ~ Normal(0, 1),
+  sd ~ HalfNormal(1), sigma ~ HalfNormal(1).
 - ``binomial-slope``: ``cbind(s, n - s) ~ x + (x | g)`` (logit), 20 groups x 5 rows of 5
   trials; Intercept, b ~ Normal(0, 1), sd ~ HalfNormal(1), LKJ(2).
 - ``poisson-counts``: ``y ~ x + (1 | g)`` (log), 15 groups x 6 rows, counts of about 20, where
@@ -145,6 +148,21 @@ def poisson_simulate(rng, data):
     return truth, y.astype(float)
 
 
+# ----- gaussian-crossed: y ~ x + (1 | a) + (1 | b) (the crossed design of poisson-crossed) --------
+
+
+def gaussian_crossed_simulate(rng, data):
+    x, a, b = (data[c].to_numpy() for c in ("x", "a", "b"))
+    centred_intercept, slope = rng.normal(0, 1, 2)
+    sd = np.abs(rng.normal(0, 1, 2))
+    sigma = abs(rng.normal(0, 1))
+    u_a, u_b = rng.normal(0, sd[0], A_LEVELS), rng.normal(0, sd[1], B_LEVELS)
+    truth = {"beta[Intercept]": intercept_of(data, centred_intercept, slope), "beta[x]": slope,
+             "sd_a[Intercept]": sd[0], "sd_b[Intercept]": sd[1], "sigma": sigma}
+    y = truth["beta[Intercept]"] + slope * x + u_a[a] + u_b[b] + rng.normal(0, sigma, len(x))
+    return truth, y
+
+
 # ----- poisson-counts: y ~ x + (1 | g), counts of about 20 (the Laplace approximation is good) -------
 COUNTS = {"groups": 15, "per_group": 6, "Intercept": (3.0, 0.3), "b": (0.0, 0.3), "sd": 0.5}
 
@@ -169,6 +187,12 @@ CASES = {
         [bm.prior("Intercept", bm.Normal(0, 1)), bm.prior("b", bm.Normal(0, 1)), bm.prior("sd", bm.HalfNormal(1)),
          bm.prior("cor", bm.LKJ(LKJ_ETA)), bm.prior("sigma", bm.HalfNormal(1))],
         gaussian_covariates, gaussian_simulate,
+    ),
+    "gaussian-crossed": Case(
+        "y ~ x + (1 | a) + (1 | b)", "gaussian",
+        [bm.prior("Intercept", bm.Normal(0, 1)), bm.prior("b", bm.Normal(0, 1)), bm.prior("sd", bm.HalfNormal(1)),
+         bm.prior("sigma", bm.HalfNormal(1))],
+        poisson_covariates, gaussian_crossed_simulate,
     ),
     "binomial-slope": Case(
         "cbind(s, n - s) ~ x + (x | g)", "binomial",

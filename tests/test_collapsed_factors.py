@@ -20,7 +20,8 @@ from bayesmix.bayes.collapsed_factors import factors_density
 from bayesmix.bayes.priors import resolve_priors
 from bayesmix.data.crossprod import shifted_cross_products
 from bayesmix.data.layout import coords, group_layouts, structure_of, term_labels
-from bayesmix.linalg.collapsed import draw_factored_effects
+from bayesmix.linalg import factored
+from bayesmix.linalg.collapsed import draw_factored_effects, factored_loglik
 from bayesmix.linalg.factorization import factorize
 
 from .test_reml_lme4 import DATA
@@ -86,6 +87,44 @@ def test_density_is_the_exact_marginal_and_its_gradient_the_finite_differences(c
         f = lambda z: density.log_density(z)[0]  # noqa: E731
         fd = [(f(x - 2 * h * e) - 8 * f(x - h * e) + 8 * f(x + h * e) - f(x + 2 * h * e)) / (12 * h) for e in np.eye(x.size)]
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.abs(grad).max())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_compiled_evaluation_is_the_blocked_algebra(case):
+    """bayesmix.linalg.factored (one compiled call) against factored_loglik (numpy and scipy
+    around the blocked factor) to rounding, and its effect draw against draw_factored_effects
+    with the same normals."""
+    _, density = build(case)
+    model = factored.FactoredModel.of(density.structure, density.cross_products)
+    routines = factored.lapack_routines()
+    for x in points(density, seed=5, count=2):
+        beta, sigma, _, _, theta_c, _, _ = density.parameters(x)
+        value, d_beta, d_theta, d_sigma, f = factored_loglik(density.structure, density.cross_products,
+                                                             beta - density.shift, theta_c, sigma)
+        got = factored.evaluate(theta_c, beta - density.shift, sigma, model.n, model.data, model.layout, routines)
+        assert got[0] == pytest.approx(value, rel=1e-13)
+        np.testing.assert_allclose(got[1], d_beta, rtol=1e-11, atol=1e-12 * np.abs(d_beta).max())
+        np.testing.assert_allclose(got[2], d_theta, rtol=1e-11, atol=1e-12 * np.abs(d_theta).max())
+        assert got[3] == pytest.approx(d_sigma, rel=1e-11)
+        eps = [np.random.default_rng(1).standard_normal(s) for s in (f.W.shape[:2], f.V2.shape[0])]
+        u1, u2 = draw_factored_effects(f, beta - density.shift, sigma, FixedNormals([e.copy() for e in eps]))
+        u = factored.draw_effects(model.data, model.layout, routines, got[4], beta - density.shift, sigma, *eps)
+        np.testing.assert_allclose(u, np.concatenate([u1.ravel(), u2]), rtol=1e-10, atol=1e-12)
+
+
+def test_a_draw_reuses_the_factor_of_the_last_evaluation_at_its_theta():
+    """The effects drawn with the kept factor (the density evaluated at the draw's θ just
+    before) equal those drawn with a new factorisation, for the same normals."""
+    _, density = build("crossed, correlated slopes")
+    x, other = points(density, seed=6, count=2)
+    density.log_density(x)
+    _, sigma, _, _, theta_c, _, _ = density.parameters(x)
+    np.testing.assert_array_equal(density._last.factor[0], theta_c / sigma)  # kept, at x's θ
+    kept = density.draw(x, np.random.default_rng(3))
+    density.log_density(other)  # the kept factor is now at another θ: the draw factors again
+    fresh = density.draw(x, np.random.default_rng(3))
+    for name in kept:
+        np.testing.assert_allclose(kept[name], fresh[name], rtol=1e-12, atol=1e-14)
 
 
 class FixedNormals:

@@ -16,20 +16,24 @@ rows. The gradient in θ (the entries of C per factor block, :class:`~bayesmix.b
 is carried to the unconstrained coordinates by :func:`~bayesmix.bayes.density.chain_rule`.
 
 For each posterior draw all random effects are drawn jointly and exactly,
-u = û(β) + σ L_Z'⁻¹ ε, b = Λu (:func:`~bayesmix.linalg.collapsed.draw_factored_effects`: one
-factorisation and one back-substitution per draw), and reported as the full model's
-``u_<group>`` (with the full density's expansion, :func:`bayesmix.bayes.full_density.expanded`),
+u = û(β) + σ L_Z'⁻¹ ε, b = Λu (one back-substitution with the factor at the draw's θ: that of
+the chain's last evaluation when it was there, else a new one), and reported as the full
+model's ``u_<group>`` (with the full density's expansion, :func:`bayesmix.bayes.full_density.expanded`),
 so that results do not depend on which sampler ran. With one grouping factor the compiled
 density of :mod:`bayesmix.bayes.density` is used instead.
 
-The density runs as Python functions handed to nutpie (its ``from_pyfunc`` interface,
-:func:`bayesmix.bayes.nutpie_adapter.python_model`), with numpy and the numba kernels of the
-factorisation inside, compiled once per installation: nothing is compiled per model.
+The whole evaluation (priors and transforms, factor, log-likelihood, gradient, chain rule) is
+one compiled call, :func:`log_density_kernel` (the likelihood by :mod:`bayesmix.linalg.factored`),
+which releases the GIL: nutpie calls it through its ``from_pyfunc`` interface
+(:func:`bayesmix.bayes.nutpie_adapter.python_model`) from one thread per chain, and the chains
+evaluate in parallel. The kernels are compiled once per installation: nothing is compiled per
+model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -38,11 +42,48 @@ import pandas as pd
 
 from ..data.blocks import CrossProducts
 from ..data.layout import GroupLayout, Structure
-from ..linalg.collapsed import draw_factored_effects, factored_loglik
-from ..linalg.factorization import factorize
+from ..jit import njit
+from ..linalg import factored
+from ..linalg.factored import FactoredModel, lapack_routines
 from . import full_density
-from .density import Q, ThetaMap, Variable, chain_rule, initial_point, population
+from .density import ThetaMap, Variable, chain_rule, initial_point, population
 from .priors import PriorSet
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def log_density_kernel(x, blob, shift, c_rows, c_cols, n, model_data, layout, routines):
+    """The log posterior density at x and its gradient, and the factor at the point's θ (see
+    :meth:`FactorsDensity.log_density`), in one compiled call that releases the GIL.
+
+    θ_c[i] = C[c_rows[i], c_cols[i]] (:class:`~bayesmix.bayes.density.ThetaMap`). Returns
+    (value, gradient, θ, factor, valid): ``valid`` False, value -inf and the gradient zero
+    outside the support in floating point (far out in the tails) or where the factor does not
+    exist; ``factor`` is what :func:`~bayesmix.linalg.factored.draw_effects` reads.
+    """
+    beta, sigma, sd, R, lp, grad = population(x, blob)
+    valid = np.isfinite(lp) and 0.0 < sigma < np.inf
+    for k in range(sd.shape[0]):
+        valid = valid and 0.0 < sd[k] < np.inf
+    theta_c = np.empty(c_rows.shape[0])
+    for i in range(theta_c.shape[0]):
+        theta_c[i] = sd[c_rows[i]] * R[c_rows[i], c_cols[i]]
+    if not valid:  # evaluated at σ = 1 and θ = 0 only for the factor's types
+        sigma, theta_c[:] = 1.0, 0.0
+    value, d_beta, d_theta, d_sigma, parts = factored.evaluate(theta_c, beta - shift, sigma, n, model_data, layout,
+                                                               routines)
+    if not valid or not np.isfinite(value):
+        return -np.inf, np.zeros_like(grad), theta_c / sigma, parts, False
+    d_C = np.zeros(R.shape)
+    for i in range(theta_c.shape[0]):
+        d_C[c_rows[i], c_cols[i]] += d_theta[i]
+    chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma)
+    value += lp
+    valid = np.isfinite(value)
+    for j in range(grad.shape[0]):
+        valid = valid and np.isfinite(grad[j])
+    if not valid:
+        return -np.inf, np.zeros_like(grad), theta_c / sigma, parts, False
+    return value, grad, theta_c / sigma, parts, True
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,15 +119,25 @@ class FactorsDensity:
     coords: dict
     theta_map: ThetaMap
     init: object
+    _last: threading.local = dataclasses.field(default_factory=threading.local, init=False, repr=False)
 
     @property
     def n_dim(self) -> int:
         """Number of unconstrained coordinates NUTS samples (β, log σ, the SDs and correlations)."""
         return int(self.blob[full_density.Z_START])
 
+    @functools.cached_property
+    def _kernel_arguments(self) -> tuple:
+        """What :func:`log_density_kernel` reads besides x."""
+        model = FactoredModel.of(self.structure, self.cross_products)
+        c_rows, c_cols = self.theta_map.positions()
+        return self.blob, self.shift, c_rows, c_cols, model.n, model.data, model.layout, lapack_routines()
+
     def compile(self) -> None:
         """Load (or compile, once per installation) the numba kernels this density calls."""
-        self.log_density(self.init(0))
+        x = self.init(0)
+        self.log_density(x)
+        self.draw(x, np.random.default_rng(0))
 
     def with_data(self, cross_products: CrossProducts | None = None) -> FactorsDensity:
         """The same model with the cross-products of a new response."""
@@ -99,30 +150,34 @@ class FactorsDensity:
         return beta, sigma, sd, R, self.theta_map.theta(sd[:, None] * R), lp, grad
 
     def log_density(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """The log posterior density at x (up to a constant) and its exact gradient."""
-        x = np.asarray(x, float)
-        beta, sigma, sd, R, theta_c, lp, grad = self.parameters(x)
-        invalid = -np.inf, np.zeros_like(grad)
-        if not (np.isfinite(lp) and 0.0 < sigma < np.inf and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
-            return invalid  # outside the support in floating point (far out in the tails)
-        try:
-            value, d_beta, d_theta, d_sigma, _ = factored_loglik(self.structure, self.cross_products,
-                                                                 beta - self.shift, theta_c, sigma)
-        except np.linalg.LinAlgError:
-            return invalid
-        chain_rule(x, self.blob, grad, sigma, sd, R, d_beta, self.theta_map.d_C(d_theta, int(self.blob[Q])), d_sigma)
-        value += lp
-        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
-            return invalid
-        return float(value), grad
+        """The log posterior density at x (up to a constant) and its exact gradient.
+
+        The factor at x's θ is kept (per thread: nutpie runs a chain per thread) for a draw of
+        the random effects at the same θ (:meth:`draw`)."""
+        value, grad, theta, parts, valid = log_density_kernel(np.asarray(x, float), *self._kernel_arguments)
+        if valid:
+            self._last.factor = theta, parts
+        return value, grad
 
     def draw(self, x: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """The posterior variables at the draw x, with all random effects drawn exactly given it."""
+        """The posterior variables at the draw x, with all random effects drawn exactly given it
+        (:func:`~bayesmix.linalg.factored.draw_effects`; the factor of the last evaluation in
+        this thread when it was at x's θ, else a new one)."""
         x = np.asarray(x, float)
         beta, sigma, _, _, theta_c, _, _ = self.parameters(x)
-        f = factorize(self.structure, self.cross_products, theta_c / sigma)
-        u1, u2 = draw_factored_effects(f, beta - self.shift, sigma, rng)
-        u = u1.ravel() if u2 is None else np.concatenate([u1.ravel(), u2])
+        _, _, _, _, _, model_data, layout, routines = self._kernel_arguments
+        theta = theta_c / sigma
+        last_theta, parts = getattr(self._last, "factor", (None, None))
+        if last_theta is None or not np.array_equal(last_theta, theta):
+            ok, *factor = factored.factor(theta, model_data, layout, routines)
+            if not ok:
+                raise np.linalg.LinAlgError("Λ'Z'ZΛ + I is not positive definite at this draw")
+            T1, column, L11inv, W, L22, V2, _, _, _ = factor
+            parts = T1, column, L11inv, W, L22, V2
+        first = self.structure.blocks[0]
+        eps1 = rng.standard_normal((first.n_levels, first.q))
+        eps2 = rng.standard_normal(parts[4].shape[0])
+        u = factored.draw_effects(model_data, layout, routines, parts, beta - self.shift, sigma, eps1, eps2)
         # the full density's z, b = C z per level with C = σΛ: z = u / σ
         return full_density.posterior_variables(self.blob, self.variables, self.structure, x, u / sigma)
 

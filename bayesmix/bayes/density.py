@@ -571,16 +571,20 @@ class ThetaMap:
                         for block in structure.blocks)
         return cls(structure, columns)
 
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols): θ's entry i is C[rows[i], cols[i]]."""
+        rows, cols = np.empty(self.structure.n_theta, np.int64), np.empty(self.structure.n_theta, np.int64)
+        for block, columns in zip(self.structure.blocks, self.columns):
+            at = slice(block.theta_offset, block.theta_offset + block.n_theta)
+            rows[at], cols[at] = columns[block.theta_rows], columns[block.theta_cols]
+        return rows, cols
+
     def theta(self, C: np.ndarray) -> np.ndarray:
         """θ with the entries of C (Λ = C per factor block)."""
-        theta = np.empty(self.structure.n_theta)
-        for block, cols in zip(self.structure.blocks, self.columns):
-            theta[block.theta_offset : block.theta_offset + block.n_theta] = C[cols[block.theta_rows], cols[block.theta_cols]]
-        return theta
+        return C[self.positions()]
 
     def d_C(self, d_theta: np.ndarray, q: int) -> np.ndarray:
         """A gradient in θ as one in C (q x q, zero off the terms' templates)."""
         d_C = np.zeros((q, q))
-        for block, cols in zip(self.structure.blocks, self.columns):
-            d_C[cols[block.theta_rows], cols[block.theta_cols]] += d_theta[block.theta_offset : block.theta_offset + block.n_theta]
+        np.add.at(d_C, self.positions(), d_theta)
         return d_C
