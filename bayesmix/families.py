@@ -293,9 +293,10 @@ def _log_mean_and_complement(code, eta):
     if code == 2:  # logit: μ = 1/(1 + e^-η); with e = exp(-|η|) one exp and one log1p
         e = math.exp(-abs(eta))
         log_total = math.log1p(e)  # log(1 + e): softplus(-|η|)
+        inverse = 1.0 / (1.0 + e)
         if eta >= 0.0:
-            return -log_total, -eta - log_total, e / (1.0 + e), -1.0 / (1.0 + e)
-        return eta - log_total, -log_total, 1.0 / (1.0 + e), -e / (1.0 + e)
+            return -log_total, -eta - log_total, e * inverse, -inverse
+        return eta - log_total, -log_total, inverse, -e * inverse
     if code == 3:  # probit: μ = Φ(η), 1 - μ = Φ(-η)
         log_mu, ratio = _log_normal_cdf(eta)
         log_rest, ratio_rest = _log_normal_cdf(-eta)

@@ -1,4 +1,4 @@
-"""Design -> PyMC model: fixed effects, LKJ-correlated non-centred random effects, the family's likelihood.
+"""Design -> PyMC model: fixed effects, LKJ-correlated random effects (non-centred or centred per term), the family's likelihood.
 
 Parametrisation, for each random-effects term t with q_t columns and levels ℓ_t:
 

@@ -1,8 +1,9 @@
-"""The full (non-centred) model's log posterior density, compiled once and for all, handed to nutpie.
+"""The full model's log posterior density, compiled once and for all, handed to nutpie.
 
-The same model as :func:`bayesmix.bayes.builder.build_model` (non-centred), for every family
+The same model as :func:`bayesmix.bayes.builder.build_model`, each term non-centred or centred
+as chosen per term, for every family
 and link and any number of grouping factors, written as numba C callbacks that read every
-model-specific number (sizes, priors, the rows) from one float64 array, the *blob*, as the
+model-specific number (sizes, priors, the rows, which terms are centred) from one float64 array, the *blob*, as the
 collapsed density does (:mod:`bayesmix.bayes.density`, whose population part, i.e. the fixed
 effects, the dispersion, the SDs and the correlations with their priors and transforms, this
 module shares). Nothing is compiled per model: building one is packing an array, and numba
@@ -13,16 +14,20 @@ Unconstrained coordinates, in order:
 - those of :func:`bayesmix.bayes.density.population`: θ_b (p), the log of the family's
   dispersion (σ for the Gaussian, θ for the negative binomial; none for the binomial and
   the Poisson), and per term the log SDs and the canonical partial correlations;
-- per term t, the standard normal z_t (ℓ_t levels x q_t, row-major).
+- per term t, ℓ_t levels x q_t, row-major: the standard normal z_t of a non-centred term, or the
+  coefficients θ_t of a centred one.
 
-The effects are u_t = z_t (diag(sd_t) L_t)', the linear predictor
+The effects are u_t = z_t (diag(sd_t) L_t)' (non-centred) or u_t = θ_t - m_t (centred; m_t
+holds, per column, the fixed effect of the identical column of X, or 0: :func:`shared_columns`),
+the linear predictor
 η = X β + Σ_t Σ_j Z_tj(row) u_t[level(row), j] + offset, and the log-likelihood is
 :func:`bayesmix.families.log_density_row` of each row (the one compiled home of each family's
 log-likelihood in η). The density is the log-likelihood plus the priors and log-Jacobians of
-the population part plus -½ Σ z²: the PyMC model's (with the transform of the correlations
+the population part plus, per term, -½ Σ z² (non-centred) or Σ_levels log N(θ | m, C C'),
+C = diag(sd) L (centred): the PyMC model's (with the transform of the correlations
 Stan's rather than PyMC's, so the two agree as densities of the constrained parameters) up
 to a constant. Its gradient is exact (reverse mode by hand: rows -> η -> β and u ->
-z and C = diag(sd) L -> the population's coordinates).
+z or θ, m and C = diag(sd) L -> the population's coordinates).
 
 The posterior variables are the PyMC model's (``beta``, ``sigma`` or ``shape``, ``sd_<group>``,
 ``cor_<group>``, ``u_<group>``), so that results do not depend on which sampler ran.
