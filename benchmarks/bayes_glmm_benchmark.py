@@ -19,7 +19,8 @@ is everything from the formula and the DataFrame to the posterior (building, com
 sampling; not importing the packages); the packages a tool imports on first use
 (bayesmix: nutpie, ArviZ and its own modelling layer, which ``import bayesmix`` defers) are
 imported before the clock starts, as ``import bambi`` imports PyMC and ArviZ. "CPU s" is the CPU time the run took (all threads and
-child processes), what a shared machine's load does not inflate.
+child processes), what a shared machine's load does not inflate; "ESS per CPU s vs peer" is
+the ratio of ESS per CPU second, the comparison that holds when the load changes between runs.
 
 - cbpp (binomial, ``cbind(incidence, size - incidence) ~ period + (1 | herd)``) and grouseticks
   (Poisson, ``TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)``),
@@ -226,16 +227,17 @@ def _version(package: str) -> str:
 
 
 HEADER = ("| run | numba/PyTensor cache | wall s (formula to posterior) | compile s | sampling s | min bulk ESS | "
-          "ESS/s | ESS/s vs peer | divergences | max R-hat | CPU s | load before |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "ESS/s | ESS/s vs peer | divergences | max R-hat | CPU s | ESS per CPU s vs peer | load before |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def row(label: str, cache: str, r: dict, peer: dict | None) -> str:
     compile_ = "" if r["compile"] != r["compile"] else f"{r['compile']:.1f}"
     sampling = "" if r["sampling"] != r["sampling"] else f"{r['sampling']:.1f}"
     ratio = "" if peer is None else f"{(r['ess'] / r['wall']) / (peer['ess'] / peer['wall']):.1f}x"
+    cpu_ratio = "" if peer is None else f"{(r['ess'] / r['cpu']) / (peer['ess'] / peer['cpu']):.1f}x"
     return (f"| {label} | {cache} | {r['wall']:.1f} | {compile_} | {sampling} | {r['ess']:.0f} | "
-            f"{r['ess'] / r['wall']:.1f} | {ratio} | {r['divergences']} | {r['rhat']:.3f} | {r['cpu']:.0f} | "
+            f"{r['ess'] / r['wall']:.1f} | {ratio} | {r['divergences']} | {r['rhat']:.3f} | {r['cpu']:.1f} | {cpu_ratio} | "
             f"{r['load_before']:.1f} |")
 
 
@@ -245,7 +247,7 @@ def brms_row() -> str:
     load = float(brms["load_at_start"].split()[0])
     return (f"| brms {brms['versions']['brms']} (recorded, rstan, cores = {brms['cores']}) | its own | {wall:.1f} | "
             f"{brms['wall_time_compile_s']:.1f} | {brms['wall_time_sampling_s']:.1f} | {ess:.0f} | {ess / wall:.1f} | | "
-            f"{brms['n_divergent']} | {max(brms['rhat'].values()):.3f} | | {load:.1f} |")
+            f"{brms['n_divergent']} | {max(brms['rhat'].values()):.3f} | | | {load:.1f} |")
 
 
 def describe(case: str, quick: bool) -> str:
