@@ -275,12 +275,6 @@ _LOG_HALF = math.log(0.5)
 
 
 @njit(cache=True)
-def _softplus(x):
-    """log(1 + eˣ) without overflow or loss of precision."""
-    return x + math.log1p(math.exp(-x)) if x > 0.0 else math.log1p(math.exp(x))
-
-
-@njit(cache=True)
 def _log_normal_cdf(x):
     """log Φ(x) and φ(x)/Φ(x) (the inverse Mills ratio), accurate in the far lower tail, where
     Φ underflows: there the asymptotic series Φ(x) = φ(x)/|x| (1 - 1/x² + 3/x⁴ - 15/x⁶ + 105/x⁸ ...)."""
@@ -296,9 +290,13 @@ def _log_normal_cdf(x):
 def _log_mean_and_complement(code, eta):
     """log μ, log(1 - μ) and their derivatives in η for a link onto (0, 1), computed from η
     directly (no rounding of μ to 1, and no clamping of η: exact gradients in both tails)."""
-    if code == 2:  # logit: μ = 1/(1 + e^-η)
-        mu = 1.0 / (1.0 + math.exp(-eta)) if eta >= 0.0 else math.exp(eta) / (1.0 + math.exp(eta))
-        return -_softplus(-eta), -_softplus(eta), 1.0 - mu, -mu
+    if code == 2:  # logit: μ = 1/(1 + e^-η); with e = exp(-|η|) one exp and one log1p
+        e = math.exp(-abs(eta))
+        log_total = math.log1p(e)  # log(1 + e): softplus(-|η|)
+        inverse = 1.0 / (1.0 + e)
+        if eta >= 0.0:
+            return -log_total, -eta - log_total, e * inverse, -inverse
+        return eta - log_total, -log_total, inverse, -e * inverse
     if code == 3:  # probit: μ = Φ(η), 1 - μ = Φ(-η)
         log_mu, ratio = _log_normal_cdf(eta)
         log_rest, ratio_rest = _log_normal_cdf(-eta)

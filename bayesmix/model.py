@@ -92,7 +92,7 @@ class Model:
         return fit_glmm(self.design, nagq)
 
     def bayes_model(
-        self, priors: list[Prior] | None = None, method: str = "auto", parameterization: str = "noncentred"
+        self, priors: list[Prior] | None = None, method: str = "auto", parameterization: str | dict[str, str] = "auto"
     ) -> BayesModel:
         """The PyMC model with these priors, built and compiled once per prior set, method and parameterization."""
         key = repr((priors, method, parameterization))
@@ -112,7 +112,7 @@ class Model:
         sampler: str = SamplerSettings.sampler,
         progressbar: bool = SamplerSettings.progressbar,
         method: str = "auto",
-        parameterization: str = "noncentred",
+        parameterization: str | dict[str, str] = "auto",
     ) -> BayesResult:
         """Sample the posterior with NUTS.
 
@@ -137,8 +137,12 @@ class Model:
             without the hierarchical funnel, and drawn exactly afterwards), ``"full"`` otherwise
             (NUTS samples the random effects too; every family). Either can be forced where it applies.
         parameterization
-            For the full model: ``"noncentred"`` random effects (default; best when groups are
-            small or their variance is near 0) or ``"centred"`` (best when every group has many rows).
+            For the full model, per grouping factor: ``"auto"`` (default) centres a factor whose
+            levels the data determine well (the median level's data precision at least 10 times
+            the prior precision of its effect, at an effect SD of 1 on the link scale) and leaves
+            the others non-centred; ``"noncentred"`` (best when groups are small or their variance
+            is near 0) or ``"centred"`` (best when every group has many rows) for every factor; or a
+            dict such as ``{"herd": "centred"}`` (factors left out are non-centred).
 
         Warns
         -----

@@ -1,6 +1,6 @@
-"""The precompiled full (non-centred) log density against the PyMC model's, and its gradient
-against finite differences: every family and link, with one, two crossed and two nested
-grouping factors, weights and offsets."""
+"""The precompiled full log density against the PyMC model's, and its gradient against finite
+differences: every family and link, with one, two crossed and two nested grouping factors,
+weights and offsets, non-centred, centred and mixed (some terms centred)."""
 
 from __future__ import annotations
 
@@ -67,22 +67,29 @@ def family_design(family_case: str, predictors: str):
     return bm.make_design(f"{response} ~ {predictors}", data, family=family, **kwargs)
 
 
-def build(family_case: str, structure: str, overrides=None):
+def centring(design, parameterization: str) -> tuple[bool, ...]:
+    """Per term, whether it is centred: none, all, or every other one ("mixed")."""
+    return tuple({"noncentred": False, "centred": True, "mixed": k % 2 == 0}[parameterization]
+                 for k in range(len(design.terms)))
+
+
+def build(family_case: str, structure: str, overrides=None, parameterization: str = "noncentred"):
     design = family_design(family_case, STRUCTURES[structure])
     labels, layouts = term_labels(design), group_layouts(design)
     priors = resolve_priors(design, labels, overrides)
-    blob, variables, n_dim = full_density.pack(design, priors, labels, layouts)
+    blob, variables, n_dim = full_density.pack(design, priors, labels, layouts, centring(design, parameterization))
     return design, priors, labels, blob, n_dim
 
 
-def random_points(design, priors, labels, n_dim, seed, count, scale=0.7):
+def random_points(design, priors, labels, n_dim, seed, count, scale=0.7, centred=None):
     """Sampler starts (the priors' centres jittered), shrunk by ``scale`` towards 0."""
     rng = np.random.default_rng(seed)
-    start = full_density.full_density(design, priors, labels, group_layouts(design), coords(design, group_layouts(design)))
+    layouts = group_layouts(design)
+    start = full_density.full_density(design, priors, labels, layouts, coords(design, layouts), centred)
     return [start.init(int(rng.integers(2**31))) * scale for _ in range(count)]
 
 
-def constrained(design, priors, labels, x):
+def constrained(design, priors, labels, x, centred=None):
     """The PyMC model's random variables at the unconstrained point x (our coordinates, decoded
     independently of bayesmix), and the log-Jacobian of our transforms."""
     names = list(design.fixed_names)
@@ -106,7 +113,7 @@ def constrained(design, priors, labels, x):
             pos += m
     for k, term in enumerate(design.terms):
         size = term.n_levels * term.q
-        values[f"_z_{k}"] = x[pos:pos + size].reshape(term.n_levels, term.q)
+        values[f"_theta_{k}" if centred and centred[k] else f"_z_{k}"] = x[pos:pos + size].reshape(term.n_levels, term.q)
         pos += size
     assert pos == len(x)
     return values, logjac
@@ -132,28 +139,32 @@ def pymc_log_density(model, values: dict) -> float:
     return float(model.compile_logp(jacobian=False, mode="FAST_COMPILE")(point))
 
 
-CASES = [(f, s) for f in FAMILIES for s in STRUCTURES]
+CASES = [(f, s, "noncentred") for f in FAMILIES for s in STRUCTURES] + [
+    (f, s, c) for f in ("binomial-logit", "poisson", "negative-binomial", "gaussian-identity") for s in STRUCTURES
+    for c in ("centred", "mixed")]
 
 
-@pytest.mark.parametrize(("family_case", "structure"), CASES)
-def test_density_equals_the_pymc_models(family_case, structure):
+@pytest.mark.parametrize(("family_case", "structure", "parameterization"), CASES)
+def test_density_equals_the_pymc_models(family_case, structure, parameterization):
     overrides = CUSTOM if structure == "two nested" else None
-    design, priors, labels, blob, n_dim = build(family_case, structure, overrides)
-    model = builder.build_model(design, priors)
+    design, priors, labels, blob, n_dim = build(family_case, structure, overrides, parameterization)
+    centred = centring(design, parameterization)
+    model = builder.build_model(design, priors, centred)
     native, reference = [], []
     # moderate points: PyMC's inverse links round μ to 0 or 1 in the far tails (-inf), ours do not
-    for x in random_points(design, priors, labels, n_dim, seed=1, count=3, scale=0.4):
-        values, logjac = constrained(design, priors, labels, x)
+    for x in random_points(design, priors, labels, n_dim, seed=1, count=3, scale=0.4, centred=centred):
+        values, logjac = constrained(design, priors, labels, x, centred)
         native.append(full_density.log_density(blob, x)[0] - logjac)
         reference.append(pymc_log_density(model, values))
     # equal up to one additive constant (terms free of the parameters are left out)
     np.testing.assert_allclose(np.diff(native), np.diff(reference), rtol=1e-8, atol=1e-7)
 
 
-@pytest.mark.parametrize(("family_case", "structure"), CASES)
-def test_gradient_equals_finite_differences(family_case, structure):
-    design, priors, labels, blob, n_dim = build(family_case, structure)
-    for x in random_points(design, priors, labels, n_dim, seed=2, count=2):
+@pytest.mark.parametrize(("family_case", "structure", "parameterization"), CASES)
+def test_gradient_equals_finite_differences(family_case, structure, parameterization):
+    design, priors, labels, blob, n_dim = build(family_case, structure, parameterization=parameterization)
+    centred = centring(design, parameterization)
+    for x in random_points(design, priors, labels, n_dim, seed=2, count=2, centred=centred):
         _, grad = full_density.log_density(blob, x)
         h = 1e-6
         fd = [(full_density.log_density(blob, x + h * e)[0] - full_density.log_density(blob, x - h * e)[0]) / (2 * h)
@@ -161,12 +172,14 @@ def test_gradient_equals_finite_differences(family_case, structure):
         np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6 * np.abs(grad).max())
 
 
-def test_expanded_variables_are_the_pymc_models_deterministics():
-    design, priors, labels, blob, n_dim = build("poisson", "two nested")
-    model = builder.build_model(design, priors)
-    x = random_points(design, priors, labels, n_dim, seed=3, count=1)[0]
-    values, _ = constrained(design, priors, labels, x)
-    _, variables, _ = full_density.pack(design, priors, labels, group_layouts(design))
+@pytest.mark.parametrize("parameterization", ["noncentred", "mixed"])
+def test_expanded_variables_are_the_pymc_models_deterministics(parameterization):
+    design, priors, labels, blob, n_dim = build("poisson", "two nested", parameterization=parameterization)
+    centred = centring(design, parameterization)
+    model = builder.build_model(design, priors, centred)
+    x = random_points(design, priors, labels, n_dim, seed=3, count=1, centred=centred)[0]
+    values, _ = constrained(design, priors, labels, x, centred)
+    _, variables, _ = full_density.pack(design, priors, labels, group_layouts(design), centred)
     out, at = full_density.expanded(blob, x), 0
     point = {model.rvs_to_values[rv].name: (v if (t := model.rvs_to_transforms.get(rv)) is None
                                             else t.forward(v, *rv.owner.inputs).eval())

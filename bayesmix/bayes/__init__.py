@@ -1,4 +1,4 @@
-"""Bayesian fits: a PyMC model with LKJ-correlated non-centred random effects, sampled by NUTS.
+"""Bayesian fits: a PyMC model with LKJ-correlated random effects (non-centred or centred per grouping factor), sampled by NUTS.
 
 Importing this package imports neither PyMC, PyTensor, nutpie nor ArviZ (seconds each): the PyMC
 model (:mod:`.builder`, :mod:`.ops`) and nutpie (:mod:`.nutpie_adapter`) are imported when a

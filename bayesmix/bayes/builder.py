@@ -1,4 +1,4 @@
-"""Design -> PyMC model: fixed effects, LKJ-correlated non-centred random effects, the family's likelihood.
+"""Design -> PyMC model: fixed effects, LKJ-correlated random effects (non-centred or centred per term), the family's likelihood.
 
 Parametrisation, for each random-effects term t with q_t columns and levels ℓ_t:
 
@@ -48,6 +48,7 @@ import pytensor.tensor as pt
 
 from ..data.design import Design
 from ..data.layout import GroupLayout, coords, group_layouts, term_labels
+from .full_density import shared_columns
 from .priors import Distribution, PriorSet, resolve_priors
 
 SQRT2 = float(np.sqrt(2.0))
@@ -98,11 +99,12 @@ def _population(design: Design, priors: PriorSet, layouts: list[GroupLayout]):
     return beta, dispersion, terms
 
 
-def build_model(design: Design, priors: PriorSet | None = None, parameterization: str = "noncentred") -> pm.Model:
+def build_model(design: Design, priors: PriorSet | None = None,
+                parameterization: str | tuple[bool, ...] = "noncentred") -> pm.Model:
     """The PyMC model of ``design`` with ``priors`` (defaults from :func:`resolve_priors`).
 
-    ``parameterization="centred"`` samples each level's coefficients directly and
-    hierarchically centred: θ_t ~ MvNormal(m_t, diag(sd_t) R_t diag(sd_t)) with u_t = θ_t - m_t,
+    ``parameterization="centred"`` (or, per term, a tuple of booleans, True for a centred
+    term) samples each level's coefficients directly and hierarchically centred: θ_t ~ MvNormal(m_t, diag(sd_t) R_t diag(sd_t)) with u_t = θ_t - m_t,
     where m_t holds the fixed effect of each column that is also a fixed-effect column (else 0).
     Better than the non-centred default when every group has many observations: the data then
     pin down each level's coefficients, and β is their mean.
@@ -111,6 +113,8 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
     layouts = group_layouts(design)
     rows = design.rows
     family = design.family
+    centred = ((parameterization == "centred",) * len(design.terms) if isinstance(parameterization, str)
+               else tuple(parameterization))
     with pm.Model(coords=coords(design, layouts)) as model:
         y = pm.Data("y", family.observed(rows.y, rows.weights), dims="obs")
         beta, dispersion, covariances = _population(design, priors, layouts)
@@ -118,7 +122,7 @@ def build_model(design: Design, priors: PriorSet | None = None, parameterization
         effects: dict[str, list] = {layout.group: [] for layout in layouts}
         for k, (term, cov) in enumerate(zip(design.terms, covariances)):
             shape = (term.n_levels, term.q)
-            if parameterization == "centred":
+            if centred[k]:
                 mean = _shared_fixed_effects(design, k, beta)
                 if cov.chol is None:
                     u = pm.Normal(f"_theta_{k}", mean[None, :], cov.sd[None, :], shape=shape) - mean[None, :]
@@ -170,13 +174,7 @@ def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = N
 
 def _shared_fixed_effects(design: Design, k: int, beta):
     """Per column of term ``k``, the fixed effect of the identical column of X, or 0."""
-    names = list(design.fixed_names)
-    rows = design.rows
-    entries = []
-    for j, column in enumerate(design.terms[k].columns):
-        same = column in names and np.array_equal(rows.X[:, names.index(column)], rows.z[k][:, j])
-        entries.append(beta[names.index(column)] if same else pt.constant(0.0))
-    return pt.stack(entries)
+    return pt.stack([beta[j] if j >= 0 else pt.constant(0.0) for j in shared_columns(design, k)])
 
 
 def _fixed_effects(design: Design, priors: PriorSet):

@@ -1,8 +1,9 @@
-"""The full (non-centred) model's log posterior density, compiled once and for all, handed to nutpie.
+"""The full model's log posterior density, compiled once and for all, handed to nutpie.
 
-The same model as :func:`bayesmix.bayes.builder.build_model` (non-centred), for every family
+The same model as :func:`bayesmix.bayes.builder.build_model`, each term non-centred or centred
+as chosen per term, for every family
 and link and any number of grouping factors, written as numba C callbacks that read every
-model-specific number (sizes, priors, the rows) from one float64 array, the *blob*, as the
+model-specific number (sizes, priors, the rows, which terms are centred) from one float64 array, the *blob*, as the
 collapsed density does (:mod:`bayesmix.bayes.density`, whose population part, i.e. the fixed
 effects, the dispersion, the SDs and the correlations with their priors and transforms, this
 module shares). Nothing is compiled per model: building one is packing an array, and numba
@@ -13,16 +14,20 @@ Unconstrained coordinates, in order:
 - those of :func:`bayesmix.bayes.density.population`: θ_b (p), the log of the family's
   dispersion (σ for the Gaussian, θ for the negative binomial; none for the binomial and
   the Poisson), and per term the log SDs and the canonical partial correlations;
-- per term t, the standard normal z_t (ℓ_t levels x q_t, row-major).
+- per term t, ℓ_t levels x q_t, row-major: the standard normal z_t of a non-centred term, or the
+  coefficients θ_t of a centred one.
 
-The effects are u_t = z_t (diag(sd_t) L_t)', the linear predictor
+The effects are u_t = z_t (diag(sd_t) L_t)' (non-centred) or u_t = θ_t - m_t (centred; m_t
+holds, per column, the fixed effect of the identical column of X, or 0: :func:`shared_columns`),
+the linear predictor
 η = X β + Σ_t Σ_j Z_tj(row) u_t[level(row), j] + offset, and the log-likelihood is
 :func:`bayesmix.families.log_density_row` of each row (the one compiled home of each family's
 log-likelihood in η). The density is the log-likelihood plus the priors and log-Jacobians of
-the population part plus -½ Σ z²: the PyMC model's (with the transform of the correlations
+the population part plus, per term, -½ Σ z² (non-centred) or Σ_levels log N(θ | m, C C'),
+C = diag(sd) L (centred): the PyMC model's (with the transform of the correlations
 Stan's rather than PyMC's, so the two agree as densities of the constrained parameters) up
 to a constant. Its gradient is exact (reverse mode by hand: rows -> η -> β and u ->
-z and C = diag(sd) L -> the population's coordinates).
+z or θ, m and C = diag(sd) L -> the population's coordinates).
 
 The posterior variables are the PyMC model's (``beta``, ``sigma`` or ``shape``, ``sd_<group>``,
 ``cor_<group>``, ``u_<group>``), so that results do not depend on which sampler ran.
@@ -50,9 +55,13 @@ from .priors import PriorSet
 __all__ = ["FullDensity", "N_EFFECTS", "effect_coordinates", "expanded", "full_density", "natively_supported", "pack", "term_levels"]
 
 # The header after the population's fields: the family and link codes, where the coordinates
-# of z begin, how many there are, then the offset of each section.
+# of the effects begin, how many there are, then the offset of each section.
 (FAMILY, LINK, Z_START, N_EFFECTS, OFF_Y, OFF_WEIGHTS, OFF_OFFSET, OFF_X, OFF_Z, OFF_CODES,
- OFF_LEVELS, OFF_PLAN, PLAN_ROWS, HEADER) = range(POPULATION_HEADER, POPULATION_HEADER + 14)
+ OFF_LEVELS, OFF_PLAN, OFF_SHARED, PLAN_ROWS, HEADER) = range(POPULATION_HEADER, POPULATION_HEADER + 15)
+
+# Per term, in the levels section: its number of levels, where its coordinates begin, whether
+# it is a term of one column of ones, whether it is centred.
+LEVEL_FIELDS = 4
 
 # What each row of the expansion plan copies into the expanded variables (after β and the dispersion).
 PLAN_SD, PLAN_COR, PLAN_EFFECT = 0.0, 1.0, 2.0
@@ -65,23 +74,79 @@ def _section(blob, offset, size):
 
 
 @njit(cache=True, error_model="numpy")
-def _effects(x, blob, sd, R):
-    """u (the effects of every term, laid out as their z's) at x, and z itself."""
+def _effects(x, blob, beta, sd, R):
+    """u (the effects of every term, laid out as their coordinates) at x, and the coordinates
+    themselves: z (non-centred terms, u = z (diag(sd) R)' per level) or θ (centred terms,
+    u = θ - m per level, m the fixed effects of the term's shared columns)."""
     nterms = int(blob[TERMS])
     z = x[int(blob[Z_START]):]
-    levels = _section(blob, OFF_LEVELS, 3 * nterms).reshape((nterms, 3))
+    levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
     tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
+    m = _shared_means(blob, beta)
     u = np.empty(z.shape[0])
     for t in range(nterms):
         qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
+        centred = levels[t, 3] > 0
         for level in range(n_levels):
             base = at + level * qk
             for i in range(qk):
-                value = 0.0
-                for j in range(i + 1):
-                    value += z[base + j] * R[col + i, col + j]
-                u[base + i] = sd[col + i] * value
+                if centred:
+                    u[base + i] = z[base + i] - m[col + i]
+                else:
+                    value = 0.0
+                    for j in range(i + 1):
+                        value += z[base + j] * R[col + i, col + j]
+                    u[base + i] = sd[col + i] * value
     return u, z
+
+
+@njit(cache=True, error_model="numpy")
+def _shared_means(blob, beta):
+    """Per column of the terms, the fixed effect a centred term's levels are centred on (that of
+    the identical column of X), or 0."""
+    shared = _section(blob, OFF_SHARED, int(blob[Q]))
+    m = np.zeros(shared.shape[0])
+    for c in range(shared.shape[0]):
+        if shared[c] >= 0:
+            m[c] = beta[int(shared[c])]
+    return m
+
+
+@njit(cache=True, error_model="numpy")
+def _centred_prior(u, d_u, grad, d_C, d_m, start, at, n_levels, qk, col, sd, R):
+    """A centred term's prior, Σ_levels log N(θ_level | m, C C') with C = diag(sd) R, up to a
+    constant, returned; its gradient and the likelihood's (``d_u``, in the effects
+    u = θ - m) added to ``grad`` (θ), ``d_C`` and ``d_m``.
+
+    With w = C⁻¹ u and v = C⁻ᵀ w the prior is -½|w|² - ℓ Σ_i log C_ii, whose derivatives are
+    -v in u and v_i w_j - [i = j] ℓ / C_ii in C_ij."""
+    w = np.empty(qk)
+    v = np.empty(qk)
+    lp = 0.0
+    for level in range(n_levels):
+        base = at + level * qk
+        for i in range(qk):  # C w = u
+            value = u[base + i]
+            for j in range(i):
+                value -= sd[col + i] * R[col + i, col + j] * w[j]
+            w[i] = value / (sd[col + i] * R[col + i, col + i])
+        for i in range(qk - 1, -1, -1):  # C' v = w
+            value = w[i]
+            for j in range(i + 1, qk):
+                value -= sd[col + j] * R[col + j, col + i] * v[j]
+            v[i] = value / (sd[col + i] * R[col + i, col + i])
+        for i in range(qk):
+            lp -= 0.5 * w[i] * w[i]
+            g = d_u[base + i] - v[i]
+            grad[start + base + i] += g
+            d_m[col + i] -= g
+            for j in range(i + 1):
+                d_C[col + i, col + j] += v[i] * w[j]
+    for i in range(qk):
+        diagonal = sd[col + i] * R[col + i, col + i]
+        lp -= n_levels * np.log(diagonal)
+        d_C[col + i, col + i] -= n_levels / diagonal
+    return lp
 
 
 @njit(inline="always", error_model="numpy")
@@ -102,9 +167,9 @@ def _log_density(x, blob, out, family, link):
     X = _section(blob, OFF_X, n * p).reshape((n, p))
     Z = _section(blob, OFF_Z, n * q).reshape((n, q))
     codes = _section(blob, OFF_CODES, n * nterms).reshape((n, nterms))
-    levels = _section(blob, OFF_LEVELS, 3 * nterms).reshape((nterms, 3))
+    levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
     tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
-    u, z = _effects(x, blob, sd, R)
+    u, z = _effects(x, blob, beta, sd, R)
     d_u = np.zeros(u.shape[0])
     d_beta = np.zeros(p)
     d_dispersion = 0.0
@@ -139,20 +204,27 @@ def _log_density(x, blob, out, family, link):
                     d_u[base + i] += slope * Z[r, col + i]
     if not np.isfinite(lp):
         return -np.inf
-    # u = z (diag(sd) R)' per level: back to z and to C = diag(sd) R; z's prior -½ z²
+    # back to the coordinates and to C = diag(sd) R (and to β through the centred terms' means)
     d_C = np.zeros((q, q))
+    d_m = np.zeros(q)
     for t in range(nterms):
         qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
-        for level in range(n_levels):
+        if levels[t, 3] > 0:
+            lp += _centred_prior(u, d_u, grad, d_C, d_m, start, at, n_levels, qk, col, sd, R)
+            continue
+        for level in range(n_levels):  # u = z (diag(sd) R)' per level, and z's prior -½ z²
             base = at + level * qk
             for i in range(qk):
                 g = d_u[base + i]
                 for j in range(i + 1):
                     grad[start + base + j] += g * sd[col + i] * R[col + i, col + j]
                     d_C[col + i, col + j] += g * z[base + j]
-    for k in range(z.shape[0]):
-        lp -= 0.5 * z[k] * z[k]
-        grad[start + k] -= z[k]
+                lp -= 0.5 * z[base + i] * z[base + i]
+                grad[start + base + i] -= z[base + i]
+    shared = _section(blob, OFF_SHARED, q)
+    for c in range(q):
+        if shared[c] >= 0:
+            d_beta[int(shared[c])] += d_m[c]
     chain_rule(x, blob, grad, dispersion, sd, R, d_beta, d_C, d_dispersion)
     copy_into(out, grad)
     return lp
@@ -164,7 +236,7 @@ def expand(x, blob, out):
     and effects, as the expansion plan orders them."""
     p = int(blob[P])
     beta, dispersion, sd, R, _, _ = population(x, blob)
-    u, _ = _effects(x, blob, sd, R)
+    u, _ = _effects(x, blob, beta, sd, R)
     k = 0
     for j in range(p):
         out[k] = beta[j]
@@ -245,12 +317,13 @@ def _expand_cfunc():
     return cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
 
 
-def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
+def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], centred: tuple[bool, ...] | None = None
          ) -> tuple[np.ndarray, list[Variable], int]:
     """The blob of the full model of ``design``, its expanded variables and the number of
-    unconstrained coordinates. A design without rows in memory (dask, Parquet) gets a blob
-    without rows: its population part and expansion plan, what the collapsed density of
-    several factors reads (:mod:`bayesmix.bayes.collapsed_factors`)."""
+    unconstrained coordinates; ``centred`` says per term whether it is centred (default: none is).
+    A design without rows in memory (dask, Parquet) gets a blob without rows: its population
+    part and expansion plan, what the collapsed density of several factors reads
+    (:mod:`bayesmix.bayes.collapsed_factors`)."""
     family = design.family
     rows = design.rows if design.in_memory else _no_rows(design)
     names = list(design.fixed_names)
@@ -258,10 +331,12 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
     icpt = names.index("Intercept") if "Intercept" in names else -1
     population_part, n_population, _ = population_sections(design, priors, labels)
     q = sum(term.q for term in design.terms)
+    centred = (False,) * len(design.terms) if centred is None else tuple(centred)
     levels, at = [], 0
     for k, term in enumerate(design.terms):
-        levels.append([term.n_levels, at, float(term.q == 1 and bool(np.all(rows.z[k] == 1.0)))])
+        levels.append([term.n_levels, at, float(term.q == 1 and bool(np.all(rows.z[k] == 1.0))), float(centred[k])])
         at += term.n_levels * term.q
+    shared = [float(j) if centred[k] else -1.0 for k in range(len(design.terms)) for j in shared_columns(design, k)]
     n_effects = at
     variables = [Variable("beta", (p,), ("coef",))]
     if family.has_dispersion:
@@ -291,7 +366,7 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
         np.ones(n) if rows.weights is None else np.asarray(rows.weights, float),
         np.zeros(n) if rows.offset is None else np.asarray(rows.offset, float),
         np.asarray(rows.X, float).ravel(), np.asarray(Z, float).ravel(), np.asarray(codes, float).ravel(),
-        np.ravel(np.asarray(levels, float)), np.ravel(np.asarray(plan, float)),
+        np.ravel(np.asarray(levels, float)), np.ravel(np.asarray(plan, float)), np.asarray(shared, float),
     ]
     offsets = HEADER + np.concatenate([[0], np.cumsum([s.size for s in sections])])
     n_dim = n_population + n_effects
@@ -309,9 +384,17 @@ def _no_rows(design) -> Rows:
 
 
 def term_levels(blob: np.ndarray) -> np.ndarray:
-    """Per term (rows): its number of levels, where its effects begin among z, and whether it is
-    a term of one column of ones."""
-    return _section(blob, OFF_LEVELS, 3 * int(blob[TERMS])).reshape((-1, 3))
+    """Per term (rows): its number of levels, where its effects begin among the coordinates,
+    whether it is a term of one column of ones, and whether it is centred."""
+    return _section(blob, OFF_LEVELS, LEVEL_FIELDS * int(blob[TERMS])).reshape((-1, LEVEL_FIELDS))
+
+
+def shared_columns(design, k: int) -> list[int]:
+    """Per column of term ``k``, the index of the identical column of X (a centred term's levels
+    are centred on its fixed effect), or -1."""
+    names, rows = list(design.fixed_names), design.rows
+    return [names.index(c) if c in names and np.array_equal(rows.X[:, names.index(c)], rows.z[k][:, j]) else -1
+            for j, c in enumerate(design.terms[k].columns)]
 
 
 def _columns(design, k: int) -> list[int]:
@@ -362,17 +445,27 @@ class FullDensity(PackedDensity):
         return dataclasses.replace(self, blob=blob)
 
 
-def full_density(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], coords: dict) -> FullDensity:
-    """The nutpie model of the full (non-centred) posterior of ``design`` (see the module docstring)."""
-    blob, variables, n_dim = pack(design, priors, labels, layouts)
+def full_density(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], coords: dict,
+                 centred: tuple[bool, ...] | None = None) -> FullDensity:
+    """The nutpie model of the full posterior of ``design``, each term non-centred or, where
+    ``centred`` says so, centred (see the module docstring)."""
+    blob, variables, n_dim = pack(design, priors, labels, layouts, centred)
     coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
     coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(n_dim)])
     centre = population_centre(design, priors, labels)
 
     def init(seed):
-        """A start as PyMC's: the priors' centres, and z = 0, jittered by U(-1, 1)."""
+        """A start as PyMC's: the priors' centres, and the effects u = 0 (z = 0, or θ = m),
+        jittered by U(-1, 1)."""
         rng = np.random.default_rng(seed)
-        return np.concatenate([centre, np.zeros(n_dim - centre.size)]) + rng.uniform(-1.0, 1.0, n_dim)
+        x = np.concatenate([centre, np.zeros(n_dim - centre.size)]) + rng.uniform(-1.0, 1.0, n_dim)
+        m = _shared_means(blob, population(x, blob)[0])
+        tspec = _section(blob, OFF_TERMS, 4 * int(blob[TERMS])).reshape((-1, 4))
+        for (n_levels, at, _, centred_term), (qk, _, _, col) in zip(term_levels(blob), tspec):
+            if centred_term:
+                start, qk, col = int(blob[Z_START]) + int(at), int(qk), int(col)
+                x[start:start + int(n_levels) * qk].reshape(-1, qk)[:] += m[col:col + qk]
+        return x
 
     return FullDensity(blob=blob, variables=variables, n_unconstrained=n_dim, coords=coords, init=init)
 
@@ -380,7 +473,8 @@ def full_density(design, priors: PriorSet, labels: list[str], layouts: list[Grou
 def effect_coordinates(blob: np.ndarray, structure, u: np.ndarray) -> np.ndarray:
     """The coordinates z of the effects (b_t = z_t (diag(sd_t) L_t)', per term levels x q_t,
     row-major, as :func:`expand` reads them after the population's) from the spherical effects
-    u laid out as the blocked factorisation lays them out (:meth:`~bayesmix.data.layout.Structure.per_block`)."""
+    u laid out as the blocked factorisation lays them out (:meth:`~bayesmix.data.layout.Structure.per_block`);
+    for a blob of non-centred terms (:func:`pack`'s default)."""
     per_block = structure.per_block(u)
     z = np.empty(int(blob[N_EFFECTS]))
     levels = term_levels(blob)

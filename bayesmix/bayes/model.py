@@ -24,6 +24,7 @@ from .density import collapsed_density, natively_supported
 from .embedded_laplace import laplace_density
 from .importance import LOG_WEIGHT
 from .full_density import full_density
+from .parameterization import centring, describe
 from .priors import Prior, resolve_priors
 from .result import BayesResult, stack_draws
 from .standardise import Standardisation
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     import pymc as pm
 
 METHODS = ("auto", "collapsed", "full", "laplace")
-PARAMETERIZATIONS = ("noncentred", "centred")
 
 
 class BayesModel:
@@ -59,8 +59,12 @@ class BayesModel:
         per model) when every prior has a native form; ``sampler="pymc"`` samples the PyMC model
         instead (not for ``"laplace"``).
     parameterization
-        For the full model: ``"noncentred"`` (default) or ``"centred"`` random effects
-        (see :func:`bayesmix.bayes.builder.build_model`).
+        For the full model, per grouping factor: ``"auto"`` (default) centres the factors whose
+        levels the data determine well and leaves the others non-centred
+        (:func:`bayesmix.bayes.parameterization.informative`); ``"noncentred"`` or ``"centred"``
+        for every factor; or a dict from grouping factor to either (factors left out are
+        non-centred). Both forms run on the precompiled density (see
+        :func:`bayesmix.bayes.builder.build_model`); :attr:`centred` says per term which was chosen.
 
     Notes
     -----
@@ -73,10 +77,9 @@ class BayesModel:
         design: Design,
         priors: list[Prior] | None = None,
         method: str = "auto",
-        parameterization: str = "noncentred",
+        parameterization: str | dict[str, str] = "auto",
     ):
-        if parameterization not in PARAMETERIZATIONS:
-            raise ArgumentError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, not {parameterization!r}.")
+        self.centred = centring(design, parameterization)
         if method not in METHODS:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
         self.design = design
@@ -127,7 +130,7 @@ class BayesModel:
             self._shift = np.zeros(design.p) if shift is None else shift
             ready = factors_density(standard, self._structure, self._crossprod, self._shift, priors, labels,
                                     self.layouts, coords(design, self.layouts))
-            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, parameterization), ready)
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), ready)
         elif self.method == "collapsed":
             # the likelihood reads y only through cross-products; those of y - X c (c: least squares,
             # in double-double) keep their precision when Xβ explains most of y (a large mean)
@@ -142,19 +145,19 @@ class BayesModel:
             )
         elif self.method == "laplace":
             ready = laplace_density(standard, priors, labels, self.layouts, coords(design, self.layouts))
-            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, parameterization), ready)
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), ready)
         else:
             ready = None
-            if parameterization == "noncentred" and natively_supported(priors):
-                ready = full_density(standard, priors, labels, self.layouts, coords(design, self.layouts))
-            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, parameterization), ready)
+            if natively_supported(priors):
+                ready = full_density(standard, priors, labels, self.layouts, coords(design, self.layouts), self.centred)
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), ready)
 
     @property
     def precompiled(self) -> bool:
         """Whether nutpie samples a precompiled density (no per-model compilation).
 
         True when every prior has a native form (see :mod:`bayesmix.bayes.density`), for the
-        collapsed method and for the full method with non-centred random effects
+        collapsed method and for the full method, centred or not
         (:mod:`bayesmix.bayes.full_density`); otherwise nutpie compiles the PyMC model on first
         use. ``sampler="pymc"`` always samples the PyMC model.
         """
@@ -174,7 +177,7 @@ class BayesModel:
             return "collapsed (random effects integrated out, drawn exactly)"
         if self.method == "laplace":
             return "laplace (random effects integrated out by the Laplace approximation, drawn from it)"
-        return f"full ({self.parameterization} random effects)"
+        return f"full ({describe(self.design, self.centred)})"
 
     def __repr__(self) -> str:
         return (f"<BayesModel {self.design.formula.text!r}, {self.design.family}: {self.description}"

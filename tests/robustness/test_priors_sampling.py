@@ -89,7 +89,7 @@ def test_intercept_prior_without_an_intercept(sleep):
         ({"sampler": "stan"}, r"sampler must be one of nutpie, pymc, not 'stan'"),
         ({"progressbar": "no"}, r"progressbar must be True or False, not 'no'"),
         ({"method": "fast"}, r"method must be one of auto, collapsed, full, laplace, not 'fast'"),
-        ({"parameterization": "centered"}, r"parameterization must be one of noncentred, centred, not 'centered'"),
+        ({"parameterization": "centered"}, r"parameterization must be one of noncentred, centred, auto, or a dict from grouping factor to noncentred or centred, not 'centered'"),
     ],
 )
 def test_sampling_settings_out_of_range(sleep_model, settings, message):
