@@ -336,7 +336,8 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
     for k, term in enumerate(design.terms):
         levels.append([term.n_levels, at, float(term.q == 1 and bool(np.all(rows.z[k] == 1.0))), float(centred[k])])
         at += term.n_levels * term.q
-    shared = [float(j) if centred[k] else -1.0 for k in range(len(design.terms)) for j in shared_columns(design, k)]
+    shared = [float(j) for k, term in enumerate(design.terms)
+              for j in (shared_columns(design, k) if centred[k] else [-1] * term.q)]
     n_effects = at
     variables = [Variable("beta", (p,), ("coef",))]
     if family.has_dispersion:
