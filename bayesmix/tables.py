@@ -46,6 +46,25 @@ def html_section(title: str, table: pd.DataFrame, float_format: str = "{:.4f}") 
     return f"<h4>{html.escape(title)}</h4>" + table.to_html(float_format=float_format.format, na_rep="")
 
 
+class TitledTable:
+    """A result shown as one titled table: subclasses set ``table`` and implement ``_title()``;
+    text and notebook (HTML) reprs follow."""
+
+    table: pd.DataFrame
+
+    def _title(self) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self._title() + ":\n" + self.table.to_string(float_format=lambda v: f"{v:.4f}")
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return html_section(self._title(), self.table)
+
+
 def parameter_name(kind: str, effects: tuple[str, ...], group: str, several_groups: bool) -> str:
     """Readable name of a variance parameter: ``sd(Intercept)``, ``cor(Intercept, x | g)``."""
     inner = ", ".join(effects)

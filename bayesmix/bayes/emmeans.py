@@ -20,10 +20,11 @@ import xarray as xr
 
 from ..data.reference_grid import check_scale, contrasts_are_ratios, label, pairwise_differences
 from ..results import check_prob
+from ..tables import TitledTable
 from .sampling import summarise_draws
 
 
-class PosteriorMarginalMeans:
+class PosteriorMarginalMeans(TitledTable):
     """The posterior of estimated marginal means (see :meth:`bayesmix.BayesResult.emmeans`).
 
     Attributes
@@ -92,14 +93,3 @@ class PosteriorMarginalMeans:
 
     def _title(self) -> str:
         return f"Posterior marginal means ({self.scale} scale, {self.ci_prob:.0%} equal-tailed intervals)"
-
-    def __str__(self) -> str:
-        return self._title() + ":\n" + self.table.to_string(float_format=lambda v: f"{v:.4f}")
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        from ..tables import html_section
-
-        return html_section(self._title(), self.table)

@@ -44,7 +44,7 @@ from ..families import link_inverse_row, log_likelihood_kernel_row
 from ..jit import njit
 from .factorization import RestLambda
 from .kernels import level_factor, rest_downdate, symmetrize_lower
-from .levelwise import level_constants
+from .levelwise import level_constants, level_solve
 from .working import dispersion_slopes_row, fixed_part, information_slope_row, level_effects, row_terms, working_row
 
 
@@ -276,22 +276,6 @@ def _factor(T1, rest, scalar, indptr, pair_rows, A11, A21, A22, L11inv, P1):
 
 
 @njit(cache=True, error_model="numpy")
-def _level_solve(Linv, v, out, half):
-    """out = M_l⁻¹v = L_l⁻ᵀL_l⁻¹v for one level's block (``half`` scratch of length q)."""
-    q = v.size
-    for k in range(q):
-        t = 0.0
-        for m in range(k + 1):
-            t += Linv[k, m] * v[m]
-        half[k] = t
-    for k in range(q):
-        t = 0.0
-        for m in range(k, q):
-            t += Linv[m, k] * half[m]
-        out[k] = t
-
-
-@njit(cache=True, error_model="numpy")
 def _forward(T1, rest, indptr, pair_rows, A21, L11inv, L22, r1, r2, y1, w1, w2):
     """The forward half of M x = r with the blocked factor: y1 = M11⁻¹r1 and w1 = L11⁻¹r1 per
     level, and w2 = L22⁻¹(r2 - M21 y1) (M21 y1 = Λ₂'Σ_pairs A21 Λ₁ y1), into y1, w1, w2."""
@@ -300,7 +284,7 @@ def _forward(T1, rest, indptr, pair_rows, A21, L11inv, L22, r1, r2, y1, w1, w2):
     t1, half = np.empty(q1), np.empty(q1)
     raw = np.zeros(size)
     for j in range(levels):
-        _level_solve(L11inv[j], r1[j], y1[j], half)
+        level_solve(L11inv[j], r1[j], y1[j], half)
         for k in range(q1):
             t = 0.0
             for m in range(k + 1):
@@ -345,7 +329,7 @@ def _solve(T1, rest, indptr, pair_rows, A21, L11inv, L22, r1, r2, x1, x2):
             for m in range(k, q1):
                 t -= T1[m, k] * raw[m]
             t1[k] = t
-        _level_solve(L11inv[j], t1, x1[j], half)
+        level_solve(L11inv[j], t1, x1[j], half)
 
 
 @njit(cache=True, error_model="numpy")

@@ -38,7 +38,7 @@ def cholesky_into(A, out, n):
 
 
 @njit(inline="always")
-def _invert_lower(L, out, n):
+def invert_lower(L, out, n):
     """Inverse of an n x n lower-triangular matrix into ``out``."""
     for i in range(n):
         for j in range(n):
@@ -73,7 +73,7 @@ def level_factor(T, A, TA, M, L, Linv, q):
             M[j, i] = s
     if not cholesky_into(M, L, q):
         return False
-    _invert_lower(L, Linv, q)
+    invert_lower(L, Linv, q)
     return True
 
 
@@ -194,7 +194,7 @@ def schur_terms(R, p, dof, reml):
     pwrss = R[p, p] * R[p, p]
     value = dof * (1.0 + np.log(2.0 * np.pi * pwrss / dof))
     RXinv = np.empty((p, p))
-    _invert_lower(R[:p, :p].copy(), RXinv, p)
+    invert_lower(R[:p, :p].copy(), RXinv, p)
     e = np.empty(m)
     for i in range(p):
         s = 0.0

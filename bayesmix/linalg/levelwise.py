@@ -132,6 +132,22 @@ def _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, di
 
 
 @njit(cache=True, error_model="numpy")
+def level_solve(Linv, v, out, half):
+    """out = M_l⁻¹v = L_l⁻ᵀL_l⁻¹v for one level's block (``half`` scratch of length q)."""
+    q = v.size
+    for k in range(q):
+        t = 0.0
+        for m in range(k + 1):
+            t += Linv[k, m] * v[m]
+        half[k] = t
+    for k in range(q):
+        t = 0.0
+        for m in range(k, q):
+            t += Linv[m, k] * half[m]
+        out[k] = t
+
+
+@njit(cache=True, error_model="numpy")
 def _newton_direction(T, Linv, u, s, gradient, half, out):
     """out = M⁻¹(u - Λ's) = L'⁻¹L⁻¹ (u - Λ's) for one level (M = L L', Linv = L⁻¹; s its score's
     sum Z'ℓ'): the Newton direction of the level's penalised deviance (``gradient`` and ``half``
@@ -142,16 +158,7 @@ def _newton_direction(T, Linv, u, s, gradient, half, out):
         for m in range(k, q):
             t -= T[m, k] * s[m]
         gradient[k] = t
-    for k in range(q):
-        t = 0.0
-        for m in range(k + 1):
-            t += Linv[k, m] * gradient[m]
-        half[k] = t
-    for k in range(q):
-        t = 0.0
-        for m in range(k, q):
-            t += Linv[m, k] * half[m]
-        out[k] = t
+    level_solve(Linv, gradient, out, half)
 
 
 @njit(cache=True, error_model="numpy")

@@ -33,6 +33,7 @@ from ..data.layout import Structure
 from ..data.sparse_crossprod import SparseCrossProducts
 from ..jit import njit
 from .factorization import RestLambda, SchurFactor, schur_factor
+from .kernels import invert_lower
 
 INSTALL_HINT = (
     'pip install "bayesmix[sparse]" after installing SuiteSparse (Debian/Ubuntu: apt-get install libsuitesparse-dev; '
@@ -335,14 +336,8 @@ def takahashi(Lp, Li, Lx):
                     return None
                 ZSS[a, b] = Z[q]
                 ZSS[b, a] = Z[q]
-        Linv = np.zeros((ns, ns))  # L_JJ⁻¹, lower triangular
-        for i in range(ns):
-            Linv[i, i] = 1.0 / LJJ[i, i]
-            for j in range(i):
-                t = 0.0
-                for k in range(j, i):
-                    t += LJJ[i, k] * Linv[k, j]
-                Linv[i, j] = -t / LJJ[i, i]
+        Linv = np.empty((ns, ns))  # L_JJ⁻¹, lower triangular
+        invert_lower(LJJ, Linv, ns)
         U = LSJ @ Linv
         ZSJ = -(ZSS @ U)
         ZJJ = Linv.T @ Linv - U.T @ ZSJ

@@ -19,12 +19,13 @@ import pandas as pd
 
 from ..data.reference_grid import check_scale, contrasts_are_ratios, pairwise_differences
 from ..errors import ArgumentError
+from ..tables import TitledTable
 from .anova import DDF_NAMES
 
 ADJUSTMENTS = ("tukey", "bonferroni", "none")
 
 
-class MarginalMeans:
+class MarginalMeans(TitledTable):
     """Estimated marginal means of a fit (see :meth:`bayesmix.RemlResult.emmeans` and
     :meth:`bayesmix.GlmmResult.emmeans`).
 
@@ -106,14 +107,3 @@ class MarginalMeans:
     def _title(self) -> str:
         df = f"{DDF_NAMES[self.ddf]} df" if self.ddf else "asymptotic z"
         return f"Estimated marginal means ({self.scale} scale, {df}, {self.level:.0%} intervals)"
-
-    def __str__(self) -> str:
-        return self._title() + ":\n" + self.table.to_string(float_format=lambda v: f"{v:.4f}")
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        from ..tables import html_section
-
-        return html_section(self._title(), self.table)
