@@ -28,7 +28,10 @@ minimises over β). Both share the per-level factorisation kernel
 With several grouping factors (crossed or nested) the same likelihood comes from the blocked
 factor itself: :func:`factored_loglik` (its gradient through
 :func:`~bayesmix.linalg.gradient.schur_gradient`) and :func:`draw_factored_effects` (all the
-effects jointly, one back-substitution).
+effects jointly, one back-substitution). These two write the algebra out through the REML
+factorisation; the sampler evaluates it as one compiled call (:mod:`bayesmix.linalg.factored`),
+which is tested against them and benchmarked against them
+(``benchmarks/bayes_crossed_benchmark.py``): they are its reference, not its fallback.
 """
 
 from __future__ import annotations
