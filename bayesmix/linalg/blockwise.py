@@ -45,7 +45,8 @@ from ..jit import njit
 from .factorization import RestLambda
 from .kernels import level_factor, rest_downdate, symmetrize_lower
 from .levelwise import level_constants, level_solve
-from .working import dispersion_slopes_row, fixed_part, information_slope_row, level_effects, row_terms, working_row
+from .working import (dispersion_slopes_row, fixed_part, information_slope_row, level_effects, row_terms,
+                      weighted_working_response, working_row)
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,9 +200,8 @@ def _evaluate(family, link, canonical, data, fixed, T1, rest, u1, u2, dispersion
             continue
         loglik, score, information = row_terms(family, link, canonical, y[i], weights[i], e, dispersion, link_step)
         total += loglik
-        base = e - fixed[i]
-        response = information * base + score  # W ỹ
-        yy += response * (base + score / information)
+        response, weighted_square = weighted_working_response(score, information, e - fixed[i])
+        yy += weighted_square
         for k in range(q1):
             zk = z[i, k]
             s1[level, k] += score * zk

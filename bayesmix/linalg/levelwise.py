@@ -40,7 +40,8 @@ import numpy as np
 from ..families import log_likelihood_constant_row
 from ..jit import njit
 from .kernels import level_factor
-from .working import dispersion_slopes_row, fixed_part, information_slope_row, level_effects, row_terms, working_row
+from .working import (dispersion_slopes_row, fixed_part, information_slope_row, level_effects, row_terms,
+                      weighted_working_response, working_row)
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,9 +113,8 @@ def _evaluate(family, link, canonical, X, y, weights, fixed, z, lo, hi, T, u, di
         eta[i] = e
         loglik, score, information = row_terms(family, link, canonical, y[i], weights[i], e, dispersion, link_step)
         total += loglik
-        base = e - fixed[i]
-        response = information * base + score  # W ỹ
-        yy += response * (base + score / information)
+        response, weighted_square = weighted_working_response(score, information, e - fixed[i])
+        yy += weighted_square
         for k in range(q):
             zk = z[i, k]
             s[k] += score * zk

@@ -65,6 +65,14 @@ def row_terms(family, link, canonical, y, weight, eta, dispersion, link_step):
     return log_likelihood_kernel_row(family, y, mu, weight, dispersion), score, information
 
 
+@njit(inline="always")
+def weighted_working_response(score, information, base):
+    """W ỹ and W ỹ² of one row, ỹ = base + score / W its working response (W the observed
+    information, ``base`` the row's η less its fixed part): what PIRLS accumulates per level."""
+    response = information * base + score
+    return response, response * (base + score / information)
+
+
 @njit(cache=True)
 def working_rows(family, link, canonical, y, weights, eta, dispersion, link_step):
     """The score and the observed information of each row (:func:`working_row`)."""
