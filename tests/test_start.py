@@ -45,6 +45,9 @@ def test_every_public_name_loads_on_first_use():
     for name in bayesmix.__all__:
         assert getattr(bayesmix, name).__module__.startswith("bayesmix"), name
     assert set(bayesmix.__all__) <= set(dir(bayesmix))
+    # __all__ names each public name once, and exactly the names imported under TYPE_CHECKING
+    assert len(bayesmix.__all__) == len(set(bayesmix.__all__))
+    assert set(bayesmix.__all__) == set(bayesmix._homes())
     assert bayesmix.datasets.__name__ == "bayesmix.datasets"  # submodules too
     from bayesmix import Model, plot_trace  # noqa: F401 - from-imports resolve the same way
     importlib.import_module("bayesmix.compare")  # the submodule: bayesmix.compare stays the function of that name
