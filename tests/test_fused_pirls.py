@@ -111,21 +111,24 @@ def test_levelwise_mode_deviance_and_gradient_equal_the_general_path(family_case
 
 
 @pytest.mark.parametrize("family_case", ["bernoulli-logit", "poisson", "negative-binomial", "gaussian-log"])
-def test_warm_modes_along_a_path_equal_the_general_path(family_case):
-    """A sampler's path, each solve warm-started from the last: the per-level path (taken with
-    one factor) gives the mode, deviance and gradient of the general path started afresh.
-    (The general path warm-started from its first-order prediction can stop a few 1e-9 short
-    of the mode, its gradient then off by 1e-6 relative: not the reference here.)"""
-    rows = glmm_rows(family_case, "correlated")
+@pytest.mark.parametrize(("structure", "path", "u_atol", "deviance_rtol"),
+                         [("correlated", "levelwise", 1e-8, 1e-9), ("nested, correlated", "blocked", 1e-10, 1e-10)])
+def test_warm_modes_along_a_path_equal_the_general_path(family_case, structure, path, u_atol, deviance_rtol):
+    """A sampler's path, each solve warm-started from the last (with several factors, from the
+    last mode's chord-step prediction): the compiled path (per level with one factor, on the
+    blocked factor with several) gives the mode, deviance and gradient of the general path
+    started afresh. (The general path warm-started from its first-order prediction can stop a
+    few 1e-9 short of the mode, its gradient then off by 1e-6 relative: not the reference here.)"""
+    rows = glmm_rows(family_case, structure)
     warm = WarmModes(rows)
-    assert warm.path == "levelwise" and WarmModes(rows, compiled=False).path == "general"
+    assert warm.path == path and WarmModes(rows, compiled=False).path == "general"
     for theta, beta, dispersion in points(rows, family_case, 6, seed=2):
         mode = warm.solve(theta, beta, dispersion)
         warm.mode = mode
         general = general_mode(rows, theta, beta, dispersion)
         np.testing.assert_allclose(stationarity(rows, mode), 0.0, atol=1e-11)
-        np.testing.assert_allclose(mode.u, general.u, rtol=0, atol=1e-8)
-        np.testing.assert_allclose(mode.laplace_deviance, general.laplace_deviance, rtol=1e-9)
+        np.testing.assert_allclose(mode.u, general.u, rtol=0, atol=u_atol)
+        np.testing.assert_allclose(mode.laplace_deviance, general.laplace_deviance, rtol=deviance_rtol)
         assert_same_gradient(warm.gradient(mode), laplace_gradient(rows, general))
     assert warm.all_converged and warm.evaluations == 6
 
@@ -170,24 +173,6 @@ def test_blocked_mode_deviance_and_gradient_equal_the_general_path(family_case, 
         # step 1e-4 turn rounding-level differences of W (the general path's Gaussian and negative
         # binomial W are scipy's, the compiled paths' their row functions) into up to 1e-8 of the gradient
         assert_same_gradient(blocked_laplace_gradient(rows, fused), laplace_gradient(rows, general))
-
-
-@pytest.mark.parametrize("family_case", ["bernoulli-logit", "poisson", "negative-binomial", "gaussian-log"])
-def test_blocked_warm_modes_along_a_path_equal_the_general_path(family_case):
-    """A sampler's path with several factors, each solve warm-started from the last mode's
-    chord-step prediction: the mode, deviance and gradient of the general path started afresh."""
-    rows = glmm_rows(family_case, "nested, correlated")
-    warm = WarmModes(rows)
-    assert warm.path == "blocked" and WarmModes(rows, compiled=False).path == "general"
-    for theta, beta, dispersion in points(rows, family_case, 6, seed=2):
-        mode = warm.solve(theta, beta, dispersion)
-        warm.mode = mode
-        general = general_mode(rows, theta, beta, dispersion)
-        np.testing.assert_allclose(stationarity(rows, mode), 0.0, atol=1e-11)
-        np.testing.assert_allclose(mode.u, general.u, rtol=0, atol=1e-10)
-        np.testing.assert_allclose(mode.laplace_deviance, general.laplace_deviance, rtol=1e-10)
-        assert_same_gradient(warm.gradient(mode), laplace_gradient(rows, general))
-    assert warm.all_converged and warm.evaluations == 6
 
 
 def test_a_far_start_with_several_factors_is_abandoned_for_zero():
