@@ -102,22 +102,30 @@ def assert_same_reml(a: bm.RemlResult, b: bm.RemlResult):
         np.testing.assert_allclose(ranef_b.to_numpy(), ranef_a.to_numpy(), rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("case", ["music", "simulated"])
-def test_reml_and_draws_equal_pandas_on_a_local_cluster(client, music, simulated, case):
-    formula, frame = (MUSIC, music) if case == "music" else (SIMULATED, simulated)
-    pandas_model, dask_model = fit_pair(formula, frame, npartitions=6)
-    assert dask_model.design.n == pandas_model.design.n and dask_model.design.n_dropped == pandas_model.design.n_dropped
-    assert dask_model.design.fixed_names == pandas_model.design.fixed_names
+def assert_same_fits_and_draws(pandas_model, dask_model, draws: int, seed: int):
+    """REML and ML fits of both models equal (:func:`assert_same_reml`), and their posteriors
+    (2 chains, ``draws`` after as many tuning steps, ``seed``) bitwise equal; returns the ML
+    fits and the posteriors, pandas's first."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for reml in (True, False):
             a = pandas_model.fit_reml() if reml else pandas_model.fit_ml()
             b = dask_model.fit_reml() if reml else dask_model.fit_ml()
             assert_same_reml(a, b)
-        settings = dict(draws=200, tune=200, chains=2, seed=5, progressbar=False)
+        settings = dict(draws=draws, tune=draws, chains=2, seed=seed, progressbar=False)
         p, q = pandas_model.sample(**settings), dask_model.sample(**settings)
-    for name, draws in p.posterior.data_vars.items():
-        np.testing.assert_array_equal(q.posterior[name].values, draws.values, err_msg=name)
+    for name, values in p.posterior.data_vars.items():
+        np.testing.assert_array_equal(q.posterior[name].values, values.values, err_msg=name)
+    return a, b, p, q
+
+
+@pytest.mark.parametrize("case", ["music", "simulated"])
+def test_reml_and_draws_equal_pandas_on_a_local_cluster(client, music, simulated, case):
+    formula, frame = (MUSIC, music) if case == "music" else (SIMULATED, simulated)
+    pandas_model, dask_model = fit_pair(formula, frame, npartitions=6)
+    assert dask_model.design.n == pandas_model.design.n and dask_model.design.n_dropped == pandas_model.design.n_dropped
+    assert dask_model.design.fixed_names == pandas_model.design.fixed_names
+    a, b, p, q = assert_same_fits_and_draws(pandas_model, dask_model, draws=200, seed=5)
     # REML beside the posterior reads the layout's column sizes, which dask designs have from their statistics
     pd.testing.assert_frame_equal(bm.compare(b, q), bm.compare(a, p), check_exact=False, rtol=1e-8)
 
@@ -131,17 +139,8 @@ def test_crossed_and_nested_designs_equal_pandas_on_a_local_cluster(client, cros
     assert dask_model.design.groups == pandas_model.design.groups and dask_model.design.n == pandas_model.design.n
     for term_a, term_b in zip(dask_model.design.terms, pandas_model.design.terms):
         assert term_a.levels.equals(term_b.levels)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for reml in (True, False):
-            a = pandas_model.fit_reml() if reml else pandas_model.fit_ml()
-            b = dask_model.fit_reml() if reml else dask_model.fit_ml()
-            assert_same_reml(a, b)
-        settings = dict(draws=60, tune=60, chains=2, seed=7, progressbar=False)
-        p, q = pandas_model.sample(**settings), dask_model.sample(**settings)
+    _, _, p, q = assert_same_fits_and_draws(pandas_model, dask_model, draws=60, seed=7)
     assert q.method == p.method == "collapsed (random effects integrated out, drawn exactly)"
-    for name, draws in p.posterior.data_vars.items():
-        np.testing.assert_array_equal(q.posterior[name].values, draws.values, err_msg=name)
 
 
 def test_crossed_statistics_hold_one_entry_per_distinct_pair_of_levels(crossed):
