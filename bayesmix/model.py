@@ -73,22 +73,29 @@ class Model:
         """The parsed formula."""
         return self.design.formula
 
-    def fit_reml(self) -> RemlResult:
-        """REML estimates, as lme4's ``lmer(formula, data)`` (linear mixed models only)."""
-        return fit_reml(self.design, reml=True)
+    def fit_reml(self, factorization: str = "auto") -> RemlResult:
+        """REML estimates, as lme4's ``lmer(formula, data)`` (linear mixed models only).
+        ``factorization`` (``"auto"``, ``"blocked"`` or ``"sparse"``) as for
+        :func:`bayesmix.fit_reml`."""
+        return fit_reml(self.design, reml=True, factorization=factorization)
 
-    def fit_ml(self, nagq: int = 1) -> RemlResult | GlmmResult:
+    def fit_ml(self, nagq: int = 1, factorization: str = "auto") -> RemlResult | GlmmResult:
         """Maximum-likelihood estimates: for the linear Gaussian model as lme4's
-        ``lmer(formula, data, REML = FALSE)``; for any other family as lme4's
-        ``glmer(formula, data, family, nAGQ = nagq)``, by the Laplace approximation (``nagq=1``)
-        or adaptive Gauss-Hermite quadrature with ``nagq`` points (a single scalar random-effect
-        term only), to the optimum."""
+        ``lmer(formula, data, REML = FALSE)`` (``factorization`` as for :func:`bayesmix.fit_reml`);
+        for any other family as lme4's ``glmer(formula, data, family, nAGQ = nagq)``, by the
+        Laplace approximation (``nagq=1``) or adaptive Gauss-Hermite quadrature with ``nagq``
+        points (a single scalar random-effect term only), to the optimum."""
         if self.design.family.has_sufficient_statistics:
             if nagq != 1:
                 raise ArgumentError(
                     f"nagq={nagq!r}: a linear mixed model's likelihood is exact (no quadrature); use fit_ml()."
                 )
-            return fit_reml(self.design, reml=False)
+            return fit_reml(self.design, reml=False, factorization=factorization)
+        if factorization != "auto":
+            raise ArgumentError(
+                f"factorization={factorization!r} chooses how a linear mixed model's criterion is factored; a "
+                f"{self.design.family} model's Laplace fit factors its own blocks: drop factorization=."
+            )
         return fit_glmm(self.design, nagq)
 
     def bayes_model(

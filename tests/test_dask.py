@@ -15,6 +15,8 @@ from bayesmix import DataError, FormulaError, MissingDataWarning, RankDeficiency
 from bayesmix.bayes import ArgumentError
 from bayesmix.data.statistics import SufficientStatistics
 
+from .conftest import require_cholmod
+
 MUSIC = "na ~ perform_type + (perform_type | id)"
 SIMULATED = "y ~ x1 + x2 + kind + (x1 + x2 | g)"
 
@@ -247,3 +249,18 @@ def test_unknown_columns_and_bad_responses_name_the_column(simulated):
     huge = dd.from_pandas(simulated.assign(x2=simulated["x2"] * 1e300), npartitions=2)
     with pytest.raises(DataError, match="predictor 'x2' has values as large as"):
         bm.Model("y ~ x2 + (1 | g)", huge)
+
+
+def test_a_crossed_dask_design_takes_the_sparse_factorisation(crossed):
+    """The sparse cross-products come from the per-pair statistics, so a dask design can be
+    factored by CHOLMOD: the same fit as pandas's, sparse or blocked."""
+    require_cholmod()
+    pandas_model, dask_model = fit_pair(CROSSED, crossed, npartitions=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fit in ("fit_reml", "fit_ml"):
+            blocked = getattr(pandas_model, fit)(factorization="blocked")
+            for model in (pandas_model, dask_model):
+                sparse = getattr(model, fit)(factorization="sparse")
+                assert sparse.optsummary.factorization == "sparse (CHOLMOD)"
+                assert_same_reml(blocked, sparse)

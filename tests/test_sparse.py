@@ -146,3 +146,22 @@ def test_without_cholmod_the_messages_say_how_to_install(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert choose_factorization(structure, "blocked") == "blocked"  # asked for: no message
+
+
+@pytest.mark.parametrize(("source", "formula"), [CASES[3], CASES[5]])
+def test_sparse_cross_products_from_the_statistics_equal_the_rows(source, formula):
+    """Z'Z, Z'[X y] and [X y]'[X y] laid out from the per-level and per-pair sums equal the
+    products of the dense Z built from the rows (correlated slopes, crossed and nested)."""
+    design = design_of(source, formula)
+    structure = structure_of(design)
+    cp = design.statistics.sparse_cross_products(design.p)
+    Z = np.zeros((design.n, cp.pattern.size))
+    start = 0
+    for block in structure.blocks:
+        for c in range(block.q):
+            Z[np.arange(design.n), start + block.codes * block.q + c] = block.z[:, c]
+        start += block.n_levels * block.q
+    XY = np.column_stack([design.rows.X, design.rows.y])
+    np.testing.assert_allclose(cp.A_full.toarray(), Z.T @ Z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cp.AX, Z.T @ XY, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cp.AXX, XY.T @ XY, rtol=1e-12)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..jit import njit
 from .blocks import CrossPattern, CrossProducts
 from .layout import Structure
+from .sparse_crossprod import SparseCrossProducts
 
 if TYPE_CHECKING:
     from .design import Design
@@ -157,6 +158,15 @@ def shifted_cross_products(design: Design, structure: Structure | None = None) -
         return stats.cross_products(design.p, shift), shift
     X, y, weights, shift = shifted_rows(design)
     return cross_products(structure, X, y, weights), shift
+
+
+def shifted_sparse_cross_products(design: Design) -> tuple[SparseCrossProducts, np.ndarray | None]:
+    """As :func:`shifted_cross_products`, laid out for the sparse factorisation
+    (:mod:`~bayesmix.data.sparse_crossprod`), from the design's statistics (a linear mixed
+    model's design has them, pandas or dask alike: both give the same matrix)."""
+    stats = design.statistics
+    shift = stats.ols_coefficients() if design.p else None
+    return stats.sparse_cross_products(design.p, shift), shift
 
 
 def shifted_rows(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:

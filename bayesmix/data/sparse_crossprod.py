@@ -9,7 +9,9 @@ whole (both triangles), every column of a node with the same rows. Node column b
 dense slab of R_b rows (the q of each node a >= b it meets) by q_b columns, and entry (c, d)
 of its block (a, b) sits at ``slab[b] + d * R_b + row_offset(a in b) + c``. CHOLMOD reads the
 lower triangle of this pattern; the entries above the diagonal inside a diagonal block are
-ignored there and used by the products here.
+ignored there and used by the products here. The values come from the design's sufficient
+statistics (:meth:`~bayesmix.data.statistics.SufficientStatistics.sparse_cross_products`: per
+level and per distinct pair of levels), so pandas and dask designs give the same matrix.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..jit import njit
-from .layout import Structure
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,53 +114,48 @@ class SparseCrossProducts:
         return self.pattern.symmetric(self.A)
 
 
-def node_pattern(structure: Structure) -> tuple[NodePattern, np.ndarray]:
-    """The node pattern of ``Z'Z`` for the design's rows, and each row's stored block per pair of
-    its factor blocks (n, K(K+1)/2) for K blocks, pairs (k, j), k >= j, in the order of
-    :func:`_block_pairs`."""
-    blocks = structure.blocks
-    offsets = np.cumsum([0] + [b.n_levels for b in blocks])
-    n_nodes = int(offsets[-1])
-    node_q = np.concatenate([np.full(b.n_levels, b.q) for b in blocks]).astype(np.int64)
-    node_block = np.concatenate([np.full(b.n_levels, k) for k, b in enumerate(blocks)]).astype(np.int64)
+def pattern_of_pairs(n_levels, qs, keys: np.ndarray) -> tuple[NodePattern, np.ndarray]:
+    """The node pattern of factor blocks with ``n_levels`` levels and ``qs`` columns each, whose
+    off-diagonal blocks are the pairs of nodes ``keys`` (column node b <= row node a, as
+    ``b * nodes + a``; repeats allowed), and the stored block of each key. Every node's diagonal
+    block is stored, whether a key names it or not."""
+    n_nodes = int(np.sum(n_levels))
+    node_q = np.repeat(np.asarray(qs, dtype=np.int64), n_levels)
+    node_block = np.repeat(np.arange(len(qs), dtype=np.int64), n_levels)
     node_start = np.concatenate([[0], np.cumsum(node_q)[:-1]]).astype(np.int64)
-    nodes = np.column_stack([offsets[k] + b.codes.astype(np.int64) for k, b in enumerate(blocks)])
-    pairs = _block_pairs(len(blocks))
-    keys = nodes[:, pairs[:, 1]] * n_nodes + nodes[:, pairs[:, 0]]  # column node b <= row node a
-    diagonal = np.arange(n_nodes, dtype=np.int64) * (n_nodes + 1)  # every node's diagonal block, seen or not
-    unique, slots = np.unique(np.concatenate([diagonal, keys.ravel()]), return_inverse=True)
-    slots = slots[n_nodes:].reshape(keys.shape)
+    diagonal = np.arange(n_nodes, dtype=np.int64) * (n_nodes + 1)
+    unique, slots = np.unique(np.concatenate([diagonal, keys]), return_inverse=True)
     column, row = np.divmod(unique, n_nodes)  # sorted by column node, then row node
     offset, rows, indptr, indices = _layout(column, row, node_start, node_q, n_nodes)
     index_type = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
     pattern = NodePattern(node_start, node_q, node_block, row, column, offset, rows,
                           indptr.astype(index_type), indices.astype(index_type))
-    return pattern, slots
+    return pattern, slots.ravel()[n_nodes:]
 
 
-def sparse_cross_products(structure: Structure, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
-                          pattern: tuple[NodePattern, np.ndarray] | None = None) -> SparseCrossProducts:
-    """The cross-products of ``[Z X y]`` weighted by ``weights`` (None: 1) for the sparse
-    factorisation, in one pass over the rows; ``pattern`` is :func:`node_pattern`'s result when
-    already computed."""
-    pattern, slots = node_pattern(structure) if pattern is None else pattern
-    blocks = structure.blocks
-    q_max = max(b.q for b in blocks)
-    z = np.zeros((len(y), len(blocks), q_max))
-    for k, b in enumerate(blocks):
-        z[:, k, : b.q] = b.z
-    nodes = np.column_stack([b.codes for b in blocks]).astype(np.int64)
-    offsets = np.cumsum([0] + [b.n_levels for b in blocks])[:-1]
-    w = np.ones(len(y)) if weights is None else np.ascontiguousarray(weights, dtype=float)
-    XY = np.ascontiguousarray(np.column_stack([X, y]), dtype=float)
-    A, AX, AXX = _accumulate(nodes + offsets, slots, _block_pairs(len(blocks)), z, w, XY, pattern.pair_offset,
-                             pattern.pair_rows, pattern.node_start, pattern.node_q, pattern.nnz, pattern.size)
-    return SparseCrossProducts(len(y), X.shape[1], pattern, A, AX, AXX)
-
-
-def _block_pairs(n_blocks: int) -> np.ndarray:
-    """The pairs (k, j), k >= j, of factor blocks, whose nodes share a row."""
-    return np.array([(k, j) for j in range(n_blocks) for k in range(j, n_blocks)], dtype=np.int64)
+def summed_cross_products(n: int, p: int, AZZ, AZX, pairs, AXX: np.ndarray) -> SparseCrossProducts:
+    """The sparse cross-products from sums over the rows (float64): per factor block k,
+    ``AZZ[k]`` (levels, q, q) and ``AZX[k]`` (levels, q, m); per pair of blocks a < b that
+    share rows, ``(a, b, i, j, V)``: the levels i of a and j of b of each distinct pair of
+    levels, and V (pairs, q_a, q_b) their sums ``Σ z_a z_b'``; and ``AXX``. What a design's
+    sufficient statistics give (pandas or dask alike): the matrix :func:`sparse_cross_products`
+    would take from the rows."""
+    n_levels, qs = [len(A) for A in AZZ], [A.shape[1] for A in AZZ]
+    offsets = np.cumsum([0] + n_levels)
+    n_nodes = int(offsets[-1])
+    keys = [(offsets[a] + np.asarray(i, np.int64)) * n_nodes + offsets[b] + np.asarray(j, np.int64)
+            for a, b, i, j, _ in pairs]  # column node (of a) <= row node (of b)
+    pattern, slots = pattern_of_pairs(n_levels, qs, np.concatenate([np.zeros(0, np.int64), *keys]))
+    stored = np.searchsorted(pattern.pair_column * n_nodes + pattern.pair_row, np.arange(n_nodes) * (n_nodes + 1))
+    blocks = [(stored[offsets[k]:offsets[k + 1]], AZZ[k]) for k in range(len(qs))]
+    at = np.cumsum([0] + [len(k) for k in keys])
+    blocks += [(slots[at[t]:at[t + 1]], pair[4]) for t, pair in enumerate(pairs)]
+    A = np.zeros(pattern.nnz)
+    for where, V in blocks:  # entry (c, d) of stored block (row node, column node) is V[d, c]
+        base, stride = pattern.pair_offset[where], pattern.pair_rows[where]
+        A[base[:, None, None] + np.arange(V.shape[1])[:, None] * stride[:, None, None] + np.arange(V.shape[2])] = V
+    AX = np.concatenate([A_k.reshape(-1, A_k.shape[-1]) for A_k in AZX])
+    return SparseCrossProducts(n, p, pattern, A, AX, np.asarray(AXX, float))
 
 
 def _layout(column, row, node_start, node_q, n_nodes):
@@ -201,37 +197,3 @@ def _mark_blocks(offset, rows, qa, qb, select, mask):
             for d in range(qb[t]):
                 for c in range(qa[t]):
                     mask[offset[t] + d * rows[t] + c] = True
-
-
-@njit(cache=True)
-def _accumulate(nodes, slots, pairs, z, w, XY, pair_offset, pair_rows, node_start, node_q, nnz, size):
-    """``Z'WZ`` on the node pattern, ``Z'W[X y]`` and ``[X y]'W[X y]`` in one pass over the rows."""
-    n, m = XY.shape[0], XY.shape[1]
-    A = np.zeros(nnz)
-    AX = np.zeros((size, m))
-    AXX = np.zeros((m, m))
-    for i in range(n):
-        wi = w[i]
-        for t in range(pairs.shape[0]):
-            k, j = pairs[t, 0], pairs[t, 1]
-            s = slots[i, t]
-            base, stride = pair_offset[s], pair_rows[s]
-            qa, qb = node_q[nodes[i, k]], node_q[nodes[i, j]]
-            for d in range(qb):
-                wz = wi * z[i, j, d]
-                for c in range(qa):
-                    A[base + d * stride + c] += wz * z[i, k, c]
-        for k in range(nodes.shape[1]):
-            a = nodes[i, k]
-            for c in range(node_q[a]):
-                wz = wi * z[i, k, c]
-                for col in range(m):
-                    AX[node_start[a] + c, col] += wz * XY[i, col]
-        for a in range(m):
-            wx = wi * XY[i, a]
-            for b in range(a + 1):
-                AXX[a, b] += wx * XY[i, b]
-    for a in range(m):
-        for b in range(a):
-            AXX[b, a] = AXX[a, b]
-    return A, AX, AXX

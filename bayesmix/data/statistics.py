@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blocks import CrossPattern, CrossProducts
+from .sparse_crossprod import SparseCrossProducts, summed_cross_products
 from .sums import two_product, two_sum, dd_add, products, value, variance
 
 
@@ -177,10 +178,7 @@ class SufficientStatistics:
         before rounding, so that a response with a large mean loses no precision (see
         :func:`bayesmix.reml.profiled_criterion`).
         """
-        AZX, AXX = self.AZX, self.AXX
-        if shift is not None:
-            shift = np.asarray(shift, float)
-            AZX, AXX = tuple(_shift_response(A, shift) for A in AZX), _shift_gram(AXX, shift)
+        AZX, AXX = self._shifted(shift)
         A11, A1X = value(self.AZZ[0]), value(AZX[0])
         if len(self.AZZ) == 1:
             return CrossProducts(self.n, p, A11, A1X, value(AXX))
@@ -212,6 +210,21 @@ class SufficientStatistics:
         A21, A21_levels = pattern.blocks(np.ascontiguousarray(values[order]))
         return CrossProducts(self.n, p, A11, A1X, value(AXX), A21=A21, A21_levels=A21_levels, A22=A22, A2X=A2X)
 
+    def sparse_cross_products(self, p: int, shift: np.ndarray | None = None) -> SparseCrossProducts:
+        """The :class:`~bayesmix.data.sparse_crossprod.SparseCrossProducts` of the factor blocks
+        in order (``Z'Z`` stored by pairs of levels, no dense block), with ``shift`` as in
+        :meth:`cross_products`."""
+        AZX, AXX = self._shifted(shift)
+        pairs = [(a, b, *pair.levels(), value(pair.values)) for (a, b), pair in zip(_factor_pairs(len(self.AZZ)), self.pairs)]
+        return summed_cross_products(self.n, p, [value(A) for A in self.AZZ], [value(A) for A in AZX], pairs, value(AXX))
+
+    def _shifted(self, shift: np.ndarray | None) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """AZX and AXX of ``[X, y - X c]`` (c = ``shift``; unchanged for None), in double-double."""
+        if shift is None:
+            return self.AZX, self.AXX
+        shift = np.asarray(shift, float)
+        return tuple(_shift_response(A, shift) for A in self.AZX), _shift_gram(self.AXX, shift)
+
     @property
     def n_levels(self) -> tuple[int, ...]:
         """Number of levels of each grouping factor."""
@@ -225,6 +238,11 @@ class SufficientStatistics:
         size = np.where(size > 0, size, 1.0)
         coef = np.linalg.lstsq(AXX[:p, :p] / np.outer(size, size), AXX[:p, p] / size, rcond=None)[0]
         return coef / size
+
+    def ols_residual_sum_of_squares(self) -> float:
+        """Σ (y - X c)² at the least-squares coefficients c (:meth:`ols_coefficients`), from the
+        double-double sums."""
+        return float(value(self._shifted(self.ols_coefficients())[1][-1, -1]))
 
     def x_means(self) -> np.ndarray:
         """Mean of each column of X."""

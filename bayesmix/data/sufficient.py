@@ -160,8 +160,7 @@ def design_from_statistics(plan: Plan, stats: SufficientStatistics, variable_lev
     if dropped_columns:
         warn_rank_deficient(dropped_columns)
     kept_stats, p = stats.select(kept), int(kept.sum())
-    residual = value(kept_stats.AXX[-1, -1]) if p == 0 or p >= stats.n else \
-        kept_stats.cross_products(p, kept_stats.ols_coefficients()).AXX[-1, -1]
+    residual = value(kept_stats.AXX[-1, -1]) if p == 0 or p >= stats.n else kept_stats.ols_residual_sum_of_squares()
     check_residual(p, stats.n, float(np.sqrt(max(residual, 0.0))), float(np.sqrt(value(stats.AXX[-1, -1]))),
                    formula.response)
     for bar in formula.bars:

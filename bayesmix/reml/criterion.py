@@ -22,10 +22,10 @@ import os
 import numpy as np
 
 from ..data.blocks import CrossProducts
-from ..data.crossprod import shifted_cross_products, shifted_rows
+from ..data.crossprod import shifted_cross_products, shifted_sparse_cross_products
 from ..data.design import Design
 from ..data.layout import Structure
-from ..data.sparse_crossprod import SparseCrossProducts, sparse_cross_products
+from ..data.sparse_crossprod import SparseCrossProducts
 from ..errors import ArgumentError, BayesmixWarning, FitError, warn
 from ..linalg.factorization import Factorization, factorize
 from ..linalg.gradient import schur_gradient
@@ -212,13 +212,12 @@ def profiled_criterion(design: Design, structure: Structure, reml: bool, factori
     criterion and θ̂ are unchanged, and the factorisations add the shift back to β̂. Prior
     weights enter through the cross-products and the criterion's Σ log w. ``factorization``
     (``"auto"``, ``"blocked"`` or ``"sparse"``) as :func:`choose_factorization`, which for
-    ``"auto"`` reads the work of the sparse factor from CHOLMOD's ordering of this design; a
-    design without its rows in memory (dask) is factored blocked."""
+    ``"auto"`` reads the work of the sparse factor from CHOLMOD's ordering of this design, in
+    memory or not (dask: the sparse cross-products come from its statistics)."""
     weights = design.rows.weights if design.in_memory else None
     log_weights = 0.0 if weights is None else float(np.sum(np.log(weights)))
-    if design.in_memory and choose_factorization(structure, factorization) == "sparse":
-        X, y, weights, shift = shifted_rows(design)
-        crossprod = sparse_cross_products(structure, X, y, weights)
+    if choose_factorization(structure, factorization) == "sparse":
+        crossprod, shift = shifted_sparse_cross_products(design)
         sparse = SparseProfiledCriterion(structure, crossprod, reml=reml, beta_shift=shift, log_weights=log_weights)
         if factorization == "sparse" or choose_factorization(structure, factorization, sparse.cholesky.work) == "sparse":
             return sparse
