@@ -81,17 +81,21 @@ def simulate(seed: int = 1, n: int = 73_421, students: int = 2_972, instructors:
 
 
 def simulate_large(seed: int = 2, n: int = 1_000_000, students: int = 20_000, instructors: int = 20_000,
-                   departments: int = 200, across: float = 0.002) -> pd.DataFrame:
+                   departments: int = 200, across: float = 0.002, effects_seed: int | None = None) -> pd.DataFrame:
     """Students x instructors within departments (``students / departments`` of each per
     department), a fraction ``across`` of the ratings given to an instructor of any department;
-    ``y ~ service + (1 | s) + (1 | d)`` with InstEval's variance components."""
+    ``y ~ service + (1 | s) + (1 | d)`` with InstEval's variance components. The effects are
+    drawn after the rows from ``seed``'s generator, or, with ``effects_seed``, from their own,
+    so that data written part by part (a ``seed`` per part) share them."""
     rng = np.random.default_rng(seed)
     s = rng.integers(0, students, n)
     per = instructors // departments
     home = s * departments // students
     d = np.where(rng.random(n) < across, rng.integers(0, instructors, n), home * per + rng.integers(0, per, n))
     service = rng.random(n) < 0.43
-    y = 3.2 - 0.07 * service + rng.normal(0, 0.32, students)[s] + rng.normal(0, 0.51, instructors)[d] + rng.normal(0, 1.18, n)
+    effects = rng if effects_seed is None else np.random.default_rng(effects_seed)
+    u_s, u_d = effects.normal(0, 0.32, students), effects.normal(0, 0.51, instructors)
+    y = 3.2 - 0.07 * service + u_s[s] + u_d[d] + rng.normal(0, 1.18, n)
     return pd.DataFrame({"s": s.astype(str), "d": d.astype(str), "dept": (d // per).astype(str),
                          "service": service.astype(int).astype(str), "y": y})
 

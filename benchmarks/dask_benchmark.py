@@ -11,7 +11,13 @@ the fit alone. Two designs:
   slopes);
 - ``crossed``: ``y ~ x + (x | subject) + (1 | item)``, 2,000 subjects (correlated intercept and
   slope) crossed with 100 items, each subject seeing its own 20 items: 40,000 distinct pairs
-  of levels, about 250 rows each (a partially crossed design, as students and instructors).
+  of levels, about 250 rows each (a partially crossed design, as students and instructors);
+- ``large``: ``y ~ service + (1 | s) + (1 | d)``, 20,000 students x 20,000 instructors within
+  200 departments (``crossed_benchmark.simulate_large``, file by file), 2,000 ratings across
+  departments in all (as in its 1,000,000-row case; many more fill the sparse factor in, as a
+  randomly crossed design): a dense block of 20,000 x 20,000, so REML takes the sparse
+  factorisation (CHOLMOD) from the statistics. Run it with ``--draws 0`` (REML only: the
+  collapsed sampler would factor that dense block).
 
 The client (this process) starts a LocalCluster with 2 worker processes; the workers read
 the files and compute the sufficient statistics (per level, and for the crossed design per
@@ -40,9 +46,11 @@ FILES = 20
 DESIGNS = {
     "one": dict(formula="y ~ x1 + x2 + (x1 + x2 | g)", beta=[2.0, 0.5, -0.3], sigma=1.0),
     "crossed": dict(formula="y ~ x + (x | subject) + (1 | item)", beta=[1.0, 0.4], sigma=1.0),
+    "large": dict(formula="y ~ service + (1 | s) + (1 | d)", beta=[3.2, -0.07], sigma=1.18),
 }
 GROUPS = 10_000  # one factor
 SUBJECTS, ITEMS, SEEN = 2_000, 100, 20  # crossed: each subject sees SEEN of the items
+ACROSS = 2_000  # large: ratings of an instructor outside the student's department
 
 
 def write(design: str, directory: Path, rows: int, seed: int = 3) -> None:
@@ -50,6 +58,13 @@ def write(design: str, directory: Path, rows: int, seed: int = 3) -> None:
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     n = rows // FILES
+    if design == "large":
+        from crossed_benchmark import simulate_large
+
+        for k in range(FILES):  # 2,000 ratings across departments in all, as in crossed_benchmark's 1,000,000 rows
+            simulate_large(seed=100 + k, n=n, across=ACROSS / rows, effects_seed=2).to_parquet(
+                directory / f"part-{k:02d}.parquet")
+        return
     if design == "one":
         sd, corr = np.array([1.0, 0.5, 0.3]), np.array([[1.0, 0.3, -0.2], [0.3, 1.0, 0.1], [-0.2, 0.1, 1.0]])
         u = rng.multivariate_normal(np.zeros(3), sd[:, None] * corr * sd[None, :], size=GROUPS)
@@ -98,14 +113,17 @@ def steps(model_of, settings: dict, workers_cpu=lambda: 0.0) -> dict:
 
     model = timed("statistics", model_of)
     reml = timed("reml", model.fit_reml)
+    assert isinstance(model, bm.Model)
+    out.update(n=model.design.n, groups=model.design.groups, beta=np.round(reml.fixef().to_numpy(), 4),
+               sigma=reml.sigma, factorization=reml.optsummary.factorization)
+    if not settings["draws"]:  # REML only
+        return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         post = timed("nuts", lambda: model.sample(seed=1, progressbar=False, **settings))
-    assert isinstance(model, bm.Model)
     d = post.diagnostics()
-    out.update(n=model.design.n, groups=model.design.groups, method=post.method, ess=d["min_ess_bulk"],
-               rhat=d["max_rhat"], divergences=d["divergences"], beta=np.round(reml.fixef().to_numpy(), 4),
-               sigma=reml.sigma, post_beta=np.round(post.fixef()["mean"].to_numpy(), 4))
+    out.update(method=post.method, ess=d["min_ess_bulk"], rhat=d["max_rhat"], divergences=d["divergences"],
+               post_beta=np.round(post.fixef()["mean"].to_numpy(), 4))
     return out
 
 
@@ -127,20 +145,25 @@ def pandas_peer(design: str, directory: Path, rows: int, settings: dict, queue) 
 
 
 def table(label: str, result: dict, peak: float, workers_peak: float | None) -> None:
-    print(f"\n{label}: {result['n']:,} rows, levels {result['groups']}; sampled {result['method']}\n")
+    sampled = f"; sampled {result['method']}" if "nuts" in result else ""
+    print(f"\n{label}: {result['n']:,} rows, levels {result['groups']}; REML factorisation "
+          f"{result['factorization']}{sampled}\n")
     print("| step | wall s | CPU s (client) | CPU s (workers) |")
     print("| --- | --- | --- | --- |")
     names = {"statistics": "sufficient statistics (pre-pass for the levels + one pass over the rows)",
              "reml": "REML fit from the statistics", "nuts": "collapsed NUTS and exact effect draws"}
+    names = {key: name for key, name in names.items() if key in result}
     for key, name in names.items():
         wall, cpu, remote = result[key]
         print(f"| {name} | {wall:.1f} | {cpu:.1f} | {remote:.1f} |")
     print(f"| total | {sum(result[k][0] for k in names):.1f} | {sum(result[k][1] for k in names):.1f} | "
           f"{sum(result[k][2] for k in names):.1f} |")
     workers = "" if workers_peak is None else f"; each worker's peak {workers_peak:.2f} GB"
-    print(f"\npeak resident memory: client {peak:.2f} GB{workers}; posterior: min bulk ESS {result['ess']:.0f}, "
-          f"max R-hat {result['rhat']:.3f}, {result['divergences']} divergences")
-    print(f"REML β {result['beta']}, σ {result['sigma']:.4f}; posterior mean β {result['post_beta']}")
+    posterior = (f"; posterior: min bulk ESS {result['ess']:.0f}, max R-hat {result['rhat']:.3f}, "
+                 f"{result['divergences']} divergences") if "nuts" in result else ""
+    print(f"\npeak resident memory: client {peak:.2f} GB{workers}{posterior}")
+    means = f"; posterior mean β {result['post_beta']}" if "nuts" in result else ""
+    print(f"REML β {result['beta']}, σ {result['sigma']:.4f}{means}")
 
 
 def main() -> None:
@@ -172,8 +195,8 @@ def main() -> None:
     print(f"date: {time.strftime('%Y-%m-%d %H:%M')}; {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{sys.version.split()[0]}; dask {dask.__version__}, pymc {pymc.__version__}, nutpie {nutpie.__version__}; "
           f"load average at start {os.getloadavg()[0]:.1f}")
-    print(f"design {args.design!r}: {DESIGNS[args.design]['formula']}; truth β {DESIGNS[args.design]['beta']}, σ 1; "
-          f"NUTS {args.chains} chains x ({args.tune} tune + {args.draws} draws)")
+    print(f"design {args.design!r}: {DESIGNS[args.design]['formula']}; truth β {DESIGNS[args.design]['beta']}, σ {DESIGNS[args.design]['sigma']}; "
+          + (f"NUTS {args.chains} chains x ({args.tune} tune + {args.draws} draws)" if args.draws else "REML only"))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         def workers_cpu() -> float:
@@ -191,9 +214,9 @@ def main() -> None:
         peer = queue.get()
         child.join()
         table("pandas peer (the first files read into one DataFrame, in a child process)", peer, peer["peak"], None)
-        ratio = [result[k][0] / peer[k][0] for k in ("statistics", "reml", "nuts")]
-        print(f"\nwall-time ratio dask {result['n']:,} rows / pandas {peer['n']:,} rows: statistics {ratio[0]:.1f}, "
-              f"REML {ratio[1]:.1f}, NUTS {ratio[2]:.1f}; peak memory ratio {peak_gb() / peer['peak']:.2f}")
+        ratios = ", ".join(f"{k} {result[k][0] / peer[k][0]:.1f}" for k in ("statistics", "reml", "nuts") if k in result)
+        print(f"\nwall-time ratio dask {result['n']:,} rows / pandas {peer['n']:,} rows: {ratios}; peak memory ratio "
+              f"{peak_gb() / peer['peak']:.2f}")
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
