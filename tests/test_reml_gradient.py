@@ -16,6 +16,7 @@ from bayesmix.linalg.gradient import (average_information, schur_gradient, templ
                                       theta_entries)
 from bayesmix.linalg.kernels import schur_terms
 from bayesmix.reml.optimize import LBFGSB, optimize_theta
+from bayesmix.reml.quasi_newton import newton_step
 
 from .test_reml_algebra import criterion_for
 from .test_reml_lme4 import DATA
@@ -202,3 +203,17 @@ def test_newton_reaches_the_lbfgsb_optimum(source, formula, reml):
     assert newton.method.startswith("Newton")
     assert newton.converged
     assert newton.fmin <= reference.fmin + 1e-10 * abs(reference.fmin)
+
+
+def test_newton_step_on_singular_and_broken_curvature():
+    """-B⁻¹g where B is positive definite; a finite descent direction where it is singular (a
+    variance held at 0); -g where it is 0 or not finite."""
+    g = np.array([1.0, -2.0, 0.5])
+    B = np.diag([4.0, 2.0, 1.0])
+    np.testing.assert_allclose(newton_step(B, g), -np.linalg.solve(B, g))
+    singular = np.diag([4.0, 2.0, 0.0])
+    step = newton_step(singular, g)
+    assert np.isfinite(step).all() and g @ step < 0
+    np.testing.assert_allclose(step[:2], [-0.25, 1.0])
+    for broken in (np.zeros((3, 3)), np.full((3, 3), np.nan)):
+        np.testing.assert_array_equal(newton_step(broken, g), -g)

@@ -304,7 +304,10 @@ class AverageInformationNewton:
 
 def newton_step(B: np.ndarray, g: np.ndarray) -> np.ndarray:
     """-B⁺g for a symmetric positive semi-definite B, its eigenvalues raised to 10⁻⁸ of the largest
-    (a direction of descent where B is singular, as at a variance held at 0)."""
+    (a direction of descent where B is singular, as at a variance held at 0); -g where B is 0 or
+    not finite (the line search then scales the step)."""
+    if not np.isfinite(B).all() or not np.abs(B).max() > 0.0:
+        return -g
     values, vectors = np.linalg.eigh(B)
-    floor = max(1e-8 * np.abs(values).max(), 1e-300)
+    floor = 1e-8 * np.abs(values).max()
     return -vectors @ ((vectors.T @ g) / np.maximum(values, floor))
