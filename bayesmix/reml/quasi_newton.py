@@ -237,7 +237,7 @@ class AverageInformationNewton:
     evaluations is what counts (the AI-REML of Gilmour, Thompson & Cullis 1995, in θ).
 
     The curvature is positive semi-definite and near the optimum close to the Hessian, so the
-    full step is taken almost always: InstEval's crossed model converges in 8 evaluations where
+    full step is taken almost always: InstEval's crossed model converges in 7 evaluations where
     L-BFGS-B took 25. Bounds, line search and stopping rules as :func:`projected_bfgs`: an
     element at its bound whose gradient pushes it outwards is held there, the step is taken in
     the others and accepted by a backtracking (Armijo) line search on the projected path; the run stops when the relative reduction of the criterion
