@@ -27,7 +27,7 @@ import numpy as np
 
 from ..data.blocks import CrossProducts
 from ..data.layout import Structure
-from .factorization import Factorization
+from .factorization import Factorization, SchurFactor
 from .kernels import rest_block_trace, rest_pairs_trace
 
 
@@ -117,18 +117,12 @@ def average_information(structure: Structure, cp: CrossProducts, f: Factorizatio
     T1 = f.lambda1
     m = structure.n_theta
     C1, C2 = np.zeros((m, *z1.shape)), None if z2 is None else np.zeros((m, len(z2)))
-    for block_index, block in enumerate(structure.blocks):
-        T = block.lambda_(f.theta)
-        for j in range(block.n_theta):
-            i = block.theta_offset + j
-            dT = np.zeros_like(T)
-            dT[block.theta_rows[j], block.theta_cols[j]] = 1.0
-            dSigma = dT @ T.T + T @ dT.T
-            if block_index == 0:
-                C1[i] = z1 @ dSigma
-            else:
-                rows, levels, _ = f.lambda2.parts[block_index - 1]
-                C2[i, rows] = (z2[rows].reshape(levels, block.q) @ dSigma).ravel()
+    for i, block_index, dSigma in sigma_derivatives(structure, f.theta):
+        if block_index == 0:
+            C1[i] = z1 @ dSigma
+        else:
+            rows, levels, T = f.lambda2.parts[block_index - 1]
+            C2[i, rows] = (z2[rows].reshape(levels, len(T)) @ dSigma).ravel()
     AC1 = np.einsum("lij,mlj->mli", cp.A11, C1)  # Z1'Z c, the first block's rows
     if z2 is None:
         S1 = np.moveaxis(f.solve(np.moveaxis(AC1 @ T1, 0, -1))[0], -1, 0)  # M⁻¹v, v = Λ'Z'Zc
@@ -145,9 +139,26 @@ def average_information(structure: Structure, cp: CrossProducts, f: Factorizatio
                      - np.einsum("mli,nli->mn", AC1 @ T1, S1) - V2.T @ S2)
         projected = (np.einsum("mli,lip->mp", C1 - S1 @ T1.T, cp.A1X[:, :, :p])
                      + (C2 - lam2.rows(S2).T) @ cp.A2X[:, :p])
-    if reml and p:
-        quadratic -= projected @ f.rx_inverse @ projected.T
     residual = C1.reshape(m, -1) @ z1.ravel() + (0.0 if z2 is None else C2 @ z2)
+    return information_from(quadratic, projected, residual, f, reml, dof)
+
+
+def sigma_derivatives(structure: Structure, theta: np.ndarray):
+    """For each θ element i: i, the index of its factor block k and ∂(T_k T_k')/∂θ_i (q_k x q_k)."""
+    for block_index, block in enumerate(structure.blocks):
+        T = block.lambda_(theta)
+        for j in range(block.n_theta):
+            dT = np.zeros_like(T)
+            dT[block.theta_rows[j], block.theta_cols[j]] = 1.0
+            yield block.theta_offset + j, block_index, dT @ T.T + T @ dT.T
+
+
+def information_from(quadratic: np.ndarray, projected: np.ndarray, residual: np.ndarray, f: SchurFactor, reml: bool,
+                     dof: float) -> np.ndarray:
+    """The average information (:func:`average_information`) from w_i'Ṽ⁻¹w_j (``quadratic``), X'Ṽ⁻¹w_i
+    (rows of ``projected``) and w_i'e (``residual``), whichever factorisation computed them."""
+    if reml and f.p:
+        quadratic = quadratic - projected @ f.rx_inverse @ projected.T
     r2 = f.pwrss
     return dof / r2 * (quadratic - np.outer(residual, residual) / r2)
 

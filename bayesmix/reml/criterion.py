@@ -141,7 +141,7 @@ class ProfiledCriterion:
 
     def value_gradient_curvature(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """The criterion, its exact gradient and a positive semi-definite approximation of its
-        Hessian at θ (blocked factorisation only): the average information
+        Hessian at θ: the average information
         (:func:`~bayesmix.linalg.gradient.average_information`) plus the positive part of the
         second-order term through ΛΛ' (:func:`~bayesmix.linalg.gradient.template_second_order`,
         which vanishes at an optimum off the bounds, where the average information is close to
@@ -152,11 +152,14 @@ class ProfiledCriterion:
         if terms is None:
             return np.inf, np.zeros_like(theta), np.eye(len(theta))
         value, f, F = terms
-        modes = modes_and_residuals(self.cp, f)
-        templates = template_gradients(self.structure, self.cp, f, F, modes)
-        curvature = (average_information(self.structure, self.cp, f, self.reml, float(self.dof), modes)
-                     + positive_part(template_second_order(self.structure, theta, templates)))
+        templates, information = self._templates_and_information(f, F)
+        curvature = information + positive_part(template_second_order(self.structure, theta, templates))
         return value, theta_entries(self.structure, templates), curvature
+
+    def _templates_and_information(self, f: Factorization, F: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        modes = modes_and_residuals(self.cp, f)
+        return (template_gradients(self.structure, self.cp, f, F, modes),
+                average_information(self.structure, self.cp, f, self.reml, float(self.dof), modes))
 
 
 class SparseProfiledCriterion(ProfiledCriterion):
@@ -176,6 +179,9 @@ class SparseProfiledCriterion(ProfiledCriterion):
 
     def _gradient(self, f: SparseFactorization, F: np.ndarray) -> np.ndarray:
         return f.gradient(F)
+
+    def _templates_and_information(self, f: SparseFactorization, F: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        return f.template_gradients(F), f.average_information(self.reml, float(self.dof))
 
 
 FACTORIZATIONS = ("auto", "blocked", "sparse")

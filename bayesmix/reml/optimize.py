@@ -22,9 +22,9 @@ class OptSummary:
     Attributes
     ----------
     method
-        The optimiser: ``"L-BFGS-B (exact gradient)"`` with one grouping factor or the sparse
-        factorisation, ``"Newton (average information, exact gradient)"`` with several factors on
-        the blocked one (:func:`default_minimizer`), or a refit's compiled projected BFGS.
+        The optimiser: ``"L-BFGS-B (exact gradient)"`` with one grouping factor,
+        ``"Newton (average information, exact gradient)"`` with several
+        (:func:`default_minimizer`), or a refit's compiled projected BFGS.
     initial, final
         θ at the start and at the optimum.
     fmin
@@ -70,8 +70,7 @@ FTOL, GTOL = 1e-13, 1e-10  # the minimiser's relative reduction of the criterion
 
 class LBFGSB:
     """scipy's L-BFGS-B on the criterion in θ̃ = θ * row_scale with its exact gradient: the
-    minimiser of :func:`optimize_theta` with one grouping factor or the sparse factorisation
-    (:func:`default_minimizer`).
+    minimiser of :func:`optimize_theta` with one grouping factor (:func:`default_minimizer`).
 
     A minimiser has a ``method`` (its name in the record), ``scaled(θ̃)`` -> (criterion,
     gradient in θ̃) and ``run(start, max_iter, ftol, gtol)`` -> (θ̃, criterion, iterations,
@@ -106,11 +105,11 @@ class LBFGSB:
 
 
 def default_minimizer(criterion: ProfiledCriterion):
-    """The minimiser :func:`optimize_theta` uses unless given one: projected Newton steps with the
-    average-information curvature (:class:`~bayesmix.reml.quasi_newton.AverageInformationNewton`)
-    for several grouping factors on the blocked factorisation, where each evaluation costs a dense
-    factorisation and that curvature saves most of them; L-BFGS-B (:class:`LBFGSB`) otherwise."""
-    if criterion.kind == "blocked" and not criterion.cp.single_factor:
+    """The minimiser :func:`optimize_theta` uses unless given one: with several grouping factors,
+    where each evaluation costs a dense or a sparse factorisation, projected Newton steps with the
+    average-information curvature (:class:`~bayesmix.reml.quasi_newton.AverageInformationNewton`),
+    which save most evaluations; with one, L-BFGS-B (:class:`LBFGSB`) on the compiled criterion."""
+    if not criterion.cp.single_factor:
         return AverageInformationNewton(criterion)
     return LBFGSB(criterion)
 

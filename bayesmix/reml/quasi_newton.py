@@ -232,8 +232,8 @@ MESSAGES = {1: "projected gradient below gtol", 2: "relative reduction of the cr
 class AverageInformationNewton:
     """Projected Newton steps on θ̃ = θ * row_scale with the criterion's average-information
     curvature (:meth:`~bayesmix.reml.criterion.ProfiledCriterion.value_gradient_curvature`): the
-    minimiser of :func:`~bayesmix.reml.optimize.optimize_theta` for several grouping factors on the
-    blocked factorisation, where each evaluation costs a dense factorisation and the number of
+    minimiser of :func:`~bayesmix.reml.optimize.optimize_theta` for several grouping factors,
+    where each evaluation costs a dense (blocked) or a sparse factorisation and the number of
     evaluations is what counts (the AI-REML of Gilmour, Thompson & Cullis 1995, in θ).
 
     The curvature is positive semi-definite and near the optimum close to the Hessian, so the
