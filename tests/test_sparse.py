@@ -57,6 +57,11 @@ def test_sparse_and_blocked_criterion_and_gradient_agree(source, formula, reml, 
         assert v_sparse == pytest.approx(v_blocked, rel=1e-10)
         np.testing.assert_allclose(g_sparse, g_blocked, rtol=1e-10, atol=1e-10 * np.abs(g_blocked).max())
         assert sparse(theta) == pytest.approx(v_blocked, rel=1e-10)
+        # the Newton minimiser's curvature (average information and second-order term) too
+        _, g_curved, c_sparse = sparse.value_gradient_curvature(theta)
+        _, _, c_blocked = blocked.value_gradient_curvature(theta)
+        np.testing.assert_array_equal(g_curved, g_sparse)
+        np.testing.assert_allclose(c_sparse, c_blocked, rtol=1e-9, atol=1e-10 * np.abs(c_blocked).max())
 
 
 def test_selected_inverse_equals_dense_inverse(rng):
@@ -89,6 +94,7 @@ def test_sparse_fit_equals_blocked_fit(source, formula):
     blocked = bm.fit_reml(design, factorization="blocked")
     sparse = bm.fit_reml(design, factorization="sparse")
     assert "sparse (CHOLMOD) factorisation" in str(sparse.optsummary)
+    assert sparse.optsummary.method == blocked.optsummary.method == "Newton (average information, exact gradient)"
     assert sparse.criterion == pytest.approx(blocked.criterion, rel=1e-10)
     np.testing.assert_allclose(sparse.theta_values, blocked.theta_values, rtol=1e-5, atol=1e-7)
     for ours, theirs in zip(sparse.conditional_covariances(), blocked.conditional_covariances()):

@@ -128,13 +128,15 @@ class Factorization(SchurFactor):
         return self.back_substitute(rhs1, rhs2)
 
     def solve(self, c1: np.ndarray, c2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(Λ'Z'ZΛ + I)⁻¹ c, with c and the result split as the first block (levels1, q1) and
-        the rest block (Q2,) (None with a single factor)."""
-        w1 = np.einsum("lij,lj->li", self.L11inv, c1)  # L11⁻¹ c1
+        """(Λ'Z'ZΛ + I)⁻¹ c, with c and the result split as the first block (levels1, q1, ...) and
+        the rest block (Q2, ...) (None with a single factor): one or several right-hand sides."""
+        w1 = np.einsum("lij,lj...->li...", self.L11inv, c1)  # L11⁻¹ c1
         if self.L22 is None:
             return self.back_substitute(w1, None)
         # L21 w1 = Λ₂' A21 Λ₁ L11⁻ᵀ w1
-        l21_w1 = self.lambda2.t_rows((self.A21 @ (_upper_solve(self.L11inv, w1) @ self.lambda1.T).ravel())[:, None])[:, 0]
+        spread = np.einsum("ij,lj...->li...", self.lambda1, _upper_solve(self.L11inv, w1)).reshape(-1, *c2.shape[1:])
+        columns = (self.A21 @ spread).reshape(len(c2), -1)
+        l21_w1 = self.lambda2.t_rows(columns).reshape(c2.shape)
         return self.back_substitute(w1, la.solve_triangular(self.L22, c2 - l21_w1, lower=True, check_finite=False))
 
     def effects_solution(self) -> tuple[np.ndarray, np.ndarray | None]:

@@ -33,6 +33,7 @@ from ..data.layout import Structure
 from ..data.sparse_crossprod import SparseCrossProducts
 from ..jit import njit
 from .factorization import RestLambda, SchurFactor, schur_factor
+from .gradient import information_from, sigma_derivatives, theta_entries
 from .kernels import invert_lower
 
 INSTALL_HINT = (
@@ -209,20 +210,45 @@ class SparseFactorization(SchurFactor):
         """∂/∂θ of log|M| + h(S) given F = ∂h/∂S (as
         :func:`~bayesmix.linalg.gradient.schur_gradient` for the blocked factor): per factor
         block, 2 (Σ_l H_ll)' with H = M⁻¹Λ'Z'Z - G F K' and K = Z'[X y] - Z'ZΛG."""
+        return theta_entries(self.plan.structure, self.template_gradients(F))
+
+    def template_gradients(self, F: np.ndarray) -> list[np.ndarray]:
+        """∂/∂T_k of log|M| + h(S) for each factor block's template, every entry (as
+        :func:`~bayesmix.linalg.gradient.template_gradients` for the blocked factor)."""
         structure, cp = self.plan.structure, self.plan.cp
         pattern = cp.pattern
         n_blocks, q_max = self.templates.shape[:2]
         H = np.zeros((n_blocks, q_max, q_max))
         inverse_trace(self.selected_inverse, cp.A, self.templates, pattern.pair_row, pattern.pair_column,
                       pattern.pair_offset, pattern.pair_rows, pattern.node_q, pattern.node_block, H)
-        K = cp.AX - cp.A_full @ self.lam.rows(self.G)
-        grad = np.empty(structure.n_theta)
+        out = []
         for k, (block, (rows, levels, T)) in enumerate(zip(structure.blocks, self.lam.parts)):
             q = block.q
-            Gk, Kk = self.G[rows].reshape(levels, q, -1), K[rows].reshape(levels, q, -1)
-            Hk = H[k, :q, :q] - np.einsum("lam,mn,lbn->ab", Gk, F, Kk)
-            grad[block.theta_offset : block.theta_offset + block.n_theta] = 2.0 * Hk.T[block.theta_rows, block.theta_cols]
-        return grad
+            Gk, Kk = self.G[rows].reshape(levels, q, -1), self.residual_products[rows].reshape(levels, q, -1)
+            out.append(2.0 * (H[k, :q, :q] - np.einsum("lam,mn,lbn->ab", Gk, F, Kk)).T)
+        return out
+
+    @functools.cached_property
+    def residual_products(self) -> np.ndarray:
+        """K = Z'[X y] - Z'ZΛG (Q, p + 1)."""
+        cp = self.plan.cp
+        return cp.AX - cp.A_full @ self.lam.rows(self.G)
+
+    def average_information(self, reml: bool, dof: float) -> np.ndarray:
+        """The average information of θ (:func:`~bayesmix.linalg.gradient.average_information`,
+        which gives its algebra), from the sparse cross-products and one CHOLMOD solve with
+        dim(θ) right-hand sides."""
+        structure, cp, lam = self.plan.structure, self.plan.cp, self.lam
+        z = self.residual_products @ np.append(-self.factored_beta, 1.0)  # Z'e
+        C = np.zeros((structure.n_theta, len(z)))  # rows c_i = ∂(ΛΛ')/∂θ_i Z'e
+        for i, k, dSigma in sigma_derivatives(structure, self.theta):
+            rows, levels, T = lam.parts[k]
+            C[i, rows] = (z[rows].reshape(levels, len(T)) @ dSigma).ravel()
+        AC = cp.A_full @ C.T
+        V = lam.t_rows(AC)
+        S = self.factor.solve_A(V)
+        projected = (C - lam.rows(S).T) @ cp.AX[:, : self.p]
+        return information_from(C @ AC - V.T @ S, projected, C @ z, self, reml, dof)
 
 
 def _identity_on(pattern) -> np.ndarray:

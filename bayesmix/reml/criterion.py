@@ -28,7 +28,8 @@ from ..data.layout import Structure
 from ..data.sparse_crossprod import SparseCrossProducts
 from ..errors import ArgumentError, BayesmixWarning, FitError, warn
 from ..linalg.factorization import Factorization, factorize
-from ..linalg.gradient import schur_gradient
+from ..linalg.gradient import (average_information, modes_and_residuals, positive_part, schur_gradient, template_gradients,
+                               template_second_order, theta_entries)
 from ..linalg.kernels import schur_terms, single_factor_criterion
 from ..linalg.sparse import INSTALL_HINT, SparseCholesky, SparseFactorization, cholmod_available
 
@@ -120,14 +121,45 @@ class ProfiledCriterion:
             cp, block = self.cp, self.structure.blocks[0]
             value, dT = single_factor_criterion(block.lambda_(theta), cp.A11, cp.A1X, cp.AXX, cp.p, float(self.dof), self.reml)
             return float(value) - self.log_weights, dT[block.theta_rows, block.theta_cols]
+        terms = self._schur_terms(theta)
+        if terms is None:
+            return np.inf, np.zeros_like(theta)
+        value, f, F = terms
+        return value, self._gradient(f, F)
+
+    def _schur_terms(self, theta: np.ndarray) -> tuple[float, Factorization, np.ndarray] | None:
+        """The criterion at θ, the factor and F = ∂h/∂S (:func:`~bayesmix.linalg.kernels.schur_terms`);
+        None where the factor does not exist."""
         try:
             f = self.factorize(theta)
         except np.linalg.LinAlgError:
-            return np.inf, np.zeros_like(theta)
+            return None
         value, F = schur_terms(f.R, self.cp.p, float(self.dof), self.reml)
         value = float(value + f.logdet_z) - self.log_weights
         self._keep(value, f)
-        return value, self._gradient(f, F)
+        return value, f, F
+
+    def value_gradient_curvature(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """The criterion, its exact gradient and a positive semi-definite approximation of its
+        Hessian at θ: the average information
+        (:func:`~bayesmix.linalg.gradient.average_information`) plus the positive part of the
+        second-order term through ΛΛ' (:func:`~bayesmix.linalg.gradient.template_second_order`,
+        which vanishes at an optimum off the bounds, where the average information is close to
+        the Hessian). (inf, 0, I) where the factor does not exist."""
+        theta = np.asarray(theta, dtype=float)
+        self.evaluations += 1
+        terms = self._schur_terms(theta)
+        if terms is None:
+            return np.inf, np.zeros_like(theta), np.eye(len(theta))
+        value, f, F = terms
+        templates, information = self._templates_and_information(f, F)
+        curvature = information + positive_part(template_second_order(self.structure, theta, templates))
+        return value, theta_entries(self.structure, templates), curvature
+
+    def _templates_and_information(self, f: Factorization, F: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        modes = modes_and_residuals(self.cp, f)
+        return (template_gradients(self.structure, self.cp, f, F, modes),
+                average_information(self.structure, self.cp, f, self.reml, float(self.dof), modes))
 
 
 class SparseProfiledCriterion(ProfiledCriterion):
@@ -147,6 +179,9 @@ class SparseProfiledCriterion(ProfiledCriterion):
 
     def _gradient(self, f: SparseFactorization, F: np.ndarray) -> np.ndarray:
         return f.gradient(F)
+
+    def _templates_and_information(self, f: SparseFactorization, F: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        return f.template_gradients(F), f.average_information(self.reml, float(self.dof))
 
 
 FACTORIZATIONS = ("auto", "blocked", "sparse")

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import ConvergenceWarning, FitError, warn
 from ..data.layout import Structure
 from .criterion import ProfiledCriterion
+from .quasi_newton import AverageInformationNewton
 
 BOUNDARY_TOL = 1e-5  # lme4's boundary.tol: diagonal θ this close to 0 are tried at 0
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on diagonal θ
@@ -21,7 +22,9 @@ class OptSummary:
     Attributes
     ----------
     method
-        The optimiser (``"L-BFGS-B (exact gradient)"`` unless a refit used the compiled projected BFGS).
+        The optimiser: ``"L-BFGS-B (exact gradient)"`` with one grouping factor,
+        ``"Newton (average information, exact gradient)"`` with several
+        (:func:`default_minimizer`), or a refit's compiled projected BFGS.
     initial, final
         θ at the start and at the optimum.
     fmin
@@ -67,7 +70,7 @@ FTOL, GTOL = 1e-13, 1e-10  # the minimiser's relative reduction of the criterion
 
 class LBFGSB:
     """scipy's L-BFGS-B on the criterion in θ̃ = θ * row_scale with its exact gradient: the
-    minimiser of :func:`optimize_theta` unless it is given another.
+    minimiser of :func:`optimize_theta` with one grouping factor (:func:`default_minimizer`).
 
     A minimiser has a ``method`` (its name in the record), ``scaled(θ̃)`` -> (criterion,
     gradient in θ̃) and ``run(start, max_iter, ftol, gtol)`` -> (θ̃, criterion, iterations,
@@ -101,11 +104,21 @@ class LBFGSB:
                 str(result.message))
 
 
+def default_minimizer(criterion: ProfiledCriterion):
+    """The minimiser :func:`optimize_theta` uses unless given one: with several grouping factors,
+    where each evaluation costs a dense or a sparse factorisation, projected Newton steps with the
+    average-information curvature (:class:`~bayesmix.reml.quasi_newton.AverageInformationNewton`),
+    which save most evaluations; with one, L-BFGS-B (:class:`LBFGSB`) on the compiled criterion."""
+    if not criterion.cp.single_factor:
+        return AverageInformationNewton(criterion)
+    return LBFGSB(criterion)
+
+
 def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = None, max_iter: int = 2000,
                    minimizer=None) -> OptSummary:
     """Minimise the criterion over θ within its bounds and return the record.
 
-    The minimiser (L-BFGS-B by default) works on θ̃ = θ * row_scale (see :class:`Structure`)
+    The minimiser (:func:`default_minimizer` unless given) works on θ̃ = θ * row_scale (see :class:`Structure`)
     from lme4's start (identity templates). A diagonal element that ends exactly at its bound 0
     may sit on a saddle: the criterion is even in it, so its gradient there is 0. Each such
     element is moved to ``ESCAPE_STEP``, or its template column mirrored (:func:`_escape`); if
@@ -113,7 +126,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     within ``BOUNDARY_TOL`` of 0 are set to 0 when that does not raise the criterion (lme4's
     boundary check).
 
-    ``minimizer`` is :class:`LBFGSB` on ``criterion`` unless given (the refits' compiled
+    ``minimizer`` is :func:`default_minimizer`'s unless given (the refits' compiled
     :class:`~bayesmix.reml.quasi_newton.CompiledBFGS`); the starts, escapes and checks here
     evaluate the criterion through its ``scaled``.
 
@@ -135,7 +148,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
     scale = structure.row_scale
     diagonal = structure.diagonal()
     start = structure.initial_theta() if theta0 is None else np.asarray(theta0, dtype=float) * scale
-    minimizer = LBFGSB(criterion) if minimizer is None else minimizer
+    minimizer = default_minimizer(criterion) if minimizer is None else minimizer
     scaled = minimizer.scaled
     summary = OptSummary(minimizer.method, start / scale, start / scale, np.inf, 0, 0, False, "",
                           factorization=criterion.kind)
@@ -165,7 +178,7 @@ def optimize_theta(criterion: ProfiledCriterion, theta0: np.ndarray | None = Non
         if start is None:
             break
     theta = best / scale
-    fmin = fbest if np.isfinite(fbest) else criterion(theta)  # L-BFGS-B's value at best, or the start's when no run returned one
+    fmin = fbest if np.isfinite(fbest) else criterion(theta)  # the minimiser's value at best, or the start's when no run returned one
     if not (np.isfinite(fmin) and np.isfinite(theta).all()):
         summary.evaluations, summary.final, summary.fmin = criterion.evaluations, theta, float(fmin)
         raise FitError(

@@ -1,4 +1,6 @@
-"""A compiled projected BFGS over θ for one grouping factor: the refits' optimiser.
+"""Minimisers over θ for :func:`~bayesmix.reml.optimize.optimize_theta` besides L-BFGS-B: a compiled
+projected BFGS for one grouping factor (the refits' optimiser) and projected Newton steps with
+the average-information curvature for several (:class:`AverageInformationNewton`, the fits').
 
 With one grouping factor the criterion and its exact gradient are one compiled call
 (:func:`~bayesmix.linalg.kernels.single_factor_criterion`, microseconds for a few effects per
@@ -222,5 +224,90 @@ class CompiledBFGS:
         return x, float(value) - self.criterion.log_weights, int(iterations), status > 0, MESSAGES[int(status)]
 
 
+NEWTON_DECREMENT = "predicted reduction of the criterion below ftol"
 MESSAGES = {1: "projected gradient below gtol", 2: "relative reduction of the criterion below ftol",
             0: "iteration limit reached", -1: "line search found no lower value"}
+
+
+class AverageInformationNewton:
+    """Projected Newton steps on θ̃ = θ * row_scale with the criterion's average-information
+    curvature (:meth:`~bayesmix.reml.criterion.ProfiledCriterion.value_gradient_curvature`): the
+    minimiser of :func:`~bayesmix.reml.optimize.optimize_theta` for several grouping factors,
+    where each evaluation costs a dense (blocked) or a sparse factorisation and the number of
+    evaluations is what counts (the AI-REML of Gilmour, Thompson & Cullis 1995, in θ).
+
+    The curvature is positive semi-definite and near the optimum close to the Hessian, so the
+    full step is taken almost always: InstEval's crossed model converges in 7 evaluations where
+    L-BFGS-B took 25. Bounds, line search and stopping rules as :func:`projected_bfgs`: an
+    element at its bound whose gradient pushes it outwards is held there, the step is taken in
+    the others and accepted by a backtracking (Armijo) line search on the projected path; the run stops when the relative reduction of the criterion
+    is below ``ftol`` or the projected gradient below ``gtol``, and also, which saves the last
+    evaluation, when the reduction the next step predicts (half the Newton decrement g'B⁻¹g) is
+    below ``ftol`` times the criterion. Interface as :class:`CompiledBFGS`.
+    """
+
+    method = "Newton (average information, exact gradient)"
+
+    def __init__(self, criterion: ProfiledCriterion):
+        self.criterion = criterion
+        self.scale = criterion.structure.row_scale
+        self.lower = np.asarray(criterion.structure.lower, dtype=float)
+        self.last: dict[bytes, tuple[float, np.ndarray, np.ndarray]] = {}  # the latest evaluation (the start, evaluated once)
+
+    def scaled(self, theta_tilde: np.ndarray) -> tuple[float, np.ndarray]:
+        """The criterion and its gradient at θ̃."""
+        value, grad, _ = self._evaluate(theta_tilde)
+        return value, grad
+
+    def _evaluate(self, theta_tilde: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """The criterion, its gradient and curvature in θ̃."""
+        key = np.asarray(theta_tilde, dtype=float).tobytes()
+        if key not in self.last:
+            value, grad, curvature = self.criterion.value_gradient_curvature(theta_tilde / self.scale)
+            self.last.clear()
+            self.last[key] = (value, grad / self.scale, curvature / np.outer(self.scale, self.scale))
+        return self.last[key]
+
+    def run(self, start: np.ndarray, max_iter: int, ftol: float, gtol: float):
+        """One run from θ̃ = ``start``: (θ̃, criterion, iterations, converged, message)."""
+        lower = self.lower
+        x = np.maximum(np.asarray(start, dtype=float), lower)
+        f, g, B = self._evaluate(x)
+        if not np.isfinite(f):
+            return x, f, 0, False, MESSAGES[-1]
+        for iteration in range(1, max_iter + 1):
+            free = ~((x <= lower) & (g >= 0.0))
+            if not free.any() or np.abs(g[free]).max() < gtol:
+                return x, f, iteration - 1, True, MESSAGES[1]
+            d = np.zeros_like(x)
+            d[free] = newton_step(B[np.ix_(free, free)], g[free])
+            slope = g @ d
+            if -0.5 * slope <= ftol * max(abs(f), 1.0):  # the Newton step's predicted reduction, g'B⁻¹g / 2
+                return x, f, iteration - 1, True, NEWTON_DECREMENT
+            t, accepted = 1.0, False
+            for _ in range(60):
+                xn = np.maximum(x + t * d, lower)
+                fn, gn, Bn = self._evaluate(xn)
+                if np.isfinite(fn) and fn <= f + 1e-4 * (g @ (xn - x)):
+                    accepted = True
+                    break
+                # the minimum of the quadratic through f, the slope and fn, kept in [0.1 t, 0.5 t]
+                t = min(max(-slope * t * t / (2.0 * (fn - f - slope * t)), 0.1 * t), 0.5 * t) if np.isfinite(fn) else 0.1 * t
+            if not accepted:
+                return x, f, iteration, False, MESSAGES[-1]
+            reduction, scale_f = f - fn, max(abs(f), abs(fn), 1.0)
+            x, f, g, B = xn, fn, gn, Bn
+            if reduction <= ftol * scale_f:
+                return x, f, iteration, True, MESSAGES[2]
+        return x, f, max_iter, False, MESSAGES[0]
+
+
+def newton_step(B: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """-B⁺g for a symmetric positive semi-definite B, its eigenvalues raised to 10⁻⁸ of the largest
+    (a direction of descent where B is singular, as at a variance held at 0); -g where B is 0 or
+    not finite (the line search then scales the step)."""
+    if not np.isfinite(B).all() or not np.abs(B).max() > 0.0:
+        return -g
+    values, vectors = np.linalg.eigh(B)
+    floor = 1e-8 * np.abs(values).max()
+    return -vectors @ ((vectors.T @ g) / np.maximum(values, floor))

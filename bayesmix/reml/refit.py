@@ -187,7 +187,7 @@ class LinearRefit:
     def optimum(self, criterion: ProfiledCriterion) -> OptSummary:
         """The optimiser's record of a refit, from the fit's θ̂: with one grouping factor by the
         compiled projected BFGS (:mod:`bayesmix.reml.quasi_newton`), from the fit's Hessian; with
-        several by L-BFGS-B (:func:`~bayesmix.reml.optimize.optimize_theta`)."""
+        several by :func:`~bayesmix.reml.optimize.optimize_theta`'s default minimiser."""
         minimizer = None if self.hessian is None else CompiledBFGS(criterion, self.hessian)
         with one_blas_thread():  # see bayesmix.threads
             return optimize_theta(criterion, self.fit.theta_values, minimizer=minimizer)
