@@ -140,7 +140,7 @@ def diagnose_draws(draws: xr.Dataset) -> pd.DataFrame:
             "ess_tail": array_stats.ess(values, method="tail", prob=rcParams["stats.ci_prob"]),
             "r_hat": array_stats.rhat(values, method="rank"),
         },
-        index=pd.Index(names, dtype=object),
+        index=pd.Index(names),
     )
 
 
