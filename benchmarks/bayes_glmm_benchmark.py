@@ -232,12 +232,12 @@ HEADER = ("| run | numba/PyTensor cache | wall s (formula to posterior) | compil
 
 
 def row(label: str, cache: str, r: dict, peer: dict | None) -> str:
-    compile_ = "" if r["compile"] != r["compile"] else f"{r['compile']:.1f}"
-    sampling = "" if r["sampling"] != r["sampling"] else f"{r['sampling']:.1f}"
+    compile_ = "" if r["compile"] != r["compile"] else f"{r['compile']:.2f}"
+    sampling = "" if r["sampling"] != r["sampling"] else f"{r['sampling']:.2f}"
     ratio = "" if peer is None else f"{(r['ess'] / r['wall']) / (peer['ess'] / peer['wall']):.1f}x"
     cpu_ratio = "" if peer is None else f"{(r['ess'] / r['cpu']) / (peer['ess'] / peer['cpu']):.1f}x"
-    return (f"| {label} | {cache} | {r['wall']:.1f} | {compile_} | {sampling} | {r['ess']:.0f} | "
-            f"{r['ess'] / r['wall']:.1f} | {ratio} | {r['divergences']} | {r['rhat']:.3f} | {r['cpu']:.1f} | {cpu_ratio} | "
+    return (f"| {label} | {cache} | {r['wall']:.2f} | {compile_} | {sampling} | {r['ess']:.0f} | "
+            f"{r['ess'] / r['wall']:.1f} | {ratio} | {r['divergences']} | {r['rhat']:.3f} | {r['cpu']:.2f} | {cpu_ratio} | "
             f"{r['load_before']:.1f} |")
 
 
