@@ -18,7 +18,10 @@ installation) and then again with the caches that run left ("warm", every later 
 is everything from the formula and the DataFrame to the posterior (building, compiling and
 sampling; not importing the packages); the packages a tool imports on first use
 (bayesmix: nutpie, ArviZ and its own modelling layer, which ``import bayesmix`` defers) are
-imported before the clock starts, as ``import bambi`` imports PyMC and ArviZ. "CPU s" is the CPU time the run took (all threads and
+imported before the clock starts, as ``import bambi`` imports PyMC and ArviZ; work those packages do on
+their first use in a process (numba loading its registries before the first cached kernel, xarray
+importing ``dask.array`` when dask is installed, PyTensor loading its compiled modules) is inside the
+span for both tools, as every run starts in a new process. "CPU s" is the CPU time the run took (all threads and
 child processes), what a shared machine's load does not inflate; "ESS per CPU s vs peer" is
 the ratio of ESS per CPU second, the comparison that holds when the load changes between runs.
 
@@ -232,12 +235,12 @@ HEADER = ("| run | numba/PyTensor cache | wall s (formula to posterior) | compil
 
 
 def row(label: str, cache: str, r: dict, peer: dict | None) -> str:
-    compile_ = "" if r["compile"] != r["compile"] else f"{r['compile']:.1f}"
-    sampling = "" if r["sampling"] != r["sampling"] else f"{r['sampling']:.1f}"
+    compile_ = "" if r["compile"] != r["compile"] else f"{r['compile']:.2f}"
+    sampling = "" if r["sampling"] != r["sampling"] else f"{r['sampling']:.2f}"
     ratio = "" if peer is None else f"{(r['ess'] / r['wall']) / (peer['ess'] / peer['wall']):.1f}x"
     cpu_ratio = "" if peer is None else f"{(r['ess'] / r['cpu']) / (peer['ess'] / peer['cpu']):.1f}x"
-    return (f"| {label} | {cache} | {r['wall']:.1f} | {compile_} | {sampling} | {r['ess']:.0f} | "
-            f"{r['ess'] / r['wall']:.1f} | {ratio} | {r['divergences']} | {r['rhat']:.3f} | {r['cpu']:.1f} | {cpu_ratio} | "
+    return (f"| {label} | {cache} | {r['wall']:.2f} | {compile_} | {sampling} | {r['ess']:.0f} | "
+            f"{r['ess'] / r['wall']:.1f} | {ratio} | {r['divergences']} | {r['rhat']:.3f} | {r['cpu']:.2f} | {cpu_ratio} | "
             f"{r['load_before']:.1f} |")
 
 

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 import bayesmix as bm
 from bayesmix import ConvergenceWarning
+from bayesmix.bayes.sampling import diagnose_draws, summarise_draws
 
 from .conftest import MUSIC_FORMULA as FORMULA
 from .conftest import shared_file
@@ -59,6 +60,28 @@ def test_diagnostics_are_clean(posterior):
     table = posterior.summary()
     assert list(table.index) == list(BRMS_NAMES.values())
     assert {"mean", "sd", "ci_lb", "ci_ub", "r_hat", "ess_bulk", "ess_tail", "mcse_mean"} <= set(table.columns)
+
+
+def test_convergence_check_reads_the_summary_s_numbers(posterior):
+    """check() and diagnostics() compute bulk and tail ESS and R-hat by ArviZ's array functions, not
+    by a whole summary: the same numbers as summary()'s, to the last bit."""
+    columns = ["ess_bulk", "ess_tail", "r_hat"]
+    table = posterior.summary()[columns]
+    narrow = diagnose_draws(posterior._parameters)
+    pd.testing.assert_frame_equal(narrow[columns], table, check_exact=True)
+    d = posterior.diagnostics()
+    assert (d["min_ess_bulk"], d["min_ess_tail"], d["max_rhat"]) == (
+        table["ess_bulk"].min(), table["ess_tail"].min(), table["r_hat"].max())
+
+
+@pytest.mark.parametrize("chains, draws, constant", [(4, 3, False), (1, 50, False), (2, 50, True), (3, 40, False)])
+def test_narrow_diagnostics_are_the_summary_s_where_undefined_too(chains, draws, constant):
+    """Too few draws, one chain, constant draws: NaN where ArviZ's summary has NaN, else equal."""
+    rng = np.random.default_rng(3)
+    values = np.ones((chains, draws, 2)) if constant else rng.normal(size=(chains, draws, 2)).cumsum(axis=1)
+    draws_ = xr.Dataset({"a": (("chain", "draw"), values[..., 0]), "b[x]": (("chain", "draw"), values[..., 1])})
+    columns = ["ess_bulk", "ess_tail", "r_hat"]
+    pd.testing.assert_frame_equal(diagnose_draws(draws_)[columns], summarise_draws(draws_, 0.95)[columns], check_exact=True)
 
 
 def test_agrees_with_brms(posterior):

@@ -454,12 +454,15 @@ def full_density(design, priors: PriorSet, labels: list[str], layouts: list[Grou
     coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
     coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(n_dim)])
     centre = population_centre(design, priors, labels)
+    any_centred = centred is not None and any(centred)
 
     def init(seed):
         """A start as PyMC's: the priors' centres, and the effects u = 0 (z = 0, or θ = m),
         jittered by U(-1, 1)."""
         rng = np.random.default_rng(seed)
         x = np.concatenate([centre, np.zeros(n_dim - centre.size)]) + rng.uniform(-1.0, 1.0, n_dim)
+        if not any_centred:  # z = 0 is u = 0: no m to add (nor its kernels to load from numba's cache)
+            return x
         m = _shared_means(blob, population(x, blob)[0])
         tspec = _section(blob, OFF_TERMS, 4 * int(blob[TERMS])).reshape((-1, 4))
         for (n_levels, at, _, centred_term), (qk, _, _, col) in zip(term_levels(blob), tspec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import html
@@ -211,7 +212,11 @@ class BayesModel:
         standard = self._standard_design if y is None else self._standard.design(design)
         if self.method in ("full", "laplace"):
             observed = {} if y is None else {"y": design.family.observed(standard.rows.y, standard.rows.weights)}
-            with one_blas_thread():  # the Laplace method factors a dense block per evaluation: see bayesmix.threads
+            # the Laplace method factors a dense block per evaluation, and a PyMC model's compiled code
+            # may call BLAS: one thread (see bayesmix.threads); the precompiled full density calls no BLAS,
+            # and finding the BLAS libraries (threadpoolctl) is a cost of its own in a new process
+            blas_free = self.method == "full" and self.precompiled and settings.sampler == "nutpie"
+            with contextlib.nullcontext() if blas_free else one_blas_thread():
                 tree, seconds = self._sampler.sample(settings, **observed)
             if self.method == "laplace":  # the importance weights are a diagnostic, not a parameter
                 posterior = tree["posterior"].to_dataset()

@@ -23,7 +23,7 @@ from ..data.layout import GroupLayout, group_layouts, pair_label
 from .emmeans import PosteriorMarginalMeans
 from .importance import LOG_WEIGHT, ImportanceDiagnostics, importance_diagnostics
 from .priors import Distribution, PriorSet
-from .sampling import ArgumentError, SamplerSettings, summarise_draws
+from .sampling import ArgumentError, SamplerSettings, diagnose_draws, summarise_draws
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -521,7 +521,13 @@ class BayesResult(FittedModel):
         R-hat and ESS are NaN when they could not be computed for some parameter
         (:meth:`check` says why).
         """
-        return self._diagnostics(self._table())
+        return self._diagnostics(self._convergence)
+
+    @cached_property
+    def _convergence(self) -> pd.DataFrame:
+        """Bulk and tail ESS and R-hat per reported parameter: the columns of :meth:`summary` that
+        :meth:`check` and :meth:`diagnostics` read, without the rest of the summary."""
+        return diagnose_draws(self._parameters)
 
     @cached_property
     def importance(self) -> ImportanceDiagnostics | None:
@@ -545,7 +551,7 @@ class BayesResult(FittedModel):
     def check(self) -> list[str]:
         """Warn (``ConvergenceWarning``) about divergences, high R-hat, low ESS, saturated trees,
         and R-hat or ESS that could not be computed."""
-        table = self._table()
+        table = self._convergence
         d = self._diagnostics(table)
         undefined = self._undefined_diagnostics(table)
         problems = [undefined] if undefined else []
