@@ -17,17 +17,20 @@ Unconstrained coordinates, in order:
 - per term t, ℓ_t levels x q_t, row-major: the standard normal z_t of a non-centred term, or the
   coefficients θ_t of a centred one.
 
-The effects are u_t = z_t (diag(sd_t) L_t)' (non-centred) or u_t = θ_t - m_t (centred; m_t
-holds, per column, the fixed effect of the identical column of X, or 0: :func:`shared_columns`),
-the linear predictor
+The effects are u_t = z_t (diag(sd_t) L_t)' (non-centred) or u_t = θ_t - m_t - a_t (centred,
+hierarchically: m_t holds, per level and column, the fixed effect of the identical column of X
+(:func:`shared_columns`), for the intercept those of every column of X constant within the
+level, or 0; a_t the effects of the ancestors, the terms whose factors nest the term's, i.e. its
+parent's effects plus the parent's a: :func:`bayesmix.bayes.parameterization.hierarchy`; terms
+are evaluated parents first and differentiated children first), the linear predictor
 η = X β + Σ_t Σ_j Z_tj(row) u_t[level(row), j] + offset, and the log-likelihood is
 :func:`bayesmix.families.log_density_row` of each row (the one compiled home of each family's
 log-likelihood in η). The density is the log-likelihood plus the priors and log-Jacobians of
-the population part plus, per term, -½ Σ z² (non-centred) or Σ_levels log N(θ | m, C C'),
+the population part plus, per term, -½ Σ z² (non-centred) or Σ_levels log N(θ | m + a, C C'),
 C = diag(sd) L (centred): the PyMC model's (with the transform of the correlations
 Stan's rather than PyMC's, so the two agree as densities of the constrained parameters) up
 to a constant. Its gradient is exact (reverse mode by hand: rows -> η -> β and u ->
-z or θ, m and C = diag(sd) L -> the population's coordinates).
+z or θ, m, a and C = diag(sd) L -> the population's coordinates and the ancestors' effects).
 
 The posterior variables are the PyMC model's (``beta``, ``sigma`` or ``shape``, ``sd_<group>``,
 ``cor_<group>``, ``u_<group>``), so that results do not depend on which sampler ran.
