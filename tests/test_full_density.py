@@ -57,8 +57,11 @@ STRUCTURES = {
     "one factor": "x + (x | a)",
     "two crossed": "x + (1 | a) + (x || b)",
     "two nested": "x + (x | a) + (1 | a:c)",
-    "three nested": "x + xa + (1 | a) + (1 | a:c) + (1 | obs)",
 }
+NESTED = {"three nested": "x + xa + (1 | a) + (1 | a:c) + (1 | obs)"}
+"""A chain of nested factors down to one level per row (for families with a dispersion other
+than the Gaussian's, which an observation-level factor leaves unidentified), with a predictor
+constant within a's levels: what hierarchical centring reads."""
 CUSTOM = [bm.prior("b", bm.StudentT(4, 0.5, 2.0)), bm.prior("Intercept", bm.Flat()), bm.prior("sd", bm.Exponential(1.5)),
           bm.prior("cor", bm.LKJ(1.5))]
 
@@ -82,7 +85,7 @@ def centring(design, parameterization: str) -> tuple[bool, ...]:
 
 
 def build(family_case: str, structure: str, overrides=None, parameterization: str = "noncentred"):
-    design = family_design(family_case, STRUCTURES[structure])
+    design = family_design(family_case, {**STRUCTURES, **NESTED}[structure])
     labels, layouts = term_labels(design), group_layouts(design)
     priors = resolve_priors(design, labels, overrides)
     blob, variables, n_dim = full_density.pack(design, priors, labels, layouts, centring(design, parameterization))
@@ -147,15 +150,15 @@ def pymc_log_density(model, values: dict) -> float:
     return float(model.compile_logp(jacobian=False, mode="FAST_COMPILE")(point))
 
 
-CASES = [(f, s, "noncentred") for f in FAMILIES for s in STRUCTURES if s != "three nested"] + [
+CASES = [(f, s, "noncentred") for f in FAMILIES for s in STRUCTURES] + [
     (f, s, c) for f in ("binomial-logit", "poisson", "negative-binomial", "gaussian-identity") for s in STRUCTURES
-    if s != "three nested" for c in ("centred", "mixed")] + [
+    for c in ("centred", "mixed")] + [
     (f, s, "inside") for f in ("binomial-logit", "poisson") for s in ("two nested", "three nested")] + [
     ("poisson", "three nested", c) for c in ("noncentred", "centred", "mixed")]
 
 
 def test_hierarchy_finds_the_nesting_and_the_level_constant_columns():
-    design = family_design("poisson", STRUCTURES["three nested"])
+    design = family_design("poisson", NESTED["three nested"])
     found = hierarchy(design)
     assert [t.group for t in design.terms] == ["a", "a:c", "obs"]
     assert found.parent == (-1, 0, 1) and found.order() == [0, 1, 2]
