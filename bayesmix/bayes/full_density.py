@@ -563,12 +563,15 @@ def full_density(design, priors: PriorSet, labels: list[str], layouts: list[Grou
     coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
     coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(n_dim)])
     centre = population_centre(design, priors, labels)
+    any_centred = centred is not None and any(centred)
 
     def init(seed):
         """A start as PyMC's: the priors' centres, and the effects u = 0 (z = 0, or θ at its
         mean), jittered by U(-1, 1)."""
         rng = np.random.default_rng(seed)
         x = np.concatenate([centre, np.zeros(n_dim - centre.size)]) + rng.uniform(-1.0, 1.0, n_dim)
+        if not any_centred:  # z = 0 is u = 0: no mean to add (nor its kernels to load from numba's cache)
+            return x
         jitter = x.copy()
         levels, tspec = term_levels(blob), _section(blob, OFF_TERMS, 4 * int(blob[TERMS])).reshape((-1, 4))
         for t in _term_order(levels):  # parents first: a term's mean holds their effects
