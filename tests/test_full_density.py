@@ -1,6 +1,7 @@
 """The precompiled full log density against the PyMC model's, and its gradient against finite
-differences: every family and link, with one, two crossed and two nested grouping factors,
-weights and offsets, non-centred, centred and mixed (some terms centred)."""
+differences: every family and link, with one, two crossed, two and three nested grouping
+factors, weights and offsets, non-centred, centred, mixed (some terms centred) and centred
+inside (only the nested terms centred, hierarchically on non-centred ancestors)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.bayes import builder, full_density
+from bayesmix.bayes.parameterization import hierarchy
 from bayesmix.bayes.priors import resolve_priors
 from bayesmix.data.layout import coords, group_layouts, term_labels
 
@@ -17,7 +19,8 @@ from .test_density import corr_from_unconstrained
 
 
 def frame(seed: int = 0) -> pd.DataFrame:
-    """Crossed factors a and b, c nested in a, a predictor, trials, exposures and weights."""
+    """Crossed factors a and b, c nested in a, a predictor, trials, exposures and weights; a
+    predictor xa constant within the levels of a, and obs, one level per row."""
     rng = np.random.default_rng(seed)
     n = 120
     a = rng.integers(0, 8, n)
@@ -35,6 +38,8 @@ def frame(seed: int = 0) -> pd.DataFrame:
     data["hit"] = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
     data["count"] = rng.poisson(np.exp(eta) * data["t"])
     data["y"] = rng.gamma(4.0, 1.0, n) * np.exp(0.2 * eta)
+    data["xa"] = rng.normal(size=8)[a]
+    data["obs"] = [f"o{i}" for i in range(n)]
     return data
 
 
@@ -53,6 +58,10 @@ STRUCTURES = {
     "two crossed": "x + (1 | a) + (x || b)",
     "two nested": "x + (x | a) + (1 | a:c)",
 }
+NESTED = {"three nested": "x + xa + (1 | a) + (1 | a:c) + (1 | obs)"}
+"""A chain of nested factors down to one level per row (for families with a dispersion other
+than the Gaussian's, which an observation-level factor leaves unidentified), with a predictor
+constant within a's levels: what hierarchical centring reads."""
 CUSTOM = [bm.prior("b", bm.StudentT(4, 0.5, 2.0)), bm.prior("Intercept", bm.Flat()), bm.prior("sd", bm.Exponential(1.5)),
           bm.prior("cor", bm.LKJ(1.5))]
 
@@ -68,13 +77,15 @@ def family_design(family_case: str, predictors: str):
 
 
 def centring(design, parameterization: str) -> tuple[bool, ...]:
-    """Per term, whether it is centred: none, all, or every other one ("mixed")."""
-    return tuple({"noncentred": False, "centred": True, "mixed": k % 2 == 0}[parameterization]
+    """Per term, whether it is centred: none, all, every other one ("mixed"), or those nested in
+    another term's factor ("inside")."""
+    parents = hierarchy(design).parent
+    return tuple({"noncentred": False, "centred": True, "mixed": k % 2 == 0, "inside": parents[k] >= 0}[parameterization]
                  for k in range(len(design.terms)))
 
 
 def build(family_case: str, structure: str, overrides=None, parameterization: str = "noncentred"):
-    design = family_design(family_case, STRUCTURES[structure])
+    design = family_design(family_case, {**STRUCTURES, **NESTED}[structure])
     labels, layouts = term_labels(design), group_layouts(design)
     priors = resolve_priors(design, labels, overrides)
     blob, variables, n_dim = full_density.pack(design, priors, labels, layouts, centring(design, parameterization))
@@ -141,7 +152,25 @@ def pymc_log_density(model, values: dict) -> float:
 
 CASES = [(f, s, "noncentred") for f in FAMILIES for s in STRUCTURES] + [
     (f, s, c) for f in ("binomial-logit", "poisson", "negative-binomial", "gaussian-identity") for s in STRUCTURES
-    for c in ("centred", "mixed")]
+    for c in ("centred", "mixed")] + [
+    (f, s, "inside") for f in ("binomial-logit", "poisson") for s in ("two nested", "three nested")] + [
+    ("poisson", "three nested", c) for c in ("noncentred", "centred", "mixed")]
+
+
+def test_hierarchy_finds_the_nesting_and_the_level_constant_columns():
+    design = family_design("poisson", NESTED["three nested"])
+    found = hierarchy(design)
+    assert [t.group for t in design.terms] == ["a", "a:c", "obs"]
+    assert found.parent == (-1, 0, 1) and found.order() == [0, 1, 2]
+    assert [list(c) for c in found.parent_columns] == [[-1], [0], [0]]
+    # xa is constant within a (and so within a:c and obs), x only within obs
+    assert found.constant.tolist() == [[True, False, True], [True, False, True], [True, True, True]]
+    data = frame()
+    first = found.first_rows[1]
+    assert all(data["a"].iloc[first[j]] + ":" + data["c"].iloc[first[j]] == level
+               for j, level in enumerate(design.terms[1].levels))
+    # crossed factors nest nothing
+    assert hierarchy(family_design("poisson", STRUCTURES["two crossed"])).parent == (-1, -1, -1)
 
 
 @pytest.mark.parametrize(("family_case", "structure", "parameterization"), CASES)

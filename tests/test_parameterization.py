@@ -11,7 +11,9 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.bayes.model import BayesModel
-from bayesmix.bayes.parameterization import CENTRED_PRECISION_RATIO, precision_ratios
+from bayesmix.bayes.parameterization import (
+    CENTRED_PRECISION_RATIO, NESTED_CENTRED_PRECISION_RATIO, hierarchy, informative, precision_ratios,
+)
 from bayesmix.errors import ArgumentError
 
 
@@ -55,6 +57,24 @@ def test_auto_centres_the_factors_whose_levels_the_data_determine(cbpp):
     design = bm.make_design("y ~ x + (x | g)", data, family="binomial")
     assert np.median(precision_ratios(design)["g"]) > CENTRED_PRECISION_RATIO
     assert BayesModel(design).centred == (True,) and BayesModel(design).description == "full (centred random effects)"
+
+
+def test_nested_factors_count_only_the_factors_that_do_not_nest_them():
+    # sub splits every level of g in two, obs is one level per row: obs in sub in g
+    data = counts()
+    data["sub"] = data["g"] + ":" + (np.arange(len(data)) % 2).astype(str)
+    data["obs"] = [f"o{i}" for i in range(len(data))]
+    design = bm.make_design("count ~ x + (1 | g) + (1 | sub) + (1 | obs)", data, family="poisson")
+    assert hierarchy(design).parent == (-1, 0, 1)
+    ratios, mu = precision_ratios(design), data["count"].mean()
+    # Poisson: W = μ̄ per row; g counts sub's and obs's variance 1 as noise, sub only obs's, obs none
+    np.testing.assert_allclose(ratios["g"], data.groupby("g").size().to_numpy() / (1 / mu + 2), rtol=1e-12)
+    np.testing.assert_allclose(ratios["sub"], data.groupby("sub").size().to_numpy() / (1 / mu + 1), rtol=1e-12)
+    np.testing.assert_allclose(ratios["obs"], np.full(len(data), mu), rtol=1e-12)
+    # the nested factors are centred from r = 1, the outermost from r = 10
+    assert NESTED_CENTRED_PRECISION_RATIO <= np.median(ratios["sub"]) and np.median(ratios["g"]) < CENTRED_PRECISION_RATIO
+    assert informative(design) == {"g": False, "sub": True, "obs": True}
+    assert BayesModel(design).centred == (False, True, True)
 
 
 def test_parameterization_per_factor(cbpp):

@@ -49,6 +49,7 @@ import pytensor.tensor as pt
 from ..data.design import Design
 from ..data.layout import GroupLayout, coords, group_layouts, term_labels
 from .full_density import shared_columns
+from .parameterization import hierarchy
 from .priors import Distribution, PriorSet, resolve_priors
 
 SQRT2 = float(np.sqrt(2.0))
@@ -104,10 +105,13 @@ def build_model(design: Design, priors: PriorSet | None = None,
     """The PyMC model of ``design`` with ``priors`` (defaults from :func:`resolve_priors`).
 
     ``parameterization="centred"`` (or, per term, a tuple of booleans, True for a centred
-    term) samples each level's coefficients directly and hierarchically centred: θ_t ~ MvNormal(m_t, diag(sd_t) R_t diag(sd_t)) with u_t = θ_t - m_t,
-    where m_t holds the fixed effect of each column that is also a fixed-effect column (else 0).
-    Better than the non-centred default when every group has many observations: the data then
-    pin down each level's coefficients, and β is their mean.
+    term) samples each level's coefficients directly and hierarchically centred:
+    θ_t ~ MvNormal(m_t + a_t, diag(sd_t) R_t diag(sd_t)) per level, with u_t = θ_t - m_t - a_t,
+    where m_t holds the fixed effect of each column that is also a fixed-effect column (else 0),
+    for the intercept the fixed effects of every column of X constant within the level, and a_t
+    the effects of the terms whose factors nest the term's (its parent's effects plus the
+    parent's a: :func:`bayesmix.bayes.parameterization.hierarchy`). Better than the non-centred
+    default when the data pin down each level's coefficients, and β is their mean.
     """
     priors = priors or resolve_priors(design, term_labels(design))
     layouts = group_layouts(design)
@@ -115,23 +119,29 @@ def build_model(design: Design, priors: PriorSet | None = None,
     family = design.family
     centred = ((parameterization == "centred",) * len(design.terms) if isinstance(parameterization, str)
                else tuple(parameterization))
+    found = hierarchy(design)
     with pm.Model(coords=coords(design, layouts)) as model:
         y = pm.Data("y", family.observed(rows.y, rows.weights), dims="obs")
         beta, dispersion, covariances = _population(design, priors, layouts)
         eta = pt.dot(rows.X, beta) if rows.offset is None else pt.dot(rows.X, beta) + rows.offset
         effects: dict[str, list] = {layout.group: [] for layout in layouts}
-        for k, (term, cov) in enumerate(zip(design.terms, covariances)):
+        u, a = [None] * len(design.terms), [None] * len(design.terms)
+        for k in found.order():  # parents first
+            term, cov = design.terms[k], covariances[k]
             shape = (term.n_levels, term.q)
+            a[k] = _ancestors(design, found, k, u, a)
             if centred[k]:
-                mean = _shared_fixed_effects(design, k, beta)
+                mean = _level_means(design, found, k, beta) + a[k]
                 if cov.chol is None:
-                    u = pm.Normal(f"_theta_{k}", mean[None, :], cov.sd[None, :], shape=shape) - mean[None, :]
+                    theta = pm.Normal(f"_theta_{k}", mean, cov.sd[None, :], shape=shape)
                 else:
-                    u = pm.MvNormal(f"_theta_{k}", mu=mean, chol=cov.cov_chol(), shape=shape) - mean
+                    theta = pm.MvNormal(f"_theta_{k}", mu=mean, chol=cov.cov_chol(), shape=shape)
+                u[k] = theta - mean
             else:
-                u = pt.dot(pm.Normal(f"_z_{k}", 0.0, 1.0, shape=shape), cov.cov_chol().T)
-            eta = eta + (rows.z[k] * u[rows.codes[k]]).sum(axis=1)
-            effects[term.group].append(u)
+                u[k] = pt.dot(pm.Normal(f"_z_{k}", 0.0, 1.0, shape=shape), cov.cov_chol().T)
+        for k, term in enumerate(design.terms):
+            eta = eta + (rows.z[k] * u[k][rows.codes[k]]).sum(axis=1)
+            effects[term.group].append(u[k])
         for layout in layouts:
             dims = (f"{layout.name}_level", f"{layout.name}_effect")
             pm.Deterministic(f"u_{layout.name}", pt.concatenate(effects[layout.group], axis=1), dims=dims)
@@ -172,9 +182,34 @@ def build_collapsed_model(design: Design, crossprod, priors: PriorSet | None = N
     return model
 
 
-def _shared_fixed_effects(design: Design, k: int, beta):
-    """Per column of term ``k``, the fixed effect of the identical column of X, or 0."""
-    return pt.stack([beta[j] if j >= 0 else pt.constant(0.0) for j in shared_columns(design, k)])
+def _level_means(design: Design, found, k: int, beta):
+    """Per level and column of term ``k``, the fixed-effect part of a centred level's mean: the
+    fixed effect of the identical column of X, for the intercept those of the columns constant
+    within the level, or 0 (levels x columns)."""
+    names, first = list(design.fixed_names), found.first_rows[k]
+    intercept = names.index("Intercept") if "Intercept" in names else -1
+    constant = np.flatnonzero(found.constant[k])
+    columns = []
+    for j in shared_columns(design, k):
+        if j < 0:
+            columns.append(pt.zeros(len(first)))
+        elif j == intercept:
+            columns.append(pt.dot(design.rows.X[first][:, constant], beta[constant]))
+        else:
+            columns.append(pt.ones(len(first)) * beta[j])
+    return pt.stack(columns, axis=1)
+
+
+def _ancestors(design: Design, found, k: int, u: list, a: list):
+    """a of term ``k``: per level and column, its parent's effects plus the parent's a at the
+    parent's level that contains it (0 without a parent, and in columns the parent lacks)."""
+    parent = found.parent[k]
+    if parent < 0:
+        return 0.0
+    parent_levels = design.rows.codes[parent][found.first_rows[k]]
+    total = (u[parent] + a[parent])[parent_levels]
+    zero = pt.zeros(len(parent_levels))
+    return pt.stack([total[:, c] if c >= 0 else zero for c in found.parent_columns[k]], axis=1)
 
 
 def _fixed_effects(design: Design, priors: PriorSet):

@@ -17,17 +17,20 @@ Unconstrained coordinates, in order:
 - per term t, ℓ_t levels x q_t, row-major: the standard normal z_t of a non-centred term, or the
   coefficients θ_t of a centred one.
 
-The effects are u_t = z_t (diag(sd_t) L_t)' (non-centred) or u_t = θ_t - m_t (centred; m_t
-holds, per column, the fixed effect of the identical column of X, or 0: :func:`shared_columns`),
-the linear predictor
+The effects are u_t = z_t (diag(sd_t) L_t)' (non-centred) or u_t = θ_t - m_t - a_t (centred,
+hierarchically: m_t holds, per level and column, the fixed effect of the identical column of X
+(:func:`shared_columns`), for the intercept those of every column of X constant within the
+level, or 0; a_t the effects of the ancestors, the terms whose factors nest the term's, i.e. its
+parent's effects plus the parent's a: :func:`bayesmix.bayes.parameterization.hierarchy`; terms
+are evaluated parents first and differentiated children first), the linear predictor
 η = X β + Σ_t Σ_j Z_tj(row) u_t[level(row), j] + offset, and the log-likelihood is
 :func:`bayesmix.families.log_density_row` of each row (the one compiled home of each family's
 log-likelihood in η). The density is the log-likelihood plus the priors and log-Jacobians of
-the population part plus, per term, -½ Σ z² (non-centred) or Σ_levels log N(θ | m, C C'),
+the population part plus, per term, -½ Σ z² (non-centred) or Σ_levels log N(θ | m + a, C C'),
 C = diag(sd) L (centred): the PyMC model's (with the transform of the correlations
 Stan's rather than PyMC's, so the two agree as densities of the constrained parameters) up
 to a constant. Its gradient is exact (reverse mode by hand: rows -> η -> β and u ->
-z or θ, m and C = diag(sd) L -> the population's coordinates).
+z or θ, m, a and C = diag(sd) L -> the population's coordinates and the ancestors' effects).
 
 The posterior variables are the PyMC model's (``beta``, ``sigma`` or ``shape``, ``sd_<group>``,
 ``cor_<group>``, ``u_<group>``), so that results do not depend on which sampler ran.
@@ -48,8 +51,9 @@ from ..families import BINOMIAL_CODE, log_density_row
 from ..data.design import Rows
 from ..data.layout import GroupLayout
 from .density import (
-    N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, copy_into, natively_supported, population, population_centre, population_sections,
+    INTERCEPT, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, copy_into, natively_supported, population, population_centre, population_sections,
 )
+from .parameterization import hierarchy
 from .priors import PriorSet
 
 __all__ = ["FullDensity", "N_EFFECTS", "effect_coordinates", "expanded", "full_density", "natively_supported", "pack", "term_levels"]
@@ -57,11 +61,14 @@ __all__ = ["FullDensity", "N_EFFECTS", "effect_coordinates", "expanded", "full_d
 # The header after the population's fields: the family and link codes, where the coordinates
 # of the effects begin, how many there are, then the offset of each section.
 (FAMILY, LINK, Z_START, N_EFFECTS, OFF_Y, OFF_WEIGHTS, OFF_OFFSET, OFF_X, OFF_Z, OFF_CODES,
- OFF_LEVELS, OFF_PLAN, OFF_SHARED, PLAN_ROWS, HEADER) = range(POPULATION_HEADER, POPULATION_HEADER + 15)
+ OFF_LEVELS, OFF_PLAN, OFF_SHARED, OFF_PARENT_COLUMNS, OFF_LEVEL_ROWS, OFF_CONSTANT, PLAN_ROWS,
+ HEADER) = range(POPULATION_HEADER, POPULATION_HEADER + 18)
 
 # Per term, in the levels section: its number of levels, where its coordinates begin, whether
-# it is a term of one column of ones, whether it is centred.
-LEVEL_FIELDS = 4
+# it is a term of one column of ones, whether it is centred, its parent term (or -1), where its
+# levels begin in the level-rows section (which holds, per level of every term, where the
+# effects of its parent's level begin, or -1, then the level's row of X).
+LEVEL_FIELDS = 6
 
 # What each row of the expansion plan copies into the expanded variables (after β and the dispersion).
 PLAN_SD, PLAN_COR, PLAN_EFFECT = 0.0, 1.0, 2.0
@@ -74,49 +81,94 @@ def _section(blob, offset, size):
 
 
 @njit(cache=True, error_model="numpy")
+def _term_order(levels):
+    """The terms, each after its parent (which has fewer levels)."""
+    return np.argsort(levels[:, 0], kind="mergesort")
+
+
+@njit(cache=True, error_model="numpy")
+def _hierarchy(blob):
+    """The sections a centred term's mean reads: per column the identical column of X (or -1)
+    and the parent's matching column (or -1), the level rows (per level of every term: where its
+    parent level's effects begin, then its row of X), and per term the columns of X constant
+    within its levels (terms x p)."""
+    q, nterms, p = int(blob[Q]), int(blob[TERMS]), int(blob[P])
+    level_rows = blob[int(blob[OFF_LEVEL_ROWS]):int(blob[OFF_CONSTANT])].reshape((-1, p + 1))
+    constant = _section(blob, OFF_CONSTANT, nterms * p).reshape((nterms, p))
+    return _section(blob, OFF_SHARED, q), _section(blob, OFF_PARENT_COLUMNS, q), level_rows, constant
+
+
+@njit(cache=True, error_model="numpy")
 def _effects(x, blob, beta, sd, R):
-    """u (the effects of every term, laid out as their coordinates) at x, and the coordinates
-    themselves: z (non-centred terms, u = z (diag(sd) R)' per level) or θ (centred terms,
-    u = θ - m per level, m the fixed effects of the term's shared columns)."""
-    nterms = int(blob[TERMS])
+    """u (the effects of every term, laid out as their coordinates) at x, the coordinates
+    themselves, and a, per level and column the sum of its ancestors' effects: z (non-centred
+    terms, u = z (diag(sd) R)' per level) or θ (centred terms, u = θ - m - a per level, m the
+    fixed effects of the term's shared columns and, for its intercept, of the columns constant
+    within the level)."""
+    nterms, p = int(blob[TERMS]), int(blob[P])
+    icpt = int(blob[INTERCEPT])
     z = x[int(blob[Z_START]):]
     levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
     tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
-    m = _shared_means(blob, beta)
+    shared, parent_columns, level_rows, constant = _hierarchy(blob)
     u = np.empty(z.shape[0])
-    for t in range(nterms):
+    a = np.zeros(z.shape[0])
+    beta_constant = np.empty(p)
+    for t in _term_order(levels):
         qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
-        centred = levels[t, 3] > 0
+        centred, parent, rows_at = levels[t, 3] > 0, int(levels[t, 4]), int(levels[t, 5])
+        for k in range(p):
+            beta_constant[k] = beta[k] * constant[t, k]
+        means = _constant_means(level_rows, rows_at, n_levels, beta_constant) if centred else beta_constant[:0]
         for level in range(n_levels):
             base = at + level * qk
+            r = rows_at + level
+            if parent >= 0:  # a: the parent's effects plus its own a, per matched column
+                pbase = int(level_rows[r, 0])
+                for i in range(qk):
+                    pc = int(parent_columns[col + i])
+                    if pc >= 0:
+                        a[base + i] = u[pbase + pc] + a[pbase + pc]
             for i in range(qk):
-                if centred:
-                    u[base + i] = z[base + i] - m[col + i]
+                if centred:  # the mean: β of the identical column of X, for the intercept the constant columns'
+                    j = int(shared[col + i])
+                    mean = 0.0 if j < 0 else (means[level] if j == icpt else beta[j])
+                    u[base + i] = z[base + i] - mean - a[base + i]
                 else:
                     value = 0.0
                     for j in range(i + 1):
                         value += z[base + j] * R[col + i, col + j]
                     u[base + i] = sd[col + i] * value
-    return u, z
+    return u, z, a
 
 
 @njit(cache=True, error_model="numpy")
-def _shared_means(blob, beta):
-    """Per column of the terms, the fixed effect a centred term's levels are centred on (that of
-    the identical column of X), or 0."""
-    shared = _section(blob, OFF_SHARED, int(blob[Q]))
-    m = np.zeros(shared.shape[0])
-    for c in range(shared.shape[0]):
-        if shared[c] >= 0:
-            m[c] = beta[int(shared[c])]
-    return m
+def _constant_means(level_rows, rows_at, n_levels, beta_constant):
+    """Per level of a term, Σ_k X[level's row, k] β_k over the columns constant within levels
+    (``beta_constant``: β there, else 0): what joins the mean of a centred term's intercept."""
+    out = np.empty(n_levels)
+    for level in range(n_levels):
+        value = 0.0
+        for k in range(beta_constant.shape[0]):
+            value += level_rows[rows_at + level, 1 + k] * beta_constant[k]
+        out[level] = value
+    return out
 
 
 @njit(cache=True, error_model="numpy")
-def _centred_prior(u, d_u, grad, d_C, d_m, start, at, n_levels, qk, col, sd, R):
-    """A centred term's prior, Σ_levels log N(θ_level | m, C C') with C = diag(sd) R, up to a
+def _constant_means_gradient(level_rows, rows_at, d_means, constant, t, d_beta):
+    """Add the gradient in β of :func:`_constant_means`, given its gradient ``d_means`` per
+    level, to ``d_beta``."""
+    for level in range(d_means.shape[0]):
+        for k in range(d_beta.shape[0]):
+            d_beta[k] += d_means[level] * level_rows[rows_at + level, 1 + k] * constant[t, k]
+
+
+@njit(cache=True, error_model="numpy")
+def _centred_prior(u, d_u, grad, d_C, d_mean, start, at, n_levels, qk, col, sd, R):
+    """A centred term's prior, Σ_levels log N(θ_level | mean, C C') with C = diag(sd) R, up to a
     constant, returned; its gradient and the likelihood's (``d_u``, in the effects
-    u = θ - m) added to ``grad`` (θ), ``d_C`` and ``d_m``.
+    u = θ - mean) added to ``grad`` (θ), ``d_C`` and ``d_mean`` (per level and column).
 
     With w = C⁻¹ u and v = C⁻ᵀ w the prior is -½|w|² - ℓ Σ_i log C_ii, whose derivatives are
     -v in u and v_i w_j - [i = j] ℓ / C_ii in C_ij."""
@@ -139,7 +191,7 @@ def _centred_prior(u, d_u, grad, d_C, d_m, start, at, n_levels, qk, col, sd, R):
             lp -= 0.5 * w[i] * w[i]
             g = d_u[base + i] - v[i]
             grad[start + base + i] += g
-            d_m[col + i] -= g
+            d_mean[base + i] = -g
             for j in range(i + 1):
                 d_C[col + i, col + j] += v[i] * w[j]
     for i in range(qk):
@@ -169,7 +221,7 @@ def _log_density(x, blob, out, family, link):
     codes = _section(blob, OFF_CODES, n * nterms).reshape((n, nterms))
     levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
     tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
-    u, z = _effects(x, blob, beta, sd, R)
+    u, z, _ = _effects(x, blob, beta, sd, R)
     d_u = np.zeros(u.shape[0])
     d_beta = np.zeros(p)
     d_dispersion = 0.0
@@ -204,27 +256,50 @@ def _log_density(x, blob, out, family, link):
                     d_u[base + i] += slope * Z[r, col + i]
     if not np.isfinite(lp):
         return -np.inf
-    # back to the coordinates and to C = diag(sd) R (and to β through the centred terms' means)
+    # back to the coordinates and to C = diag(sd) R, inner terms first: a centred term's mean
+    # passes its gradient to β and, through a, to its ancestors' effects
     d_C = np.zeros((q, q))
-    d_m = np.zeros(q)
-    for t in range(nterms):
+    d_mean = np.zeros(u.shape[0])  # in a centred level's mean (and so in its a)
+    d_a = np.zeros(u.shape[0])  # in a, from the terms nested in this one
+    shared, parent_columns, level_rows, constant = _hierarchy(blob)
+    icpt = int(blob[INTERCEPT])
+    order = _term_order(levels)
+    for o in range(nterms - 1, -1, -1):
+        t = order[o]
         qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
+        parent, rows_at = int(levels[t, 4]), int(levels[t, 5])
         if levels[t, 3] > 0:
-            lp += _centred_prior(u, d_u, grad, d_C, d_m, start, at, n_levels, qk, col, sd, R)
-            continue
-        for level in range(n_levels):  # u = z (diag(sd) R)' per level, and z's prior -½ z²
-            base = at + level * qk
-            for i in range(qk):
-                g = d_u[base + i]
-                for j in range(i + 1):
-                    grad[start + base + j] += g * sd[col + i] * R[col + i, col + j]
-                    d_C[col + i, col + j] += g * z[base + j]
-                lp -= 0.5 * z[base + i] * z[base + i]
-                grad[start + base + i] -= z[base + i]
-    shared = _section(blob, OFF_SHARED, q)
-    for c in range(q):
-        if shared[c] >= 0:
-            d_beta[int(shared[c])] += d_m[c]
+            lp += _centred_prior(u, d_u, grad, d_C, d_mean, start, at, n_levels, qk, col, sd, R)
+            d_means = np.zeros(n_levels)
+            for level in range(n_levels):
+                for i in range(qk):
+                    g = d_mean[at + level * qk + i]
+                    j = int(shared[col + i])
+                    if j == icpt and j >= 0:
+                        d_means[level] += g
+                    elif j >= 0:
+                        d_beta[j] += g
+                    d_a[at + level * qk + i] += g
+            _constant_means_gradient(level_rows, rows_at, d_means, constant, t, d_beta)
+        else:
+            for level in range(n_levels):  # u = z (diag(sd) R)' per level, and z's prior -½ z²
+                base = at + level * qk
+                for i in range(qk):
+                    g = d_u[base + i]
+                    for j in range(i + 1):
+                        grad[start + base + j] += g * sd[col + i] * R[col + i, col + j]
+                        d_C[col + i, col + j] += g * z[base + j]
+                    lp -= 0.5 * z[base + i] * z[base + i]
+                    grad[start + base + i] -= z[base + i]
+        if parent >= 0:  # a = u + a of the parent's level: the gradient in a to both
+            for level in range(n_levels):
+                base = at + level * qk
+                pbase = int(level_rows[rows_at + level, 0])
+                for i in range(qk):
+                    pc = int(parent_columns[col + i])
+                    if pc >= 0:
+                        d_u[pbase + pc] += d_a[base + i]
+                        d_a[pbase + pc] += d_a[base + i]
     chain_rule(x, blob, grad, dispersion, sd, R, d_beta, d_C, d_dispersion)
     copy_into(out, grad)
     return lp
@@ -236,7 +311,7 @@ def expand(x, blob, out):
     and effects, as the expansion plan orders them."""
     p = int(blob[P])
     beta, dispersion, sd, R, _, _ = population(x, blob)
-    u, _ = _effects(x, blob, beta, sd, R)
+    u, _, _ = _effects(x, blob, beta, sd, R)
     k = 0
     for j in range(p):
         out[k] = beta[j]
@@ -332,12 +407,18 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
     population_part, n_population, _ = population_sections(design, priors, labels)
     q = sum(term.q for term in design.terms)
     centred = (False,) * len(design.terms) if centred is None else tuple(centred)
-    levels, at = [], 0
+    found = hierarchy(design)
+    parent = _centred_ancestry(found.parent, centred)
+    levels, at, first = [], 0, 0
     for k, term in enumerate(design.terms):
-        levels.append([term.n_levels, at, float(term.q == 1 and bool(np.all(rows.z[k] == 1.0))), float(centred[k])])
+        unit = float(term.q == 1 and bool(np.all(rows.z[k] == 1.0)))
+        levels.append([term.n_levels, at, unit, float(centred[k]), parent[k], first])
         at += term.n_levels * term.q
+        first += term.n_levels
     shared = [float(j) for k, term in enumerate(design.terms)
               for j in (shared_columns(design, k) if centred[k] else [-1] * term.q)]
+    parent_columns = [float(c) for k in range(len(design.terms)) for c in
+                      (found.parent_columns[k] if parent[k] >= 0 else np.full(design.terms[k].q, -1))]
     n_effects = at
     variables = [Variable("beta", (p,), ("coef",))]
     if family.has_dispersion:
@@ -368,6 +449,8 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
         np.zeros(n) if rows.offset is None else np.asarray(rows.offset, float),
         np.asarray(rows.X, float).ravel(), np.asarray(Z, float).ravel(), np.asarray(codes, float).ravel(),
         np.ravel(np.asarray(levels, float)), np.ravel(np.asarray(plan, float)), np.asarray(shared, float),
+        np.asarray(parent_columns, float), _level_rows(design, rows, found, parent, levels).ravel(),
+        found.constant.astype(float).ravel(),
     ]
     offsets = HEADER + np.concatenate([[0], np.cumsum([s.size for s in sections])])
     n_dim = n_population + n_effects
@@ -378,6 +461,31 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
     return blob, variables, n_dim
 
 
+def _level_rows(design, rows, found, parent: list[int], levels: list) -> np.ndarray:
+    """Per level of every term (terms in order): where the effects of its parent's level begin
+    among the effects (-1 without a parent), then the level's row of X."""
+    blocks = []
+    for k, term in enumerate(design.terms):
+        first = found.first_rows[k]
+        where = np.full(term.n_levels, -1.0)
+        if parent[k] >= 0:
+            where = levels[parent[k]][1] + rows.codes[parent[k]][first] * design.terms[parent[k]].q
+        X = rows.X[first] if rows.n else np.zeros((term.n_levels, design.p))
+        blocks.append(np.column_stack([where, X]))
+    return np.concatenate(blocks) if blocks else np.zeros((0, design.p + 1))
+
+
+def _centred_ancestry(parents: tuple[int, ...], centred: tuple[bool, ...]) -> list[int]:
+    """The parents (:func:`~bayesmix.bayes.parameterization.hierarchy`) a centred term's mean
+    needs: those of the centred terms and of their ancestors; -1 for the others."""
+    kept = [-1] * len(parents)
+    for k, is_centred in enumerate(centred):
+        while is_centred and parents[k] >= 0 and kept[k] < 0:
+            kept[k] = parents[k]
+            k = parents[k]
+    return kept
+
+
 def _no_rows(design) -> Rows:
     """Zero rows with the design's columns: what :func:`pack` stores for a design without rows."""
     return Rows(np.zeros((0, design.p)), tuple(np.zeros(0, np.intp) for _ in design.terms),
@@ -386,7 +494,8 @@ def _no_rows(design) -> Rows:
 
 def term_levels(blob: np.ndarray) -> np.ndarray:
     """Per term (rows): its number of levels, where its effects begin among the coordinates,
-    whether it is a term of one column of ones, and whether it is centred."""
+    whether it is a term of one column of ones, whether it is centred, its parent term (or -1)
+    and where its levels' first rows begin."""
     return _section(blob, OFF_LEVELS, LEVEL_FIELDS * int(blob[TERMS])).reshape((-1, LEVEL_FIELDS))
 
 
@@ -457,18 +566,21 @@ def full_density(design, priors: PriorSet, labels: list[str], layouts: list[Grou
     any_centred = centred is not None and any(centred)
 
     def init(seed):
-        """A start as PyMC's: the priors' centres, and the effects u = 0 (z = 0, or θ = m),
-        jittered by U(-1, 1)."""
+        """A start as PyMC's: the priors' centres, and the effects u = 0 (z = 0, or θ at its
+        mean), jittered by U(-1, 1)."""
         rng = np.random.default_rng(seed)
         x = np.concatenate([centre, np.zeros(n_dim - centre.size)]) + rng.uniform(-1.0, 1.0, n_dim)
-        if not any_centred:  # z = 0 is u = 0: no m to add (nor its kernels to load from numba's cache)
+        if not any_centred:  # z = 0 is u = 0: no mean to add (nor its kernels to load from numba's cache)
             return x
-        m = _shared_means(blob, population(x, blob)[0])
-        tspec = _section(blob, OFF_TERMS, 4 * int(blob[TERMS])).reshape((-1, 4))
-        for (n_levels, at, _, centred_term), (qk, _, _, col) in zip(term_levels(blob), tspec):
-            if centred_term:
-                start, qk, col = int(blob[Z_START]) + int(at), int(qk), int(col)
-                x[start:start + int(n_levels) * qk].reshape(-1, qk)[:] += m[col:col + qk]
+        jitter = x.copy()
+        levels, tspec = term_levels(blob), _section(blob, OFF_TERMS, 4 * int(blob[TERMS])).reshape((-1, 4))
+        for t in _term_order(levels):  # parents first: a term's mean holds their effects
+            n_levels, at, _, centred_term = levels[t, :4]
+            if centred_term:  # θ = x holds the jitter: θ + jitter - u = mean + a + jitter
+                beta, _, sd, R, _, _ = population(x, blob)
+                u = _effects(x, blob, beta, sd, R)[0]
+                span = slice(int(at), int(at) + int(n_levels) * int(tspec[t, 0]))
+                x[int(blob[Z_START]):][span] += jitter[int(blob[Z_START]):][span] - u[span]
         return x
 
     return FullDensity(blob=blob, variables=variables, n_unconstrained=n_dim, coords=coords, init=init)

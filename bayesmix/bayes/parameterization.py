@@ -13,11 +13,23 @@ data precision to its prior precision 1/sd² (Papaspiliopoulos, Roberts and Skö
 general framework for the parametrization of hierarchical models"; Gorinova, Moore and
 Hoffman 2020 choose per variable by the same logic). :func:`informative` estimates r before
 sampling, from the data alone.
+
+Centred terms are centred hierarchically (Gelfand, Sahu and Carlin 1995, "Efficient
+parametrisations for normal linear mixed models"): a level's coefficients θ have the mean of
+everything above it, not only the fixed effects of its shared columns. :func:`hierarchy`
+finds, from the data, the fixed-effect columns constant within each level of a term's factor
+(a brood's year, a location's height: their fixed effects join the mean of the term's
+intercept) and the term whose grouping factor nests the term's (every level of the inner
+factor within one level of the outer: BROOD in LOCATION, one level per row in both), whose
+effects join the mean too. A centred term nested in others then has the coordinate the data
+determine, the sum of its effect and its ancestors' (for an observation-level factor the
+whole linear predictor), instead of a sum the data fix and the sampler must move in step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +45,16 @@ least this: the data then determine each level's effect to a third of its SD or 
 down to r ≈ 1, neither form is clearly better and the non-centred one, which does not diverge
 when an SD approaches 0, is kept (on cbpp, r ≈ 6, the centred form gave a higher ESS but 2
 divergences; benchmarks/RESULTS.md)."""
+
+NESTED_CENTRED_PRECISION_RATIO = 1.0
+"""``"auto"`` centres a grouping factor nested in another one (:func:`hierarchy`) when the median
+of its r is at least this, r counting as noise only the factors that do not nest it (its
+ancestors' effects are part of its hierarchical mean, not noise): the point where the centred
+form's Gibbs rate 1/(1 + r) overtakes the non-centred form's r/(1 + r). Lower than for factors
+that nest in nothing because hierarchical centring also removes the trade-off between a
+level's effect and its ancestors' that the data leave undetermined (on grouseticks, r ≈ 2.6 for
+broods in locations and 6 for the observation-level factor: both centred tripled the smallest
+ESS; benchmarks/RESULTS.md)."""
 
 REFERENCE_SD = 1.0
 """The SD of the effects at which r is evaluated, on the link scale (for the identity link in
@@ -63,11 +85,14 @@ def centring(design, parameterization: str | Mapping[str, str]) -> tuple[bool, .
 
 def informative(design) -> dict[str, bool]:
     """Per grouping factor, whether ``"auto"`` centres it: whether the median of
-    :func:`precision_ratios` over its levels is at least :data:`CENTRED_PRECISION_RATIO` (none
-    is for data not in memory, which only the collapsed method samples)."""
+    :func:`precision_ratios` over its levels is at least :data:`CENTRED_PRECISION_RATIO`, or
+    :data:`NESTED_CENTRED_PRECISION_RATIO` for a factor nested in another (none is for data not
+    in memory, which only the collapsed method samples)."""
     if not design.in_memory:
         return {term.group: False for term in design.terms}
-    return {group: bool(np.median(r) >= CENTRED_PRECISION_RATIO) for group, r in precision_ratios(design).items()}
+    nested = {design.terms[k].group for k, parent in enumerate(hierarchy(design).parent) if parent >= 0}
+    return {group: bool(np.median(r) >= (NESTED_CENTRED_PRECISION_RATIO if group in nested else CENTRED_PRECISION_RATIO))
+            for group, r in precision_ratios(design).items()}
 
 
 def precision_ratios(design) -> dict[str, np.ndarray]:
@@ -93,13 +118,98 @@ def precision_ratios(design) -> dict[str, np.ndarray]:
     precision = weights * float(family.inverse_link_derivative(eta)[0] ** 2 / (phi * variance[0]))
     groups = list(dict.fromkeys(term.group for term in design.terms))
     s2 = REFERENCE_SD ** 2
-    noise = 1.0 / np.maximum(precision, 1e-300) + (len(groups) - 1) * s2
+    ancestors = _ancestor_groups(design)
     ratios = {}
     for group in groups:
         k = next(k for k, term in enumerate(design.terms) if term.group == group)
+        noise = 1.0 / np.maximum(precision, 1e-300) + (len(groups) - 1 - len(ancestors[group])) * s2
         z = rows.z[k][:, 0]
         ratios[group] = np.bincount(rows.codes[k], weights=z * z / noise, minlength=design.terms[k].n_levels) * s2
     return ratios
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """What a hierarchically centred term is centred on, found from the data.
+
+    Attributes
+    ----------
+    parent
+        Per term, the term whose grouping factor nests its own (the nesting factor with the
+        most levels, among those that have a column of the same name and values), or -1.
+    parent_columns
+        Per term, per column, the parent's column of the same name (within the parent), or -1.
+    first_rows
+        Per term, per level, the first row of that level (where a level's constant columns and
+        its parent's level are read).
+    constant
+        Terms x p: whether each column of X is constant within every level of the term's factor
+        (and is not another column of the term): the fixed effects that join the mean of the
+        term's intercept.
+    """
+
+    parent: tuple[int, ...]
+    parent_columns: tuple[np.ndarray, ...]
+    first_rows: tuple[np.ndarray, ...]
+    constant: np.ndarray
+
+    def order(self) -> list[int]:
+        """The terms, each after its parent (a parent has fewer levels than its child)."""
+        return sorted(range(len(self.parent)), key=lambda k: (self.depth(k), k))
+
+    def depth(self, k: int) -> int:
+        """How many ancestors term ``k`` has."""
+        return 0 if self.parent[k] < 0 else 1 + self.depth(self.parent[k])
+
+
+def hierarchy(design) -> Hierarchy:
+    """The :class:`Hierarchy` of ``design``'s terms (nothing nested for data not in memory)."""
+    terms = design.terms
+    if not design.in_memory:
+        return Hierarchy((-1,) * len(terms), tuple(np.full(t.q, -1) for t in terms),
+                         tuple(np.zeros(t.n_levels, np.intp) for t in terms), np.zeros((len(terms), design.p), bool))
+    rows = design.rows
+    names = list(design.fixed_names)
+    first_rows, constant = [], np.zeros((len(terms), design.p), bool)
+    for k, term in enumerate(terms):
+        codes = rows.codes[k]
+        first = np.zeros(term.n_levels, np.intp)
+        order = np.argsort(codes, kind="stable")[::-1]
+        first[codes[order]] = order  # the last write per level is its first row
+        first_rows.append(first)
+        own = {c for c in term.columns if c != "Intercept"}
+        for j, name in enumerate(names):
+            constant[k, j] = name not in own and bool(np.all(rows.X[:, j] == rows.X[first[codes], j]))
+    parents, parent_columns = [], []
+    for k, term in enumerate(terms):
+        best, columns = -1, np.full(term.q, -1)
+        for o, outer in enumerate(terms):
+            if outer.group == term.group or outer.n_levels >= term.n_levels:
+                continue
+            if best >= 0 and terms[best].n_levels >= outer.n_levels:
+                continue
+            if not np.all(rows.codes[o] == rows.codes[o][first_rows[k][rows.codes[k]]]):
+                continue  # some level of the term's factor spans several levels of the outer one
+            matched = np.array([outer.columns.index(c) if c in outer.columns
+                                and np.array_equal(rows.z[k][:, i], rows.z[o][:, outer.columns.index(c)]) else -1
+                                for i, c in enumerate(term.columns)])
+            if np.any(matched >= 0):
+                best, columns = o, matched
+        parents.append(best)
+        parent_columns.append(columns)
+    return Hierarchy(tuple(parents), tuple(parent_columns), tuple(first_rows), constant)
+
+
+def _ancestor_groups(design) -> dict[str, set[str]]:
+    """Per grouping factor, the factors that nest it (through :func:`hierarchy`'s parents)."""
+    found = hierarchy(design)
+    ancestors: dict[str, set[str]] = {term.group: set() for term in design.terms}
+    for k, term in enumerate(design.terms):
+        parent = found.parent[k]
+        while parent >= 0:
+            ancestors[term.group].add(design.terms[parent].group)
+            parent = found.parent[parent]
+    return ancestors
 
 
 def describe(design, centred: tuple[bool, ...]) -> str:
