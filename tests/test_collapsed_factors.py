@@ -288,7 +288,11 @@ def assert_posteriors_agree(full, collapsed):
 def test_a_replacement_response_reuses_the_model_and_repeats_with_the_seed():
     """sample(y=...) recomputes the cross-products only; the same response and seed give the same draws."""
     design = bm.make_design(CASES["crossed, independent slopes"][1], DATA["crossed"]())
-    model = BayesModel(design)
+    assert_a_replacement_response_repeats(BayesModel(design), design)
+
+
+def assert_a_replacement_response_repeats(model, design):
+    """The same response and seed give the same draws; another response other draws."""
     settings = dict(draws=30, tune=30, chains=2, seed=5, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

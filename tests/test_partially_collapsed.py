@@ -22,7 +22,8 @@ from bayesmix.bayes.partially_collapsed import DENSE_BLOCK_LIMIT, collapse_choic
 from bayesmix.bayes.priors import resolve_priors
 from bayesmix.data.layout import coords, group_layouts, structure_of, term_labels
 
-from .test_collapsed_factors import CUSTOM, assert_posteriors_agree, dense_z, simulated
+from .test_collapsed_factors import (CUSTOM, assert_a_replacement_response_repeats, assert_posteriors_agree, dense_z,
+                                     simulated)
 from .test_reml_lme4 import DATA
 
 CASES = {
@@ -152,16 +153,7 @@ def test_what_collapse_integrates_out():
 def test_a_replacement_response_reuses_the_model_and_repeats_with_the_seed():
     """sample(y=...) replaces the sorted rows' response; the same response and seed give the same draws."""
     design = bm.make_design(CASES["crossed, correlated slopes on both, noncentred"][1], DATA["crossed"]())
-    model = BayesModel(design, collapse="largest")
-    settings = dict(draws=30, tune=30, chains=2, seed=5, progressbar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        a = model.sample(**settings)
-        b = model.sample(y=design.rows.y.copy(), **settings)
-        c = model.sample(y=design.rows.y + 10.0, **settings)
-    for var in ("beta", "sigma", "u_a", "u_b"):
-        assert a.posterior[var].equals(b.posterior[var]), var
-    assert not a.posterior["beta"].equals(c.posterior["beta"])
+    assert_a_replacement_response_repeats(BayesModel(design, collapse="largest"), design)
 
 
 @pytest.mark.slow  # two posteriors of 4 x 2000 draws
