@@ -139,9 +139,10 @@ def test_what_collapse_integrates_out():
     assert model.description.startswith("collapsed over a (its random effects integrated out")
     assert "noncentred" in model.description or "centred" in model.description
     rng = np.random.default_rng(1)
+    n = 4 * DENSE_BLOCK_LIMIT
     wide = bm.make_design("y ~ x + (1 | a) + (1 | b)", pd.DataFrame(
-        {"y": rng.normal(size=4000), "x": rng.normal(size=4000), "a": rng.integers(0, 900, 4000),
-         "b": rng.integers(0, DENSE_BLOCK_LIMIT + 1, 4000)}))
+        {"y": rng.normal(size=n), "x": rng.normal(size=n), "a": np.arange(n) % (2 * DENSE_BLOCK_LIMIT),
+         "b": np.arange(n) % (DENSE_BLOCK_LIMIT + 1)}))
     assert BayesModel(wide).collapse == "largest" and BayesModel(wide, collapse="all").collapse == "all"
     assert BayesModel(wide, method="full").collapse is None
     with pytest.raises(ArgumentError, match="collapse must be one of auto, all, largest, not 'first'"):
