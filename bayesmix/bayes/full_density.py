@@ -199,15 +199,14 @@ def predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d
 
 
 @njit(cache=True, error_model="numpy")
-def effects_backward(blob, u, z, d_u, grad, sd, R, d_beta):
-    """The effects' priors (-½ Σ z² for a non-centred term, :func:`_centred_prior` for a
-    centred one), returned with d_C, the gradient in C = diag(sd) R; the likelihood's gradient
+def effects_backward(lp, blob, u, z, d_u, grad, sd, R, d_beta):
+    """``lp`` plus the effects' priors (-½ Σ z² for a non-centred term, :func:`_centred_prior`
+    for a centred one, added in this order), returned with d_C, the gradient in C = diag(sd) R; the likelihood's gradient
     in the effects (``d_u``) carried to their coordinates (into ``grad``), to C and, through
     the centred terms' means, to β (into ``d_beta``)."""
     q, nterms, start = int(blob[Q]), int(blob[TERMS]), int(blob[Z_START])
     levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
     tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
-    lp = 0.0
     d_C = np.zeros((q, q))
     d_m = np.zeros(q)
     for t in range(nterms):
@@ -258,8 +257,7 @@ def _log_density(x, blob, out, family, link):
         predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u)
     if not np.isfinite(lp):
         return -np.inf
-    value, d_C = effects_backward(blob, u, z, d_u, grad, sd, R, d_beta)
-    lp += value
+    lp, d_C = effects_backward(lp, blob, u, z, d_u, grad, sd, R, d_beta)
     chain_rule(x, blob, grad, dispersion, sd, R, d_beta, d_C, d_dispersion)
     copy_into(out, grad)
     return lp

@@ -145,7 +145,7 @@ def log_density_kernel(x, blob, kept, first, level_start, A1):
             for a in range(q1):
                 e -= Z[i, first[a]] * modes[j, a]
             predictor_backward(i, e / s2, X, Z, codes, qks, cols, starts, unit, d_beta, d_u)
-    prior, d_C = effects_backward(blob, u, z, d_u, grad, sd, R, d_beta)
+    prior, d_C = effects_backward(0.0, blob, u, z, d_u, grad, sd, R, d_beta)
     for a in range(q1):
         for b in range(q1):
             d_C[first[a], first[b]] += d_C1[a, b]
