@@ -99,12 +99,14 @@ class Model:
         return fit_glmm(self.design, nagq)
 
     def bayes_model(
-        self, priors: list[Prior] | None = None, method: str = "auto", parameterization: str | dict[str, str] = "auto"
+        self, priors: list[Prior] | None = None, method: str = "auto", parameterization: str | dict[str, str] = "auto",
+        collapse: str = "auto",
     ) -> BayesModel:
-        """The PyMC model with these priors, built and compiled once per prior set, method and parameterization."""
-        key = repr((priors, method, parameterization))
+        """The PyMC model with these priors, built and compiled once per prior set, method,
+        parameterization and collapse."""
+        key = repr((priors, method, parameterization, collapse))
         if key not in self._bayes:
-            self._bayes[key] = BayesModel(self.design, priors, method, parameterization)
+            self._bayes[key] = BayesModel(self.design, priors, method, parameterization, collapse)
         return self._bayes[key]
 
     def sample(
@@ -120,6 +122,7 @@ class Model:
         progressbar: bool = SamplerSettings.progressbar,
         method: str = "auto",
         parameterization: str | dict[str, str] = "auto",
+        collapse: str = "auto",
     ) -> BayesResult:
         """Sample the posterior with NUTS.
 
@@ -150,13 +153,21 @@ class Model:
             the others non-centred; ``"noncentred"`` (best when groups are small or their variance
             is near 0) or ``"centred"`` (best when every group has many rows) for every factor; or a
             dict such as ``{"herd": "centred"}`` (factors left out are non-centred).
+        collapse
+            For the collapsed method with several grouping factors: ``"all"`` integrates every
+            factor's effects out (best when the factors after the one with the most levels have
+            few levels between them), ``"largest"`` only those of the factor with the most levels
+            (NUTS samples the others', parameterised as ``parameterization`` says: best when the
+            other factors have many levels, e.g. InstEval's 1,128 instructors), ``"auto"``
+            (default) chooses by their number of effects (more than 1,000: ``"largest"``). Every
+            random effect is reported either way; the result's ``method`` says which ran.
 
         Warns
         -----
         ConvergenceWarning
             On divergences, R-hat > 1.01, bulk or tail ESS < 400, or saturated trees.
         """
-        return self.bayes_model(priors, method, parameterization).sample(
+        return self.bayes_model(priors, method, parameterization, collapse).sample(
             draws=draws, tune=tune, chains=chains, seed=seed, target_accept=target_accept,
             sampler=sampler, progressbar=progressbar,
         )

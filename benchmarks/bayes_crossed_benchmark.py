@@ -25,10 +25,17 @@ the posterior variables at a draw, with the random effects drawn (a factorisatio
 back-substitution; the compiled density reuses the factor of its last evaluation when that was
 at the draw's θ, which here it is not).
 
-``--sample``: 4 chains x ``--draws`` (1000) draws of the collapsed sampler (``collapsed``:
-``method="collapsed"``, what ``"auto"`` chooses), of the same sampler with the Python path as its
-density (``collapsed-python``: the sampler as it was) and of the full non-centred sampler on the
-same model (``full``), the latter with ``--full-draws`` and ``--full-tune`` (it is slow at this
+``--costs``: CPU ms per evaluation of the fully collapsed density (``collapse="all"``) against
+the partially collapsed one (``collapse="largest"``: the first factor's effects integrated out,
+the others sampled; :mod:`bayesmix.bayes.partially_collapsed`) on both designs, the figures
+behind ``collapse="auto"``'s rule.
+
+``--sample``: 4 chains x ``--draws`` (1000) draws of the fully collapsed sampler (``collapsed``:
+``method="collapsed", collapse="all"``), of the partially collapsed one (``collapsed-largest``:
+``collapse="largest"``, what ``"auto"`` chooses for InstEval), of the fully collapsed sampler with
+the Python path as its density (``collapsed-python``: the sampler as it was) and of the full
+sampler on the same model (``full``: ``method="full"``, its default parameterization), the latter
+with ``--full-draws`` and ``--full-tune`` (it is slow at this
 size: ESS per second is what is compared), on the InstEval model or (``--design crossed``) the
 300 x 100 crossed design. Minimum bulk ESS over the population parameters (β, σ, the SDs) and over every
 parameter and random effect, divergences, R-hat, wall and CPU time.
@@ -124,7 +131,7 @@ def evaluations(designs: dict, counts: dict) -> None:
           "CPU ms / draw of the posterior variables | load before |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, (formula, data) in designs.items():
-        density = BayesModel(bm.make_design(formula, data))._sampler._compiled
+        density = BayesModel(bm.make_design(formula, data), collapse="all")._sampler._compiled
         points = walk(density, counts[name])
         compiled = lambda x: density.log_density(x)  # noqa: E731
         python = lambda x: python_log_density(density, x)  # noqa: E731
@@ -157,6 +164,33 @@ def evaluations(designs: dict, counts: dict) -> None:
         sys.stdout.flush()
 
 
+def costs(designs: dict, count: int = 20) -> None:
+    """CPU ms per evaluation of the fully collapsed density (``collapse="all"``) and of the
+    partially collapsed one (``collapse="largest"``) at points of a random walk from each one's
+    start, alternating in the same process: what the rule of ``collapse="auto"`` weighs."""
+    from bayesmix.bayes.partially_collapsed import dense_block_size
+
+    print("| design | rows | dense block m | fully collapsed, CPU ms / evaluation | partially collapsed, CPU ms / "
+          "evaluation | ratio | load before |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, (formula, data) in designs.items():
+        design = bm.make_design(formula, data)
+        densities = {c: BayesModel(design, method="collapsed", collapse=c)._sampler._compiled for c in ("all", "largest")}
+        structure = BayesModel(design, method="collapsed", collapse="all")._structure
+        load_before = os.getloadavg()[0]
+        results = {c: [] for c in densities}
+        with one_blas_thread():
+            for c, density in densities.items():
+                density.log_density(density.init(0))
+            for _ in range(3):
+                for c, density in densities.items():
+                    results[c].append(per_evaluation(density.log_density, walk(density, count), 1)[0])
+        full, partial = (statistics.median(results[c]) for c in ("all", "largest"))
+        print(f"| {name} | {design.n} | {dense_block_size(structure)} | {full:.2f} | {partial:.2f} | {full / partial:.1f}x | "
+              f"{load_before:.1f} |")
+        sys.stdout.flush()
+
+
 class PythonPathDensity(FactorsDensity):
     """The collapsed density as it was before :mod:`bayesmix.linalg.factored` (the peer of the
     before/after comparison): :func:`python_log_density` and :func:`python_draw`."""
@@ -168,13 +202,16 @@ class PythonPathDensity(FactorsDensity):
         return python_draw(self, np.asarray(x, float), rng)
 
 
-SAMPLERS = {"collapsed": "collapsed", "collapsed-python": "collapsed", "full": "full"}
+SAMPLERS = {"collapsed": ("collapsed", "all"), "collapsed-largest": ("collapsed", "largest"),
+            "collapsed-python": ("collapsed", "all"), "full": ("full", "auto")}
+"""--sample's choices: (method, collapse)."""
 
 
 def sample(formula: str, data: pd.DataFrame, sampler: str, draws: int, tune: int, seed: int) -> dict:
     load_before = os.getloadavg()[0]
     start, cpu = time.perf_counter(), cpu_seconds()
-    model = BayesModel(bm.make_design(formula, data), method=SAMPLERS[sampler])
+    method, collapse = SAMPLERS[sampler]
+    model = BayesModel(bm.make_design(formula, data), method=method, collapse=collapse)
     if sampler == "collapsed-python":
         density = model._sampler._compiled
         model._sampler._compiled = PythonPathDensity(**{f.name: getattr(density, f.name) for f in fields(density) if f.init})
@@ -185,7 +222,7 @@ def sample(formula: str, data: pd.DataFrame, sampler: str, draws: int, tune: int
     summary = post.summary()  # the population parameters: fixed effects, SDs, sigma
     d = post.diagnostics()
     steps = post.idata["sample_stats"]["n_steps"].values
-    return {"sampler": sampler, "steps_per_draw": float(steps.mean()), "draws": draws, "tune": tune, "wall": wall, "cpu": cpu,
+    return {"sampler": sampler, "method": post.method, "steps_per_draw": float(steps.mean()), "draws": draws, "tune": tune, "wall": wall, "cpu": cpu,
             "sampling": post.sampling_seconds, "compile": post.compile_seconds,
             "ess_population": float(summary["ess_bulk"].min()), "ess_all": d["min_ess_bulk"],
             "rhat_population": float(summary["r_hat"].max()), "rhat": d["max_rhat"], "divergences": d["divergences"],
@@ -198,14 +235,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, help="InstEval as CSV (benchmarks/insteval_export.R); simulated when absent")
     parser.add_argument("--evaluations", action="store_true")
+    parser.add_argument("--costs", action="store_true",
+                        help="CPU ms per evaluation, fully against partially collapsed, on both designs")
     parser.add_argument("--design", choices=["insteval", "crossed"], default="insteval",
                         help="what --sample samples: the InstEval model, or the 300 x 100 crossed design")
     parser.add_argument("--sample", nargs="*", choices=list(SAMPLERS), default=[],
                         help="collapsed (compiled), collapsed-python (the path it replaced), full")
     parser.add_argument("--draws", type=int, default=1000, help="per chain, collapsed")
     parser.add_argument("--tune", type=int, default=1000)
-    parser.add_argument("--full-draws", type=int, default=200)
-    parser.add_argument("--full-tune", type=int, default=200)
+    parser.add_argument("--full-draws", type=int, default=1000)
+    parser.add_argument("--full-tune", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     data = simulate() if args.data is None else pd.read_csv(args.data, dtype=COLUMNS)
@@ -218,6 +257,9 @@ def main():
         evaluations({"crossed 300 x 100 (20,000 rows)": crossed, "InstEval": (FORMULA, data)},
                     {"crossed 300 x 100 (20,000 rows)": 200, "InstEval": 12})
         print()
+    if args.costs:
+        costs({"crossed 300 x 100 (20,000 rows)": crossed, "InstEval": (FORMULA, data)})
+        print()
     formula, frame = (FORMULA, data) if args.design == "insteval" else crossed
     results = {}
     for sampler in args.sample:
@@ -229,18 +271,19 @@ def main():
         print()
         print(f"`{formula}`, {len(frame)} rows, seed {args.seed}")
         print()
-        print("| sampler | draws x chains (tuning) | wall s | compile s | sampling s | CPU s | min bulk ESS, population | "
-              "min bulk ESS, all | ESS/s (population, wall) | ESS per CPU s | ESS/s vs full | divergences | max R-hat | "
-              "load before, after |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| sampler | draws x chains (tuning) | wall s | compile s | sampling s | CPU s | leapfrog steps per draw | "
+              "min bulk ESS, population | min bulk ESS, all | ESS (all) per wall s | ESS (all) per CPU s | "
+              "vs full (wall, CPU) | divergences | max R-hat, population | max R-hat, all | load before, after |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         full = results.get("full")
         for sampler, r in results.items():
-            rate = r["ess_population"] / r["wall"]
-            ratio = "" if full is None else f"{rate / (full['ess_population'] / full['wall']):.1f}x"
+            rate, per_cpu = r["ess_all"] / r["wall"], r["ess_all"] / r["cpu"]
+            ratio = "" if full is None else (f"{rate / (full['ess_all'] / full['wall']):.1f}x, "
+                                             f"{per_cpu / (full['ess_all'] / full['cpu']):.1f}x")
             print(f"| {sampler} | {r['draws']} x 4 ({r['tune']}) | {r['wall']:.0f} | {r['compile']:.1f} | "
-                  f"{r['sampling']:.0f} | {r['cpu']:.0f} | {r['ess_population']:.0f} | {r['ess_all']:.0f} | {rate:.2f} | "
-                  f"{r['ess_population'] / r['cpu']:.2f} | {ratio} | {r['divergences']} | {r['rhat_population']:.3f} | {r['rhat']:.3f} | "
-                  f"{r['load_before']:.1f}, {r['load_after']:.1f} |")
+                  f"{r['sampling']:.0f} | {r['cpu']:.0f} | {r['steps_per_draw']:.1f} | {r['ess_population']:.0f} | "
+                  f"{r['ess_all']:.0f} | {rate:.2f} | {per_cpu:.3f} | {ratio} | {r['divergences']} | "
+                  f"{r['rhat_population']:.3f} | {r['rhat']:.3f} | {r['load_before']:.1f}, {r['load_after']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -86,8 +86,29 @@ def log_density_kernel(x, blob, shift, c_rows, c_cols, n, model_data, layout, ro
     return value, grad, theta_c / sigma, parts, True
 
 
+class ChainFunctions:
+    """nutpie's interface to a density given as Python functions
+    (:func:`bayesmix.bayes.nutpie_adapter.python_model`): per chain, the log density and an
+    expansion that calls the density's ``draw(x, rng)`` with the chain's own generator."""
+
+    def make_logp(self):
+        """A log density function (x -> (logp, gradient)), for one chain."""
+        return lambda x, **_: self.log_density(x)
+
+    def make_expand(self, seed1: int, seed2: int, chain: int):
+        """An expansion function (x -> the posterior variables) for one chain, seeded by nutpie."""
+        rng = np.random.default_rng([seed1, seed2, chain])
+        lock = threading.Lock()
+
+        def expand(x, **_):
+            with lock:
+                return self.draw(x, rng)
+
+        return expand
+
+
 @dataclass(frozen=True, eq=False)
-class FactorsDensity:
+class FactorsDensity(ChainFunctions):
     """The collapsed posterior of a Gaussian model with several grouping factors, ready for nutpie.
 
     Attributes
@@ -180,22 +201,6 @@ class FactorsDensity:
         u = factored.draw_effects(model_data, layout, routines, parts, beta - self.shift, sigma, eps1, eps2)
         # the full density's z, b = C z per level with C = σΛ: z = u / σ
         return full_density.posterior_variables(self.blob, self.variables, self.structure, x, u / sigma)
-
-    # ----- nutpie's interface ------------------------------------------------------------------
-    def make_logp(self):
-        """A log density function (x -> (logp, gradient)), for one chain."""
-        return lambda x, **_: self.log_density(x)
-
-    def make_expand(self, seed1: int, seed2: int, chain: int):
-        """An expansion function (x -> the posterior variables) for one chain, seeded by nutpie."""
-        rng = np.random.default_rng([seed1, seed2, chain])
-        lock = threading.Lock()
-
-        def expand(x, **_):
-            with lock:
-                return self.draw(x, rng)
-
-        return expand
 
 
 def factors_density(design, structure: Structure, cross_products: CrossProducts, shift: np.ndarray,

@@ -208,7 +208,7 @@ def _log_density(x, blob, out, q):
     A11, A1X, AXX = _cross_products(blob)
     shift = blob[int(blob[OFF_SHIFT]):int(blob[OFF_SHIFT]) + beta.shape[0]]
     value, d_beta, d_C, d_sigma = collapsed_loglik_body(
-        beta - shift, sd.reshape((q, 1)) * R, sigma, A11, A1X, AXX, blob[ROWS], True, q
+        beta - shift, sd.reshape((q, 1)) * R, sigma, A11, A1X, AXX, blob[ROWS], True, q, np.empty((0, q))
     )
     if not np.isfinite(value):
         return -np.inf

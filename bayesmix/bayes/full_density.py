@@ -99,7 +99,7 @@ def _hierarchy(blob):
 
 
 @njit(cache=True, error_model="numpy")
-def _effects(x, blob, beta, sd, R):
+def term_effects(x, blob, beta, sd, R):
     """u (the effects of every term, laid out as their coordinates) at x, the coordinates
     themselves, and a, per level and column the sum of its ancestors' effects: z (non-centred
     terms, u = z (diag(sd) R)' per level) or θ (centred terms, u = θ - m - a per level, m the
@@ -201,63 +201,64 @@ def _centred_prior(u, d_u, grad, d_C, d_mean, start, at, n_levels, qk, col, sd, 
     return lp
 
 
-@njit(inline="always", error_model="numpy")
-def _log_density(x, blob, out, family, link):
-    """The log posterior density at an unconstrained point x (up to a constant), its gradient into
-    ``out``, for the family and link of these codes (constants of the compiled kernel)."""
-    beta, dispersion, sd, R, lp, grad = population(x, blob)
-    has_dispersion = blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR
-    if not (np.isfinite(lp) and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
-        return -np.inf  # outside the support in floating point (far out in the tails)
-    if has_dispersion and not 0.0 < dispersion < np.inf:
-        return -np.inf
+@njit(cache=True, error_model="numpy")
+def row_layout(blob):
+    """X, Z (every term's columns) and the codes of the rows, and per term its number of
+    columns, its first column in Z, where its effects begin, and whether it is a term of one
+    column of ones (``(1 | g)``: no multiplications)."""
     p, q, nterms, n = int(blob[P]), int(blob[Q]), int(blob[TERMS]), int(blob[ROWS])
-    start = int(blob[Z_START])
-    y = _section(blob, OFF_Y, n)
-    weights = _section(blob, OFF_WEIGHTS, n)
-    offset = _section(blob, OFF_OFFSET, n)
     X = _section(blob, OFF_X, n * p).reshape((n, p))
     Z = _section(blob, OFF_Z, n * q).reshape((n, q))
     codes = _section(blob, OFF_CODES, n * nterms).reshape((n, nterms))
     levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
     tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
-    u, z, _ = _effects(x, blob, beta, sd, R)
-    d_u = np.zeros(u.shape[0])
-    d_beta = np.zeros(p)
-    d_dispersion = 0.0
     qks, cols, starts = np.empty(nterms, np.int64), np.empty(nterms, np.int64), np.empty(nterms, np.int64)
-    unit = np.empty(nterms, np.bool_)  # a term of one column of ones, (1 | g): no multiplications
+    unit = np.empty(nterms, np.bool_)
     for t in range(nterms):
         qks[t], cols[t], starts[t], unit[t] = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 1]), levels[t, 2] > 0
-    for r in range(n):
-        eta = offset[r]
-        for j in range(p):
-            eta += X[r, j] * beta[j]
-        for t in range(nterms):
-            qk, col = qks[t], cols[t]
-            base = starts[t] + int(codes[r, t]) * qk
-            if unit[t]:
-                eta += u[base]
-            else:
-                for i in range(qk):
-                    eta += Z[r, col + i] * u[base + i]
-        value, slope, d_disp = log_density_row(family, link, y[r], eta, weights[r], dispersion)
-        lp += value
-        d_dispersion += d_disp
-        for j in range(p):
-            d_beta[j] += slope * X[r, j]
-        for t in range(nterms):
-            qk, col = qks[t], cols[t]
-            base = starts[t] + int(codes[r, t]) * qk
-            if unit[t]:
-                d_u[base] += slope
-            else:
-                for i in range(qk):
-                    d_u[base + i] += slope * Z[r, col + i]
-    if not np.isfinite(lp):
-        return -np.inf
-    # back to the coordinates and to C = diag(sd) R, inner terms first: a centred term's mean
-    # passes its gradient to β and, through a, to its ancestors' effects
+    return X, Z, codes, qks, cols, starts, unit
+
+
+@njit(inline="always", error_model="numpy")
+def predictor(r, eta, X, beta, Z, codes, u, qks, cols, starts, unit):
+    """Row r's linear predictor: ``eta`` (its offset) + X_r β + Σ_t Z_tr u_t[level]."""
+    for j in range(beta.shape[0]):
+        eta += X[r, j] * beta[j]
+    for t in range(qks.shape[0]):
+        qk, col = qks[t], cols[t]
+        base = starts[t] + int(codes[r, t]) * qk
+        if unit[t]:
+            eta += u[base]
+        else:
+            for i in range(qk):
+                eta += Z[r, col + i] * u[base + i]
+    return eta
+
+
+@njit(inline="always", error_model="numpy")
+def predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u):
+    """Add a derivative ``slope`` in row r's linear predictor to those in β and in the effects u."""
+    for j in range(d_beta.shape[0]):
+        d_beta[j] += slope * X[r, j]
+    for t in range(qks.shape[0]):
+        qk, col = qks[t], cols[t]
+        base = starts[t] + int(codes[r, t]) * qk
+        if unit[t]:
+            d_u[base] += slope
+        else:
+            for i in range(qk):
+                d_u[base + i] += slope * Z[r, col + i]
+
+
+@njit(cache=True, error_model="numpy")
+def effects_backward(lp, blob, u, z, d_u, grad, sd, R, d_beta):
+    """``lp`` plus the effects' priors (-½ Σ z² for a non-centred term, :func:`_centred_prior`
+    for a centred one, added in this order), returned with d_C, the gradient in C = diag(sd) R; the likelihood's gradient
+    in the effects (``d_u``) carried to their coordinates (into ``grad``), to C and, through
+    the centred terms' means, to β (into ``d_beta``)."""
+    q, nterms, start = int(blob[Q]), int(blob[TERMS]), int(blob[Z_START])
+    levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
+    tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
     d_C = np.zeros((q, q))
     d_mean = np.zeros(u.shape[0])  # in a centred level's mean (and so in its a)
     d_a = np.zeros(u.shape[0])  # in a, from the terms nested in this one
@@ -300,6 +301,37 @@ def _log_density(x, blob, out, family, link):
                     if pc >= 0:
                         d_u[pbase + pc] += d_a[base + i]
                         d_a[pbase + pc] += d_a[base + i]
+    return lp, d_C
+
+
+@njit(inline="always", error_model="numpy")
+def _log_density(x, blob, out, family, link):
+    """The log posterior density at an unconstrained point x (up to a constant), its gradient into
+    ``out``, for the family and link of these codes (constants of the compiled kernel)."""
+    beta, dispersion, sd, R, lp, grad = population(x, blob)
+    has_dispersion = blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR
+    if not (np.isfinite(lp) and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
+        return -np.inf  # outside the support in floating point (far out in the tails)
+    if has_dispersion and not 0.0 < dispersion < np.inf:
+        return -np.inf
+    p, n = int(blob[P]), int(blob[ROWS])
+    y = _section(blob, OFF_Y, n)
+    weights = _section(blob, OFF_WEIGHTS, n)
+    offset = _section(blob, OFF_OFFSET, n)
+    X, Z, codes, qks, cols, starts, unit = row_layout(blob)
+    u, z, _ = term_effects(x, blob, beta, sd, R)
+    d_u = np.zeros(u.shape[0])
+    d_beta = np.zeros(p)
+    d_dispersion = 0.0
+    for r in range(n):
+        eta = predictor(r, offset[r], X, beta, Z, codes, u, qks, cols, starts, unit)
+        value, slope, d_disp = log_density_row(family, link, y[r], eta, weights[r], dispersion)
+        lp += value
+        d_dispersion += d_disp
+        predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u)
+    if not np.isfinite(lp):
+        return -np.inf
+    lp, d_C = effects_backward(lp, blob, u, z, d_u, grad, sd, R, d_beta)
     chain_rule(x, blob, grad, dispersion, sd, R, d_beta, d_C, d_dispersion)
     copy_into(out, grad)
     return lp
@@ -311,7 +343,7 @@ def expand(x, blob, out):
     and effects, as the expansion plan orders them."""
     p = int(blob[P])
     beta, dispersion, sd, R, _, _ = population(x, blob)
-    u, _, _ = _effects(x, blob, beta, sd, R)
+    u, _, _ = term_effects(x, blob, beta, sd, R)
     k = 0
     for j in range(p):
         out[k] = beta[j]
@@ -578,7 +610,7 @@ def full_density(design, priors: PriorSet, labels: list[str], layouts: list[Grou
             n_levels, at, _, centred_term = levels[t, :4]
             if centred_term:  # θ = x holds the jitter: θ + jitter - u = mean + a + jitter
                 beta, _, sd, R, _, _ = population(x, blob)
-                u = _effects(x, blob, beta, sd, R)[0]
+                u = term_effects(x, blob, beta, sd, R)[0]
                 span = slice(int(at), int(at) + int(n_levels) * int(tspec[t, 0]))
                 x[int(blob[Z_START]):][span] += jitter[int(blob[Z_START]):][span] - u[span]
         return x
@@ -607,7 +639,13 @@ def posterior_variables(blob: np.ndarray, variables: list[Variable], structure, 
     """The posterior variables (β, the dispersion, SDs, correlations, effects) at the population
     coordinates x with the spherical effects u (see :func:`effect_coordinates`), by name: what a
     sampler that draws the effects itself reports for each draw."""
-    out = expanded(blob, np.concatenate([x, effect_coordinates(blob, structure, u)]))
+    return named_variables(blob, variables, np.concatenate([x, effect_coordinates(blob, structure, u)]))
+
+
+def named_variables(blob: np.ndarray, variables: list[Variable], x: np.ndarray) -> dict[str, np.ndarray]:
+    """The posterior variables at the full model's coordinates x (the population's, then every
+    term's effects), by name."""
+    out = expanded(blob, x)
     draws, start = {}, 0
     for v in variables:
         size = int(np.prod(v.shape))

@@ -26,6 +26,7 @@ from .embedded_laplace import laplace_density
 from .importance import LOG_WEIGHT
 from .full_density import full_density
 from .parameterization import centring, describe
+from .partially_collapsed import COLLAPSE, collapse_choice, partially_collapsed_density
 from .priors import Prior, resolve_priors
 from .result import BayesResult, stack_draws
 from .standardise import Standardisation
@@ -66,6 +67,15 @@ class BayesModel:
         for every factor; or a dict from grouping factor to either (factors left out are
         non-centred). Both forms run on the precompiled density (see
         :func:`bayesmix.bayes.builder.build_model`); :attr:`centred` says per term which was chosen.
+    collapse
+        For ``method="collapsed"`` with several grouping factors, which factors' effects are
+        integrated out: ``"all"`` (through the blocked factor, whose dense block has one row per
+        effect of the factors after the first: :mod:`bayesmix.bayes.collapsed_factors`),
+        ``"largest"`` (only the factor with the most levels; NUTS samples the others' effects,
+        centred or not as ``parameterization`` says: :mod:`bayesmix.bayes.partially_collapsed`;
+        rows in memory only), or ``"auto"`` (default): ``"largest"`` where the dense block is
+        large (:func:`~bayesmix.bayes.partially_collapsed.collapse_choice`), else ``"all"``.
+        Either way every random effect is reported. :attr:`collapse` says which was chosen.
 
     Notes
     -----
@@ -79,13 +89,16 @@ class BayesModel:
         priors: list[Prior] | None = None,
         method: str = "auto",
         parameterization: str | dict[str, str] = "auto",
+        collapse: str = "auto",
     ):
         self.centred = centring(design, parameterization)
         if method not in METHODS:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
+        if collapse not in COLLAPSE:
+            raise ArgumentError(f"collapse must be one of {', '.join(COLLAPSE)}, not {collapse!r}.")
         self.design = design
         self.priors = resolve_priors(design, term_labels(design), priors)
-        self._arguments = (priors, method, parameterization)
+        self._arguments = (priors, method, parameterization, collapse)
         self.layouts = group_layouts(design)
         if method == "collapsed" and not design.family.has_sufficient_statistics:
             raise ArgumentError(
@@ -119,14 +132,29 @@ class BayesModel:
                 "data (sufficient statistics only): use method='collapsed', or fit a pandas DataFrame."
             )
         self.parameterization = parameterization
+        if collapse != "auto" and self.method != "collapsed":
+            raise ArgumentError(f"collapse={collapse!r} chooses what method='collapsed' integrates out; this model is sampled "
+                                f"by method={self.method!r}: drop collapse=, or use method='collapsed'.")
+        if collapse == "largest" and not design.in_memory:
+            raise ArgumentError("collapse='largest' samples the other grouping factors' effects from every row's "
+                                "likelihood, and this design was built from dask or Parquet data: use collapse='all'.")
         # NUTS works on the data in units of their spread (see bayesmix.bayes.standardise)
         labels = term_labels(design)
         self._standard = Standardisation.of(design, self.priors)
         standard, priors = self._standard.design(design), self._standard.priors(self.priors, design, labels)
         self._standard_design = standard
         self._structure = None
+        self.collapse = "all" if self.method == "collapsed" else None
+        """What the collapsed method integrates out: ``"all"`` the random effects, or ``"largest"``
+        those of the grouping factor with the most levels only (None for the other methods)."""
         if self.method == "collapsed" and several:
             self._structure = structure_of(standard)
+            self.collapse = collapse_choice(standard, self._structure) if collapse == "auto" else collapse
+        if self.collapse == "largest" and several:
+            ready = partially_collapsed_density(standard, self._structure, priors, labels, self.layouts,
+                                                coords(design, self.layouts), self.centred)
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), ready)
+        elif self.method == "collapsed" and several:
             self._crossprod, shift = shifted_cross_products(standard, self._structure)
             self._shift = np.zeros(design.p) if shift is None else shift
             ready = factors_density(standard, self._structure, self._crossprod, self._shift, priors, labels,
@@ -174,6 +202,10 @@ class BayesModel:
     @property
     def description(self) -> str:
         """How the posterior is sampled, as reported on results."""
+        if self.method == "collapsed" and self.collapse == "largest" and self._structure is not None:
+            group = self._structure.blocks[0].group
+            return (f"collapsed over {group} (its random effects integrated out and drawn exactly; the other factors' "
+                    f"sampled: {describe(self.design, self.centred, skip=(group,))})")
         if self.method == "collapsed":
             return "collapsed (random effects integrated out, drawn exactly)"
         if self.method == "laplace":
@@ -222,6 +254,9 @@ class BayesModel:
                 posterior = tree["posterior"].to_dataset()
                 tree["sample_stats"] = tree["sample_stats"].to_dataset().assign({LOG_WEIGHT: posterior[LOG_WEIGHT]})
                 tree["posterior"] = posterior.drop_vars(LOG_WEIGHT)
+        elif self.collapse == "largest" and self._structure is not None:  # the effects drawn by the expansion
+            with one_blas_thread():
+                tree, seconds = self._sampler.sample(settings, **({} if y is None else {"y": standard.rows.y}))
         elif self._structure is not None:  # the effects are drawn with each draw, by the density's expansion
             cp = None if y is None else standard.statistics.cross_products(design.p, self._shift)
             with one_blas_thread():  # each evaluation is small dense algebra: see bayesmix.threads
@@ -244,7 +279,7 @@ class BayesModel:
     def _full_model(self) -> BayesModel:
         """The full model of the same design and priors: what ``sampler="pymc"`` samples when
         ``method="auto"`` chose the collapsed density for several factors, which runs on nutpie only."""
-        priors, _, parameterization = self._arguments
+        priors, _, parameterization, _ = self._arguments
         return BayesModel(self.design, priors, "full", parameterization)
 
     def _add_effects(self, tree, cp, seed: int | None):

@@ -212,9 +212,10 @@ def _ancestor_groups(design) -> dict[str, set[str]]:
     return ancestors
 
 
-def describe(design, centred: tuple[bool, ...]) -> str:
-    """How the random effects are parameterised, as results report it."""
-    by_group = dict(zip((term.group for term in design.terms), centred))
+def describe(design, centred: tuple[bool, ...], skip: tuple[str, ...] = ()) -> str:
+    """How the random effects are parameterised, as results report it (those of the grouping
+    factors ``skip`` left out)."""
+    by_group = {term.group: c for term, c in zip(design.terms, centred) if term.group not in skip}
     if all(by_group.values()) or not any(by_group.values()):
         return f"{'centred' if all(by_group.values()) and by_group else 'noncentred'} random effects"
     return ("random effects centred for " + ", ".join(g for g, c in by_group.items() if c)

@@ -69,14 +69,19 @@ def loglik_kernel(q: int):
 
     @njit(cache=True)
     def kernel(beta, C, sigma, A11, A1X, AXX, n, gradient):
-        return collapsed_loglik_body(beta, C, sigma, A11, A1X, AXX, n, gradient, q)
+        return collapsed_loglik_body(beta, C, sigma, A11, A1X, AXX, n, gradient, q, np.empty((0, q)))
 
     return kernel
 
 
 @njit(inline="always")
-def collapsed_loglik_body(beta, C, sigma, A11, A1X, AXX, n, gradient, q):
-    """The body of :func:`collapsed_loglik` for q effects per level, inlined into the kernels that call it."""
+def collapsed_loglik_body(beta, C, sigma, A11, A1X, AXX, n, gradient, q, modes):
+    """The body of :func:`collapsed_loglik` for q effects per level, inlined into the kernels that call it.
+
+    With the gradient, each level's conditional mean of its effects, T g_i, is written into
+    ``modes`` (levels x q) unless it has no rows (``np.empty((0, q))``): the derivative of the
+    log-likelihood in Z_i'(y_i - X_iβ) is T g_i / σ² (what a caller whose response varies
+    needs, :mod:`bayesmix.bayes.partially_collapsed`)."""
     p = beta.shape[0]
     nl = A11.shape[0]
     T = C / sigma
@@ -147,6 +152,8 @@ def collapsed_loglik_body(beta, C, sigma, A11, A1X, AXX, n, gradient, q):
             for k in range(q):
                 s += T[i, k] * g[k]
             tg[i] = s
+            if modes.shape[0] > 0:
+                modes[lev, i] = s
         for a in range(p):  # Σ Z_iX_i' T g_i
             s = 0.0
             for i in range(q):
@@ -194,13 +201,9 @@ def _draw_effects(beta, C, sigma, A11, A1X, seeds, out, q):
     S, nl, p = beta.shape[0], A11.shape[0], beta.shape[1]
     for s_ in prange(S):
         np.random.seed(seeds[s_])
-        M = np.empty((q, q))
-        L = np.empty((q, q))
-        Linv = np.empty((q, q))
-        TA = np.empty((q, q))
+        work = spherical_workspace(q)
         bvec = np.empty(q)
-        tb = np.empty(q)
-        t = np.empty(q)
+        eps = np.empty(q)
         v = np.empty(q)
         T = C[s_] / sigma[s_]
         for lev in range(nl):
@@ -209,28 +212,44 @@ def _draw_effects(beta, C, sigma, A11, A1X, seeds, out, q):
                 for k in range(p):
                     acc -= A1X[lev, i, k] * beta[s_, k]
                 bvec[i] = acc
-            level_factor(T, A11[lev], TA, M, L, Linv, q)
-            # u = T v with v = Linv'(Linv T'b + σ ε): mean T M⁻¹T'b, covariance σ² T M⁻¹ T'
             for i in range(q):
-                acc = 0.0
-                for k in range(q):
-                    acc += T[k, i] * bvec[k]
-                tb[i] = acc
-            for i in range(q):
-                acc = sigma[s_] * np.random.standard_normal()
-                for r in range(i + 1):
-                    acc += Linv[i, r] * tb[r]
-                t[i] = acc
-            for i in range(q):
-                acc = 0.0
-                for k in range(i, q):
-                    acc += Linv[k, i] * t[k]
-                v[i] = acc
+                eps[i] = np.random.standard_normal()
+            conditional_spherical(T, A11[lev], bvec, sigma[s_], eps, v, work, q)
             for i in range(q):
                 acc = 0.0
                 for k in range(q):
                     acc += T[i, k] * v[k]
                 out[s_, lev, i] = acc
+
+
+@njit(inline="always")
+def spherical_workspace(q):
+    """Scratch arrays for :func:`conditional_spherical` (TA, M, L, L⁻¹, and two vectors)."""
+    return np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty((q, q)), np.empty(q), np.empty(q)
+
+
+@njit(inline="always")
+def conditional_spherical(T, A, bvec, sigma, eps, v, work, q):
+    """One level's spherical effects given the standard normals ε, into ``v``:
+    v = L⁻ᵀ(L⁻¹T'b + σ ε) ~ N(M⁻¹T'b, σ² M⁻¹), M = T'AT + I = LL', b = Z'(y - Xβ), A = Z'Z;
+    the effects are Tv (mean T M⁻¹T'b, covariance σ² T M⁻¹ T')."""
+    TA, M, L, Linv, tb, t = work
+    level_factor(T, A, TA, M, L, Linv, q)
+    for i in range(q):
+        acc = 0.0
+        for k in range(q):
+            acc += T[k, i] * bvec[k]
+        tb[i] = acc
+    for i in range(q):
+        acc = sigma * eps[i]
+        for r in range(i + 1):
+            acc += Linv[i, r] * tb[r]
+        t[i] = acc
+    for i in range(q):
+        acc = 0.0
+        for k in range(i, q):
+            acc += Linv[k, i] * t[k]
+        v[i] = acc
 
 
 def factored_loglik(structure: Structure, cp: CrossProducts, beta: np.ndarray, theta_c: np.ndarray, sigma: float):
