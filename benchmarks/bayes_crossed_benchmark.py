@@ -168,7 +168,6 @@ def costs(designs: dict, count: int = 20) -> None:
     """CPU ms per evaluation of the fully collapsed density (``collapse="all"``) and of the
     partially collapsed one (``collapse="largest"``) at points of a random walk from each one's
     start, alternating in the same process: what the rule of ``collapse="auto"`` weighs."""
-    from bayesmix.bayes.partially_collapsed import dense_block_size
 
     print("| design | rows | dense block m | fully collapsed, CPU ms / evaluation | partially collapsed, CPU ms / "
           "evaluation | ratio | load before |")
@@ -186,7 +185,7 @@ def costs(designs: dict, count: int = 20) -> None:
                 for c, density in densities.items():
                     results[c].append(per_evaluation(density.log_density, walk(density, count), 1)[0])
         full, partial = (statistics.median(results[c]) for c in ("all", "largest"))
-        print(f"| {name} | {design.n} | {dense_block_size(structure)} | {full:.2f} | {partial:.2f} | {full / partial:.1f}x | "
+        print(f"| {name} | {design.n} | {structure.dense_block_size} | {full:.2f} | {partial:.2f} | {full / partial:.1f}x | "
               f"{load_before:.1f} |")
         sys.stdout.flush()
 

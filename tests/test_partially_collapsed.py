@@ -132,7 +132,7 @@ def test_what_collapse_integrates_out():
     user's choice overrides it; the result says which ran."""
     crossed = bm.make_design(CASES["crossed, correlated slopes on both, noncentred"][1], DATA["crossed"]())
     structure = structure_of(crossed)
-    assert sum(b.n_levels * b.q for b in structure.blocks[1:]) <= DENSE_BLOCK_LIMIT
+    assert structure.dense_block_size <= DENSE_BLOCK_LIMIT
     assert collapse_choice(crossed, structure) == "all" and BayesModel(crossed).collapse == "all"
     model = BayesModel(crossed, collapse="largest")
     assert model.method == "collapsed" and model.collapse == "largest" and model.precompiled
@@ -143,8 +143,10 @@ def test_what_collapse_integrates_out():
     wide = bm.make_design("y ~ x + (1 | a) + (1 | b)", pd.DataFrame(
         {"y": rng.normal(size=n), "x": rng.normal(size=n), "a": np.arange(n) % (2 * DENSE_BLOCK_LIMIT),
          "b": np.arange(n) % (DENSE_BLOCK_LIMIT + 1)}))
-    assert BayesModel(wide).collapse == "largest" and BayesModel(wide, collapse="all").collapse == "all"
-    assert BayesModel(wide, method="full").collapse is None
+    assert BayesModel(wide, method="collapsed").collapse == "largest" and BayesModel(wide, method="full").collapse is None
+    assert BayesModel(wide).method == "full"  # method="auto": the full sampler, measured faster for such designs
+    with pytest.warns(bm.BayesmixWarning, match=r"dense block of 1001 x 1001 .*collapse='largest'.*method='full'"):
+        assert BayesModel(wide, collapse="all").collapse == "all"
     with pytest.raises(ArgumentError, match="collapse must be one of auto, all, largest, not 'first'"):
         BayesModel(crossed, collapse="first")
     with pytest.raises(ArgumentError, match="collapse='largest'.*method='full'.*drop collapse="):
@@ -170,3 +172,27 @@ def test_partially_and_fully_collapsed_posteriors_agree():
     assert largest.method.startswith("collapsed over a") and everything.method.startswith("collapsed (")
     assert largest.diagnostics()["divergences"] == 0
     assert_posteriors_agree(everything, largest)
+
+
+def test_a_dense_block_beyond_memory_is_refused_and_dask_input_is_told_its_options(monkeypatch):
+    """The fully collapsed density holds its dense block, factor and inverse: a FitError when
+    they would not fit in memory; with dask input (only that density applies) the messages say
+    what else there is."""
+    import dask.dataframe as dd
+
+    from bayesmix.bayes import partially_collapsed
+
+    n = 4 * DENSE_BLOCK_LIMIT
+    frame = pd.DataFrame({"y": np.random.default_rng(2).normal(size=n), "a": np.arange(n) % (2 * DENSE_BLOCK_LIMIT),
+                          "b": np.arange(n) % (DENSE_BLOCK_LIMIT + 1)})
+    wide = bm.make_design("y ~ 1 + (1 | a) + (1 | b)", frame)
+    monkeypatch.setattr(partially_collapsed, "available_memory", lambda: 1e6)
+    with pytest.raises(bm.FitError, match=r"1001 x 1001 .*0\.0 GiB.*more than this machine's memory"):
+        BayesModel(wide, collapse="all")
+    assert BayesModel(wide, method="collapsed").collapse == "largest"  # collapse="auto" does not build that block
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.MissingDataWarning)
+        model = bm.Model("y ~ 1 + (1 | a) + (1 | b)", dd.from_pandas(frame, npartitions=2))
+    with pytest.warns(bm.BayesmixWarning, match="fit_reml.*pandas DataFrame.*dask or Parquet"):
+        assert model.bayes_model().collapse == "all"

@@ -16,7 +16,7 @@ import bayesmix as bm
 from bayesmix import BayesmixWarning, FitError
 from bayesmix.data.layout import structure_of
 from bayesmix.reml import criterion as criterion_module
-from bayesmix.reml.criterion import choose_factorization, dense_block_size, profiled_criterion
+from bayesmix.reml.criterion import choose_factorization, profiled_criterion
 
 from .conftest import require_cholmod
 
@@ -122,7 +122,7 @@ def test_column_counts_equal_a_dense_factor(rng):
 def test_auto_choice_follows_the_dense_block(monkeypatch):
     design = design_of("crossed", "y ~ x + (1 | a) + (1 | b)")
     structure = structure_of(design)
-    size = dense_block_size(structure)
+    size = structure.dense_block_size
     assert size == structure.blocks[1].n_levels
     assert choose_factorization(structure) == "blocked"
     assert choose_factorization(structure, "blocked") == "blocked"
@@ -131,7 +131,7 @@ def test_auto_choice_follows_the_dense_block(monkeypatch):
     cheap, dear = 0.5 * size**3 / criterion_module.SPARSE_COST, 2.0 * size**3 / criterion_module.SPARSE_COST
     assert choose_factorization(structure, "auto", cheap) == "sparse"
     assert choose_factorization(structure, "auto", dear) == "blocked"
-    monkeypatch.setattr(criterion_module, "_available_memory", lambda: 1.0)  # the dense blocks would not fit
+    monkeypatch.setattr(criterion_module, "available_memory", lambda: 1.0)  # the dense blocks would not fit
     assert choose_factorization(structure, "auto", dear) == "sparse"
     with pytest.raises(bm.ArgumentError, match="factorization must be one of"):
         choose_factorization(structure, "dense")
@@ -146,7 +146,7 @@ def test_without_cholmod_the_messages_say_how_to_install(monkeypatch):
     monkeypatch.setattr(criterion_module, "SPARSE_FROM", 0)
     with pytest.warns(BayesmixWarning, match=r'sparse factorisation may be much faster.*bayesmix\[sparse\]'):
         assert choose_factorization(structure) == "blocked"
-    monkeypatch.setattr(criterion_module, "_available_memory", lambda: 1.0)  # the dense block would not fit
+    monkeypatch.setattr(criterion_module, "available_memory", lambda: 1.0)  # the dense block would not fit
     with pytest.raises(FitError, match=r"needs the sparse factorisation.*bayesmix\[sparse\]"):
         choose_factorization(structure)
     with warnings.catch_warnings():

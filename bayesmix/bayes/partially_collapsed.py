@@ -44,7 +44,9 @@ import numpy as np
 import pandas as pd
 
 from ..data.layout import GroupLayout, Structure
+from ..errors import BayesmixWarning, FitError, warn
 from ..jit import njit
+from ..linalg.factorization import available_memory
 from ..linalg.collapsed import collapsed_loglik_body, conditional_spherical, spherical_workspace
 from .collapsed_factors import ChainFunctions
 from .density import ROWS, ThetaMap, Variable, chain_rule, population
@@ -69,17 +71,32 @@ one 4 x 1,000 draws in minutes rather than the better part of an hour. The cross
 near m = 1,000, where the dense block's O(m³) algebra overtakes the sparse passes."""
 
 
-def dense_block_size(structure: Structure) -> int:
-    """The number of rows of the fully collapsed density's dense block: the effects of every
-    factor block after the first."""
-    return sum(block.n_levels * block.q for block in structure.blocks[1:])
+def check_dense_block(design, structure: Structure) -> None:
+    """Before the fully collapsed density is built: a :class:`~bayesmix.BayesmixWarning` when
+    its dense block has more than :data:`DENSE_BLOCK_LIMIT` rows (m³/3 flops for its factor and
+    twice that for its inverse, in every evaluation), and a :class:`~bayesmix.FitError` when the
+    block and its factor and inverse would not fit in memory; both name the alternatives."""
+    m = structure.dense_block_size
+    if m <= DENSE_BLOCK_LIMIT:
+        return
+    alternatives = ("collapse='largest' (the first factor integrated out, the others sampled) or method='full'"
+                    if design.in_memory else
+                    "fit_reml(), or the rows as a pandas DataFrame (then collapse='largest' or method='full'): this "
+                    "design was built from dask or Parquet data, for which only the fully collapsed density applies")
+    need = 3 * 8.0 * m**2
+    if need > available_memory():
+        raise FitError(f"The fully collapsed density factors a dense block of {m} x {m} in every evaluation "
+                       f"({need / 2**30:.1f} GiB for it, its factor and its inverse), more than this machine's memory: "
+                       f"use {alternatives}.")
+    warn(BayesmixWarning(f"The fully collapsed density factors a dense block of {m} x {m} in every evaluation (about "
+                         f"{m**3 / 1e9:.1f} GFLOP): thousands of evaluations take long. Usually much faster: {alternatives}."))
 
 
 def collapse_choice(design, structure: Structure) -> str:
     """What ``collapse="auto"`` integrates out: ``"largest"`` (the first factor only) for a
     design with rows in memory whose dense block has more than :data:`DENSE_BLOCK_LIMIT` rows,
     else ``"all"``."""
-    return "largest" if design.in_memory and dense_block_size(structure) > DENSE_BLOCK_LIMIT else "all"
+    return "largest" if design.in_memory and structure.dense_block_size > DENSE_BLOCK_LIMIT else "all"
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -110,6 +110,12 @@ class Structure:
         """Length of θ."""
         return len(self.lower)
 
+    @property
+    def dense_block_size(self) -> int:
+        """Q2 = Σ levels x q over the factor blocks after the first: the rows of the blocked
+        factorisation's dense block (and of the fully collapsed density's)."""
+        return sum(block.n_levels * block.q for block in self.blocks[1:])
+
     def locate(self, term: int) -> tuple[int, slice]:
         """Which factor block holds design term ``term``, and its columns there."""
         for k, block in enumerate(self.blocks):

@@ -22,6 +22,7 @@ likelihood of the Bayesian backend is the same algebra at a given β
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -273,6 +274,15 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
     V2 = la.solve_triangular(L22, lam2.t_rows(cp.A2X - D), lower=True, check_finite=False)
     R = schur_factor(S - V2.T @ V2)
     return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, beta_shift, cp.A21_levels)
+
+
+def available_memory() -> float:
+    """Physical memory in bytes (inf where the system does not say): what decides whether a
+    design's dense blocks can be held at all."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
 
 
 def schur_factor(S: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ when that dense block would be large (:func:`choose_factorization`).
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from ..data.design import Design
 from ..data.layout import Structure
 from ..data.sparse_crossprod import SparseCrossProducts
 from ..errors import ArgumentError, BayesmixWarning, FitError, warn
-from ..linalg.factorization import Factorization, factorize
+from ..linalg.factorization import Factorization, available_memory, factorize
 from ..linalg.gradient import (average_information, modes_and_residuals, positive_part, schur_gradient, template_gradients,
                                template_second_order, theta_entries)
 from ..linalg.kernels import schur_terms, single_factor_criterion
@@ -190,11 +189,6 @@ SPARSE_COST = 50  # measured cost of one unit of sparse work Σc² (CHOLMOD and 
 DENSE_MEMORY = 3  # matrices of Q2 x Q2 doubles the blocked path holds at once (Z2'Z2, its factor, the inverse)
 
 
-def dense_block_size(structure: Structure) -> int:
-    """Q2 = Σ levels x q over the factor blocks after the first: the blocked path's dense block."""
-    return sum(block.n_levels * block.q for block in structure.blocks[1:])
-
-
 def choose_factorization(structure: Structure, factorization: str = "auto", sparse_work: "float | None" = None) -> str:
     """``"blocked"`` or ``"sparse"`` for ``structure``.
 
@@ -210,11 +204,11 @@ def choose_factorization(structure: Structure, factorization: str = "auto", spar
         raise ArgumentError(f"factorization must be one of {FACTORIZATIONS}, not {factorization!r}.")
     if factorization == "blocked":
         return "blocked"
-    size = dense_block_size(structure)
+    size = structure.dense_block_size
     if factorization == "auto" and size <= SPARSE_FROM:
         return "blocked"
     need = DENSE_MEMORY * 8.0 * size**2
-    fits = need <= _available_memory()
+    fits = need <= available_memory()
     if cholmod_available():
         if factorization == "sparse" or sparse_work is None or not fits:
             return "sparse"
@@ -231,14 +225,6 @@ def choose_factorization(structure: Structure, factorization: str = "auto", spar
         f"installed: {INSTALL_HINT}."
     ))
     return "blocked"
-
-
-def _available_memory() -> float:
-    """Physical memory in bytes (inf where the system does not say)."""
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return float("inf")
 
 
 def profiled_criterion(design: Design, structure: Structure, reml: bool, factorization: str = "auto") -> ProfiledCriterion:
