@@ -162,6 +162,10 @@ def test_importance_diagnostics_of_known_weights():
     assert light.khat < 0.3 and light.ess > 3500
     heavy = importance_diagnostics(np.log(rng.pareto(1.0, 4000) + 1.0))  # tail index 1: k = 1
     assert heavy.khat > 0.7 and not heavy.trustworthy
+    few = importance_diagnostics(rng.normal(0, 0.1, 20))  # too few draws for PSIS's tail (a short run)
+    assert np.isnan(few.khat) and not few.trustworthy and "from 20 draws (PSIS needs at least 30)" in str(few)
+    assert "from 29 draws" in str(importance_diagnostics(rng.normal(0, 0.1, 29)))
+    assert importance_diagnostics(rng.normal(0, 0.1, 30)).trustworthy
     broken = importance_diagnostics(np.r_[rng.normal(0, 0.1, 100), np.nan])  # a weight that overflowed
     assert np.isnan(broken.khat) and not broken.trustworthy and "could not be computed" in str(broken)
 
@@ -170,3 +174,11 @@ def test_laplace_runs_on_nutpie_only(sleep):
     model = bm.Model("Reaction ~ Days + (Days | Subject)", sleep)
     with pytest.raises(ArgumentError, match="nutpie only"):
         model.sample(method="laplace", sampler="pymc", draws=10, tune=10, chains=1)
+
+
+def test_a_short_laplace_run_reports_its_importance_check_as_unchecked():
+    """Too few draws for PSIS's Pareto tail: the run completes and says the check was not made."""
+    model = bm.Model("y ~ 1 + (1 | g)", sparse_binary(), family="binomial")
+    with pytest.warns(bm.ConvergenceWarning, match="Pareto k not computed from 20 draws"):
+        post = model.sample(method="laplace", draws=20, tune=20, chains=1, seed=1, progressbar=False)
+    assert np.isnan(post.importance.khat) and not post.importance.trustworthy

@@ -14,6 +14,10 @@ KHAT_GOOD = 0.7
 """Pareto k̂ above which the importance weights, and so the approximation, are not to be trusted
 (Vehtari et al. 2024, "Pareto smoothed importance sampling")."""
 
+MIN_DRAWS = 30
+"""The fewest draws whose Pareto tail PSIS fits: ArviZ takes n/5 of up to 225 draws as the tail;
+with fewer than 25 it raises an error, and from 25 to 29 (a tail of 5) it gives no k̂."""
+
 
 @dataclass(frozen=True)
 class ImportanceDiagnostics:
@@ -41,6 +45,9 @@ class ImportanceDiagnostics:
         return bool(self.khat < KHAT_GOOD)
 
     def __str__(self) -> str:
+        if np.isnan(self.khat) and self.n < MIN_DRAWS:
+            return (f"Laplace importance check: Pareto k not computed from {self.n} draws (PSIS needs at least "
+                    f"{MIN_DRAWS}): the approximation is unchecked; draw more")
         if np.isnan(self.khat):
             return ("Laplace importance check: Pareto k could not be computed (some importance weights are not finite): "
                     "the approximation cannot be trusted; use method='full'")
@@ -52,7 +59,8 @@ class ImportanceDiagnostics:
 def importance_diagnostics(log_weights) -> ImportanceDiagnostics:
     """PSIS k̂ and the effective sample size of the log importance weights (all draws pooled).
 
-    Weights that are constant (an exact approximation: the Gaussian family) give k̂ = -inf."""
+    Weights that are constant (an exact approximation: the Gaussian family) give k̂ = -inf; fewer
+    than :data:`MIN_DRAWS`, or weights not all finite, k̂ = NaN (unchecked, so not trustworthy)."""
     values = np.asarray(log_weights, float).ravel()
     n = values.size
     if not np.all(np.isfinite(values)):
@@ -60,6 +68,8 @@ def importance_diagnostics(log_weights) -> ImportanceDiagnostics:
     spread = np.ptp(values) if n else 0.0
     if spread < 1e-8:
         return ImportanceDiagnostics(-np.inf, float(n), n)
+    if n < MIN_DRAWS:
+        return ImportanceDiagnostics(np.nan, np.nan, n)
     import arviz_stats  # noqa: F401  (registers the .azstats accessor)
     import xarray as xr
 
