@@ -193,12 +193,17 @@ def worker(arguments: str) -> None:
     print("RESULT " + json.dumps(result))
 
 
+WARM_UP = {"draws": 10, "tune": 10, "chains": 1}  # fills a fresh cache: the kernels depend on the model, not the data's size
+
+
 def child(tool: str, case: str, seed: int, quick: bool, caches: Path, method: str = "auto",
-          timeout: float = 3600) -> dict:
-    """Run one case in a fresh process whose numba and PyTensor caches live in ``caches``."""
+          timeout: float = 3600, settings: dict | None = None) -> dict:
+    """Run one case in a fresh process whose numba and PyTensor caches live in ``caches``
+    (``settings``: the sampler's, SETTINGS unless given)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(caches / "numba"),
            "PYTENSOR_FLAGS": f"base_compiledir={caches / 'pytensor'}"}
-    spec = json.dumps({"tool": tool, "case": case, "seed": seed, "quick": quick, "method": method, "settings": SETTINGS})
+    spec = json.dumps({"tool": tool, "case": case, "seed": seed, "quick": quick, "method": method,
+                       "settings": SETTINGS if settings is None else settings})
     load_before = os.getloadavg()[0]
     done = subprocess.run([sys.executable, __file__, "--worker", spec], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
@@ -294,11 +299,15 @@ def main():
             for seed in args.seeds:
                 peer_results = {}
                 if peer is not None:  # first, so that every bayesmix row can be set beside it
+                    if "cold" not in caches_states:  # "warm" alone: fill the fresh cache first
+                        child(peer, case, seed, True, Path(scratch) / f"{peer}-{case}-{seed}", "full", settings=WARM_UP)
                     for cache in caches_states:
                         peer_results[cache] = child(peer, case, seed, args.quick, Path(scratch) / f"{peer}-{case}-{seed}",
                                                     method="full")
                 for method in args.method:
                     caches = Path(scratch) / f"bayesmix-{case}-{seed}-{method}"
+                    if "cold" not in caches_states:  # "warm" alone: fill the fresh cache first
+                        child("bayesmix", case, seed, True, caches, method=method, settings=WARM_UP)
                     for cache in caches_states:
                         r = child("bayesmix", case, seed, args.quick, caches, method=method, timeout=7200)
                         label = f"bayesmix {r['method']} (method={method!r}), seed {seed}"
