@@ -86,7 +86,8 @@ def check_dense_block(design, structure: Structure) -> None:
     need = 3 * 8.0 * m**2
     if need > available_memory():
         raise FitError(f"The fully collapsed density factors a dense block of {m} x {m} in every evaluation "
-                       f"({need / 2**30:.1f} GiB for it, its factor and its inverse), more than this machine's memory: "
+                       f"({need / 2**20:,.0f} MiB for it, its factor and its inverse), more than this machine's "
+                       f"{available_memory() / 2**20:,.0f} MiB: "
                        f"use {alternatives}.")
     warn(BayesmixWarning(f"The fully collapsed density factors a dense block of {m} x {m} in every evaluation (about "
                          f"{m**3 / 1e9:.1f} GFLOP): thousands of evaluations take long. Usually much faster: {alternatives}."))
