@@ -125,8 +125,8 @@ class BayesModel:
         collapsible = (design.family.has_sufficient_statistics and not weighted
                        and (not several or natively_supported(self.priors)))
         if method == "auto" and collapse == "auto" and collapsible and several and design.in_memory:
-            # a large dense block: the full sampler gave the better ESS per second (InstEval: 1.6x
-            # the partially collapsed sampler's, some 15x the fully collapsed one's; docs/bayes.md)
+            # a large dense block: the full sampler gave the better ESS per second (InstEval: 1.7x
+            # the partially collapsed sampler's, about 4x the fully collapsed one's; docs/bayes.md)
             collapsible = structure_of(design).dense_block_size <= DENSE_BLOCK_LIMIT
         if method == "laplace":
             self.method = "laplace"
