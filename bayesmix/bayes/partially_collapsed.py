@@ -46,7 +46,7 @@ import pandas as pd
 from ..data.layout import GroupLayout, Structure
 from ..errors import BayesmixWarning, FitError, warn
 from ..jit import njit
-from ..linalg.factorization import available_memory
+from ..linalg.factorization import available_memory, dense_block_bytes
 from ..linalg.collapsed import collapsed_loglik_body, conditional_spherical, spherical_workspace
 from .collapsed_factors import ChainFunctions
 from .density import ROWS, ThetaMap, Variable, chain_rule, population
@@ -83,7 +83,7 @@ def check_dense_block(design, structure: Structure) -> None:
                     if design.in_memory else
                     "fit_reml(), or the rows as a pandas DataFrame (then collapse='largest' or method='full'): this "
                     "design was built from dask or Parquet data, for which only the fully collapsed density applies")
-    need = 3 * 8.0 * m**2
+    need = dense_block_bytes(m)
     if need > available_memory():
         raise FitError(f"The fully collapsed density factors a dense block of {m} x {m} in every evaluation "
                        f"({need / 2**20:,.0f} MiB for it, its factor and its inverse), more than this machine's "

@@ -276,6 +276,16 @@ def factorize(structure: Structure, cp: CrossProducts, theta: np.ndarray, beta_s
     return Factorization(theta, T1, L11inv, W, R, float(logdet_z), lam2, cp.A21, L22, V2, beta_shift, cp.A21_levels)
 
 
+DENSE_MEMORY = 3
+"""Q2 x Q2 matrices of doubles a factorisation of the dense block holds at once: the block, its
+factor and its inverse."""
+
+
+def dense_block_bytes(size: int) -> float:
+    """The bytes of the :data:`DENSE_MEMORY` matrices of a dense block of ``size`` rows."""
+    return DENSE_MEMORY * 8.0 * size**2
+
+
 def available_memory() -> float:
     """Physical memory in bytes (inf where the system does not say): what decides whether a
     design's dense blocks can be held at all."""

@@ -26,7 +26,7 @@ from ..data.design import Design
 from ..data.layout import Structure
 from ..data.sparse_crossprod import SparseCrossProducts
 from ..errors import ArgumentError, BayesmixWarning, FitError, warn
-from ..linalg.factorization import Factorization, available_memory, factorize
+from ..linalg.factorization import Factorization, available_memory, dense_block_bytes, factorize
 from ..linalg.gradient import (average_information, modes_and_residuals, positive_part, schur_gradient, template_gradients,
                                template_second_order, theta_entries)
 from ..linalg.kernels import schur_terms, single_factor_criterion
@@ -186,7 +186,6 @@ class SparseProfiledCriterion(ProfiledCriterion):
 FACTORIZATIONS = ("auto", "blocked", "sparse")
 SPARSE_FROM = 2000  # the dense block's size Q2 from which "auto" considers the sparse path (docs/reml.md)
 SPARSE_COST = 50  # measured cost of one unit of sparse work Σc² (CHOLMOD and the Takahashi recurrences) per unit of Q2³ dense
-DENSE_MEMORY = 3  # matrices of Q2 x Q2 doubles the blocked path holds at once (Z2'Z2, its factor, the inverse)
 
 
 def choose_factorization(structure: Structure, factorization: str = "auto", sparse_work: "float | None" = None) -> str:
@@ -207,7 +206,7 @@ def choose_factorization(structure: Structure, factorization: str = "auto", spar
     size = structure.dense_block_size
     if factorization == "auto" and size <= SPARSE_FROM:
         return "blocked"
-    need = DENSE_MEMORY * 8.0 * size**2
+    need = dense_block_bytes(size)
     fits = need <= available_memory()
     if cholmod_available():
         if factorization == "sparse" or sparse_work is None or not fits:
