@@ -156,10 +156,15 @@ def test_crossed_statistics_hold_one_entry_per_distinct_pair_of_levels(crossed):
     assert model.design.statistics.n_levels == (80, 15)
 
 
+def write_shuffled_parts(frame: pd.DataFrame, directory, parts: int, seed: int) -> None:
+    """The rows of ``frame`` in a shuffled order, as ``parts`` Parquet files in ``directory``."""
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    for k, rows in enumerate(np.array_split(np.arange(len(shuffled)), parts)):
+        shuffled.iloc[rows].to_parquet(directory / f"part-{k}.parquet")
+
+
 def test_crossed_parquet_files_equal_pandas(tmp_path, crossed):
-    shuffled = crossed.sample(frac=1.0, random_state=2)
-    for k, rows in enumerate(np.array_split(np.arange(len(shuffled)), 4)):
-        shuffled.iloc[rows].to_parquet(tmp_path / f"part-{k}.parquet")
+    write_shuffled_parts(crossed, tmp_path, parts=4, seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pandas_model, parquet_model = bm.Model(CROSSED, crossed), bm.Model(CROSSED, str(tmp_path / "*.parquet"))
@@ -180,9 +185,7 @@ def test_missing_values_are_counted_and_reported(simulated):
 
 
 def test_parquet_files_equal_pandas(tmp_path, music):
-    shuffled = music.sample(frac=1.0, random_state=1)
-    for k, rows in enumerate(np.array_split(np.arange(len(shuffled)), 3)):
-        shuffled.iloc[rows].to_parquet(tmp_path / f"part-{k}.parquet")
+    write_shuffled_parts(music, tmp_path, parts=3, seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pandas_model, parquet_model = bm.Model(MUSIC, music), bm.Model(MUSIC, str(tmp_path))
