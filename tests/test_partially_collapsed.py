@@ -196,3 +196,16 @@ def test_a_dense_block_beyond_memory_is_refused_and_dask_input_is_told_its_optio
         model = bm.Model("y ~ 1 + (1 | a) + (1 | b)", dd.from_pandas(frame, npartitions=2))
     with pytest.warns(bm.BayesmixWarning, match="fit_reml.*pandas DataFrame.*dask or Parquet"):
         assert model.bayes_model().collapse == "all"
+
+
+def test_each_chain_draws_its_own_noise_and_repeats_it_with_the_seed():
+    """nutpie hands every chain the same seeds (0, 0, 0): the effects' exact draws must still
+    use a different stream per chain (seeded from its first draw) and the same stream again
+    when a chain repeats (the same seed)."""
+    _, _, density = build("crossed, correlated slopes on both, centred")
+    x1, x2, x3 = points(density, seed=5, count=3)
+    chains = [density.make_expand(0, 0, 0) for _ in range(3)]
+    chains[0](x1), chains[1](x2), chains[2](x1)  # first draws: chains 0 and 2 start alike
+    later = [expand(x3)["u_a"] for expand in chains]
+    assert not np.allclose(later[0], later[1])
+    np.testing.assert_array_equal(later[0], later[2])

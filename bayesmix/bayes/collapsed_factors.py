@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -86,23 +87,44 @@ def log_density_kernel(x, blob, shift, c_rows, c_cols, n, model_data, layout, ro
     return value, grad, theta_c / sigma, parts, True
 
 
+def chain_generator(seed1: int, seed2: int, chain: int):
+    """The random numbers of one chain's expansion (the integrated effects' exact draws), as a
+    function x -> the chain's generator.
+
+    nutpie 0.16 hands every chain of every run the same seeds (0, 0, 0), so a generator seeded
+    from them alone would repeat the same normals in every chain and every run: the chains'
+    effect draws would share their noise. The generator is therefore seeded from them and from
+    the chain's first draw x, which differs between chains and between runs with different
+    seeds and repeats with the same seed; later draws continue its stream."""
+    state: list[np.random.Generator] = []
+
+    def generator(x: np.ndarray) -> np.random.Generator:
+        if not state:
+            digest = hashlib.blake2b(np.ascontiguousarray(x, float).tobytes(), digest_size=8).digest()
+            state.append(np.random.default_rng([seed1, seed2, chain, int.from_bytes(digest, "little")]))
+        return state[0]
+
+    return generator
+
+
 class ChainFunctions:
     """nutpie's interface to a density given as Python functions
     (:func:`bayesmix.bayes.nutpie_adapter.python_model`): per chain, the log density and an
-    expansion that calls the density's ``draw(x, rng)`` with the chain's own generator."""
+    expansion that calls the density's ``draw(x, rng)`` with the chain's own generator
+    (:func:`chain_generator`)."""
 
     def make_logp(self):
         """A log density function (x -> (logp, gradient)), for one chain."""
         return lambda x, **_: self.log_density(x)
 
     def make_expand(self, seed1: int, seed2: int, chain: int):
-        """An expansion function (x -> the posterior variables) for one chain, seeded by nutpie."""
-        rng = np.random.default_rng([seed1, seed2, chain])
+        """An expansion function (x -> the posterior variables) for one chain."""
+        generator = chain_generator(seed1, seed2, chain)
         lock = threading.Lock()
 
         def expand(x, **_):
             with lock:
-                return self.draw(x, rng)
+                return self.draw(x, generator(x))
 
         return expand
 

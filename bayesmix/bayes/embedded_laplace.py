@@ -55,6 +55,7 @@ import pandas as pd
 from ..data.layout import GroupLayout, structure_of
 from ..linalg.pirls import GlmmRows, PirlsMode, WarmModes
 from . import full_density
+from .collapsed_factors import chain_generator
 from .density import ThetaMap, Variable, chain_rule, initial_point, population
 from .importance import LOG_WEIGHT
 from .priors import PriorSet
@@ -184,14 +185,15 @@ class LaplaceDensity:
         return lambda x, **_: self.log_density(x, modes)
 
     def make_expand(self, seed1: int, seed2: int, chain: int):
-        """An expansion function (x -> the posterior variables) for one chain, seeded by nutpie."""
+        """An expansion function (x -> the posterior variables) for one chain
+        (:func:`~bayesmix.bayes.collapsed_factors.chain_generator`)."""
         modes = WarmModes(self.rows)
-        rng = np.random.default_rng([seed1, seed2, chain])
+        generator = chain_generator(seed1, seed2, chain)
         lock = threading.Lock()
 
         def expand(x, **_):
             with lock:
-                return self.draw(np.asarray(x, float), modes, rng)
+                return self.draw(np.asarray(x, float), modes, generator(x))
 
         return expand
 
