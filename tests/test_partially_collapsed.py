@@ -16,8 +16,8 @@ import bayesmix as bm
 from bayesmix import ConvergenceWarning
 from bayesmix.bayes import ArgumentError, BayesModel
 from bayesmix.bayes.density import population
-from bayesmix.bayes.full_density import N_DIM, log_density, named_variables
-from bayesmix.bayes.parameterization import centring
+from bayesmix.bayes.full_density import N_DIM, Z_START, log_density, named_variables, term_levels
+from bayesmix.bayes.parameterization import centring, hierarchy
 from bayesmix.bayes.partially_collapsed import DENSE_BLOCK_LIMIT, collapse_choice, partially_collapsed_density
 from bayesmix.bayes.priors import resolve_priors
 from bayesmix.data.layout import coords, group_layouts, structure_of, term_labels
@@ -31,13 +31,22 @@ CASES = {
     "crossed, correlated slopes on both, centred": ("crossed", "y ~ x + (x | a) + (x | b)", "centred"),
     "nested, two terms on the first factor": ("nested", "y ~ x + (1 | school:class) + (0 + x | school:class) + (x | school)",
                                               "centred"),
+    "nested, centred on a sampled parent": ("nested with a pair factor", "y ~ x + (1 | pair) + (1 | school:class) + (1 | school)",
+                                            "centred"),
+    "crossed, a covariate constant within the sampled factor": ("crossed with a level covariate",
+                                                                 "y ~ x + xb + (1 | a) + (x | b)", "centred"),
 }
+DATA = {**DATA, "nested with a pair factor": lambda: DATA["nested"]().pipe(lambda d: d.assign(pair=np.arange(len(d)) // 2)),
+        "crossed with a level covariate": lambda: DATA["crossed"]().pipe(
+            lambda d: d.assign(xb=np.cos(pd.factorize(d["b"])[0])))}
 
 
 def build(case: str, overrides=None):
     source, formula, parameterization = CASES[case]
     design = bm.make_design(formula, DATA[source]())
     labels, layouts = term_labels(design), group_layouts(design)
+    if overrides and not any(term.correlated and term.q > 1 for term in design.terms):
+        overrides = [p for p in overrides if p.cls != "cor"]
     priors = resolve_priors(design, labels, overrides)
     structure = structure_of(design)
     density = partially_collapsed_density(design, structure, priors, labels, layouts, coords(design, layouts),
@@ -50,11 +59,45 @@ def points(density, seed: int, count: int, scale: float = 0.5):
     return [density.init(int(rng.integers(2**31))) * scale for _ in range(count)]
 
 
-def with_first_at_zero(density, x):
-    """The full model's coordinates at x, the first factor's 0 (its effects 0)."""
-    x_full = np.zeros(int(density.blob[N_DIM]))
-    x_full[density.kept] = x
+def with_first_at_zero(density, x, design=None):
+    """The full model's coordinates at x, the first factor's 0 (its effects 0); for the terms
+    centred by contrasts, the non-centred coordinates z, checked (given ``design``) against the
+    effects' definition: Q (m C'; w) per level, Q orthogonal with its first k columns spanning
+    the term's level-constant columns of X."""
+    x_full = density.coordinates(x)
+    if design is None:
+        return x_full
+    start = int(density.blob[Z_START])
+    _, _, sd, R, _, _ = population(x_full, density.blob)
+    found = hierarchy(design)
+    held = np.zeros(int(density.blob[N_DIM]))
+    held[density.kept] = x
+    rotated = iter(density.rotated)
+    for t, term in enumerate(design.terms):
+        if not any(row[3] == term_levels(density.blob)[t, 1] for row in density.rotated):
+            continue
+        q, col, levels, at, k, offset = next(rotated)
+        V = design.rows.X[found.first_rows[t]][:, found.constant[t]]
+        Q = np.eye(levels)
+        for j in range(k):
+            block = density.reflectors[offset + j * (levels + 1):offset + (j + 1) * (levels + 1)]
+            Q = Q @ (np.eye(levels) - block[0] * np.outer(block[1:], block[1:]))
+        np.testing.assert_allclose(Q.T @ Q, np.eye(levels), atol=1e-12)
+        assert k == np.linalg.matrix_rank(V) and k >= 1  # the intercept at least
+        np.testing.assert_allclose(Q[:, :k] @ (Q[:, :k].T @ V), V, atol=1e-10)
+        C = (sd[:, None] * R)[col:col + q, col:col + q]
+        mw = held[start + at:start + at + levels * q].reshape(levels, q)
+        effects = Q @ np.vstack([mw[:k] @ C.T, mw[k:]])
+        np.testing.assert_allclose(x_full[start + at:start + at + levels * q].reshape(levels, q) @ C.T, effects,
+                                   rtol=1e-12, atol=1e-12)
     return x_full
+
+
+def contrast_jacobian(density, x_full) -> float:
+    """log|∂z/∂(m, w)| = -(ℓ - k) log|C| per term centred by contrasts."""
+    _, _, sd, R, _, _ = population(x_full, density.blob)
+    return sum(-(levels - k) * np.sum(np.log(sd[col:col + q] * np.diag(R)[col:col + q]))
+               for q, col, levels, _, k, _ in density.rotated)
 
 
 def predictor_and_covariance(design, structure, density, x_full):
@@ -77,54 +120,107 @@ def predictor_and_covariance(design, structure, density, x_full):
     return eta, V, sigma
 
 
-@pytest.mark.parametrize("overrides", [None, CUSTOM], ids=["default priors", "custom priors"])
+FLAT = [bm.prior("b", bm.Flat()), bm.prior("Intercept", bm.Flat())]
+PRIORS = {"default priors": None, "custom priors": CUSTOM, "flat fixed effects": FLAT}
+
+
+def test_what_is_integrated_and_what_is_centred_by_contrasts():
+    """The fixed effects are integrated out when their priors are Normal or flat and no centred
+    term is nested in a sampled factor; centred terms are then centred by contrasts, with as
+    many non-centred directions as their level-constant columns of X have rank."""
+    for case, overrides, integrated, rotated in [("crossed, correlated slopes on both, noncentred", None, True, []),
+                                                 ("crossed, correlated slopes on both, noncentred", FLAT, True, []),
+                                                 ("crossed, correlated slopes on both, noncentred", CUSTOM, False, []),
+                                                 ("crossed, correlated slopes on both, centred", None, True, [1]),
+                                                 ("crossed, correlated slopes on both, centred", CUSTOM, False, []),
+                                                 ("nested, two terms on the first factor", None, True, [1]),
+                                                 ("nested, centred on a sampled parent", None, False, []),
+                                                 ("crossed, a covariate constant within the sampled factor", None, True,
+                                                  [2])]:
+        design, _, density = build(case, overrides)
+        assert density.fixed_effects_integrated == integrated
+        assert list(density.rotated[:, 4]) == rotated
+        assert density.n_dim == int(density.blob[N_DIM]) - density.slots.size - integrated * len(design.fixed_names)
+        if integrated:  # β = A θ_b, the population's map
+            x_full = with_first_at_zero(density, points(density, seed=1, count=1)[0])
+            x_full[:len(design.fixed_names)] = np.random.default_rng(2).normal(size=len(design.fixed_names))
+            np.testing.assert_allclose(population(x_full, density.blob)[0],
+                                       density.mix @ x_full[:len(design.fixed_names)], rtol=1e-14, atol=1e-14)
+
+
+def integrated_marginal(design, density, eta, V) -> float:
+    """With θ_b integrated out (prior precisions Λ, Λμ = ``shift``): the log of
+    ∫ N(y | η + X̃θ, V) exp(-½(θ - μ)'Λ(θ - μ) + ½μ'Λμ) dθ less (p/2) log 2π (the density's
+    constant), -½[n log 2π + log|V| + r'V⁻¹r - c'P⁻¹c + log|P|] with r = y - η,
+    P = X̃'V⁻¹X̃ + Λ, c = X̃'V⁻¹r + Λμ; by dense algebra, flat priors (Λ = 0) included."""
+    Xt = design.rows.X @ density.mix
+    r = design.rows.y - eta
+    Vinv_r, Vinv_X = np.linalg.solve(V, r), np.linalg.solve(V, Xt)
+    P = Xt.T @ Vinv_X + np.diag(density.precision)
+    c = Xt.T @ Vinv_r + density.shift
+    return -0.5 * (design.n * np.log(2 * np.pi) + np.linalg.slogdet(V)[1] + r @ Vinv_r - c @ np.linalg.solve(P, c)
+                   + np.linalg.slogdet(P)[1])
+
+
+@pytest.mark.parametrize("overrides", list(PRIORS.values()), ids=list(PRIORS))
 @pytest.mark.parametrize("case", list(CASES))
 def test_density_is_the_dense_marginal_and_its_gradient_the_finite_differences(case, overrides):
     """log p(x) = log N(y | Xβ + Σ_{k≥2} Z_k b_k, σ²I + Z_1 G_1 Z_1') + the priors (those of the
     population and of the sampled effects: the full density at the same point with the first
-    factor's effects 0, less its rows' likelihood)."""
+    factor's effects 0, less its rows' likelihood); with the fixed effects integrated out too,
+    :func:`integrated_marginal` (the priors then at θ_b = 0)."""
     design, structure, density = build(case, overrides)
     for x in points(density, seed=3, count=3):
-        x_full = with_first_at_zero(density, x)
+        x_full = with_first_at_zero(density, x, design)
         eta, V, sigma = predictor_and_covariance(design, structure, density, x_full)
         rows_loglik = float(np.sum(stats.norm(eta, sigma).logpdf(design.rows.y))) + 0.5 * design.n * np.log(2 * np.pi)
         priors = log_density(density.blob, x_full)[0] - rows_loglik  # the full density omits log √(2π) per row
+        priors += contrast_jacobian(density, x_full)
         logp, grad = density.log_density(x)
-        assert logp - priors == pytest.approx(stats.multivariate_normal(eta, V).logpdf(design.rows.y), rel=1e-10)
+        expected = (integrated_marginal(design, density, eta, V) if density.fixed_effects_integrated
+                    else stats.multivariate_normal(eta, V).logpdf(design.rows.y))
+        assert logp - priors == pytest.approx(expected, rel=1e-10)
         h = 1e-3  # five-point stencil: truncation of order h⁴
         f = lambda z: density.log_density(z)[0]  # noqa: E731
         fd = [(f(x - 2 * h * e) - 8 * f(x - h * e) + 8 * f(x + h * e) - f(x + 2 * h * e)) / (12 * h) for e in np.eye(x.size)]
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.abs(grad).max())
 
 
-def test_first_factor_draws_are_the_exact_conditional():
-    """With ε = 0 the first factor's effects are E[b_1 | y, rest] = G_1 Z_1' V⁻¹ r; the steps
-    for ε = e_a (every level at once: levels are independent) are the columns of a factor K_j
-    with K_j K_j' = the level's block of G_1 - G_1 Z_1' V⁻¹ Z_1 G_1 (dense algebra)."""
-    design, structure, density = build("crossed, correlated slopes on both, noncentred")
+@pytest.mark.parametrize("overrides", [None, CUSTOM], ids=["fixed effects integrated", "fixed effects sampled"])
+def test_integrated_draws_are_the_exact_conditional(overrides):
+    """The integrated coordinates w (θ_b when integrated, and the first factor's effects b_1)
+    are drawn from their exact joint conditional, N(Σ (W'r/σ² + G_0⁻¹m_0), Σ) with
+    Σ = (W'W/σ² + G_0⁻¹)⁻¹, W = [X̃ Z_1] (or Z_1), prior N(m_0, G_0) = N(μ, Λ⁻¹) x N(0, G_1), by
+    dense algebra: with every standard normal 0 the draw is the mean, and the draw is linear in
+    the normals with a Jacobian J such that J J' = Σ."""
+    design, structure, density = build("crossed, correlated slopes on both, noncentred", overrides)
     first = structure.blocks[0]
     (k,) = first.terms
     Z1, levels, cols = dense_z(design)[k]
     name = f"u_{first.group}"
+    pb = density.XX.shape[0]
+    assert density.fixed_effects_integrated == (overrides is None)
     for x in points(density, seed=7, count=2):
         eta, V, sigma = predictor_and_covariance(design, structure, density, with_first_at_zero(density, x))
         _, _, sd, R, _, _ = population(with_first_at_zero(density, x), density.blob)
         C = (sd[:, None] * R)[cols, cols]
         G = np.kron(np.eye(levels), C @ C.T)
-        r = design.rows.y - eta
-        mean = (G @ Z1.T @ np.linalg.solve(V, r)).reshape(levels, first.q)
-        cov = G - G @ Z1.T @ np.linalg.solve(V, Z1 @ G)
-        eps = np.zeros((levels, first.q))
-        drawn = named_variables(density.blob, density.variables, density.full_coordinates(x, eps))[name]
-        np.testing.assert_allclose(drawn, mean, rtol=1e-9, atol=1e-12)
-        K = np.empty((levels, first.q, first.q))
-        for a in range(first.q):
-            eps[:] = 0.0
-            eps[:, a] = 1.0
-            K[:, :, a] = named_variables(density.blob, density.variables, density.full_coordinates(x, eps))[name] - drawn
-        for j in range(levels):
-            block = slice(j * first.q, (j + 1) * first.q)
-            np.testing.assert_allclose(K[j] @ K[j].T, cov[block, block], rtol=1e-8, atol=1e-12)
+        W = np.hstack([design.rows.X @ density.mix, Z1])
+        prior_precision = np.zeros((pb + G.shape[0],) * 2)
+        prior_precision[:pb, :pb] = np.diag(density.precision)
+        prior_precision[pb:, pb:] = np.linalg.inv(G)
+        cov = np.linalg.inv(W.T @ W / sigma**2 + prior_precision)
+        mean = cov @ (W.T @ (design.rows.y - eta) / sigma**2 + np.concatenate([density.shift, np.zeros(G.shape[0])]))
+
+        def drawn(eps_b, eps):
+            x_full = density.full_coordinates(x, eps.reshape(levels, first.q), eps_b)
+            return np.concatenate([x_full[:pb], named_variables(density.blob, density.variables, x_full)[name].ravel()])
+
+        at_zero = drawn(np.zeros(pb), np.zeros(levels * first.q))
+        np.testing.assert_allclose(at_zero, mean, rtol=1e-9, atol=1e-12)
+        unit = np.eye(pb + levels * first.q)
+        J = np.column_stack([drawn(e[:pb], e[pb:]) - at_zero for e in unit])
+        np.testing.assert_allclose(J @ J.T, cov, rtol=1e-8, atol=1e-12)
 
 
 def test_what_collapse_integrates_out():
@@ -136,7 +232,12 @@ def test_what_collapse_integrates_out():
     assert collapse_choice(crossed, structure) == "all" and BayesModel(crossed).collapse == "all"
     model = BayesModel(crossed, collapse="largest")
     assert model.method == "collapsed" and model.collapse == "largest" and model.precompiled
-    assert model.description.startswith("collapsed over a (its random effects integrated out")
+    assert model.description.startswith("collapsed over a and the fixed effects (integrated out and drawn exactly; "
+                                        "the other factors' sampled: ")
+    assert BayesModel(crossed, collapse="largest", parameterization="centred").description.endswith(
+        "sampled: random effects centred by contrasts)")
+    assert BayesModel(crossed, collapse="largest", priors=[bm.prior("b", bm.StudentT(3, 0, 1))]).description.startswith(
+        "collapsed over a (its random effects integrated out")
     assert "noncentred" in model.description or "centred" in model.description
     rng = np.random.default_rng(1)
     n = 4 * DENSE_BLOCK_LIMIT
@@ -160,15 +261,18 @@ def test_a_replacement_response_reuses_the_model_and_repeats_with_the_seed():
 
 
 @pytest.mark.slow  # two posteriors of 4 x 2000 draws
-def test_partially_and_fully_collapsed_posteriors_agree():
-    """On the simulated crossed design (25 x 12 levels, correlated slopes on the first factor):
-    means within 4 combined MCSE and SDs within 10 % for every parameter and random effect."""
+@pytest.mark.parametrize("parameterization", ["noncentred", "centred"])
+def test_partially_and_fully_collapsed_posteriors_agree(parameterization):
+    """On the simulated crossed design (25 x 12 levels, correlated slopes on the first factor;
+    the fixed effects integrated out too, b non-centred or centred by contrasts): means within 4
+    combined MCSE and SDs within 10 % for every parameter and random effect."""
     design = bm.make_design("y ~ x + (x | a) + (1 | b)", simulated("crossed"))
     settings = dict(draws=2000, tune=1000, chains=4, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         everything = BayesModel(design, collapse="all").sample(seed=21, **settings)
-        largest = BayesModel(design, collapse="largest").sample(seed=22, **settings)
+        largest = BayesModel(design, collapse="largest", parameterization=parameterization).sample(seed=22, **settings)
+    assert "and the fixed effects" in largest.method and ("by contrasts" in largest.method) == (parameterization == "centred")
     assert largest.method.startswith("collapsed over a") and everything.method.startswith("collapsed (")
     assert largest.diagnostics()["divergences"] == 0
     assert_posteriors_agree(everything, largest)

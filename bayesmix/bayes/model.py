@@ -156,9 +156,11 @@ class BayesModel:
         if self.method == "collapsed" and several:
             self._structure = structure_of(standard)
             self.collapse = collapse_choice(standard, self._structure) if collapse == "auto" else collapse
+        self._fixed_effects_integrated = False
         if self.collapse == "largest" and several:
             ready = partially_collapsed_density(standard, self._structure, priors, labels, self.layouts,
                                                 coords(design, self.layouts), self.centred)
+            self._fixed_effects_integrated = ready.fixed_effects_integrated
             self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), ready)
         elif self.method == "collapsed" and several:
             check_dense_block(standard, self._structure)
@@ -211,6 +213,9 @@ class BayesModel:
         """How the posterior is sampled, as reported on results."""
         if self.method == "collapsed" and self.collapse == "largest" and self._structure is not None:
             group = self._structure.blocks[0].group
+            if self._fixed_effects_integrated:
+                return (f"collapsed over {group} and the fixed effects (integrated out and drawn exactly; the other "
+                        f"factors' sampled: {describe(self.design, self.centred, (group,), 'centred by contrasts')})")
             return (f"collapsed over {group} (its random effects integrated out and drawn exactly; the other factors' "
                     f"sampled: {describe(self.design, self.centred, skip=(group,))})")
         if self.method == "collapsed":

@@ -212,11 +212,13 @@ def _ancestor_groups(design) -> dict[str, set[str]]:
     return ancestors
 
 
-def describe(design, centred: tuple[bool, ...], skip: tuple[str, ...] = ()) -> str:
+def describe(design, centred: tuple[bool, ...], skip: tuple[str, ...] = (), how: str = "centred") -> str:
     """How the random effects are parameterised, as results report it (those of the grouping
-    factors ``skip`` left out)."""
+    factors ``skip`` left out; ``how`` the centred ones are centred, e.g. "centred by contrasts")."""
     by_group = {term.group: c for term, c in zip(design.terms, centred) if term.group not in skip}
-    if all(by_group.values()) or not any(by_group.values()):
-        return f"{'centred' if all(by_group.values()) and by_group else 'noncentred'} random effects"
-    return ("random effects centred for " + ", ".join(g for g, c in by_group.items() if c)
+    if all(by_group.values()) and by_group:
+        return f"random effects {how}" if " " in how else f"{how} random effects"
+    if not any(by_group.values()):
+        return "noncentred random effects"
+    return (f"random effects {how} for " + ", ".join(g for g, c in by_group.items() if c)
             + ", noncentred for " + ", ".join(g for g, c in by_group.items() if not c))
