@@ -206,11 +206,13 @@ SAMPLERS = {"collapsed": ("collapsed", "all"), "collapsed-largest": ("collapsed"
 """--sample's choices: (method, collapse)."""
 
 
-def sample(formula: str, data: pd.DataFrame, sampler: str, draws: int, tune: int, seed: int) -> dict:
+def sample(formula: str, data: pd.DataFrame, sampler: str, draws: int, tune: int, seed: int,
+           parameterization: str = "auto") -> dict:
     load_before = os.getloadavg()[0]
     start, cpu = time.perf_counter(), cpu_seconds()
     method, collapse = SAMPLERS[sampler]
-    model = BayesModel(bm.make_design(formula, data), method=method, collapse=collapse)
+    model = BayesModel(bm.make_design(formula, data), method=method, collapse=collapse,
+                       parameterization="auto" if sampler == "full" else parameterization)
     if sampler == "collapsed-python":
         density = model._sampler._compiled
         model._sampler._compiled = PythonPathDensity(**{f.name: getattr(density, f.name) for f in fields(density) if f.init})
@@ -245,6 +247,8 @@ def main():
     parser.add_argument("--full-draws", type=int, default=1000)
     parser.add_argument("--full-tune", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--parameterization", default="auto", choices=["auto", "centred", "noncentred"],
+                        help="of the collapsed samplers' sampled effects (the full sampler keeps auto)")
     args = parser.parse_args()
     data = simulate() if args.data is None else pd.read_csv(args.data, dtype=COLUMNS)
     source = "simulated, InstEval's shape" if args.data is None else "lme4's InstEval"
@@ -263,12 +267,13 @@ def main():
     results = {}
     for sampler in args.sample:
         draws, tune = (args.full_draws, args.full_tune) if sampler == "full" else (args.draws, args.tune)
-        results[sampler] = r = sample(formula, frame, sampler, draws, tune, args.seed)
+        results[sampler] = r = sample(formula, frame, sampler, draws, tune, args.seed, args.parameterization)
         print(sampler, r)
         sys.stdout.flush()
     if results:
         print()
-        print(f"`{formula}`, {len(frame)} rows, seed {args.seed}")
+        print(f"`{formula}`, {len(frame)} rows, seed {args.seed}, parameterization {args.parameterization!r} "
+              "(collapsed samplers)")
         print()
         print("| sampler | draws x chains (tuning) | wall s | compile s | sampling s | CPU s | leapfrog steps per draw | "
               "min bulk ESS, population | min bulk ESS, all | ESS (all) per wall s | ESS (all) per CPU s | "

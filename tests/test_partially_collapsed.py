@@ -236,6 +236,12 @@ def test_what_collapse_integrates_out():
                                         "the other factors' sampled: ")
     assert BayesModel(crossed, collapse="largest", parameterization="centred").description.endswith(
         "sampled: random effects centred by contrasts)")
+    # auto: b's median precision ratio, 8.3, is below the full model's threshold (10) and above
+    # the one for centring by contrasts (1), which applies only with the fixed effects integrated out
+    assert BayesModel(crossed).centred == (False, False) and model.centred == (False, True)
+    assert model.description.endswith("sampled: random effects centred by contrasts)")
+    student = BayesModel(crossed, collapse="largest", priors=[bm.prior("b", bm.StudentT(3, 0, 1))])
+    assert student.centred == (False, False) and student.description.endswith("sampled: noncentred random effects)")
     assert BayesModel(crossed, collapse="largest", priors=[bm.prior("b", bm.StudentT(3, 0, 1))]).description.startswith(
         "collapsed over a (its random effects integrated out")
     assert "noncentred" in model.description or "centred" in model.description

@@ -159,8 +159,10 @@ class BayesModel:
         self._fixed_effects_integrated = False
         if self.collapse == "largest" and several:
             ready = partially_collapsed_density(standard, self._structure, priors, labels, self.layouts,
-                                                coords(design, self.layouts), self.centred)
+                                                coords(design, self.layouts), self.centred, parameterization == "auto")
             self._fixed_effects_integrated = ready.fixed_effects_integrated
+            first = self._structure.blocks[0].terms  # integrated: their parameterization is the PyMC model's only
+            self.centred = tuple(self.centred[k] if k in first else c for k, c in enumerate(ready.centred))
             self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), ready)
         elif self.method == "collapsed" and several:
             check_dense_block(standard, self._structure)

@@ -83,15 +83,15 @@ def centring(design, parameterization: str | Mapping[str, str]) -> tuple[bool, .
     return tuple(chosen[term.group] for term in design.terms)
 
 
-def informative(design) -> dict[str, bool]:
+def informative(design, ratio: float = CENTRED_PRECISION_RATIO) -> dict[str, bool]:
     """Per grouping factor, whether ``"auto"`` centres it: whether the median of
-    :func:`precision_ratios` over its levels is at least :data:`CENTRED_PRECISION_RATIO`, or
-    :data:`NESTED_CENTRED_PRECISION_RATIO` for a factor nested in another (none is for data not
-    in memory, which only the collapsed method samples)."""
+    :func:`precision_ratios` over its levels is at least ``ratio`` (:data:`CENTRED_PRECISION_RATIO`
+    by default), or :data:`NESTED_CENTRED_PRECISION_RATIO` for a factor nested in another (none
+    is for data not in memory, which only the collapsed method samples)."""
     if not design.in_memory:
         return {term.group: False for term in design.terms}
     nested = {design.terms[k].group for k, parent in enumerate(hierarchy(design).parent) if parent >= 0}
-    return {group: bool(np.median(r) >= (NESTED_CENTRED_PRECISION_RATIO if group in nested else CENTRED_PRECISION_RATIO))
+    return {group: bool(np.median(r) >= (NESTED_CENTRED_PRECISION_RATIO if group in nested else ratio))
             for group, r in precision_ratios(design).items()}
 
 
