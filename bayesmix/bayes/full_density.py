@@ -126,8 +126,6 @@ def effects_into(z, blob, beta, sd, R, u, a):
         centred, rows_at = levels[t, 3] > 0, int(levels[t, 5])
         if qk == 1:
             pc, j = int(parent_columns[col]), int(shared[col])
-            if centred and j >= 0 and j == icpt:  # the constant columns' means, first into u, column by column
-                _constant_means(level_rows, rows_at, beta, constant, t, u[at:at + n_levels])
             for level in range(n_levels):
                 r = rows_at + level
                 base = at + level
@@ -137,7 +135,7 @@ def effects_into(z, blob, beta, sd, R, u, a):
                     av = u[pbase + pc] + a[pbase + pc]
                 a[base] = av
                 if centred:
-                    mean = 0.0 if j < 0 else (u[base] if j == icpt else beta[j])
+                    mean = 0.0 if j < 0 else (_constant_mean(level_rows, r, beta, constant, t) if j == icpt else beta[j])
                     u[base] = z[base] - mean - av
                 else:
                     u[base] = sd[col] * (0.0 + z[base] * R[col, col])
@@ -165,30 +163,13 @@ def effects_into(z, blob, beta, sd, R, u, a):
                     u[base + i] = sd[col + i] * value
 
 
-@njit(cache=True, error_model="numpy")
-def _constant_means(level_rows, rows_at, beta, constant, t, out):
-    """Per level of term t (its rows in the level-rows section from ``rows_at``), into ``out``,
-    Σ_k X[level's row, k] β_k over the columns k constant within its levels: what joins the
-    mean of a centred term's intercept (:func:`_constant_mean`, summed column by column)."""
-    for level in range(out.shape[0]):
-        out[level] = 0.0
-    for k in range(beta.shape[0]):
-        c = constant[t, k]
-        if c != 0.0:
-            bc = beta[k] * c
-            for level in range(out.shape[0]):
-                out[level] += level_rows[rows_at + level, 1 + k] * bc
-
-
 @njit(inline="always", error_model="numpy")
 def _constant_mean(level_rows, r, beta, constant, t):
     """Σ_k X[r, k] β_k over the columns k constant within term t's levels (r: the level's row
     in the level-rows section): what joins the mean of a centred term's intercept."""
     value = 0.0
     for k in range(beta.shape[0]):
-        c = constant[t, k]
-        if c != 0.0:
-            value += level_rows[r, 1 + k] * (beta[k] * c)
+        value += level_rows[r, 1 + k] * (beta[k] * constant[t, k])
     return value
 
 
@@ -216,19 +197,15 @@ def _centred_level(lp, u, base, qk, col, sd, R, w, v):
 def row_layout(blob):
     """X, Z (every term's columns) and the codes of the rows, and per term its number of
     columns, its first column in Z, where its effects begin, and whether it is a term of one
-    column of ones (``(1 | g)``: no multiplications; 0 or 1). The four per-term arrays are views
-    of one allocation."""
+    column of ones (``(1 | g)``: no multiplications; 1.0 or 0.0): views of the blob, the per-term
+    ones of whole numbers as floats."""
     p, q, nterms, n = int(blob[P]), int(blob[Q]), int(blob[TERMS]), int(blob[ROWS])
     X = matrix(blob, int(blob[OFF_X]), n, p)
     Z = matrix(blob, int(blob[OFF_Z]), n, q)
     codes = matrix(blob, int(blob[OFF_CODES]), n, nterms)
     levels = matrix(blob, int(blob[OFF_LEVELS]), nterms, LEVEL_FIELDS)
     tspec = matrix(blob, int(blob[OFF_TERMS]), nterms, 4)
-    fields = np.empty(4 * nterms, np.int64)
-    qks, cols, starts, unit = fields[:nterms], fields[nterms:2 * nterms], fields[2 * nterms:3 * nterms], fields[3 * nterms:]
-    for t in range(nterms):
-        qks[t], cols[t], starts[t], unit[t] = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 1]), int(levels[t, 2] > 0)
-    return X, Z, codes, qks, cols, starts, unit
+    return X, Z, codes, tspec[:, 0], tspec[:, 3], levels[:, 1], levels[:, 2]
 
 
 @njit(inline="always", error_model="numpy")
@@ -237,9 +214,9 @@ def predictor(r, eta, X, beta, Z, codes, u, qks, cols, starts, unit):
     for j in range(beta.shape[0]):
         eta += X[r, j] * beta[j]
     for t in range(qks.shape[0]):
-        qk, col = qks[t], cols[t]
-        base = starts[t] + int(codes[r, t]) * qk
-        if unit[t]:
+        qk, col = int(qks[t]), int(cols[t])
+        base = int(starts[t]) + int(codes[r, t]) * qk
+        if unit[t] > 0:
             eta += u[base]
         else:
             for i in range(qk):
@@ -253,9 +230,9 @@ def predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d
     for j in range(d_beta.shape[0]):
         d_beta[j] += slope * X[r, j]
     for t in range(qks.shape[0]):
-        qk, col = qks[t], cols[t]
-        base = starts[t] + int(codes[r, t]) * qk
-        if unit[t]:
+        qk, col = int(qks[t]), int(cols[t])
+        base = int(starts[t]) + int(codes[r, t]) * qk
+        if unit[t] > 0:
             d_u[base] += slope
         else:
             for i in range(qk):
@@ -275,8 +252,8 @@ def linear_predictors(eta, offset, X, beta, Z, codes, u, qks, cols, starts, unit
         for r in range(n):
             eta[r] += X[r, j] * b
     for t in range(qks.shape[0]):
-        qk, col, start = qks[t], cols[t], starts[t]
-        if unit[t]:
+        qk, col, start = int(qks[t]), int(cols[t]), int(starts[t])
+        if unit[t] > 0:
             for r in range(n):
                 eta[r] += u[start + int(codes[r, t])]
         else:
@@ -298,8 +275,8 @@ def linear_predictors_backward(slope, X, Z, codes, qks, cols, starts, unit, d_be
             value += slope[r] * X[r, j]
         d_beta[j] = value
     for t in range(qks.shape[0]):
-        qk, col, start = qks[t], cols[t], starts[t]
-        if unit[t]:
+        qk, col, start = int(qks[t]), int(cols[t]), int(starts[t])
+        if unit[t] > 0:
             for r in range(n):
                 d_u[start + int(codes[r, t])] += slope[r]
         else:
