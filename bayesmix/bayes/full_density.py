@@ -32,6 +32,10 @@ Stan's rather than PyMC's, so the two agree as densities of the constrained para
 to a constant. Its gradient is exact (reverse mode by hand: rows -> η -> β and u ->
 z or θ, m, a and C = diag(sd) L -> the population's coordinates and the ancestors' effects).
 
+An evaluation allocates one workspace for every intermediate array and reads the blob through
+views, terms of one column as scalars and the rows column by column (see ``benchmarks/RESULTS.md``,
+"A cheaper evaluation of the full density", for what each saved).
+
 The posterior variables are the PyMC model's (``beta``, ``sigma`` or ``shape``, ``sd_<group>``,
 ``cor_<group>``, ``u_<group>``), so that results do not depend on which sampler ran.
 """
@@ -124,7 +128,7 @@ def effects_into(z, blob, beta, sd, R, u, a):
         t = int(order[o])
         qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
         centred, rows_at = levels[t, 3] > 0, int(levels[t, 5])
-        if qk == 1:
+        if qk == 1:  # one column (the common (1 | g)): the same sums as below, as scalars
             pc, j = int(parent_columns[col]), int(shared[col])
             for level in range(n_levels):
                 r = rows_at + level
@@ -210,7 +214,8 @@ def row_layout(blob):
 
 @njit(inline="always", error_model="numpy")
 def predictor(r, eta, X, beta, Z, codes, u, qks, cols, starts, unit):
-    """Row r's linear predictor: ``eta`` (its offset) + X_r β + Σ_t Z_tr u_t[level]."""
+    """Row r's linear predictor: ``eta`` (its offset) + X_r β + Σ_t Z_tr u_t[level] (row by row;
+    the full density takes all rows at once, :func:`linear_predictors`)."""
     for j in range(beta.shape[0]):
         eta += X[r, j] * beta[j]
     for t in range(qks.shape[0]):
@@ -226,7 +231,8 @@ def predictor(r, eta, X, beta, Z, codes, u, qks, cols, starts, unit):
 
 @njit(inline="always", error_model="numpy")
 def predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u):
-    """Add a derivative ``slope`` in row r's linear predictor to those in β and in the effects u."""
+    """Add a derivative ``slope`` in row r's linear predictor to those in β and in the effects u
+    (row by row; the full density takes all rows at once, :func:`linear_predictors_backward`)."""
     for j in range(d_beta.shape[0]):
         d_beta[j] += slope * X[r, j]
     for t in range(qks.shape[0]):
