@@ -337,8 +337,10 @@ def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean,
         prior = 0.0
         if qk == 1:  # one column: scalars (C = sd R_00), and the sums in registers
             diagonal, pc, j, d_diagonal = sd[col] * R[col, col], int(parent_columns[col]), int(shared[col]), d_C[col, col]
+            held, held_u, held_a = -1, 0.0, 0.0  # the parent's entry of the last levels (a run of one parent level)
             for level in range(n_levels):
                 base = at + level
+                da = d_a[base]
                 if centred:
                     w0 = u[base] / diagonal
                     v0 = w0 / diagonal
@@ -350,17 +352,24 @@ def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean,
                         d_mean[base] = -g
                     elif j >= 0:
                         d_beta[j] -= g
-                    d_a[base] -= g
+                    da -= g
+                    d_a[base] = da
                 else:
                     g = d_u[base]
                     grad[start + base] += g * sd[col] * R[col, col]
                     d_diagonal += g * z[base]
                     lp -= 0.5 * z[base] * z[base]
                     grad[start + base] -= z[base]
-                if pc >= 0:
-                    pbase = int(level_rows[rows_at + level, 0])
-                    d_u[pbase + pc] += d_a[base]
-                    d_a[pbase + pc] += d_a[base]
+                if pc >= 0:  # the same additions to the parent's entries, held in registers over a run
+                    parent_at = int(level_rows[rows_at + level, 0]) + pc
+                    if parent_at != held:
+                        if held >= 0:
+                            d_u[held], d_a[held] = held_u, held_a
+                        held, held_u, held_a = parent_at, d_u[parent_at], d_a[parent_at]
+                    held_u += da
+                    held_a += da
+            if held >= 0:
+                d_u[held], d_a[held] = held_u, held_a
             d_C[col, col] = d_diagonal
         for level in range(n_levels if qk > 1 else 0):
             base = at + level * qk
@@ -397,14 +406,23 @@ def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean,
                 prior -= n_levels * np.log(diagonal)
                 d_C[col + i, col + i] -= n_levels / diagonal
             lp += prior
-        if intercept >= 0:  # the constant columns' part of the intercept's mean, per column k of X
-            for k in range(d_beta.shape[0]):
-                c = constant[t, k]
-                if c != 0.0:
-                    value = d_beta[k]
-                    for level in range(n_levels):
-                        value += d_mean[at + level * qk + intercept] * level_rows[rows_at + level, 1 + k] * c
-                    d_beta[k] = value
+        if intercept >= 0:  # the constant columns' part of the intercept's mean (c = 0 elsewhere)
+            p = d_beta.shape[0]
+            for k in range(0, p - 3, 4):  # four columns of X at a time: four independent sums over the levels
+                c0, c1, c2, c3 = constant[t, k], constant[t, k + 1], constant[t, k + 2], constant[t, k + 3]
+                s0, s1, s2, s3 = d_beta[k], d_beta[k + 1], d_beta[k + 2], d_beta[k + 3]
+                for level in range(n_levels):
+                    g, r = d_mean[at + level * qk + intercept], rows_at + level
+                    s0 += g * level_rows[r, 1 + k] * c0
+                    s1 += g * level_rows[r, 2 + k] * c1
+                    s2 += g * level_rows[r, 3 + k] * c2
+                    s3 += g * level_rows[r, 4 + k] * c3
+                d_beta[k], d_beta[k + 1], d_beta[k + 2], d_beta[k + 3] = s0, s1, s2, s3
+            for k in range(p - p % 4, p):
+                c, value = constant[t, k], d_beta[k]
+                for level in range(n_levels):
+                    value += d_mean[at + level * qk + intercept] * level_rows[rows_at + level, 1 + k] * c
+                d_beta[k] = value
     return lp
 
 
