@@ -466,3 +466,16 @@ def test_dask_input_needs_a_family_with_sufficient_statistics(sleep):
 
     with pytest.raises(DataError, match=r"sufficient statistics, which the Poisson \(log link\) family does not have"):
         dask_design(SLEEP, dd.from_pandas(sleep.assign(Reaction=sleep["Reaction"].round()), npartitions=2), family=Poisson())
+
+
+def test_log1p_from_a_sum_is_log1p_to_within_five_units_in_the_last_place():
+    """The logit row's log(1 + e) from one log and one division (Goldberg's formula) against
+    numpy's log1p, from 0 and subnormal e up to 1, where 1 + e rounds to 1 and where it does not."""
+    from bayesmix.families import log1p_from
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([[0.0, 5e-324, 1e-300, 1.1e-16, 2.3e-16, 0.5, 1.0], 10.0 ** rng.uniform(-20, 0, 20_000),
+                        rng.uniform(0, 1, 20_000)])
+    got = np.array([log1p_from(v, 1.0 + v) for v in x])
+    expected = np.log1p(x)
+    assert np.all(np.abs(got - expected) <= 5 * np.spacing(expected) + 0.0)

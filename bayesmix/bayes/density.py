@@ -39,6 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from numba import carray, types
+from numba.core import cgutils
+from numba.core.typing import signature
+from numba.extending import intrinsic
 
 from ..jit import cfunc, njit
 from ..linalg.collapsed import collapsed_loglik_body, draw_effects
@@ -66,6 +69,31 @@ def copy_into(out, values):
     from an array with its shape-mismatch message, seconds of string formatting on a cold cache."""
     for i in range(values.shape[0]):
         out[i] = values[i]
+
+
+@njit(inline="always", error_model="numpy")
+def matrix(values, start, rows, cols):
+    """``values[start:start + rows * cols]`` (1-D, contiguous) as a rows x cols view, row-major.
+    numba's ``reshape`` calls a C helper, about 20 ns a call: the densities read a dozen
+    matrices from their blob per evaluation of a few microseconds."""
+    return np.lib.stride_tricks.as_strided(values[start:start + rows * cols], shape=(rows, cols),
+                                           strides=(cols * values.itemsize, values.itemsize))
+
+
+@intrinsic
+def unowned(typingctx, array):
+    """``array`` as a view that holds no reference to its memory (as a ``carray`` over a pointer):
+    numba counts no references when it passes such a view or a slice of it around, each count
+    an atomic update and a call, which a kernel of a microsecond notices. The caller keeps
+    ``array`` itself alive by using it after the view's last use."""
+
+    def codegen(context, builder, sig, args):
+        view = context.make_array(sig.args[0])(context, builder, value=args[0])
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return signature(array, array), codegen
 
 
 @njit(cache=True, error_model="numpy")
@@ -152,18 +180,32 @@ def _row_sumsq(L, i, j):
 @njit(cache=True, error_model="numpy")
 def population(x, blob):
     """β, the dispersion, the SDs, the block-diagonal correlation factor, and the log prior with
-    Jacobians (and its gradient) at x.
+    Jacobians (and its gradient) at x: :func:`population_into` into new arrays.
 
     The dispersion (σ here) is NaN, and takes no coordinate, when its prior's code is
     :data:`NO_PRIOR` (a family without one, in the full density)."""
+    p, q = int(blob[P]), int(blob[Q])
+    beta, sd, R, grad = np.empty(p), np.empty(q), np.empty((q, q)), np.empty(x.shape[0])
+    sigma, lp = population_into(x, blob, beta, sd, R, grad)
+    return beta, sigma, sd, R, lp, grad
+
+
+@njit(cache=True, error_model="numpy")
+def population_into(x, blob, beta, sd, R, grad):
+    """Fill β (p), the SDs (q), the block-diagonal correlation factor R (q x q) and the log
+    prior's gradient (``grad``, zero beyond the population's coordinates) at x; return the
+    dispersion (see :func:`population`) and the log prior with Jacobians. Nothing is allocated:
+    the full density passes views of one workspace."""
     p, q, icpt, nterms = int(blob[P]), int(blob[Q]), int(blob[INTERCEPT]), int(blob[TERMS])
     means = blob[int(blob[OFF_MEANS]):int(blob[OFF_MEANS]) + p]
-    bspec = blob[int(blob[OFF_B_PRIOR]):int(blob[OFF_B_PRIOR]) + 4 * p].reshape((p, 4))
-    sspec = blob[int(blob[OFF_SD_PRIOR]):int(blob[OFF_SD_PRIOR]) + 4 * q].reshape((q, 4))
-    tspec = blob[int(blob[OFF_TERMS]):int(blob[OFF_TERMS]) + 4 * nterms].reshape((nterms, 4))
-    grad = np.zeros(x.shape[0])
+    bspec = matrix(blob, int(blob[OFF_B_PRIOR]), p, 4)
+    sspec = matrix(blob, int(blob[OFF_SD_PRIOR]), q, 4)
+    tspec = matrix(blob, int(blob[OFF_TERMS]), nterms, 4)
+    for i in range(grad.shape[0]):
+        grad[i] = 0.0
     lp = 0.0
-    beta = x[:p].copy()
+    for j in range(p):
+        beta[j] = x[j]
     for j in range(p):
         value, slope = prior_log_density(bspec[j], x[j])
         lp += value
@@ -176,8 +218,9 @@ def population(x, blob):
         lp += value
         grad[p] = slope
         pos += 1
-    sd = np.empty(q)
-    R = np.eye(q)  # block-diagonal Cholesky factor of the correlations
+    for i in range(q):  # the block-diagonal Cholesky factor of the correlations: I outside the correlated blocks
+        for j in range(q):
+            R[i, j] = 1.0 if i == j else 0.0
     for t in range(nterms):
         qk, correlated, eta, col = int(tspec[t, 0]), tspec[t, 1] > 0, tspec[t, 2], int(tspec[t, 3])
         for i in range(qk):
@@ -188,15 +231,12 @@ def population(x, blob):
         pos += qk
         if correlated:
             m = qk * (qk - 1) // 2
-            block = np.empty((qk, qk))
+            block = R[col:col + qk, col:col + qk]
             lp += _corr_cholesky(x[pos:pos + m], qk, block)
             for i in range(1, qk):
                 lp += (qk - i - 1 + 2.0 * eta - 2.0) * np.log(block[i, i])
-            for i in range(qk):  # element by element: a slice assignment compiles numba's shape-error message (seconds)
-                for j in range(qk):
-                    R[col + i, col + j] = block[i, j]
             pos += m
-    return beta, sigma, sd, R, lp, grad
+    return sigma, lp
 
 
 @njit(inline="always", error_model="numpy")
@@ -251,19 +291,21 @@ def chain_rule(x, blob, grad, sigma, sd, R, d_beta, d_C, d_sigma):
     if blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR:
         grad[p] += sigma * d_sigma
         pos += 1
-    tspec = blob[int(blob[OFF_TERMS]):int(blob[OFF_TERMS]) + 4 * nterms].reshape((nterms, 4))
+    tspec = matrix(blob, int(blob[OFF_TERMS]), nterms, 4)
     for t in range(nterms):
         qk, correlated, eta, col = int(tspec[t, 0]), tspec[t, 1] > 0, tspec[t, 2], int(tspec[t, 3])
-        dL = np.zeros((qk, qk))
         for i in range(qk):
             d_sd = 0.0
             for j in range(i + 1):
                 d_sd += d_C[col + i, col + j] * R[col + i, col + j]
-                dL[i, j] = d_C[col + i, col + j] * sd[col + i]
             grad[pos + i] += sd[col + i] * d_sd
         pos += qk
         if correlated:
             m = qk * (qk - 1) // 2
+            dL = np.zeros((qk, qk))
+            for i in range(qk):
+                for j in range(i + 1):
+                    dL[i, j] = d_C[col + i, col + j] * sd[col + i]
             dy = np.empty(m)
             _corr_cholesky_backward(x[pos:pos + m], qk, R[col:col + qk, col:col + qk], dL, eta, dy)
             for k in range(m):
@@ -276,7 +318,7 @@ def expand(x, blob, out):
     """Fill out with β, σ, the SDs, the correlations (pairs i < j by term) and C = diag(sd) R."""
     p, q, nterms = int(blob[P]), int(blob[Q]), int(blob[TERMS])
     beta, sigma, sd, R, _, _ = population(x, blob)
-    tspec = blob[int(blob[OFF_TERMS]):int(blob[OFF_TERMS]) + 4 * nterms].reshape((nterms, 4))
+    tspec = matrix(blob, int(blob[OFF_TERMS]), nterms, 4)
     k = 0
     for j in range(p):
         out[k] = beta[j]

@@ -32,6 +32,10 @@ Stan's rather than PyMC's, so the two agree as densities of the constrained para
 to a constant. Its gradient is exact (reverse mode by hand: rows -> η -> β and u ->
 z or θ, m, a and C = diag(sd) L -> the population's coordinates and the ancestors' effects).
 
+An evaluation allocates one workspace for every intermediate array and reads the blob through
+views, terms of one column as scalars and the rows column by column (see ``benchmarks/RESULTS.md``,
+"A cheaper evaluation of the full density", for what each saved).
+
 The posterior variables are the PyMC model's (``beta``, ``sigma`` or ``shape``, ``sd_<group>``,
 ``cor_<group>``, ``u_<group>``), so that results do not depend on which sampler ran.
 """
@@ -51,7 +55,7 @@ from ..families import BINOMIAL_CODE, log_density_row
 from ..data.design import Rows
 from ..data.layout import GroupLayout
 from .density import (
-    INTERCEPT, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, copy_into, natively_supported, population, population_centre, population_sections,
+    INTERCEPT, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, matrix, natively_supported, unowned, population, population_centre, population_into, population_sections,
 )
 from .parameterization import hierarchy
 from .priors import PriorSet
@@ -61,8 +65,8 @@ __all__ = ["FullDensity", "N_EFFECTS", "effect_coordinates", "expanded", "full_d
 # The header after the population's fields: the family and link codes, where the coordinates
 # of the effects begin, how many there are, then the offset of each section.
 (FAMILY, LINK, Z_START, N_EFFECTS, OFF_Y, OFF_WEIGHTS, OFF_OFFSET, OFF_X, OFF_Z, OFF_CODES,
- OFF_LEVELS, OFF_PLAN, OFF_SHARED, OFF_PARENT_COLUMNS, OFF_LEVEL_ROWS, OFF_CONSTANT, PLAN_ROWS,
- HEADER) = range(POPULATION_HEADER, POPULATION_HEADER + 18)
+ OFF_LEVELS, OFF_PLAN, OFF_SHARED, OFF_PARENT_COLUMNS, OFF_LEVEL_ROWS, OFF_CONSTANT, OFF_ORDER, PLAN_ROWS,
+ HEADER) = range(POPULATION_HEADER, POPULATION_HEADER + 19)
 
 # Per term, in the levels section: its number of levels, where its coordinates begin, whether
 # it is a term of one column of ones, whether it is centred, its parent term (or -1), where its
@@ -81,9 +85,9 @@ def _section(blob, offset, size):
 
 
 @njit(cache=True, error_model="numpy")
-def _term_order(levels):
-    """The terms, each after its parent (which has fewer levels)."""
-    return np.argsort(levels[:, 0], kind="mergesort")
+def _term_order(blob):
+    """The terms, each after its parent (which has fewer levels): pack's order, by number of levels."""
+    return _section(blob, OFF_ORDER, int(blob[TERMS]))
 
 
 @njit(cache=True, error_model="numpy")
@@ -93,8 +97,8 @@ def _hierarchy(blob):
     parent level's effects begin, then its row of X), and per term the columns of X constant
     within its levels (terms x p)."""
     q, nterms, p = int(blob[Q]), int(blob[TERMS]), int(blob[P])
-    level_rows = blob[int(blob[OFF_LEVEL_ROWS]):int(blob[OFF_CONSTANT])].reshape((-1, p + 1))
-    constant = _section(blob, OFF_CONSTANT, nterms * p).reshape((nterms, p))
+    level_rows = matrix(blob, int(blob[OFF_LEVEL_ROWS]), (int(blob[OFF_CONSTANT]) - int(blob[OFF_LEVEL_ROWS])) // (p + 1), p + 1)
+    constant = matrix(blob, int(blob[OFF_CONSTANT]), nterms, p)
     return _section(blob, OFF_SHARED, q), _section(blob, OFF_PARENT_COLUMNS, q), level_rows, constant
 
 
@@ -104,100 +108,92 @@ def term_effects(x, blob, beta, sd, R):
     themselves, and a, per level and column the sum of its ancestors' effects: z (non-centred
     terms, u = z (diag(sd) R)' per level) or θ (centred terms, u = θ - m - a per level, m the
     fixed effects of the term's shared columns and, for its intercept, of the columns constant
-    within the level)."""
-    nterms, p = int(blob[TERMS]), int(blob[P])
-    icpt = int(blob[INTERCEPT])
+    within the level). :func:`effects_into` into new arrays."""
     z = x[int(blob[Z_START]):]
-    levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
-    tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
-    shared, parent_columns, level_rows, constant = _hierarchy(blob)
-    u = np.empty(z.shape[0])
-    a = np.zeros(z.shape[0])
-    beta_constant = np.empty(p)
-    for t in _term_order(levels):
-        qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
-        centred, parent, rows_at = levels[t, 3] > 0, int(levels[t, 4]), int(levels[t, 5])
-        for k in range(p):
-            beta_constant[k] = beta[k] * constant[t, k]
-        means = _constant_means(level_rows, rows_at, n_levels, beta_constant) if centred else beta_constant[:0]
-        for level in range(n_levels):
-            base = at + level * qk
-            r = rows_at + level
-            if parent >= 0:  # a: the parent's effects plus its own a, per matched column
-                pbase = int(level_rows[r, 0])
-                for i in range(qk):
-                    pc = int(parent_columns[col + i])
-                    if pc >= 0:
-                        a[base + i] = u[pbase + pc] + a[pbase + pc]
-            for i in range(qk):
-                if centred:  # the mean: β of the identical column of X, for the intercept the constant columns'
-                    j = int(shared[col + i])
-                    mean = 0.0 if j < 0 else (means[level] if j == icpt else beta[j])
-                    u[base + i] = z[base + i] - mean - a[base + i]
-                else:
-                    value = 0.0
-                    for j in range(i + 1):
-                        value += z[base + j] * R[col + i, col + j]
-                    u[base + i] = sd[col + i] * value
+    u, a = np.empty(z.shape[0]), np.empty(z.shape[0])
+    effects_into(z, blob, beta, sd, R, u, a)
     return u, z, a
 
 
 @njit(cache=True, error_model="numpy")
-def _constant_means(level_rows, rows_at, n_levels, beta_constant):
-    """Per level of a term, Σ_k X[level's row, k] β_k over the columns constant within levels
-    (``beta_constant``: β there, else 0): what joins the mean of a centred term's intercept."""
-    out = np.empty(n_levels)
-    for level in range(n_levels):
-        value = 0.0
-        for k in range(beta_constant.shape[0]):
-            value += level_rows[rows_at + level, 1 + k] * beta_constant[k]
-        out[level] = value
-    return out
+def effects_into(z, blob, beta, sd, R, u, a):
+    """Fill u and a (see :func:`term_effects`) from the effects' coordinates z, terms parents
+    first; nothing allocated."""
+    nterms, icpt = int(blob[TERMS]), int(blob[INTERCEPT])
+    levels = matrix(blob, int(blob[OFF_LEVELS]), nterms, LEVEL_FIELDS)
+    tspec = matrix(blob, int(blob[OFF_TERMS]), nterms, 4)
+    shared, parent_columns, level_rows, constant = _hierarchy(blob)
+    order = _term_order(blob)
+    for o in range(nterms):
+        t = int(order[o])
+        qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
+        centred, rows_at = levels[t, 3] > 0, int(levels[t, 5])
+        if qk == 1:  # one column (the common (1 | g)): the same sums as below, as scalars
+            pc, j = int(parent_columns[col]), int(shared[col])
+            for level in range(n_levels):
+                r = rows_at + level
+                base = at + level
+                av = 0.0
+                if pc >= 0:
+                    pbase = int(level_rows[r, 0])
+                    av = u[pbase + pc] + a[pbase + pc]
+                a[base] = av
+                if centred:
+                    mean = 0.0 if j < 0 else (_constant_mean(level_rows, r, beta, constant, t) if j == icpt else beta[j])
+                    u[base] = z[base] - mean - av
+                else:
+                    u[base] = sd[col] * (0.0 + z[base] * R[col, col])
+            continue
+        for level in range(n_levels):
+            base = at + level * qk
+            r = rows_at + level
+            for i in range(qk):  # a: the parent's effects plus its own a, per matched column (-1 without a parent)
+                pc = int(parent_columns[col + i])
+                if pc >= 0:
+                    pbase = int(level_rows[r, 0])
+                    a[base + i] = u[pbase + pc] + a[pbase + pc]
+                else:
+                    a[base + i] = 0.0
+            if centred:  # the mean: β of the identical column of X, for the intercept the constant columns'
+                for i in range(qk):
+                    j = int(shared[col + i])
+                    mean = 0.0 if j < 0 else (_constant_mean(level_rows, r, beta, constant, t) if j == icpt else beta[j])
+                    u[base + i] = z[base + i] - mean - a[base + i]
+            else:
+                for i in range(qk):
+                    value = 0.0
+                    for j in range(i + 1):
+                        value += z[base + j] * R[col + i, col + j]
+                    u[base + i] = sd[col + i] * value
 
 
-@njit(cache=True, error_model="numpy")
-def _constant_means_gradient(level_rows, rows_at, d_means, constant, t, d_beta):
-    """Add the gradient in β of :func:`_constant_means`, given its gradient ``d_means`` per
-    level, to ``d_beta``."""
-    for level in range(d_means.shape[0]):
-        for k in range(d_beta.shape[0]):
-            d_beta[k] += d_means[level] * level_rows[rows_at + level, 1 + k] * constant[t, k]
+@njit(inline="always", error_model="numpy")
+def _constant_mean(level_rows, r, beta, constant, t):
+    """Σ_k X[r, k] β_k over the columns k constant within term t's levels (r: the level's row
+    in the level-rows section): what joins the mean of a centred term's intercept."""
+    value = 0.0
+    for k in range(beta.shape[0]):
+        value += level_rows[r, 1 + k] * (beta[k] * constant[t, k])
+    return value
 
 
-@njit(cache=True, error_model="numpy")
-def _centred_prior(u, d_u, grad, d_C, d_mean, start, at, n_levels, qk, col, sd, R):
-    """A centred term's prior, Σ_levels log N(θ_level | mean, C C') with C = diag(sd) R, up to a
-    constant, returned; its gradient and the likelihood's (``d_u``, in the effects
-    u = θ - mean) added to ``grad`` (θ), ``d_C`` and ``d_mean`` (per level and column).
-
-    With w = C⁻¹ u and v = C⁻ᵀ w the prior is -½|w|² - ℓ Σ_i log C_ii, whose derivatives are
-    -v in u and v_i w_j - [i = j] ℓ / C_ii in C_ij."""
-    w = np.empty(qk)
-    v = np.empty(qk)
-    lp = 0.0
-    for level in range(n_levels):
-        base = at + level * qk
-        for i in range(qk):  # C w = u
-            value = u[base + i]
-            for j in range(i):
-                value -= sd[col + i] * R[col + i, col + j] * w[j]
-            w[i] = value / (sd[col + i] * R[col + i, col + i])
-        for i in range(qk - 1, -1, -1):  # C' v = w
-            value = w[i]
-            for j in range(i + 1, qk):
-                value -= sd[col + j] * R[col + j, col + i] * v[j]
-            v[i] = value / (sd[col + i] * R[col + i, col + i])
-        for i in range(qk):
-            lp -= 0.5 * w[i] * w[i]
-            g = d_u[base + i] - v[i]
-            grad[start + base + i] += g
-            d_mean[base + i] = -g
-            for j in range(i + 1):
-                d_C[col + i, col + j] += v[i] * w[j]
+@njit(inline="always", error_model="numpy")
+def _centred_level(lp, u, base, qk, col, sd, R, w, v):
+    """``lp`` plus a centred level's prior, -½|w|² up to a constant, with w = C⁻¹ u (C = diag(sd) R,
+    in ``w``) and v = C⁻ᵀ w (in ``v``): the prior's derivative is -v in u and v_i w_j in C_ij
+    (with -ℓ / C_ii per term: see :func:`effects_backward_into`)."""
+    for i in range(qk):  # C w = u
+        value = u[base + i]
+        for j in range(i):
+            value -= sd[col + i] * R[col + i, col + j] * w[j]
+        w[i] = value / (sd[col + i] * R[col + i, col + i])
+    for i in range(qk - 1, -1, -1):  # C' v = w
+        value = w[i]
+        for j in range(i + 1, qk):
+            value -= sd[col + j] * R[col + j, col + i] * v[j]
+        v[i] = value / (sd[col + i] * R[col + i, col + i])
     for i in range(qk):
-        diagonal = sd[col + i] * R[col + i, col + i]
-        lp -= n_levels * np.log(diagonal)
-        d_C[col + i, col + i] -= n_levels / diagonal
+        lp -= 0.5 * w[i] * w[i]
     return lp
 
 
@@ -205,29 +201,27 @@ def _centred_prior(u, d_u, grad, d_C, d_mean, start, at, n_levels, qk, col, sd, 
 def row_layout(blob):
     """X, Z (every term's columns) and the codes of the rows, and per term its number of
     columns, its first column in Z, where its effects begin, and whether it is a term of one
-    column of ones (``(1 | g)``: no multiplications)."""
+    column of ones (``(1 | g)``: no multiplications; 1.0 or 0.0): views of the blob, the per-term
+    ones of whole numbers as floats."""
     p, q, nterms, n = int(blob[P]), int(blob[Q]), int(blob[TERMS]), int(blob[ROWS])
-    X = _section(blob, OFF_X, n * p).reshape((n, p))
-    Z = _section(blob, OFF_Z, n * q).reshape((n, q))
-    codes = _section(blob, OFF_CODES, n * nterms).reshape((n, nterms))
-    levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
-    tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
-    qks, cols, starts = np.empty(nterms, np.int64), np.empty(nterms, np.int64), np.empty(nterms, np.int64)
-    unit = np.empty(nterms, np.bool_)
-    for t in range(nterms):
-        qks[t], cols[t], starts[t], unit[t] = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 1]), levels[t, 2] > 0
-    return X, Z, codes, qks, cols, starts, unit
+    X = matrix(blob, int(blob[OFF_X]), n, p)
+    Z = matrix(blob, int(blob[OFF_Z]), n, q)
+    codes = matrix(blob, int(blob[OFF_CODES]), n, nterms)
+    levels = matrix(blob, int(blob[OFF_LEVELS]), nterms, LEVEL_FIELDS)
+    tspec = matrix(blob, int(blob[OFF_TERMS]), nterms, 4)
+    return X, Z, codes, tspec[:, 0], tspec[:, 3], levels[:, 1], levels[:, 2]
 
 
 @njit(inline="always", error_model="numpy")
 def predictor(r, eta, X, beta, Z, codes, u, qks, cols, starts, unit):
-    """Row r's linear predictor: ``eta`` (its offset) + X_r β + Σ_t Z_tr u_t[level]."""
+    """Row r's linear predictor: ``eta`` (its offset) + X_r β + Σ_t Z_tr u_t[level] (row by row;
+    the full density takes all rows at once, :func:`linear_predictors`)."""
     for j in range(beta.shape[0]):
         eta += X[r, j] * beta[j]
     for t in range(qks.shape[0]):
-        qk, col = qks[t], cols[t]
-        base = starts[t] + int(codes[r, t]) * qk
-        if unit[t]:
+        qk, col = int(qks[t]), int(cols[t])
+        base = int(starts[t]) + int(codes[r, t]) * qk
+        if unit[t] > 0:
             eta += u[base]
         else:
             for i in range(qk):
@@ -237,13 +231,14 @@ def predictor(r, eta, X, beta, Z, codes, u, qks, cols, starts, unit):
 
 @njit(inline="always", error_model="numpy")
 def predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u):
-    """Add a derivative ``slope`` in row r's linear predictor to those in β and in the effects u."""
+    """Add a derivative ``slope`` in row r's linear predictor to those in β and in the effects u
+    (row by row; the full density takes all rows at once, :func:`linear_predictors_backward`)."""
     for j in range(d_beta.shape[0]):
         d_beta[j] += slope * X[r, j]
     for t in range(qks.shape[0]):
-        qk, col = qks[t], cols[t]
-        base = starts[t] + int(codes[r, t]) * qk
-        if unit[t]:
+        qk, col = int(qks[t]), int(cols[t])
+        base = int(starts[t]) + int(codes[r, t]) * qk
+        if unit[t] > 0:
             d_u[base] += slope
         else:
             for i in range(qk):
@@ -251,89 +246,232 @@ def predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d
 
 
 @njit(cache=True, error_model="numpy")
-def effects_backward(lp, blob, u, z, d_u, grad, sd, R, d_beta):
-    """``lp`` plus the effects' priors (-½ Σ z² for a non-centred term, :func:`_centred_prior`
-    for a centred one, added in this order), returned with d_C, the gradient in C = diag(sd) R; the likelihood's gradient
-    in the effects (``d_u``) carried to their coordinates (into ``grad``), to C and, through
-    the centred terms' means, to β (into ``d_beta``)."""
-    q, nterms, start = int(blob[Q]), int(blob[TERMS]), int(blob[Z_START])
-    levels = _section(blob, OFF_LEVELS, LEVEL_FIELDS * nterms).reshape((nterms, LEVEL_FIELDS))
-    tspec = _section(blob, OFF_TERMS, 4 * nterms).reshape((nterms, 4))
-    d_C = np.zeros((q, q))
-    d_mean = np.zeros(u.shape[0])  # in a centred level's mean (and so in its a)
-    d_a = np.zeros(u.shape[0])  # in a, from the terms nested in this one
-    shared, parent_columns, level_rows, constant = _hierarchy(blob)
-    icpt = int(blob[INTERCEPT])
-    order = _term_order(levels)
-    for o in range(nterms - 1, -1, -1):
-        t = order[o]
-        qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
-        parent, rows_at = int(levels[t, 4]), int(levels[t, 5])
-        if levels[t, 3] > 0:
-            lp += _centred_prior(u, d_u, grad, d_C, d_mean, start, at, n_levels, qk, col, sd, R)
-            d_means = np.zeros(n_levels)
-            for level in range(n_levels):
-                for i in range(qk):
-                    g = d_mean[at + level * qk + i]
-                    j = int(shared[col + i])
-                    if j == icpt and j >= 0:
-                        d_means[level] += g
-                    elif j >= 0:
-                        d_beta[j] += g
-                    d_a[at + level * qk + i] += g
-            _constant_means_gradient(level_rows, rows_at, d_means, constant, t, d_beta)
+def linear_predictors(eta, offset, X, beta, Z, codes, u, qks, cols, starts, unit):
+    """Every row's linear predictor into ``eta``: :func:`predictor` column by column (each row's
+    sum in the same order: the offset, X_r β, then the terms), in loops without dependences
+    from row to row."""
+    n = eta.shape[0]
+    for r in range(n):
+        eta[r] = offset[r]
+    for j in range(beta.shape[0]):
+        b = beta[j]
+        for r in range(n):
+            eta[r] += X[r, j] * b
+    for t in range(qks.shape[0]):
+        qk, col, start = int(qks[t]), int(cols[t]), int(starts[t])
+        if unit[t] > 0:
+            for r in range(n):
+                eta[r] += u[start + int(codes[r, t])]
         else:
-            for level in range(n_levels):  # u = z (diag(sd) R)' per level, and z's prior -½ z²
-                base = at + level * qk
+            for r in range(n):
+                base = start + int(codes[r, t]) * qk
                 for i in range(qk):
+                    eta[r] += Z[r, col + i] * u[base + i]
+
+
+@njit(cache=True, error_model="numpy")
+def linear_predictors_backward(slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u):
+    """Add the derivatives ``slope`` in every row's linear predictor to those in β and in the
+    effects u: :func:`predictor_backward` column by column (each sum over the rows in the same
+    order), β's in registers."""
+    n = slope.shape[0]
+    for j in range(d_beta.shape[0]):
+        value = d_beta[j]
+        for r in range(n):
+            value += slope[r] * X[r, j]
+        d_beta[j] = value
+    for t in range(qks.shape[0]):
+        qk, col, start = int(qks[t]), int(cols[t]), int(starts[t])
+        if unit[t] > 0:
+            for r in range(n):
+                d_u[start + int(codes[r, t])] += slope[r]
+        else:
+            for r in range(n):
+                base = start + int(codes[r, t]) * qk
+                for i in range(qk):
+                    d_u[base + i] += slope[r] * Z[r, col + i]
+
+
+@njit(cache=True, error_model="numpy")
+def effects_backward(lp, blob, u, z, d_u, grad, sd, R, d_beta):
+    """``lp`` plus the effects' priors, returned with d_C, the gradient in C = diag(sd) R:
+    :func:`effects_backward_into` with new arrays."""
+    q, n = int(blob[Q]), u.shape[0]
+    d_C = np.empty((q, q))
+    work = np.empty(2 * n + 2 * q)
+    lp = effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, work[:n], work[n:2 * n],
+                               work[2 * n:2 * n + q], work[2 * n + q:])
+    return lp, d_C
+
+
+@njit(cache=True, error_model="numpy")
+def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean, d_a, w, v):
+    """``lp`` plus the effects' priors (-½ Σ z² for a non-centred term, Σ_levels log N(θ | m + a,
+    C C') for a centred one, terms children first), returned; d_C, the gradient in
+    C = diag(sd) R, filled; the likelihood's gradient in the effects (``d_u``) carried to their
+    coordinates (into ``grad``), to C and, through the centred terms' means, to β (into
+    ``d_beta``) and to the ancestors' effects. ``d_mean`` (in a centred intercept's mean), ``d_a``
+    (in a, from the terms nested in a term), both as long as u, and ``w`` and ``v`` (q) are
+    scratch; nothing allocated.
+
+    A centred level's prior is -½|w|² - Σ_i log C_ii with w = C⁻¹ u and v = C⁻ᵀ w
+    (:func:`_centred_level`), whose derivatives are -v in u and v_i w_j - [i = j] / C_ii in C_ij."""
+    q, nterms, start, icpt = int(blob[Q]), int(blob[TERMS]), int(blob[Z_START]), int(blob[INTERCEPT])
+    levels = matrix(blob, int(blob[OFF_LEVELS]), nterms, LEVEL_FIELDS)
+    tspec = matrix(blob, int(blob[OFF_TERMS]), nterms, 4)
+    shared, parent_columns, level_rows, constant = _hierarchy(blob)
+    order = _term_order(blob)
+    for i in range(q):
+        for j in range(q):
+            d_C[i, j] = 0.0
+    for i in range(d_a.shape[0]):
+        d_a[i] = 0.0
+    for o in range(nterms - 1, -1, -1):
+        t = int(order[o])
+        qk, col, n_levels, at = int(tspec[t, 0]), int(tspec[t, 3]), int(levels[t, 0]), int(levels[t, 1])
+        centred, rows_at = levels[t, 3] > 0, int(levels[t, 5])
+        intercept = -1  # the column whose mean holds the constant columns' fixed effects
+        for i in range(qk):
+            if centred and icpt >= 0 and int(shared[col + i]) == icpt:
+                intercept = i
+        prior = 0.0
+        if qk == 1:  # one column: scalars (C = sd R_00), and the sums in registers
+            diagonal, pc, j, d_diagonal = sd[col] * R[col, col], int(parent_columns[col]), int(shared[col]), d_C[col, col]
+            held, held_u, held_a = -1, 0.0, 0.0  # the parent's entry of the last levels (a run of one parent level)
+            for level in range(n_levels):
+                base = at + level
+                da = d_a[base]
+                if centred:
+                    w0 = u[base] / diagonal
+                    v0 = w0 / diagonal
+                    prior -= 0.5 * w0 * w0
+                    g = d_u[base] - v0
+                    grad[start + base] += g
+                    d_diagonal += v0 * w0
+                    if intercept == 0:
+                        d_mean[base] = -g
+                    elif j >= 0:
+                        d_beta[j] -= g
+                    da -= g
+                    d_a[base] = da
+                else:
+                    g = d_u[base]
+                    grad[start + base] += g * sd[col] * R[col, col]
+                    d_diagonal += g * z[base]
+                    lp -= 0.5 * z[base] * z[base]
+                    grad[start + base] -= z[base]
+                if pc >= 0:  # the same additions to the parent's entries, held in registers over a run
+                    parent_at = int(level_rows[rows_at + level, 0]) + pc
+                    if parent_at != held:
+                        if held >= 0:
+                            d_u[held], d_a[held] = held_u, held_a
+                        held, held_u, held_a = parent_at, d_u[parent_at], d_a[parent_at]
+                    held_u += da
+                    held_a += da
+            if held >= 0:
+                d_u[held], d_a[held] = held_u, held_a
+            d_C[col, col] = d_diagonal
+        for level in range(n_levels if qk > 1 else 0):
+            base = at + level * qk
+            if centred:
+                prior = _centred_level(prior, u, base, qk, col, sd, R, w, v)
+                for i in range(qk):
+                    g = d_u[base + i] - v[i]
+                    grad[start + base + i] += g
+                    for j in range(i + 1):
+                        d_C[col + i, col + j] += v[i] * w[j]
+                    j = int(shared[col + i])  # the mean's derivative: to β and to a
+                    if i == intercept:
+                        d_mean[base + i] = -g
+                    elif j >= 0:
+                        d_beta[j] -= g
+                    d_a[base + i] -= g
+            else:
+                for i in range(qk):  # u = z (diag(sd) R)' per level, and z's prior -½ z²
                     g = d_u[base + i]
                     for j in range(i + 1):
                         grad[start + base + j] += g * sd[col + i] * R[col + i, col + j]
                         d_C[col + i, col + j] += g * z[base + j]
                     lp -= 0.5 * z[base + i] * z[base + i]
                     grad[start + base + i] -= z[base + i]
-        if parent >= 0:  # a = u + a of the parent's level: the gradient in a to both
-            for level in range(n_levels):
-                base = at + level * qk
-                pbase = int(level_rows[rows_at + level, 0])
-                for i in range(qk):
-                    pc = int(parent_columns[col + i])
-                    if pc >= 0:
-                        d_u[pbase + pc] += d_a[base + i]
-                        d_a[pbase + pc] += d_a[base + i]
-    return lp, d_C
+            for i in range(qk):  # a = u + a of the parent's level (-1 without a parent): the gradient in a to both
+                pc = int(parent_columns[col + i])
+                if pc >= 0:
+                    pbase = int(level_rows[rows_at + level, 0])
+                    d_u[pbase + pc] += d_a[base + i]
+                    d_a[pbase + pc] += d_a[base + i]
+        if centred:
+            for i in range(qk):
+                diagonal = sd[col + i] * R[col + i, col + i]
+                prior -= n_levels * np.log(diagonal)
+                d_C[col + i, col + i] -= n_levels / diagonal
+            lp += prior
+        if intercept >= 0:  # the constant columns' part of the intercept's mean (c = 0 elsewhere)
+            p = d_beta.shape[0]
+            for k in range(0, p - 3, 4):  # four columns of X at a time: four independent sums over the levels
+                c0, c1, c2, c3 = constant[t, k], constant[t, k + 1], constant[t, k + 2], constant[t, k + 3]
+                s0, s1, s2, s3 = d_beta[k], d_beta[k + 1], d_beta[k + 2], d_beta[k + 3]
+                for level in range(n_levels):
+                    g, r = d_mean[at + level * qk + intercept], rows_at + level
+                    s0 += g * level_rows[r, 1 + k] * c0
+                    s1 += g * level_rows[r, 2 + k] * c1
+                    s2 += g * level_rows[r, 3 + k] * c2
+                    s3 += g * level_rows[r, 4 + k] * c3
+                d_beta[k], d_beta[k + 1], d_beta[k + 2], d_beta[k + 3] = s0, s1, s2, s3
+            for k in range(p - p % 4, p):
+                c, value = constant[t, k], d_beta[k]
+                for level in range(n_levels):
+                    value += d_mean[at + level * qk + intercept] * level_rows[rows_at + level, 1 + k] * c
+                d_beta[k] = value
+    return lp
 
 
 @njit(inline="always", error_model="numpy")
 def _log_density(x, blob, out, family, link):
     """The log posterior density at an unconstrained point x (up to a constant), its gradient into
-    ``out``, for the family and link of these codes (constants of the compiled kernel)."""
-    beta, dispersion, sd, R, lp, grad = population(x, blob)
-    has_dispersion = blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR
-    if not (np.isfinite(lp) and np.all(sd > 0.0) and np.all(np.isfinite(sd))):
-        return -np.inf  # outside the support in floating point (far out in the tails)
-    if has_dispersion and not 0.0 < dispersion < np.inf:
+    ``out``, for the family and link of these codes (constants of the compiled kernel). One
+    workspace holds every intermediate array, in views that count no references (it is written
+    to last, which keeps it alive until then)."""
+    p, q, n = int(blob[P]), int(blob[Q]), int(blob[ROWS])
+    m = int(blob[N_EFFECTS])
+    workspace = np.empty(2 * p + 2 * q * q + 3 * q + 5 * m + n + 1)
+    work = unowned(workspace)
+    beta, d_beta, sd, w, v = work[:p], work[p:2 * p], work[2 * p:2 * p + q], work[2 * p + q:2 * p + 2 * q], work[2 * p + 2 * q:2 * p + 3 * q]
+    at = 2 * p + 3 * q
+    R, d_C = matrix(work, at, q, q), matrix(work, at + q * q, q, q)
+    at += 2 * q * q
+    u, a, d_u, d_mean, d_a = work[at:at + m], work[at + m:at + 2 * m], work[at + 2 * m:at + 3 * m], work[at + 3 * m:at + 4 * m], work[at + 4 * m:at + 5 * m]
+    eta = work[at + 5 * m:at + 5 * m + n]
+    dispersion, lp = population_into(x, blob, beta, sd, R, out)
+    if not np.isfinite(lp):
         return -np.inf
-    p, n = int(blob[P]), int(blob[ROWS])
+    for k in range(q):
+        if not 0.0 < sd[k] < np.inf:
+            return -np.inf  # outside the support in floating point (far out in the tails)
+    if blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR and not 0.0 < dispersion < np.inf:
+        return -np.inf
     y = _section(blob, OFF_Y, n)
     weights = _section(blob, OFF_WEIGHTS, n)
     offset = _section(blob, OFF_OFFSET, n)
     X, Z, codes, qks, cols, starts, unit = row_layout(blob)
-    u, z, _ = term_effects(x, blob, beta, sd, R)
-    d_u = np.zeros(u.shape[0])
-    d_beta = np.zeros(p)
+    effects_into(x[int(blob[Z_START]):], blob, beta, sd, R, u, a)
+    for k in range(m):
+        d_u[k] = 0.0
+    for k in range(p):
+        d_beta[k] = 0.0
+    linear_predictors(eta, offset, X, beta, Z, codes, u, qks, cols, starts, unit)
     d_dispersion = 0.0
-    for r in range(n):
-        eta = predictor(r, offset[r], X, beta, Z, codes, u, qks, cols, starts, unit)
-        value, slope, d_disp = log_density_row(family, link, y[r], eta, weights[r], dispersion)
+    for r in range(n):  # the rows' log-likelihoods, and their slopes in η in place of η
+        value, slope, d_disp = log_density_row(family, link, y[r], eta[r], weights[r], dispersion)
         lp += value
         d_dispersion += d_disp
-        predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u)
+        eta[r] = slope
+    linear_predictors_backward(eta, X, Z, codes, qks, cols, starts, unit, d_beta, d_u)
     if not np.isfinite(lp):
         return -np.inf
-    lp, d_C = effects_backward(lp, blob, u, z, d_u, grad, sd, R, d_beta)
-    chain_rule(x, blob, grad, dispersion, sd, R, d_beta, d_C, d_dispersion)
-    copy_into(out, grad)
+    lp = effects_backward_into(lp, blob, u, x[int(blob[Z_START]):], d_u, out, sd, R, d_beta, d_C, d_mean, d_a, w, v)
+    chain_rule(x, blob, out, dispersion, sd, R, d_beta, d_C, d_dispersion)
+    workspace[-1] = 0.0  # its last use: numba frees it after this line, after every view's use
     return lp
 
 
@@ -351,7 +489,7 @@ def expand(x, blob, out):
     if blob[int(blob[OFF_SIGMA_PRIOR])] != NO_PRIOR:
         out[k] = dispersion
         k += 1
-    plan = _section(blob, OFF_PLAN, 3 * int(blob[PLAN_ROWS])).reshape((-1, 3))
+    plan = matrix(blob, int(blob[OFF_PLAN]), int(blob[PLAN_ROWS]), 3)
     for row in range(plan.shape[0]):
         kind, a = plan[row, 0], int(plan[row, 1])
         if kind == PLAN_SD:
@@ -483,6 +621,7 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
         np.ravel(np.asarray(levels, float)), np.ravel(np.asarray(plan, float)), np.asarray(shared, float),
         np.asarray(parent_columns, float), _level_rows(design, rows, found, parent, levels).ravel(),
         found.constant.astype(float).ravel(),
+        np.argsort([term.n_levels for term in design.terms], kind="mergesort").astype(float),
     ]
     offsets = HEADER + np.concatenate([[0], np.cumsum([s.size for s in sections])])
     n_dim = n_population + n_effects
@@ -606,7 +745,7 @@ def full_density(design, priors: PriorSet, labels: list[str], layouts: list[Grou
             return x
         jitter = x.copy()
         levels, tspec = term_levels(blob), _section(blob, OFF_TERMS, 4 * int(blob[TERMS])).reshape((-1, 4))
-        for t in _term_order(levels):  # parents first: a term's mean holds their effects
+        for t in _term_order(blob).astype(int):  # parents first: a term's mean holds their effects
             n_levels, at, _, centred_term = levels[t, :4]
             if centred_term:  # θ = x holds the jitter: θ + jitter - u = mean + a + jitter
                 beta, _, sd, R, _, _ = population(x, blob)
