@@ -39,9 +39,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from numba import carray, types
-from numba.core import cgutils
-from numba.core.typing import signature
-from numba.extending import intrinsic
 
 from ..jit import cfunc, njit
 from ..linalg.collapsed import collapsed_loglik_body, draw_effects
@@ -78,22 +75,6 @@ def matrix(values, start, rows, cols):
     matrices from their blob per evaluation of a few microseconds."""
     return np.lib.stride_tricks.as_strided(values[start:start + rows * cols], shape=(rows, cols),
                                            strides=(cols * values.itemsize, values.itemsize))
-
-
-@intrinsic
-def unowned(typingctx, array):
-    """``array`` as a view that holds no reference to its memory (as a ``carray`` over a pointer):
-    numba counts no references when it passes such a view or a slice of it around, each count
-    an atomic update and a call, which a kernel of a microsecond notices. The caller keeps
-    ``array`` itself alive by using it after the view's last use."""
-
-    def codegen(context, builder, sig, args):
-        view = context.make_array(sig.args[0])(context, builder, value=args[0])
-        view.meminfo = cgutils.get_null_value(view.meminfo.type)
-        view.parent = cgutils.get_null_value(view.parent.type)
-        return view._getvalue()
-
-    return signature(array, array), codegen
 
 
 @njit(cache=True, error_model="numpy")

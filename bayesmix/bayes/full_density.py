@@ -55,7 +55,7 @@ from ..families import BINOMIAL_CODE, log_density_row
 from ..data.design import Rows
 from ..data.layout import GroupLayout
 from .density import (
-    INTERCEPT, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, matrix, natively_supported, unowned, population, population_centre, population_into, population_sections,
+    INTERCEPT, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, matrix, natively_supported, population, population_centre, population_into, population_sections,
 )
 from .parameterization import hierarchy
 from .priors import PriorSet
@@ -298,9 +298,9 @@ def effects_backward(lp, blob, u, z, d_u, grad, sd, R, d_beta):
     :func:`effects_backward_into` with new arrays."""
     q, n = int(blob[Q]), u.shape[0]
     d_C = np.empty((q, q))
-    work = np.empty(2 * n + 2 * q)
-    lp = effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, work[:n], work[n:2 * n],
-                               work[2 * n:2 * n + q], work[2 * n + q:])
+    workspace = np.empty(2 * n + 2 * q)
+    lp = effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, workspace[:n], workspace[n:2 * n],
+                               workspace[2 * n:2 * n + q], workspace[2 * n + q:])
     return lp, d_C
 
 
@@ -430,18 +430,16 @@ def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean,
 def _log_density(x, blob, out, family, link):
     """The log posterior density at an unconstrained point x (up to a constant), its gradient into
     ``out``, for the family and link of these codes (constants of the compiled kernel). One
-    workspace holds every intermediate array, in views that count no references (it is written
-    to last, which keeps it alive until then)."""
+    workspace holds every intermediate array, in views."""
     p, q, n = int(blob[P]), int(blob[Q]), int(blob[ROWS])
     m = int(blob[N_EFFECTS])
     workspace = np.empty(2 * p + 2 * q * q + 3 * q + 5 * m + n + 1)
-    work = unowned(workspace)
-    beta, d_beta, sd, w, v = work[:p], work[p:2 * p], work[2 * p:2 * p + q], work[2 * p + q:2 * p + 2 * q], work[2 * p + 2 * q:2 * p + 3 * q]
+    beta, d_beta, sd, w, v = workspace[:p], workspace[p:2 * p], workspace[2 * p:2 * p + q], workspace[2 * p + q:2 * p + 2 * q], workspace[2 * p + 2 * q:2 * p + 3 * q]
     at = 2 * p + 3 * q
-    R, d_C = matrix(work, at, q, q), matrix(work, at + q * q, q, q)
+    R, d_C = matrix(workspace, at, q, q), matrix(workspace, at + q * q, q, q)
     at += 2 * q * q
-    u, a, d_u, d_mean, d_a = work[at:at + m], work[at + m:at + 2 * m], work[at + 2 * m:at + 3 * m], work[at + 3 * m:at + 4 * m], work[at + 4 * m:at + 5 * m]
-    eta = work[at + 5 * m:at + 5 * m + n]
+    u, a, d_u, d_mean, d_a = workspace[at:at + m], workspace[at + m:at + 2 * m], workspace[at + 2 * m:at + 3 * m], workspace[at + 3 * m:at + 4 * m], workspace[at + 4 * m:at + 5 * m]
+    eta = workspace[at + 5 * m:at + 5 * m + n]
     dispersion, lp = population_into(x, blob, beta, sd, R, out)
     if not np.isfinite(lp):
         return -np.inf
@@ -471,7 +469,6 @@ def _log_density(x, blob, out, family, link):
         return -np.inf
     lp = effects_backward_into(lp, blob, u, x[int(blob[Z_START]):], d_u, out, sd, R, d_beta, d_C, d_mean, d_a, w, v)
     chain_rule(x, blob, out, dispersion, sd, R, d_beta, d_C, d_dispersion)
-    workspace[-1] = 0.0  # its last use: numba frees it after this line, after every view's use
     return lp
 
 
