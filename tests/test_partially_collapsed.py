@@ -251,7 +251,10 @@ def test_what_collapse_integrates_out():
         {"y": rng.normal(size=n), "x": rng.normal(size=n), "a": np.arange(n) % (2 * DENSE_BLOCK_LIMIT),
          "b": np.arange(n) % (DENSE_BLOCK_LIMIT + 1)}))
     assert BayesModel(wide, method="collapsed").collapse == "largest" and BayesModel(wide, method="full").collapse is None
-    assert BayesModel(wide).method == "full"  # method="auto": the full sampler, measured faster for such designs
+    # method="auto": the partially collapsed sampler where it integrates the fixed effects out
+    # (measured faster than the full sampler for such designs), else the full sampler
+    assert BayesModel(wide).method == "collapsed" and BayesModel(wide).collapse == "largest"
+    assert BayesModel(wide, priors=[bm.prior("b", bm.StudentT(3, 0, 1))]).method == "full"
     with pytest.warns(bm.BayesmixWarning, match=r"dense block of 1001 x 1001 .*collapse='largest'.*method='full'"):
         assert BayesModel(wide, collapse="all").collapse == "all"
     with pytest.raises(ArgumentError, match="collapse must be one of auto, all, largest, not 'first'"):

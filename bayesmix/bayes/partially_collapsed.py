@@ -94,15 +94,14 @@ contrasts 3,500, at the same cost."""
 DENSE_BLOCK_LIMIT = 1000
 """``collapse="auto"`` integrates out the first factor only when the dense block of the fully
 collapsed density (one row per effect of the factors after the first) has more rows than
-this (see :func:`collapse_choice`). Measured (benchmarks/RESULTS.md, "The partially collapsed
-sampler"): with m = 100 (20,000 rows, 300 x 100 crossed levels) the fully collapsed sampler
-gave 25x the partially collapsed one's minimum ESS per second (each evaluation 6x dearer, but
-3.2 leapfrog steps per draw against 7 and ESS 6,568 against 78: the sampled effects share a
-direction, their common level, that the integrated factor's effects absorb and a diagonal mass
-matrix does not follow); with m = 1,156 (InstEval) the two gave about the same ESS per CPU
-second (evaluations 48x cheaper, 15 steps per draw against 4.9) and the partially collapsed
-one 4 x 1,000 draws in minutes rather than the better part of an hour. The crossover lies
-near m = 1,000, where the dense block's O(m³) algebra overtakes the sparse passes."""
+this (see :func:`collapse_choice`), where the block's O(m³) algebra in every evaluation
+overtakes the sparse passes. Measured (benchmarks/RESULTS.md, "The partially collapsed
+sampler"), with the fixed effects integrated out too: with m = 100 (20,000 rows, 300 x 100
+crossed levels) both samplers give about the same ESS per CPU second (97 against 94: the fully
+collapsed one 3.2 leapfrog steps per draw, the partially collapsed one 7 at a 6x cheaper
+evaluation); with m = 1,156 (InstEval) the fully collapsed one needs the better part of an hour
+for 4 x 1,000 draws and the partially collapsed one 2.6 minutes, 1.4x the full sampler's ESS
+per second."""
 
 
 def check_dense_block(design, structure: Structure) -> None:
@@ -125,6 +124,12 @@ def check_dense_block(design, structure: Structure) -> None:
                        f"use {alternatives}.")
     warn(BayesmixWarning(f"The fully collapsed density factors a dense block of {m} x {m} in every evaluation (about "
                          f"{m**3 / 1e9:.1f} GFLOP): thousands of evaluations take long. Usually much faster: {alternatives}."))
+
+
+def fixed_effects_integrable(priors: PriorSet) -> bool:
+    """Whether every fixed effect's prior is Normal or flat, so that the partially collapsed
+    sampler integrates them out (:func:`gaussian_fixed_effects_prior` reads the same from the blob)."""
+    return all(dist.name in ("Normal", "Flat") for dist in [priors.intercept, *priors.b.values()] if dist is not None)
 
 
 def collapse_choice(design, structure: Structure) -> str:
