@@ -128,7 +128,7 @@ def check_dense_block(design, structure: Structure) -> None:
 
 def fixed_effects_integrable(priors: PriorSet) -> bool:
     """Whether every fixed effect's prior is Normal or flat, so that the partially collapsed
-    sampler integrates them out (:func:`gaussian_fixed_effects_prior` reads the same from the blob)."""
+    sampler integrates them out (their precisions: :func:`gaussian_fixed_effects_prior`)."""
     return all(dist.name in ("Normal", "Flat") for dist in [priors.intercept, *priors.b.values()] if dist is not None)
 
 
@@ -576,13 +576,12 @@ class PartiallyCollapsedDensity(ChainFunctions):
         return dataclasses.replace(self, blob=blob)
 
 
-def gaussian_fixed_effects_prior(blob: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """θ_b's prior precisions Λ_b and Λ_b μ_b when every fixed effect's prior is Normal or flat
-    (then θ_b can be integrated out exactly), else None."""
+def gaussian_fixed_effects_prior(blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """θ_b's prior precisions Λ_b and Λ_b μ_b, as the blob holds them, for priors that are all
+    Normal or flat (:func:`fixed_effects_integrable`); 0 for a flat one."""
     p = int(blob[P])
     spec = blob[int(blob[OFF_B_PRIOR]):int(blob[OFF_B_PRIOR]) + 4 * p].reshape(p, 4)
-    if not np.isin(spec[:, 0], [FAMILIES["Normal"], FAMILIES["Flat"]]).all():
-        return None
+    assert np.isin(spec[:, 0], [FAMILIES["Normal"], FAMILIES["Flat"]]).all()
     normal = spec[:, 0] == FAMILIES["Normal"]
     precision = np.where(normal, 1.0 / np.where(normal, spec[:, 2], 1.0) ** 2, 0.0)
     return precision, precision * np.where(normal, spec[:, 1], 0.0)
@@ -636,14 +635,13 @@ def partially_collapsed_density(design, structure: Structure, priors: PriorSet, 
     full = full_density(sorted_design, priors, labels, layouts, coords, (False,) * len(centred))
     blob = full.blob
     p = int(blob[P])
-    prior = gaussian_fixed_effects_prior(blob)
     levels = term_levels(blob)
 
     def sampled(choice: tuple[bool, ...]) -> tuple[bool, ...]:
         return tuple(c and k not in block.terms for k, c in enumerate(choice))
 
     def integrable(choice: tuple[bool, ...]) -> bool:
-        return p > 0 and prior is not None and not any(c and found.parent[k] >= 0 for k, c in enumerate(choice))
+        return p > 0 and fixed_effects_integrable(priors) and not any(c and found.parent[k] >= 0 for k, c in enumerate(choice))
 
     if auto:
         chosen = informative(design, CONTRAST_CENTRED_PRECISION_RATIO)
@@ -681,7 +679,7 @@ def partially_collapsed_density(design, structure: Structure, priors: PriorSet, 
 
     A1 = per_level(z1)
     if integrated:
-        precision, shift = prior
+        precision, shift = gaussian_fixed_effects_prior(blob)
         origin = np.zeros(int(blob[N_DIM]))
         beta0 = population(origin, blob)[0]
         mix = np.column_stack([population(np.where(np.arange(origin.size) == k, 1.0, 0.0), blob)[0] - beta0
