@@ -36,13 +36,18 @@ CUSTOM = [bm.prior("b", bm.StudentT(4, 0.5, 2.0)), bm.prior("Intercept", bm.Flat
           bm.prior("cor", bm.LKJ(1.5))]
 
 
+def applicable(overrides, design):
+    """The prior overrides without the correlations' when ``design`` has no correlated term."""
+    if overrides and not any(term.correlated and term.q > 1 for term in design.terms):
+        return [p for p in overrides if p.cls != "cor"]
+    return overrides
+
+
 def build(case: str, overrides=None):
     source, formula = CASES[case]
     design = bm.make_design(formula, DATA[source]())
     labels, layouts = term_labels(design), group_layouts(design)
-    if overrides and not any(term.correlated and term.q > 1 for term in design.terms):
-        overrides = [p for p in overrides if p.cls != "cor"]
-    priors = resolve_priors(design, labels, overrides)
+    priors = resolve_priors(design, labels, applicable(overrides, design))
     structure = structure_of(design)
     cp, shift = shifted_cross_products(design, structure)
     return design, factors_density(design, structure, cp, shift, priors, labels, layouts, coords(design, layouts))

@@ -18,11 +18,12 @@ from bayesmix.bayes import ArgumentError, BayesModel
 from bayesmix.bayes.density import population
 from bayesmix.bayes.full_density import N_DIM, Z_START, log_density, named_variables, term_levels
 from bayesmix.bayes.parameterization import centring, hierarchy
-from bayesmix.bayes.partially_collapsed import DENSE_BLOCK_LIMIT, collapse_choice, partially_collapsed_density
+from bayesmix.bayes.partially_collapsed import (DENSE_BLOCK_LIMIT, collapse_choice, contrast_rotation,
+                                                partially_collapsed_density)
 from bayesmix.bayes.priors import resolve_priors
 from bayesmix.data.layout import coords, group_layouts, structure_of, term_labels
 
-from .test_collapsed_factors import (CUSTOM, assert_a_replacement_response_repeats, assert_posteriors_agree, dense_z,
+from .test_collapsed_factors import (CUSTOM, applicable, assert_a_replacement_response_repeats, assert_posteriors_agree, dense_z,
                                      simulated)
 from .test_reml_lme4 import DATA
 
@@ -45,9 +46,7 @@ def build(case: str, overrides=None):
     source, formula, parameterization = CASES[case]
     design = bm.make_design(formula, DATA[source]())
     labels, layouts = term_labels(design), group_layouts(design)
-    if overrides and not any(term.correlated and term.q > 1 for term in design.terms):
-        overrides = [p for p in overrides if p.cls != "cor"]
-    priors = resolve_priors(design, labels, overrides)
+    priors = resolve_priors(design, labels, applicable(overrides, design))
     structure = structure_of(design)
     density = partially_collapsed_density(design, structure, priors, labels, layouts, coords(design, layouts),
                                           centring(design, parameterization))
@@ -78,10 +77,7 @@ def with_first_at_zero(density, x, design=None):
             continue
         q, col, levels, at, k, offset = next(rotated)
         V = design.rows.X[found.first_rows[t]][:, found.constant[t]]
-        Q = np.eye(levels)
-        for j in range(k):
-            block = density.reflectors[offset + j * (levels + 1):offset + (j + 1) * (levels + 1)]
-            Q = Q @ (np.eye(levels) - block[0] * np.outer(block[1:], block[1:]))
+        Q = householder_product(density.reflectors[offset:], k, levels)
         np.testing.assert_allclose(Q.T @ Q, np.eye(levels), atol=1e-12)
         assert k == np.linalg.matrix_rank(V) and k >= 1  # the intercept at least
         np.testing.assert_allclose(Q[:, :k] @ (Q[:, :k].T @ V), V, atol=1e-10)
@@ -91,6 +87,15 @@ def with_first_at_zero(density, x, design=None):
         np.testing.assert_allclose(x_full[start + at:start + at + levels * q].reshape(levels, q) @ C.T, effects,
                                    rtol=1e-12, atol=1e-12)
     return x_full
+
+
+def householder_product(reflectors, k: int, levels: int) -> np.ndarray:
+    """H_1 ⋯ H_k, H_j = I - τ_j v_j v_j', from the first k reflections (τ_j, v_j) in ``reflectors``."""
+    Q = np.eye(levels)
+    for j in range(k):
+        block = reflectors[j * (levels + 1):(j + 1) * (levels + 1)]
+        Q = Q @ (np.eye(levels) - block[0] * np.outer(block[1:], block[1:]))
+    return Q
 
 
 def contrast_jacobian(density, x_full) -> float:
@@ -322,3 +327,16 @@ def test_each_chain_draws_its_own_noise_and_repeats_it_with_the_seed():
     later = [expand(x3)["u_a"] for expand in chains]
     assert not np.allclose(later[0], later[1])
     np.testing.assert_array_equal(later[0], later[2])
+
+
+def test_contrast_rotation_spans_the_level_constant_columns_and_drops_dependent_ones():
+    """Q = H_1 ⋯ H_k is orthogonal and its first k columns span V's columns, k = rank V (a
+    column that is a multiple of another adds no direction; none, or zeros, give k = 0)."""
+    levels = 6
+    V = np.column_stack([np.ones(levels), np.arange(levels, dtype=float), 2 * np.arange(levels, dtype=float)])
+    k, reflectors = contrast_rotation(V)
+    assert k == 2 and reflectors.size == k * (levels + 1)
+    Q = householder_product(reflectors, k, levels)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(levels), atol=1e-14)
+    np.testing.assert_allclose(Q[:, :k] @ (Q[:, :k].T @ V), V, atol=1e-12)
+    assert contrast_rotation(np.zeros((levels, 1)))[0] == 0 and contrast_rotation(np.ones((levels, 0)))[0] == 0

@@ -599,6 +599,8 @@ def contrast_rotation(V: np.ndarray) -> tuple[int, np.ndarray]:
     _, R, pivots = scipy.linalg.qr(V, mode="economic", pivoting=True)
     diagonal = np.abs(np.diag(R))
     rank = int(np.sum(diagonal > 1e-10 * diagonal[0]))
+    if rank == 0:
+        return 0, np.zeros(0)
     (h, tau), _ = scipy.linalg.qr(V[:, np.sort(pivots[:rank])], mode="raw")
     out = np.zeros((rank, n_levels + 1))
     for j in range(rank):
