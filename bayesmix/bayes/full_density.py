@@ -212,44 +212,10 @@ def row_layout(blob):
     return X, Z, codes, tspec[:, 0], tspec[:, 3], levels[:, 1], levels[:, 2]
 
 
-@njit(inline="always", error_model="numpy")
-def predictor(r, eta, X, beta, Z, codes, u, qks, cols, starts, unit):
-    """Row r's linear predictor: ``eta`` (its offset) + X_r β + Σ_t Z_tr u_t[level] (row by row;
-    the full density takes all rows at once, :func:`linear_predictors`)."""
-    for j in range(beta.shape[0]):
-        eta += X[r, j] * beta[j]
-    for t in range(qks.shape[0]):
-        qk, col = int(qks[t]), int(cols[t])
-        base = int(starts[t]) + int(codes[r, t]) * qk
-        if unit[t] > 0:
-            eta += u[base]
-        else:
-            for i in range(qk):
-                eta += Z[r, col + i] * u[base + i]
-    return eta
-
-
-@njit(inline="always", error_model="numpy")
-def predictor_backward(r, slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u):
-    """Add a derivative ``slope`` in row r's linear predictor to those in β and in the effects u
-    (row by row; the full density takes all rows at once, :func:`linear_predictors_backward`)."""
-    for j in range(d_beta.shape[0]):
-        d_beta[j] += slope * X[r, j]
-    for t in range(qks.shape[0]):
-        qk, col = int(qks[t]), int(cols[t])
-        base = int(starts[t]) + int(codes[r, t]) * qk
-        if unit[t] > 0:
-            d_u[base] += slope
-        else:
-            for i in range(qk):
-                d_u[base + i] += slope * Z[r, col + i]
-
-
 @njit(cache=True, error_model="numpy")
 def linear_predictors(eta, offset, X, beta, Z, codes, u, qks, cols, starts, unit):
-    """Every row's linear predictor into ``eta``: :func:`predictor` column by column (each row's
-    sum in the same order: the offset, X_r β, then the terms), in loops without dependences
-    from row to row."""
+    """Every row's linear predictor into ``eta``: the offset + X_r β + Σ_t Z_tr u_t[level], added
+    column by column in that order, in loops without dependences from row to row."""
     n = eta.shape[0]
     for r in range(n):
         eta[r] = offset[r]
@@ -272,8 +238,7 @@ def linear_predictors(eta, offset, X, beta, Z, codes, u, qks, cols, starts, unit
 @njit(cache=True, error_model="numpy")
 def linear_predictors_backward(slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u):
     """Add the derivatives ``slope`` in every row's linear predictor to those in β and in the
-    effects u: :func:`predictor_backward` column by column (each sum over the rows in the same
-    order), β's in registers."""
+    effects u, column by column (each sum over the rows in row order), β's in registers."""
     n = slope.shape[0]
     for j in range(d_beta.shape[0]):
         value = d_beta[j]

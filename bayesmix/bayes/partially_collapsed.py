@@ -73,8 +73,8 @@ from ..linalg.collapsed import LOG_2PI, conditional_spherical, spherical_workspa
 from ..linalg.kernels import cholesky_into, factor_first_block, first_block_gradient, invert_lower
 from .collapsed_factors import ChainFunctions
 from .density import FAMILIES, OFF_B_PRIOR, P, Q, ROWS, ThetaMap, Variable, chain_rule, population
-from .full_density import (N_DIM, OFF_Y, Z_START, effects_backward, full_density, named_variables, predictor,
-                           predictor_backward, row_layout, term_effects, term_levels)
+from .full_density import (N_DIM, OFF_Y, Z_START, effects_backward, full_density, linear_predictors,
+                           linear_predictors_backward, named_variables, row_layout, term_effects, term_levels)
 from .parameterization import hierarchy, informative
 from .priors import PriorSet
 
@@ -251,15 +251,18 @@ def _residuals(x, blob, kept, rotated, reflectors, first, level_start):
     y = blob[int(blob[OFF_Y]):int(blob[OFF_Y]) + n]
     X, Z, codes, qks, cols, starts, unit = row_layout(blob)
     r = np.empty(n)
+    linear_predictors(r, np.zeros(n), X, beta, Z, codes, u, qks, cols, starts, unit)
     s = np.zeros((n_levels, q1, 1))
     rss = 0.0
+    for i in range(n):
+        r[i] = y[i] - r[i]
+        rss += r[i] * r[i]
     for j in range(n_levels):
-        for i in range(level_start[j], level_start[j + 1]):
-            e = y[i] - predictor(i, 0.0, X, beta, Z, codes, u, qks, cols, starts, unit)
-            r[i] = e
-            rss += e * e
-            for a in range(q1):
-                s[j, a, 0] += Z[i, first[a]] * e
+        for a in range(q1):
+            value = 0.0
+            for i in range(level_start[j], level_start[j + 1]):
+                value += Z[i, first[a]] * r[i]
+            s[j, a, 0] = value
     C1 = np.empty((q1, q1))
     for a in range(q1):
         for b in range(q1):
@@ -389,6 +392,7 @@ def log_density_kernel(x, blob, kept, rotated, reflectors, first, level_start, A
     d_u = np.zeros(u.shape[0])
     d_beta = np.zeros(beta.shape[0])
     wv = np.empty(q1)
+    slope = np.empty(r.shape[0])
     g = np.empty(q1)
     mean = np.empty(q1)
     for j in range(A1.shape[0]):  # E[b_j | rest] = T M_j⁻¹T'(s_j - B_j mode) = T L_j⁻ᵀ W_j v
@@ -413,7 +417,8 @@ def log_density_kernel(x, blob, kept, rotated, reflectors, first, level_start, A
                 e -= X[i, m] * shifted[m]
             for a in range(q1):
                 e -= Z[i, first[a]] * mean[a]
-            predictor_backward(i, e / s2, X, Z, codes, qks, cols, starts, unit, d_beta, d_u)
+            slope[i] = e / s2
+    linear_predictors_backward(slope, X, Z, codes, qks, cols, starts, unit, d_beta, d_u)
     prior, d_C = effects_backward(0.0, blob, u, z, d_u, grad, sd, R, d_beta)
     for a in range(q1):
         for b in range(q1):
