@@ -128,7 +128,7 @@ class BayesModel:
                        and (not several or natively_supported(self.priors)))
         if method == "auto" and collapse == "auto" and collapsible and several and design.in_memory:
             # a large dense block: the partially collapsed sampler with the fixed effects integrated
-            # out (InstEval: 1.4x the full sampler's ESS per second); without, the full sampler
+            # out (InstEval: 1.7x the full sampler's ESS per second); without, the full sampler
             # (InstEval: 1.7x the partially collapsed sampler's, about 4x the fully collapsed one's; docs/bayes.md)
             collapsible = (structure_of(design).dense_block_size <= DENSE_BLOCK_LIMIT
                            or fixed_effects_integrable(self.priors))

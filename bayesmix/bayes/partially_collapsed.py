@@ -100,7 +100,7 @@ sampler"), with the fixed effects integrated out too: with m = 100 (20,000 rows,
 crossed levels) both samplers give about the same ESS per CPU second (97 against 94: the fully
 collapsed one 3.2 leapfrog steps per draw, the partially collapsed one 7 at a 6x cheaper
 evaluation); with m = 1,156 (InstEval) the fully collapsed one needs the better part of an hour
-for 4 x 1,000 draws and the partially collapsed one 2.6 minutes, 1.4x the full sampler's ESS
+for 4 x 1,000 draws and the partially collapsed one about 2 minutes, 1.7x the full sampler's ESS
 per second."""
 
 
