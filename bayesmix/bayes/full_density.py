@@ -178,20 +178,33 @@ def _constant_mean(level_rows, r, beta, constant, t):
 
 
 @njit(inline="always", error_model="numpy")
+def c_solve(sd, R, col, qk, rhs, rhs_at, out, out_at):
+    """One level's C out = rhs (C = diag(sd) R, the term's columns from ``col``: lower
+    triangular), rhs and out from the offsets given."""
+    for i in range(qk):
+        value = rhs[rhs_at + i]
+        for j in range(i):
+            value -= sd[col + i] * R[col + i, col + j] * out[out_at + j]
+        out[out_at + i] = value / (sd[col + i] * R[col + i, col + i])
+
+
+@njit(inline="always", error_model="numpy")
+def c_transpose_solve(sd, R, col, qk, rhs, rhs_at, out, out_at):
+    """One level's C' out = rhs (see :func:`c_solve`)."""
+    for i in range(qk - 1, -1, -1):
+        value = rhs[rhs_at + i]
+        for j in range(i + 1, qk):
+            value -= sd[col + j] * R[col + j, col + i] * out[out_at + j]
+        out[out_at + i] = value / (sd[col + i] * R[col + i, col + i])
+
+
+@njit(inline="always", error_model="numpy")
 def _centred_level(lp, u, base, qk, col, sd, R, w, v):
     """``lp`` plus a centred level's prior, -½|w|² up to a constant, with w = C⁻¹ u (C = diag(sd) R,
     in ``w``) and v = C⁻ᵀ w (in ``v``): the prior's derivative is -v in u and v_i w_j in C_ij
     (with -ℓ / C_ii per term: see :func:`effects_backward_into`)."""
-    for i in range(qk):  # C w = u
-        value = u[base + i]
-        for j in range(i):
-            value -= sd[col + i] * R[col + i, col + j] * w[j]
-        w[i] = value / (sd[col + i] * R[col + i, col + i])
-    for i in range(qk - 1, -1, -1):  # C' v = w
-        value = w[i]
-        for j in range(i + 1, qk):
-            value -= sd[col + j] * R[col + j, col + i] * v[j]
-        v[i] = value / (sd[col + i] * R[col + i, col + i])
+    c_solve(sd, R, col, qk, u, base, w, 0)
+    c_transpose_solve(sd, R, col, qk, w, 0, v, 0)
     for i in range(qk):
         lp -= 0.5 * w[i] * w[i]
     return lp

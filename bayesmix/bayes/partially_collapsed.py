@@ -73,8 +73,9 @@ from ..linalg.collapsed import LOG_2PI, conditional_spherical, spherical_workspa
 from ..linalg.kernels import cholesky_into, factor_first_block, first_block_gradient, invert_lower
 from .collapsed_factors import ChainFunctions
 from .density import FAMILIES, OFF_B_PRIOR, P, Q, ROWS, ThetaMap, Variable, chain_rule, population
-from .full_density import (N_DIM, OFF_Y, Z_START, effects_backward, full_density, linear_predictors,
-                           linear_predictors_backward, named_variables, row_layout, term_effects, term_levels)
+from .full_density import (N_DIM, OFF_Y, Z_START, c_solve, c_transpose_solve, effects_backward, full_density,
+                           linear_predictors, linear_predictors_backward, named_variables, row_layout, term_effects,
+                           term_levels)
 from .parameterization import hierarchy, informative
 from .priors import PriorSet
 
@@ -182,12 +183,7 @@ def _contrast_centred(x_full, blob, rotated, reflectors, sd, R):
         for i in range(qk):
             log_jacobian -= (n_levels - k) * np.log(sd[col + i] * R[col + i, col + i])
         for level in range(k, n_levels):  # C y = w
-            base = at + level * qk
-            for i in range(qk):
-                value = x_full[start + base + i]
-                for j in range(i):
-                    value -= sd[col + i] * R[col + i, col + j] * Y[base + j]
-                Y[base + i] = value / (sd[col + i] * R[col + i, col + i])
+            c_solve(sd, R, col, qk, x_full, start + at + level * qk, Y, at + level * qk)
         _rotate(Y, rotated[t], reflectors, False, x_full[start:])
     return Y, log_jacobian
 
@@ -210,11 +206,7 @@ def _contrast_centred_backward(grad, d_C, blob, rotated, reflectors, Y, sd, R):
             d_C[col + i, col + i] -= (n_levels - k) / (sd[col + i] * R[col + i, col + i])
         for level in range(k, n_levels):
             base = at + level * qk
-            for i in range(qk - 1, -1, -1):  # C' b = a
-                value = g[base + i]
-                for j in range(i + 1, qk):
-                    value -= sd[col + j] * R[col + j, col + i] * b[j]
-                b[i] = value / (sd[col + i] * R[col + i, col + i])
+            c_transpose_solve(sd, R, col, qk, g, base, b, 0)  # C' b = a
             for i in range(qk):
                 grad[start + base + i] = b[i]
                 for j in range(i + 1):
@@ -237,8 +229,8 @@ def coordinates_kernel(x, blob, kept, rotated, reflectors):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _residuals(x, blob, kept, rotated, reflectors, first, level_start):
     """The full model's coordinates (the first factor's at 0; the terms in ``rotated`` as
-    :func:`_contrast_centred` leaves them), the population part at them (its log density with
-    the effects, and the residuals r = y - Xβ - Σ_{k≥2} Z_k b_k
+    :func:`_contrast_centred` leaves them), the population part at them, the effects, and the
+    residuals r = y - Xβ - Σ_{k≥2} Z_k b_k
     with per level s_j = Z_j'r_j (levels x q₁ x 1) and r'r; C₁, the first factor's Cholesky
     factor; Y and the rotation's log-Jacobian (:func:`_contrast_centred`); whether the point
     is in the support (in floating point)."""
