@@ -30,9 +30,10 @@ the partially collapsed one (``collapse="largest"``: the first factor's effects 
 the others sampled; :mod:`bayesmix.bayes.partially_collapsed`) on both designs, the figures
 behind ``collapse="auto"``'s rule.
 
-``--sample``: 4 chains x ``--draws`` (1000) draws of the fully collapsed sampler (``collapsed``:
+``--sample``: 4 chains x ``--draws`` (1000) draws of the collapsed Gibbs sampler (``gibbs``:
+``method="gibbs"``, what ``"auto"`` chooses for InstEval; ``--tune`` sweeps discarded), of the fully collapsed sampler (``collapsed``:
 ``method="collapsed", collapse="all"``), of the partially collapsed one (``collapsed-largest``:
-``collapse="largest"``, what ``"auto"`` chooses for InstEval), of the fully collapsed sampler with
+``collapse="largest"``), of the fully collapsed sampler with
 the Python path as its density (``collapsed-python``: the sampler as it was) and of the full
 sampler on the same model (``full``: ``method="full"``, its default parameterization), the latter
 with ``--full-draws`` and ``--full-tune`` (it is slow at this
@@ -201,7 +202,7 @@ class PythonPathDensity(FactorsDensity):
         return python_draw(self, np.asarray(x, float), rng)
 
 
-SAMPLERS = {"collapsed": ("collapsed", "all"), "collapsed-largest": ("collapsed", "largest"),
+SAMPLERS = {"gibbs": ("gibbs", "auto"), "collapsed": ("collapsed", "all"), "collapsed-largest": ("collapsed", "largest"),
             "collapsed-python": ("collapsed", "all"), "full": ("full", "auto")}
 """--sample's choices: (method, collapse)."""
 
@@ -222,8 +223,9 @@ def sample(formula: str, data: pd.DataFrame, sampler: str, draws: int, tune: int
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     summary = post.summary()  # the population parameters: fixed effects, SDs, sigma
     d = post.diagnostics()
-    steps = post.idata["sample_stats"]["n_steps"].values
-    return {"sampler": sampler, "method": post.method, "steps_per_draw": float(steps.mean()), "draws": draws, "tune": tune, "wall": wall, "cpu": cpu,
+    stats = post.idata["sample_stats"]
+    steps = float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")  # none for Gibbs sweeps
+    return {"sampler": sampler, "method": post.method, "steps_per_draw": steps, "draws": draws, "tune": tune, "wall": wall, "cpu": cpu,
             "sampling": post.sampling_seconds, "compile": post.compile_seconds,
             "ess_population": float(summary["ess_bulk"].min()), "ess_all": d["min_ess_bulk"],
             "rhat_population": float(summary["r_hat"].max()), "rhat": d["max_rhat"], "divergences": d["divergences"],
@@ -241,7 +243,7 @@ def main():
     parser.add_argument("--design", choices=["insteval", "crossed"], default="insteval",
                         help="what --sample samples: the InstEval model, or the 300 x 100 crossed design")
     parser.add_argument("--sample", nargs="*", choices=list(SAMPLERS), default=[],
-                        help="collapsed (compiled), collapsed-python (the path it replaced), full")
+                        help="gibbs, collapsed (compiled), collapsed-largest, collapsed-python (the path it replaced), full")
     parser.add_argument("--draws", type=int, default=1000, help="per chain, collapsed")
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--full-draws", type=int, default=1000)

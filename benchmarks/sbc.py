@@ -163,6 +163,21 @@ def gaussian_crossed_simulate(rng, data):
     return truth, y
 
 
+# ----- gaussian-nested: y ~ x + (1 | a) + (1 | a:b) (b's levels nested in a's: the cells of the crossed design) ----
+
+
+def gaussian_nested_simulate(rng, data):
+    x, a, b = (data[c].to_numpy() for c in ("x", "a", "b"))
+    centred_intercept, slope = rng.normal(0, 1, 2)
+    sd = np.abs(rng.normal(0, 1, 2))
+    sigma = abs(rng.normal(0, 1))
+    u_a, u_ab = rng.normal(0, sd[0], A_LEVELS), rng.normal(0, sd[1], (A_LEVELS, B_LEVELS))
+    truth = {"beta[Intercept]": intercept_of(data, centred_intercept, slope), "beta[x]": slope,
+             "sd_a[Intercept]": sd[0], "sd_a_b[Intercept]": sd[1], "sigma": sigma}
+    y = truth["beta[Intercept]"] + slope * x + u_a[a] + u_ab[a, b] + rng.normal(0, sigma, len(x))
+    return truth, y
+
+
 # ----- poisson-counts: y ~ x + (1 | g), counts of about 20 (the Laplace approximation is good) -------
 COUNTS = {"groups": 15, "per_group": 6, "Intercept": (3.0, 0.3), "b": (0.0, 0.3), "sd": 0.5}
 
@@ -193,6 +208,12 @@ CASES = {
         [bm.prior("Intercept", bm.Normal(0, 1)), bm.prior("b", bm.Normal(0, 1)), bm.prior("sd", bm.HalfNormal(1)),
          bm.prior("sigma", bm.HalfNormal(1))],
         poisson_covariates, gaussian_crossed_simulate,
+    ),
+    "gaussian-nested": Case(
+        "y ~ x + (1 | a) + (1 | a:b)", "gaussian",
+        [bm.prior("Intercept", bm.Normal(0, 1)), bm.prior("b", bm.Normal(0, 1)), bm.prior("sd", bm.HalfNormal(1)),
+         bm.prior("sigma", bm.HalfNormal(1))],
+        poisson_covariates, gaussian_nested_simulate,
     ),
     "binomial-slope": Case(
         "cbind(s, n - s) ~ x + (x | g)", "binomial",
@@ -268,7 +289,8 @@ def main():
             warnings.simplefilter("ignore")
             post = model.sample(y=y, draws=args.draws, tune=args.tune, chains=chains, seed=r, progressbar=False,
                                 target_accept=args.target_accept)
-        n_divergent = int(post.idata["sample_stats"]["diverging"].sum())
+        stats = post.idata["sample_stats"]
+        n_divergent = int(stats["diverging"].sum()) if "diverging" in stats else 0  # method="gibbs": none
         divergences += n_divergent
         divergent_replications += n_divergent > 0
         draws = parameter_draws(post.posterior)

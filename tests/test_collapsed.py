@@ -139,9 +139,10 @@ def test_method_choice(music):
     assert BayesModel(single).method == "collapsed"
     assert BayesModel(single, method="full").method == "full"
     crossed = bm.make_design("na ~ perform_type + (1 | id) + (1 | audience)", music)
-    assert BayesModel(crossed).method == "collapsed"  # several factors: bayesmix.bayes.collapsed_factors
+    assert BayesModel(crossed).method == "gibbs"  # several factors, scalar effects: bayesmix.bayes.gibbs
+    assert BayesModel(crossed, method="collapsed").method == "collapsed"  # bayesmix.bayes.collapsed_factors
     with pytest.raises(ArgumentError, match="method must be one of"):
-        BayesModel(single, method="gibbs")  # (laplace is a method since issue 14)
+        BayesModel(single, method="metropolis")
 
 
 @pytest.mark.slow  # reads six posteriors of 4 x 2000 draws

@@ -252,13 +252,16 @@ def test_what_collapse_integrates_out():
     assert "noncentred" in model.description or "centred" in model.description
     rng = np.random.default_rng(1)
     n = 4 * DENSE_BLOCK_LIMIT
-    wide = bm.make_design("y ~ x + (1 | a) + (1 | b)", pd.DataFrame(
-        {"y": rng.normal(size=n), "x": rng.normal(size=n), "a": np.arange(n) % (2 * DENSE_BLOCK_LIMIT),
-         "b": np.arange(n) % (DENSE_BLOCK_LIMIT + 1)}))
+    frame = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "a": np.arange(n) % (2 * DENSE_BLOCK_LIMIT),
+                          "b": np.arange(n) % (DENSE_BLOCK_LIMIT + 1)})
+    wide = bm.make_design("y ~ x + (1 | a) + (1 | b)", frame)
     assert BayesModel(wide, method="collapsed").collapse == "largest" and BayesModel(wide, method="full").collapse is None
-    # method="auto": the partially collapsed sampler where it integrates the fixed effects out
-    # (measured faster than the full sampler for such designs), else the full sampler
-    assert BayesModel(wide).method == "collapsed" and BayesModel(wide).collapse == "largest"
+    # method="auto": the collapsed Gibbs sampler for scalar effects; with correlated slopes the
+    # partially collapsed sampler where it integrates the fixed effects out (measured faster than
+    # the full sampler for such designs), else the full sampler
+    assert BayesModel(wide).method == "gibbs"
+    sloped = BayesModel(bm.make_design("y ~ x + (1 | a) + (0 + x | a) + (x | b)", frame))
+    assert sloped.method == "collapsed" and sloped.collapse == "largest"
     assert BayesModel(wide, priors=[bm.prior("b", bm.StudentT(3, 0, 1))]).method == "full"
     with pytest.warns(bm.BayesmixWarning, match=r"dense block of 1001 x 1001 .*collapse='largest'.*method='full'"):
         assert BayesModel(wide, collapse="all").collapse == "all"

@@ -573,15 +573,21 @@ class PartiallyCollapsedDensity(ChainFunctions):
         return dataclasses.replace(self, blob=blob)
 
 
-def gaussian_fixed_effects_prior(blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """θ_b's prior precisions Λ_b and Λ_b μ_b, as the blob holds them, for priors that are all
-    Normal or flat (:func:`fixed_effects_integrable`); 0 for a flat one."""
+def gaussian_fixed_effects_prior(blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For fixed-effect priors that are all Normal or flat (:func:`fixed_effects_integrable`), as
+    the blob holds them: A (p x p, β = A θ_b: the population's map from its coordinates θ_b,
+    :func:`bayesmix.bayes.density.population`), θ_b's prior precisions Λ_b (0 for a flat prior)
+    and Λ_b μ_b. What a sampler that draws or integrates θ_b exactly from a Gaussian needs."""
     p = int(blob[P])
     spec = blob[int(blob[OFF_B_PRIOR]):int(blob[OFF_B_PRIOR]) + 4 * p].reshape(p, 4)
     assert np.isin(spec[:, 0], [FAMILIES["Normal"], FAMILIES["Flat"]]).all()
     normal = spec[:, 0] == FAMILIES["Normal"]
     precision = np.where(normal, 1.0 / np.where(normal, spec[:, 2], 1.0) ** 2, 0.0)
-    return precision, precision * np.where(normal, spec[:, 1], 0.0)
+    origin = np.zeros(int(blob[N_DIM]))
+    beta0 = population(origin, blob)[0]
+    mix = np.column_stack([population(np.where(np.arange(origin.size) == k, 1.0, 0.0), blob)[0] - beta0
+                           for k in range(p)]).reshape(p, p)  # read off the population's map
+    return mix, precision, precision * np.where(normal, spec[:, 1], 0.0)
 
 
 def contrast_rotation(V: np.ndarray) -> tuple[int, np.ndarray]:
@@ -678,11 +684,7 @@ def partially_collapsed_density(design, structure: Structure, priors: PriorSet, 
 
     A1 = per_level(z1)
     if integrated:
-        precision, shift = gaussian_fixed_effects_prior(blob)
-        origin = np.zeros(int(blob[N_DIM]))
-        beta0 = population(origin, blob)[0]
-        mix = np.column_stack([population(np.where(np.arange(origin.size) == k, 1.0, 0.0), blob)[0] - beta0
-                               for k in range(p)])  # β = A θ_b, read off the population's map
+        mix, precision, shift = gaussian_fixed_effects_prior(blob)
         X_tilde = sorted_rows.X @ mix
         B1, XX = per_level(X_tilde), X_tilde.T @ X_tilde
     else:

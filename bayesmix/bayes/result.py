@@ -539,10 +539,11 @@ class BayesResult(FittedModel):
 
     def _diagnostics(self, table: pd.DataFrame) -> dict:
         stats_ = self.idata["sample_stats"]
-        depth_hits = stats_["maxdepth_reached"] if "maxdepth_reached" in stats_ else stats_["reached_max_treedepth"]
+        # NUTS's statistics (none from method="gibbs")
+        depth = next((stats_[v] for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats_), None)
         return {
-            "divergences": int(stats_["diverging"].sum()),
-            "treedepth_hits": int(depth_hits.sum()),
+            "divergences": int(stats_["diverging"].sum()) if "diverging" in stats_ else 0,
+            "treedepth_hits": 0 if depth is None else int(depth.sum()),
             "max_rhat": float(np.max(table["r_hat"].to_numpy())),  # numpy's max and min keep a NaN
             "min_ess_bulk": float(np.min(table["ess_bulk"].to_numpy())),
             "min_ess_tail": float(np.min(table["ess_tail"].to_numpy())),

@@ -176,7 +176,11 @@ class CompiledSampler:
 
         ``data`` replaces the values of the model's ``pm.Data`` (the response ``y``).
         """
-        if settings.sampler == "nutpie":
+        if self._ready and hasattr(self._compiled, "run"):  # a model with a sampler of its own (bayesmix.bayes.gibbs)
+            sampler = self._own_sampler()
+            start = time.perf_counter()
+            tree = sampler(settings, data)
+        elif settings.sampler == "nutpie":
             sampler = self._nutpie_sampler()
             start = time.perf_counter()
             with few_draws_allowed():
@@ -209,6 +213,14 @@ class CompiledSampler:
             self._compiled.compile()
             self.compile_seconds = time.perf_counter() - start
         return self._nutpie
+
+    def _own_sampler(self):
+        """The model's own sampling function, its kernels loaded (or compiled) on first use."""
+        if not self.compile_seconds:
+            start = time.perf_counter()
+            self._compiled.compile()
+            self.compile_seconds = time.perf_counter() - start
+        return lambda settings, data: (self._compiled.with_data(**data) if data else self._compiled).run(settings)
 
     def _nutpie(self, settings: SamplerSettings, data: dict) -> xr.DataTree:
         """nutpie's draws; Ctrl-C raises KeyboardInterrupt (nutpie itself would return the draws so far)."""

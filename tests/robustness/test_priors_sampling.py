@@ -88,7 +88,7 @@ def test_intercept_prior_without_an_intercept(sleep):
         ({"seed": 2**64}, r"seed must be a non-negative integer below 2\*\*64, or None, not 18446744073709551616"),
         ({"sampler": "stan"}, r"sampler must be one of nutpie, pymc, not 'stan'"),
         ({"progressbar": "no"}, r"progressbar must be True or False, not 'no'"),
-        ({"method": "fast"}, r"method must be one of auto, collapsed, full, laplace, not 'fast'"),
+        ({"method": "fast"}, r"method must be one of auto, collapsed, full, gibbs, laplace, not 'fast'"),
         ({"parameterization": "centered"}, r"parameterization must be one of noncentred, centred, auto, or a dict from grouping factor to noncentred or centred, not 'centered'"),
     ],
 )
