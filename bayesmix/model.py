@@ -145,10 +145,10 @@ class Model:
             prior weights or offsets) whose random-effects terms are all on one grouping factor
             (the random effects are integrated out of the likelihood, which NUTS then explores
             without the hierarchical funnel, and drawn exactly afterwards); ``"gibbs"`` for one
-            with several grouping factors (crossed or nested) and scalar random effects
-            (``(1 | g)``, ``(0 + x | g)``), Normal or flat priors on the fixed effects and the rows
-            in memory (the collapsed Gibbs sampler: the fixed effects drawn with each factor's
-            effects integrated out, then those effects, σ and the SDs by slice sampling);
+            with several grouping factors (crossed or nested), Normal or flat priors on the fixed
+            effects and the rows in memory (the collapsed Gibbs sampler: the fixed effects drawn
+            with each term's effects integrated out, then its SDs and correlations, then its
+            effects; σ by slice sampling);
             ``"collapsed"`` for other linear Gaussian models with several factors; ``"full"``
             otherwise (NUTS samples the random effects too; every family). Each can be forced
             where it applies; ``"laplace"`` only when asked (see :class:`~bayesmix.bayes.BayesModel`).

@@ -201,7 +201,10 @@ def test_posterior_variables_are_the_full_models():
 
 def test_method_choice():
     crossed = bm.make_design(CASES["crossed, correlated slopes"][1], DATA["crossed"]())
-    assert BayesModel(crossed).method == "collapsed" and BayesModel(crossed).precompiled
+    assert BayesModel(crossed).method == "gibbs" and BayesModel(crossed).precompiled  # bayesmix.bayes.gibbs
+    collapsed = BayesModel(crossed, method="collapsed")
+    assert collapsed.method == "collapsed" and collapsed.precompiled
+    assert BayesModel(crossed, priors=[bm.prior("b", bm.StudentT(3, 0, 1))]).method == "collapsed"  # not Gibbs's
     assert BayesModel(crossed, method="full").method == "full"
     not_native = [bm.prior("b", bm.HalfNormal(3.0), coef="x")]
     assert BayesModel(crossed, not_native).method == "full"
@@ -212,8 +215,8 @@ def test_method_choice():
 
 
 def test_auto_samples_the_full_model_with_pymc():
-    """The collapsed density for several factors runs on nutpie only: with sampler="pymc",
-    method="auto" samples the full PyMC model instead."""
+    """The collapsed samplers for several factors (Gibbs, the collapsed density) are bayesmix's own
+    or nutpie's: with sampler="pymc", method="auto" samples the full PyMC model instead."""
     crossed = bm.make_design(CASES["crossed, independent slopes"][1], DATA["crossed"]())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -293,7 +296,7 @@ def assert_posteriors_agree(full, collapsed):
 def test_a_replacement_response_reuses_the_model_and_repeats_with_the_seed():
     """sample(y=...) recomputes the cross-products only; the same response and seed give the same draws."""
     design = bm.make_design(CASES["crossed, independent slopes"][1], DATA["crossed"]())
-    assert_a_replacement_response_repeats(BayesModel(design), design)
+    assert_a_replacement_response_repeats(BayesModel(design, method="collapsed"), design)
 
 
 def assert_a_replacement_response_repeats(model, design):

@@ -55,8 +55,8 @@ class BayesModel:
         identity link (:attr:`~bayesmix.families.Family.has_sufficient_statistics`), and no prior
         weights or offsets; with crossed or nested grouping factors, priors of a native form:
         :mod:`bayesmix.bayes.collapsed_factors`); ``"full"``: NUTS samples them, for every family and
-        any number of grouping factors; ``"auto"`` (default): for several grouping factors with
-        scalar random effects where ``"gibbs"`` applies, ``"gibbs"``; otherwise collapsed where it applies, else
+        any number of grouping factors; ``"auto"`` (default): for several grouping factors
+        where ``"gibbs"`` applies, ``"gibbs"``; otherwise collapsed where it applies, else
         full, and full too for several grouping factors whose effects after the first factor's
         number more than :data:`~bayesmix.bayes.partially_collapsed.DENSE_BLOCK_LIMIT` (rows in
         memory) when a fixed effect's prior is neither Normal nor flat (measured faster there;
@@ -64,9 +64,9 @@ class BayesModel:
         marginal posterior and the random effects are drawn from the Gaussian approximation, with
         importance weights against the exact joint (:mod:`bayesmix.bayes.embedded_laplace`;
         only when asked); ``"gibbs"``: the collapsed Gibbs sampler (the fixed effects drawn with
-        each factor's random effects integrated out, then those effects; σ and the SDs by slice
-        sampling: :mod:`bayesmix.bayes.gibbs`) for the Gaussian family with scalar random effects
-        ((1 | g), (0 + x | g)) on any number of crossed or nested factors, Normal or flat priors
+        each term's random effects integrated out, then its SDs and correlations by slice
+        sampling, then its effects: :mod:`bayesmix.bayes.gibbs`) for the Gaussian family on any
+        number of crossed or nested factors, Normal or flat priors
         on the fixed effects, native priors on σ and the SDs, no weights or offsets, rows in
         memory (``tune`` sweeps are discarded, ``target_accept`` does not apply; with
         ``sampler="pymc"``, ``"auto"`` samples the full model instead). The others run on a precompiled log density with nutpie (nothing is compiled
@@ -144,8 +144,8 @@ class BayesModel:
             why = gibbs_applicable(design, self.priors)
             if why is not None:
                 raise ArgumentError(f"method='gibbs' cannot sample this model: {why}.")
-        # several factors, scalar effects: the collapsed Gibbs sampler, 10-20x the ESS per second of
-        # the collapsed NUTS samplers on crossed and nested designs (docs/bayes.md)
+        # several factors: the collapsed Gibbs sampler, 3-20x the ESS per second of the collapsed
+        # NUTS samplers on crossed and nested designs (docs/bayes.md)
         gibbs = method == "gibbs" or (method == "auto" and collapse == "auto" and several
                                       and gibbs_applicable(design, self.priors) is None)
         if gibbs or method == "laplace":
