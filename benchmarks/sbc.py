@@ -6,8 +6,8 @@ the sampler is calibrated the ranks are uniform; a chi-square test over 10 bins 
 checks that, and a Bonferroni correction over a case's parameters bounds the chance of a
 false alarm at the stated level. Run from the repository root:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|gaussian-crossed|binomial-slope|poisson-crossed|poisson-counts \
-        [--replications 200] [--method auto|full|collapsed|...] [--draws 500] [--tune 500]
+    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|gaussian-crossed|gaussian-nested|binomial-slope|poisson-crossed|poisson-counts \
+        [--replications 200] [--method auto|full|collapsed|gibbs|...] [--draws 500] [--tune 500]
 
 ``--method`` is passed to ``BayesModel(..., method=...)`` as it is (the library checks it).
 Every case states its priors and draws its parameters exactly from them:

@@ -4,6 +4,7 @@ NUTS sampler's on crossed and nested designs, and what it refuses."""
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -228,3 +229,25 @@ def test_the_residuals_carried_from_term_to_term_stay_those_of_the_state(case):
     fitted = sum(dense_effects(g, k) @ u[g.starts[k]:g.starts[k + 1]] for k in range(len(design.terms) - 1))
     np.testing.assert_allclose(w, g.y - fitted, rtol=1e-12, atol=1e-12)
     assert (g.pairs.shape[0] > 0) == case.startswith("nested")  # the translation move
+
+
+def test_ctrl_c_stops_every_chain(monkeypatch):
+    """A KeyboardInterrupt while waiting for the chains (here: once they have begun) stops them at
+    their next chunk of sweeps, far short of the draws asked for, and reaches the caller."""
+    from bayesmix.bayes import gibbs
+
+    seen = []
+
+    def interrupted(futures, done, total, progressbar):
+        while sum(done) == 0:
+            time.sleep(0.001)
+        seen.append((done, total))
+        raise KeyboardInterrupt
+
+    design = bm.make_design(*FORMULAS["crossed"][:1], simulated("crossed"))
+    model = BayesModel(design, method="gibbs")
+    monkeypatch.setattr(gibbs, "_follow", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.sample(draws=200_000, tune=10, chains=2, progressbar=False)
+    (done, total), = seen
+    assert 0 < sum(done) <= 20 * gibbs.CHUNK < total  # the pool has joined: every chain has stopped

@@ -60,7 +60,8 @@ class BayesModel:
         full, and full too for several grouping factors whose effects after the first factor's
         number more than :data:`~bayesmix.bayes.partially_collapsed.DENSE_BLOCK_LIMIT` (rows in
         memory) when a fixed effect's prior is neither Normal nor flat (measured faster there;
-        with such priors the partially collapsed sampler cannot integrate the fixed effects out); ``"laplace"``: NUTS samples the population parameters on the Laplace-approximated
+        with such priors the partially collapsed sampler cannot integrate the fixed effects out);
+        ``"laplace"``: NUTS samples the population parameters on the Laplace-approximated
         marginal posterior and the random effects are drawn from the Gaussian approximation, with
         importance weights against the exact joint (:mod:`bayesmix.bayes.embedded_laplace`;
         only when asked); ``"gibbs"``: the collapsed Gibbs sampler (the fixed effects drawn with
@@ -69,9 +70,9 @@ class BayesModel:
         number of crossed or nested factors, Normal or flat priors
         on the fixed effects, native priors on σ and the SDs, no weights or offsets, rows in
         memory (``tune`` sweeps are discarded, ``target_accept`` does not apply; with
-        ``sampler="pymc"``, ``"auto"`` samples the full model instead). The others run on a precompiled log density with nutpie (nothing is compiled
-        per model) when every prior has a native form; ``sampler="pymc"`` samples the PyMC model
-        instead (not for ``"laplace"``).
+        ``sampler="pymc"``, ``"auto"`` samples the full model instead). The others run on a
+        precompiled log density with nutpie (nothing is compiled per model) when every prior has
+        a native form; ``sampler="pymc"`` samples the PyMC model instead (not for ``"laplace"``).
     parameterization
         For the full model, per grouping factor: ``"auto"`` (default) centres the factors whose
         levels the data determine well and leaves the others non-centred
@@ -134,20 +135,19 @@ class BayesModel:
             )
         collapsible = (design.family.has_sufficient_statistics and not weighted
                        and (not several or natively_supported(self.priors)))
-        if method == "auto" and collapse == "auto" and collapsible and several and design.in_memory:
-            # a large dense block: the partially collapsed sampler with the fixed effects integrated
-            # out (InstEval: 1.7x the full sampler's ESS per second); without, the full sampler
-            # (InstEval: 1.7x the partially collapsed sampler's, about 4x the fully collapsed one's; docs/bayes.md)
-            collapsible = (structure_of(design).dense_block_size <= DENSE_BLOCK_LIMIT
-                           or fixed_effects_integrable(self.priors))
         if method == "gibbs":
             why = gibbs_applicable(design, self.priors)
             if why is not None:
                 raise ArgumentError(f"method='gibbs' cannot sample this model: {why}.")
-        # several factors: the collapsed Gibbs sampler, 3-20x the ESS per second of the collapsed
-        # NUTS samplers on crossed and nested designs (docs/bayes.md)
+        # several factors: the collapsed Gibbs sampler, 7-47x the ESS per second of the NUTS
+        # samplers on crossed and nested designs (docs/bayes.md)
         gibbs = method == "gibbs" or (method == "auto" and collapse == "auto" and several
                                       and gibbs_applicable(design, self.priors) is None)
+        if not gibbs and method == "auto" and collapse == "auto" and collapsible and several and design.in_memory:
+            # a fixed effect's prior that neither the Gibbs nor the partially collapsed sampler
+            # integrates (Student-t): with a large dense block the full sampler (InstEval: 1.7x the
+            # partially collapsed sampler's ESS per second with β sampled, about 4x the fully collapsed one's)
+            collapsible = structure_of(design).dense_block_size <= DENSE_BLOCK_LIMIT
         if gibbs or method == "laplace":
             self.method = "gibbs" if gibbs else "laplace"
         else:
@@ -248,7 +248,7 @@ class BayesModel:
         if self.method == "laplace":
             return "laplace (random effects integrated out by the Laplace approximation, drawn from it)"
         if self.method == "gibbs":
-            return "gibbs (collapsed Gibbs: the fixed effects drawn with each factor's random effects integrated out)"
+            return "gibbs (collapsed Gibbs: the fixed effects and each term's covariance drawn with its random effects integrated out)"
         return f"full ({describe(self.design, self.centred)})"
 
     def __repr__(self) -> str:
