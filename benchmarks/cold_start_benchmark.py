@@ -16,7 +16,8 @@ import, the model, the sampling call (which compiles) and the whole interpreter.
 notice (``bayesmix.jit.COMPILE_NOTICE``) must appear in the cold run's stderr and not in the warm
 one's. Models: the music study simulated (a Gaussian model on one grouping factor, the collapsed
 sampler), a binomial and a Poisson GLMM on one factor, and a Gaussian model on crossed factors
-(the precompiled full density), all simulated here. The times are wall times and the
+(the collapsed Gibbs sampler since method="auto" chose it; the precompiled full density before),
+all simulated here. The times are wall times and the
 interpreter's CPU time (user + system, all threads): on a machine busy with other work the wall
 times grow, the CPU time much less. ``--before PATH`` times the bayesmix package in PATH too
 (an older commit, e.g. ``git archive COMMIT | tar -x -C PATH``), for a before/after figure.
