@@ -6,7 +6,7 @@ the sampler is calibrated the ranks are uniform; a chi-square test over 10 bins 
 checks that, and a Bonferroni correction over a case's parameters bounds the chance of a
 false alarm at the stated level. Run from the repository root:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|gaussian-crossed|gaussian-nested|binomial-slope|poisson-crossed|poisson-counts \
+    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|gaussian-crossed|gaussian-nested|gaussian-nested-slope|binomial-slope|poisson-crossed|poisson-counts \
         [--replications 200] [--method auto|full|collapsed|gibbs|...] [--draws 500] [--tune 500]
 
 ``--method`` is passed to ``BayesModel(..., method=...)`` as it is (the library checks it).
@@ -178,6 +178,24 @@ def gaussian_nested_simulate(rng, data):
     return truth, y
 
 
+# ----- gaussian-nested-slope: y ~ x + (x | a) + (1 | a:b) (a correlated slope on the outer factor) -----
+
+
+def gaussian_nested_slope_simulate(rng, data):
+    x, a, b = (data[c].to_numpy() for c in ("x", "a", "b"))
+    centred_intercept, slope = rng.normal(0, 1, 2)
+    sd = np.abs(rng.normal(0, 1, 3))
+    rho = 2 * rng.beta(LKJ_ETA, LKJ_ETA) - 1  # LKJ(eta) for a 2 x 2 correlation matrix
+    sigma = abs(rng.normal(0, 1))
+    u = correlated_effects(rng, A_LEVELS, sd[:2], rho)
+    u_ab = rng.normal(0, sd[2], (A_LEVELS, B_LEVELS))
+    truth = {"beta[Intercept]": intercept_of(data, centred_intercept, slope), "beta[x]": slope,
+             "sd_a[Intercept]": sd[0], "sd_a[x]": sd[1], "cor_a[Intercept:x]": rho, "sd_a_b[Intercept]": sd[2],
+             "sigma": sigma}
+    y = truth["beta[Intercept]"] + slope * x + u[a, 0] + u[a, 1] * x + u_ab[a, b] + rng.normal(0, sigma, len(x))
+    return truth, y
+
+
 # ----- poisson-counts: y ~ x + (1 | g), counts of about 20 (the Laplace approximation is good) -------
 COUNTS = {"groups": 15, "per_group": 6, "Intercept": (3.0, 0.3), "b": (0.0, 0.3), "sd": 0.5}
 
@@ -214,6 +232,12 @@ CASES = {
         [bm.prior("Intercept", bm.Normal(0, 1)), bm.prior("b", bm.Normal(0, 1)), bm.prior("sd", bm.HalfNormal(1)),
          bm.prior("sigma", bm.HalfNormal(1))],
         poisson_covariates, gaussian_nested_simulate,
+    ),
+    "gaussian-nested-slope": Case(
+        "y ~ x + (x | a) + (1 | a:b)", "gaussian",
+        [bm.prior("Intercept", bm.Normal(0, 1)), bm.prior("b", bm.Normal(0, 1)), bm.prior("sd", bm.HalfNormal(1)),
+         bm.prior("cor", bm.LKJ(LKJ_ETA)), bm.prior("sigma", bm.HalfNormal(1))],
+        poisson_covariates, gaussian_nested_slope_simulate,
     ),
     "binomial-slope": Case(
         "cbind(s, n - s) ~ x + (x | g)", "binomial",

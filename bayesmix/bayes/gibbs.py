@@ -19,8 +19,9 @@ updates, for each term k in turn,
    priors);
 3. u_k given θ_b and Σ_k, level by level: u_l ~ N(M_l⁻¹m_l, σ²M_l⁻¹);
 
-then a translation move for each one-column term nested in another with the same column
-(:func:`shift_nested`), and, first in each sweep, σ by slice sampling given the residual sum of
+then translation moves along the directions the rows cannot see (:func:`translate`: a nested
+term against the term that nests it, and crossed terms with a common column that no fixed
+effect absorbs), and, first in each sweep, σ by slice sampling given the residual sum of
 squares. Steps 1-3 draw (θ_b, Σ_k, u_k) from a Markov kernel that leaves their joint conditional
 invariant (θ_b and Σ_k from their margin with u_k integrated out, then u_k from its conditional:
 van Dyk and Park 2008's rule for partially collapsed samplers), so the chain has the posterior as
@@ -294,43 +295,50 @@ def draw_term_effects(u, k, m, sigma2, Sinv, A, a_at, qs, starts, eps_u):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def shift_nested(x, u, w, blob, Z, codes, starts, cols, qs, pairs, parent_level, rng):
-    """Step 4 of the sweep: for each term of one column nested in another that has the same column
-    (``pairs``: child term, parent term, the column's index c in the parent), per level of the
-    parent, that column of its effects moved by δ and its children's effects by -δ, with δ drawn
-    from its conditional. The rows see only their sum, so δ's conditional is the priors' along that
-    line: N(((Σ_c u_c)/τ_c² - (Σ_P⁻¹u_P)_c)/π, 1/π), π = (Σ_P⁻¹)_cc + n_c/τ_c² (a translation
-    move: Liu and Sabatti 2000, "Generalised Gibbs sampler and multigrid Monte Carlo", JASA 95).
-    It is the direction along which Gibbs steps on the two terms crawl. ``w`` follows when the
-    last term is one of the two (see :func:`sweeps`); ``parent_level`` gives each child effect's
-    parent level."""
+def translate(x, u, w, blob, Z, codes, starts, cols, qs, pairs, block_of, rng):
+    """Step 4 of the sweep: translation moves (Liu and Sabatti 2000, "Generalised Gibbs sampler and
+    multigrid Monte Carlo", JASA 95) along the directions the rows cannot see. For each pair of
+    terms A and B with an identical column (``pairs``: A, its column a, B, its column b, the number
+    of blocks, where the pair's block map begins in ``block_of``: A's levels' blocks, then B's), per
+    block j, column a of A's effects in the block moves by δ_j and column b of B's by -δ_j: the
+    rows see only their sum. δ_j's conditional is the priors' along that line,
+    N((Σ_B (Σ_B⁻¹u_m)_b - Σ_A (Σ_A⁻¹u_l)_a)/π_j, 1/π_j), π_j = n_A (Σ_A⁻¹)_aa + n_B (Σ_B⁻¹)_bb.
+    A term nested in another: a block per level of the outer term (its effect and its children's:
+    the direction along which Gibbs steps on the two crawl); crossed terms without a fixed effect
+    for their column: one block (their common level, which no fixed effect absorbs). ``w`` follows
+    when the last term is one of the two (see :func:`sweeps`)."""
     last = codes.shape[1] - 1
     _, _, sd, R, _, _ = population(x, blob)
     for pr in range(pairs.shape[0]):
-        child, parent, c = pairs[pr, 0], pairs[pr, 1], pairs[pr, 2]
-        q = qs[parent]
-        Sinv = np.empty((q, q))
-        _precision_of_effects(sd, R, cols[parent], q, Sinv)
-        tau2_child = sd[cols[child]] ** 2
-        n_parent = (starts[parent + 1] - starts[parent]) // q
-        total, count, delta = np.zeros(n_parent), np.zeros(n_parent), np.empty(n_parent)
-        for level in range(starts[child], starts[child + 1]):
-            total[parent_level[level]] += u[level]
-            count[parent_level[level]] += 1.0
-        for j in range(n_parent):
-            base = starts[parent] + j * q
-            pulled = 0.0
-            for i in range(q):
-                pulled += Sinv[c, i] * u[base + i]
-            pi = Sinv[c, c] + count[j] / tau2_child
-            delta[j] = (total[j] / tau2_child - pulled) / pi + rng.standard_normal() / np.sqrt(pi)
-            u[base + c] += delta[j]
-        for level in range(starts[child], starts[child + 1]):
-            u[level] -= delta[parent_level[level]]
-        if child == last or parent == last:  # w holds the other one's effects
-            sign = -1.0 if child == last else 1.0
+        A, a, B, b, n_blocks, at = pairs[pr, 0], pairs[pr, 1], pairs[pr, 2], pairs[pr, 3], pairs[pr, 4], pairs[pr, 5]
+        qa, qb = qs[A], qs[B]
+        levels_a, levels_b = (starts[A + 1] - starts[A]) // qa, (starts[B + 1] - starts[B]) // qb
+        Sa, Sb = np.empty((qa, qa)), np.empty((qb, qb))
+        _precision_of_effects(sd, R, cols[A], qa, Sa)
+        _precision_of_effects(sd, R, cols[B], qb, Sb)
+        pi, pull, delta = np.zeros(n_blocks), np.zeros(n_blocks), np.empty(n_blocks)
+        for level in range(levels_a):
+            j, base = block_of[at + level], starts[A] + level * qa
+            pi[j] += Sa[a, a]
+            for i in range(qa):
+                pull[j] -= Sa[a, i] * u[base + i]
+        for level in range(levels_b):
+            j, base = block_of[at + levels_a + level], starts[B] + level * qb
+            pi[j] += Sb[b, b]
+            for i in range(qb):
+                pull[j] += Sb[b, i] * u[base + i]
+        for j in range(n_blocks):
+            delta[j] = pull[j] / pi[j] + rng.standard_normal() / np.sqrt(pi[j])
+        for level in range(levels_a):
+            u[starts[A] + level * qa + a] += delta[block_of[at + level]]
+        for level in range(levels_b):
+            u[starts[B] + level * qb + b] -= delta[block_of[at + levels_a + level]]
+        if A == last:  # w holds B's effects
             for r in range(w.shape[0]):
-                w[r] += sign * Z[r, cols[child]] * delta[codes[r, parent]]
+                w[r] += Z[r, cols[B] + b] * delta[block_of[at + levels_a + codes[r, B]]]
+        elif B == last:  # w holds A's effects
+            for r in range(w.shape[0]):
+                w[r] -= Z[r, cols[A] + a] * delta[block_of[at + codes[r, A]]]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -346,7 +354,7 @@ def _effects_in_row(Z, codes, u, starts, cols, qs, r, k):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sweeps(x, u, w, blob, X, Z, codes, starts, cols, qs, A, a_at, G, g_at, XX, precision, shift, hyper_at, n_hyper,
-           sigma_at, groups, group_at, group_a, group_n, pairs, parent_level, count, keep_from, rng, out_x, out_u):
+           sigma_at, groups, group_at, group_a, group_n, pairs, block_of, count, keep_from, rng, out_x, out_u):
     """``count`` sweeps of one chain from the state (x: the population's coordinates, u: the
     effects, w: the rows' residuals without the last term's effects and without X̃θ_b), updated in
     place; the states after sweeps ``keep_from``, ... are stored in out_x and out_u. Per term k:
@@ -354,8 +362,7 @@ def sweeps(x, u, w, blob, X, Z, codes, starts, cols, qs, A, a_at, G, g_at, XX, p
     ``a_at[k]`` and X̃_l'Z_l in ``G`` from ``g_at[k]``, its SDs and correlations at
     x[hyper_at[k]:hyper_at[k] + n_hyper[k]]; ``groups`` (per effect of a one-column term),
     ``group_at`` (per term), ``group_a`` and ``group_n``: such a term's levels grouped by a_l
-    (:func:`term_marginal`); ``pairs`` and ``parent_level``: the nested terms
-    (:func:`shift_nested`). Returns the number of sweeps done (fewer if a conditional precision
+    (:func:`term_marginal`); ``pairs`` and ``block_of``: the translation moves (:func:`translate`). Returns the number of sweeps done (fewer if a conditional precision
     was not positive definite)."""
     n, p, K = X.shape[0], X.shape[1], codes.shape[1]
     Qmax = 1
@@ -425,7 +432,7 @@ def sweeps(x, u, w, blob, X, Z, codes, starts, cols, qs, A, a_at, G, g_at, XX, p
                 eps_u[e] = rng.standard_normal()
             if not draw_term_effects(u, k, m, sigma2, Sinv[:q, :q], A, a_at, qs, starts, eps_u):
                 return sweep
-        shift_nested(x, u, w, blob, Z, codes, starts, cols, qs, pairs, parent_level, rng)
+        translate(x, u, w, blob, Z, codes, starts, cols, qs, pairs, block_of, rng)
         if sweep >= keep_from:
             out_x[sweep - keep_from, :] = x
             out_u[sweep - keep_from, :] = u
@@ -476,9 +483,9 @@ class GibbsSampler:
         population's coordinates.
     groups, group_at, group_a, group_n
         The levels of each one-column term grouped by a_l = z_l'z_l (:func:`term_marginal`).
-    pairs, parent_level
-        The one-column terms nested in another term that has the same column (child, parent, the
-        column's index in the parent), and each of their effects' parent level (:func:`shift_nested`).
+    pairs, block_of
+        The translation moves: pairs of terms with an identical column, and their levels' blocks
+        (:func:`translate`).
     init
         seed -> the full model's initial point.
     """
@@ -508,7 +515,7 @@ class GibbsSampler:
     group_a: np.ndarray
     group_n: np.ndarray
     pairs: np.ndarray
-    parent_level: np.ndarray
+    block_of: np.ndarray
     init: object
 
     @property
@@ -535,7 +542,7 @@ class GibbsSampler:
     def _run(self, x, u, w, count, keep_from, rng, out_x, out_u) -> int:
         return sweeps(x, u, w, self.blob, self.X, self.Z, self.codes, self.starts, self.cols, self.qs, self.A, self.a_at,
                       self.G, self.g_at, self.XX, self.precision, self.shift, self.hyper_at, self.n_hyper, self.sigma_at,
-                      self.groups, self.group_at, self.group_a, self.group_n, self.pairs, self.parent_level, count,
+                      self.groups, self.group_at, self.group_a, self.group_n, self.pairs, self.block_of, count,
                       keep_from, rng, out_x, out_u)
 
     def run(self, settings) -> xr.DataTree:
@@ -609,6 +616,41 @@ def _follow(futures, done: list[int], total: int, progressbar: bool) -> None:
         progress.update(task, completed=sum(done))
 
 
+def translations(design, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The translation moves of :func:`translate` for ``design`` (rows x, the fixed effects'
+    columns ``X``): for each term nested in another (:func:`~bayesmix.bayes.parameterization.hierarchy`)
+    whose column it shares, a block per level of the outer term; for two terms with an identical
+    column that no column of X equals (crossed random intercepts without a fixed intercept), one
+    block. Returns the pairs (A, a, B, b, blocks, where A's and B's block maps begin) and the maps."""
+    rows, terms = design.rows, design.terms
+    found = hierarchy(design)
+    pairs, maps, at = [], [], 0
+    for child, parent in enumerate(found.parent):
+        if parent < 0:
+            continue
+        for b, a in enumerate(found.parent_columns[child]):
+            if a >= 0:
+                outer = rows.codes[parent][found.first_rows[child]]
+                pairs.append([parent, a, child, b, terms[parent].n_levels, at])
+                maps += [np.arange(terms[parent].n_levels), outer]
+                at += terms[parent].n_levels + terms[child].n_levels
+    for A in range(len(terms)):
+        for B in range(A + 1, len(terms)):
+            if found.parent[B] == A or found.parent[A] == B:
+                continue
+            for a, name in enumerate(terms[A].columns):
+                column = rows.z[A][:, a]
+                if name not in terms[B].columns or any(np.array_equal(column, X[:, j]) for j in range(X.shape[1])):
+                    continue
+                b = terms[B].columns.index(name)
+                if np.array_equal(column, rows.z[B][:, b]):
+                    pairs.append([A, a, B, b, 1, at])
+                    maps += [np.zeros(terms[A].n_levels, np.int64), np.zeros(terms[B].n_levels, np.int64)]
+                    at += terms[A].n_levels + terms[B].n_levels
+    return (np.asarray(pairs, np.int64).reshape(-1, 6),
+            np.concatenate([np.asarray(m, np.int64) for m in maps] + [np.zeros(0, np.int64)]))
+
+
 def gibbs_sampler(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], coords: dict) -> GibbsSampler:
     """The collapsed Gibbs sampler of ``design`` (rows in memory, Gaussian family:
     :func:`gibbs_applicable`) with ``priors``."""
@@ -632,7 +674,8 @@ def gibbs_sampler(design, priors: PriorSet, labels: list[str], layouts: list[Gro
 
         def per_level(values: np.ndarray) -> np.ndarray:
             """Σ over each level's rows of ``values`` (rows x columns), levels x columns."""
-            return np.column_stack([np.bincount(codes[:, k], weights=v, minlength=term.n_levels) for v in values.T])
+            return np.column_stack([np.bincount(codes[:, k], weights=v, minlength=term.n_levels) for v in values.T]
+                                   + [np.zeros((term.n_levels, 0))])
 
         A.append(per_level(np.einsum("ri,rj->rij", z, z).reshape(len(z), -1)).ravel())  # Z_l'Z_l, row-major
         G.append(per_level(np.einsum("ri,rj->rij", X, z).reshape(len(z), -1)).ravel())  # X̃_l'Z_l, p x q row-major
@@ -648,12 +691,7 @@ def gibbs_sampler(design, priors: PriorSet, labels: list[str], layouts: list[Gro
     n_hyper = np.array([term.q + (term.q * (term.q - 1) // 2 if term.correlated else 0) for term in terms], np.int64)
     sigma_at = p  # θ_b, log σ, then per term its log SDs and partial correlations
     hyper_at = (p + 1 + np.concatenate([[0], np.cumsum(n_hyper)[:-1]])).astype(np.int64)
-    found = hierarchy(design)
-    pairs = [(k, found.parent[k], found.parent_columns[k][0]) for k in range(len(terms))
-             if found.parent[k] >= 0 and terms[k].q == 1 and found.parent_columns[k][0] >= 0]
-    parent_level = np.full(starts[-1], -1, np.int64)
-    for child, parent, _ in pairs:
-        parent_level[starts[child]:starts[child + 1]] = codes[found.first_rows[child], parent]
+    pairs, block_of = translations(design, rows.X)
 
     def offsets(blocks: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([[0], np.cumsum([b.size for b in blocks])]).astype(np.int64)
@@ -663,4 +701,4 @@ def gibbs_sampler(design, priors: PriorSet, labels: list[str], layouts: list[Gro
                         np.ascontiguousarray(X.T @ X), precision, shift, hyper_at, n_hyper, sigma_at,
                         np.concatenate(groups).astype(np.int64), np.asarray(group_at, np.int64),
                         np.concatenate(group_a + [np.zeros(0)]), np.concatenate(group_n + [np.zeros(0)]),
-                        np.asarray(pairs, np.int64).reshape(-1, 3), parent_level, full.init)
+                        pairs, block_of, full.init)

@@ -27,8 +27,7 @@ from .gibbs import gibbs_applicable, gibbs_sampler
 from .importance import LOG_WEIGHT
 from .full_density import full_density
 from .parameterization import centring, describe
-from .partially_collapsed import (COLLAPSE, DENSE_BLOCK_LIMIT, check_dense_block, collapse_choice, fixed_effects_integrable,
-                                  partially_collapsed_density)
+from .partially_collapsed import (COLLAPSE, DENSE_BLOCK_LIMIT, check_dense_block, collapse_choice, partially_collapsed_density)
 from .priors import Prior, resolve_priors
 from .result import BayesResult, stack_draws
 from .standardise import Standardisation

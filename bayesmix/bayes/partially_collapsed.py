@@ -585,8 +585,9 @@ def gaussian_fixed_effects_prior(blob: np.ndarray) -> tuple[np.ndarray, np.ndarr
     precision = np.where(normal, 1.0 / np.where(normal, spec[:, 2], 1.0) ** 2, 0.0)
     origin = np.zeros(int(blob[N_DIM]))
     beta0 = population(origin, blob)[0]
-    mix = np.column_stack([population(np.where(np.arange(origin.size) == k, 1.0, 0.0), blob)[0] - beta0
-                           for k in range(p)]).reshape(p, p)  # read off the population's map
+    mix = np.zeros((p, p))
+    for k in range(p):  # read off the population's map
+        mix[:, k] = population(np.where(np.arange(origin.size) == k, 1.0, 0.0), blob)[0] - beta0
     return mix, precision, precision * np.where(normal, spec[:, 1], 0.0)
 
 
