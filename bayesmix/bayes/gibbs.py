@@ -121,7 +121,7 @@ def _level_factor(Sinv, sigma2, A, at, q, M, L):
     return cholesky_into(M, L, q)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _forward(L, q, rhs, rhs_at, out):
     """out = L⁻¹ rhs[rhs_at:rhs_at + q] (L lower triangular, q x q)."""
     for i in range(q):
@@ -129,6 +129,20 @@ def _forward(L, q, rhs, rhs_at, out):
         for j in range(i):
             value -= L[i, j] * out[j]
         out[i] = value / L[i, i]
+
+
+@njit(inline="always", error_model="numpy")
+def _gaussian_draw(L, q, rhs, rhs_at, scale, eps, eps_at, out, out_at, v):
+    """out[out_at:out_at + q] = L⁻ᵀ(L⁻¹b + scale ε), b = rhs[rhs_at:], ε = eps[eps_at:]: a draw of
+    N(A⁻¹b, scale² A⁻¹) given the Cholesky factor L of A (A = LL'); v (q) is scratch."""
+    _forward(L, q, rhs, rhs_at, v)
+    for i in range(q):
+        v[i] += scale * eps[eps_at + i]
+    for i in range(q - 1, -1, -1):
+        value = v[i]
+        for j in range(i + 1, q):
+            value -= L[j, i] * out[out_at + j]
+        out[out_at + i] = value / L[i, i]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -245,16 +259,7 @@ def draw_fixed_effects(x, k, S, Xw, sigma2, Sinv, A, a_at, G, g_at, qs, starts, 
     LP = np.zeros((p, p))
     if not cholesky_into(Pm, LP, p):
         return False
-    # θ_b = L_P'⁻¹ (L_P⁻¹h + ε): mean P⁻¹h, covariance (L_P L_P')⁻¹
-    v = np.empty(p)
-    _forward(LP, p, h, 0, v)
-    for i in range(p):
-        v[i] += eps_b[i]
-    for i in range(p - 1, -1, -1):
-        value = v[i]
-        for j in range(i + 1, p):
-            value -= LP[j, i] * x[j]
-        x[i] = value / LP[i, i]
+    _gaussian_draw(LP, p, h, 0, 1.0, eps_b, 0, x, 0, np.empty(p))  # θ_b ~ N(P⁻¹h, P⁻¹)
     return True
 
 
@@ -277,20 +282,12 @@ def draw_term_effects(u, k, m, sigma2, Sinv, A, a_at, qs, starts, eps_u):
     σ and Σ_k, level by level: u_l = M_l⁻¹m_l + σ L⁻ᵀε (M_l = LL'; covariance σ²M_l⁻¹), from the
     standard normals eps_u (step 3 of the sweep). False if some M_l is not positive definite."""
     q = qs[k]
-    M, L = np.empty((q, q)), np.zeros((q, q))
-    y = np.empty(q)
+    M, L, v = np.empty((q, q)), np.zeros((q, q)), np.empty(q)
+    sigma = np.sqrt(sigma2)
     for level in range((starts[k + 1] - starts[k]) // q):
         if not _level_factor(Sinv, sigma2, A, a_at[k] + level * q * q, q, M, L):
             return False
-        _forward(L, q, m, level * q, y)
-        base = starts[k] + level * q
-        for i in range(q):  # u = L⁻ᵀ(L⁻¹m + σε)
-            y[i] += np.sqrt(sigma2) * eps_u[level * q + i]
-        for i in range(q - 1, -1, -1):
-            value = y[i]
-            for j in range(i + 1, q):
-                value -= L[j, i] * u[base + j]
-            u[base + i] = value / L[i, i]
+        _gaussian_draw(L, q, m, level * q, sigma, eps_u, level * q, u, starts[k] + level * q, v)
     return True
 
 
