@@ -6,7 +6,7 @@ the sampler is calibrated the ranks are uniform; a chi-square test over 10 bins 
 checks that, and a Bonferroni correction over a case's parameters bounds the chance of a
 false alarm at the stated level. Run from the repository root:
 
-    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|gaussian-crossed|gaussian-nested|gaussian-nested-slope|binomial-slope|poisson-crossed|poisson-counts \
+    PYTHONPATH=. .venv/bin/python benchmarks/sbc.py --case gaussian|gaussian-crossed|gaussian-nested|gaussian-nested-slope|binomial-slope|poisson-crossed|poisson-olre|poisson-counts \
         [--replications 200] [--method auto|full|collapsed|gibbs|...] [--draws 500] [--tune 500]
 
 ``--method`` is passed to ``BayesModel(..., method=...)`` as it is (the library checks it).
@@ -19,6 +19,9 @@ Every case states its priors and draws its parameters exactly from them:
   sd ~ HalfNormal(1), sigma ~ HalfNormal(1).
 - ``binomial-slope``: ``cbind(s, n - s) ~ x + (x | g)`` (logit), 20 groups x 5 rows of 5
   trials; Intercept, b ~ Normal(0, 1), sd ~ HalfNormal(1), LKJ(2).
+- ``poisson-olre``: ``y ~ x + (1 | a) + (1 | a:b) + (1 | obs)`` (log), the cells of the crossed
+  design nested in a and one level per row (for ``method="auto"``, the sampler collapsed onto the
+  linear predictor); the priors of ``poisson-crossed``.
 - ``poisson-counts``: ``y ~ x + (1 | g)`` (log), 15 groups x 6 rows, counts of about 20, where
   the Laplace approximation is good (for ``--method laplace``); Intercept ~ Normal(3, 0.3),
   b ~ Normal(0, 0.3), sd ~ HalfNormal(0.5).
@@ -196,6 +199,25 @@ def gaussian_nested_slope_simulate(rng, data):
     return truth, y
 
 
+# ----- poisson-olre: y ~ x + (1 | a) + (1 | a:b) + (1 | obs) (nested factors and an observation-level effect) -----
+
+
+def olre_covariates(rng):
+    return poisson_covariates(rng).assign(obs=lambda d: np.arange(len(d)))
+
+
+def olre_simulate(rng, data):
+    x, a, b = (data[c].to_numpy() for c in ("x", "a", "b"))
+    centred_intercept = rng.normal(*POISSON["Intercept"])
+    slope = rng.normal(*POISSON["b"])
+    sd = np.abs(rng.normal(0, POISSON["sd"], 3))
+    u_a, u_ab, u_obs = rng.normal(0, sd[0], A_LEVELS), rng.normal(0, sd[1], (A_LEVELS, B_LEVELS)), rng.normal(0, sd[2], len(x))
+    truth = {"beta[Intercept]": intercept_of(data, centred_intercept, slope), "beta[x]": slope,
+             "sd_a[Intercept]": sd[0], "sd_a_b[Intercept]": sd[1], "sd_obs[Intercept]": sd[2]}
+    y = rng.poisson(np.exp(truth["beta[Intercept]"] + slope * x + u_a[a] + u_ab[a, b] + u_obs))
+    return truth, y.astype(float)
+
+
 # ----- poisson-counts: y ~ x + (1 | g), counts of about 20 (the Laplace approximation is good) -------
 COUNTS = {"groups": 15, "per_group": 6, "Intercept": (3.0, 0.3), "b": (0.0, 0.3), "sd": 0.5}
 
@@ -250,6 +272,12 @@ CASES = {
         [bm.prior("Intercept", bm.Normal(*POISSON["Intercept"])), bm.prior("b", bm.Normal(*POISSON["b"])),
          bm.prior("sd", bm.HalfNormal(POISSON["sd"]))],
         poisson_covariates, poisson_simulate,
+    ),
+    "poisson-olre": Case(
+        "y ~ x + (1 | a) + (1 | a:b) + (1 | obs)", "poisson",
+        [bm.prior("Intercept", bm.Normal(*POISSON["Intercept"])), bm.prior("b", bm.Normal(*POISSON["b"])),
+         bm.prior("sd", bm.HalfNormal(POISSON["sd"]))],
+        olre_covariates, olre_simulate,
     ),
     "poisson-counts": Case(
         "y ~ x + (1 | g)", "poisson",

@@ -456,7 +456,8 @@ def test_the_bayesian_backend_samples_a_glmm_with_the_full_model(sleep):
     design = bm.make_design(SLEEP, sleep.assign(Reaction=sleep["Reaction"] > 300), family="binomial")
     assert bm.BayesModel(design).method == "full"
     with pytest.raises(ArgumentError, match=r"sufficient statistics, which the binomial \(logit link\) family does not "
-                                            r"have: use method='full'"):
+                                            r"have, or given the linear predictor, which needs an observation-level "
+                                            r"effect.*: use method='full'"):
         bm.BayesModel(design, method="collapsed")
 
 

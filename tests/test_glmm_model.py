@@ -243,7 +243,7 @@ def test_refusals_name_the_remedy(cbpp, sleep):
     model = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, "binomial")
     with pytest.raises(ArgumentError, match="fit_ml"):
         model.fit_reml()
-    with pytest.raises(ArgumentError, match="does not have: use method='full'"):
+    with pytest.raises(ArgumentError, match="does not have, or given the linear predictor, which needs an observation-level effect.*: use method='full'"):
         model.bayes_model(method="collapsed")
     with pytest.raises(ArgumentError, match="exact"):
         bm.Model("Reaction ~ Days + (1 | Subject)", sleep).fit_ml(nagq=5)

@@ -325,10 +325,10 @@ def expand(x, blob, out):
             k += 1
 
 
-_LOGP_SIGNATURE = types.int64(
+LOGP_SIGNATURE = types.int64(
     types.uint64, types.CPointer(types.double), types.CPointer(types.double), types.CPointer(types.double), types.voidptr
 )
-_EXPAND_SIGNATURE = types.int64(
+EXPAND_SIGNATURE = types.int64(
     types.uint64, types.uint64, types.CPointer(types.double), types.CPointer(types.double), types.voidptr
 )
 
@@ -369,14 +369,14 @@ def callbacks(q: int):
         return 0
 
     return (
-        cfunc(_LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback),
+        cfunc(LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback),
         _expand_cfunc(),
     )
 
 
 @functools.cache
 def _expand_cfunc():
-    return cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
+    return cfunc(EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
 
 
 def natively_supported(priors: PriorSet) -> bool:

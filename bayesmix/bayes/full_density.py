@@ -48,14 +48,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numba import carray, types
+from numba import carray
 
 from ..jit import cfunc, njit
 from ..families import BINOMIAL_CODE, log_density_row
 from ..data.design import Rows
 from ..data.layout import GroupLayout
 from .density import (
-    INTERCEPT, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, matrix, natively_supported, population, population_centre, population_into, population_sections,
+    EXPAND_SIGNATURE, INTERCEPT, LOGP_SIGNATURE, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, matrix, natively_supported, population, population_centre, population_into, population_sections,
 )
 from .parameterization import hierarchy
 from .priors import PriorSet
@@ -480,14 +480,6 @@ def expand(x, blob, out):
         k += 1
 
 
-_LOGP_SIGNATURE = types.int64(
-    types.uint64, types.CPointer(types.double), types.CPointer(types.double), types.CPointer(types.double), types.voidptr
-)
-_EXPAND_SIGNATURE = types.int64(
-    types.uint64, types.uint64, types.CPointer(types.double), types.CPointer(types.double), types.voidptr
-)
-
-
 def _expand_callback(dim, n_expanded, x_, out_, user_data):
     blob = blob_at(user_data)
     if dim != int(blob[N_DIM]) or n_expanded != int(blob[N_EXPANDED]):
@@ -529,12 +521,12 @@ def callbacks(family: int, link: int):
                 return 3
         return 0
 
-    return cfunc(_LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback), _expand_cfunc()
+    return cfunc(LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback), _expand_cfunc()
 
 
 @functools.cache
 def _expand_cfunc():
-    return cfunc(_EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
+    return cfunc(EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
 
 
 def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], centred: tuple[bool, ...] | None = None

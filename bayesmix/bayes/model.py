@@ -25,6 +25,7 @@ from .density import collapsed_density, natively_supported
 from .embedded_laplace import laplace_density
 from .gibbs import gibbs_applicable, gibbs_sampler
 from .importance import LOG_WEIGHT
+from .latent_collapsed import add_effects, latent_applicable, latent_density, latent_structure
 from .full_density import full_density
 from .parameterization import centring, describe
 from .partially_collapsed import (COLLAPSE, DENSE_BLOCK_LIMIT, check_dense_block, collapse_choice, partially_collapsed_density)
@@ -109,16 +110,19 @@ class BayesModel:
         if collapse not in COLLAPSE:
             raise ArgumentError(f"collapse must be one of {', '.join(COLLAPSE)}, not {collapse!r}.")
         self.design = design
-        self.priors = resolve_priors(design, term_labels(design), priors)
         self._arguments = (priors, method, parameterization, collapse)
         self.layouts = group_layouts(design)
-        if method == "collapsed" and not design.family.has_sufficient_statistics:
+        self.priors = resolve_priors(design, term_labels(design), priors)
+        # another family with an observation-level effect: the others integrated out given the linear predictor
+        latent_why = None if design.family.has_sufficient_statistics else latent_applicable(design, self.priors)
+        if method == "collapsed" and latent_why is not None:
             raise ArgumentError(
                 f"method='collapsed' integrates the random effects out through sufficient statistics, which the "
-                f"{design.family} family does not have: use method='full'."
+                f"{design.family} family does not have, or given the linear predictor, which needs an "
+                f"observation-level effect and intercepts on nested factors; here {latent_why}: use method='full'."
             )
         weighted = design.in_memory and (design.rows.weights is not None or design.rows.offset is not None)
-        if method == "collapsed" and weighted:
+        if method == "collapsed" and weighted and design.family.has_sufficient_statistics:
             raise ArgumentError(
                 "method='collapsed' does not take prior weights or offsets yet: use method='full' (or drop weights=, "
                 "offset= and offset() terms)."
@@ -132,8 +136,10 @@ class BayesModel:
                 "native form (Normal, StudentT or Flat for the fixed effects; HalfNormal, HalfStudentT or "
                 "Exponential for σ and the SDs): use method='full', or change the priors."
             )
-        collapsible = (design.family.has_sufficient_statistics and not weighted
-                       and (not several or natively_supported(self.priors)))
+        latent = (not design.family.has_sufficient_statistics and latent_why is None
+                  and (method == "collapsed" or (method == "auto" and parameterization == "auto")))
+        collapsible = latent or (design.family.has_sufficient_statistics and not weighted
+                                 and (not several or natively_supported(self.priors)))
         if method == "gibbs":
             why = gibbs_applicable(design, self.priors)
             if why is not None:
@@ -142,7 +148,7 @@ class BayesModel:
         # samplers on crossed and nested designs (docs/bayes.md)
         gibbs = method == "gibbs" or (method == "auto" and collapse == "auto" and several
                                       and gibbs_applicable(design, self.priors) is None)
-        if not gibbs and method == "auto" and collapse == "auto" and collapsible and several and design.in_memory:
+        if not gibbs and not latent and method == "auto" and collapse == "auto" and collapsible and several and design.in_memory:
             # a fixed effect's prior that neither the Gibbs nor the partially collapsed sampler
             # integrates (Student-t): with a large dense block the full sampler (InstEval: 1.7x the
             # partially collapsed sampler's ESS per second with β sampled, about 4x the fully collapsed one's)
@@ -160,6 +166,9 @@ class BayesModel:
         if collapse != "auto" and self.method != "collapsed":
             raise ArgumentError(f"collapse={collapse!r} chooses what method='collapsed' integrates out; this model is sampled "
                                 f"by method={self.method!r}: drop collapse=, or use method='collapsed'.")
+        if collapse == "largest" and latent:
+            raise ArgumentError("collapse='largest' integrates out one factor of a Gaussian model; this model is collapsed "
+                                "onto its linear predictor, every factor integrated out: drop collapse=.")
         if collapse == "largest" and not design.in_memory:
             raise ArgumentError("collapse='largest' samples the other grouping factors' effects from every row's "
                                 "likelihood, and this design was built from dask or Parquet data: use collapse='all'.")
@@ -172,11 +181,15 @@ class BayesModel:
         self.collapse = "all" if self.method == "collapsed" else None
         """What the collapsed method integrates out: ``"all"`` the random effects, or ``"largest"``
         those of the grouping factor with the most levels only (None for the other methods)."""
-        if self.method == "collapsed" and several:
+        if self.method == "collapsed" and several and not latent:
             self._structure = structure_of(standard)
             self.collapse = collapse_choice(standard, self._structure) if collapse == "auto" else collapse
         self._fixed_effects_integrated = False
-        if self.collapse == "largest" and several:
+        self._latent = None
+        if latent:
+            self._latent = latent_density(standard, priors, labels, coords(design, self.layouts), latent_structure(standard))
+            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), self._latent)
+        elif self.collapse == "largest" and several:
             ready = partially_collapsed_density(standard, self._structure, priors, labels, self.layouts,
                                                 coords(design, self.layouts), self.centred, parameterization == "auto")
             self._fixed_effects_integrated = ready.fixed_effects_integrated
@@ -242,6 +255,11 @@ class BayesModel:
                         f"factors' sampled: {describe(self.design, self.centred, (group,), 'centred by contrasts')})")
             return (f"collapsed over {group} (its random effects integrated out and drawn exactly; the other factors' "
                     f"sampled: {describe(self.design, self.centred, skip=(group,))})")
+        if self._latent is not None:
+            terms, found = self.design.terms, self._latent.structure
+            others = ", ".join(terms[k].group for k in found.factors) or "no other factor"
+            return (f"collapsed onto the linear predictor (the {terms[found.observation].group} effects sampled as it; "
+                    f"those of {others} integrated out given it, drawn exactly)")
         if self.method == "collapsed":
             return "collapsed (random effects integrated out, drawn exactly)"
         if self.method == "laplace":
@@ -267,11 +285,14 @@ class BayesModel:
         simulation-based calibration needs.
         """
         arguments, settings = settings, SamplerSettings(**settings)
-        several = self._structure is not None or self.method == "gibbs"
-        if several and settings.sampler != "nutpie" and self._arguments[1] == "auto":
+        own = self._structure is not None or self.method == "gibbs" or self._latent is not None
+        if own and settings.sampler != "nutpie" and self._arguments[1] == "auto":
             return self._full_model.sample(y, **arguments)  # the collapsed samplers for several factors are bayesmix's own
         if self.method == "laplace" and settings.sampler != "nutpie":
             raise ArgumentError("method='laplace' runs on nutpie only: drop sampler='pymc', or use method='full'.")
+        if self._latent is not None and settings.sampler != "nutpie":
+            raise ArgumentError("method='collapsed' for this family runs on nutpie only: drop sampler='pymc', or use "
+                                "method='full'.")
         if self.method == "gibbs" and settings.sampler != "nutpie":
             raise ArgumentError("method='gibbs' runs its own sampler: drop sampler='pymc', or use method='full'.")
         if self._structure is not None and settings.sampler != "nutpie":
@@ -283,7 +304,14 @@ class BayesModel:
             raise ArgumentError("A replacement response y needs the rows in memory; this design was built from dask or Parquet data.")
         design = self.design if y is None else _with_response(self.design, y)
         standard = self._standard_design if y is None else self._standard.design(design)
-        if self.method in ("full", "laplace"):
+        if self._latent is not None:  # the effects drawn given each draw of the linear predictor
+            observed = {} if y is None else {"y": design.family.observed(standard.rows.y, standard.rows.weights)}
+            tree, seconds = self._sampler.sample(settings, **observed)
+            start = time.perf_counter()
+            tree["posterior"] = add_effects(tree["posterior"].to_dataset(), standard, self.layouts, self._latent,
+                                            settings.seed)
+            seconds += time.perf_counter() - start
+        elif self.method in ("full", "laplace"):
             observed = {} if y is None else {"y": design.family.observed(standard.rows.y, standard.rows.weights)}
             # the Laplace method factors a dense block per evaluation, and a PyMC model's compiled code
             # may call BLAS: one thread (see bayesmix.threads); the precompiled full density calls no BLAS,
