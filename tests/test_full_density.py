@@ -80,15 +80,26 @@ def centring(design, parameterization: str) -> tuple[bool, ...]:
     """Per term, whether it is centred: none, all, every other one ("mixed"), or those nested in
     another term's factor ("inside")."""
     parents = hierarchy(design).parent
-    return tuple({"noncentred": False, "centred": True, "mixed": k % 2 == 0, "inside": parents[k] >= 0}[parameterization]
+    return tuple({"noncentred": False, "centred": True, "mixed": k % 2 == 0, "inside": parents[k] >= 0,
+                  "partial": False, "partial-mixed": k % 2 == 0}[parameterization]
                  for k in range(len(design.terms)))
+
+
+def partial_of(design, parameterization: str) -> tuple[float, ...] | None:
+    """Per term, the weight of its partial non-centring: 0.6 for the scalar terms left
+    non-centred under "partial" and "partial-mixed" (None, all 0, otherwise)."""
+    if not parameterization.startswith("partial"):
+        return None
+    centred = centring(design, parameterization)
+    return tuple(0.6 if term.q == 1 and not c else 0.0 for term, c in zip(design.terms, centred))
 
 
 def build(family_case: str, structure: str, overrides=None, parameterization: str = "noncentred"):
     design = family_design(family_case, {**STRUCTURES, **NESTED}[structure])
     labels, layouts = term_labels(design), group_layouts(design)
     priors = resolve_priors(design, labels, overrides)
-    blob, variables, n_dim = full_density.pack(design, priors, labels, layouts, centring(design, parameterization))
+    blob, variables, n_dim = full_density.pack(design, priors, labels, layouts, centring(design, parameterization),
+                                               partial_of(design, parameterization))
     return design, priors, labels, blob, n_dim
 
 
@@ -154,7 +165,9 @@ CASES = [(f, s, "noncentred") for f in FAMILIES for s in STRUCTURES] + [
     (f, s, c) for f in ("binomial-logit", "poisson", "negative-binomial", "gaussian-identity") for s in STRUCTURES
     for c in ("centred", "mixed")] + [
     (f, s, "inside") for f in ("binomial-logit", "poisson") for s in ("two nested", "three nested")] + [
-    ("poisson", "three nested", c) for c in ("noncentred", "centred", "mixed")]
+    ("poisson", "three nested", c) for c in ("noncentred", "centred", "mixed")] + [
+    (f, s, c) for f in ("binomial-logit", "poisson", "gaussian-identity") for s in STRUCTURES
+    for c in ("partial", "partial-mixed")]
 
 
 def test_hierarchy_finds_the_nesting_and_the_level_constant_columns():
@@ -178,7 +191,7 @@ def test_density_equals_the_pymc_models(family_case, structure, parameterization
     overrides = CUSTOM if structure == "two nested" else None
     design, priors, labels, blob, n_dim = build(family_case, structure, overrides, parameterization)
     centred = centring(design, parameterization)
-    model = builder.build_model(design, priors, centred)
+    model = builder.build_model(design, priors, centred, partial_of(design, parameterization))
     native, reference = [], []
     # moderate points: PyMC's inverse links round μ to 0 or 1 in the far tails (-inf), ours do not
     for x in random_points(design, priors, labels, n_dim, seed=1, count=3, scale=0.4, centred=centred):
@@ -205,7 +218,7 @@ def test_gradient_equals_finite_differences(family_case, structure, parameteriza
 def test_expanded_variables_are_the_pymc_models_deterministics(parameterization):
     design, priors, labels, blob, n_dim = build("poisson", "two nested", parameterization=parameterization)
     centred = centring(design, parameterization)
-    model = builder.build_model(design, priors, centred)
+    model = builder.build_model(design, priors, centred, partial_of(design, parameterization))
     x = random_points(design, priors, labels, n_dim, seed=3, count=1, centred=centred)[0]
     values, _ = constrained(design, priors, labels, x, centred)
     _, variables, _ = full_density.pack(design, priors, labels, group_layouts(design), centred)

@@ -12,7 +12,8 @@ import pytest
 import bayesmix as bm
 from bayesmix.bayes.model import BayesModel
 from bayesmix.bayes.parameterization import (
-    CENTRED_PRECISION_RATIO, NESTED_CENTRED_PRECISION_RATIO, hierarchy, informative, precision_ratios,
+    CENTRED_PRECISION_RATIO, NESTED_CENTRED_PRECISION_RATIO, PARTIAL_WEIGHT, hierarchy, informative, partial_weights,
+    precision_ratios,
 )
 from bayesmix.errors import ArgumentError
 
@@ -47,7 +48,9 @@ def test_auto_centres_the_factors_whose_levels_the_data_determine(cbpp):
     # cbpp: about 4 periods of 15 animals per herd, incidence 11 %: r ≈ 6, non-centred
     model = BayesModel(bm.make_design("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
                                       family="binomial"))
-    assert model.centred == (False,) and "noncentred" in model.description
+    assert model.centred == (False,) and model.partial == (PARTIAL_WEIGHT,)  # from r = 1: partially non-centred
+    assert model.description == "full (random effects partially noncentred for herd (w = 0.5))"
+    assert BayesModel(model.design, parameterization="noncentred").partial == (0.0,)  # "auto" only
     # 200 groups of 50 Bernoulli rows at a mean near 1/2: r ≈ 12, centred
     rng = np.random.default_rng(1)
     g = np.repeat(np.arange(200), 50)
@@ -74,7 +77,11 @@ def test_nested_factors_count_only_the_factors_that_do_not_nest_them():
     # the nested factors are centred from r = 1, the outermost from r = 10
     assert NESTED_CENTRED_PRECISION_RATIO <= np.median(ratios["sub"]) and np.median(ratios["g"]) < CENTRED_PRECISION_RATIO
     assert informative(design) == {"g": False, "sub": True, "obs": True}
-    assert BayesModel(design).centred == (False, True, True)
+    assert BayesModel(design, method="full").centred == (False, True, True)
+    # g, left non-centred with 1 <= r < 10, is partially non-centred; centred terms never are
+    assert partial_weights(design, "auto", (False, True, True)) == (PARTIAL_WEIGHT, 0.0, 0.0)
+    assert partial_weights(design, "auto", (False, False, False)) == (PARTIAL_WEIGHT,) * 3
+    assert partial_weights(design, "noncentred", (False, False, False)) == (0.0,) * 3
 
 
 def test_parameterization_per_factor(cbpp):
@@ -90,12 +97,13 @@ def test_parameterization_per_factor(cbpp):
         BayesModel(design, parameterization={"herd": "centered"})
 
 
-def test_centred_and_noncentred_posteriors_agree(cbpp):
-    """The same posterior either way: means within 4 combined Monte Carlo standard errors."""
+def test_centred_noncentred_and_partially_noncentred_posteriors_agree(cbpp):
+    """The same posterior every way ("auto": partially non-centred): means within 4 combined Monte
+    Carlo standard errors, posterior SDs within 10 %."""
     model = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
-    tables = [model.sample(draws=1000, tune=1000, chains=4, seed=5, progressbar=False, target_accept=0.95,
-                           parameterization=p).summary() for p in ("noncentred", "centred")]
-    a, b = tables
-    assert list(a.index) == list(b.index)
-    np.testing.assert_array_less(np.abs(a["mean"] - b["mean"]), 4 * np.hypot(a["mcse_mean"], b["mcse_mean"]))
-    np.testing.assert_allclose(a["sd"], b["sd"], rtol=0.1)
+    a, *others = [model.sample(draws=1000, tune=1000, chains=4, seed=5, progressbar=False, target_accept=0.95,
+                               parameterization=p).summary() for p in ("noncentred", "centred", "auto")]
+    for b in others:
+        assert list(a.index) == list(b.index)
+        np.testing.assert_array_less(np.abs(a["mean"] - b["mean"]), 4 * np.hypot(a["mcse_mean"], b["mcse_mean"]))
+        np.testing.assert_allclose(a["sd"], b["sd"], rtol=0.1)

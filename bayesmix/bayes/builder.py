@@ -101,7 +101,7 @@ def _population(design: Design, priors: PriorSet, layouts: list[GroupLayout]):
 
 
 def build_model(design: Design, priors: PriorSet | None = None,
-                parameterization: str | tuple[bool, ...] = "noncentred") -> pm.Model:
+                parameterization: str | tuple[bool, ...] = "noncentred", partial: tuple[float, ...] | None = None) -> pm.Model:
     """The PyMC model of ``design`` with ``priors`` (defaults from :func:`resolve_priors`).
 
     ``parameterization="centred"`` (or, per term, a tuple of booleans, True for a centred
@@ -112,6 +112,9 @@ def build_model(design: Design, priors: PriorSet | None = None,
     the effects of the terms whose factors nest the term's (its parent's effects plus the
     parent's a: :func:`bayesmix.bayes.parameterization.hierarchy`). Better than the non-centred
     default when the data pin down each level's coefficients, and β is their mean.
+
+    ``partial`` gives, per term, the weight w of a non-centred scalar term's partial non-centring
+    (0 by default): z_t ~ Normal(0, sd_t^w), u_t = z_t sd_t^(1-w).
     """
     priors = priors or resolve_priors(design, term_labels(design))
     layouts = group_layouts(design)
@@ -137,6 +140,9 @@ def build_model(design: Design, priors: PriorSet | None = None,
                 else:
                     theta = pm.MvNormal(f"_theta_{k}", mu=mean, chol=cov.cov_chol(), shape=shape)
                 u[k] = theta - mean
+            elif partial is not None and partial[k]:
+                w = partial[k]
+                u[k] = pm.Normal(f"_z_{k}", 0.0, cov.sd[None, :] ** w, shape=shape) * cov.sd[None, :] ** (1.0 - w)
             else:
                 u[k] = pt.dot(pm.Normal(f"_z_{k}", 0.0, 1.0, shape=shape), cov.cov_chol().T)
         for k, term in enumerate(design.terms):

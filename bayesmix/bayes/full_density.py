@@ -15,7 +15,8 @@ Unconstrained coordinates, in order:
   dispersion (σ for the Gaussian, θ for the negative binomial; none for the binomial and
   the Poisson), and per term the log SDs and the canonical partial correlations;
 - per term t, ℓ_t levels x q_t, row-major: the standard normal z_t of a non-centred term, or the
-  coefficients θ_t of a centred one.
+  coefficients θ_t of a centred one (or, for a scalar term partially non-centred with weight w,
+  z_t ~ N(0, sd_t^(2w)) with u_t = sd_t^(1-w) z_t: Papaspiliopoulos, Roberts and Sköld 2007).
 
 The effects are u_t = z_t (diag(sd_t) L_t)' (non-centred) or u_t = θ_t - m_t - a_t (centred,
 hierarchically: m_t holds, per level and column, the fixed effect of the identical column of X
@@ -71,8 +72,9 @@ __all__ = ["FullDensity", "N_EFFECTS", "effect_coordinates", "expanded", "full_d
 # Per term, in the levels section: its number of levels, where its coordinates begin, whether
 # it is a term of one column of ones, whether it is centred, its parent term (or -1), where its
 # levels begin in the level-rows section (which holds, per level of every term, where the
-# effects of its parent's level begin, or -1, then the level's row of X).
-LEVEL_FIELDS = 6
+# effects of its parent's level begin, or -1, then the level's row of X), and the weight w of
+# its partial non-centring (0: non-centred; scalar non-centred terms only).
+LEVEL_FIELDS = 7
 
 # What each row of the expansion plan copies into the expanded variables (after β and the dispersion).
 PLAN_SD, PLAN_COR, PLAN_EFFECT = 0.0, 1.0, 2.0
@@ -130,6 +132,7 @@ def effects_into(z, blob, beta, sd, R, u, a):
         centred, rows_at = levels[t, 3] > 0, int(levels[t, 5])
         if qk == 1:  # one column (the common (1 | g)): the same sums as below, as scalars
             pc, j = int(parent_columns[col]), int(shared[col])
+            scale = _noncentred_scale(sd[col] * R[col, col], levels[t, 6])
             for level in range(n_levels):
                 r = rows_at + level
                 base = at + level
@@ -142,7 +145,7 @@ def effects_into(z, blob, beta, sd, R, u, a):
                     mean = 0.0 if j < 0 else (_constant_mean(level_rows, r, beta, constant, t) if j == icpt else beta[j])
                     u[base] = z[base] - mean - av
                 else:
-                    u[base] = sd[col] * (0.0 + z[base] * R[col, col])
+                    u[base] = scale * z[base]
             continue
         for level in range(n_levels):
             base = at + level * qk
@@ -165,6 +168,13 @@ def effects_into(z, blob, beta, sd, R, u, a):
                     for j in range(i + 1):
                         value += z[base + j] * R[col + i, col + j]
                     u[base + i] = sd[col + i] * value
+
+
+@njit(inline="always", error_model="numpy")
+def _noncentred_scale(C, w):
+    """u = C^(1-w) z for a scalar non-centred term with C = sd (partial non-centring of weight w,
+    Papaspiliopoulos, Roberts and Sköld 2007: z ~ N(0, C^(2w)); w = 0 is the non-centred form)."""
+    return C if w == 0.0 else C ** (1.0 - w)
 
 
 @njit(inline="always", error_model="numpy")
@@ -315,6 +325,10 @@ def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean,
         prior = 0.0
         if qk == 1:  # one column: scalars (C = sd R_00), and the sums in registers
             diagonal, pc, j, d_diagonal = sd[col] * R[col, col], int(parent_columns[col]), int(shared[col]), d_C[col, col]
+            # partial non-centring of weight w: u = C^(1-w) z, prior -½ z²/C^(2w) - w log C per level
+            w_partial = levels[t, 6]
+            scale = _noncentred_scale(diagonal, w_partial)
+            precision = 1.0 if w_partial == 0.0 else diagonal ** (-2.0 * w_partial)
             held, held_u, held_a = -1, 0.0, 0.0  # the parent's entry of the last levels (a run of one parent level)
             for level in range(n_levels):
                 base = at + level
@@ -334,10 +348,13 @@ def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean,
                     d_a[base] = da
                 else:
                     g = d_u[base]
-                    grad[start + base] += g * sd[col] * R[col, col]
-                    d_diagonal += g * z[base]
-                    lp -= 0.5 * z[base] * z[base]
-                    grad[start + base] -= z[base]
+                    zz = z[base]
+                    grad[start + base] += g * scale - zz * precision
+                    lp -= 0.5 * zz * zz * precision
+                    if w_partial == 0.0:
+                        d_diagonal += g * zz
+                    else:
+                        d_diagonal += ((1.0 - w_partial) * g * scale * zz + w_partial * zz * zz * precision) / diagonal
                 if pc >= 0:  # the same additions to the parent's entries, held in registers over a run
                     parent_at = int(level_rows[rows_at + level, 0]) + pc
                     if parent_at != held:
@@ -348,6 +365,9 @@ def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean,
                     held_a += da
             if held >= 0:
                 d_u[held], d_a[held] = held_u, held_a
+            if not centred and w_partial != 0.0:
+                lp -= n_levels * w_partial * np.log(diagonal)
+                d_diagonal -= n_levels * w_partial / diagonal
             d_C[col, col] = d_diagonal
         for level in range(n_levels if qk > 1 else 0):
             base = at + level * qk
@@ -529,10 +549,12 @@ def _expand_cfunc():
     return cfunc(EXPAND_SIGNATURE, cache=True, error_model="numpy")(_expand_callback)
 
 
-def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], centred: tuple[bool, ...] | None = None
-         ) -> tuple[np.ndarray, list[Variable], int]:
+def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], centred: tuple[bool, ...] | None = None,
+         partial: tuple[float, ...] | None = None) -> tuple[np.ndarray, list[Variable], int]:
     """The blob of the full model of ``design``, its expanded variables and the number of
-    unconstrained coordinates; ``centred`` says per term whether it is centred (default: none is).
+    unconstrained coordinates; ``centred`` says per term whether it is centred (default: none is),
+    ``partial`` the weight of each non-centred scalar term's partial non-centring (default: 0,
+    non-centred; see :func:`_noncentred_scale`).
     A design without rows in memory (dask, Parquet) gets a blob without rows: its population
     part and expansion plan, what the collapsed density of several factors reads
     (:mod:`bayesmix.bayes.collapsed_factors`)."""
@@ -544,12 +566,15 @@ def pack(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout]
     population_part, n_population, _ = population_sections(design, priors, labels)
     q = sum(term.q for term in design.terms)
     centred = (False,) * len(design.terms) if centred is None else tuple(centred)
+    partial = (0.0,) * len(design.terms) if partial is None else tuple(partial)
+    if any(w and (c or term.q != 1) for w, c, term in zip(partial, centred, design.terms)):
+        raise ValueError("partial non-centring applies to non-centred terms of one column only")
     found = hierarchy(design)
     parent = _centred_ancestry(found.parent, centred)
     levels, at, first = [], 0, 0
     for k, term in enumerate(design.terms):
         unit = float(term.q == 1 and bool(np.all(rows.z[k] == 1.0)))
-        levels.append([term.n_levels, at, unit, float(centred[k]), parent[k], first])
+        levels.append([term.n_levels, at, unit, float(centred[k]), parent[k], first, float(partial[k])])
         at += term.n_levels * term.q
         first += term.n_levels
     shared = [float(j) for k, term in enumerate(design.terms)
@@ -694,10 +719,11 @@ class FullDensity(PackedDensity):
 
 
 def full_density(design, priors: PriorSet, labels: list[str], layouts: list[GroupLayout], coords: dict,
-                 centred: tuple[bool, ...] | None = None) -> FullDensity:
+                 centred: tuple[bool, ...] | None = None, partial: tuple[float, ...] | None = None) -> FullDensity:
     """The nutpie model of the full posterior of ``design``, each term non-centred or, where
-    ``centred`` says so, centred (see the module docstring)."""
-    blob, variables, n_dim = pack(design, priors, labels, layouts, centred)
+    ``centred`` says so, centred, and non-centred terms partially where ``partial`` says so (see
+    the module docstring and :func:`pack`)."""
+    blob, variables, n_dim = pack(design, priors, labels, layouts, centred, partial)
     coords = {k: pd.Index(v) for k, v in coords.items() if k != "obs"}
     coords["unconstrained_parameter"] = pd.Index([f"x_{i}" for i in range(n_dim)])
     centre = population_centre(design, priors, labels)

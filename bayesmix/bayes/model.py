@@ -27,7 +27,7 @@ from .gibbs import gibbs_applicable, gibbs_sampler
 from .importance import LOG_WEIGHT
 from .latent_collapsed import add_effects, latent_applicable, latent_density, latent_structure
 from .full_density import full_density
-from .parameterization import centring, describe
+from .parameterization import centring, describe, partial_weights
 from .partially_collapsed import (COLLAPSE, DENSE_BLOCK_LIMIT, check_dense_block, collapse_choice, partially_collapsed_density)
 from .priors import Prior, resolve_priors
 from .result import BayesResult, stack_draws
@@ -105,6 +105,9 @@ class BayesModel:
         collapse: str = "auto",
     ):
         self.centred = centring(design, parameterization)
+        self.partial = (0.0,) * len(design.terms)
+        """Per term, the weight of its partial non-centring in the full model (0: as :attr:`centred`
+        says; :func:`bayesmix.bayes.parameterization.partial_weights`)."""
         if method not in METHODS:
             raise ArgumentError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
         if collapse not in COLLAPSE:
@@ -222,10 +225,13 @@ class BayesModel:
             ready = laplace_density(standard, priors, labels, self.layouts, coords(design, self.layouts))
             self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), ready)
         else:
+            self.partial = partial_weights(design, parameterization, self.centred)
             ready = None
             if natively_supported(priors):
-                ready = full_density(standard, priors, labels, self.layouts, coords(design, self.layouts), self.centred)
-            self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), ready)
+                ready = full_density(standard, priors, labels, self.layouts, coords(design, self.layouts), self.centred,
+                                     self.partial)
+            self._sampler = CompiledSampler(
+                lambda: _builder().build_model(standard, priors, self.centred, self.partial), ready)
 
     @property
     def precompiled(self) -> bool:
@@ -266,7 +272,7 @@ class BayesModel:
             return "laplace (random effects integrated out by the Laplace approximation, drawn from it)"
         if self.method == "gibbs":
             return "gibbs (collapsed Gibbs: the fixed effects and each term's covariance drawn with its random effects integrated out)"
-        return f"full ({describe(self.design, self.centred)})"
+        return f"full ({describe(self.design, self.centred, partial=self.partial)})"
 
     def __repr__(self) -> str:
         return (f"<BayesModel {self.design.formula.text!r}, {self.design.family}: {self.description}"
