@@ -340,6 +340,20 @@ def blob_at(address):
     return carray(address, (total,), dtype=np.float64)
 
 
+@njit(inline="always", error_model="numpy")
+def logp_status(value, out, logp_):
+    """Write the log density ``value`` to nutpie's ``logp_`` and return the callback's status: 0,
+    4 when the density is not finite, 3 when an entry of its gradient ``out`` is not (what every
+    precompiled density's log-density callback returns)."""
+    carray(logp_, (1,))[0] = value
+    if not np.isfinite(value):
+        return 4
+    for i in range(out.shape[0]):
+        if not np.isfinite(out[i]):
+            return 3
+    return 0
+
+
 def _expand_callback(dim, n_expanded, x_, out_, user_data):
     blob = blob_at(user_data)
     if dim != int(blob[N_DIM]) or n_expanded != int(blob[N_EXPANDED]):
@@ -360,13 +374,7 @@ def callbacks(q: int):
         x = carray(x_, (dim,))
         out = carray(out_, (dim,))
         value = _log_density(x, blob, out, q)
-        carray(logp_, (1,))[0] = value
-        if not np.isfinite(value):
-            return 4
-        for i in range(dim):
-            if not np.isfinite(out[i]):
-                return 3
-        return 0
+        return logp_status(value, out, logp_)
 
     return (
         cfunc(LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback),

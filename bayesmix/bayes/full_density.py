@@ -56,7 +56,7 @@ from ..families import BINOMIAL_CODE, log_density_row
 from ..data.design import Rows
 from ..data.layout import GroupLayout
 from .density import (
-    EXPAND_SIGNATURE, INTERCEPT, LOGP_SIGNATURE, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, matrix, natively_supported, population, population_centre, population_into, population_sections,
+    EXPAND_SIGNATURE, logp_status, INTERCEPT, LOGP_SIGNATURE, N_DIM, N_EXPANDED, NO_PRIOR, PackedDensity, OFF_SIGMA_PRIOR, OFF_TERMS, P, POPULATION_HEADER, Q, ROWS, TERMS, Variable, blob_at, chain_rule, matrix, natively_supported, population, population_centre, population_into, population_sections,
 )
 from .parameterization import hierarchy
 from .priors import PriorSet
@@ -533,13 +533,7 @@ def callbacks(family: int, link: int):
         x = carray(x_, (dim,))
         out = carray(out_, (dim,))
         value = _log_density(x, blob, out, family, link)
-        carray(logp_, (1,))[0] = value
-        if not np.isfinite(value):
-            return 4
-        for i in range(dim):
-            if not np.isfinite(out[i]):
-                return 3
-        return 0
+        return logp_status(value, out, logp_)
 
     return cfunc(LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback), _expand_cfunc()
 

@@ -50,7 +50,7 @@ from numba import carray
 from ..families import BINOMIAL_CODE, log_density_row
 from ..jit import cfunc, njit
 from .density import (
-    EXPAND_SIGNATURE, LOGP_SIGNATURE, N_DIM, N_EXPANDED, NO_PRIOR, OFF_SIGMA_PRIOR, P, POPULATION_HEADER, Q, ROWS, PackedDensity, Variable, blob_at,
+    EXPAND_SIGNATURE, logp_status, LOGP_SIGNATURE, N_DIM, N_EXPANDED, NO_PRIOR, OFF_SIGMA_PRIOR, P, POPULATION_HEADER, Q, ROWS, PackedDensity, Variable, blob_at,
     chain_rule, matrix, natively_supported, population, population_centre, population_into, population_sections,
 )
 from .priors import PriorSet
@@ -350,13 +350,7 @@ def callbacks(family: int, link: int):
         x = carray(x_, (dim,))
         out = carray(out_, (dim,))
         value = _log_density(x, blob, out, family, link)
-        carray(logp_, (1,))[0] = value
-        if not np.isfinite(value):
-            return 4
-        for i in range(dim):
-            if not np.isfinite(out[i]):
-                return 3
-        return 0
+        return logp_status(value, out, logp_)
 
     return cfunc(LOGP_SIGNATURE, cache=True, error_model="numpy")(logp_callback), _expand_cfunc()
 
