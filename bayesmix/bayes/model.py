@@ -54,9 +54,13 @@ class BayesModel:
         exactly afterwards (a family with sufficient statistics, i.e. the Gaussian with the
         identity link (:attr:`~bayesmix.families.Family.has_sufficient_statistics`), and no prior
         weights or offsets; with crossed or nested grouping factors, priors of a native form:
-        :mod:`bayesmix.bayes.collapsed_factors`); ``"full"``: NUTS samples them, for every family and
+        :mod:`bayesmix.bayes.collapsed_factors`), or, for the other families, a model with an
+        observation-level effect ``(1 | obs)`` whose other terms are intercepts on nested factors:
+        NUTS on the linear predictor with those factors' effects integrated out exactly
+        (:mod:`bayesmix.bayes.latent_collapsed`); ``"full"``: NUTS samples them, for every family and
         any number of grouping factors; ``"auto"`` (default): for several grouping factors
-        where ``"gibbs"`` applies, ``"gibbs"``; otherwise collapsed where it applies, else
+        where ``"gibbs"`` applies, ``"gibbs"``; otherwise collapsed where it applies (for the
+        other families with ``parameterization="auto"`` only), else
         full, and full too for several grouping factors whose effects after the first factor's
         number more than :data:`~bayesmix.bayes.partially_collapsed.DENSE_BLOCK_LIMIT` (rows in
         memory) when a fixed effect's prior is neither Normal nor flat (measured faster there;
@@ -76,7 +80,8 @@ class BayesModel:
     parameterization
         For the full model, per grouping factor: ``"auto"`` (default) centres the factors whose
         levels the data determine well and leaves the others non-centred
-        (:func:`bayesmix.bayes.parameterization.informative`); ``"noncentred"`` or ``"centred"``
+        (:func:`bayesmix.bayes.parameterization.informative`), partially non-centring the scalar
+        terms between the two (:attr:`partial`); ``"noncentred"`` or ``"centred"``
         for every factor; or a dict from grouping factor to either (factors left out are
         non-centred). Both forms run on the precompiled density (see
         :func:`bayesmix.bayes.builder.build_model`); :attr:`centred` says per term which was chosen.
