@@ -408,9 +408,9 @@ class LatentDensity(PackedDensity):
     """A GLMM with an observation-level effect, collapsed onto its linear predictor, ready for
     nutpie. ``with_data(y=...)`` returns the model for a new response."""
 
-    structure: LatentStructure | None = None
-    family: object = None
-    centre: np.ndarray | None = None  # the population's start before jitter (:func:`_start`)
+    structure: LatentStructure
+    family: object
+    centre: np.ndarray  # the population's start before jitter (:func:`_start`)
 
     def callbacks(self):
         """The C callbacks of the log density and of the expansion (see :func:`callbacks`)."""
