@@ -365,7 +365,7 @@ def effects_backward_into(lp, blob, u, z, d_u, grad, sd, R, d_beta, d_C, d_mean,
                     held_a += da
             if held >= 0:
                 d_u[held], d_a[held] = held_u, held_a
-            if not centred and w_partial != 0.0:
+            if w_partial != 0.0:  # non-centred terms only (pack)
                 lp -= n_levels * w_partial * np.log(diagonal)
                 d_diagonal -= n_levels * w_partial / diagonal
             d_C[col, col] = d_diagonal

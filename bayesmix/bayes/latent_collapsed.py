@@ -127,15 +127,14 @@ def latent_structure(design) -> LatentStructure | str:
     return LatentStructure(obs, tuple(factors), tuple(parents), row_levels)
 
 
-def latent_applicable(design, priors: PriorSet) -> str | None:
-    """None when this sampler can sample ``design`` with ``priors``; otherwise why not (a phrase)."""
+def latent_applicable(design, priors: PriorSet) -> LatentStructure | str:
+    """The :class:`LatentStructure` of ``design`` when this sampler can sample it with ``priors``;
+    otherwise why not (a phrase)."""
     found = latent_structure(design)
-    if isinstance(found, str):
-        return found
-    if not natively_supported(priors):
+    if not isinstance(found, str) and not natively_supported(priors):
         return "a prior has no native form (Normal, StudentT or Flat for the fixed effects; HalfNormal, " \
                "HalfStudentT or Exponential for the SDs and the dispersion)"
-    return None
+    return found
 
 
 @njit(inline="always", error_model="numpy")

@@ -25,7 +25,7 @@ from .density import collapsed_density, natively_supported
 from .embedded_laplace import laplace_density
 from .gibbs import gibbs_applicable, gibbs_sampler
 from .importance import LOG_WEIGHT
-from .latent_collapsed import add_effects, latent_applicable, latent_density, latent_structure
+from .latent_collapsed import add_effects, latent_applicable, latent_density
 from .full_density import full_density
 from .parameterization import centring, describe, partial_weights
 from .partially_collapsed import (COLLAPSE, DENSE_BLOCK_LIMIT, check_dense_block, collapse_choice, partially_collapsed_density)
@@ -122,7 +122,8 @@ class BayesModel:
         self.layouts = group_layouts(design)
         self.priors = resolve_priors(design, term_labels(design), priors)
         # another family with an observation-level effect: the others integrated out given the linear predictor
-        latent_why = None if design.family.has_sufficient_statistics else latent_applicable(design, self.priors)
+        found = None if design.family.has_sufficient_statistics else latent_applicable(design, self.priors)
+        latent_why = found if isinstance(found, str) else None
         if method == "collapsed" and latent_why is not None:
             raise ArgumentError(
                 f"method='collapsed' integrates the random effects out through sufficient statistics, which the "
@@ -144,7 +145,7 @@ class BayesModel:
                 "native form (Normal, StudentT or Flat for the fixed effects; HalfNormal, HalfStudentT or "
                 "Exponential for σ and the SDs): use method='full', or change the priors."
             )
-        latent = (not design.family.has_sufficient_statistics and latent_why is None
+        latent = (found is not None and latent_why is None
                   and (method == "collapsed" or (method == "auto" and parameterization == "auto")))
         collapsible = latent or (design.family.has_sufficient_statistics and not weighted
                                  and (not several or natively_supported(self.priors)))
@@ -195,7 +196,7 @@ class BayesModel:
         self._fixed_effects_integrated = False
         self._latent = None
         if latent:
-            self._latent = latent_density(standard, priors, labels, coords(design, self.layouts), latent_structure(standard))
+            self._latent = latent_density(standard, priors, labels, coords(design, self.layouts), found)  # standardising keeps rows and codes
             self._sampler = CompiledSampler(lambda: _builder().build_model(standard, priors, self.centred), self._latent)
         elif self.collapse == "largest" and several:
             ready = partially_collapsed_density(standard, self._structure, priors, labels, self.layouts,
